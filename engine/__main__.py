@@ -1,0 +1,22 @@
+"""`python -m engine tcpcopy ...` / `python -m engine intercept ...` (also how the zipapp runs)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    usage = "usage: python -m engine {tcpcopy|intercept} [flags]"
+    if len(sys.argv) < 2 or sys.argv[1] not in ("tcpcopy", "intercept"):
+        print(usage, file=sys.stderr)
+        return 2
+    tool, args = sys.argv[1], sys.argv[2:]
+    if tool == "tcpcopy":
+        from engine.tcpcopy import main as run
+    else:
+        from engine.intercept import main as run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI commands: lab (placeholder, filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""CLI commands: ops (placeholder, filled in by its issue)."""

@@ -1,0 +1,3 @@
+"""Process-wide CLI switches (set once by the root callback)."""
+
+DEBUG = False

@@ -1,0 +1,1 @@
+"""CLI commands: verify (placeholder, filled in by its issue)."""

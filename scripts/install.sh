@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what labctl and its tests need on a fresh Debian/Ubuntu machine (run as root):
+# system packages for the local lab, then a venv in .venv with labctl installed in it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(openssh-server nginx iptables iproute2 tcpdump conntrack libpcap0.8 wrk ethtool
+      redis-server redis-tools procps python3-venv curl)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# apt may start services on hosts with an init system; the lab runs its own copies.
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e '.[dev]'
+echo "labctl installed in $(pwd)/.venv"
