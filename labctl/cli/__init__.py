@@ -54,7 +54,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _exit(int(ExitCode.INTERRUPTED))
     except SystemExit as exc:
         return _exit(exc.code if isinstance(exc.code, int) else int(ExitCode.ERROR))
-    except Exception as exc:  # noqa: BLE001 - the one place that renders unexpected errors
+    except Exception as exc:  # the one place that renders unexpected errors
         if state.DEBUG:
             raise
         if _is_usage_error(exc):

@@ -31,7 +31,7 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0
 
-    def check(self) -> "Result":
+    def check(self) -> Result:
         """Return self when the command succeeded, else raise CommandFailed with evidence."""
         if not self.ok:
             raise CommandFailed(self)
