@@ -1,0 +1,186 @@
+"""A tiny selectors-based I/O loop with a timer heap (standard library only).
+
+Shape: readers/writers are callbacks keyed by file descriptor; timers are `(when, seq, handle)`
+entries in a heap, cancelled lazily; signals are delivered through a wakeup socketpair so a
+handler runs inside the loop (never inside a half-finished callback). Time comes from
+`time.monotonic` unless a clock is injected (tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import selectors
+import signal
+import socket
+import time
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+Callback = Callable[[], None]
+FileLike = Union[int, socket.socket]
+
+
+class TimerHandle:
+    """A scheduled callback; `cancel()` makes the loop skip it."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callback) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def _fd(obj: FileLike) -> int:
+    return obj if isinstance(obj, int) else obj.fileno()
+
+
+class Loop:
+    """Run callbacks when fds are readable/writable, when timers are due and on signals."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._clock = clock
+        self._timers: List[Tuple[float, int, TimerHandle]] = []
+        self._seq = 0
+        self._readers: Dict[int, Callback] = {}
+        self._writers: Dict[int, Callback] = {}
+        self._signals: Dict[int, Callback] = {}
+        self._wake_r: Optional[socket.socket] = None
+        self._wake_w: Optional[socket.socket] = None
+        self._running = False
+
+    def time(self) -> float:
+        return self._clock()
+
+    # -- file descriptors ---------------------------------------------------------------------
+    def _update(self, fd: int) -> None:
+        mask = (selectors.EVENT_READ if fd in self._readers else 0) | (
+            selectors.EVENT_WRITE if fd in self._writers else 0
+        )
+        try:
+            key = self._sel.get_key(fd)
+        except KeyError:
+            key = None
+        if key is None:
+            if mask:
+                self._sel.register(fd, mask)
+        elif mask == 0:
+            self._sel.unregister(fd)
+        elif key.events != mask:
+            self._sel.modify(fd, mask)
+
+    def add_reader(self, obj: FileLike, callback: Callback) -> None:
+        fd = _fd(obj)
+        self._readers[fd] = callback
+        self._update(fd)
+
+    def remove_reader(self, obj: FileLike) -> None:
+        fd = _fd(obj)
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, obj: FileLike, callback: Callback) -> None:
+        fd = _fd(obj)
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, obj: FileLike) -> None:
+        fd = _fd(obj)
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    # -- timers -------------------------------------------------------------------------------
+    def call_at(self, when: float, callback: Callback) -> TimerHandle:
+        handle = TimerHandle(when, callback)
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, handle))
+        return handle
+
+    def call_later(self, delay: float, callback: Callback) -> TimerHandle:
+        return self.call_at(self._clock() + max(0.0, delay), callback)
+
+    # -- signals ------------------------------------------------------------------------------
+    def add_signal_handler(self, signum: int, callback: Callback) -> None:
+        """Run `callback` in the loop when `signum` arrives (main thread only)."""
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            self.add_reader(self._wake_r, self._drain_signals)
+        self._signals[signum] = callback
+        signal.signal(signum, lambda _s, _f: None)
+
+    def _drain_signals(self) -> None:
+        assert self._wake_r is not None
+        try:
+            data = self._wake_r.recv(256)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            cb = self._signals.get(signum)
+            if cb is not None:
+                cb()
+
+    # -- running ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._running = False
+
+    def _next_timeout(self, cap: Optional[float]) -> Optional[float]:
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        if not self._timers:
+            return cap
+        delay = max(0.0, self._timers[0][0] - self._clock())
+        return delay if cap is None else min(delay, cap)
+
+    def run_once(self, timeout: Optional[float] = None) -> None:
+        """Wait at most `timeout` (None: until the next timer or event), dispatch everything due."""
+        wait = self._next_timeout(timeout)
+        if self._sel.get_map():
+            events = self._sel.select(wait)
+        else:
+            if wait is None:
+                raise RuntimeError("loop has nothing to wait for")
+            time.sleep(wait)
+            events = []
+        for key, mask in events:
+            fd = key.fd
+            if mask & selectors.EVENT_READ:
+                cb = self._readers.get(fd)
+                if cb is not None:
+                    cb()
+            if mask & selectors.EVENT_WRITE:
+                cb = self._writers.get(fd)
+                if cb is not None:
+                    cb()
+        now = self._clock()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, handle = heapq.heappop(timers)
+            if not handle.cancelled:
+                handle.cancelled = True
+                handle.callback()
+
+    def run(self) -> None:
+        """Run until `stop()` is called."""
+        self._running = True
+        while self._running:
+            self.run_once()
+
+    def close(self) -> None:
+        if self._wake_r is not None:
+            with contextlib.suppress(ValueError):
+                signal.set_wakeup_fd(-1)
+            for signum in self._signals:
+                signal.signal(signum, signal.SIG_DFL)
+            self.remove_reader(self._wake_r)
+            self._wake_r.close()
+            if self._wake_w is not None:
+                self._wake_w.close()
+            self._wake_r = self._wake_w = None
+        self._sel.close()
