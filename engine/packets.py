@@ -202,9 +202,11 @@ class IPv4Header:
         hlen = ihl * 4
         if len(buf) - offset < hlen:
             raise PacketError("truncated", f"IHL {ihl} needs {hlen} bytes")
-        opts = bytes(buf[offset + 20:offset + hlen]) if ihl > 5 else b""
-        return cls(src, dst, version=version, ihl=ihl, tos=tos, total_length=tl, ident=ident,
-                   flags_frag=ff, ttl=ttl, protocol=proto, checksum=csum, options=opts)
+        h = cls.__new__(cls)  # bypasses keyword __init__: ~2x faster on the capture path
+        h.version, h.ihl, h.tos, h.total_length, h.ident = version, ihl, tos, tl, ident
+        h.flags_frag, h.ttl, h.protocol, h.checksum, h.src, h.dst = ff, ttl, proto, csum, src, dst
+        h.options = bytes(buf[offset + 20:offset + hlen]) if ihl > 5 else b""
+        return h
 
     def pack(self) -> bytes:
         head = self.STRUCT.pack((self.version << 4) | self.ihl, self.tos, self.total_length,
@@ -265,9 +267,11 @@ class TCPHeader:
         hlen = doff * 4
         if len(buf) - offset < hlen:
             raise PacketError("truncated", f"DOFF {doff} needs {hlen} bytes")
-        opts = bytes(buf[offset + 20:offset + hlen]) if doff > 5 else b""
-        return cls(sport, dport, seq, ack, flags=flags, window=win, doff=doff, reserved=dr & 0xF,
-                   checksum=csum, urgent=urg, options=opts)
+        h = cls.__new__(cls)
+        h.sport, h.dport, h.seq, h.ack, h.flags, h.window = sport, dport, seq, ack, flags, win
+        h.doff, h.reserved, h.checksum, h.urgent = doff, dr & 0xF, csum, urg
+        h.options = bytes(buf[offset + 20:offset + hlen]) if doff > 5 else b""
+        return h
 
     def pack(self) -> bytes:
         head = self.STRUCT.pack(self.sport, self.dport, self.seq, self.ack,
