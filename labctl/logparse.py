@@ -1,0 +1,375 @@
+"""nginx access-log parsing (pure): any `log_format` string compiled to a regex, records as values.
+
+A format is a string of literals and `$variables` (or `${variables}`), exactly as written in
+nginx's `log_format` directive. Each variable becomes one capture group: well-known variables
+get a precise pattern, any other variable matches up to the next literal character of the format
+(so `"$http_user_agent"` captures everything between the quotes, and `$connection` one token).
+A line that does not match, or whose fields do not convert, is counted as malformed with its line
+number — never fatal.
+
+Also here: URI normalisation for matching, and the pure part of reading a log that may have been
+rotated since the last read (`plan_reads`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+from urllib.parse import parse_qsl, quote, unquote
+
+COMBINED = (
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+    '"$http_referer" "$http_user_agent"'
+)
+COMMON = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'
+LABCTL = (
+    '$remote_addr [$time_iso8601] "$request_method $request_uri $server_protocol" $status '
+    '$body_bytes_sent $request_length "$content_length" $request_time $connection '
+    '$connection_requests "$http_user_agent"'
+)
+#: Format names usable in an inventory instead of a full `log_format` string.
+NAMED_FORMATS = {"combined": COMBINED, "common": COMMON, "main": COMBINED, "labctl": LABCTL}
+
+_INT = r"-|\d+"
+_FLOAT = r"-|\d+(?:\.\d+)?"
+_KNOWN: dict[str, str] = {
+    "remote_addr": r"[0-9A-Fa-f.:]+|-",
+    "time_local": r"\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}",
+    "time_iso8601": r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
+    "msec": r"\d+(?:\.\d+)?",
+    "status": r"\d{3}",
+    "body_bytes_sent": _INT,
+    "bytes_sent": _INT,
+    "request_length": _INT,
+    "content_length": _INT + "|",
+    "request_time": _FLOAT,
+    "upstream_response_time": r"[-\d.,: ]*",
+    "request_method": r"[A-Za-z_-]+|-",
+    "connection": _INT,
+    "connection_requests": _INT,
+}
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_MONTHS = {m: i for i, m in enumerate(
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
+#: RFC 3986 unreserved characters: percent-encoding them is noise, so decode it.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+class LogFormatError(ValueError):
+    """A `log_format` string that cannot be compiled (names the format)."""
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One access-log line. Fields the format does not carry (or logs as `-`) are None.
+
+    `time` is POSIX seconds (UTC). `content_length` is the request body length as the client
+    declared it; `request_time` is seconds. `connection`/`connection_requests` identify the
+    client connection when the format logs them (used to count sessions).
+    """
+
+    time: Optional[float]
+    remote_addr: Optional[str]
+    method: Optional[str]
+    uri: Optional[str]
+    status: Optional[int]
+    body_bytes_sent: Optional[int]
+    request_length: Optional[int]
+    content_length: Optional[int]
+    request_time: Optional[float]
+    connection: Optional[int] = None
+    connection_requests: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A line that did not parse: where it was and why (the line itself is cut short)."""
+
+    source: str
+    line_no: int
+    reason: str
+    text: str
+
+
+@dataclass
+class ParseResult:
+    """Records parsed from one or more chunks of log text, plus the malformed-line count."""
+
+    records: list[LogRecord] = field(default_factory=list)
+    malformed: int = 0
+    samples: list[Malformed] = field(default_factory=list)
+    lines: int = 0
+
+    MAX_SAMPLES = 5
+
+    def add_malformed(self, bad: Malformed) -> None:
+        self.malformed += 1
+        if len(self.samples) < self.MAX_SAMPLES:
+            self.samples.append(bad)
+
+    def extend(self, other: ParseResult) -> None:
+        self.records.extend(other.records)
+        self.lines += other.lines
+        self.malformed += other.malformed
+        room = self.MAX_SAMPLES - len(self.samples)
+        self.samples.extend(other.samples[:max(room, 0)])
+
+
+class LogFormat:
+    """A compiled nginx `log_format`: `parse_line(text) -> LogRecord` or raises ValueError."""
+
+    def __init__(self, fmt: str, name: str = "") -> None:
+        self.source = NAMED_FORMATS.get(fmt, fmt)
+        self.name = name or (fmt if fmt in NAMED_FORMATS else "custom")
+        self.variables: list[str] = []
+        self.regex = re.compile(self._compile(self.source))
+
+    def _compile(self, fmt: str) -> str:
+        parts: list[str] = ["^"]
+        pos = 0
+        matches = list(_VAR.finditer(fmt))
+        if not matches:
+            raise LogFormatError(f"log_format {fmt!r} has no $variables")
+        for i, m in enumerate(matches):
+            parts.append(_literal(fmt[pos:m.start()]))
+            var = m.group(1) or m.group(2)
+            after = fmt[m.end():matches[i + 1].start()] if i + 1 < len(matches) else fmt[m.end():]
+            parts.append(self._group(var, after, last=i + 1 == len(matches)))
+            pos = m.end()
+        parts.append(_literal(fmt[pos:]))
+        parts.append(r"\s*$")
+        return "".join(parts)
+
+    def _group(self, var: str, after: str, last: bool) -> str:
+        if var in _KNOWN:
+            pattern = _KNOWN[var]
+        elif after:
+            stop = re.escape(after[0])
+            pattern = rf"[^{stop}]*" if after[0] != " " else r"\S*"
+        else:
+            pattern = r".*" if last else r"\S*"
+        if var in self.variables:  # a repeated variable: match it, capture it once
+            return f"(?:{pattern})"
+        self.variables.append(var)
+        return f"(?P<{var}>{pattern})"
+
+    def parse_line(self, line: str) -> LogRecord:
+        m = self.regex.match(line)
+        if not m:
+            raise ValueError(f"does not match log_format {self.name!r}")
+        return _record(m.groupdict())
+
+
+def _literal(text: str) -> str:
+    # Runs of spaces in a format are single spaces in practice; be lenient about their count.
+    return r"\s+".join(re.escape(chunk) for chunk in text.split(" ")) if text else ""
+
+
+def _opt(value: Optional[str]) -> Optional[str]:
+    if value is None or value in ("-", ""):
+        return None
+    return value
+
+
+def _int(value: Optional[str]) -> Optional[int]:
+    v = _opt(value)
+    return int(v) if v is not None else None
+
+
+def _float(value: Optional[str]) -> Optional[float]:
+    v = _opt(value)
+    return float(v) if v is not None else None
+
+
+def parse_time_local(text: str) -> float:
+    """`10/Oct/2000:13:55:36 -0700` -> POSIX seconds (month names are always English)."""
+    day, mon, rest = text.split("/", 2)
+    year, hh, mm, ss_zone = rest.split(":", 3)
+    ss, zone = ss_zone.split(" ")
+    sign = -1 if zone[0] == "-" else 1
+    offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
+    dt = datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss),
+                  tzinfo=timezone(offset))
+    return dt.timestamp()
+
+
+def parse_time_iso(text: str) -> float:
+    """`2000-10-10T13:55:36+00:00` (also `Z`, no colon, no zone = UTC) -> POSIX seconds."""
+    t = text[:-1] + "+00:00" if text.endswith("Z") else text
+    if re.search(r"[+-]\d{4}$", t):
+        t = t[:-2] + ":" + t[-2:]
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _time(g: dict[str, Optional[str]]) -> Optional[float]:
+    if _opt(g.get("msec")):
+        return float(g["msec"] or 0)
+    if _opt(g.get("time_iso8601")):
+        return parse_time_iso(g["time_iso8601"] or "")
+    if _opt(g.get("time_local")):
+        return parse_time_local(g["time_local"] or "")
+    return None
+
+
+def _method_uri(g: dict[str, Optional[str]]) -> tuple[Optional[str], Optional[str]]:
+    method, uri = _opt(g.get("request_method")), _opt(g.get("request_uri"))
+    request = _opt(g.get("request"))
+    if request and (method is None or uri is None):
+        pieces = request.split(" ")
+        if len(pieces) >= 2:
+            method = method or pieces[0]
+            uri = uri or pieces[1]
+    if uri is None and _opt(g.get("uri")):
+        args = _opt(g.get("args"))
+        uri = (g.get("uri") or "") + (f"?{args}" if args else "")
+    return method, uri
+
+
+def _record(g: dict[str, Optional[str]]) -> LogRecord:
+    method, uri = _method_uri(g)
+    return LogRecord(
+        time=_time(g),
+        remote_addr=_opt(g.get("remote_addr")),
+        method=method,
+        uri=uri,
+        status=_int(g.get("status")),
+        body_bytes_sent=_int(g.get("body_bytes_sent")),
+        request_length=_int(g.get("request_length")),
+        content_length=_int(g.get("content_length")),
+        request_time=_float(g.get("request_time")),
+        connection=_int(g.get("connection")),
+        connection_requests=_int(g.get("connection_requests")),
+    )
+
+
+def parse_lines(lines: Iterable[str], fmt: LogFormat, source: str = "",
+                first_line_no: int = 1) -> ParseResult:
+    """Parse log lines; blank lines are skipped, bad ones counted with their line number."""
+    result = ParseResult()
+    for n, line in enumerate(lines, start=first_line_no):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        result.lines += 1
+        try:
+            result.records.append(fmt.parse_line(text))
+        except (ValueError, KeyError, OverflowError) as exc:
+            result.add_malformed(Malformed(source, n, str(exc), text[:200]))
+    return result
+
+
+def parse_text(text: str, fmt: LogFormat, source: str = "") -> ParseResult:
+    """Parse a chunk of log text. A last line without its newline is incomplete: it is skipped
+    (the caller re-reads it next time), not counted as malformed."""
+    lines = text.split("\n")
+    if lines and lines[-1] != "":
+        lines = lines[:-1]
+    return parse_lines(lines, fmt, source)
+
+
+def complete_prefix(data: bytes) -> bytes:
+    """The part of `data` up to and including its last newline (what `parse_text` consumes)."""
+    cut = data.rfind(b"\n")
+    return data[: cut + 1] if cut >= 0 else b""
+
+
+# ---------------------------------------------------------------- URIs
+
+
+def _decode_unreserved(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        ch = chr(int(m.group(1), 16))
+        return ch if ch in _UNRESERVED else "%" + m.group(1).upper()
+
+    return _PCT.sub(repl, text)
+
+
+def normalise_uri(uri: Optional[str], sort_query: bool = False) -> str:
+    """A canonical form for matching: unreserved `%XX` decoded, other escapes upper-cased,
+    a trailing `?` and any `#fragment` dropped, optionally query parameters sorted."""
+    if not uri:
+        return ""
+    uri = uri.split("#", 1)[0]
+    path, sep, query = uri.partition("?")
+    path = _decode_unreserved(path) or "/"
+    if not sep or not query:
+        return path
+    if sort_query:
+        pairs = sorted(parse_qsl(query, keep_blank_values=True))
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
+    else:
+        query = _decode_unreserved(query)
+    return f"{path}?{query}"
+
+
+def endpoint(uri: Optional[str]) -> str:
+    """The path part of a URI (for per-endpoint figures), decoded."""
+    if not uri:
+        return "-"
+    return unquote(uri.split("?", 1)[0].split("#", 1)[0]) or "/"
+
+
+# ---------------------------------------------------------------- rotated logs
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What we know of a log file on a host: its size and inode (None if unknown/absent)."""
+
+    path: str
+    size: int
+    inode: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """Read `path` from byte `start` to its end."""
+
+    path: str
+    start: int
+    reason: str
+
+
+def plan_reads(offset: int, current: FileState, rotated: Optional[FileState] = None,
+               inode_at_offset: Optional[int] = None) -> list[ReadSpec]:
+    """Which bytes hold the lines written since `offset` was recorded in `current.path`.
+
+    - Same file (inode unchanged or unknown) and not shorter: read it from `offset`.
+    - Rotated (inode changed, or the file shrank): the old file is now `rotated` (`.1`): read its
+      tail from `offset` when it is the same file (or at least that long), then the new file
+      from 0. Without a usable `.1`, the new file from 0 — the lines in between are gone.
+    """
+    same_inode = inode_at_offset is None or current.inode is None or \
+        current.inode == inode_at_offset
+    if same_inode and current.size >= offset:
+        return [ReadSpec(current.path, offset, "new bytes since offset")]
+    reads: list[ReadSpec] = []
+    if rotated is not None and _is_old_file(rotated, offset, inode_at_offset):
+        reads.append(ReadSpec(rotated.path, offset, "rest of the rotated log"))
+    reads.append(ReadSpec(current.path, 0, "log rotated: new file from its start"))
+    return reads
+
+
+def _is_old_file(rotated: FileState, offset: int, inode: Optional[int]) -> bool:
+    if inode is not None and rotated.inode is not None:
+        return rotated.inode == inode
+    return rotated.size >= offset
+
+
+def filter_time(records: Sequence[LogRecord], start: Optional[float],
+                end: Optional[float]) -> list[LogRecord]:
+    """Records whose time lies in [start, end]; records without a time are kept only when
+    no bound is given (they cannot be placed in a window)."""
+    if start is None and end is None:
+        return list(records)
+    def keep(t: float) -> bool:
+        return (start is None or t >= start) and (
+            end is None or t <= end)
+    return [r for r in records if r.time is not None and keep(r.time)]
