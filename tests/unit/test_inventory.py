@@ -1,0 +1,99 @@
+"""Inventory loading: good inventories validate, bad ones name file:line and the field."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import ExitCode, InventoryError
+from labctl.inventory import load_inventory, parse_inventory, pool_network, render_lab_inventory
+from tests.unit.labinfo_stub import lab_stub
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = sorted((ROOT / "tests/fixtures/inventories").glob("bad-*.yaml"))
+
+
+def _expectations(path: Path) -> list[str]:
+    return [
+        line.split(":", 1)[1].strip()
+        for line in path.read_text().splitlines()
+        if line.startswith("# expect:")
+    ]
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_inventory_is_rejected_with_place_and_field(path: Path) -> None:
+    expected = _expectations(path)
+    assert expected, f"{path.name} has no '# expect:' lines"
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    text = info.value.render()
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "Traceback" not in text
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+
+
+def test_staging_inventory_validates() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    assert inv.lab == "staging"
+    assert inv.topology == "three-server"
+    assert [h.name for h in inv.all_hosts()] == ["online1", "target", "assistant"]
+    assert inv.intercept_host.name == "assistant"
+    assert inv.chain == "LABCTL-staging"
+    assert inv.remote_dir(inv.hosts.target) == "/var/lib/labctl/staging/target"
+    assert inv.target_address(inv.services[0]) == ipaddress.IPv4Address("192.168.44.137")
+
+
+def test_local_inventory_matches_rendered_lab_1() -> None:
+    text = (ROOT / "inventories/local.yaml").read_text()
+    assert text == render_lab_inventory(lab_stub("demo", 1))
+    inv = parse_inventory(text)
+    assert inv.lab == "demo"
+    assert str(inv.hosts.target.address) == "10.77.1.20"
+    assert inv.clients.pool == ["10.79.1.x"]
+
+
+def test_models_are_frozen() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError
+        inv.lab = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("topology", ["three-server", "two-server"])
+def test_rendered_lab_inventory_validates_for_any_lab(topology: str) -> None:
+    inv = parse_inventory(render_lab_inventory(lab_stub("t7", 42), topology))
+    assert inv.lab == "t7"
+    assert inv.topology == topology
+    assert str(inv.hosts.online[0].address) == "10.77.42.10"
+    assert inv.hosts.online[0].key == "/run/labctl-lab/t7/id_ed25519"
+    assert inv.logs.target.path == "/run/labctl-lab/t7/target/access.log"
+    if topology == "two-server":
+        assert inv.hosts.assistant is None
+        assert inv.pool(inv.hosts.online[0]) == ["10.77.42.10"]
+    else:
+        assert [str(n) for n in inv.clients.networks] == ["10.79.42.0/24"]
+
+
+def test_missing_file_is_a_usage_error() -> None:
+    with pytest.raises(InventoryError, match="cannot read inventory"):
+        load_inventory("/nonexistent/inventory.yaml")
+
+
+def test_several_errors_reported_at_once() -> None:
+    text = (ROOT / "inventories/staging.yaml").read_text()
+    text = text.replace("port: 80, target_port: 80", "port: 0, target_port: x")
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "s.yaml")
+    assert "services[0].port" in info.value.message
+    assert "services[0].target_port" in info.value.message
+
+
+def test_pool_network_forms() -> None:
+    assert pool_network("62.135.200.x") == ipaddress.IPv4Network("62.135.200.0/24")
+    assert pool_network("1.2.3.4") == ipaddress.IPv4Network("1.2.3.4/32")
+    for bad in ("1.2.x.x", "1.2.3.256", "a.b.c.d", "1.2.3.4/24"):
+        with pytest.raises(ValueError):
+            pool_network(bad)
