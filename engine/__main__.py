@@ -7,6 +7,10 @@ import sys
 
 def main() -> int:
     usage = "usage: python -m engine {tcpcopy|intercept} [flags]"
+    if len(sys.argv) >= 2 and sys.argv[1] == "rollback":  # labctl's dead-man timer on a host
+        from engine.rollback import main as rollback
+
+        return rollback(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] not in ("tcpcopy", "intercept"):
         print(usage, file=sys.stderr)
         return 2
