@@ -1,0 +1,450 @@
+"""The loss ledger (pure): online vs target access-log records, engine counters beside them.
+
+Copied requests come from rewritten client addresses, so a target record is matched to an online
+record by (method, normalised URI, body length), taking the earliest unmatched online record with
+that key whose time is at most `max_lag` seconds before it (and at most `skew` after it, for clock
+skew between hosts). With `-n N` one online record may be matched N times.
+
+Every missing request (expected copies - matched copies) is attributed, in request units:
+
+- when tcpcopy reports `requests_sent` (S): the loss before sending, expected - S, goes first to
+  *capture* (kernel_drops + malformed), then to *session* emulation (sessions shed, no SYN-ACK,
+  timed out); the loss after sending, S - matched, goes first to the *target* (copies it answered
+  with 5xx/408/499, and session timeouts when the target was slow), the rest to the *path*
+  (sent but never logged by the target);
+- without `requests_sent`: capture, session, then path (send errors, responses intercept could
+  not route back), each capped by the counters.
+
+Whatever the counters cannot explain is shown as *unexplained*; the buckets always sum to the
+missing count.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from labctl.logparse import LogRecord, endpoint, normalise_uri
+
+Key = tuple[Optional[str], str, Optional[int]]
+ERROR_STATUSES = frozenset({408, 499})
+
+
+@dataclass(frozen=True)
+class DaemonStats:
+    """One engine daemon's stats file as read from its host (`state`: running, exited, missing,
+    stale). Counters are cumulative since the daemon started."""
+
+    host: str
+    tool: str
+    state: str
+    counters: Mapping[str, int] = field(default_factory=dict)
+    updated_at: Optional[float] = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Conntrack:
+    """nf_conntrack usage on a host now and (when recorded) at `up`."""
+
+    host: str
+    count: Optional[int]
+    max: Optional[int]
+    count_at_up: Optional[int] = None
+
+    @property
+    def used_pct(self) -> Optional[float]:
+        if self.count is None or not self.max:
+            return None
+        return 100.0 * self.count / self.max
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Verdict thresholds. `ratio_tolerance` is relative to the expected ratio (0.005 = 0.5 %)."""
+
+    ratio_tolerance: float = 0.005
+    max_leaks: int = 0
+    max_lag: float = 30.0
+    skew: float = 2.0
+    sort_query: bool = False
+    worst_endpoints: int = 5
+    slow_target_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class LedgerInput:
+    """What the ledger compares. `online` maps each online host to its records; `window` is the
+    (start, end) the online side was read for (None: everything given)."""
+
+    online: Mapping[str, Sequence[LogRecord]]
+    target: Sequence[LogRecord]
+    sample_percent: float = 100.0
+    multiplier: int = 1
+    window: Optional[tuple[float, float]] = None
+    allowed_sources: Sequence[str] = ()
+    daemons: Sequence[DaemonStats] = ()
+    conntrack: Sequence[Conntrack] = ()
+    malformed: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndpointLoss:
+    endpoint: str
+    online: int
+    target: int
+    expected: float
+    missing: int
+    loss_pct: float
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50: Optional[float]
+    p90: Optional[float]
+    p99: Optional[float]
+    samples: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    requests: int
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Attribution:
+    missing: int
+    buckets: list[Bucket]
+    unexplained: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reasons: list[str]
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    online_requests: int
+    online_by_host: dict[str, int]
+    target_requests: int
+    target_matched: int
+    target_excess: int
+    expected_ratio: float
+    expected_requests: float
+    copy_ratio: Optional[float]
+    loss_pct: float
+    excess_pct: float
+    worst_endpoints: list[EndpointLoss]
+    status_online: dict[int, int]
+    status_target: dict[int, int]
+    latency_online: Latency
+    latency_target: Latency
+    latency_diff: Latency
+    leaks: int
+    leak_sources: dict[str, int]
+    conntrack: list[Conntrack]
+    daemons: list[DaemonStats]
+    attribution: Attribution
+    verdict: Verdict
+    malformed: dict[str, int]
+    window: Optional[tuple[float, float]]
+    notes: list[str]
+
+
+# ---------------------------------------------------------------- matching
+
+
+def request_key(rec: LogRecord, sort_query: bool = False) -> Key:
+    return (rec.method, normalise_uri(rec.uri, sort_query), rec.content_length)
+
+
+@dataclass
+class MatchResult:
+    """`pairs` holds (online, target) for every matched copy."""
+
+    pairs: list[tuple[LogRecord, LogRecord]] = field(default_factory=list)
+    unmatched: list[LogRecord] = field(default_factory=list)
+
+    @property
+    def matched(self) -> int:
+        return len(self.pairs)
+
+
+def match(online: Sequence[LogRecord], target: Sequence[LogRecord], capacity: int,
+          max_lag: float, skew: float, sort_query: bool = False) -> MatchResult:
+    """Greedy in-order matching per key; O(n log n). Records without a time match by count."""
+    by_key: dict[Key, list[LogRecord]] = defaultdict(list)
+    for rec in online:
+        by_key[request_key(rec, sort_query)].append(rec)
+    for recs in by_key.values():
+        recs.sort(key=_t)
+    pending: dict[Key, list[LogRecord]] = defaultdict(list)
+    for rec in target:
+        pending[request_key(rec, sort_query)].append(rec)
+    result = MatchResult()
+    for key, recs in pending.items():
+        origs = by_key.get(key, [])
+        times = [_t(r) for r in origs]
+        left = [capacity] * len(times)
+        i = 0
+        for rec in sorted(recs, key=_t):
+            t = _t(rec)
+            while i < len(times) and (times[i] < t - max_lag or left[i] == 0):
+                i += 1
+            if i < len(times) and times[i] <= t + skew:
+                left[i] -= 1
+                result.pairs.append((origs[i], rec))
+            else:
+                result.unmatched.append(rec)
+    return result
+
+
+def _t(rec: LogRecord) -> float:
+    return rec.time if rec.time is not None else 0.0
+
+
+def _endpoint_of(rec: LogRecord) -> str:
+    return f"{rec.method or '-'} {endpoint(rec.uri)}"
+
+
+# ---------------------------------------------------------------- figures
+
+
+def percentile(values: Sequence[float], pct: float) -> Optional[float]:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency(records: Sequence[LogRecord]) -> Latency:
+    times = [r.request_time for r in records if r.request_time is not None]
+    return Latency(percentile(times, 50), percentile(times, 90), percentile(times, 99),
+                   len(times))
+
+
+def _diff(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else round(b - a, 6)
+
+
+def latency_diff(online: Latency, target: Latency) -> Latency:
+    return Latency(_diff(online.p50, target.p50), _diff(online.p90, target.p90),
+                   _diff(online.p99, target.p99), min(online.samples, target.samples))
+
+
+def status_mix(records: Sequence[LogRecord]) -> dict[int, int]:
+    return dict(sorted(Counter(r.status for r in records if r.status is not None).items()))
+
+
+def in_networks(addr: Optional[str],
+                nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    if not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in n for n in nets)
+
+
+def sampling_sd(online: Sequence[LogRecord], sample_percent: float, multiplier: int) -> float:
+    """Standard deviation of the copy ratio caused by session sampling alone.
+
+    Whole sessions are sampled (probability p), so with sessions of s_i requests
+    sd = n * sqrt(p (1 - p) * sum s_i^2) / sum s_i. Sessions are told apart by the logged
+    `$connection`; without it every request counts as its own session (a lower bound)."""
+    p = min(max(sample_percent / 100.0, 0.0), 1.0)
+    if p in (0.0, 1.0) or not online:
+        return 0.0
+    sizes = Counter((r.remote_addr, r.connection) if r.connection is not None else id(r)
+                    for r in online)
+    total = sum(sizes.values())
+    return multiplier * math.sqrt(p * (1 - p) * sum(s * s for s in sizes.values())) / total
+
+
+def _window_filter(records: Sequence[LogRecord], window: Optional[tuple[float, float]]
+                   ) -> list[LogRecord]:
+    if window is None:
+        return list(records)
+    lo, hi = window
+    return [r for r in records if r.time is not None and lo <= r.time <= hi]
+
+
+def worst_endpoints(online: Sequence[LogRecord], matched: Counter[str], ratio: float,
+                    limit: int) -> list[EndpointLoss]:
+    per = Counter(_endpoint_of(r) for r in online)
+    rows = []
+    for ep, n in per.items():
+        expected = n * ratio
+        got = matched.get(ep, 0)
+        missing = max(0, round(expected - got))
+        rows.append(EndpointLoss(ep, n, got, expected, missing,
+                                 100.0 * missing / expected if expected else 0.0))
+    rows.sort(key=lambda e: (-e.missing, -e.loss_pct, e.endpoint))
+    return [r for r in rows if r.missing > 0][:limit]
+
+
+# ---------------------------------------------------------------- attribution
+
+
+def counter_sum(daemons: Sequence[DaemonStats], tool: str, *names: str) -> Optional[int]:
+    """Sum of the named counters over every daemon of `tool`; None when no daemon has any."""
+    found = [d.counters[n] for d in daemons if d.tool == tool for n in names if n in d.counters]
+    return sum(found) if found else None
+
+
+def _take(buckets: list[Bucket], remaining: int, name: str, evidence: int,
+          why: str) -> int:
+    n = min(remaining, max(evidence, 0))
+    if n > 0:
+        buckets.append(Bucket(name, n, why))
+    return remaining - n
+
+
+def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
+              target_errors: int, target_slow: bool) -> Attribution:
+    """Split `missing` requests into capture / session / target / path / unexplained."""
+    tc = "tcpcopy"
+    drops = (counter_sum(daemons, tc, "kernel_drops") or 0) + (
+        counter_sum(daemons, tc, "malformed") or 0)
+    shed = counter_sum(daemons, tc, "sessions_shed") or 0
+    no_synack = counter_sum(daemons, tc, "sessions_no_synack") or 0
+    timeouts = counter_sum(daemons, tc, "sessions_timeout") or 0
+    send_errors = counter_sum(daemons, tc, "send_errors") or 0
+    unrouted = counter_sum(daemons, "intercept", "resp_unrouted") or 0
+    sent = counter_sum(daemons, tc, "requests_sent")
+    cap_why = f"tcpcopy kernel_drops+malformed={drops}"
+    ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}"
+    buckets: list[Bucket] = []
+    if sent is None:
+        left = _take(buckets, missing, "capture", drops, cap_why)
+        left = _take(buckets, left, "session", shed + no_synack + timeouts, ses_why)
+        left = _take(buckets, left, "path", send_errors + unrouted,
+                     f"send errors={send_errors}, responses not routed back={unrouted}")
+        return Attribution(missing, buckets, left)
+    pre = min(missing, max(0, missing - max(0, sent - matched)))
+    post = missing - pre
+    left = _take(buckets, pre, "capture", drops, cap_why)
+    left = _take(buckets, left, "session", shed + no_synack + timeouts, ses_why)
+    unexplained = left
+    slow = timeouts if target_slow else 0
+    left = _take(buckets, post, "target", target_errors + slow,
+                 f"copies answered 5xx/408/499={target_errors}"
+                 + (f", timeouts while the target was slow={timeouts}" if slow else ""))
+    _take(buckets, left, "path", left,
+          f"sent by tcpcopy={sent} but never logged by the target; send errors="
+          f"{send_errors}, responses not routed back={unrouted}")
+    return Attribution(missing, buckets, unexplained)
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
+    """Compare, attribute and judge. Pure: the same input gives the same report."""
+    nets = [ipaddress.ip_network(n, strict=False) for n in inp.allowed_sources]
+    online_by_host = {h: _window_filter(recs, inp.window) for h, recs in inp.online.items()}
+    online = [r for recs in online_by_host.values() for r in recs]
+    target_all = list(inp.target)
+    copies = [r for r in target_all if not nets or in_networks(r.remote_addr, nets)]
+    foreign = [r for r in _window_filter(target_all, inp.window)
+               if nets and not in_networks(r.remote_addr, nets)]
+    ratio = inp.sample_percent / 100.0 * inp.multiplier
+    # Match against every online record given, then keep the copies of in-window originals:
+    # a copy of a request made just before the window is neither matched nor excess.
+    everything = [r for recs in inp.online.values() for r in recs]
+    m = match(everything, copies, max(1, inp.multiplier), th.max_lag, th.skew, th.sort_query)
+    in_window = {id(r) for r in online}
+    pairs = [(o, t) for o, t in m.pairs if id(o) in in_window]
+    matched = len(pairs)
+    excess = len(_window_filter(m.unmatched, inp.window))
+    target_in_window = [t for _, t in pairs] + _window_filter(m.unmatched, inp.window)
+    expected = len(online) * ratio
+    missing = max(0, round(expected - matched))
+    lat_on, lat_tg = latency(online), latency(target_in_window)
+    errors = sum(1 for r in target_in_window
+                 if r.status is not None and (r.status >= 500 or r.status in ERROR_STATUSES))
+    slow = (lat_tg.p99 or 0.0) - (lat_on.p99 or 0.0) >= th.slow_target_seconds
+    attribution = attribute(missing, inp.daemons, matched, errors, slow)
+    copy_ratio = matched / len(online) if online else None
+    sd = sampling_sd(online, inp.sample_percent, inp.multiplier)
+    tolerance = max(th.ratio_tolerance * ratio, 3 * sd)
+    verdict = judge(copy_ratio, ratio, tolerance, excess, expected, len(foreign),
+                    inp.daemons, th)
+    return LedgerReport(
+        online_requests=len(online),
+        online_by_host={h: len(r) for h, r in online_by_host.items()},
+        target_requests=len(target_in_window) + len(foreign),
+        target_matched=matched,
+        target_excess=excess,
+        expected_ratio=ratio,
+        expected_requests=expected,
+        copy_ratio=copy_ratio,
+        loss_pct=100.0 * missing / expected if expected else 0.0,
+        excess_pct=100.0 * (excess + max(0, matched - round(expected))) / expected
+        if expected else 0.0,
+        worst_endpoints=worst_endpoints(online, Counter(_endpoint_of(o) for o, _ in pairs),
+                                        ratio, th.worst_endpoints),
+        status_online=status_mix(online),
+        status_target=status_mix(target_in_window),
+        latency_online=lat_on,
+        latency_target=lat_tg,
+        latency_diff=latency_diff(lat_on, lat_tg),
+        leaks=len(foreign),
+        leak_sources=dict(Counter(r.remote_addr or "-" for r in foreign).most_common(5)),
+        conntrack=list(inp.conntrack),
+        daemons=list(inp.daemons),
+        attribution=attribution,
+        verdict=verdict,
+        malformed=dict(inp.malformed),
+        window=inp.window,
+        notes=_notes(inp, sd),
+    )
+
+
+def judge(copy_ratio: Optional[float], expected: float, tolerance: float, excess: int,
+          expected_requests: float, leaks: int, daemons: Sequence[DaemonStats],
+          th: Thresholds) -> Verdict:
+    reasons: list[str] = []
+    if copy_ratio is None:
+        reasons.append("no online requests in the window: nothing to compare")
+    elif abs(copy_ratio - expected) > tolerance:
+        reasons.append(f"copy ratio {copy_ratio:.4f} is off the expected {expected:.4f} by "
+                       f"more than {tolerance:.4f}")
+    if expected_requests and excess > th.ratio_tolerance * expected_requests:
+        reasons.append(f"{excess} target requests match no online request (duplicates or "
+                       "copies of copies)")
+    if leaks > th.max_leaks:
+        reasons.append(f"{leaks} target requests came from outside the client pool "
+                       f"(allowed: {th.max_leaks})")
+    for d in daemons:
+        if d.state != "running":
+            why = f": {d.detail}" if d.detail else ""
+            reasons.append(f"{d.tool} on {d.host} is {d.state}{why}")
+    return Verdict(not reasons, reasons, tolerance)
+
+
+def _notes(inp: LedgerInput, sd: float) -> list[str]:
+    notes = []
+    if sd:
+        notes.append(f"sampling {inp.sample_percent:g} %: the copy ratio varies by "
+                     f"±{sd:.4f} (1 sd) from sampling alone")
+    for ct in inp.conntrack:
+        pct = ct.used_pct
+        if pct is not None and pct >= 80:
+            notes.append(f"conntrack on {ct.host} is {pct:.0f} % full ({ct.count}/{ct.max})")
+    for src, n in inp.malformed.items():
+        if n:
+            notes.append(f"{n} malformed log lines skipped in {src}")
+    return notes
