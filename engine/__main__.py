@@ -11,6 +11,10 @@ def main() -> int:
         from engine.rollback import main as rollback
 
         return rollback(sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "detach":  # labctl starts daemons with it
+        from engine.rollback import spawn_main
+
+        return spawn_main(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] not in ("tcpcopy", "intercept"):
         print(usage, file=sys.stderr)
         return 2

@@ -105,8 +105,9 @@ def roll_back(path: str, log_file: Optional[str] = None, now: Any = time.time) -
     return count
 
 
-def _detach(pid_file: Optional[str]) -> None:
-    """Double fork + setsid; the first parent exits once the pidfile exists."""
+def _detach(pid_file: Optional[str], log_file: Optional[str] = None) -> None:
+    """Double fork + setsid; the first parent prints the pid and exits once the pidfile exists.
+    In the grandchild stdin is /dev/null and stdout/stderr go to `log_file` (or /dev/null)."""
     rfd, wfd = os.pipe()
     if os.fork() > 0:
         os.close(wfd)
@@ -119,8 +120,10 @@ def _detach(pid_file: Optional[str]) -> None:
     if os.fork() > 0:
         os._exit(0)
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+    os.dup2(devnull, 0)
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log_file else devnull
+    os.dup2(out, 1)
+    os.dup2(out, 2)
     if pid_file:
         _write_pid(pid_file)
     os.write(wfd, str(os.getpid()).encode())
@@ -203,6 +206,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif args.pid_file:
         _write_pid(args.pid_file)
     return wait_then_roll_back(args)
+
+
+def spawn_main(argv: List[str]) -> int:
+    """`detach [--pid-file P] [--log-file L] -- CMD ARGS...`: start CMD detached from the
+    session (labctl's daemons on hosts without systemd); prints its pid once P exists."""
+    p = argparse.ArgumentParser(prog="detach")
+    p.add_argument("--pid-file", default=None)
+    p.add_argument("--log-file", default=None)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        p.error("no command given")
+    _detach(args.pid_file, args.log_file)
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        sys.stderr.write(f"detach: cannot run {command[0]}: {exc}\n")
+        os._exit(127)
+    return 0  # not reached
 
 
 if __name__ == "__main__":
