@@ -1,0 +1,239 @@
+"""Classic BPF programs for the capture sockets (pure, stdlib only) and a tiny interpreter.
+
+Shape: a program is a list of ``(code, jt, jf, k)`` tuples, the layout of Linux
+``struct sock_filter``; ``rawsock.attach_filter`` packs and attaches it.
+
+- ``tcp_port_filter(ports, hosts, direction="dst"|"src")`` builds "IPv4 TCP, <dir> port in
+  PORTS [and <dir> host in HOSTS]" for Ethernet frames, optionally 802.1Q-tagged (VLAN tag left
+  in the frame), honouring the IP header length (``ldxb 4*([off]&0xf)``) and rejecting non-first
+  fragments. tcpcopy uses direction "dst" (client -> online), intercept "src" (target -> client).
+- ``compile_expression(expr)``: a user ``-F`` expression is compiled by the system tcpdump
+  (``tcpdump -ddd`` against an empty Ethernet pcap, so no interface is opened). If tcpdump is
+  not installed, ``BpfError`` says so: install tcpdump or drop ``-F`` to use the built-in filter.
+- ``run_filter(program, frame) -> int``: a pure-Python classic-BPF interpreter (kernel semantics:
+  out-of-bounds loads reject) used by the unit tests and for diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+Insn = Tuple[int, int, int, int]
+
+# opcode pieces (linux/filter.h)
+LD, LDX, ST, STX, ALU, JMP, RET, MISC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+W, H, B = 0x00, 0x08, 0x10
+IMM, ABS, IND, MEM, LEN, MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
+JA, JEQ, JGT, JGE, JSET = 0x00, 0x10, 0x20, 0x30, 0x40
+K, X = 0x00, 0x08
+RET_A = 0x10
+TAX, TXA = 0x00, 0x80
+ACCEPT = 262144          # snap length returned on accept
+MAX_JUMP = 255
+
+
+class BpfError(ValueError):
+    """A filter cannot be built or compiled; the message says why and what to do."""
+
+
+class _Label:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+_Item = Union[Tuple[int, Union[int, str], Union[int, str], int], _Label]
+
+
+def _assemble(items: Sequence[_Item]) -> List[Insn]:
+    """Resolve symbolic jump targets (label names) into relative offsets."""
+    where: Dict[str, int] = {}
+    insns: List[Tuple[int, Union[int, str], Union[int, str], int]] = []
+    for it in items:
+        if isinstance(it, _Label):
+            where[it.name] = len(insns)
+        else:
+            insns.append(it)
+    out: List[Insn] = []
+    for pc, (code, jt, jf, k) in enumerate(insns):
+        rel = [where[j] - pc - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        if any(not 0 <= r <= MAX_JUMP for r in rel):
+            raise BpfError("filter too large (a jump over 255 instructions): list fewer ports")
+        out.append((code, rel[0], rel[1], k))
+    return out
+
+
+def _l3_block(base: int, ports: Sequence[int], hosts: Sequence[int], src: bool,
+              tag: str) -> List[_Item]:
+    host_off = base + (12 if src else 16)
+    port_off = base + (0 if src else 2)
+    items: List[_Item] = [
+        (LD | B | ABS, 0, "reject", base + 9), (JMP | JEQ | K, 0, "reject", 6),
+        (LD | H | ABS, 0, 0, base + 6), (JMP | JSET | K, "reject", 0, 0x1FFF),
+    ]
+    if hosts:
+        items.append((LD | W | ABS, 0, 0, host_off))
+        for i, h in enumerate(hosts):
+            last = i == len(hosts) - 1
+            items.append((JMP | JEQ | K, f"{tag}ports", "reject" if last else 0, h))
+    items.append(_Label(f"{tag}ports"))
+    items.append((LDX | B | MSH, 0, 0, base))
+    items.append((LD | H | IND, 0, 0, port_off))
+    for i, p in enumerate(ports):
+        last = i == len(ports) - 1
+        items.append((JMP | JEQ | K, "accept", "reject" if last else 0, p))
+    return items
+
+
+def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
+                    direction: str = "dst") -> List[Insn]:
+    """IPv4 TCP with <direction> port in ports [and <direction> host in hosts] (hosts as ints)."""
+    plist = sorted(set(ports))
+    hlist = sorted(set(hosts))
+    if direction not in ("dst", "src"):
+        raise BpfError(f"direction must be 'dst' or 'src', not {direction!r}")
+    if not plist or any(not 0 < p < 65536 for p in plist):
+        raise BpfError(f"ports must be 1..65535, got {plist}")
+    src = direction == "src"
+    items: List[_Item] = [
+        (LD | H | ABS, 0, 0, 12),
+        (JMP | JEQ | K, "ip", 0, 0x0800),
+        (JMP | JEQ | K, 0, "reject", 0x8100),
+        (LD | H | ABS, 0, 0, 16),
+        (JMP | JEQ | K, "vlan", "reject", 0x0800),
+        _Label("ip"),
+        *_l3_block(14, plist, hlist, src, "p"),
+        _Label("vlan"),
+        *_l3_block(18, plist, hlist, src, "v"),
+        _Label("accept"), (RET | K, 0, 0, ACCEPT),
+        _Label("reject"), (RET | K, 0, 0, 0),
+    ]
+    return _assemble(items)
+
+
+# ---------------------------------------------------------------- tcpdump-compiled expressions
+
+
+def parse_ddd(text: str) -> List[Insn]:
+    """Parse ``tcpdump -ddd`` output: a count line then ``code jt jf k`` decimal lines."""
+    lines = [ln.split() for ln in text.strip().splitlines() if ln.strip()]
+    try:
+        count = int(lines[0][0])
+        prog = [(int(a), int(b), int(c), int(d) & 0xFFFFFFFF) for a, b, c, d in lines[1:]]
+    except (IndexError, ValueError):
+        raise BpfError(f"unexpected tcpdump -ddd output: {text[:80]!r}") from None
+    if count != len(prog) or not prog:
+        raise BpfError(f"tcpdump -ddd said {count} instructions, gave {len(prog)}")
+    return prog
+
+
+def compile_expression(expr: str, tcpdump: Optional[str] = None) -> List[Insn]:
+    """Compile a pcap filter expression for Ethernet frames with the system tcpdump."""
+    exe = tcpdump or shutil.which("tcpdump") or (
+        "/usr/sbin/tcpdump" if os.path.exists("/usr/sbin/tcpdump") else None)
+    if exe is None:
+        raise BpfError(f"-F {expr!r}: compiling a filter expression needs tcpdump, which is not "
+                       "installed; install tcpdump or omit -F to use the built-in filter")
+    with tempfile.NamedTemporaryFile(suffix=".pcap") as empty:
+        empty.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        empty.flush()
+        try:
+            proc = subprocess.run([exe, "-ddd", "-r", empty.name, expr], capture_output=True,
+                                  text=True, timeout=20, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BpfError(f"-F {expr!r}: running tcpdump failed: {exc}") from None
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise BpfError(f"-F {expr!r}: {msg}")
+    return parse_ddd(proc.stdout)
+
+
+# ---------------------------------------------------------------- interpreter
+
+
+def _load(frame: bytes, off: int, size: int) -> Optional[int]:
+    if off < 0 or off + size > len(frame):
+        return None
+    return int.from_bytes(frame[off:off + size], "big")
+
+
+_SIZES = {W: 4, H: 2, B: 1}
+_ALU = {
+    0x00: lambda a, b: a + b, 0x10: lambda a, b: a - b, 0x20: lambda a, b: a * b,
+    0x30: lambda a, b: a // b if b else None, 0x40: lambda a, b: a | b, 0x50: lambda a, b: a & b,
+    0x60: lambda a, b: a << b if b < 32 else 0, 0x70: lambda a, b: a >> b if b < 32 else 0,
+    0x90: lambda a, b: a % b if b else None, 0xA0: lambda a, b: a ^ b,
+}
+
+
+def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096) -> int:
+    """Run a classic BPF program over ``frame``; returns the accept length (0 = reject)."""
+    a = x = pc = 0
+    mem = [0] * 16
+    for _ in range(max_steps):
+        if pc >= len(program):
+            return 0
+        code, jt, jf, k = program[pc]
+        cls = code & 0x07
+        pc += 1
+        if cls == RET:
+            return a if code & 0x18 == RET_A else k
+        if cls == LD:
+            mode, size = code & 0xE0, _SIZES.get(code & 0x18, 4)
+            val: Optional[int]
+            if mode == IMM:
+                val = k
+            elif mode == LEN:
+                val = len(frame)
+            elif mode == MEM:
+                val = mem[k & 15]
+            else:
+                val = _load(frame, k + (x if mode == IND else 0), size)
+            if val is None:
+                return 0
+            a = val
+        elif cls == LDX:
+            mode = code & 0xE0
+            if mode == MSH:
+                b = _load(frame, k, 1)
+                if b is None:
+                    return 0
+                x = (b & 0xF) * 4
+            else:
+                x = k if mode == IMM else len(frame) if mode == LEN else mem[k & 15]
+        elif cls == ST:
+            mem[k & 15] = a
+        elif cls == STX:
+            mem[k & 15] = x
+        elif cls == ALU:
+            op = code & 0xF0
+            if op == 0x80:
+                a = -a & 0xFFFFFFFF
+                continue
+            fn = _ALU.get(op)
+            res = fn(a, x if code & X else k) if fn else None
+            if res is None:
+                return 0
+            a = res & 0xFFFFFFFF
+        elif cls == JMP:
+            op, operand = code & 0xF0, (x if code & X else k)
+            if op == JA:
+                pc += k
+                continue
+            hit = {JEQ: a == operand, JGT: a > operand, JGE: a >= operand,
+                   JSET: bool(a & operand)}.get(op)
+            if hit is None:
+                return 0
+            pc += jt if hit else jf
+        else:  # MISC
+            if code & 0xF8 == TXA:
+                a = x
+            else:
+                x = a
+    return 0

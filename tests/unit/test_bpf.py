@@ -1,0 +1,126 @@
+"""engine.bpf: generated classic-BPF programs, checked with the pure interpreter on real frames."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from engine import bpf
+from engine import packets as P
+from engine.pcapfile import read_pcap
+
+VECTORS = "/work/shared/vectors"
+TARGET = P.ip_aton("10.110.0.20")
+ONLINE = P.ip_aton("10.110.0.10")
+
+
+def frames(name: str) -> list[bytes]:
+    path = os.path.join(VECTORS, name + ".pcap")
+    if not os.path.exists(path):
+        pytest.skip(f"vector {path} not present")
+    return [r.data for r in read_pcap(path).records]
+
+
+def truth(frame: bytes, ports: set[int], hosts: set[int], src: bool) -> bool:
+    pkt = P.parse_ipv4_tcp(frame, P.strip_ethernet(frame)[1])
+    port = pkt.tcp.sport if src else pkt.tcp.dport
+    host = pkt.ip.src if src else pkt.ip.dst
+    return port in ports and (not hosts or host in hosts)
+
+
+def vlan(frame: bytes) -> bytes:
+    return frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+
+
+CASES = [
+    ({80}, set(), "dst"), ({80}, {TARGET}, "dst"), ({80}, {ONLINE}, "dst"),
+    ({80}, set(), "src"), ({80}, {TARGET}, "src"), ({36524, 80}, {ONLINE, TARGET}, "src"),
+    ({81, 8080}, set(), "dst"),
+]
+
+
+@pytest.mark.parametrize(("ports", "hosts", "direction"), CASES)
+def test_generated_filter_matches_truth_on_vectors(ports: set[int], hosts: set[int],
+                                                   direction: str) -> None:
+    prog = bpf.tcp_port_filter(ports, hosts, direction)
+    accepted = 0
+    for name in ("c-target-copied-traffic", "c-intercept-channel", "c-online-client-traffic"):
+        for frame in frames(name):
+            want = truth(frame, ports, hosts, direction == "src")
+            assert (bpf.run_filter(prog, frame) > 0) == want
+            assert (bpf.run_filter(prog, vlan(frame)) > 0) == want
+            accepted += want
+    if ports != {81, 8080}:
+        assert accepted > 0
+
+
+def test_filter_rejects_non_tcp_fragments_and_ip_options_handled() -> None:
+    prog = bpf.tcp_port_filter([80])
+    base = P.parse_ipv4_tcp(frames("c-online-client-traffic")[0], 14)
+    eth = frames("c-online-client-traffic")[0][:14]
+    ok = eth + base.with_checksums().to_bytes()
+    assert bpf.run_filter(prog, ok) == bpf.ACCEPT
+    udp = bytearray(ok)
+    udp[14 + 9] = 17
+    assert bpf.run_filter(prog, bytes(udp)) == 0
+    frag = base.copy()
+    frag.ip.flags_frag = 0x0005
+    assert bpf.run_filter(prog, eth + frag.to_bytes()) == 0
+    opts = base.copy()
+    opts.ip.options = b"\x01\x01\x01\x00"     # IHL 6: the port moves 4 bytes
+    assert bpf.run_filter(prog, eth + opts.with_checksums().to_bytes()) == bpf.ACCEPT
+    assert bpf.run_filter(prog, b"\x00" * 20) == 0              # short frame: OOB load rejects
+    arp = eth[:12] + b"\x08\x06" + bytes(28)
+    assert bpf.run_filter(prog, arp) == 0
+
+
+def test_bad_arguments_raise_bpf_error() -> None:
+    with pytest.raises(bpf.BpfError):
+        bpf.tcp_port_filter([])
+    with pytest.raises(bpf.BpfError):
+        bpf.tcp_port_filter([70000])
+    with pytest.raises(bpf.BpfError):
+        bpf.tcp_port_filter([80], direction="both")
+    with pytest.raises(bpf.BpfError, match="too large"):
+        bpf.tcp_port_filter(range(1, 400))
+
+
+def test_parse_ddd() -> None:
+    assert bpf.parse_ddd("2\n40 0 0 12\n6 0 0 262144\n") == [(40, 0, 0, 12), (6, 0, 0, 262144)]
+    with pytest.raises(bpf.BpfError):
+        bpf.parse_ddd("3\n40 0 0 12\n")
+    with pytest.raises(bpf.BpfError):
+        bpf.parse_ddd("garbage")
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None and not os.path.exists("/usr/sbin/tcpdump"),
+                    reason="tcpdump not installed")
+def test_compile_expression_agrees_with_generated_filter() -> None:
+    theirs = bpf.compile_expression("tcp and src port 80 and src host 10.110.0.20")
+    ours = bpf.tcp_port_filter([80], [TARGET], "src")
+    for frame in frames("c-target-copied-traffic") + frames("c-intercept-channel"):
+        assert (bpf.run_filter(theirs, frame) > 0) == (bpf.run_filter(ours, frame) > 0)
+    with pytest.raises(bpf.BpfError, match="syntax error"):
+        bpf.compile_expression("tcp and")
+
+
+def test_compile_expression_without_tcpdump_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bpf.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(bpf.os.path, "exists", lambda _p: False)
+    with pytest.raises(bpf.BpfError, match="needs tcpdump"):
+        bpf.compile_expression("tcp")
+
+
+def test_interpreter_alu_and_memory() -> None:
+    prog = [
+        (bpf.LD | bpf.IMM, 0, 0, 6), (bpf.ST, 0, 0, 3), (bpf.LDX | bpf.IMM, 0, 0, 7),
+        (bpf.ALU | 0x20 | bpf.X, 0, 0, 0),                      # A *= X -> 42
+        (bpf.MISC | bpf.TAX, 0, 0, 0), (bpf.LD | bpf.MEM, 0, 0, 3),
+        (bpf.ALU | 0x00 | bpf.X, 0, 0, 0),                      # A += X -> 48
+        (bpf.JMP | bpf.JGT | bpf.K, 1, 0, 47), (bpf.RET, 0, 0, 0),
+        (bpf.RET | bpf.RET_A, 0, 0, 0),
+    ]
+    assert bpf.run_filter(prog, b"") == 48
+    assert bpf.run_filter([(bpf.LD | bpf.IMM, 0, 0, 1), (bpf.ALU | 0x30, 0, 0, 0)], b"") == 0
