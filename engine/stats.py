@@ -1,0 +1,94 @@
+"""Shared by both daemons: log-line formatting, a tiny logger, the atomic JSON stats file.
+
+- ``format_log_line(level, msg, now)`` -> ``YYYY/MM/DD HH:MM:SS +mmm [level] msg`` (study §6).
+- ``Logger(path=None, min_level="info")``: appends formatted lines to ``path`` (stderr when None);
+  ``logger.info("...")`` etc.; an errno is appended as `` (strerror)`` via ``errno=``.
+- ``stats_document(...)`` builds the contract dict; ``write_stats(path, doc)`` writes it atomically
+  (tmp file in the same directory + fsync + rename), so readers never see a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import IO, Any, Dict, Mapping, Optional
+
+LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+
+
+def format_log_line(level: str, msg: str, now: float) -> str:
+    lt = time.localtime(now)
+    ms = int((now - int(now)) * 1000)
+    return f"{time.strftime('%Y/%m/%d %H:%M:%S', lt)} +{ms:03d} [{level}] {msg}"
+
+
+class Logger:
+    """Line logger with the original format. Never raises on write errors (logs are best-effort)."""
+
+    def __init__(self, path: Optional[str] = None, min_level: str = "info",
+                 clock: Any = time.time) -> None:
+        self.path = path
+        self._rank = LEVELS.index(min_level) if min_level in LEVELS else LEVELS.index("info")
+        self._clock = clock
+        self._fh: Optional[IO[str]] = None
+        if path is not None:
+            self._fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+    def log(self, level: str, msg: str, errno: Optional[int] = None) -> None:
+        if level in LEVELS and LEVELS.index(level) > self._rank:
+            return
+        if errno:
+            msg = f"{msg} ({os.strerror(errno)})"
+        line = format_log_line(level, msg, self._clock()) + "\n"
+        with contextlib.suppress(OSError, ValueError):
+            (self._fh or sys.stderr).write(line)
+
+    def error(self, msg: str, errno: Optional[int] = None) -> None:
+        self.log("error", msg, errno)
+
+    def warn(self, msg: str, errno: Optional[int] = None) -> None:
+        self.log("warn", msg, errno)
+
+    def notice(self, msg: str) -> None:
+        self.log("notice", msg)
+
+    def info(self, msg: str) -> None:
+        self.log("info", msg)
+
+    def debug(self, msg: str) -> None:
+        self.log("debug", msg)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def stats_document(tool: str, version: str, pid: int, started_at: float, updated_at: float,
+                   state: str, counters: Mapping[str, int], **extra: Any) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {
+        "tool": tool, "version": version, "pid": pid, "started_at": started_at,
+        "updated_at": updated_at, "state": state, "counters": dict(counters),
+    }
+    doc.update(extra)
+    return doc
+
+
+def write_stats(path: str, doc: Mapping[str, Any]) -> None:
+    """Atomically replace ``path`` with the JSON document. Raises OSError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
