@@ -1,0 +1,171 @@
+"""Configuration, counters and address mapping for the session emulator (pure, no I/O).
+
+- ``Route``: one ``-x`` item (online ip/port -> target ip/port, optional MACs for ``-o``).
+- ``SessionConfig``: every knob of the emulator, with the tcpcopy defaults.
+- ``COUNTERS``: the loss/activity counter names (snake_case forms of study §6 plus new ones).
+- ``AddressMapper``: ``-c`` sticky round-robin mapping, ``-f``/``-n`` port shifts, and a
+  collision-free allocator of fake (ip, port) tuples.
+- ``sample_keep``: deterministic ``-r`` sampling per (client ip, port).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Set
+
+COUNTERS = (
+    "captured", "kernel_drops", "malformed", "frag", "filtered", "sampled_out",
+    "clt_syn", "clt_packs", "clt_cont", "clt_con_retrans", "clt_no_session", "clt_dropped",
+    "clt_gap", "sessions_created", "sessions_released", "sessions_obsolete",
+    "sessions_time_wait", "sessions_shed", "sessions_no_synack", "sessions_timeout",
+    "sessions_no_intercept", "conns", "resp", "resp_cont", "resp_fin", "resp_rst",
+    "resp_unknown", "resp_stale", "sent", "sent_content", "sent_syn", "sent_fin", "sent_rst",
+    "sent_ack", "reconnect", "recon_for_no_syn", "retransmit", "retrans_succ", "send_errors",
+    "requests_sent", "pacing_fast", "pacing_timer", "tuple_remapped", "tuple_refused",
+    "win_zero", "buffer_overflow", "memory_shed", "table_full", "channel_malformed",
+    "channel_reconnects",
+)
+
+MAX_PORT_TRIES = 4096
+
+
+class Route:
+    """One ``-x`` item. ``online_ip`` 0 matches any destination address."""
+
+    __slots__ = ("index", "online_ip", "online_port", "src_mac", "target_ip", "target_mac",
+                 "target_port")
+
+    def __init__(self, online_ip: int, online_port: int, target_ip: int, target_port: int,
+                 src_mac: Optional[bytes] = None, target_mac: Optional[bytes] = None,
+                 index: int = 0) -> None:
+        self.online_ip, self.online_port = online_ip, online_port
+        self.target_ip, self.target_port = target_ip, target_port
+        self.src_mac, self.target_mac, self.index = src_mac, target_mac, index
+
+    def __repr__(self) -> str:
+        return (f"Route({self.online_ip:#x}:{self.online_port} -> "
+                f"{self.target_ip:#x}:{self.target_port})")
+
+
+class SessionConfig:
+    """Emulator knobs; times in seconds, sizes in bytes. Defaults follow tcpcopy's."""
+
+    __slots__ = (
+        "close_wait",
+        "eor_max",
+        "eor_min",
+        "fake_ips",
+        "handshake_timeout",
+        "keepalive_timeout",
+        "max_sessions",
+        "memory_limit",
+        "mss",
+        "mtu",
+        "no_wait",
+        "only_full",
+        "port_shift",
+        "record_drops",
+        "replicas",
+        "resp_wait",
+        "routes",
+        "rto_max",
+        "rto_min",
+        "rtt_default",
+        "sample_pct",
+        "session_buffer_bytes",
+        "session_timeout",
+        "time_wait",
+    )
+
+    def __init__(self, routes: List[Route], *, fake_ips: Optional[List[int]] = None,
+                 replicas: int = 1, port_shift: int = 0, sample_pct: int = 0,
+                 session_timeout: float = 600.0, keepalive_timeout: Optional[float] = None,
+                 mtu: int = 1500, mss: int = 1460, only_full: bool = False,
+                 no_wait: bool = False, max_sessions: int = 65536,
+                 session_buffer_bytes: int = 16 * 1024 * 1024,
+                 memory_limit: int = 2048 * 1024 * 1024, handshake_timeout: float = 3.0,
+                 time_wait: float = 2.0, close_wait: float = 5.0, rto_min: float = 0.2,
+                 rto_max: float = 3.0, eor_min: float = 0.005, eor_max: float = 0.05,
+                 resp_wait: float = 2.0, rtt_default: float = 0.005,
+                 record_drops: bool = False) -> None:
+        self.routes = routes
+        self.fake_ips = list(fake_ips or [])
+        self.replicas = max(1, replicas)
+        self.port_shift, self.sample_pct = port_shift, sample_pct
+        self.session_timeout = session_timeout
+        self.keepalive_timeout = (session_timeout + 120.0 if keepalive_timeout is None
+                                  else keepalive_timeout)
+        self.mtu, self.mss, self.only_full, self.no_wait = mtu, mss, only_full, no_wait
+        self.max_sessions, self.session_buffer_bytes = max_sessions, session_buffer_bytes
+        self.memory_limit, self.handshake_timeout = memory_limit, handshake_timeout
+        self.time_wait, self.close_wait = time_wait, close_wait
+        self.rto_min, self.rto_max, self.eor_min, self.eor_max = rto_min, rto_max, eor_min, eor_max
+        self.resp_wait, self.rtt_default, self.record_drops = resp_wait, rtt_default, record_drops
+
+
+def sample_keep(saddr: int, sport: int, pct: int) -> bool:
+    """Deterministic per (ip, port): keep about pct % of sessions (0 or >= 100 keeps all)."""
+    if pct <= 0 or pct >= 100:
+        return True
+    x = (saddr & 0xFFFF) + (saddr >> 16) + sport
+    x = (x & 0xFFFF) + (x >> 16)
+    return ((x >> 8) + (x & 0xFF)) % 100 < pct
+
+
+def _wrap_port(port: int) -> int:
+    return port if port < 65536 else 1024 + (port - 65536) % 64512
+
+
+class AddressMapper:
+    """Maps a real client (ip, port, replica) to a unique fake (ip, port) tuple.
+
+    The fake IP is sticky per real client IP (and replica) and assigned round-robin over the
+    ``-c`` pool; the preferred port is the client's port shifted by ``-f``/``-n``. If that tuple
+    is in use by another live session, nearby ports (then other pool IPs) are tried; a tuple
+    that cannot be found is refused (the caller counts it).
+    """
+
+    def __init__(self, pool: List[int], port_shift: int = 0, rand_shift: int = 0) -> None:
+        self.pool = pool
+        self.rand_shift = rand_shift & 511
+        self.f_add = ((port_shift & 0xFF) << 11) + self.rand_shift if port_shift else 0
+        self._sticky: Dict[int, int] = {}
+        self._next = 0
+        self.used: Set[int] = set()
+
+    def fake_ip(self, client_ip: int, replica: int) -> int:
+        if not self.pool:
+            return client_ip
+        key = (((client_ip + (client_ip >> 16)) & 0xFFFF) << 10) | (replica & 0x3FF)
+        ip = self._sticky.get(key)
+        if ip is None:
+            ip = self.pool[self._next % len(self.pool)]
+            self._next += 1
+            self._sticky[key] = ip
+        return ip
+
+    def preferred_port(self, client_port: int, replica: int) -> int:
+        add = self.f_add
+        if replica:
+            add += ((2 * replica - 1) << 5) + self.rand_shift
+        return _wrap_port(client_port + add) if add else client_port
+
+    def allocate(self, client_ip: int, client_port: int, replica: int) -> Optional[int]:
+        """A free fake key ``(ip << 16) | port`` (now marked used), or None if none is free."""
+        ip = self.fake_ip(client_ip, replica)
+        port = self.preferred_port(client_port, replica)
+        key = (ip << 16) | port
+        used = self.used
+        if key not in used:
+            used.add(key)
+            return key
+        ips = [ip] + [p for p in self.pool if p != ip]
+        for cand_ip in ips:
+            for i in range(1, MAX_PORT_TRIES):
+                cand = (cand_ip << 16) | (1024 + (port - 1024 + i * 97) % 64512)
+                if cand not in used:
+                    used.add(cand)
+                    return cand
+        return None
+
+    def release(self, key: int) -> None:
+        self.used.discard(key)

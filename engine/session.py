@@ -1,0 +1,597 @@
+"""One emulated TCP client session towards the target (sans-I/O, pure).
+
+A ``Session`` acts as the client side of TCP: captured client segments are its application
+data (their sequence numbers are kept, study §3.1); the target's response headers (records from
+intercept) teach it the target ISN, ACKs, window and when a response ended. It never touches a
+socket or a clock: the owning ``engine.sesstable.Engine`` passes ``now`` in, collects the
+packets it emits (``Engine.emit``) and arms its timer (``Engine.arm``).
+
+Pacing: a content segment whose client-ACK field differs from the current request's is a new
+request; it is held until the response to the current request ended. The end is detected
+without timers when the path is fast (target ACKed everything we sent and the last response
+segment was short or carried PSH); otherwise after a short quiet period (``eor``), or
+``resp_wait`` when the target sends nothing at all. ``-W`` (no_wait) disables pacing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional
+
+from engine.packets import ACK, FIN, PSH, RST, SYN, build_tcp_options
+from engine.sesspkt import build_packet, payload_sum, rst_packet, syn_options, ts_option
+
+if TYPE_CHECKING:
+    from engine.sesscfg import Route
+    from engine.sesstable import Engine
+
+M32 = 0xFFFFFFFF
+HALF = 1 << 31
+INF = float("inf")
+
+SYN_WAIT, SYN_SENT, ESTABLISHED, CLOSED = 0, 1, 2, 3
+
+# a buffered client segment: [seq, flags, payload, client_ack, window, tsval, payload_sum]
+SEQ, FLAGS, DATA, CACK, WIN, TSV, PSUM = range(7)
+Segment = List  # list of the fields above (mutable: retransmission trims it)
+
+
+def after(a: int, b: int) -> bool:
+    return 0 < ((a - b) & M32) < HALF
+
+
+class Session:
+    """State of one copied connection (one replica of one client connection)."""
+
+    __slots__ = (
+        "ack_pending",
+        "buf",
+        "buffered",
+        "ckey",
+        "client_rst",
+        "created",
+        "dup_acks",
+        "eng",
+        "eor_at",
+        "expect",
+        "fake_ip",
+        "fake_port",
+        "faked",
+        "fin_at",
+        "fin_sent",
+        "fkey",
+        "full_len",
+        "hs_ack",
+        "hs_at",
+        "isn",
+        "last_act",
+        "last_resp",
+        "last_resp_full",
+        "ooo",
+        "peer_fin",
+        "peer_win",
+        "peer_wscale",
+        "rcv_nxt",
+        "req_cack",
+        "req_started",
+        "resp_seen",
+        "retrans_pending",
+        "route",
+        "rto",
+        "rto_at",
+        "rtt",
+        "snd_nxt",
+        "snd_una",
+        "state",
+        "syn_at",
+        "syn_opts",
+        "target_reset",
+        "timer_at",
+        "ts_last",
+        "ts_ok",
+        "ts_recent",
+        "tw_at",
+        "unacked",
+        "waiting_resp",
+        "want_ts",
+        "want_ws",
+        "win",
+    )
+
+    def __init__(self, eng: Engine, ckey: int, fkey: int, route: Route, now: float) -> None:
+        self.eng, self.ckey, self.fkey, self.route = eng, ckey, fkey, route
+        self.fake_ip, self.fake_port = fkey >> 16, fkey & 0xFFFF
+        self.state = SYN_WAIT
+        self.faked = False
+        self.isn = self.snd_nxt = self.snd_una = self.rcv_nxt = self.expect = 0
+        self.buf: Deque[Segment] = deque()
+        self.unacked: Deque[Segment] = deque()
+        self.ooo: Dict[int, Segment] = {}
+        self.buffered = 0
+        self.peer_win = 65535
+        self.peer_wscale = 0
+        self.win = 65535
+        self.ts_ok = self.want_ts = self.want_ws = False
+        self.ts_last = self.ts_recent = 0
+        self.syn_opts = b""
+        self.hs_ack: Optional[int] = None
+        self.req_cack = -1
+        self.req_started = self.waiting_resp = self.resp_seen = self.last_resp_full = False
+        self.ack_pending = self.client_rst = self.fin_sent = self.peer_fin = False
+        self.target_reset = self.retrans_pending = False
+        self.dup_acks = 0
+        self.rtt = eng.cfg.rtt_default
+        self.rto = eng.cfg.rto_min
+        self.full_len = 1448
+        self.created = self.last_act = self.last_resp = self.syn_at = now
+        self.hs_at = self.rto_at = self.eor_at = self.tw_at = self.fin_at = INF
+        self.timer_at = INF
+
+    # ------------------------------------------------------------------ client side
+
+    def on_syn(self, seq: int, win: int, options: bytes, now: float) -> None:
+        """The client's SYN: forward it with the client's ISN and (most of) its options."""
+        mss, wscale, ts = syn_options(options)
+        self.want_ws = wscale is not None
+        self.want_ts = ts is not None
+        self.syn_opts = build_tcp_options(mss or 1460, wscale, False,
+                                          (ts[0], 0) if ts is not None else None)
+        if ts is not None:
+            self.ts_last = ts[0]
+        self.win = win
+        self._start(seq, now)
+
+    def on_data(self, seq: int, ack: int, flags: int, win: int, payload: bytes,
+                tsval: Optional[int], now: float) -> None:
+        """A captured client segment with payload and/or FIN (or a bare RST/ACK)."""
+        self.last_act = now
+        if flags & RST:
+            self.client_rst = True
+            self._pump(now)
+            return
+        if self.state == SYN_WAIT:
+            if not payload and not flags & FIN:
+                return
+            self._fake_syn(seq, now)
+        elif self.state == CLOSED:
+            return
+        if not self.faked:
+            self.win = win
+        if not payload and not flags & FIN:
+            if self.hs_ack is None and flags & ACK and seq == ((self.isn + 1) & M32):
+                self.hs_ack = ack
+                self.rtt = max(0.0005, min(0.5, now - self.syn_at))
+            return
+        self._append(seq, flags, payload, ack, win, tsval, now)
+        self._pump(now)
+
+    def _fake_syn(self, first_seq: int, now: float) -> None:
+        """No SYN was seen: fake one (seq = first seq - 1, window 65535, MSS -D, no TS/WS)."""
+        eng = self.eng
+        eng.counters["recon_for_no_syn"] += 1
+        self.faked = True
+        self.want_ts = self.want_ws = False
+        self.syn_opts = build_tcp_options(eng.cfg.mss)
+        self.win = 65535
+        self._start((first_seq - 1) & M32, now)
+
+    def _start(self, isn: int, now: float) -> None:
+        eng = self.eng
+        self.isn = isn
+        self.expect = self.snd_una = (isn + 1) & M32
+        self.snd_nxt = isn
+        self.state = SYN_SENT
+        self.syn_at = now
+        eng.register(self)
+        self._send_syn()
+        self.rto = max(eng.cfg.rto_min, 1.0)
+        self.rto_at = now + self.rto
+        self.hs_at = now + eng.cfg.handshake_timeout
+        eng.arm(self, self.rto_at)
+
+    def _send_syn(self) -> None:
+        eng = self.eng
+        eng.counters["sent_syn"] += 1
+        route = self.route
+        eng.emit(self, build_packet(self.fake_ip, route.target_ip, eng.next_ident(),
+                                    self.fake_port, route.target_port, self.isn, 0, SYN,
+                                    self.win if not self.faked else 65535, self.syn_opts,
+                                    b"", 0))
+
+    def _append(self, seq: int, flags: int, payload: bytes, cack: int, win: int,
+                tsval: Optional[int], now: float) -> None:
+        """Put a client segment into the in-order buffer (trim overlaps, park gaps)."""
+        eng = self.eng
+        plen = len(payload)
+        end = (seq + plen + (1 if flags & FIN else 0)) & M32
+        expect = self.expect
+        if not after(end, expect):
+            eng.counters["clt_con_retrans"] += 1
+            return
+        if after(seq, expect):
+            if len(self.ooo) < 1024:
+                self.ooo[seq] = [seq, flags, payload, cack, win, tsval, -1]
+            eng.counters["clt_gap"] += 1
+            return
+        if seq != expect:
+            cut = (expect - seq) & M32
+            payload = payload[cut:]
+            seq = expect
+            plen = len(payload)
+        seg_max = eng.seg_max
+        if plen > seg_max:
+            for off in range(0, plen - seg_max, seg_max):
+                part = payload[off:off + seg_max]
+                self.buf.append([(seq + off) & M32, 0, part, cack, win, tsval, payload_sum(part)])
+            off = ((plen - 1) // seg_max) * seg_max
+            seq, payload = (seq + off) & M32, payload[off:]
+            plen = len(payload)
+        self.buf.append([seq, flags & (FIN | PSH), payload, cack, win, tsval,
+                         payload_sum(payload)])
+        self.expect = end
+        self.buffered += plen
+        eng.buffered_total += plen
+        if self.ooo:
+            nxt = self.ooo.pop(end, None)
+            if nxt is not None:
+                self._append(nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now)
+                return
+        eng.check_buffer(self, now)
+
+    # ------------------------------------------------------------------ sending
+
+    def _pump(self, now: float) -> None:
+        """Send buffered segments as far as state, window and pacing allow."""
+        if self.state != ESTABLISHED:
+            return
+        eng = self.eng
+        buf = self.buf
+        no_wait = eng.cfg.no_wait
+        while buf:
+            seg = buf[0]
+            flags = seg[FLAGS]
+            plen = len(seg[DATA])
+            if not no_wait and self.waiting_resp and (
+                    (flags & FIN and self.req_started) or (plen and seg[CACK] != self.req_cack)):
+                break
+            if plen:
+                inflight = (self.snd_nxt - self.snd_una) & M32
+                if inflight + plen > self.peer_win:
+                    if self.peer_win == 0 or inflight == 0:
+                        self._arm_rto(now)
+                    break
+            elif flags & FIN and self.snd_una != self.snd_nxt and not no_wait:
+                break
+            buf.popleft()
+            self._send_seg(seg, now)
+            if plen and (not self.req_started or seg[CACK] != self.req_cack):
+                self.req_started = True
+                self.req_cack = seg[CACK]
+                eng.counters["requests_sent"] += 1
+                if not no_wait:
+                    self.waiting_resp = True
+                    self.resp_seen = False
+                    self.eor_at = now + eng.cfg.resp_wait
+                    eng.arm(self, self.eor_at)
+            if flags & FIN:
+                self.fin_sent = True
+                eng.counters["sent_fin"] += 1
+                self.fin_at = now + eng.cfg.close_wait
+                eng.arm(self, self.fin_at)
+        if not buf and self.client_rst and not (self.waiting_resp and self.req_started):
+            self.finish(now, "released")
+
+    def _send_seg(self, seg: Segment, now: float) -> None:
+        eng = self.eng
+        payload = seg[DATA]
+        seq = seg[SEQ]
+        flags = ACK | seg[FLAGS]
+        opts = b""
+        if self.ts_ok:
+            tsv = seg[TSV]
+            if tsv is None or after(self.ts_last, tsv):
+                tsv = self.ts_last
+            self.ts_last = tsv
+            opts = ts_option(tsv, self.ts_recent)
+        route = self.route
+        win = 65535 if self.faked else seg[WIN]
+        eng.emit(self, build_packet(self.fake_ip, route.target_ip, eng.next_ident(),
+                                    self.fake_port, route.target_port, seq, self.rcv_nxt,
+                                    flags, win, opts, payload, seg[PSUM]))
+        self.ack_pending = False
+        plen = len(payload)
+        end = (seq + plen + (1 if flags & FIN else 0)) & M32
+        if after(end, self.snd_nxt):
+            self.snd_nxt = end
+            self.unacked.append(seg)
+        if plen:
+            eng.counters["sent_content"] += 1
+        if self.rto_at == INF:
+            self._arm_rto(now)
+
+    def _arm_rto(self, now: float) -> None:
+        self.rto_at = now + self.rto
+        self.eng.arm(self, self.rto_at)
+
+    def send_ack(self, seq: Optional[int] = None) -> None:
+        """A pure ACK (seq = snd_nxt unless given, e.g. a window probe)."""
+        eng = self.eng
+        route = self.route
+        opts = ts_option(self.ts_last, self.ts_recent) if self.ts_ok else b""
+        eng.counters["sent_ack"] += 1
+        eng.emit(self, build_packet(self.fake_ip, route.target_ip, eng.next_ident(),
+                                    self.fake_port, route.target_port,
+                                    self.snd_nxt if seq is None else seq, self.rcv_nxt, ACK,
+                                    self.win, opts, b"", 0))
+        self.ack_pending = False
+
+    def _retransmit(self, now: float) -> None:
+        """Resend the first unacknowledged segment (trimmed to what is still unacked)."""
+        eng = self.eng
+        while self.unacked:
+            seg = self.unacked[0]
+            end = (seg[SEQ] + len(seg[DATA]) + (1 if seg[FLAGS] & FIN else 0)) & M32
+            if after(end, self.snd_una):
+                break
+            self.unacked.popleft()
+        if not self.unacked:
+            return
+        seg = self.unacked[0]
+        if seg[SEQ] != self.snd_una and after(self.snd_una, seg[SEQ]):
+            cut = (self.snd_una - seg[SEQ]) & M32
+            data = seg[DATA][cut:]
+            seg[SEQ], seg[DATA], seg[PSUM] = self.snd_una, data, payload_sum(data)
+        eng.counters["retransmit"] += 1
+        self.retrans_pending = True
+        snd_nxt = self.snd_nxt
+        self._send_seg(seg, now)
+        self.snd_nxt = snd_nxt
+
+    # ------------------------------------------------------------------ target side
+
+    def on_response(self, seq: int, ack: int, flags: int, win: int, plen: int, full: bool,
+                    options: bytes, now: float) -> None:
+        """One response header from intercept (the target's segment to our fake client)."""
+        eng = self.eng
+        c = eng.counters
+        state = self.state
+        if state == CLOSED:
+            return
+        if state != ESTABLISHED:
+            if state == SYN_SENT:
+                self._in_handshake(seq, ack, flags, win, options, now)
+            else:
+                c["resp_stale"] += 1
+            return
+        self.last_resp = self.last_act = now
+        if flags & RST:
+            c["resp_rst"] += 1
+            self.target_reset = True
+            self._peer_closed(now)
+            return
+        if flags & SYN:
+            if flags & ACK and ack == ((self.isn + 1) & M32):
+                self.send_ack()          # our third ACK was lost: the target repeats SYN-ACK
+            return
+        if self.ts_ok and options:
+            tsr = eng.read_ts(options)
+            if tsr is not None and not after(self.ts_recent, tsr):
+                self.ts_recent = tsr
+        new_data = False
+        if plen:
+            c["resp_cont"] += 1
+            end = (seq + plen) & M32
+            if after(end, self.rcv_nxt):
+                self.rcv_nxt = end
+                new_data = True
+                if self.retrans_pending:
+                    self.retrans_pending = False
+                    c["retrans_succ"] += 1
+            self.ack_pending = True
+            eng.need_ack(self)
+        if flags & FIN:
+            c["resp_fin"] += 1
+            if ((seq + plen) & M32) == self.rcv_nxt and not self.peer_fin:
+                self.rcv_nxt = (self.rcv_nxt + 1) & M32
+                self.peer_fin = True
+        if flags & ACK:
+            self._on_ack(ack, win, plen, now)
+        if new_data and self.waiting_resp:
+            self.resp_seen = True
+            self.last_resp_full = full
+            if self.snd_una == self.snd_nxt and (not full or flags & PSH):
+                self._response_ended(now, fast=True)
+            else:
+                self.eor_at = now + max(eng.cfg.eor_min, min(eng.cfg.eor_max, 2 * self.rtt))
+                eng.arm(self, self.eor_at)
+        if self.peer_fin:
+            self.send_ack()
+            self._peer_closed(now)
+            return
+        self._pump(now)
+
+    def _in_handshake(self, seq: int, ack: int, flags: int, win: int, options: bytes,
+                      now: float) -> None:
+        eng = self.eng
+        if flags & SYN and flags & ACK and ack == ((self.isn + 1) & M32):
+            eng.counters["conns"] += 1
+            mss, wscale, ts = syn_options(options)
+            self.rcv_nxt = (seq + 1) & M32
+            self.snd_una = self.snd_nxt = ack
+            self.peer_wscale = min(wscale, 14) if (wscale is not None and self.want_ws) else 0
+            self.peer_win = win
+            self.ts_ok = self.want_ts and ts is not None
+            if ts is not None and self.ts_ok:
+                self.ts_recent = ts[0]
+            if mss:
+                self.full_len = mss - (12 if self.ts_ok else 0)
+            self.state = ESTABLISHED
+            self.hs_at = INF
+            self.rto = eng.cfg.rto_min
+            self.rto_at = INF
+            self.last_resp = now
+            self.send_ack()
+            if self.hs_ack is not None:
+                # pacing starts from the client's view right after its handshake: a first
+                # request sent only after a server greeting waits for the target's greeting
+                self.req_cack = self.hs_ack
+                self.req_started = False
+                self.waiting_resp = not eng.cfg.no_wait
+                self.eor_at = now + eng.cfg.resp_wait
+                eng.arm(self, self.eor_at)
+            self._pump(now)
+        elif flags & RST:
+            eng.counters["resp_rst"] += 1
+        elif flags & ACK and not flags & SYN:
+            # a leftover connection on this tuple at the target: reset it, then SYN again
+            eng.counters["reconnect"] += 1
+            route = self.route
+            eng.emit(self, rst_packet(self.fake_ip, route.target_ip, eng.next_ident(),
+                                      self.fake_port, route.target_port, ack, 0))
+            eng.counters["sent_rst"] += 1
+            self._send_syn()
+
+    def _on_ack(self, ack: int, win: int, plen: int, now: float) -> None:
+        self.peer_win = win << self.peer_wscale
+        if after(ack, self.snd_una):
+            if after(ack, self.snd_nxt):
+                self.snd_nxt = ack
+            self.snd_una = ack
+            self.dup_acks = 0
+            self.rto = self.eng.cfg.rto_min
+            self._release_acked()
+            if self.unacked:
+                self._arm_rto(now)
+            else:
+                self.rto_at = INF
+        elif ack == self.snd_una and not plen and self.unacked:
+            self.dup_acks += 1
+            if self.dup_acks == 3:
+                self._retransmit(now)
+        if self.peer_win == 0 and self.buf:
+            self.eng.counters["win_zero"] += 1
+            self._arm_rto(now)
+
+    def _release_acked(self) -> None:
+        una = self.snd_una
+        unacked = self.unacked
+        eng = self.eng
+        while unacked:
+            seg = unacked[0]
+            end = (seg[SEQ] + len(seg[DATA]) + (1 if seg[FLAGS] & FIN else 0)) & M32
+            if after(end, una):
+                break
+            unacked.popleft()
+            n = len(seg[DATA])
+            self.buffered -= n
+            eng.buffered_total -= n
+
+    def _response_ended(self, now: float, fast: bool) -> None:
+        self.waiting_resp = False
+        self.eor_at = INF
+        self.eng.counters["pacing_fast" if fast else "pacing_timer"] += 1
+
+    def _peer_closed(self, now: float) -> None:
+        """Target FIN/RST: reconnect if client data is still waiting, else end the session."""
+        has_data = any(seg[DATA] for seg in self.buf)
+        if has_data:
+            self.eng.counters["reconnect"] += 1
+            self._reconstruct(now)
+        elif self.fin_sent or not self.buf:
+            self.finish(now, "released")
+
+    def _reconstruct(self, now: float) -> None:
+        """Reset the target connection and start again with a faked SYN before the unsent data."""
+        eng = self.eng
+        if not self.target_reset:
+            self._send_rst()
+        first = self.buf[0][SEQ]
+        for seg in self.unacked:
+            self.buffered -= len(seg[DATA])
+            eng.buffered_total -= len(seg[DATA])
+        self.unacked.clear()
+        self.peer_fin = self.fin_sent = self.target_reset = False
+        self.waiting_resp = self.req_started = False
+        self.ts_ok = False
+        self.faked = True
+        self.syn_opts = build_tcp_options(eng.cfg.mss)
+        self.want_ts = self.want_ws = False
+        self.hs_ack = None
+        self._start((first - 1) & M32, now)
+
+    def _send_rst(self) -> None:
+        eng = self.eng
+        route = self.route
+        eng.counters["sent_rst"] += 1
+        eng.emit(self, rst_packet(self.fake_ip, route.target_ip, eng.next_ident(), self.fake_port,
+                                  route.target_port, self.snd_nxt, self.rcv_nxt))
+
+    # ------------------------------------------------------------------ end and timers
+
+    def finish(self, now: float, reason: str) -> None:
+        """End the session: RST the target (frees its socket), then linger (TIME_WAIT-like)."""
+        if self.state == CLOSED:
+            return
+        eng = self.eng
+        if self.state != SYN_WAIT and not self.target_reset:
+            self._send_rst()
+        self.state = CLOSED
+        eng.counters["sessions_time_wait"] += 1
+        if reason != "released":
+            eng.counters[reason] += 1
+        eng.drop_buffers(self)
+        self.hs_at = self.rto_at = self.eor_at = self.fin_at = INF
+        self.tw_at = now + eng.cfg.time_wait
+        eng.arm(self, self.tw_at)
+
+    def on_timer(self, now: float) -> None:
+        eng = self.eng
+        cfg = eng.cfg
+        if self.state == CLOSED:
+            if now >= self.tw_at:
+                eng.destroy(self)
+            else:
+                eng.arm(self, self.tw_at)
+            return
+        if now >= self.hs_at:
+            self.finish(now, "sessions_no_synack")
+            return
+        if now >= self.fin_at:
+            self.finish(now, "released")
+            return
+        if now >= self.rto_at:
+            self.rto_at = INF
+            if self.state == SYN_SENT:
+                self._send_syn()
+                self.rto = min(self.rto * 2, cfg.rto_max)
+                self._arm_rto(now)
+            elif self.unacked:
+                self._retransmit(now)
+                self.rto = min(self.rto * 2, cfg.rto_max)
+                self._arm_rto(now)
+            elif self.buf and self.peer_win == 0:
+                self.send_ack((self.snd_una - 1) & M32)     # zero-window probe
+                self.rto = min(self.rto * 2, cfg.rto_max)
+                self._arm_rto(now)
+            else:
+                self._pump(now)
+        if now >= self.eor_at:
+            if self.waiting_resp:
+                self._response_ended(now, fast=False)
+                if self.ack_pending:
+                    self.send_ack()
+                self._pump(now)
+            self.eor_at = INF
+        if self.state == CLOSED:
+            return
+        busy = bool(self.buf or self.unacked) or self.state != ESTABLISHED
+        if busy and now - self.last_resp >= cfg.session_timeout:
+            self.finish(now, "sessions_timeout")
+            return
+        if now - self.last_act >= cfg.keepalive_timeout:
+            self.finish(now, "sessions_timeout")
+            return
+        nxt = min(self.hs_at, self.fin_at, self.rto_at, self.eor_at,
+                  self.last_act + cfg.keepalive_timeout,
+                  (self.last_resp + cfg.session_timeout) if busy else INF)
+        eng.arm(self, nxt)

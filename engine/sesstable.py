@@ -1,0 +1,318 @@
+"""The session table: the sans-I/O core of tcpcopy (events in, actions out, time as input).
+
+Events: ``on_client_packet(ip_bytes, now)`` (a captured client->online packet),
+``on_response_record(record, now)`` (a 64-byte response record from intercept),
+``on_timer(now)`` when ``next_deadline()`` has passed, ``flush(now)`` after a batch of events
+(sends the ACKs still owed to the target), ``on_send_error(fkey, now)``.
+Actions (``take_actions()``), plain tuples:
+``(SEND, fake_key, route_index, ip_packet_bytes)`` and
+``(REGISTER, fake_ip, fake_port, target_ip, target_port)``; with ``record_drops`` also
+``(DROP, reason)``. Every loss increments a counter in ``counters`` (names: ``sesscfg.COUNTERS``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+from engine.packets import ACK, FIN, RST, SYN
+from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
+from engine.session import CLOSED, INF, M32, Session, after
+from engine.sesspkt import IP_FIELDS, TCP_FIELDS, find_ts
+
+SEND, REGISTER, DROP = "send", "register", "drop"
+SESSION_OVERHEAD = 2048          # bytes per session counted against -m besides its buffers
+Action = Tuple
+
+
+class Engine:
+    """All sessions of one tcpcopy process."""
+
+    def __init__(self, cfg: SessionConfig, seed: int = 0) -> None:
+        self.cfg = cfg
+        rnd = random.Random(seed)
+        self.counters: Dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.mapper = AddressMapper(cfg.fake_ips, cfg.port_shift, rnd.randrange(512))
+        self.routes: Dict[int, Route] = {}
+        for i, r in enumerate(cfg.routes):
+            r.index = i
+            self.routes[(r.online_ip << 16) | r.online_port] = r
+        self.wildcard = any(r.online_ip == 0 for r in cfg.routes)
+        self.by_client: Dict[int, List[Session]] = {}
+        self.by_fake: Dict[int, Session] = {}
+        self.live = 0
+        self.out: List[Action] = []
+        self.heap: List[Tuple[float, int, Session]] = []
+        self._tseq = 0
+        self._ident = rnd.randrange(65536)
+        self.ack_set: Set[Session] = set()
+        self.buffered_total = 0
+        self.seg_max = max(64, cfg.mtu - 52)
+        self.full_sizes = {576, 1492, 1500, cfg.mtu}
+        self.intercepts_up = True
+
+    # ------------------------------------------------------------------ services for sessions
+
+    def emit(self, sess: Session, packet: bytes) -> None:
+        self.counters["sent"] += 1
+        self.out.append((SEND, sess.fkey, sess.route.index, packet))
+
+    def register(self, sess: Session) -> None:
+        r = sess.route
+        self.out.append((REGISTER, sess.fake_ip, sess.fake_port, r.target_ip, r.target_port))
+
+    def next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def arm(self, sess: Session, when: float) -> None:
+        if when < sess.timer_at:
+            sess.timer_at = when
+            self._tseq += 1
+            heapq.heappush(self.heap, (when, self._tseq, sess))
+
+    def need_ack(self, sess: Session) -> None:
+        self.ack_set.add(sess)
+
+    def read_ts(self, options: bytes) -> Optional[int]:
+        ts = find_ts(options)
+        return ts[0] if ts is not None else None
+
+    def drop(self, reason: str) -> None:
+        self.counters[reason] += 1
+        if self.cfg.record_drops:
+            self.out.append((DROP, reason))
+
+    def check_buffer(self, sess: Session, now: float) -> None:
+        """Shed a session whose buffer or the process-wide estimate is over its cap."""
+        if sess.buffered > self.cfg.session_buffer_bytes:
+            self.drop("buffer_overflow")
+            sess.finish(now, "sessions_shed")
+        elif self.buffered_total + self.live * SESSION_OVERHEAD > self.cfg.memory_limit:
+            self.drop("memory_shed")
+            sess.finish(now, "sessions_shed")
+
+    def drop_buffers(self, sess: Session) -> None:
+        self.buffered_total -= sess.buffered
+        sess.buffered = 0
+        sess.buf.clear()
+        sess.unacked.clear()
+        sess.ooo.clear()
+        self.live -= 1
+
+    def destroy(self, sess: Session) -> None:
+        """Forget a session for good (after its linger)."""
+        if sess.state != CLOSED:
+            sess.state = CLOSED
+            self.drop_buffers(sess)
+        sess.timer_at = -1.0
+        if self.by_fake.get(sess.fkey) is sess:
+            del self.by_fake[sess.fkey]
+            self.mapper.release(sess.fkey)
+        lst = self.by_client.get(sess.ckey)
+        if lst is not None and sess in lst:
+            lst.remove(sess)
+            if not lst:
+                del self.by_client[sess.ckey]
+        self.counters["sessions_released"] += 1
+
+    # ------------------------------------------------------------------ events
+
+    def on_client_packet(self, data: bytes, now: float) -> None:
+        """A captured IPv4 packet (no link header). Never raises on bad input."""
+        c = self.counters
+        c["captured"] += 1
+        n = len(data)
+        if n < 40 or data[0] >> 4 != 4:
+            self.drop("malformed")
+            return
+        _v, tot, _id, frag, _ttl, proto, saddr, daddr = IP_FIELDS.unpack_from(data, 0)
+        ihl = (data[0] & 15) << 2
+        if proto != 6:
+            self.drop("filtered")
+            return
+        if ihl < 20 or tot > n or tot < ihl + 20:
+            self.drop("malformed")
+            return
+        if frag & 0x3FFF:
+            self.drop("frag")
+            return
+        sport, dport, seq, ack, doffb, flags, win = TCP_FIELDS.unpack_from(data, ihl)
+        doff = (doffb >> 4) << 2
+        if doff < 20 or ihl + doff > tot:
+            self.drop("malformed")
+            return
+        route = self.routes.get((daddr << 16) | dport)
+        if route is None and self.wildcard:
+            route = self.routes.get(dport)
+        if route is None:
+            self.drop("filtered")
+            return
+        c["clt_packs"] += 1
+        start = ihl + doff
+        payload = data[start:tot] if tot > start else b""
+        ckey = (((saddr << 16) | sport) << 48) | (daddr << 16) | dport
+        sessions = self.by_client.get(ckey)
+        if flags & SYN:
+            if not flags & ACK:
+                self._client_syn(ckey, saddr, sport, seq, win, data[ihl + 20:start], route,
+                                 sessions, now)
+            return
+        if payload:
+            c["clt_cont"] += 1
+        if sessions is None or sessions[0].state == CLOSED:
+            if not payload or flags & RST:
+                c["clt_no_session"] += 1
+                return
+            if sessions is not None:
+                old = sessions[0]
+                if not after((seq + len(payload)) & M32, old.expect):
+                    c["clt_no_session"] += 1
+                    return
+                for s in list(sessions):
+                    self.destroy(s)
+            if self.cfg.only_full:
+                self.drop("clt_no_session")
+                return
+            sessions = self._create(ckey, saddr, sport, route, now)
+            if sessions is None:
+                return
+        tsval = None
+        if doff > 20:
+            ts = find_ts(data[ihl + 20:start])
+            if ts is not None:
+                tsval = ts[0]
+        for s in sessions:
+            s.on_data(seq, ack, flags, win, payload, tsval, now)
+
+    def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
+                    options: bytes, route: Route, sessions: Optional[List[Session]],
+                    now: float) -> None:
+        self.counters["clt_syn"] += 1
+        if sessions is not None:
+            old = sessions[0]
+            if old.state != CLOSED and not old.faked and old.isn == seq:
+                self.counters["clt_con_retrans"] += 1      # the client retransmitted its SYN
+                return
+            for s in list(sessions):
+                if s.state != CLOSED:
+                    s.finish(now, "sessions_obsolete")
+                self.destroy(s)
+        created = self._create(ckey, saddr, sport, route, now)
+        if created is not None:
+            for s in created:
+                s.on_syn(seq, win, options, now)
+
+    def _create(self, ckey: int, saddr: int, sport: int, route: Route,
+                now: float) -> Optional[List[Session]]:
+        cfg = self.cfg
+        if not sample_keep(saddr, sport, cfg.sample_pct):
+            self.drop("sampled_out")
+            return None
+        if not self.intercepts_up:
+            self.drop("sessions_no_intercept")
+            return None
+        if self.live + cfg.replicas > cfg.max_sessions:
+            self.drop("table_full")
+            return None
+        out: List[Session] = []
+        mapper = self.mapper
+        for i in range(cfg.replicas):
+            pref = (mapper.fake_ip(saddr, i) << 16) | mapper.preferred_port(sport, i)
+            fkey = mapper.allocate(saddr, sport, i)
+            if fkey is None:
+                self.drop("tuple_refused")
+                continue
+            if fkey != pref:
+                self.counters["tuple_remapped"] += 1
+            s = Session(self, ckey, fkey, route, now)
+            self.by_fake[fkey] = s
+            self.live += 1
+            self.counters["sessions_created"] += 1
+            out.append(s)
+        if not out:
+            return None
+        self.by_client[ckey] = out
+        return out
+
+    def on_response_record(self, rec: bytes, now: float) -> None:
+        """One response record (IP header, TCP header, options) from intercept."""
+        c = self.counters
+        c["resp"] += 1
+        if len(rec) < 40 or rec[0] >> 4 != 4:
+            self.drop("channel_malformed")
+            return
+        _v, tot, _id, _frag, _ttl, _proto, saddr, daddr = IP_FIELDS.unpack_from(rec, 0)
+        sport, dport, seq, ack, doffb, flags, win = TCP_FIELDS.unpack_from(rec, 20)
+        ihl = (rec[0] & 15) << 2
+        doff = (doffb >> 4) << 2
+        plen = tot - ihl - doff
+        if ihl < 20 or doff < 20 or plen < 0:
+            self.drop("channel_malformed")
+            return
+        s = self.by_fake.get((daddr << 16) | dport)
+        if s is None or s.route.target_port != sport or s.route.target_ip != saddr:
+            c["resp_unknown"] += 1
+            return
+        options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
+        full = plen >= s.full_len or tot in self.full_sizes
+        s.on_response(seq, ack, flags, win, plen, full, options, now)
+
+    def flush(self, now: float) -> None:
+        """Send the pure ACKs owed for response data no outgoing packet has acknowledged."""
+        if not self.ack_set:
+            return
+        for s in self.ack_set:
+            if s.ack_pending and s.state != CLOSED:
+                s.send_ack()
+        self.ack_set.clear()
+
+    def next_deadline(self) -> Optional[float]:
+        heap = self.heap
+        while heap and heap[0][0] != heap[0][2].timer_at:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def on_timer(self, now: float) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            when, _, s = heapq.heappop(heap)
+            if when != s.timer_at:
+                continue
+            s.timer_at = INF
+            s.on_timer(now)
+
+    def on_send_error(self, fkey: int, now: float) -> None:
+        """The daemon could not send a packet of this session: count it and shed the session."""
+        self.counters["send_errors"] += 1
+        s = self.by_fake.get(fkey)
+        if s is not None and s.state != CLOSED:
+            s.target_reset = True          # no RST either: sending is what fails
+            s.finish(now, "sessions_shed")
+
+    def take_actions(self) -> List[Action]:
+        out = self.out
+        self.out = []
+        return out
+
+    # ------------------------------------------------------------------ queries
+
+    def live_routes(self) -> Iterator[Tuple[int, int, int, int]]:
+        """(fake ip, fake port, target ip, target port) of sessions still running."""
+        for s in self.by_fake.values():
+            if s.state != CLOSED:
+                yield s.fake_ip, s.fake_port, s.route.target_ip, s.route.target_port
+
+    @property
+    def sessions_active(self) -> int:
+        return self.live
+
+    def shutdown(self, now: float) -> None:
+        """Reset every live session on the target (clean exit)."""
+        for s in list(self.by_fake.values()):
+            if s.state != CLOSED:
+                s.finish(now, "released")
+
+
+__all__ = ["DROP", "FIN", "REGISTER", "SEND", "Engine"]
