@@ -1,0 +1,251 @@
+"""tcpcopy command-line flags: pure parsing and validation (no I/O).
+
+``parse_tcpcopy_args(argv) -> TcpcopyOptions`` raises ``OptionsError`` with a one-line message
+naming the flag (the daemon prints it and exits 2). Original short flags (study §1) plus long
+forms; new long-only options: ``--key-file``, ``--stats-file``, ``--stats-interval``,
+``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import List, NoReturn, Optional, Sequence, Tuple
+
+from engine.packets import PacketError, ip_aton, mac_aton
+
+DEFAULT_INTERCEPT_PORT = 36524
+MAX_INTERCEPTS = 32
+MAX_FAKE_IPS = 4096
+
+
+class OptionsError(ValueError):
+    """Bad or contradictory command-line input; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One ``-x`` item: ``[onlineIP:]port[@mac]-targetIP:targetPort[@mac]`` (online_ip 0 = any)."""
+
+    online_ip: int
+    online_port: int
+    target_ip: int
+    target_port: int
+    src_mac: Optional[bytes] = None
+    target_mac: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
+class TcpcopyOptions:
+    transfers: List[Transfer] = field(default_factory=list)
+    intercepts: List[Tuple[str, int]] = field(default_factory=list)
+    intercept_port: int = DEFAULT_INTERCEPT_PORT
+    connections: int = 2
+    fake_ips: List[int] = field(default_factory=list)
+    replicas: int = 1
+    port_shift: int = 0
+    sample_pct: int = 0
+    session_timeout: float = 600.0
+    keepalive_timeout: Optional[float] = None
+    memory_mb: int = 2048
+    mtu: int = 1500
+    mss: int = 1460
+    log_file: Optional[str] = None
+    pid_file: Optional[str] = None
+    daemon: bool = False
+    only_full: bool = False
+    no_wait: bool = False
+    lonely: bool = False
+    bpf_filter: Optional[str] = None
+    interfaces: List[str] = field(default_factory=list)
+    output_device: Optional[str] = None
+    key_file: Optional[str] = None
+    stats_file: Optional[str] = None
+    stats_interval: float = 1.0
+    max_sessions: int = 65536
+    session_buffer_bytes: int = 16 * 1024 * 1024
+    reconnect_interval: float = 2.0
+    show_help: bool = False
+    show_version: bool = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise OptionsError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="tcpcopy", add_help=False, allow_abbrev=False)
+    a = p.add_argument
+    a("-x", "--transfer", action="append", default=[], metavar="[IP:]PORT-TIP:TPORT")
+    a("-s", "--intercepts", "--server", action="append", default=[], metavar="IP[:PORT],..")
+    a("-p", "--port", type=int, default=DEFAULT_INTERCEPT_PORT)
+    a("-C", "--connections", type=int, default=2)
+    a("-c", "--client-ips", action="append", default=[], metavar="IP|a.b.c.x,..")
+    a("-n", "--replicas", type=int, default=1)
+    a("-f", "--port-shift", type=int, default=0)
+    a("-r", "--sample", type=int, default=0, metavar="PCT")
+    a("-t", "--session-timeout", type=float, default=600.0, metavar="S")
+    a("-k", "--keepalive-timeout", type=float, default=None, metavar="S")
+    a("-m", "--memory-limit", type=int, default=2048, metavar="MB")
+    a("-M", "--mtu", type=int, default=1500)
+    a("-D", "--mss", type=int, default=1460)
+    a("-l", "--log-file")
+    a("-P", "--pid-file")
+    a("-d", "--daemon", action="store_true")
+    a("-O", "--only-full", action="store_true")
+    a("-W", "--no-wait", action="store_true")
+    a("-L", "--lonely", action="store_true")
+    a("-F", "--filter")
+    a("-i", "--interface", action="append", default=[])
+    a("-o", "--output-device")
+    a("-h", "--help", action="store_true")
+    a("-v", "--version", action="store_true")
+    a("--key-file")
+    a("--stats-file")
+    a("--stats-interval", type=float, default=1.0)
+    a("--max-sessions", type=int, default=65536)
+    a("--session-buffer-bytes", type=int, default=16 * 1024 * 1024)
+    a("--reconnect-interval", type=float, default=2.0)
+    return p
+
+
+def usage() -> str:
+    return _parser().format_help()
+
+
+def _split(values: Sequence[str]) -> List[str]:
+    return [item.strip() for v in values for item in v.split(",") if item.strip()]
+
+
+def _port(text: str, flag: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise OptionsError(f"{flag}: bad port {text!r} (1-65535)")
+    return port
+
+
+def _ip(text: str, flag: str) -> int:
+    try:
+        return ip_aton(text)
+    except PacketError:
+        raise OptionsError(f"{flag}: bad IPv4 address {text!r}") from None
+
+
+def _side(text: str, flag: str) -> Tuple[str, Optional[bytes]]:
+    if "@" not in text:
+        return text, None
+    addr, mac = text.split("@", 1)
+    try:
+        return addr, mac_aton(mac)
+    except PacketError:
+        raise OptionsError(f"{flag}: bad MAC address {mac!r} in {text!r}") from None
+
+
+def parse_transfer(item: str) -> Transfer:
+    """``[onlineIP:]port[@mac]-targetIP:targetPort[@mac]``."""
+    if item.count("-") != 1:
+        raise OptionsError(f"-x: expected [onlineIP:]port-targetIP:targetPort, got {item!r}")
+    left, right = item.split("-")
+    left, src_mac = _side(left, "-x")
+    right, dst_mac = _side(right, "-x")
+    online_ip = 0
+    if ":" in left:
+        ip_text, port_text = left.rsplit(":", 1)
+        online_ip = _ip(ip_text, "-x")
+    else:
+        port_text = left
+    if ":" not in right:
+        raise OptionsError(f"-x: target must be targetIP:targetPort in {item!r}")
+    tip, tport = right.rsplit(":", 1)
+    return Transfer(online_ip, _port(port_text, "-x"), _ip(tip, "-x"), _port(tport, "-x"),
+                    src_mac, dst_mac)
+
+
+def parse_fake_ips(items: Sequence[str], skip: Sequence[int] = ()) -> List[int]:
+    """``-c`` items: addresses or ``a.b.c.x`` (= .1-.254); addresses in ``skip`` are left out."""
+    out: List[int] = []
+    for item in items:
+        if "*" in item:
+            raise OptionsError(f"-c: use x instead of * in {item!r}")
+        if item.endswith(".x"):
+            base = _ip(item[:-2] + ".0", "-c")
+            out.extend(base + i for i in range(1, 255))
+        else:
+            out.append(_ip(item, "-c"))
+    seen = set(skip)
+    result = []
+    for ip in out:
+        if ip not in seen:
+            seen.add(ip)
+            result.append(ip)
+    if len(result) > MAX_FAKE_IPS:
+        raise OptionsError(f"-c: {len(result)} addresses, at most {MAX_FAKE_IPS}")
+    if items and not result:
+        raise OptionsError("-c: no usable address (all equal to a -x target)")
+    return result
+
+
+def _intercepts(items: Sequence[str], default_port: int) -> List[Tuple[str, int]]:
+    out = []
+    for item in items:
+        host, _, port = item.partition(":")
+        _ip(host, "-s")
+        out.append((host, _port(port, "-s") if port else default_port))
+    if len(out) > MAX_INTERCEPTS:
+        raise OptionsError(f"-s: {len(out)} intercepts, at most {MAX_INTERCEPTS}")
+    return out
+
+
+def _check_range(value: float, lo: float, hi: float, flag: str) -> None:
+    if not lo <= value <= hi:
+        raise OptionsError(f"{flag}: {value:g} out of range ({lo:g}-{hi:g})")
+
+
+def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
+    """Parse and validate tcpcopy's flags. Raises OptionsError (one line, names the flag)."""
+    ns, rest = _parser().parse_known_args(list(argv))
+    if rest:
+        raise OptionsError(f"unknown argument {rest[0]!r}")
+    if ns.help or ns.version:
+        return TcpcopyOptions(show_help=ns.help, show_version=ns.version)
+    transfers = [parse_transfer(i) for i in _split(ns.transfer)]
+    if not transfers:
+        raise OptionsError("-x is required (e.g. -x 80-10.0.0.2:80)")
+    _check_range(ns.port, 1, 65535, "-p")
+    intercepts = _intercepts(_split(ns.intercepts), ns.port)
+    if not intercepts:
+        raise OptionsError("-s is required (the intercept address(es))")
+    if ns.output_device and any(t.target_mac is None for t in transfers):
+        raise OptionsError("-x: with -o every item needs the next-hop MAC (…:port@aa:bb:..)")
+    _check_range(ns.connections, 1, 11, "-C")
+    _check_range(ns.replicas, 1, 1023, "-n")
+    _check_range(ns.port_shift, 0, 255, "-f")
+    _check_range(ns.sample, 0, 100, "-r")
+    _check_range(ns.session_timeout, 1, 10**7, "-t")
+    if ns.keepalive_timeout is not None:
+        _check_range(ns.keepalive_timeout, 1, 10**7, "-k")
+    _check_range(ns.memory_limit, 1, 10**7, "-m")
+    _check_range(ns.mtu, 68, 65535, "-M")
+    _check_range(ns.mss, 64, 65495, "-D")
+    if ns.mss > ns.mtu - 40:
+        raise OptionsError(f"-D: MSS {ns.mss} does not fit the MTU {ns.mtu} (-M) minus 40")
+    _check_range(ns.stats_interval, 0.01, 86400, "--stats-interval")
+    _check_range(ns.max_sessions, 1, 10**8, "--max-sessions")
+    _check_range(ns.session_buffer_bytes, 4096, 1 << 40, "--session-buffer-bytes")
+    _check_range(ns.reconnect_interval, 0.05, 3600, "--reconnect-interval")
+    fake_ips = parse_fake_ips(_split(ns.client_ips), [t.target_ip for t in transfers])
+    return TcpcopyOptions(
+        transfers=transfers, intercepts=intercepts, intercept_port=ns.port,
+        connections=ns.connections, fake_ips=fake_ips, replicas=ns.replicas,
+        port_shift=ns.port_shift, sample_pct=ns.sample, session_timeout=ns.session_timeout,
+        keepalive_timeout=ns.keepalive_timeout, memory_mb=ns.memory_limit, mtu=ns.mtu,
+        mss=ns.mss, log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon,
+        only_full=ns.only_full, no_wait=ns.no_wait, lonely=ns.lonely, bpf_filter=ns.filter,
+        interfaces=_split(ns.interface), output_device=ns.output_device,
+        key_file=ns.key_file, stats_file=ns.stats_file, stats_interval=ns.stats_interval,
+        max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
+        reconnect_interval=ns.reconnect_interval)
