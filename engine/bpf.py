@@ -117,7 +117,44 @@ def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
     return _assemble(items)
 
 
-# ---------------------------------------------------------------- tcpdump-compiled expressions
+# ---------------------------------------------------------------- -F expressions
+
+
+def simple_expression(expr: str) -> Optional[List[Insn]]:
+    """Our own program for the common ``[ip and] tcp and (src|dst) port N [and (src|dst) host A]``
+    forms (one direction), so they need no tcpdump; None for anything else."""
+    terms = [t.split() for t in f" {expr.strip()} ".split(" and ")]
+    direction: Optional[str] = None
+    ports: List[int] = []
+    hosts: List[int] = []
+    seen_tcp = False
+    for words in terms:
+        if words in (["tcp"], ["ip"]):
+            seen_tcp = seen_tcp or words == ["tcp"]
+            continue
+        if len(words) != 3 or words[0] not in ("src", "dst") or words[1] not in ("port", "host"):
+            return None
+        if direction not in (None, words[0]):
+            return None
+        direction = words[0]
+        try:
+            if words[1] == "port":
+                ports.append(int(words[2]))
+            else:
+                hosts.append(int.from_bytes(bytes(int(o) for o in words[2].split(".")), "big"))
+        except ValueError:
+            return None
+        if words[1] == "host" and len(words[2].split(".")) != 4:
+            return None
+    if not seen_tcp or direction is None or len(ports) != 1 or len(hosts) > 1:
+        return None
+    return tcp_port_filter(ports, hosts, direction)
+
+
+def filter_for_expression(expr: str) -> List[Insn]:
+    """A ``-F`` expression as a program: the built-in generator when it can, else tcpdump."""
+    return simple_expression(expr) or compile_expression(expr)
+
 
 
 def parse_ddd(text: str) -> List[Insn]:

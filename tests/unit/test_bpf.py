@@ -124,3 +124,13 @@ def test_interpreter_alu_and_memory() -> None:
     ]
     assert bpf.run_filter(prog, b"") == 48
     assert bpf.run_filter([(bpf.LD | bpf.IMM, 0, 0, 1), (bpf.ALU | 0x30, 0, 0, 0)], b"") == 0
+
+
+def test_simple_expressions_need_no_tcpdump(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bpf, "compile_expression", lambda e: pytest.fail(f"tcpdump for {e}"))
+    assert bpf.filter_for_expression("tcp and src port 80") == bpf.tcp_port_filter([80], (), "src")
+    assert bpf.filter_for_expression("ip and tcp and dst port 8080 and dst host 10.110.0.20") == \
+        bpf.tcp_port_filter([8080], [TARGET], "dst")
+    for other in ("tcp and src port 80 and dst host 1.2.3.4", "src port 80", "tcp and port 80",
+                  "tcp and src port 80 and src port 81", "tcp and src host 1.2.3"):
+        assert bpf.simple_expression(other) is None

@@ -1,0 +1,181 @@
+"""intercept's routing core, sans-I/O: which tcpcopy connection gets which response record.
+
+- Routes are keyed by the FULL tuple ``(client_ip, client_port, target_ip, target_port)``
+  (collision-free, unlike the C tool's 32-bit key); the table is bounded (LRU eviction, counted
+  as ``route_evictions``). A response's key is (its dst ip, dst port, src ip, src port).
+- Delay table: a SYN-ACK or RST seen before its registration is parked up to ``delay_ttl`` s
+  (bounded, oldest evicted) and flushed when the registration arrives.
+- Combining: per connection, records are batched into frames of <= 16; a full batch is ready at
+  once, a partial one after ``flush_interval`` s (2 ms). ``frames(now)`` hands them out.
+- Time is an input everywhere. Connection ids are opaque ints chosen by the I/O loop.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from typing import Dict, List, Optional, Set, Tuple
+
+from engine.packets import ETH_P_IP, RST, SYN, PacketError, strip_ethernet
+from engine.protocol import COMB_MAX, encode_frame, make_record
+
+Key = Tuple[int, int, int, int]
+_ADDRS = struct.Struct("!II")
+_PORTS = struct.Struct("!HH")
+
+COUNTERS = ("captured", "kernel_drops", "malformed", "resp_routed", "resp_delayed",
+            "resp_unrouted", "routes_added", "routes_deleted", "route_evictions",
+            "delay_flushed", "delay_expired", "delay_evictions", "frames_sent", "records_sent",
+            "frames_dropped", "clients_accepted", "clients_closed", "clients_rejected_auth",
+            "channel_malformed", "hello_incompatible")
+
+
+def classify_frame(frame: bytes) -> Tuple[Key, int, bytes]:
+    """(route key, TCP flags, 64-byte record) of a captured Ethernet frame. Raises PacketError."""
+    etype, off = strip_ethernet(frame)
+    if etype != ETH_P_IP:
+        raise PacketError("ethertype", f"ethertype 0x{etype:04x} is not IPv4")
+    n = len(frame)
+    if n < off + 20:
+        raise PacketError("truncated", "IPv4 header cut short")
+    vi = frame[off]
+    ihl = (vi & 0xF) * 4
+    if vi >> 4 != 4 or ihl < 20:
+        raise PacketError("ihl", "not an IPv4 header")
+    if frame[off + 9] != 6:
+        raise PacketError("protocol", "not TCP")
+    toff = off + ihl
+    if n < toff + 20 or (frame[toff + 12] >> 4) < 5 or n < toff + (frame[toff + 12] >> 4) * 4:
+        raise PacketError("truncated", "TCP header cut short or bad DOFF")
+    src, dst = _ADDRS.unpack_from(frame, off + 12)
+    sport, dport = _PORTS.unpack_from(frame, toff)
+    return (dst, dport, src, sport), frame[toff + 13], make_record(frame, off)
+
+
+class Router:
+    """Route table + delay table + per-connection combining. No sockets, no clock."""
+
+    def __init__(self, max_routes: int = 1_000_000, delay_ttl: float = 30.0,
+                 max_delayed: int = 65536, flush_interval: float = 0.002,
+                 comb_max: int = COMB_MAX) -> None:
+        self.max_routes, self.delay_ttl, self.max_delayed = max_routes, delay_ttl, max_delayed
+        self.flush_interval, self.comb_max = flush_interval, comb_max
+        self.counters: Dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._routes: OrderedDict[Key, int] = OrderedDict()
+        self._by_conn: Dict[int, Set[Key]] = {}
+        self._delayed: OrderedDict[Key, List[Tuple[float, bytes]]] = OrderedDict()
+        self._delayed_count = 0
+        self._pending: Dict[int, List[bytes]] = {}
+        self._since: Dict[int, float] = {}
+        self._ready: List[Tuple[int, bytes]] = []
+
+    # -- routes ------------------------------------------------------------------------------
+    @property
+    def route_count(self) -> int:
+        return len(self._routes)
+
+    def lookup(self, key: Key) -> Optional[int]:
+        return self._routes.get(key)
+
+    def add_route(self, key: Key, conn: int, now: float) -> None:
+        old = self._routes.get(key)
+        if old is not None and old != conn:
+            self._by_conn.get(old, set()).discard(key)
+        self._routes[key] = conn
+        self._routes.move_to_end(key)
+        self._by_conn.setdefault(conn, set()).add(key)
+        self.counters["routes_added"] += 1
+        while len(self._routes) > self.max_routes:
+            gone, gconn = self._routes.popitem(last=False)
+            self._by_conn.get(gconn, set()).discard(gone)
+            self.counters["route_evictions"] += 1
+        parked = self._delayed.pop(key, None)
+        if parked:
+            self._delayed_count -= len(parked)
+            for ts, rec in parked:
+                if now - ts <= self.delay_ttl:
+                    self.counters["delay_flushed"] += 1
+                    self._append(conn, rec, now)
+                else:
+                    self.counters["delay_expired"] += 1
+
+    def del_route(self, key: Key) -> None:
+        conn = self._routes.pop(key, None)
+        if conn is not None:
+            self._by_conn.get(conn, set()).discard(key)
+            self.counters["routes_deleted"] += 1
+
+    def drop_connection(self, conn: int) -> int:
+        """Forget a closed tcpcopy connection: its routes and unsent records. Returns #routes."""
+        keys = self._by_conn.pop(conn, set())
+        for key in keys:
+            if self._routes.get(key) == conn:
+                del self._routes[key]
+        self._pending.pop(conn, None)
+        self._since.pop(conn, None)
+        self._ready = [(c, f) for c, f in self._ready if c != conn]
+        return len(keys)
+
+    # -- responses ---------------------------------------------------------------------------
+    def route_response(self, key: Key, flags: int, record: bytes, now: float) -> None:
+        conn = self._routes.get(key)
+        if conn is not None:
+            self.counters["resp_routed"] += 1
+            self._append(conn, record, now)
+        elif flags & (SYN | RST):
+            self._park(key, record, now)
+        else:
+            self.counters["resp_unrouted"] += 1
+
+    def _park(self, key: Key, record: bytes, now: float) -> None:
+        self.counters["resp_delayed"] += 1
+        self._delayed.setdefault(key, []).append((now, record))
+        self._delayed_count += 1
+        while self._delayed_count > self.max_delayed:
+            _k, items = self._delayed.popitem(last=False)
+            self._delayed_count -= len(items)
+            self.counters["delay_evictions"] += len(items)
+
+    def expire(self, now: float) -> int:
+        """Drop parked responses older than delay_ttl (oldest keys first). Returns how many."""
+        dropped = 0
+        while self._delayed:
+            key, items = next(iter(self._delayed.items()))
+            if now - items[-1][0] <= self.delay_ttl:
+                break
+            del self._delayed[key]
+            self._delayed_count -= len(items)
+            dropped += len(items)
+        self.counters["delay_expired"] += dropped
+        return dropped
+
+    @property
+    def delayed_count(self) -> int:
+        return self._delayed_count
+
+    # -- combining ---------------------------------------------------------------------------
+    def _append(self, conn: int, record: bytes, now: float) -> None:
+        batch = self._pending.get(conn)
+        if batch is None:
+            batch = self._pending[conn] = []
+            self._since[conn] = now
+        batch.append(record)
+        if len(batch) >= self.comb_max:
+            self._ready.append((conn, encode_frame(batch)))
+            del self._pending[conn]
+            del self._since[conn]
+
+    def next_flush(self) -> Optional[float]:
+        """When the oldest partial batch is due (None: nothing pending)."""
+        if self._ready:
+            return 0.0
+        return min(self._since.values()) + self.flush_interval if self._since else None
+
+    def frames(self, now: float, force: bool = False) -> List[Tuple[int, bytes]]:
+        """Frames to send now: full batches, and partial ones that waited flush_interval."""
+        out, self._ready = self._ready, []
+        due = [c for c, t in self._since.items() if force or now - t >= self.flush_interval]
+        for conn in due:
+            out.append((conn, encode_frame(self._pending.pop(conn))))
+            del self._since[conn]
+        return out
