@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional
@@ -192,7 +193,7 @@ def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool =
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(journal.to_json())
-        tmp = f"{path}.tmp-{os.getpid()}"
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
         transport.put(local, tmp, mode=0o600)
         transport.run(["mv", "-f", tmp, path], sudo=sudo).check()
     finally:

@@ -1,0 +1,141 @@
+"""labctl.apply: journal before mutation, probe -> no-op, failure marks the entry, undo, lock."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from labctl import apply as ap
+from labctl.errors import LabctlError
+from labctl.journal import Journal, new_journal
+from labctl.model import Change, ChangeKind
+from labctl.transport.base import CommandFailed
+from labctl.transport.fake import FakeTransport
+
+HDIR = "/s/demo/target"
+ADD = ("ip", "route", "add", "10.79.1.0/24", "via", "10.77.1.30", "proto", "252")
+DEL = ("ip", "route", "del", "10.79.1.0/24", "via", "10.77.1.30", "proto", "252")
+PROBE = ("ip", "-4", "route", "show", "10.79.1.0/24", "proto", "252")
+ROUTE = Change("target", "route", ChangeKind.ROUTE, "route pool via assistant", (ADD,), (DEL,),
+               probe=("sh-probe",), noop_reason="route already there", guarded=True)
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+
+
+def _fake() -> FakeTransport:
+    fake = FakeTransport("target")
+    fake.on(["ip", "route", "show", "table", "all"], stdout="default via 10.77.1.254\n")
+    fake.on(["iptables-save"], stdout="*filter\nCOMMIT\n")
+    fake.on_prefix(["mv", "-f"])
+    return fake
+
+
+def _run(fake: FakeTransport) -> ap.HostRun:
+    return ap.HostRun("target", fake, HDIR, new_journal("demo", "target", "r1", now=0.0),
+                      clock=lambda: 1.0)
+
+
+def _journal_written(fake: FakeTransport) -> Journal:
+    last = [c for c in fake.calls if c.argv[0] == "<put>"][-1]
+    return Journal.from_json(fake.files[last.argv[2]].decode())
+
+
+def test_journal_is_written_before_the_change_runs() -> None:
+    fake = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
+    out = ap.apply_change(_run(fake), ROUTE)
+    assert out.status == "applied" and out.changed
+    kinds = [c.argv[0] for c in fake.calls]
+    first_put, add = kinds.index("<put>"), fake.calls.index(
+        next(c for c in fake.calls if c.argv == ADD))
+    assert first_put < add
+    # the journal written before the add already lists it as planned, with a snapshot
+    before = Journal.from_json(fake.files[fake.calls[first_put].argv[2]].decode())
+    assert before.entries[0].status == "planned"
+    assert before.entries[0].snapshot.routes.startswith("default via")
+    assert _journal_written(fake).entries[0].status == "applied"
+
+
+def test_probe_in_place_is_a_noop_with_reason() -> None:
+    fake = _fake().on(["sh-probe"])
+    run = _run(fake)
+    out = ap.apply_change(run, ROUTE)
+    assert out.status == "noop" and not out.changed and out.reason == "route already there"
+    assert ADD not in fake.commands
+    assert run.journal.entries[0].status == "noop"
+
+
+def test_failed_apply_marks_entry_and_raises_with_evidence() -> None:
+    fake = _fake().on(["sh-probe"], exit_code=1)
+    fake.on(list(ADD), exit_code=2, stderr="RTNETLINK answers: Network is unreachable")
+    run = _run(fake)
+    with pytest.raises(CommandFailed, match="Network is unreachable"):
+        ap.apply_change(run, ROUTE)
+    assert run.journal.entries[0].status == "failed"
+    assert "Network is unreachable" in _journal_written(fake).entries[0].reason
+
+
+def test_undo_probe_absent_and_present() -> None:
+    fake = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
+    run = _run(fake)
+    ap.apply_change(run, ROUTE)
+    fake.on(["sh-probe"]).on(list(DEL))
+    out = ap.undo_entry(run, run.journal.entries[0])
+    assert out.status == "undone" and DEL in fake.commands
+    assert run.journal.in_place() == []
+
+
+def test_undo_of_planned_entry_that_never_ran() -> None:
+    fake = _fake()
+    run = _run(fake)
+    e = run.journal.plan_entry(
+        Change("target", "x", ChangeKind.IPTABLES, "x", (("a",),), (("b",),)),
+        ap.Snapshot(), 0.0)
+    fake.on(["b"], exit_code=1, stderr="Bad rule (does a matching rule exist in that chain?)")
+    out = ap.undo_entry(run, e)
+    assert out.status == "undone" and "never applied" in out.reason
+
+
+def test_failed_undo_of_applied_entry_is_reported_and_kept() -> None:
+    fake = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
+    run = _run(fake)
+    ap.apply_change(run, ROUTE)
+    fake.on(["sh-probe"]).on(list(DEL), exit_code=2, stderr="boom")
+    out = ap.undo_entry(run, run.journal.entries[0])
+    assert out.status == "undo-failed" and "boom" in out.reason
+    assert run.journal.in_place()  # still listed: the next `down` retries it
+
+
+def test_lock_taken_refused_and_stale_broken() -> None:
+    fake = FakeTransport("target").on(["mkdir", "-p", HDIR]).on(["mkdir", HDIR + "/lock"])
+    assert ap.acquire_lock(fake, HDIR) == []
+    assert json.loads(fake.files[HDIR + "/lock/owner.json"])["pid"] == os.getpid()
+
+    busy = FakeTransport("target").on(["mkdir", "-p", HDIR])
+    busy.on(["mkdir", HDIR + "/lock"], exit_code=1, stderr="File exists")
+    busy.on(["cat", HDIR + "/lock/owner.json"], stdout=json.dumps(ap._owner()))
+    with pytest.raises(LabctlError, match="holds the lock"):
+        ap.acquire_lock(busy, HDIR)
+
+    stale = FakeTransport("target").on(["mkdir", "-p", HDIR]).on(["rm", "-rf", HDIR + "/lock"])
+    stale.on(["mkdir", HDIR + "/lock"])
+    stale.on(["mkdir", HDIR + "/lock"], exit_code=1, times=1)
+    dead = {**ap._owner(), "pid": 2**22 + 12345}
+    stale.on(["cat", HDIR + "/lock/owner.json"], stdout=json.dumps(dead))
+    notes = ap.acquire_lock(stale, HDIR)
+    assert notes and "stale" in notes[0]
+
+
+def test_kill_hook_only_fires_on_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr(ap.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setenv(ap.KILL_ENV, "ship")
+    ap.checkpoint("lock")
+    assert killed == []
+    ap.checkpoint("ship")
+    assert killed == [9]

@@ -1,0 +1,143 @@
+"""labctl.daemons: launch argv, readiness waits (fake clock), graceful stop, status summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from labctl import daemons
+from labctl.errors import RemoteError
+from labctl.transport.fake import FakeTransport
+
+HDIR = "/s/demo/assistant"
+PYZ = HDIR + "/labctl-engine.pyz"
+SPEC = daemons.DaemonSpec("intercept", ("-i", "eth0", "-p", "36524"))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+def _poller() -> daemons.Poller:
+    clock = FakeClock()
+    return daemons.Poller(clock=clock, sleep=clock.sleep, interval=1.0)
+
+
+def test_launch_argv_detached_and_systemd() -> None:
+    det = daemons.launch_argv(PYZ, HDIR, "demo", SPEC, systemd=False)
+    assert det[:3] == ["python3", PYZ, "detach"]
+    inner = det[det.index("--") + 1:]
+    assert inner[:3] == ["python3", PYZ, "intercept"]
+    assert inner[inner.index("--pid-file") + 1] == HDIR + "/intercept.pid"
+    assert inner[inner.index("--stats-file") + 1] == HDIR + "/intercept.stats"
+    sysd = daemons.launch_argv(PYZ, HDIR, "demo", SPEC, systemd=True)
+    assert sysd[:3] == ["systemd-run", "--unit", "labctl-demo-intercept"]
+    assert sysd[sysd.index("python3"):] == inner
+
+
+def _rec() -> daemons.DaemonRecord:
+    return daemons.record_for(PYZ, HDIR, "demo", SPEC, systemd=False)
+
+
+def _alive(fake: FakeTransport, pid: int = 77, times: int | None = None) -> None:
+    fake.on(["cat", HDIR + "/intercept.pid"], stdout=f"{pid}\n")
+    fake.on(["cat", f"/proc/{pid}/cmdline"], exit_code=1)
+    fake.on(["cat", f"/proc/{pid}/cmdline"],
+            stdout=f"python3\0{PYZ}\0intercept\0--stats-file\0{HDIR}/intercept.stats\0",
+            times=times)
+
+
+def test_start_takes_pid_from_detach_output() -> None:
+    rec = _rec()
+    fake = FakeTransport("assistant").on_prefix(["rm", "-f"]).on(rec.argv, stdout="77\n")
+    daemons.start(fake, rec, now=lambda: 3.0)
+    assert rec.pid == 77 and rec.started_at == 3.0
+
+
+def test_wait_listening_polls_ss() -> None:
+    rec = _rec()
+    fake = FakeTransport("assistant")
+    _alive(fake)
+    ss = ["ss", "-Hltn", "sport", "=", ":36524"]
+    fake.on(ss, stdout="LISTEN 0 128 10.77.1.30:36524 0.0.0.0:*\n")
+    fake.on(ss, stdout="", times=2)
+    daemons.wait_listening(fake, rec, 36524, timeout=10, poller=_poller())
+    assert fake.commands.count(tuple(ss)) == 3
+
+
+def test_wait_listening_fails_fast_with_log_tail_when_daemon_died() -> None:
+    rec = _rec()
+    fake = FakeTransport("assistant")
+    fake.on_prefix(["ss"], stdout="").on_prefix(["cat"], exit_code=1)
+    fake.on_prefix(["tail"], stdout="2024/01/01 00:00:00 +000 [error] bind: address in use")
+    with pytest.raises(RemoteError, match="address in use"):
+        daemons.wait_listening(fake, rec, 36524, timeout=10, poller=_poller())
+
+
+def test_wait_connected_reads_stats_until_connected() -> None:
+    rec = daemons.record_for(PYZ, HDIR, "demo", daemons.DaemonSpec("tcpcopy", ()), False)
+    fake = FakeTransport("online")
+    fake.on(["cat", HDIR + "/tcpcopy.pid"], stdout="5\n")
+    fake.on(["cat", "/proc/5/cmdline"], stdout=f"tcpcopy {HDIR}/tcpcopy.stats")
+    good = {"intercepts": [{"addr": "10.77.1.30:36524", "connections": 2}], "counters": {}}
+    fake.on(["cat", HDIR + "/tcpcopy.stats"], stdout=json.dumps(good))
+    fake.on(["cat", HDIR + "/tcpcopy.stats"], stdout=json.dumps(
+        {"intercepts": [{"addr": "x", "connections": 0}]}), times=2)
+    assert daemons.wait_connected(fake, rec, timeout=10, poller=_poller()) == good
+
+
+def test_wait_connected_times_out() -> None:
+    rec = daemons.record_for(PYZ, HDIR, "demo", daemons.DaemonSpec("tcpcopy", ()), False)
+    fake = FakeTransport("online")
+    fake.on(["cat", HDIR + "/tcpcopy.pid"], stdout="5\n")
+    fake.on(["cat", "/proc/5/cmdline"], stdout=f"tcpcopy {HDIR}/tcpcopy.stats")
+    fake.on(["cat", HDIR + "/tcpcopy.stats"], exit_code=1)
+    with pytest.raises(RemoteError, match="timed out after 3s"):
+        daemons.wait_connected(fake, rec, timeout=3, poller=_poller())
+
+
+def test_is_connected() -> None:
+    assert not daemons.is_connected(None)
+    assert not daemons.is_connected({"intercepts": []})
+    assert not daemons.is_connected({"intercepts": [{"connections": 1}, {"connections": 0}]})
+    assert daemons.is_connected({"intercepts": [{"connections": 1}]})
+
+
+def test_stop_term_then_kill_after_grace_and_keeps_final_stats() -> None:
+    rec = _rec()
+    fake = FakeTransport("assistant")
+    _alive(fake)  # never exits on TERM
+    fake.on(["kill", "-TERM", "77"]).on(["kill", "-KILL", "77"])
+    fake.on(["cat", HDIR + "/intercept.stats"], stdout='{"state": "exited", "counters": {}}')
+    daemons.stop(fake, rec, grace=3, poller=_poller(), now=lambda: 9.0)
+    assert fake.commands.index(("kill", "-TERM", "77")) < fake.commands.index(
+        ("kill", "-KILL", "77"))
+    assert rec.final_stats == {"state": "exited", "counters": {}} and rec.stopped_at == 9.0
+
+
+def test_stop_graceful_no_kill() -> None:
+    rec = _rec()
+    fake = FakeTransport("assistant")
+    _alive(fake, times=1)
+    fake.on(["kill", "-TERM", "77"])
+    fake.on(["cat", HDIR + "/intercept.stats"], exit_code=1)
+    daemons.stop(fake, rec, grace=3, poller=_poller())
+    assert ("kill", "-KILL", "77") not in fake.commands
+
+
+def test_summarize() -> None:
+    stats = {"started_at": 100.0, "state": "running", "listen": "10.77.1.30:36524",
+             "counters": {"captured": 5, "resp_routed": 4, "other": 1}}
+    st = daemons.summarize("intercept", 77, stats, 130.0)
+    assert st.alive and st.uptime == 30.0 and st.counters == {"captured": 5, "resp_routed": 4}
+    assert st.extra == {"listen": "10.77.1.30:36524"}
+    dead = daemons.summarize("intercept", None, {"state": "exited"}, 130.0)
+    assert not dead.alive and dead.uptime is None and dead.state == "exited"
