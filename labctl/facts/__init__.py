@@ -1,0 +1,203 @@
+"""Facts about hosts: what labctl reads before it checks, plans or changes anything.
+
+    facts = gather_facts(pool, inventory)          # {host name: HostFacts}, hosts in parallel
+    operator = gather_operator_facts()             # this machine's own addresses
+
+Every fact is read-only. A fact that fails (tool missing, permission denied, odd output) is
+recorded in `HostFacts.unknown[name]` with the reason and its field stays None; a host that
+cannot be reached at all has `unreachable` set. Nothing here raises for a remote problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from labctl.facts.base import Fact, FactParseError, FactValue, run_fact
+from labctl.facts.iptables import IPTABLES, Ruleset, normalise_iptables_save
+from labctl.facts.proc import PROC_VALUES, Conntrack, ProcValues
+from labctl.facts.routes import (
+    ADDRS,
+    ROUTES,
+    Interface,
+    Route,
+    RouteGet,
+    default_gateway,
+    interface_with,
+    parse_addrs,
+    route_get_fact,
+)
+from labctl.facts.sockets import LISTENERS, Listener, tcp_probe_fact
+from labctl.facts.system import (
+    IPTABLES_VERSION,
+    PYTHON,
+    SSH_CONNECTION,
+    SUDO,
+    SYSTEMD,
+    UID,
+    IptablesVersion,
+    PythonVersion,
+    SSHConnection,
+)
+from labctl.inventory_models import HostSpec, Inventory
+from labctl.transport.base import Transport
+from labctl.transport.pool import HostPool
+
+__all__ = [
+    "Conntrack",
+    "Fact",
+    "FactParseError",
+    "HostFacts",
+    "Interface",
+    "IptablesVersion",
+    "Listener",
+    "OperatorFacts",
+    "ProcValues",
+    "PythonVersion",
+    "Route",
+    "RouteGet",
+    "Ruleset",
+    "SSHConnection",
+    "gather_facts",
+    "gather_host_facts",
+    "gather_operator_facts",
+    "normalise_iptables_save",
+    "run_fact",
+]
+
+IPv4 = ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything known about one host. None = unknown (see `unknown` for why)."""
+
+    host: str
+    role: str
+    address: IPv4
+    python: Optional[PythonVersion] = None
+    uid: Optional[int] = None
+    sudo: Optional[bool] = None  # `sudo -n true` worked (only asked when uid != 0)
+    systemd: Optional[bool] = None
+    ssh: Optional[SSHConnection] = None
+    proc: Optional[ProcValues] = None
+    routes: Optional[tuple[Route, ...]] = None
+    interfaces: Optional[tuple[Interface, ...]] = None
+    iptables: Optional[Ruleset] = None
+    iptables_version: Optional[IptablesVersion] = None
+    listeners: Optional[tuple[Listener, ...]] = None
+    #: `ip route get ADDR` answers, keyed by str(ADDR) (target: the assistant)
+    route_gets: dict[str, RouteGet] = field(default_factory=dict)
+    #: TCP probes "ADDR:PORT" -> connected (online: each service's target)
+    tcp: dict[str, bool] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    unreachable: Optional[str] = None
+
+    @property
+    def privileged(self) -> Optional[bool]:
+        """Root, or passwordless sudo; None if unknown."""
+        if self.uid == 0:
+            return True
+        if self.uid is None:
+            return None
+        return self.sudo
+
+    @property
+    def ip_forward(self) -> Optional[int]:
+        return self.proc.ip_forward if self.proc else None
+
+    @property
+    def conntrack(self) -> Optional[Conntrack]:
+        return self.proc.conntrack if self.proc else None
+
+    @property
+    def default_gateway(self) -> Optional[IPv4]:
+        return default_gateway(self.routes) if self.routes is not None else None
+
+    @property
+    def ifname(self) -> Optional[str]:
+        """The interface carrying the host's inventory address."""
+        if self.interfaces is None:
+            return None
+        itf = interface_with(self.interfaces, self.address)
+        return itf.ifname if itf else None
+
+
+def _facts_for(inventory: Inventory, role: str) -> list[Fact[Any]]:
+    facts: list[Fact[Any]] = [PYTHON, UID, SYSTEMD, SSH_CONNECTION, PROC_VALUES, ROUTES, ADDRS,
+                              IPTABLES_VERSION, IPTABLES, LISTENERS]
+    if role == "target" and inventory.hosts.assistant is not None:
+        facts.append(route_get_fact(inventory.hosts.assistant.address))
+    if role == "online":
+        for service in inventory.services:
+            facts.append(tcp_probe_fact(inventory.target_address(service), service.target_port))
+    return facts
+
+
+_SIMPLE = {"python", "uid", "systemd", "proc_values", "routes", "addrs", "iptables_version",
+           "iptables", "listeners"}
+_FIELD = {"proc_values": "proc", "addrs": "interfaces", "ssh_connection": "ssh"}
+
+
+def gather_host_facts(transport: Transport, spec: HostSpec, role: str,
+                      inventory: Inventory) -> HostFacts:
+    """Run every fact for one host sequentially over its (reused) transport."""
+    values: dict[str, Any] = {}
+    unknown: dict[str, str] = {}
+    route_gets: dict[str, RouteGet] = {}
+    tcp: dict[str, bool] = {}
+    results: list[FactValue[Any]] = [run_fact(transport, f) for f in _facts_for(inventory, role)]
+    if any(r.name == "uid" and r.known and r.value != 0 for r in results):
+        results.append(run_fact(transport, SUDO))
+    for r in results:
+        if not r.known:
+            unknown[r.name] = r.error or "unknown"
+        elif r.name.startswith("route_get:") and isinstance(r.value, RouteGet):
+            route_gets[r.name.split(":", 1)[1]] = r.value
+        elif r.name.startswith("tcp:") and isinstance(r.value, bool):
+            tcp[r.name.split(":", 1)[1]] = r.value
+        elif r.name in _SIMPLE or r.name in _FIELD or r.name == "sudo":
+            values[_FIELD.get(r.name, r.name)] = r.value
+    return HostFacts(host=spec.name, role=role, address=spec.address, route_gets=route_gets,
+                     tcp=tcp, unknown=unknown, **values)
+
+
+def gather_facts(pool: HostPool, inventory: Inventory) -> dict[str, HostFacts]:
+    """Facts of every inventory host, gathered in parallel; unreachable hosts are marked."""
+    roles = {h.name: role for role, h in inventory.hosts_by_role()}
+    outcomes = pool.each(lambda spec, t: gather_host_facts(t, spec, roles[spec.name], inventory))
+    out: dict[str, HostFacts] = {}
+    for name, outcome in outcomes.items():
+        spec = pool.specs[name]
+        if outcome.ok and outcome.value is not None:
+            out[name] = outcome.value
+        else:
+            reason = getattr(outcome.error, "message", None) or str(outcome.error)
+            out[name] = HostFacts(host=name, role=roles[name], address=spec.address,
+                                  unreachable=reason)
+    return out
+
+
+@dataclass(frozen=True)
+class OperatorFacts:
+    """The machine labctl runs on: its own IPv4 addresses (SSH sources are in HostFacts.ssh)."""
+
+    addresses: tuple[IPv4, ...] = ()
+
+
+def gather_operator_facts(transport: Optional[Transport] = None) -> OperatorFacts:
+    """Read this machine's addresses (`ip -j addr`); unknown -> no addresses."""
+    from labctl.transport.local import LocalTransport
+
+    value = run_fact(transport or LocalTransport("operator"), ADDRS)
+    if not value.known or value.value is None:
+        return OperatorFacts()
+    return OperatorFacts(tuple(a.ip for itf in value.value for a in itf.addresses))
+
+
+def parse_addresses(text: str) -> tuple[IPv4, ...]:
+    """Helper for tests: addresses from recorded `ip -j addr` output."""
+    from labctl.transport.base import Result
+
+    return tuple(a.ip for itf in parse_addrs(Result("x", ("ip",), 0, text)) for a in itf.addresses)

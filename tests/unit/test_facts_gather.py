@@ -1,0 +1,90 @@
+"""gather_host_facts / gather_facts over FakeTransports scripted with recorded outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import RemoteError
+from labctl.facts import gather_facts, gather_host_facts, gather_operator_facts
+from labctl.inventory import load_inventory
+from labctl.transport import FakeTransport, HostPool, UnscriptedCommand
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = ROOT / "tests/fixtures/facts"
+
+
+def _out(fact: str, case: str) -> str:
+    return (FIX / fact / f"{case}.out").read_text()
+
+
+def scripted(host: str) -> FakeTransport:
+    fake = FakeTransport(host)
+    fake.on(["python3", "--version"], stdout=_out("python", "debian12"))
+    fake.on(["id", "-u"], stdout="0\n")
+    fake.on(["test", "-d", "/run/systemd/system"], exit_code=1)
+    fake.on(["printenv", "SSH_CONNECTION"], stdout="192.168.44.1 50000 192.168.44.137 22\n")
+    fake.on_prefix(["grep", "-r", "-H", "."], stdout=_out("proc_values", "target-ns"))
+    fake.on(["ip", "-4", "-j", "route", "show", "table", "all"], stdout=_out("routes", "target-ns"))
+    fake.on(["ip", "-j", "addr", "show"], stdout=_out("addrs", "target-ns"))
+    fake.on(["iptables", "-V"], stdout=_out("iptables_version", "debian12-nft"))
+    fake.on(["iptables-save"], stdout=_out("iptables", "target-ns"))
+    fake.on(["ss", "-Hltn"], stdout=_out("listeners", "target-ns"))
+    fake.on_prefix(["ip", "-j", "route", "get"], stdout=_out("route_get", "onlink"))
+    fake.on_prefix(["python3", "-c"], exit_code=0)
+    return fake
+
+
+def test_gather_target_facts_from_recordings() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    fake = scripted("target")
+    facts = gather_host_facts(fake, inv.hosts.target, "target", inv)
+    assert facts.unknown == {}
+    assert facts.ip_forward == 0 and facts.privileged
+    assert facts.systemd is False
+    assert str(facts.ssh.client) == "192.168.44.1"  # type: ignore[union-attr]
+    assert "192.168.44.136" in facts.route_gets
+    assert facts.iptables is not None and facts.listeners
+    assert ("ip", "-j", "route", "get", "192.168.44.136") in fake.commands
+    assert ("sudo", "-n", "true") not in fake.commands  # root: no sudo probe
+
+
+def test_missing_tools_become_unknowns_not_exceptions() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    fake = scripted("online1")
+    fake.on(["iptables-save"], exit_code=127, stderr="iptables-save: not found")
+    fake.on(["ss", "-Hltn"], raises=RemoteError("channel closed", host="online1"))
+    fake.on(["id", "-u"], stdout="1000\n")
+    fake.on(["sudo", "-n", "true"], exit_code=1, stderr="sudo: a password is required")
+    facts = gather_host_facts(fake, inv.hosts.online[0], "online", inv)
+    assert facts.iptables is not None and not facts.iptables.present
+    assert "listeners" in facts.unknown and facts.listeners is None
+    assert facts.privileged is False
+    assert facts.tcp == {"192.168.44.137:80": True}
+
+
+def test_gather_facts_marks_unreachable_hosts() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+
+    def factory(spec):  # type: ignore[no-untyped-def]
+        fake = scripted(spec.name)
+        if spec.name == "assistant":
+            fake.on(["python3", "--version"], raises=OSError("boom"))
+        return fake
+
+    facts = gather_facts(HostPool(inv, factory=factory), inv)
+    assert set(facts) == {"online1", "target", "assistant"}
+    assert facts["target"].unreachable is None
+    assert facts["assistant"].unreachable and "boom" in facts["assistant"].unreachable
+
+
+def test_unscripted_commands_still_raise() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    with pytest.raises(UnscriptedCommand):
+        gather_host_facts(FakeTransport("t"), inv.hosts.target, "target", inv)
+
+
+def test_operator_facts() -> None:
+    fake = FakeTransport("op").on(["ip", "-j", "addr", "show"], stdout=_out("addrs", "target-ns"))
+    assert [str(a) for a in gather_operator_facts(fake).addresses] == ["127.0.0.1", "10.77.249.20"]
