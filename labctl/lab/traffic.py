@@ -19,6 +19,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -252,22 +253,48 @@ def check_args(a: argparse.Namespace) -> None:
             raise ValueError(f"--get-paths: {path!r} must start with '/'")
 
 
-def in_root_netns() -> bool:
+def current_lab_netns() -> str:
+    """Name of the lab namespace (/run/netns/lc-*) this process is in, or ''."""
     try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+        me = os.stat("/proc/self/ns/net")
+        names = os.listdir("/run/netns")
     except OSError:
-        return False
+        return ""
+    for name in names:
+        if not name.startswith("lc-"):
+            continue
+        try:
+            st = os.stat(os.path.join("/run/netns", name))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+            return name
+    return ""
+
+
+def route_dev(addr: str) -> str:
+    """Output device for `addr` per `ip -o route get` (''=unknown or unroutable)."""
+    try:
+        out = subprocess.run(["ip", "-o", "route", "get", addr], capture_output=True,
+                             text=True, timeout=5, check=False).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out[out.index("dev") + 1] if "dev" in out[:-1] else ""
 
 
 def guard_destination(host: str) -> None:
-    """Traffic rule: from the root namespace, only loopback is an allowed destination."""
+    """Traffic rule, fail-closed: send only from inside a lab namespace, to loopback, or to an
+    address that routes via a lab's own link (`lc-*`)."""
     try:
-        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        loopback = False
-    if in_root_netns() and not loopback:
-        raise ValueError("refusing to send from the root network namespace to a non-loopback "
-                         "address; run me with `ip netns exec lc-NAME-client ...`")
+        addr = socket.gethostbyname(host)
+    except OSError as exc:
+        raise ValueError(f"--url: cannot resolve {host!r}: {exc}") from None
+    if ipaddress.ip_address(addr).is_loopback or current_lab_netns():
+        return
+    if not route_dev(addr).startswith("lc-"):
+        raise ValueError(f"refusing to send to {addr}: not loopback, not inside a lab "
+                         "namespace, and not routed via a lab link; run me with "
+                         "`ip netns exec lc-NAME-client ...`")
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
