@@ -125,7 +125,8 @@ def test_iptables_save_structure_and_labctl_objects() -> None:
     assert set(rs.tables) == {"raw", "filter"}
     assert rs.chain("filter", "INPUT").policy == "ACCEPT"
     assert rs.rules("filter", "LABCTL-h4a") == (
-        '-s 10.77.249.30/32 -p tcp -m tcp --sport 80 -m comment --comment "labctl:h4a:drop" -j DROP',
+        '-s 10.77.249.30/32 -p tcp -m tcp --sport 80 -m comment --comment "labctl:h4a:drop" '
+        "-j DROP",
     )
     objs = rs.labctl_objects("h4a")
     assert "raw/LABCTL-h4a" in objs and "filter/LABCTL-h4a" in objs
@@ -142,7 +143,9 @@ def test_iptables_normaliser_ignores_counters_comments_and_default_tables() -> N
     assert iptables.normalise_iptables_save(noisy) == iptables.normalise_iptables_save(text)
     assert "LABCTL-h4a" in iptables.normalise_iptables_save(text)
     assert iptables.normalise_iptables_save("") == ""
-    empty_filter = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    empty_filter = (
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    )
     assert iptables.normalise_iptables_save(empty_filter) == ""
 
 
