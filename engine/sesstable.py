@@ -308,6 +308,14 @@ class Engine:
     def sessions_active(self) -> int:
         return self.live
 
+    def shed_largest(self, count: int, now: float) -> None:
+        """Shed the ``count`` live sessions holding the most buffered bytes (memory pressure)."""
+        live = [s for s in self.by_fake.values() if s.state != CLOSED]
+        live.sort(key=lambda s: s.buffered, reverse=True)
+        for s in live[:count]:
+            self.drop("memory_shed")
+            s.finish(now, "sessions_shed")
+
     def shutdown(self, now: float) -> None:
         """Reset every live session on the target (clean exit)."""
         for s in list(self.by_fake.values()):

@@ -1,0 +1,401 @@
+"""The tcpcopy daemon: flags, wiring and the I/O loop around the sans-I/O session table.
+
+Capture (AF_PACKET + kernel BPF built from ``-x``, or ``-F``; outgoing frames ignored) feeds
+``Engine.on_client_packet``; intercept records feed ``Engine.on_response_record``; the engine's
+actions go to the raw IP sender (or the ``-o`` link sender) and to the intercept channels.
+A send error is counted and sheds its session; the process never exits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+from typing import Dict, List, Optional, Sequence, Union
+
+from engine import INTERNAL_VERSION, __version__
+from engine.bpf import BpfError, compile_expression, tcp_port_filter
+from engine.loop import Loop, TimerHandle
+from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
+from engine.packets import ip_ntoa
+from engine.protocol import ProtocolError, load_key
+from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
+from engine.sesscfg import Route, SessionConfig
+from engine.sessnet import Intercepts, Server
+from engine.sesstable import REGISTER, SEND, Engine
+from engine.stats import Logger, stats_document, write_stats
+
+LOG_INTERVAL = 30.0
+HOUSEKEEPING = 0.5
+Sender = Union[RawIPSender, LinkSender]
+
+
+class StartupError(Exception):
+    """tcpcopy cannot start (message for the log/stderr)."""
+
+
+def session_config(o: TcpcopyOptions) -> SessionConfig:
+    routes = [Route(t.online_ip, t.online_port, t.target_ip, t.target_port, t.src_mac,
+                    t.target_mac) for t in o.transfers]
+    return SessionConfig(
+        routes, fake_ips=o.fake_ips, replicas=o.replicas, port_shift=o.port_shift,
+        sample_pct=o.sample_pct, session_timeout=o.session_timeout,
+        keepalive_timeout=o.keepalive_timeout, mtu=o.mtu, mss=o.mss, only_full=o.only_full,
+        no_wait=o.no_wait, max_sessions=o.max_sessions,
+        session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20)
+
+
+def stat_lines(c: Dict[str, int], active: int) -> List[str]:
+    """The periodic statistics lines with the original texts (study §6)."""
+    obs = (c["sessions_obsolete"] + c["sessions_timeout"] + c["sessions_shed"]
+           + c["sessions_no_synack"])
+    return [
+        f"active:{active},rel:{c['sessions_released']},obs del:{obs},"
+        f"tw:{c['sessions_time_wait']}",
+        f"conns:{c['conns']},resp:{c['resp']},c-resp:{c['resp_cont']}",
+        f"resp fin:{c['resp_fin']},resp rst:{c['resp_rst']}",
+        f"send:{c['sent']},send content:{c['sent_content']}",
+        f"send syn:{c['sent_syn']}, fin:{c['sent_fin']},reset:{c['sent_rst']}",
+        f"reconnect:{c['reconnect']},for no syn:{c['recon_for_no_syn']}",
+        f"retransmit:{c['retransmit']}",
+        f"recv packs after retransmission:{c['retrans_succ']}",
+        f"syn cnt:{c['clt_syn']},all clt:{c['clt_packs']},clt cont:{c['clt_cont']}",
+        f"total cont retransmit:{c['clt_con_retrans']}, frag:{c['frag']}",
+        f"total captured packets:{c['captured']}",
+        f"losses: kernel drops:{c['kernel_drops']},malformed:{c['malformed']},"
+        f"sampled out:{c['sampled_out']},table full:{c['table_full']},"
+        f"shed:{c['sessions_shed']},no syn-ack:{c['sessions_no_synack']},"
+        f"timeout:{c['sessions_timeout']},send errors:{c['send_errors']},"
+        f"no intercept:{c['sessions_no_intercept']},tuple refused:{c['tuple_refused']}",
+    ]
+
+
+def daemonize() -> None:
+    """Detach: fork twice, new session, stdio to /dev/null (``-d``)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    fd = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(fd, std)
+    if fd > 2:
+        os.close(fd)
+
+
+class Tcpcopy:
+    """One running tcpcopy process."""
+
+    def __init__(self, opts: TcpcopyOptions, log: Logger) -> None:
+        self.opts, self.log = opts, log
+        self.loop = Loop()
+        self.engine = Engine(session_config(opts), seed=os.getpid())
+        self.counters = self.engine.counters
+        self.started_at = __import__("time").time()
+        self.captures: List[CaptureSocket] = []
+        self.senders: Dict[int, Sender] = {}
+        self.timer: Optional[TimerHandle] = None
+        self.timer_when = float("inf")
+        self.exit_code = 0
+        self.reconnect_at = 0.0
+        key = None
+        if opts.key_file:
+            try:
+                key = load_key(opts.key_file)
+            except (ProtocolError, OSError) as exc:
+                raise StartupError(f"--key-file: {exc}") from None
+        self.intercepts = Intercepts(
+            self.loop, opts.intercepts, opts.connections, key, self._on_record, self.counters,
+            log, self._on_intercept_ready, self._after_batch)
+
+    # ------------------------------------------------------------------ start-up
+
+    def _filter(self) -> list:
+        o = self.opts
+        if o.bpf_filter:
+            try:
+                return compile_expression(o.bpf_filter)
+            except BpfError as exc:
+                raise StartupError(str(exc)) from None
+        hosts = [t.online_ip for t in o.transfers]
+        return tcp_port_filter([t.online_port for t in o.transfers],
+                               hosts if all(hosts) else (), "dst")
+
+    def _open(self) -> None:
+        o = self.opts
+        try:
+            if o.output_device:
+                for route in self.engine.cfg.routes:
+                    self.senders[route.index] = LinkSender(o.output_device, route.target_mac)
+            else:
+                raw = RawIPSender()
+                for route in self.engine.cfg.routes:
+                    self.senders[route.index] = raw
+            self.captures = open_captures(o.interfaces or None, self._filter())
+        except OSError as exc:
+            raise StartupError(f"capture/send socket: {exc}") from None
+        for cap in self.captures:
+            self.loop.add_reader(cap.fileno(), self._make_reader(cap))
+
+    def _banner(self) -> None:
+        o, log = self.opts, self.log
+        log.notice(f"tcpcopy version:{__version__}")
+        log.notice(f"tcpcopy internal version:{INTERNAL_VERSION}")
+        for t in o.transfers:
+            online = ip_ntoa(t.online_ip) if t.online_ip else "*"
+            log.notice(f"target:{online}:{t.online_port}-{ip_ntoa(t.target_ip)}:{t.target_port}")
+        log.notice("TC_COMBINED mode")
+        log.notice(f"session timeout:{int(self.engine.cfg.session_timeout)}")
+        log.notice(f"keepalive timeout:{int(self.engine.cfg.keepalive_timeout)}")
+        log.notice(f"parallel connections per target:{o.connections}")
+        log.notice("s parameter:" + ",".join(f"{h}:{p}" for h, p in o.intercepts))
+        if o.bpf_filter:
+            log.notice(f"filter = {o.bpf_filter}")
+
+    def _wait_connected(self) -> None:
+        """Connect before capturing (like the C tool); without -L all must succeed."""
+        self.intercepts.connect_all()
+        deadline = self.loop.time() + 4.0
+        while self.loop.time() < deadline and not self._stopping:
+            servers = self.intercepts.servers
+            if all(s.ready_conns() for s in servers):
+                return
+            if not self.intercepts.any_pending():
+                break
+            self.loop.run_once(0.05)
+            self.intercepts.check_timeouts(self.loop.time())
+        if not self.opts.lonely and not all(s.ready_conns() for s in self.intercepts.servers):
+            bad = [s.addr for s in self.intercepts.servers if not s.ready_conns()]
+            raise StartupError("Can not connect to remote server(" + ",".join(bad) + ")")
+
+    # ------------------------------------------------------------------ events
+
+    def _make_reader(self, cap: CaptureSocket):  # type: ignore[no-untyped-def]
+        engine = self.engine
+        on_packet = engine.on_client_packet
+        loop = self.loop
+
+        def read() -> None:
+            frames = cap.recv_frames(256)
+            if not frames:
+                return
+            now = loop.time()
+            for f in frames:
+                if f[12] == 8 and f[13] == 0:
+                    on_packet(f[14:], now)
+                else:
+                    self._odd_frame(f, now)
+            self._after_batch(now)
+        return read
+
+    def _odd_frame(self, frame: bytes, now: float) -> None:
+        from engine.packets import ETH_P_IP, PacketError, strip_ethernet
+        try:
+            etype, off = strip_ethernet(frame)
+        except PacketError:
+            self.counters["captured"] += 1
+            self.counters["malformed"] += 1
+            return
+        if etype != ETH_P_IP:
+            self.counters["captured"] += 1
+            self.counters["filtered"] += 1
+            return
+        self.engine.on_client_packet(frame[off:], now)
+
+    def _on_record(self, rec: bytes, now: float) -> None:
+        self.engine.on_response_record(rec, now)
+
+    def _after_batch(self, now: float) -> None:
+        engine = self.engine
+        engine.flush(now)
+        self._do_actions(now)
+        when = engine.next_deadline()
+        if when is not None and when < self.timer_when:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_when = when
+            self.timer = self.loop.call_at(when, self._on_engine_timer)
+
+    def _on_engine_timer(self) -> None:
+        self.timer = None
+        self.timer_when = float("inf")
+        now = self.loop.time()
+        self.engine.on_timer(now)
+        self._after_batch(now)
+
+    def _do_actions(self, now: float) -> None:
+        engine = self.engine
+        senders = self.senders
+        routes = engine.cfg.routes
+        while engine.out:
+            for act in engine.take_actions():
+                if act[0] is SEND:
+                    err = senders[act[2]].send(act[3], routes[act[2]].target_ip)
+                    if err:
+                        engine.on_send_error(act[1], now)
+                        self._send_error_log(err)
+                elif act[0] is REGISTER and not self.intercepts.register(
+                        act[1], act[2], act[3], act[4]):
+                    self.counters["sessions_no_intercept"] += 1
+
+    def _send_error_log(self, err: int) -> None:
+        n = self.counters["send_errors"]
+        if n & (n - 1) == 0:          # 1, 2, 4, 8, ...: visible but never a flood
+            self.log.error(f"send to target error (count {n})", err)
+
+    def _on_intercept_ready(self, srv: Server) -> None:
+        n = self.intercepts.register_on(srv, self.engine.live_routes())
+        if n:
+            self.log.notice(f"re-registered {n} live routes on {srv.addr}")
+        self.engine.intercepts_up = True
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _housekeeping(self) -> None:
+        now = self.loop.time()
+        ic = self.intercepts
+        ic.check_timeouts(now)
+        drops = sum(cap.stats()[1] for cap in self.captures)
+        self.counters["kernel_drops"] = drops
+        if not ic.any_ready() and self.engine.intercepts_up:
+            self.engine.intercepts_up = False
+            if not self.opts.lonely:
+                self.log.error("all intercept connections are lost, tcpcopy exits")
+                self.exit_code = 1
+                self.loop.stop()
+                return
+            self.log.warn("all intercept connections are lost; copying paused (-L)")
+        if self.opts.lonely and now >= self.reconnect_at:
+            self.reconnect_at = now + self.opts.reconnect_interval
+            for srv in ic.servers:
+                if len([c for c in srv.conns if c.alive]) < ic.per_server:
+                    ic.connect(srv)
+        self._check_memory(now)
+        self.loop.call_later(HOUSEKEEPING, self._housekeeping)
+
+    def _check_memory(self, now: float) -> None:
+        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        limit_kb = self.opts.memory_mb * 1024
+        if rss_kb > limit_kb and self.engine.buffered_total > 0:
+            self.log.warn(f"occupies too much memory, limit:{limit_kb}")
+            self.engine.shed_largest(max(1, self.engine.sessions_active // 2), now)
+            self._after_batch(now)
+
+    def _write_stats(self, state: str = "running") -> None:
+        if not self.opts.stats_file:
+            return
+        import time
+        doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
+                             state, self.counters, intercepts=self.intercepts.summary(),
+                             sessions_active=self.engine.sessions_active)
+        try:
+            write_stats(self.opts.stats_file, doc)
+        except OSError as exc:
+            self.log.error(f"stats file {self.opts.stats_file}", exc.errno)
+
+    def _stats_tick(self) -> None:
+        self._write_stats()
+        self.loop.call_later(self.opts.stats_interval, self._stats_tick)
+
+    def _log_tick(self) -> None:
+        self._log_stats()
+        self.loop.call_later(LOG_INTERVAL, self._log_tick)
+
+    def _log_stats(self) -> None:
+        if self.counters["captured"]:
+            for line in stat_lines(self.counters, self.engine.sessions_active):
+                self.log.info(line)
+
+    # ------------------------------------------------------------------ run
+
+    _stopping = False
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self.loop.stop()
+
+    def run(self) -> int:
+        import signal
+        self.loop.add_signal_handler(signal.SIGTERM, self._stop)
+        self.loop.add_signal_handler(signal.SIGINT, self._stop)
+        self._banner()
+        try:
+            self._wait_connected()
+            if self._stopping:
+                return 0
+            self._open()
+            self.log.notice("send the first packets here")
+            self.loop.call_later(HOUSEKEEPING, self._housekeeping)
+            self.loop.call_later(LOG_INTERVAL, self._log_tick)
+            self._stats_tick()
+            self.loop.run()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _shutdown(self) -> None:
+        now = self.loop.time()
+        with contextlib.suppress(Exception):
+            self.engine.shutdown(now)
+            self._do_actions(now)
+        if self.exit_code == 0:
+            self.log.notice("sig 15 received" if self._stopping else "tcpcopy exits")
+        self._log_stats()
+        self._write_stats("exited")
+        for cap in self.captures:
+            cap.close()
+        for sender in set(self.senders.values()):
+            sender.close()
+        self.intercepts.close()
+        self.loop.close()
+
+
+def _write_pidfile(path: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        opts = parse_tcpcopy_args(args)
+    except OptionsError as exc:
+        print(f"tcpcopy: {exc}", file=sys.stderr)
+        return 2
+    if opts.show_help:
+        print(usage())
+        return 0
+    if opts.show_version:
+        print(f"tcpcopy {__version__} (labctl engine, internal version {INTERNAL_VERSION})")
+        return 0
+    try:
+        log = Logger(opts.log_file)
+    except OSError as exc:
+        print(f"tcpcopy: -l {opts.log_file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if opts.daemon:
+        daemonize()
+    if opts.pid_file:
+        try:
+            _write_pidfile(opts.pid_file)
+        except OSError as exc:
+            log.error(f"-P {opts.pid_file}", exc.errno)
+            print(f"tcpcopy: -P {opts.pid_file}: {exc.strerror}", file=sys.stderr)
+            return 1
+    try:
+        return Tcpcopy(opts, log).run()
+    except StartupError as exc:
+        log.error(str(exc))
+        if not opts.daemon and opts.log_file:
+            print(f"tcpcopy: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if opts.pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(opts.pid_file)
+        log.close()
