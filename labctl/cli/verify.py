@@ -1,1 +1,110 @@
-"""CLI commands: verify (placeholder, filled in by its issue)."""
+"""CLI commands: `labctl verify` (the loss ledger) and `labctl diagnose` (the troubleshooting tree).
+
+Thin: resolve the inventory, open the host pool, call the core, render, map the verdict to an
+exit code.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from labctl import journal as jr
+from labctl import render_verify as rv
+from labctl.cli import app
+from labctl.errors import UsageError, VerifyFailed
+from labctl.inventory import Inventory, load_inventory, parse_inventory
+from labctl.transport.pool import HostPool
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_INV_HELP = "Inventory (default: the lab that is up)."
+
+
+def parse_duration(text: str) -> float:
+    """`60s`, `2m`, `1h`, `500ms`, `90` (seconds) -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"--window {text!r}: expected a duration like 60s, 5m or 1h")
+    return float(m.group(1)) * _UNIT[m.group(2) or "s"]
+
+
+def resolve_inventory(path: Optional[Path]) -> Inventory:
+    """The given inventory, else the one `up` recorded when exactly one lab is up here."""
+    if path is not None:
+        return load_inventory(path)
+    labs = jr.known_labs()
+    records = [r for r in (jr.load_record(lab) for lab in labs) if r and r.state == "up"]
+    if len(records) != 1:
+        found = ", ".join(r.lab for r in records) or "none"
+        raise UsageError(f"which lab? labs up here: {found}",
+                         hint="give the inventory: labctl verify inventories/X.yaml")
+    return parse_inventory(records[0].inventory_text, records[0].inventory_path)
+
+
+def _pool(inv: Inventory) -> HostPool:
+    return HostPool.open(inv)
+
+
+@app.command("verify")
+def verify_cmd(
+    inventory: Optional[Path] = typer.Argument(None, help=_INV_HELP),
+    window: Optional[str] = typer.Option(None, "--window", help="Compare the last N (60s, 5m)."),
+    since_up: bool = typer.Option(False, "--since-up", help="Compare everything since `up`."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh a live table until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between --watch refreshes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """The loss ledger: online vs target access logs and engine counters, with a verdict."""
+    from labctl import verify as core
+
+    if window is not None and since_up:
+        raise UsageError("give either --window or --since-up, not both")
+    inv = resolve_inventory(inventory)
+    seconds = parse_duration(window) if window is not None else None
+    scope = core.resolve_scope(inv, since_up, seconds)
+    console = Console()
+    with _pool(inv) as pool:
+        session = core.Watch(inv, pool, scope)
+        report = session.refresh()
+        if watch and not as_json:
+            with Live(rv.ledger_view(report), console=console, auto_refresh=False) as live:
+                try:
+                    while True:
+                        time.sleep(interval)
+                        report = session.refresh()
+                        live.update(rv.ledger_view(report), refresh=True)
+                except KeyboardInterrupt:
+                    pass
+        elif as_json:
+            typer.echo(rv.to_json(report))
+        else:
+            console.print(rv.ledger_view(report))
+    if not report.verdict.passed:
+        raise VerifyFailed("verdict FAIL: " + "; ".join(report.verdict.reasons),
+                           hint="see the attribution table (or --json) for where copies went")
+
+
+@app.command("diagnose")
+def diagnose_cmd(
+    inventory: Optional[Path] = typer.Argument(None, help=_INV_HELP),
+    seconds: float = typer.Option(5.0, "--seconds", min=1.0, max=120.0,
+                                  help="How long to capture on every host."),
+    as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
+) -> None:
+    """Capture briefly on every host and name the first broken link of the copy path."""
+    from labctl.diagnose import run_diagnose
+
+    inv = resolve_inventory(inventory)
+    with _pool(inv) as pool:
+        diagnosis = run_diagnose(inv, pool, seconds)
+    if as_json:
+        typer.echo(rv.to_json(diagnosis))
+    else:
+        Console().print(rv.diagnosis_view(diagnosis))
