@@ -1,1 +1,82 @@
-"""CLI commands: lab (placeholder, filled in by its issue)."""
+"""CLI commands: `labctl lab up|down|status` — the built-in four-host namespace lab."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import typer
+
+from labctl.cli import app
+from labctl.errors import ExitCode
+from labctl.lab import LabInfo, LabSpec, LabStatus, build_lab, destroy_lab, lab_status
+
+DEFAULT_NAME = "lab"
+NAME_HELP = "Lab name: 1-8 characters, [a-z][a-z0-9]*. Several labs can exist side by side."
+
+lab_app = typer.Typer(
+    name="lab", help="The built-in local lab: client, online, target and assistant in network "
+    "namespaces, with real sshd and nginx.", no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("up")
+def up(
+    name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP),
+    index: Optional[int] = typer.Option(
+        None, "--index", help="Force lab index N (10.77-79.N.0/24); default: first free one."),
+) -> None:
+    """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
+    t0 = time.monotonic()
+    info = build_lab(LabSpec(name=name, index=index))
+    typer.echo(render_up(info, time.monotonic() - t0))
+
+
+@lab_app.command("down")
+def down(name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP)) -> None:
+    """Stop the lab's processes, delete its namespaces, links and files. Safe to run twice."""
+    found = destroy_lab(name)
+    typer.echo(f"lab {name}: destroyed" if found else f"lab {name}: nothing to remove")
+
+
+@lab_app.command("status")
+def status(
+    name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Show hosts, addresses, services (pid alive, port listening) and whether each is up."""
+    st = lab_status(name)
+    typer.echo(json.dumps(st.to_dict(), indent=2) if as_json else render_status(st))
+    if not st.up:
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def render_up(info: LabInfo, seconds: float) -> str:
+    lines = [f"lab {info.name} is up (index {info.index}, {seconds:.2f}s)"]
+    lines.append(f"  {'operator':<10} {info.operator_address:<12} dev {info.operator_ifname}")
+    for h in info.hosts.values():
+        extra = f" (+{len(h.extra_addresses)} more)" if h.extra_addresses else ""
+        lines.append(f"  {h.role:<10} {h.address:<12} netns {h.netns}{extra}")
+    lines.append(f"ssh:        ssh -i {info.ssh_key} -o UserKnownHostsFile={info.known_hosts} "
+                 f"-o StrictHostKeyChecking=yes root@{info.hosts['online'].address}")
+    lines.append(f"lab.json:   {info.json_path}")
+    return "\n".join(lines)
+
+
+def render_status(st: LabStatus) -> str:
+    info = st.info
+    state = "up" if st.up else "DOWN"
+    lines = [f"lab {info.name} (index {info.index}): {state}",
+             f"  {'operator':<10} {info.operator_address:<12} dev {info.operator_ifname} "
+             f"{'present' if st.operator_link else 'MISSING'}"]
+    for h in st.hosts:
+        svcs = ", ".join(
+            f"{s.name}[{s.pid or '-'}] {'listening :' + str(s.port) if s.listening else 'DOWN'}"
+            for s in h.services) or "-"
+        ns = "" if h.netns_present else " (netns MISSING)"
+        lines.append(f"  {h.role:<10} {h.address:<12} {'up' if h.up else 'DOWN':<4} "
+                     f"{svcs}{ns}")
+    lines.append(f"lab.json:   {info.json_path}")
+    return "\n".join(lines)

@@ -247,7 +247,7 @@ def root_routes() -> list[str]:
     """IPv4 route destinations (CIDR) of every table in the root namespace."""
     out = []
     with IPRoute() as root:
-        for msg in root.get_routes(family=socket.AF_INET, table=0):
+        for msg in root.get_routes(family=socket.AF_INET):
             dst = msg.get_attr("RTA_DST") or "0.0.0.0"
             out.append(f"{dst}/{msg['dst_len']}")
     return out

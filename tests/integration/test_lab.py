@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -176,3 +178,40 @@ def test_failure_mid_build_removes_everything(monkeypatch: pytest.MonkeyPatch) -
     assert not Path(f"/run/labctl-lab/{name}").exists()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"lc-{name}-op" not in links
+
+
+def test_index_overlapping_a_root_route_is_refused(lab: LabInfo) -> None:
+    from tests.integration.conftest import unique_lab_name
+
+    name = unique_lab_name()
+    with pytest.raises(LabError, match="overlaps root-namespace route"):
+        build_lab(LabSpec(name=name, index=lab.index))
+    assert not Path(f"/run/labctl-lab/{name}").exists()
+    assert not {f"lc-{name}-online", f"lc-{name}-router"} & existing_namespaces()
+
+
+def test_cli_up_status_down() -> None:
+    from tests.integration.conftest import unique_lab_name
+
+    name = unique_lab_name()
+    cli = [sys.executable, "-c", "import sys; from labctl.cli import main; sys.exit(main())"]
+    try:
+        up = subprocess.run([*cli, "lab", "up", "--name", name], capture_output=True, text=True,
+                            timeout=60)
+        assert up.returncode == 0, up.stderr
+        assert f"/run/labctl-lab/{name}/lab.json" in up.stdout
+        st = subprocess.run([*cli, "lab", "status", "--name", name, "--json"],
+                            capture_output=True, text=True, timeout=30)
+        assert st.returncode == 0, st.stderr
+        data = json.loads(st.stdout)
+        assert data["up"] is True
+        assert {h["role"] for h in data["hosts"]} == {"client", "online", "target", "assistant"}
+        again = subprocess.run([*cli, "lab", "up", "--name", name], capture_output=True,
+                               text=True, timeout=60)
+        assert again.returncode == 1
+        assert "already in use" in again.stderr and "Traceback" not in again.stderr
+    finally:
+        down = subprocess.run([*cli, "lab", "down", "--name", name], capture_output=True,
+                              text=True, timeout=60)
+    assert down.returncode == 0 and "destroyed" in down.stdout
+    assert not Path(f"/run/labctl-lab/{name}").exists()
