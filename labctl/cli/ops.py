@@ -1,1 +1,109 @@
-"""CLI commands: ops (placeholder, filled in by its issue)."""
+"""CLI commands `up`, `plan`, `status`, `down` (and `demo`, in labctl.cli.demo): thin wrappers
+that build options, call labctl.ops / labctl.ops_down, and render the result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from labctl import ops, ops_down, render
+from labctl.cli import app
+
+OUT = Console()
+ERR = Console(stderr=True)
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[ops.Progress]:
+    """A live spinner on stderr; each message is also printed as a line (kept in the scroll)."""
+    if not enabled:
+        yield lambda msg: None
+        return
+    with ERR.status("starting", spinner="dots") as spinner:
+        def say(msg: str) -> None:
+            ERR.print(f"[dim]·[/dim] {msg}", highlight=False)
+            spinner.update(msg)
+
+        yield say
+
+
+@app.command()
+def up(
+    inventory: str = typer.Argument(..., help="Inventory YAML file."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing."),
+    force: bool = typer.Option(False, "--force",
+                               help="Proceed despite errors (never despite SSH refusals)."),
+    fix: bool = typer.Option(False, "--fix", help="Also fix what checks can fix (ip_forward)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
+    res = ops.resolve(inventory)
+    with progress() as say:
+        opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, inventory_path=res.path,
+                             inventory_text=res.text, progress=say)
+        report = ops.up(res.inventory, opts)
+    _show(report, json_out)
+    if report.refused:
+        raise ops.refused_error(report, force)
+
+
+@app.command()
+def plan(
+    inventory: str = typer.Argument(..., help="Inventory YAML file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """What `up` would change, touching nothing."""
+    res = ops.resolve(inventory)
+    with progress() as say:
+        report = ops.plan(res.inventory, ops.UpOptions(progress=say))
+    _show(report, json_out)
+
+
+def _show(report: ops.UpReport, json_out: bool) -> None:
+    if json_out:
+        OUT.print_json(render.dumps(report))
+    else:
+        OUT.print(render.up_renderable(report))
+
+
+@app.command()
+def status(
+    inventory: Optional[str] = typer.Argument(None, help="Inventory (default: the known lab)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Daemons, counters, tagged routes/rules and journal state, per host."""
+    res = ops.resolve(inventory)
+    report = ops_down.status(res.inventory)
+    if json_out:
+        OUT.print_json(render.dumps(report))
+    else:
+        OUT.print(render.status_renderable(report))
+
+
+@app.command()
+def down(
+    inventory: Optional[str] = typer.Argument(None, help="Inventory (default: the known lab)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Stop the daemons (keeping final counters) and undo exactly what `up` changed."""
+    res = ops.resolve(inventory)
+    with progress() as say:
+        say(f"taking lab {res.inventory.lab} down")
+        report = ops_down.down(res.inventory)
+    if json_out:
+        OUT.print_json(render.dumps(report))
+    else:
+        OUT.print(render.down_renderable(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _register_demo() -> None:
+    from labctl.cli import demo as _demo  # noqa: F401
+
+
+_register_demo()

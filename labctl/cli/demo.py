@@ -1,0 +1,45 @@
+"""`labctl demo`: the README's first command (thin wrapper around labctl.ops_demo)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from labctl import render
+from labctl.cli import app
+from labctl.cli.ops import OUT, progress
+from labctl.ops_demo import DemoReport, run_demo
+
+
+@app.command()
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="Keep the lab afterwards (labctl lab down)."),
+    requests: int = typer.Option(200, "--requests", min=1, help="Client requests to send."),
+    name: str = typer.Option("demo", "--name", help="Lab name ([a-z][a-z0-9]{0,7})."),
+    two_server: bool = typer.Option(False, "--two-server", help="Use the two-server topology."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Build the local lab, copy real client traffic to the target, undo everything."""
+    topology = "two-server" if two_server else "three-server"
+    with progress() as say:
+        report = run_demo(name, requests, keep, say, topology=topology)
+    if json_out:
+        OUT.print_json(render.dumps(report))
+    else:
+        OUT.print(_table(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _table(r: DemoReport) -> Table:
+    table = Table(title=f"demo: lab {r.lab} ({r.topology})")
+    table.add_column("what")
+    table.add_column("result")
+    t = r.traffic
+    table.add_row("client requests sent", f"{t.get('sent', '-')} (ok {t.get('ok', '-')})")
+    table.add_row("seen by online nginx", str(r.online_requests))
+    table.add_row("copies at the target", str(r.target_copies))
+    table.add_row("up / down", f"{'ok' if r.up_ok else 'FAILED'} / "
+                  f"{'ok' if r.down_ok else 'FAILED'} (second down no-op: {r.down_noop_twice})")
+    table.add_row("verdict", "[green]copied[/green]" if r.ok else f"[red]FAILED[/red] {r.error}")
+    return table

@@ -1,0 +1,401 @@
+"""The core functions the CLI calls: `plan`, `up` (here), `status` and `down` (labctl.ops_down).
+
+`up`: connect all hosts (parallel) -> facts -> preflight checks (errors block; `--force` skips
+non-refusal errors only) -> plan -> lock each host -> ship the engine -> journal + dead-man timer
+-> apply changes in order -> start daemons -> confirm over NEW connections -> local state.
+Any failure after the lock undoes what was applied, newest first, and reports per host.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from labctl import daemons as dm
+from labctl import deadman
+from labctl.apply import (
+    HostRun,
+    StepOutcome,
+    acquire_lock,
+    apply_change,
+    checkpoint,
+    release_lock,
+    undo_entry,
+)
+from labctl.errors import LabctlError, PreflightRefused, UsageError
+from labctl.inventory_models import Inventory
+from labctl.journal import (
+    LabRecord,
+    Snapshot,
+    host_dir,
+    local_lab_dir,
+    new_journal,
+    save_record,
+)
+from labctl.model import Change, ChangeKind, Finding, Plan
+from labctl.ship import ShipOutcome, build_engine, remote_pyz, ship
+from labctl.transport.pool import Factory, HostPool
+
+#: Test-only: lets `up` proceed past the refusals that protect SSH (to prove the dead-man works).
+ALLOW_SSH_CUT_ENV = "LABCTL_TEST_ALLOW_SSH_CUT"
+DEADMAN_ENV = "LABCTL_DEADMAN_SECONDS"
+KEY_NAME = "channel.key"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class UpOptions:
+    dry_run: bool = False
+    force: bool = False
+    fix: bool = False
+    deadman_seconds: float = deadman.DEFAULT_AFTER
+    ready_timeout: float = 30.0
+    inventory_path: str = ""
+    inventory_text: str = ""
+    progress: Progress = field(default=lambda msg: None)
+    #: Transports for the run (tests: fakes) and for the confirming NEW connections.
+    factory: Optional[Factory] = None
+    fresh_factory: Optional[Factory] = None
+
+
+@dataclass
+class UpReport:
+    lab: str
+    findings: list[Finding] = field(default_factory=list)
+    plan: Optional[Plan] = None
+    dry_run: bool = False
+    refused: bool = False
+    shipped: list[ShipOutcome] = field(default_factory=list)
+    steps: list[StepOutcome] = field(default_factory=list)
+    daemons: dict[str, list[dm.DaemonStatus]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and not self.errors
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self.steps)
+
+
+# -- preflight / plan (read-only) -----------------------------------------------------------
+def _checks(inv: Inventory, facts: dict[str, Any], fix: bool) -> list[Finding]:
+    from labctl.checks import run_checks
+    from labctl.facts import gather_operator_facts
+
+    return list(run_checks(inv, facts, gather_operator_facts()))
+
+
+def _make_plan(inv: Inventory, facts: dict[str, Any], fix: bool) -> Plan:
+    from labctl.plan import make_plan
+
+    return make_plan(inv, facts, fix=fix)
+
+
+def blocking(findings: list[Finding], force: bool, allow_ssh_cut: bool = False) -> list[Finding]:
+    """Findings that stop `up`: errors; `--force` drops non-refusals; refusals always block
+    (only the test-only hook lets them through)."""
+    out = [f for f in findings if f.blocks]
+    if force:
+        out = [f for f in out if f.refusal]
+    if allow_ssh_cut:
+        out = [f for f in out if not f.refusal]
+    return out
+
+
+def preflight(
+    inv: Inventory, opts: UpOptions, pool: HostPool
+) -> tuple[dict[str, Any], list[Finding], Plan]:
+    """Facts, checks and the plan: read-only commands only."""
+    from labctl.facts import gather_facts
+
+    opts.progress("gathering facts")
+    facts = gather_facts(pool, inv)
+    checkpoint("facts")
+    opts.progress("running preflight checks")
+    findings = _checks(inv, facts, opts.fix)
+    checkpoint("checks")
+    the_plan = _make_plan(inv, facts, opts.fix)
+    checkpoint("plan")
+    return facts, findings, the_plan
+
+
+def open_pool(inv: Inventory, factory: Optional[Factory], progress: Progress) -> HostPool:
+    progress(f"connecting to {len(inv.all_hosts())} hosts")
+    pool = HostPool.open(inv, factory)
+    checkpoint("connect")
+    return pool
+
+
+def plan(inv: Inventory, opts: Optional[UpOptions] = None) -> UpReport:
+    """What `up` would do; touches nothing (read-only commands only)."""
+    opts = opts or UpOptions()
+    with open_pool(inv, opts.factory, opts.progress) as pool:
+        _, findings, the_plan = preflight(inv, opts, pool)
+    refused = bool(blocking(findings, opts.force, _allow_cut()))
+    return UpReport(inv.lab, findings, the_plan, dry_run=True, refused=refused)
+
+
+def _allow_cut() -> bool:
+    return os.environ.get(ALLOW_SSH_CUT_ENV) == "1"
+
+
+# -- up ---------------------------------------------------------------------------------------
+def up(inv: Inventory, opts: UpOptions) -> UpReport:
+    """Preflight, plan, and (unless dry-run or refused) apply and launch. See module doc."""
+    report = UpReport(inv.lab, dry_run=opts.dry_run)
+    with open_pool(inv, opts.factory, opts.progress) as pool:
+        facts, report.findings, report.plan = preflight(inv, opts, pool)
+        stop = blocking(report.findings, opts.force, _allow_cut())
+        if stop:
+            report.refused = True
+            return report
+        if opts.dry_run:
+            return report
+        _Up(inv, opts, pool, facts, report).run()
+    return report
+
+
+class _Up:
+    """One `up` after preflight: owns the host runs and the undo order."""
+
+    def __init__(self, inv: Inventory, opts: UpOptions, pool: HostPool,
+                 facts: dict[str, Any], report: UpReport):
+        self.inv, self.opts, self.pool, self.facts, self.report = inv, opts, pool, facts, report
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.runs: dict[str, HostRun] = {}
+        self.locked: list[str] = []
+        self.order: list[tuple[str, int]] = []  # (host, entry index) in apply order
+        self.after = float(os.environ.get(DEADMAN_ENV, opts.deadman_seconds))
+
+    def say(self, msg: str) -> None:
+        self.opts.progress(msg)
+
+    def run(self) -> None:
+        try:
+            self.lock()
+            self.save_record("applying")
+            self.ship()
+            self.journals()
+            self.arm()
+            self.apply()
+            self.start_daemons()
+            self.confirm()
+            self.save_record("up")
+            checkpoint("state")
+        except (LabctlError, OSError) as exc:
+            self.report.errors.update(_host_errors(exc))
+            self.say(f"up failed: {getattr(exc, 'message', exc)}; rolling back")
+            self.roll_back()
+            self.save_record("failed")
+            raise
+        finally:
+            for name in self.locked:
+                release_lock(self.pool.transport(name), self.runs_dir(name))
+
+    def runs_dir(self, name: str) -> str:
+        return host_dir(self.inv.state_dir, self.inv.lab, name)
+
+    def lock(self) -> None:
+        for spec in self.inv.all_hosts():
+            t = self.pool.transport(spec.name)
+            self.report.notes += acquire_lock(t, self.runs_dir(spec.name))
+            self.locked.append(spec.name)
+        checkpoint("lock")
+
+    def save_record(self, state: str) -> None:
+        save_record(LabRecord(
+            lab=self.inv.lab, inventory_path=self.opts.inventory_path,
+            inventory_text=self.opts.inventory_text, hosts=[h.name for h in self.inv.all_hosts()],
+            state=state, run_id=self.run_id, updated_at=time.time()))
+
+    def ship(self) -> None:
+        self.say("shipping the engine")
+        artifact = build_engine()
+        outcomes = self.pool.each(
+            lambda spec, t: ship(t, artifact, self.runs_dir(spec.name), sudo=True))
+        self.report.shipped += [out.unwrap() for out in outcomes.values()]
+        self.upload_key()
+        checkpoint("ship")
+
+    def upload_key(self) -> None:
+        """The intercept channel key: the inventory's, or one generated per lab and kept locally."""
+        if self.inv.intercept.key_file:
+            local = Path(os.path.expanduser(self.inv.intercept.key_file))
+        else:
+            local = local_lab_dir(self.inv.lab) / KEY_NAME
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32) + "\n")
+        names = [h.name for h in self.inv.hosts.online] + [self.inv.intercept_host.name]
+        for name in dict.fromkeys(names):
+            self.pool.transport(name).put(str(local), self.key_path(name), mode=0o600)
+
+    def key_path(self, name: str) -> str:
+        return f"{self.runs_dir(name)}/{KEY_NAME}"
+
+    def journals(self) -> None:
+        for spec in self.inv.all_hosts():
+            t = self.pool.transport(spec.name)
+            fact = self.facts.get(spec.name)
+            run = HostRun(spec.name, t, self.runs_dir(spec.name),
+                          new_journal(self.inv.lab, spec.name, self.run_id),
+                          systemd=bool(getattr(fact, "systemd", False)))
+            run.save()
+            self.runs[spec.name] = run
+        checkpoint("journal")
+
+    def arm(self) -> None:
+        self.say(f"arming dead-man rollback timers ({self.after:g}s)")
+        for run in self.runs.values():
+            pyz = remote_pyz(run.hdir)
+            run.journal.deadman = deadman.arm(run.transport, pyz, run.hdir, self.inv.lab,
+                                              self.after, run.systemd)
+            run.save()
+        checkpoint("deadman")
+
+    def apply(self) -> None:
+        assert self.report.plan is not None
+        for change in self.report.plan.changes:
+            run = self.runs[change.host]
+            self.say(f"[{change.host}] {change.description}")
+            self.order.append((change.host, len(run.journal.entries)))
+            try:
+                self.report.steps.append(apply_change(run, change))
+            except LabctlError:
+                self.report.steps.append(run.outcomes[-1])
+                raise
+            checkpoint(f"change:{change.step}")
+        checkpoint("changes")
+
+    def start_daemons(self) -> None:
+        from labctl.ops_daemons import daemon_specs
+
+        for spec, dspec, ready in daemon_specs(self.inv, self.facts, self.key_path):
+            run = self.runs[spec.name]
+            self.say(f"[{spec.name}] starting {dspec.name}")
+            rec = dm.record_for(remote_pyz(run.hdir), run.hdir, self.inv.lab, dspec, run.systemd)
+            change = Change(spec.name, f"daemon:{dspec.name}", ChangeKind.DAEMON,
+                            f"start {dspec.name}", (tuple(rec.argv),),
+                            tuple(tuple(a) for a in dm.undo_argvs(rec)))
+            entry = run.journal.plan_entry(change, Snapshot(), time.time())
+            run.journal.daemons.append(rec)
+            run.save()
+            self.order.append((spec.name, len(run.journal.entries) - 1))
+            dm.start(run.transport, rec)
+            run.journal.mark(entry, "applied", time.time())
+            run.save()
+            self.report.steps.append(run.record(entry, "applied"))
+            ready(run.transport, rec)
+            checkpoint(f"daemon:{dspec.name}")
+        checkpoint("daemons")
+
+    def confirm(self) -> None:
+        """Over a NEW connection per host: proves a fresh SSH login still works, then disarms."""
+        self.say("confirming over new SSH connections")
+        factory = self.opts.fresh_factory or self.opts.factory or _ssh_factory(self.inv)
+        for name, run in self.runs.items():
+            rec = run.journal.deadman
+            if rec is None:
+                continue
+            fresh = factory(self.inv.host(name))
+            try:
+                connect = getattr(fresh, "connect", None)
+                if connect is not None:
+                    connect()
+                deadman.confirm(fresh, rec)
+            finally:
+                fresh.close()
+            run.journal.state = "up"
+            run.save()
+        checkpoint("confirm")
+
+    def roll_back(self) -> None:
+        """Undo what this `up` did, newest first, across hosts; errors are reported, not raised."""
+        for name, idx in reversed(self.order):
+            run = self.runs[name]
+            entry = run.journal.entries[idx]
+            if not entry.may_be_in_place:
+                continue
+            try:
+                if entry.kind == ChangeKind.DAEMON.value:
+                    from labctl.ops_down import stop_daemon_entry
+
+                    self.report.steps.append(stop_daemon_entry(run, entry))
+                else:
+                    self.report.steps.append(undo_entry(run, entry))
+            except (LabctlError, OSError) as exc:
+                self.report.errors.setdefault(name, f"rollback: {exc}")
+        for name, run in self.runs.items():
+            try:
+                if run.journal.deadman is not None:
+                    deadman.cancel(run.transport, run.journal.deadman)
+                run.journal.state = "rolled_back"
+                run.save()
+            except (LabctlError, OSError) as exc:
+                self.report.errors.setdefault(name, f"rollback: {exc}")
+
+
+def _ssh_factory(inv: Inventory) -> Factory:
+    from labctl.transport.pool import ssh_factory
+
+    return ssh_factory(inv)
+
+
+def _host_errors(exc: BaseException) -> dict[str, str]:
+    host = getattr(exc, "host", None) or "*"
+    return {host: getattr(exc, "message", None) or str(exc)}
+
+
+# -- inventory resolution ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resolved:
+    inventory: Inventory
+    path: str
+    text: str
+
+
+def resolve(path: Optional[str]) -> Resolved:
+    """The inventory named, or the one remembered locally when there is exactly one lab."""
+    from labctl.inventory import load_inventory, parse_inventory
+    from labctl.journal import known_labs, load_record
+
+    if path:
+        p = Path(path)
+        return Resolved(load_inventory(p), str(p.resolve()), _read(p))
+    labs = known_labs()
+    records = [r for r in (load_record(name) for name in labs) if r is not None]
+    live = [r for r in records if r.state != "down"] or records
+    if len(live) != 1:
+        known = ", ".join(f"{r.lab} ({r.state})" for r in records) or "none"
+        raise UsageError(f"no inventory given and {len(live)} labs are known locally ({known})",
+                         hint="pass the inventory file, e.g. `labctl down inventories/local.yaml`")
+    rec = live[0]
+    return Resolved(parse_inventory(rec.inventory_text, source=rec.inventory_path or rec.lab),
+                    rec.inventory_path, rec.inventory_text)
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read inventory {p}: {exc.strerror or exc}") from exc
+
+
+def refused_error(report: UpReport, force: bool = False) -> PreflightRefused:
+    stop = blocking(report.findings, force, _allow_cut())
+    ids = ", ".join(f"{f.id}@{f.host}" for f in stop)
+    return PreflightRefused(
+        f"preflight found {len(stop)} blocking problem(s): {ids}; nothing was changed",
+        hint="fix them (see the hints above); --force skips errors but never the SSH refusals",
+    )
