@@ -128,7 +128,8 @@ def test_verify_run_fan_in_on_fake_hosts(tmp_path: Path, monkeypatch: pytest.Mon
     a = fakes["assistant"]
     a.on(["cat", "/s/i.stats"], stdout=json.dumps(stats))
     a.on(["cat", "/s/i.pid"], stdout="4242\n")
-    a.on(["cat", "/proc/4242/cmdline"], stdout="python3\0x.pyz\0intercept\0--stats-file\0/s/i.stats")
+    cmdline = "python3\0x.pyz\0intercept\0--stats-file\0/s/i.stats"
+    a.on(["cat", "/proc/4242/cmdline"], stdout=cmdline)
     V.save_marks(V.Marks("h6u", 1.0, [
         V.LogMark("on1", "/log/online.log", 0, 1), V.LogMark("on2", "/log/online.log", 0, 2),
         V.LogMark("target", "/log/target.log", 0, 3)], {"target": 4}))
