@@ -1,0 +1,101 @@
+"""Pure parts of the lab: names, address plan, index choice, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import LabError, UsageError
+from labctl.lab.spec import (
+    lab_from_json,
+    namespaces_of,
+    operator_ifname,
+    overlapping_routes,
+    pick_index,
+    plan_lab,
+    validate_name,
+)
+
+
+@pytest.mark.parametrize("name", ["a", "t1", "abcdefgh", "h1a", "z9"])
+def test_valid_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "1a", "A", "abcdefghi", "a-b", "a_b", "a b", "é"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(UsageError, match="invalid lab name"):
+        validate_name(name)
+
+
+def test_interface_names_fit_the_kernel_limit() -> None:
+    assert len(operator_ifname("abcdefgh")) <= 15
+    assert namespaces_of("x")[-1] == "lc-x-router"
+
+
+def test_address_plan() -> None:
+    info = plan_lab("t1", 7, Path("/run/labctl-lab"))
+    assert (info.lab_net, info.client_net, info.fake_pool) == (
+        "10.77.7.0/24", "10.78.7.0/24", "10.79.7.0/24")
+    assert info.operator_address == "10.77.7.1"
+    assert info.router_address == "10.77.7.254"
+    assert info.client_gateway == "10.78.7.1"
+    addrs = {r: h.address for r, h in info.hosts.items()}
+    assert addrs == {"client": "10.78.7.10", "online": "10.77.7.10", "target": "10.77.7.20",
+                     "assistant": "10.77.7.30"}
+    client = info.hosts["client"]
+    assert client.extra_addresses[0] == "10.78.7.11" and client.extra_addresses[-1] == "10.78.7.19"
+    assert client.gateway == "10.78.7.1"
+    assert info.hosts["online"].netns == "lc-t1-online"
+    assert info.hosts["target"].hostname == "target"
+    assert info.hosts["online"].access_log == Path("/run/labctl-lab/t1/online/access.log")
+    assert info.hosts["assistant"].access_log is None
+    assert info.ns_argv("client") == ["ip", "netns", "exec", "lc-t1-client"]
+    assert info.ssh_key == Path("/run/labctl-lab/t1/id_ed25519")
+    assert info.known_hosts == Path("/run/labctl-lab/t1/known_hosts")
+    assert info.router_ns == "lc-t1-router"
+    assert "10.79.7.10" not in info.addresses()
+
+
+def test_plan_rejects_bad_index() -> None:
+    with pytest.raises(UsageError):
+        plan_lab("t1", 0)
+    with pytest.raises(UsageError):
+        plan_lab("t1", 251)
+
+
+def test_unknown_role_is_a_lab_error() -> None:
+    with pytest.raises(LabError, match="no host 'router'"):
+        plan_lab("t1", 1).host("router")
+
+
+def test_pick_index_skips_used_and_overlapping() -> None:
+    routes = ["0.0.0.0/0", "192.0.2.0/24", "10.77.2.0/24", "10.79.3.128/25"]
+    assert pick_index([], routes) == 1
+    assert pick_index([1], routes) == 4
+    with pytest.raises(LabError, match="no free lab index"):
+        pick_index([], ["10.64.0.0/10"])
+
+
+def test_default_route_does_not_count_as_overlap() -> None:
+    assert overlapping_routes(1, ["0.0.0.0/0"]) == []
+    assert overlapping_routes(1, ["10.78.1.5/32", "10.0.0.0/8"]) == ["10.78.1.5/32", "10.0.0.0/8"]
+
+
+def test_json_round_trip() -> None:
+    info = plan_lab("rt", 3).with_pids({"online/sshd": 42}, 1.5)
+    again = lab_from_json(info.to_json())
+    assert again == info
+    data = json.loads(info.to_json())
+    assert data["hosts"]["online"]["access_log"] == "/run/labctl-lab/rt/online/access.log"
+    assert list(data["hosts"]) == ["client", "online", "target", "assistant"]
+
+
+def test_bad_json_names_the_file() -> None:
+    with pytest.raises(LabError, match=re.escape("x/lab.json: not valid JSON")):
+        lab_from_json("{", "x/lab.json")
+    with pytest.raises(LabError, match=re.escape("x/lab.json: malformed lab description")):
+        lab_from_json('{"name": "a"}', "x/lab.json")
