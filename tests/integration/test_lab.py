@@ -215,3 +215,34 @@ def test_cli_up_status_down() -> None:
                               text=True, timeout=60)
     assert down.returncode == 0 and "destroyed" in down.stdout
     assert not Path(f"/run/labctl-lab/{name}").exists()
+
+
+def test_traffic_generator_truth_matches_online_access_log(lab: LabInfo) -> None:
+    import re
+    from collections import Counter
+
+    online = lab.hosts["online"]
+    source = lab.hosts["client"].extra_addresses[0]
+    argv = [*lab.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic",
+            "--url", f"http://{online.address}", "--requests", "120", "--mode", "mixed",
+            "--connections", "3", "--post-sizes", "0,1024,1m", "--source", source, "--json"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["attempted"], summary["ok"], summary["errors"]) == (120, 120, 0)
+    assert 3 <= summary["connections_opened"] < 120
+    truth = Counter({(r["method"], r["uri"], str(r["body_len"]) if r["method"] == "POST"
+                      else "-"): r["ok"] for r in summary["by_request"]})
+    pattern = re.compile(r'^(\S+) \[[^]]+\] "(\S+) (\S+) HTTP/1.1" 200 \d+ \d+ "([^"]*)"')
+    assert online.access_log is not None
+
+    def logged() -> Counter[tuple[str, str, str]]:
+        seen: Counter[tuple[str, str, str]] = Counter()
+        for line in online.access_log.read_text().splitlines():  # type: ignore[union-attr]
+            m = pattern.match(line)
+            if m and m.group(1) == source:
+                seen[(m.group(2), m.group(3), m.group(4))] += 1
+        return seen
+
+    assert _wait_for(lambda: logged() == truth), (logged(), truth)
