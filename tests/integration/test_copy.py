@@ -1,0 +1,256 @@
+"""Fidelity of tcpcopy + intercept in the local lab (root; each test builds its own lab).
+
+The rig: intercept on the assistant (``-F 'tcp and src port 80'``), tcpcopy on online
+(``-x 80-TARGET:80 -s ASSISTANT -c 10.79.N.x``), the route ``10.79.N.0/24 via ASSISTANT`` on
+the target, everything started with ``ip netns exec`` and pidfiles, stopped by pid.
+The truth is the online nginx access log; the copy is the target's.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Counter, Dict, Iterator, List, Optional, Sequence
+
+import pytest
+
+from labctl.lab import LabInfo
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+LOG_RE = re.compile(r'^(\S+) \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d+) (\d+) (\d+) "([^"]*)"')
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+def read_json(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def log_requests(path: Optional[Path], prefix: str = "") -> Counter[tuple]:
+    """Multiset of (method, uri, content_length) in an nginx access log (optionally by client)."""
+    out: Counter[tuple] = collections.Counter()
+    if path is None or not path.exists():
+        return out
+    for line in path.read_text(errors="replace").splitlines():
+        m = LOG_RE.match(line)
+        if m and m.group(1).startswith(prefix):
+            out[(m.group(2), m.group(3), m.group(7))] += 1
+    return out
+
+
+def clients_of(path: Optional[Path]) -> Counter[str]:
+    out: Counter[str] = collections.Counter()
+    if path is not None and path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            out[line.split(" ", 1)[0]] += 1
+    return out
+
+
+class Rig:
+    """Daemons and lab changes of one copy test; ``close()`` undoes everything it started."""
+
+    def __init__(self, lab: LabInfo, workdir: Path) -> None:
+        self.lab = lab
+        self.dir = workdir
+        self.procs: List[subprocess.Popen[bytes]] = []
+        self.undo: List[List[str]] = []
+        n = lab.index
+        self.pool = f"10.79.{n}.0/24"
+        self.fake_prefix = f"10.79.{n}."
+        self.online = lab.host("online").address
+        self.target = lab.host("target").address
+        self.assistant = lab.host("assistant").address
+        self.key = workdir / "channel.key"
+        self.key.write_text(secrets.token_hex(24) + "\n")
+        self.key.chmod(0o600)
+        self.env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    # -- processes ------------------------------------------------------------------------
+    def ns(self, role: str, argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.lab.ns_argv(role), *argv], capture_output=True, text=True,
+                              timeout=60, check=check)
+
+    def spawn(self, role: str, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.dir / f"{name}.out", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([*self.lab.ns_argv(role), *argv], stdout=log, stderr=log,
+                                env=self.env, cwd=str(REPO))
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def engine(self, role: str, tool: str, args: Sequence[str], name: str) -> subprocess.Popen:
+        stats = self.dir / f"{name}.json"
+        argv = [sys.executable, "-m", "engine", tool, *args, "--key-file", str(self.key),
+                "--stats-file", str(stats), "--stats-interval", "0.2",
+                "-P", str(self.dir / f"{name}.pid"), "-l", str(self.dir / f"{name}.log")]
+        return self.spawn(role, argv, name)
+
+    def stats(self, name: str) -> Dict[str, Any]:
+        return read_json(self.dir / f"{name}.json") or {}
+
+    def start_intercept(self, role: str = "assistant", name: str = "intercept") -> None:
+        self.engine(role, "intercept", ["-i", "eth0", "-F", "tcp and src port 80"], name)
+        wait_for(lambda: self.stats(name).get("state") == "running", 20, f"{name} running")
+
+    def start_tcpcopy(self, extra: Sequence[str] = (), fake: Optional[str] = None,
+                      server: Optional[str] = None, name: str = "tcpcopy",
+                      wait: bool = True) -> None:
+        args = ["-x", f"80-{self.target}:80", "-s", server or self.assistant,
+                "-c", fake or f"{self.fake_prefix}x", *extra]
+        self.engine("online", "tcpcopy", args, name)
+        if wait:
+            wait_for(lambda: any(i.get("connections", 0) > 0
+                                 for i in self.stats(name).get("intercepts", [])),
+                     20, f"{name} connected to intercept")
+
+    def stop(self, proc: subprocess.Popen, timeout: float = 15) -> Optional[int]:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def route_pool_via_assistant(self) -> None:
+        self.ns("target", ["ip", "route", "add", self.pool, "via", self.assistant])
+        self.undo.append(["target", "ip", "route", "del", self.pool, "via", self.assistant])
+
+    def traffic(self, *args: str, timeout: float = 120) -> Dict[str, Any]:
+        url = f"http://{self.online}"
+        out = subprocess.run([*self.lab.ns_argv("client"), sys.executable, "-m",
+                              "labctl.lab.traffic", "--url", url, "--json", *args],
+                             capture_output=True, text=True, timeout=timeout, env=self.env,
+                             cwd=str(REPO), check=True)
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    def target_copies(self) -> Counter[tuple]:
+        return log_requests(self.lab.host("target").access_log, self.fake_prefix)
+
+    def online_truth(self) -> Counter[tuple]:
+        return log_requests(self.lab.host("online").access_log)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+        for argv in self.undo:
+            self.ns(argv[0], argv[1:], check=False)
+
+
+@pytest.fixture
+def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(lab, tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def fidelity(truth: Counter[tuple], copies: Counter[tuple]) -> float:
+    total = sum(truth.values())
+    matched = sum(min(n, copies.get(k, 0)) for k, n in truth.items())
+    return matched / total if total else 0.0
+
+
+def settle(rig: Rig, want: int, timeout: float = 30) -> Counter[tuple]:
+    """Wait until the target log stops growing (or holds ``want`` copies)."""
+    last = -1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        copies = rig.target_copies()
+        n = sum(copies.values())
+        if n >= want or n == last:
+            if n >= want:
+                return copies
+        last = n
+        time.sleep(1.0)
+    return rig.target_copies()
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_three_server_keepalive_and_new_connections(rig: Rig) -> None:
+    rig.route_pool_via_assistant()
+    rig.start_intercept()
+    rig.start_tcpcopy()
+    tcpdump = rig.spawn("client", ["tcpdump", "-n", "-i", "eth0", "-w",
+                                   str(rig.dir / "client.pcap"),
+                                   f"src host {rig.target} or src host {rig.assistant}"],
+                        "tcpdump")
+    time.sleep(1.0)                 # tcpdump needs a moment to attach
+    ka = rig.traffic("--requests", "2000", "--mode", "keepalive", "--connections", "4",
+                     "--post-sizes", "0,1024,65536", "--seq-query")
+    big = rig.traffic("--requests", "20", "--mode", "keepalive", "--get-paths", "",
+                      "--post-sizes", "1048576,524288", "--seq-query")
+    new = rig.traffic("--requests", "2000", "--mode", "new", "--connections", "4",
+                      "--post-sizes", "0,100,20000", "--seq-query")
+    assert not ka.get("errors") and not new.get("errors") and not big.get("errors")
+    truth = rig.online_truth()
+    assert sum(truth.values()) == 4020
+    copies = settle(rig, 4020)
+    ratio = fidelity(truth, copies)
+    rig.stop(tcpdump)
+    st = rig.stats("tcpcopy")
+    assert ratio >= 0.999, (ratio, st.get("counters"))
+    clients = clients_of(rig.lab.host("target").access_log)
+    assert all(a.startswith(rig.fake_prefix) for a in clients), clients
+    leaked = subprocess.run(["tcpdump", "-n", "-r", str(rig.dir / "client.pcap")],
+                            capture_output=True, text=True, check=False).stdout
+    assert leaked.strip() == "", leaked[:500]
+
+
+def test_session_open_before_tcpcopy_is_copied_with_faked_handshake(rig: Rig) -> None:
+    rig.route_pool_via_assistant()
+    rig.start_intercept()
+    # one keep-alive connection, 1 request every 0.1 s for 6 s; tcpcopy joins after ~1.5 s
+    gen = rig.spawn("client", [sys.executable, "-m", "labctl.lab.traffic", "--url",
+                               f"http://{rig.online}", "--requests", "60", "--rate", "10",
+                               "--mode", "keepalive", "--seq-query", "--json"], "gen")
+    time.sleep(1.5)
+    rig.start_tcpcopy()
+    assert gen.wait(30) == 0
+    copies = settle(rig, 40, timeout=10)
+    n = sum(copies.values())
+    st = rig.stats("tcpcopy")["counters"]
+    assert st["recon_for_no_syn"] >= 1
+    assert n >= 40, (n, st)        # everything after tcpcopy started (~45 requests)
+
+
+def test_two_server_topology_with_iptables_drop(rig: Rig) -> None:
+    online, target = rig.online, rig.target
+    rule = ["-s", target, "-p", "tcp", "--sport", "80", "-j", "DROP"]
+    rig.ns("online", ["iptables", "-I", "INPUT", *rule])
+    rig.undo.append(["online", "iptables", "-D", "INPUT", *rule])
+    rig.start_intercept(role="target")
+    rig.start_tcpcopy(fake=online, server=target)
+    res = rig.traffic("--requests", "1000", "--mode", "mixed", "--connections", "4",
+                      "--post-sizes", "0,5000", "--seq-query")
+    assert not res.get("errors"), res
+    truth = rig.online_truth()
+    copies = wait_for(lambda: (lambda c: c if sum(c.values()) >= 1000 else None)(
+        log_requests(rig.lab.host("target").access_log, online)), 30, "copies on target")
+    assert fidelity(truth, copies) >= 0.999
