@@ -1,0 +1,59 @@
+"""Constructed facts for check/plan tests: a healthy lab, then `dataclasses.replace` per case."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from labctl.facts import HostFacts, OperatorFacts
+from labctl.facts.iptables import Ruleset
+from labctl.facts.proc import Conntrack, ProcValues
+from labctl.facts.routes import Interface, Route, RouteGet
+from labctl.facts.sockets import Listener
+from labctl.facts.system import PythonVersion, SSHConnection
+from labctl.inventory import load_inventory
+from labctl.inventory_models import Inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+A = ipaddress.IPv4Address
+N = ipaddress.IPv4Network
+OPERATOR = A("192.168.44.1")
+
+
+def inventory(name: str = "staging") -> Inventory:
+    return load_inventory(ROOT / "inventories" / f"{name}.yaml")
+
+
+def healthy(inv: Inventory) -> dict[str, HostFacts]:
+    """Facts under which the inventory passes every check."""
+    out = {}
+    for role, spec in inv.hosts_by_role():
+        net = ipaddress.IPv4Interface(f"{spec.address}/24")
+        routes = (Route(dst=N("0.0.0.0/0"), gateway=A(str(net.network.network_address + 254)),
+                        dev="eth0"),
+                  Route(dst=net.network, dev="eth0", protocol="kernel", scope="link"))
+        route_gets = {}
+        if role == "target" and inv.hosts.assistant is not None:
+            a = inv.hosts.assistant.address
+            route_gets[str(a)] = RouteGet(a, True, None, "eth0", spec.address)
+        tcp = {}
+        if role == "online":
+            tcp = {f"{inv.target_address(s)}:{s.target_port}": True for s in inv.services}
+        out[spec.name] = HostFacts(
+            host=spec.name, role=role, address=spec.address,
+            python=PythonVersion(True, 3, 11, 2), uid=0, systemd=True,
+            ssh=SSHConnection(OPERATOR, 50000, spec.address, spec.port),
+            proc=ProcValues(0, Conntrack(True, 100, 262144),
+                            {"all": 0, "default": 0, "eth0": 0, "lo": 0}),
+            routes=routes,
+            interfaces=(Interface("lo", 1, True, (ipaddress.IPv4Interface("127.0.0.1/8"),)),
+                        Interface("eth0", 2, True, (net,))),
+            iptables=Ruleset(True, {}),
+            listeners=(Listener("0.0.0.0", 22), Listener(str(spec.address), 80)),
+            route_gets=route_gets, tcp=tcp,
+        )
+    return out
+
+
+def operator() -> OperatorFacts:
+    return OperatorFacts((A("127.0.0.1"), OPERATOR))

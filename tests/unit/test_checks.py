@@ -1,0 +1,264 @@
+"""Every preflight check fires on facts made to trip it, and stays quiet on a healthy lab."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from labctl.checks import CHECK_IDS, blocking, fix_changes, run_checks
+from labctl.facts import HostFacts
+from labctl.facts.proc import Conntrack, ProcValues
+from labctl.facts.routes import Route, RouteGet
+from labctl.facts.sockets import Listener
+from labctl.facts.system import PythonVersion
+from labctl.inventory import parse_inventory
+from labctl.inventory_models import Inventory
+from labctl.model import ChangeKind, Finding, Severity
+from tests.unit.checks_facts import ROOT, A, N, healthy, inventory, operator
+
+FIRED: set[str] = set()
+
+
+def with_host(facts: dict[str, HostFacts], host: str, **changes: Any) -> dict[str, HostFacts]:
+    out = dict(facts)
+    out[host] = dataclasses.replace(facts[host], **changes)
+    return out
+
+
+def proc_of(facts: dict[str, HostFacts], host: str, **changes: Any) -> ProcValues:
+    proc = facts[host].proc
+    assert proc is not None
+    return dataclasses.replace(proc, **changes)
+
+
+def ids(findings: list[Finding]) -> set[str]:
+    FIRED.update(f.id for f in findings)
+    return {f.id for f in findings}
+
+
+def edited(text_from: str, old: str, new: str) -> Inventory:
+    text = (ROOT / "inventories" / text_from).read_text()
+    assert old in text
+    return parse_inventory(text.replace(old, new))
+
+
+def two_server(port: int = 80) -> Inventory:
+    text = (ROOT / "inventories/staging.yaml").read_text()
+    text = text.replace("topology: three-server", "topology: two-server")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("  assistant:"))
+    text = text.replace("networks: [192.168.50.0/24]", "networks: []")
+    text = text.replace("pool: [192.168.50.x]", "pool: []")
+    text = text.replace("{port: 80, target_port: 80}", f"{{port: 80, target_port: {port}}}")
+    return parse_inventory(text)
+
+
+@pytest.mark.parametrize("name", ["staging", "local"])
+def test_healthy_lab_has_no_errors_or_warnings(name: str) -> None:
+    inv = inventory(name)
+    findings = run_checks(inv, healthy(inv), operator())
+    assert [f for f in findings if f.severity is not Severity.INFO] == []
+
+
+def test_two_server_healthy() -> None:
+    inv = two_server()
+    assert [f for f in run_checks(inv, healthy(inv), operator())
+            if f.severity is not Severity.INFO] == []
+
+
+def test_unreachable_host() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "target", unreachable="cannot connect: refused")
+    found = run_checks(inv, facts, operator())
+    assert "host.unreachable" in ids(found)
+    assert all(f.host != "target" or f.id == "host.unreachable" for f in found)
+
+
+def test_python_missing_and_old() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "assistant", python=PythonVersion(False))
+    facts = with_host(facts, "target", python=PythonVersion(True, 3, 6, 8))
+    found = [f for f in run_checks(inv, facts, operator()) if f.id == "python.missing"]
+    ids(found)
+    assert {f.host for f in found} == {"assistant", "target"}
+
+
+def test_unknown_facts_warn() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "online1", python=None,
+                      unknown={"python": "python3 --version: timed out"})
+    found = [f for f in run_checks(inv, facts, operator()) if f.id == "facts.unknown"]
+    ids(found)
+    assert found and "timed out" in found[0].message and found[0].severity is Severity.WARN
+
+
+def test_no_root_no_sudo() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "target", uid=1000, sudo=False)
+    assert "privilege.missing" in ids(run_checks(inv, facts, operator()))
+    facts = with_host(healthy(inv), "target", uid=1000, sudo=True)
+    assert "privilege.missing" not in ids(run_checks(inv, facts, operator()))
+
+
+def test_assistant_ip_forward_and_its_fix() -> None:
+    inv = inventory()
+    base = healthy(inv)
+    proc = proc_of(base, "assistant", ip_forward=1)
+    facts = with_host(base, "assistant", proc=proc)
+    found = run_checks(inv, facts, operator())
+    hit = [f for f in found if f.id == "assistant.ip_forward"]
+    ids(hit)
+    assert hit[0].severity is Severity.ERROR and not hit[0].refusal and "--fix" in hit[0].hint
+    fixes = fix_changes(inv, facts, found)
+    assert [c.apply for c in fixes] == [(("sysctl", "-w", "net.ipv4.ip_forward=0"),)]
+    assert fixes[0].undo == (("sysctl", "-w", "net.ipv4.ip_forward=1"),)
+    assert fixes[0].kind is ChangeKind.SYSCTL and fixes[0].host == "assistant"
+
+
+@pytest.mark.parametrize(
+    ("ct", "expected", "severity"),
+    [
+        (Conntrack(False), "conntrack.absent", Severity.INFO),
+        (Conntrack(True, 900, 1000), "conntrack.usage", Severity.ERROR),
+        (Conntrack(True, 100, 12000), "conntrack.headroom", Severity.WARN),
+    ],
+)
+def test_conntrack(ct: Conntrack, expected: str, severity: Severity) -> None:
+    inv = inventory()
+    base = healthy(inv)
+    facts = with_host(base, "online1", proc=proc_of(base, "online1", conntrack=ct))
+    found = [f for f in run_checks(inv, facts, operator()) if f.host == "online1"]
+    ids(found)
+    assert [(f.id, f.severity) for f in found] == [(expected, severity)]
+    if expected != "conntrack.absent":
+        fixes = fix_changes(inv, facts, found)
+        assert fixes and all(c.kind is ChangeKind.IPTABLES for c in fixes)
+        assert any("NOTRACK" in c.apply[0] for c in fixes)
+
+
+def test_conntrack_not_checked_on_assistant() -> None:
+    inv = inventory()
+    base = healthy(inv)
+    proc = proc_of(base, "assistant", conntrack=Conntrack(True, 999, 1000))
+    assert not ids(run_checks(inv, with_host(base, "assistant", proc=proc), operator()))
+
+
+def test_rp_filter_on_target_and_fix() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "target",
+                      proc=ProcValues(0, Conntrack(True, 1, 100000),
+                                      {"all": 1, "default": 1, "eth0": 0}))
+    found = run_checks(inv, facts, operator())
+    assert "target.rp_filter" in ids(found)
+    fixes = fix_changes(inv, facts, found)
+    assert [c.apply[0][2] for c in fixes] == ["net.ipv4.conf.all.rp_filter=0"]
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        ("192.168.44.0/24", {"route.operator", "route.inventory_host", "route.gateway",
+                             "route.exists"}),
+        ("192.168.44.0/30", {"route.operator"}),
+        ("192.168.44.128/26", {"route.inventory_host"}),
+        ("192.168.44.254/32", {"route.gateway"}),
+        ("10.0.0.0/8", {"route.wide"}),
+    ],
+)
+def test_client_network_refusals(network: str, expected: set[str]) -> None:
+    inv = edited("staging.yaml", "networks: [192.168.50.0/24]",
+                 f"networks: [192.168.50.0/24, {network}]")
+    found = [f for f in run_checks(inv, healthy(inv), operator()) if f.id.startswith("route.")]
+    assert ids(found) == expected
+    refused = [f for f in found if f.id != "route.exists"]
+    assert all(f.refusal and f.severity is Severity.ERROR for f in refused)
+    assert blocking(found, force=True) == refused
+
+
+def test_operator_address_seen_only_by_a_host_is_refused() -> None:
+    inv = edited("staging.yaml", "networks: [192.168.50.0/24]",
+                 "networks: [192.168.50.0/24, 172.16.9.0/24]")
+    facts = healthy(inv)
+    old = facts["target"].ssh
+    assert old is not None
+    ssh = dataclasses.replace(old, client=A("172.16.9.7"))
+    found = run_checks(inv, with_host(facts, "target", ssh=ssh), operator())
+    assert "route.operator" in ids(found)
+
+
+def test_existing_foreign_route_for_client_net() -> None:
+    inv = inventory()
+    facts = healthy(inv)
+    base_routes = facts["target"].routes or ()
+    routes = (*base_routes,
+              Route(dst=N("192.168.50.0/24"), gateway=A("192.168.44.2"), protocol="static"))
+    assert "route.exists" in ids(run_checks(inv, with_host(facts, "target", routes=routes),
+                                            operator()))
+    ours = (*base_routes,
+            Route(dst=N("192.168.50.0/24"), gateway=A("192.168.44.136"), protocol="252"))
+    assert "route.exists" not in ids(run_checks(inv, with_host(facts, "target", routes=ours),
+                                                operator()))
+
+
+@pytest.mark.parametrize("answer", [
+    RouteGet(A("192.168.44.136"), True, A("192.168.44.254"), "eth0"),
+    RouteGet(A("192.168.44.136"), False),
+])
+def test_assistant_off_link_is_refused_with_two_server_hint(answer: RouteGet) -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "target", route_gets={"192.168.44.136": answer})
+    found = [f for f in run_checks(inv, facts, operator()) if f.id == "assistant.off_link"]
+    ids(found)
+    assert found[0].refusal and "two-server" in found[0].hint
+
+
+@pytest.mark.parametrize(
+    ("pool", "real", "expected"),
+    [
+        ("10.1.2.x", "10.0.0.0/8", {"pool.real_clients", "pool.unrouted"}),
+        ("192.168.44.137", "10.0.0.0/8", {"pool.inventory_host", "pool.unrouted"}),
+        ("192.168.51.x", "10.0.0.0/8", {"pool.unrouted"}),
+    ],
+)
+def test_pool_checks(pool: str, real: str, expected: set[str]) -> None:
+    inv = edited("staging.yaml", "pool: [192.168.50.x]", f"pool: [{pool}]")
+    found = [f for f in run_checks(inv, healthy(inv), operator()) if f.id.startswith("pool.")]
+    assert ids(found) == expected
+
+
+@pytest.mark.parametrize("port", [22])
+def test_two_server_drop_rule_on_ssh_port_is_refused(port: int) -> None:
+    inv = two_server(port)
+    facts = healthy(inv)
+    facts["online1"] = dataclasses.replace(facts["online1"], tcp={f"192.168.44.137:{port}": True})
+    found = [f for f in run_checks(inv, facts, operator()) if f.id == "drop.ssh_port"]
+    ids(found)
+    assert found and found[0].refusal
+
+
+def test_service_unreachable_from_online() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "online1", tcp={"192.168.44.137:80": False})
+    assert "service.unreachable" in ids(run_checks(inv, facts, operator()))
+
+
+def test_intercept_port_busy() -> None:
+    inv = inventory()
+    facts = with_host(healthy(inv), "assistant", listeners=(Listener("*", 36524),))
+    assert "intercept.port_busy" in ids(run_checks(inv, facts, operator()))
+    other = with_host(healthy(inv), "assistant", listeners=(Listener("127.0.0.1", 36524),))
+    assert "intercept.port_busy" not in ids(run_checks(inv, other, operator()))
+
+
+def test_blocking_and_force() -> None:
+    warn = Finding("x", Severity.WARN, "h", "m")
+    err = Finding("y", Severity.ERROR, "h", "m")
+    ref = Finding("z", Severity.ERROR, "h", "m", refusal=True)
+    assert blocking([warn, err, ref]) == [err, ref]
+    assert blocking([warn, err, ref], force=True) == [ref]
+
+
+def test_zz_every_check_id_has_fired() -> None:
+    # Runs last in this module (name order within the file is definition order).
+    assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)
