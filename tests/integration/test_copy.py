@@ -43,7 +43,7 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0
 
 def read_json(path: Path) -> Optional[Dict[str, Any]]:
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
@@ -145,7 +145,7 @@ class Rig:
                               "labctl.lab.traffic", "--url", url, "--json", *args],
                              capture_output=True, text=True, timeout=timeout, env=self.env,
                              cwd=str(REPO), check=True)
-        return json.loads(out.stdout)  # type: ignore[no-any-return]
+        return json.loads(out.stdout)
 
     def target_copies(self) -> Counter[tuple]:
         return log_requests(self.lab.host("target").access_log, self.fake_prefix)
@@ -175,19 +175,19 @@ def fidelity(truth: Counter[tuple], copies: Counter[tuple]) -> float:
     return matched / total if total else 0.0
 
 
-def settle(rig: Rig, want: int, timeout: float = 30) -> Counter[tuple]:
-    """Wait until the target log stops growing (or holds ``want`` copies)."""
-    last = -1
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def settle(rig: Rig, want: int, timeout: float = 30, quiet: float = 4.0) -> Counter[tuple]:
+    """Copies on the target once it holds ``want`` of them or stopped growing for ``quiet`` s."""
+    last, since = -1, time.monotonic()
+    deadline = since + timeout
+    while True:
         copies = rig.target_copies()
         n = sum(copies.values())
-        if n >= want or n == last:
-            if n >= want:
-                return copies
-        last = n
-        time.sleep(1.0)
-    return rig.target_copies()
+        now = time.monotonic()
+        if n != last:
+            last, since = n, now
+        if n >= want or now - since >= quiet or now > deadline:
+            return copies
+        time.sleep(0.5)
 
 
 # ---------------------------------------------------------------------------- tests
