@@ -13,7 +13,7 @@ import pytest
 
 from labctl.errors import LabError
 from labctl.lab import LabInfo, LabSpec, build_lab, destroy_lab, lab_status, load_lab
-from labctl.lab.net import existing_namespaces, route_dev
+from labctl.lab.net import existing_namespaces, ns_pids, route_dev
 from labctl.lab.services import pid_alive
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,11 @@ def test_destroy_leaves_no_trace(lab_factory: Callable[..., LabInfo]) -> None:
     assert len(pids) == 5 and all(pid_alive(p) for p in pids)
     status = lab_status(info.name)
     assert status.up
+    # A stray process inside a lab namespace (like a daemon a test forgot) must go too.
+    stray = subprocess.Popen([*info.ns_argv("target"), "sleep", "300"])
+    assert _wait_for(lambda: stray.pid in ns_pids(info.hosts["target"].netns))
     assert destroy_lab(info.name) is True
+    assert stray.wait(timeout=5) != 0
     assert not set(info.namespaces) & existing_namespaces()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert info.operator_ifname not in links
