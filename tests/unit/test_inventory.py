@@ -97,3 +97,12 @@ def test_pool_network_forms() -> None:
     for bad in ("1.2.x.x", "1.2.3.256", "a.b.c.d", "1.2.3.4/24"):
         with pytest.raises(ValueError):
             pool_network(bad)
+
+
+def test_local_inventory_matches_the_real_lab_plan() -> None:
+    from labctl.lab.spec import plan_lab
+
+    info = plan_lab("demo", 1)
+    assert (ROOT / "inventories/local.yaml").read_text() == render_lab_inventory(info)
+    inv = parse_inventory(render_lab_inventory(plan_lab("zz9", 77), "two-server"))
+    assert inv.hosts.online[0].known_hosts == "/run/labctl-lab/zz9/known_hosts"
