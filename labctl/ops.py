@@ -87,25 +87,36 @@ class UpReport:
 
 
 # -- preflight / plan (read-only) -----------------------------------------------------------
-def _checks(inv: Inventory, facts: dict[str, Any], fix: bool) -> list[Finding]:
+#: Findings `--fix` resolves with planned changes (see labctl.plan.fix_changes_for).
+FIXABLE = frozenset({"assistant.ip_forward", "target.rp_filter", "conntrack.usage",
+                     "conntrack.headroom"})
+CONNTRACK_IDS = frozenset({"conntrack.usage", "conntrack.headroom"})
+
+
+def _checks(inv: Inventory, facts: dict[str, Any]) -> list[Finding]:
     from labctl.checks import run_checks
     from labctl.facts import gather_operator_facts
 
     return list(run_checks(inv, facts, gather_operator_facts()))
 
 
-def _make_plan(inv: Inventory, facts: dict[str, Any], fix: bool) -> Plan:
+def _make_plan(inv: Inventory, facts: dict[str, Any], fix: bool,
+               findings: list[Finding]) -> Plan:
     from labctl.plan import make_plan
 
-    return make_plan(inv, facts, fix=fix)
+    notrack = True if fix and any(f.id in CONNTRACK_IDS for f in findings) else None
+    return make_plan(inv, facts, fix=fix, notrack=notrack)
 
 
-def blocking(findings: list[Finding], force: bool, allow_ssh_cut: bool = False) -> list[Finding]:
-    """Findings that stop `up`: errors; `--force` drops non-refusals; refusals always block
-    (only the test-only hook lets them through)."""
-    out = [f for f in findings if f.blocks]
+def blocking(findings: list[Finding], force: bool, allow_ssh_cut: bool = False,
+             fix: bool = False) -> list[Finding]:
+    """Findings that stop `up`: errors; `--force` drops non-refusals; `--fix` drops what its
+    changes fix; refusals always block (only the test-only hook lets them through)."""
+    out = [f for f in findings if f.blocks or f.refusal]
     if force:
         out = [f for f in out if f.refusal]
+    if fix:
+        out = [f for f in out if f.refusal or f.id not in FIXABLE]
     if allow_ssh_cut:
         out = [f for f in out if not f.refusal]
     return out
@@ -121,9 +132,9 @@ def preflight(
     facts = gather_facts(pool, inv)
     checkpoint("facts")
     opts.progress("running preflight checks")
-    findings = _checks(inv, facts, opts.fix)
+    findings = _checks(inv, facts)
     checkpoint("checks")
-    the_plan = _make_plan(inv, facts, opts.fix)
+    the_plan = _make_plan(inv, facts, opts.fix, findings)
     checkpoint("plan")
     return facts, findings, the_plan
 
@@ -140,7 +151,7 @@ def plan(inv: Inventory, opts: Optional[UpOptions] = None) -> UpReport:
     opts = opts or UpOptions()
     with open_pool(inv, opts.factory, opts.progress) as pool:
         _, findings, the_plan = preflight(inv, opts, pool)
-    refused = bool(blocking(findings, opts.force, _allow_cut()))
+    refused = bool(blocking(findings, opts.force, _allow_cut(), opts.fix))
     return UpReport(inv.lab, findings, the_plan, dry_run=True, refused=refused)
 
 
@@ -154,7 +165,7 @@ def up(inv: Inventory, opts: UpOptions) -> UpReport:
     report = UpReport(inv.lab, dry_run=opts.dry_run)
     with open_pool(inv, opts.factory, opts.progress) as pool:
         facts, report.findings, report.plan = preflight(inv, opts, pool)
-        stop = blocking(report.findings, opts.force, _allow_cut())
+        stop = blocking(report.findings, opts.force, _allow_cut(), opts.fix)
         if stop:
             report.refused = True
             return report
@@ -392,8 +403,8 @@ def _read(p: Path) -> str:
         raise UsageError(f"cannot read inventory {p}: {exc.strerror or exc}") from exc
 
 
-def refused_error(report: UpReport, force: bool = False) -> PreflightRefused:
-    stop = blocking(report.findings, force, _allow_cut())
+def refused_error(report: UpReport, force: bool = False, fix: bool = False) -> PreflightRefused:
+    stop = blocking(report.findings, force, _allow_cut(), fix)
     ids = ", ".join(f"{f.id}@{f.host}" for f in stop)
     return PreflightRefused(
         f"preflight found {len(stop)} blocking problem(s): {ids}; nothing was changed",

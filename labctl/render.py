@@ -16,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from labctl.daemons import DaemonStatus
+from labctl.daemons import KEY_COUNTERS, DaemonStatus
 from labctl.model import Finding, Plan, Severity
 from labctl.ops import UpReport
 from labctl.ops_down import DownReport, StatusReport
@@ -139,16 +139,19 @@ def status_renderable(report: StatusReport) -> RenderableType:
     return Group(hosts, daemons)
 
 
+def _final(name: str, stats: dict[str, Any]) -> str:
+    counters = stats.get("counters") or {}
+    return " ".join(f"{k}={counters[k]}" for k in KEY_COUNTERS.get(name, ()) if k in counters)
+
+
 def down_renderable(report: DownReport) -> RenderableType:
     table = Table(title=f"down: lab {report.lab}")
     for col in ("host", "result", "steps", "final counters", "left behind"):
         table.add_column(col, overflow="fold")
     for h in report.hosts:
         steps = "\n".join(f"{s.step}: {s.status}" for s in h.steps) or "-"
-        finals = "\n".join(
-            f"{name}: " + " ".join(f"{k}={v}" for k, v in list(
-                (stats.get('counters') or {}).items())[:6])
-            for name, stats in h.final_stats.items()) or "-"
+        finals = "\n".join(f"{name}: {_final(name, stats)}"
+                           for name, stats in h.final_stats.items()) or "-"
         result = Text(h.error or h.summary, style="bold red" if h.error else "")
         table.add_row(h.host, result, steps, finals, "\n".join(h.leftovers) or "-")
     verdict = ("down: nothing to do, the lab was already down" if report.noop and report.ok

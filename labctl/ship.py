@@ -53,9 +53,14 @@ class ShipOutcome:
 
 
 def engine_source_dir() -> Path:
+    """The `engine/` package directory (works for editable installs, where __file__ is None)."""
     import engine
 
-    return Path(engine.__file__).resolve().parent
+    for entry in [*getattr(engine, "__path__", []), str(Path(__file__).parents[1] / "engine")]:
+        path = Path(entry)
+        if (path / "__main__.py").is_file():
+            return path.resolve()
+    raise RuntimeError("cannot find the engine package sources")
 
 
 def default_cache_dir() -> Path:

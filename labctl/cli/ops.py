@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from labctl import ops, ops_down, render
 from labctl.cli import app
@@ -25,7 +26,7 @@ def progress(enabled: bool = True) -> Iterator[ops.Progress]:
         return
     with ERR.status("starting", spinner="dots") as spinner:
         def say(msg: str) -> None:
-            ERR.print(f"[dim]·[/dim] {msg}", highlight=False)
+            ERR.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
             spinner.update(msg)
 
         yield say
@@ -48,7 +49,7 @@ def up(
         report = ops.up(res.inventory, opts)
     _show(report, json_out)
     if report.refused:
-        raise ops.refused_error(report, force)
+        raise ops.refused_error(report, force, fix)
 
 
 @app.command()

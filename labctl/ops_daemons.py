@@ -1,0 +1,42 @@
+"""Which daemons `up` starts, where, in which order, and what "ready" means for each.
+
+intercept first (on the assistant, or the target in two-server), ready when it listens on the
+channel port; then tcpcopy on every online host, ready when its stats file reports a
+connection to every intercept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from labctl import daemons as dm
+from labctl.engine_args import EnginePaths, intercept_argv, tcpcopy_argv
+from labctl.inventory_models import HostSpec, Inventory
+from labctl.journal import DaemonRecord
+from labctl.transport.base import Transport
+
+Ready = Callable[[Transport, DaemonRecord], Any]
+
+
+def daemon_specs(
+    inv: Inventory, facts: dict[str, Any], key_path: Callable[[str], str],
+    timeout: float = 30.0,
+) -> list[tuple[HostSpec, dm.DaemonSpec, Ready]]:
+    """(host, daemon, readiness wait) in start order (pure, given the facts)."""
+    ihost = inv.intercept_host
+    ifname = getattr(facts.get(ihost.name), "ifname", None)
+    iargs = intercept_argv(inv, EnginePaths(key_file=key_path(ihost.name), interface=ifname))
+    port = inv.intercept.port
+
+    def listening(t: Transport, rec: DaemonRecord) -> None:
+        dm.wait_listening(t, rec, port, timeout=timeout)
+
+    def connected(t: Transport, rec: DaemonRecord) -> None:
+        dm.wait_connected(t, rec, timeout=timeout)
+
+    out: list[tuple[HostSpec, dm.DaemonSpec, Ready]] = [
+        (ihost, dm.DaemonSpec("intercept", tuple(iargs)), listening)]
+    for online in inv.hosts.online:
+        targs = tcpcopy_argv(inv, online, EnginePaths(key_file=key_path(online.name)))
+        out.append((online, dm.DaemonSpec("tcpcopy", tuple(targs)), connected))
+    return out
