@@ -110,14 +110,15 @@ class Rig:
     def stats(self, name: str) -> Dict[str, Any]:
         return read_json(self.dir / f"{name}.json") or {}
 
-    def start_intercept(self, role: str = "assistant", name: str = "intercept") -> None:
-        self.engine(role, "intercept", ["-i", "eth0", "-F", "tcp and src port 80"], name)
+    def start_intercept(self, role: str = "assistant", name: str = "intercept",
+                        port: int = 80) -> None:
+        self.engine(role, "intercept", ["-i", "eth0", "-F", f"tcp and src port {port}"], name)
         wait_for(lambda: self.stats(name).get("state") == "running", 20, f"{name} running")
 
     def start_tcpcopy(self, extra: Sequence[str] = (), fake: Optional[str] = None,
                       server: Optional[str] = None, name: str = "tcpcopy",
-                      wait: bool = True) -> None:
-        args = ["-x", f"80-{self.target}:80", "-s", server or self.assistant,
+                      wait: bool = True, port: int = 80) -> None:
+        args = ["-x", f"{port}-{self.target}:{port}", "-s", server or self.assistant,
                 "-c", fake or f"{self.fake_prefix}x", *extra]
         self.engine("online", "tcpcopy", args, name)
         if wait:
