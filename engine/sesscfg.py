@@ -50,6 +50,7 @@ class SessionConfig:
     """Emulator knobs; times in seconds, sizes in bytes. Defaults follow tcpcopy's."""
 
     __slots__ = (
+        "ack_delay",
         "close_wait",
         "eor_max",
         "eor_min",
@@ -85,7 +86,7 @@ class SessionConfig:
                  memory_limit: int = 2048 * 1024 * 1024, handshake_timeout: float = 3.0,
                  time_wait: float = 2.0, close_wait: float = 5.0, rto_min: float = 0.2,
                  rto_max: float = 3.0, eor_min: float = 0.005, eor_max: float = 0.05,
-                 resp_wait: float = 2.0, rtt_default: float = 0.005,
+                 resp_wait: float = 2.0, rtt_default: float = 0.005, ack_delay: float = 0.02,
                  record_drops: bool = False) -> None:
         self.routes = routes
         self.fake_ips = list(fake_ips or [])
@@ -100,6 +101,7 @@ class SessionConfig:
         self.time_wait, self.close_wait = time_wait, close_wait
         self.rto_min, self.rto_max, self.eor_min, self.eor_max = rto_min, rto_max, eor_min, eor_max
         self.resp_wait, self.rtt_default, self.record_drops = resp_wait, rtt_default, record_drops
+        self.ack_delay = ack_delay
 
 
 def sample_keep(saddr: int, sport: int, pct: int) -> bool:

@@ -44,6 +44,7 @@ class Session:
     """State of one copied connection (one replica of one client connection)."""
 
     __slots__ = (
+        "ack_at",
         "ack_pending",
         "buf",
         "buffered",
@@ -75,6 +76,7 @@ class Session:
         "req_cack",
         "req_started",
         "resp_seen",
+        "resp_unacked",
         "retrans_pending",
         "route",
         "rto",
@@ -119,7 +121,8 @@ class Session:
         self.req_started = self.waiting_resp = self.resp_seen = self.last_resp_full = False
         self.ack_pending = self.client_rst = self.fin_sent = self.peer_fin = False
         self.target_reset = self.retrans_pending = False
-        self.dup_acks = 0
+        self.dup_acks = self.resp_unacked = 0
+        self.ack_at = INF
         self.rtt = eng.cfg.rtt_default
         self.rto = eng.cfg.rto_min
         self.full_len = 1448
@@ -299,6 +302,8 @@ class Session:
                                     self.fake_port, route.target_port, seq, self.rcv_nxt,
                                     flags, win, opts, payload, seg[PSUM]))
         self.ack_pending = False
+        self.resp_unacked = 0
+        self.ack_at = INF
         plen = len(payload)
         end = (seq + plen + (1 if flags & FIN else 0)) & M32
         if after(end, self.snd_nxt):
@@ -324,6 +329,8 @@ class Session:
                                     self.snd_nxt if seq is None else seq, self.rcv_nxt, ACK,
                                     self.win, opts, b"", 0))
         self.ack_pending = False
+        self.resp_unacked = 0
+        self.ack_at = INF
 
     def _retransmit(self, now: float) -> None:
         """Resend the first unacknowledged segment (trimmed to what is still unacked)."""
@@ -388,7 +395,12 @@ class Session:
                     self.retrans_pending = False
                     c["retrans_succ"] += 1
             self.ack_pending = True
-            eng.need_ack(self)
+            self.resp_unacked += plen
+            if self.resp_unacked >= 2 * self.full_len:
+                eng.need_ack(self)          # like a quick ACK: keep bulk responses flowing
+            elif self.ack_at == INF:
+                self.ack_at = now + eng.cfg.ack_delay     # delayed ACK; a request may carry it
+                eng.arm(self, self.ack_at)
         if flags & FIN:
             c["resp_fin"] += 1
             if ((seq + plen) & M32) == self.rcv_nxt and not self.peer_fin:
@@ -540,7 +552,7 @@ class Session:
         if reason != "released":
             eng.counters[reason] += 1
         eng.drop_buffers(self)
-        self.hs_at = self.rto_at = self.eor_at = self.fin_at = INF
+        self.hs_at = self.rto_at = self.eor_at = self.fin_at = self.ack_at = INF
         self.tw_at = now + eng.cfg.time_wait
         eng.arm(self, self.tw_at)
 
@@ -575,12 +587,16 @@ class Session:
                 self._arm_rto(now)
             else:
                 self._pump(now)
+        if now >= self.ack_at:
+            self.ack_at = INF
+            if self.ack_pending and self.state == ESTABLISHED:
+                self.send_ack()
         if now >= self.eor_at:
             if self.waiting_resp:
                 self._response_ended(now, fast=False)
-                if self.ack_pending:
-                    self.send_ack()
                 self._pump(now)
+                if self.ack_pending and self.state == ESTABLISHED:
+                    self.send_ack()
             self.eor_at = INF
         if self.state == CLOSED:
             return
@@ -591,7 +607,7 @@ class Session:
         if now - self.last_act >= cfg.keepalive_timeout:
             self.finish(now, "sessions_timeout")
             return
-        nxt = min(self.hs_at, self.fin_at, self.rto_at, self.eor_at,
+        nxt = min(self.hs_at, self.fin_at, self.rto_at, self.eor_at, self.ack_at,
                   self.last_act + cfg.keepalive_timeout,
                   (self.last_resp + cfg.session_timeout) if busy else INF)
         eng.arm(self, nxt)

@@ -180,8 +180,7 @@ def test_pacing_falls_back_to_short_timer_for_full_segments() -> None:
     sends(eng)
     eng.on_response_record(rec(TISN + 1, CISN + 21, ACK, 1448), 1.001)
     eng.flush(1.001)
-    (ack,) = sends(eng)
-    assert ack.payload == b"" and ack.tcp.ack == TISN + 1 + 1448      # response data ACKed
+    assert sends(eng) == []             # delayed ACK: the next request will carry it
     out: List[Packet] = []
     while not out:
         deadline = eng.next_deadline()
@@ -189,7 +188,25 @@ def test_pacing_falls_back_to_short_timer_for_full_segments() -> None:
         eng.on_timer(deadline)
         out = sends(eng)
     assert [p.payload for p in out] == [r2]
+    assert out[0].tcp.ack == TISN + 1 + 1448
     assert eng.counters["pacing_timer"] == 1
+
+
+def test_delayed_ack_and_quick_ack_for_bulk_responses() -> None:
+    eng = engine()
+    established(eng)
+    eng.on_client_packet(req(CISN + 1, OISN + 1, b"GET"), 1.0)
+    sends(eng)
+    eng.on_response_record(rec(TISN + 1, CISN + 4, ACK | PSH, 100), 1.001)
+    eng.flush(1.001)
+    assert sends(eng) == []
+    (ack,) = run_until_sent(eng, 1.05)
+    assert ack.payload == b"" and ack.tcp.ack == TISN + 101
+    eng.on_response_record(rec(TISN + 101, CISN + 4, ACK, 1448), 1.1)
+    eng.on_response_record(rec(TISN + 1549, CISN + 4, ACK, 1448), 1.1)
+    eng.flush(1.1)
+    (quick,) = sends(eng)
+    assert quick.tcp.ack == TISN + 101 + 2 * 1448
 
 
 def test_no_wait_sends_every_request_at_once() -> None:
