@@ -1,0 +1,106 @@
+"""`labctl up` / `down` in the local lab with real sshd, nginx, iptables and the real engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_up_down_helpers import (
+    labctl,
+    ns_run,
+    snapshot,
+    tagged,
+    write_inventory,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _traffic(info: Any, n: int) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [*info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
+         f"http://{info.hosts['online'].address}", "--requests", str(n), "--mode", "mixed",
+         "--json"], capture_output=True, text=True, timeout=120, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def _copies(info: Any, prefix: str) -> int:
+    log = Path(info.hosts["target"].access_log)
+    return sum(1 for ln in log.read_text().splitlines() if ln.startswith(prefix))
+
+
+def _wait_copies(info: Any, prefix: str, want: int, timeout: float = 20) -> int:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while _copies(info, prefix) < want and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return _copies(info, prefix)
+
+
+@pytest.mark.parametrize("topology", ["three-server", "two-server"])
+def test_up_traffic_down_restores_everything(lab: Any, tmp_path: Path, topology: str) -> None:
+    inv = write_inventory(lab, tmp_path, topology)
+    before = snapshot(lab)
+    up = labctl(tmp_path, "up", str(inv))
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "dead-man confirmed" in up.stdout
+    st = labctl(tmp_path, "status", "--json")
+    assert st.returncode == 0, st.stderr
+    hosts = {h["host"]: h for h in json.loads(st.stdout)["hosts"]}
+    daemons = {d["name"]: d for h in hosts.values() for d in h["daemons"]}
+    assert daemons["tcpcopy"]["alive"] and daemons["intercept"]["alive"]
+    assert all(h["journal_state"] == "up" for h in hosts.values())
+
+    sent = _traffic(lab, 40)["sent"]
+    assert sent == 40
+    prefix = (str(lab.fake_pool).rsplit(".", 1)[0] + "." if topology == "three-server"
+              else f"{lab.hosts['online'].address} ")
+    assert _wait_copies(lab, prefix, sent) >= sent  # every request reached the target
+
+    down = labctl(tmp_path, "down", "--json")
+    assert down.returncode == 0, down.stdout + down.stderr
+    report = json.loads(down.stdout)
+    finals = {k for h in report["hosts"] for k in h["final_stats"]}
+    assert finals == {"tcpcopy", "intercept"}  # final counters kept
+    assert snapshot(lab) == before
+    assert tagged(lab) == []
+
+    again = labctl(tmp_path, "down")
+    assert again.returncode == 0
+    assert "nothing to do" in again.stdout and "already down" in again.stdout
+    assert snapshot(lab) == before
+
+
+def test_plan_and_dry_run_change_nothing(lab: Any, tmp_path: Path) -> None:
+    inv = write_inventory(lab, tmp_path)
+    before = snapshot(lab)
+    plan = labctl(tmp_path, "plan", str(inv), "--json")
+    assert plan.returncode == 0, plan.stderr
+    steps = [c["step"] for c in json.loads(plan.stdout)["plan"]["changes"]]
+    assert f"route-{lab.fake_pool}" in steps
+    dry = labctl(tmp_path, "up", str(inv), "--dry-run")
+    assert dry.returncode == 0 and "dry run: nothing was changed" in dry.stdout
+    assert snapshot(lab) == before and tagged(lab) == []
+    assert not Path(lab.dir, "state").exists() or not any(Path(lab.dir, "state").rglob("*.json"))
+
+
+def test_refused_before_any_change_when_client_net_holds_operator(
+    lab: Any, tmp_path: Path
+) -> None:
+    cut = str(lab.lab_net).replace(".0/24", ".0/28")  # contains the operator's 10.77.N.1
+    inv = write_inventory(lab, tmp_path, edit=lambda t: t.replace(
+        f"networks: [{lab.fake_pool}]", f"networks: [{lab.fake_pool}, {cut}]"))
+    before = snapshot(lab)
+    up = labctl(tmp_path, "up", str(inv), "--force")
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "route.operator" in up.stdout + up.stderr
+    assert "nothing was changed" in up.stderr
+    assert snapshot(lab) == before and tagged(lab) == []
+    assert ns_run(lab, "target", "ip", "route", "show", "proto", "252") == ""

@@ -1,0 +1,81 @@
+"""Helpers for the up/down integration tests: run the real CLI, snapshot hosts, find leftovers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from labctl.facts.iptables import normalise_iptables_save
+from labctl.inventory import render_lab_inventory
+
+HOSTS = ("online", "target", "assistant")
+
+
+def labctl_argv() -> list[str]:
+    exe = Path(sys.executable).parent / "labctl"
+    return [str(exe)] if exe.exists() else [sys.executable, "-c",
+                                            "import sys; from labctl.cli import main; main()"]
+
+
+def env_for(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_TEST_")}
+    env.update(LABCTL_STATE_DIR=str(tmp / "state"), XDG_CACHE_HOME=str(tmp / "cache"),
+               LABCTL_DEADMAN_SECONDS="60", COLUMNS="200", **extra)
+    return env
+
+
+def labctl(
+    tmp: Path, *args: str, timeout: float = 180, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*labctl_argv(), *args], env=env_for(tmp, **extra), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def write_inventory(info: Any, tmp: Path, topology: str = "three-server",
+                    edit: Any = None) -> Path:
+    text = render_lab_inventory(info, topology=topology)
+    if edit is not None:
+        text = edit(text)
+    path = tmp / f"{info.name}-{topology}.yaml"
+    path.write_text(text)
+    return path
+
+
+def ns_run(info: Any, role: str, *argv: str) -> str:
+    return subprocess.run([*info.ns_argv(role), *argv], capture_output=True, text=True,
+                          check=True, timeout=30).stdout
+
+
+def normal_routes(text: str) -> str:
+    """Sorted, without IPv6 link-local/multicast routes that appear late on their own."""
+    keep = [ln.strip() for ln in text.splitlines()
+            if ln.strip() and "fe80::" not in ln and "ff00::" not in ln]
+    return "\n".join(sorted(keep))
+
+
+def snapshot(info: Any) -> dict[str, tuple[str, str]]:
+    return {h: (normal_routes(ns_run(info, h, "ip", "route", "show", "table", "all")),
+                normalise_iptables_save(ns_run(info, h, "iptables-save")))
+            for h in HOSTS}
+
+
+def tagged(info: Any) -> list[str]:
+    """Anything carrying labctl's tags, and any engine process, in the lab's hosts."""
+    found = []
+    for h in HOSTS:
+        routes = ns_run(info, h, "ip", "route", "show", "table", "all", "proto", "252")
+        found += [f"{h}: route {r}" for r in routes.splitlines() if r.strip()]
+        rules = ns_run(info, h, "iptables-save")
+        found += [f"{h}: {r}" for r in rules.splitlines() if "LABCTL" in r or "labctl:" in r]
+        pids = ns_run(info, h, "ip", "netns", "pids", info.hosts[h].netns).split()
+        for pid in pids:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "labctl-engine.pyz" in cmd:
+                found.append(f"{h}: process {pid} {cmd}")
+    return found
