@@ -14,6 +14,7 @@ A `Watch` keeps the end offset of every log and reads only what was appended sin
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -89,12 +90,30 @@ def _stat(t: Transport, spec: HostSpec, path: str) -> tuple[lp.FileState, Option
     return found[path], found.get(path + ".1")
 
 
-def _read_from(t: Transport, spec: HostSpec, path: str, start: int) -> bytes:
+def _read_once(t: Transport, spec: HostSpec, path: str, start: int) -> bytes:
     res = t.run(["tail", "-c", f"+{start + 1}", path], sudo=spec.sudo, timeout=300)
     if not res.ok:
         raise RemoteError(f"cannot read {path} from byte {start}: {res.stderr.strip()}",
                           host=t.host)
     return res.stdout.encode("utf-8", "surrogateescape")
+
+
+def _read_from(t: Transport, spec: HostSpec, path: str, start: int,
+               size: Optional[int] = None) -> bytes:
+    """Bytes from `start` to the end (at least to `size`, the length `stat` saw).
+
+    A transport may hand back a short read (observed: SSH output cut at a channel window when
+    the exit status arrives first); resume from where it stopped until `size` is reached."""
+    data = _read_once(t, spec, path, start)
+    want = 0 if size is None else size - start
+    for _ in range(64):
+        if len(data) >= want:
+            break
+        more = _read_once(t, spec, path, start + len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def fetch_log(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
@@ -112,8 +131,9 @@ def _fetch_after_mark(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat
                       since: LogMark, current: lp.FileState,
                       rotated: Optional[lp.FileState]) -> Fetched:
     result, end, total = lp.ParseResult(), since.offset, 0
+    sizes = {current.path: current.size, **({rotated.path: rotated.size} if rotated else {})}
     for read in lp.plan_reads(since.offset, current, rotated, since.inode):
-        data = _read_from(t, spec, read.path, read.start)
+        data = _read_from(t, spec, read.path, read.start, sizes.get(read.path))
         chunk = lp.complete_prefix(data)
         total += len(chunk)
         result.extend(lp.parse_text(chunk.decode(errors="replace"), fmt, f"{t.host}:{read.path}"))
@@ -127,7 +147,7 @@ def _fetch_by_time(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
     chunk_size = FIRST_CHUNK
     while True:
         begin = max(0, current.size - chunk_size)
-        data = _read_from(t, spec, path, begin)
+        data = _read_from(t, spec, path, begin, current.size)
         if begin > 0:  # the first line is cut: start after it
             cut = data.find(b"\n") + 1
             data, begin = data[cut:], begin + cut
@@ -334,7 +354,8 @@ def resolve_scope(inv: Inventory, since_up: bool, window: Optional[float],
     if record is None or record.state != "up":
         raise UsageError(f"lab {inv.lab!r} has no record of a finished `labctl up` here",
                          hint="run `labctl up` first, or give --window 60s")
-    return Scope(since=record.updated_at)
+    # Logs often have whole-second times ($time_iso8601): compare at that resolution.
+    return Scope(since=float(math.floor(record.updated_at)))
 
 
 def run_verify(inv: Inventory, pool: HostPool, scope: Scope,

@@ -15,11 +15,10 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from labctl import journal as jr
 from labctl import render_verify as rv
 from labctl.cli import app
 from labctl.errors import UsageError, VerifyFailed
-from labctl.inventory import Inventory, load_inventory, parse_inventory
+from labctl.inventory_models import Inventory
 from labctl.transport.pool import HostPool
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -36,16 +35,10 @@ def parse_duration(text: str) -> float:
 
 
 def resolve_inventory(path: Optional[Path]) -> Inventory:
-    """The given inventory, else the one `up` recorded when exactly one lab is up here."""
-    if path is not None:
-        return load_inventory(path)
-    labs = jr.known_labs()
-    records = [r for r in (jr.load_record(lab) for lab in labs) if r and r.state == "up"]
-    if len(records) != 1:
-        found = ", ".join(r.lab for r in records) or "none"
-        raise UsageError(f"which lab? labs up here: {found}",
-                         hint="give the inventory: labctl verify inventories/X.yaml")
-    return parse_inventory(records[0].inventory_text, records[0].inventory_path)
+    """The given inventory, else the one `up` recorded when exactly one lab is known here."""
+    from labctl.ops import resolve
+
+    return resolve(str(path) if path is not None else None).inventory
 
 
 def _pool(inv: Inventory) -> HostPool:

@@ -146,3 +146,20 @@ def test_verify_run_fan_in_on_fake_hosts(tmp_path: Path, monkeypatch: pytest.Mon
     reads = [c for f in fakes.values() for c in f.commands if c[0] == "tail"]
     assert sorted(reads) == sorted([("tail", "-c", "+1", "/log/online.log")] * 2
                                    + [("tail", "-c", "+1", "/log/target.log")])
+
+
+def test_short_reads_from_the_transport_are_resumed() -> None:
+    t = FakeTransport("online")
+    disk = Disk(t)
+    data = "".join(LINES).encode()
+    disk.files["/l"] = (data, 7)
+    full = disk.tail
+
+    def short(argv: tuple[str, ...]) -> Result:  # every read cut at 300 bytes
+        res = full(argv)
+        return Result(res.host, res.argv, 0, res.stdout[:300], "")
+
+    t.on_prefix(["tail", "-c"], handler=short)
+    got = V.fetch_log(t, SPEC, "/l", FMT, V.LogMark("online", "/l", 0, 7), None)
+    assert len(got.result.records) == 13 and got.end.offset == len(data)
+    assert len([c for c in t.commands if c[0] == "tail"]) == -(-len(data) // 300)

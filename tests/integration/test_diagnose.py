@@ -1,0 +1,89 @@
+"""`labctl diagnose` in the local lab: healthy first, then three faults made behind labctl's back,
+each named as the first broken link with its fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+from tests.integration.test_verify import CopyLab, copy_lab_factory, run_cli
+
+pytestmark = pytest.mark.integration
+__all__ = ["copy_lab_factory"]  # the fixture, re-used
+
+
+@contextmanager
+def background_traffic(lab: CopyLab, seconds: float = 12.0) -> Iterator[None]:
+    """New-connection client traffic at ~40 req/s while the body runs; always stopped."""
+    url = f"http://{lab.info.hosts['online'].address}"
+    argv = [*lab.info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
+            url, "--requests", str(int(40 * seconds)), "--rate", "40", "--mode", "new",
+            "--timeout", "2", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def diagnose(lab: CopyLab, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    with background_traffic(lab):
+        code, out = run_cli(capsys, "diagnose", str(lab.path), "--seconds", "3", "--json")
+    assert code == 0, out
+    return dict(json.loads(out))
+
+
+def first_broken(d: dict[str, Any]) -> Optional[dict[str, Any]]:
+    return next((s for s in d["steps"] if s["status"] == "broken"), None)
+
+
+def test_diagnose_names_the_broken_link(copy_lab_factory: Callable[..., CopyLab],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    lab = copy_lab_factory()
+    pool = str(lab.info.fake_pool)
+
+    healthy = diagnose(lab, capsys)
+    assert first_broken(healthy) is None, healthy
+
+    # 1. the target's route for the client pool via the assistant removed
+    route = lab.ns("target", "ip", "-o", "route", "show", pool).stdout.split()
+    assert route, "up should have routed the pool via the assistant"
+    lab.ns("target", "ip", "route", "del", pool)
+    try:
+        d = diagnose(lab, capsys)
+    finally:
+        lab.ns("target", "ip", "route", "add", *route, check=False)
+    step = first_broken(d)
+    assert step is not None and "reach the assistant" in step["question"], d
+    assert "ip route replace" in step["fix"]
+
+    # 2. ip_forward=1 on the assistant: replies would leak toward the clients
+    lab.ns("assistant", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    try:
+        d = diagnose(lab, capsys)
+    finally:
+        lab.ns("assistant", "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    step = first_broken(d)
+    assert step is not None and "ip_forward=0" in step["question"], d
+    assert "net.ipv4.ip_forward=0" in step["fix"]
+
+    # 3. intercept stopped (by its own pidfile)
+    pidfile = Path(lab.inv.remote_dir(lab.inv.intercept_host)) / "intercept.pid"
+    pid = int(pidfile.read_text().strip())
+    lab.ns("assistant", "kill", "-TERM", str(pid))
+    d = diagnose(lab, capsys)
+    step = first_broken(d)
+    assert step is not None and "intercept" in step["evidence"], d
+    assert "labctl up" in step["fix"]
