@@ -71,6 +71,15 @@ def stat_lines(c: Dict[str, int], active: int) -> List[str]:
     ]
 
 
+def current_rss_kb() -> int:
+    """Resident set size now (not the peak: shedding must be able to bring it back down)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize() // 1024
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def daemonize() -> None:
     """Detach: fork twice, new session, stdio to /dev/null (``-d``)."""
     if os.fork() > 0:
@@ -277,7 +286,7 @@ class Tcpcopy:
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _check_memory(self, now: float) -> None:
-        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_kb = current_rss_kb()
         limit_kb = self.opts.memory_mb * 1024
         if rss_kb > limit_kb and self.engine.buffered_total > 0:
             self.log.warn(f"occupies too much memory, limit:{limit_kb}")
