@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python bench/engine_bench.py [--out bench/engine_bench.json] [--quick]
 
-Builds its own lab (name ``h3bNNNN``), runs intercept on the assistant and tcpcopy on online
+Builds its own lab (name ``h7bNNNN``), runs intercept on the assistant and tcpcopy on online
 (3-server topology), then for the keep-alive and new-connection mixes sends stepped request
 rates with the lab traffic generator, and finally unpaced wrk runs (10 and 50 keep-alive
 connections). Per step: requests online vs copies at the target (same method/URI/body length),
@@ -33,10 +33,11 @@ from tests.integration.test_copy import Rig  # noqa: E402
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> Tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    return int(fields[11]) / CLK, int(fields[12]) / CLK
 
 
 def hwm_mb(pid: int) -> float:
@@ -62,17 +63,27 @@ def wait_quiet(rig: Rig, tag: str, want: int, limit: float = 60.0) -> int:
             return n
 
 
+def add_cpu(row: Dict[str, Any], pids: Dict[str, int], cpu0: Dict[str, Tuple[float, float]],
+            cpu1: Dict[str, Tuple[float, float]], copied: int) -> None:
+    for k in pids:
+        user = cpu1[k][0] - cpu0[k][0]
+        used = user + cpu1[k][1] - cpu0[k][1]
+        row[f"{k}_cpu_s"] = round(used, 2)
+        row[f"{k}_user_s"] = round(user, 2)
+        row[f"{k}_cpu_s_per_10k"] = round(used / copied * 10000, 3) if copied else None
+
+
 def step(rig: Rig, pids: Dict[str, int], mix: str, rate: int, seconds: float,
          conns: int, tag: str) -> Dict[str, Any]:
     total = int(rate * seconds)
-    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    cpu0 = {k: cpu_split(p) for k, p in pids.items()}
     t0 = time.monotonic()
     res = rig.traffic("--requests", str(total), "--mode", mix, "--connections", str(conns),
                       "--rate", str(rate), "--get-paths", f"/?{tag}", timeout=seconds * 4 + 60)
     elapsed = time.monotonic() - t0
     online = count_tag(rig.online_truth(), tag)
     copied = wait_quiet(rig, tag, online)
-    cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+    cpu1 = {k: cpu_split(p) for k, p in pids.items()}
     row: Dict[str, Any] = {
         "mix": mix, "rate_asked": rate, "rate_achieved": round(online / elapsed, 1),
         "connections": conns, "online": online, "copied": copied,
@@ -80,39 +91,33 @@ def step(rig: Rig, pids: Dict[str, int], mix: str, rate: int, seconds: float,
         "client_errors": sum(res.get("errors", {}).values()) if isinstance(
             res.get("errors"), dict) else res.get("errors"),
     }
-    for k in pids:
-        used = cpu1[k] - cpu0[k]
-        row[f"{k}_cpu_s"] = round(used, 2)
-        row[f"{k}_cpu_s_per_10k"] = round(used / copied * 10000, 3) if copied else None
+    add_cpu(row, pids, cpu0, cpu1, copied)
     return row
 
 
 def wrk_step(rig: Rig, pids: Dict[str, int], conns: int, seconds: int) -> Dict[str, Any]:
     before_t = sum(rig.target_copies().values())
     before_o = sum(rig.online_truth().values())
-    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    cpu0 = {k: cpu_split(p) for k, p in pids.items()}
     out = rig.ns("client", ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
                             f"http://{rig.online}/"]).stdout
     online = sum(rig.online_truth().values()) - before_o
     t_end = time.monotonic()
     copied = wait_quiet(rig, "/", before_t + online) - before_t
     drain = time.monotonic() - t_end
-    cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+    cpu1 = {k: cpu_split(p) for k, p in pids.items()}
     row: Dict[str, Any] = {"mix": f"wrk-keepalive-c{conns}", "rate_achieved":
                            round(online / seconds, 1), "connections": conns, "online": online,
                            "copied": copied, "fidelity": round(copied / online, 5) if online
                            else 0.0, "drain_s": round(drain, 1),
                            "wrk": out.strip().splitlines()[-2:]}
-    for k in pids:
-        used = cpu1[k] - cpu0[k]
-        row[f"{k}_cpu_s"] = round(used, 2)
-        row[f"{k}_cpu_s_per_10k"] = round(used / copied * 10000, 3) if copied else None
+    add_cpu(row, pids, cpu0, cpu1, copied)
     return row
 
 
 def run(quick: bool) -> Dict[str, Any]:
-    name = "h3b" + secrets.token_hex(2)
-    workdir = Path(tempfile.mkdtemp(prefix="h3bench-"))
+    name = "h7b" + secrets.token_hex(2)
+    workdir = Path(tempfile.mkdtemp(prefix="h7bench-"))
     lab = build_lab(LabSpec(name=name))
     lab.assert_routes_via_lab()
     rig = Rig(lab, workdir)
