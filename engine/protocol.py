@@ -35,7 +35,7 @@ import hashlib
 import hmac
 import os
 import struct
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from engine import INTERNAL_VERSION
 from engine.packets import IPPROTO_TCP, IPv4Header, Packet, TCPHeader
@@ -327,6 +327,57 @@ class ClientChannel:
                                        or not self._auth(events)):
             return events
         self._frames(events)
+        return events
+
+    def feed_raw(self, data: bytes, now: float, sink: Callable[[bytes, float], None]
+                 ) -> List[ClientEvent]:
+        """Like ``feed`` but hands each valid record to ``sink(raw_record, now)`` undecoded.
+
+        The records are checked exactly as ``decode_record`` checks them (a bad one is a
+        ``Malformed`` event); no ``Packet``/``Response`` object is built. The returned list holds
+        the other events only (usually empty). This is tcpcopy's hot path.
+        """
+        if self._closed is not None:
+            return []
+        self._buf += data
+        events: List[ClientEvent] = []
+        if not self.authenticated and (self.check_timeout(now) is not None
+                                       or not self._auth(events)):
+            return events
+        buf = self._buf
+        pos, n = 0, len(buf)
+        want = self._want
+        while True:
+            if want is None:
+                if n - pos < 2:
+                    break
+                count = (buf[pos] << 8) | buf[pos + 1]
+                pos += 2
+                if count == 0:
+                    events.append(Malformed("empty frame"))
+                    continue
+                if count > COMB_MAX:
+                    self._want = None
+                    events.append(self._close(f"frame count {count} > {COMB_MAX}"))
+                    return events
+                want = count * RECORD_SIZE
+            if n - pos < RECORD_SIZE:
+                break
+            end = pos + RECORD_SIZE
+            rec = bytes(buf[pos:end])
+            pos = end
+            want -= RECORD_SIZE
+            if want == 0:
+                want = None
+            b0 = rec[0]
+            if b0 >> 4 != 4 or rec[9] != IPPROTO_TCP:
+                events.append(Malformed("record is not an IPv4/TCP header"))
+            elif rec[32] < 0x50 or b0 & 0xF < 5:
+                events.append(Malformed("record has a bad IHL or DOFF"))
+            else:
+                sink(rec, now)
+        self._want = want
+        del buf[:pos]
         return events
 
     def _auth(self, events: List[ClientEvent]) -> bool:

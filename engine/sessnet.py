@@ -14,7 +14,7 @@ import socket
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from engine.loop import Loop
-from engine.protocol import Authenticated, ClientChannel, Closed, Malformed, Response
+from engine.protocol import Authenticated, ClientChannel, Closed, Malformed
 from engine.stats import Logger
 
 RecordSink = Callable[[bytes, float], None]
@@ -78,10 +78,8 @@ class Conn:
         now = owner.loop.time()
         sink = owner.sink
         was_ready = self.channel.authenticated
-        for ev in self.channel.feed(data, now):
-            if type(ev) is Response:
-                sink(ev.raw, now)
-            elif isinstance(ev, Malformed):
+        for ev in self.channel.feed_raw(data, now, sink):
+            if isinstance(ev, Malformed):
                 owner.counters["channel_malformed"] += 1
             elif isinstance(ev, Closed):
                 owner.lost(self, ev.reason)

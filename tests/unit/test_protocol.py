@@ -296,3 +296,56 @@ def test_fuzz_mutated_streams_never_raise() -> None:
             server.feed(bytes(buf[pos:pos + step]))
             client.feed(bytes(buf[pos:pos + step]))
             pos += step
+
+
+# ---------------------------------------------------------------- raw-record path (tcpcopy)
+
+
+def raw_feed(chan: C.ClientChannel, data: bytes) -> Tuple[List[bytes], list]:
+    recs: List[bytes] = []
+    events = chan.feed_raw(data, 0.0, lambda rec, _now: recs.append(rec))
+    return recs, events
+
+
+def as_raw(events: list) -> Tuple[List[bytes], list]:
+    return ([e.raw for e in events if isinstance(e, C.Response)],
+            [e for e in events if not isinstance(e, C.Response)])
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_feed_raw_equals_feed_on_c_captures_whole_and_byte_by_byte(name: str) -> None:
+    for flow, data in streams(name).items():
+        if flow[1] != C.DEFAULT_PORT or not data:
+            continue
+        want = as_raw(C.ClientChannel(None, 0.0).feed(data))
+        assert want[0] and raw_feed(C.ClientChannel(None, 0.0), data) == want
+        chan = C.ClientChannel(None, 0.0)
+        recs: List[bytes] = []
+        events: list = []
+        for i in range(len(data)):
+            r, e = raw_feed(chan, data[i:i + 1])
+            recs += r
+            events += e
+        assert (recs, events) == want
+
+
+def test_feed_raw_hostile_frames_like_feed() -> None:
+    good = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    udp = bytearray(good)
+    udp[9] = 17
+    bad_doff = bytearray(good)
+    bad_doff[32] = 0x40
+    data = (C.encode_frame([good, bytes(udp), bytes(bad_doff), good]) + b"\0\0"
+            + C.encode_frame([good]) + b"\0\x11" + good)
+    want = as_raw(C.ClientChannel(None, 0.0).feed(data))
+    got = raw_feed(C.ClientChannel(None, 0.0), data)
+    assert got == want
+    assert got[0] == [good, good, good]
+    assert [type(e) for e in got[1]] == [C.Malformed, C.Malformed, C.Malformed, C.Closed]
+
+
+def test_feed_raw_after_auth() -> None:
+    client, server = C.ClientChannel(KEY, 0.0), C.ServerChannel(KEY, 0.0)
+    handshake(client, server)
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    assert raw_feed(client, C.encode_frame([rec, rec])) == ([rec, rec], [])
