@@ -23,6 +23,7 @@ from labctl.ledger import Conntrack, DaemonStats
 INBOUND, OUTBOUND = "in", "out"
 RST_LEAK_SECONDS = 1.0
 CONNTRACK_FULL = 0.98
+ROUTE_QUESTION = "the target's SYN-ACKs reach the assistant (not the client)"
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,9 @@ def check_target_answers(c: Captures, f: Facts, n: _Net) -> Step:
     answers = _count(c.target, lambda p: p.direction == OUTBOUND and n.answer(p))
     if answers:
         return Step(q, "ok", f"{answers} packets answered")
+    if f.assistant_address and f.route_via != f.assistant_address:
+        return _route_broken(f, "the target sends nothing back: it has no route for the pool "
+                             f"via the assistant (route get: via {f.route_via or 'none'})")
     if f.rp_filter_drops or f.rp_filter == 1:
         return Step(q, "broken", f"rp_filter={f.rp_filter}, TcpExtIPReversePathFilter "
                     f"+{f.rp_filter_drops or 0} during the capture",
@@ -216,15 +220,19 @@ def check_target_answers(c: Captures, f: Facts, n: _Net) -> Step:
 
 
 def check_answers_reach_assistant(c: Captures, f: Facts, n: _Net) -> Step:
-    q = "the target's SYN-ACKs reach the assistant (not the client)"
+    q = ROUTE_QUESTION
     if c.assistant is None:
         return Step(q, "skipped", "no capture from the assistant (two-server topology?)")
     got = _count(c.assistant, lambda p: p.direction == INBOUND and n.answer(p))
     if got:
         return Step(q, "ok", f"{got} answers seen on the assistant")
     via = f.route_via or "its default gateway"
-    return Step(q, "broken", f"no answer reached the assistant; the target routes the pool "
-                f"via {via}",
+    return _route_broken(f, f"no answer reached the assistant; the target routes the pool "
+                         f"via {via}")
+
+
+def _route_broken(f: Facts, evidence: str) -> Step:
+    return Step(ROUTE_QUESTION, "broken", evidence,
                 f"on the target: ip route replace {' '.join(f.pool[:1]) or 'POOL'} via "
                 f"{f.assistant_address or 'ASSISTANT'} (labctl up adds it; was it removed?)")
 

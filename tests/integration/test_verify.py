@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -37,26 +38,43 @@ class CopyLab:
                               text=True, timeout=120, check=check)
 
     def traffic(self, requests: int, mode: str = "mixed", connections: int = 4,
-                rate: float = 1000) -> dict[str, Any]:
+                rate: float = 1000, get_paths: str = "/") -> dict[str, Any]:
         url = f"http://{self.info.hosts['online'].address}"
         argv = [*self.info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic",
                 "--url", url, "--requests", str(requests), "--mode", mode, "--connections",
                 str(connections), "--rate", str(rate), "--post-sizes", "0,1024,65536",
-                "--get-paths", "/,/big", "--json"]
+                "--get-paths", get_paths, "--json"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
         return dict(json.loads(proc.stdout))
 
-    def target_copies(self) -> int:
-        """Copies in the target's access log (from the fake pool), counted by the test."""
+    def target_copies(self, since: float = 0.0,
+                      sent: Optional[dict[str, Any]] = None) -> int:
+        """Copies in the target's access log (from the fake pool, logged at or after `since`),
+        counted by the test itself; with `sent` (the client's summary) only faithful copies:
+        a method, URI and body length the client really sent."""
+        from datetime import datetime
+
         log = self.info.hosts["target"].access_log
         assert log is not None
         prefix = str(self.info.fake_pool).rsplit(".", 1)[0] + "."
-        return sum(1 for line in log.read_text().splitlines() if line.startswith(prefix))
+        wanted = {(r["method"], r["uri"], int(r["body_len"])) for r in sent["by_request"]} \
+            if sent else None
+        n = 0
+        for line in log.read_text().splitlines():
+            if not line.startswith(prefix):
+                continue
+            stamp = line.split("[", 1)[1].split("]", 1)[0]
+            if datetime.fromisoformat(stamp).timestamp() < int(since):
+                continue
+            request, rest = line.split('"', 2)[1], line.split('"', 2)[2]
+            words = request.split(" ")
+            cl = rest.split('"')[1]
+            key = (words[0], words[1] if len(words) > 1 else "", int(cl) if cl.isdigit() else 0)
+            n += wanted is None or key in wanted
+        return n
 
     def wait_copies(self, want: int, timeout: float = 60.0) -> int:
         """Until the target logged `want` copies, or its count stopped growing for 5 s."""
-        import time
-
         deadline, last, still = time.monotonic() + timeout, -1, time.monotonic()
         while time.monotonic() < deadline:
             got = self.target_copies()
@@ -118,10 +136,12 @@ def copy_lab_factory(lab_factory: Callable[..., LabInfo], tmp_path: Path,
 def test_verify_pass_10000_requests(copy_lab_factory: Callable[..., CopyLab],
                                     capsys: pytest.CaptureFixture[str]) -> None:
     lab = copy_lab_factory()
+    started = time.time()
     truth = lab.traffic(10000)
     sent = int(truth["sent"])
     assert sent >= 9990, truth
-    copies = lab.wait_copies(sent)
+    lab.wait_copies(sent)
+    copies = lab.target_copies(since=started, sent=truth)
     code, out = run_cli(capsys, "verify", str(lab.path), "--since-up", "--json")
     report = json.loads(out)
     true_ratio = copies / sent
@@ -139,16 +159,18 @@ def test_verify_injected_loss_fails_and_is_attributed(
             "tcp", "--dport", "80", "-d", target, "-j", "DROP"]
     lab.ns("online", "iptables", "-A", *rule)
     try:
+        started = time.time()
         truth = lab.traffic(2000, mode="new", connections=4, rate=500)
         sent = int(truth["sent"])
-        copies = lab.wait_copies(sent, timeout=30)
+        lab.wait_copies(sent, timeout=30)
+        copies = lab.target_copies(since=started, sent=truth)
     finally:
         lab.ns("online", "iptables", "-D", *rule, check=False)
     code, out = run_cli(capsys, "verify", str(lab.path), "--since-up", "--json")
     report = json.loads(out)
     missing = round(sent - copies)
     assert missing > 0.01 * sent, (missing, sent)  # the fault really cost copies
-    assert abs(report["copy_ratio"] - copies / sent) <= 0.001
+    assert abs(report["copy_ratio"] - copies / sent) <= 0.001, _brief(report)
     assert not report["verdict"]["passed"] and code == 3
     att = report["attribution"]
     assert att["missing"] == missing

@@ -174,3 +174,9 @@ def test_fact_parsers() -> None:
     assert dg.parse_route_get("10.79.9.1 via 10.77.9.30 dev eth0 src 10.77.9.20 uid 0") == (
         "10.77.9.30", "eth0")
     assert dg.parse_route_get("10.77.9.10 dev eth0 src 10.77.9.20") == (None, "eth0")
+
+
+def test_route_removed_so_target_cannot_answer_at_all(tmp_path: Path) -> None:
+    d = tree.walk(captures(tmp_path, answer=False), facts(route_via=None))
+    assert d.broken is not None and d.broken.question == tree.ROUTE_QUESTION
+    assert "via none" in d.broken.evidence and "ip route replace" in d.broken.fix
