@@ -8,7 +8,8 @@ through the capture reader (``Tcpcopy._make_reader``), response records arrive a
 bytes through ``sessnet.Conn._on_read`` (frames of up to 16 records), the engine's actions go
 to a null sender, and timers run on a virtual clock advanced by ``1 / rate`` per request. The
 traffic is generated like the lab's: C concurrent connections, each request one GET segment
-(with a TCP timestamp option) answered by one response segment (data + PSH); in ``new`` mode
+(with a TCP timestamp option) answered by one response segment (data + PSH), each packet
+its own wake-up unless ``--batched``; in ``new`` mode
 every request is a whole connection (SYN, SYN-ACK, ACK, GET, response + FIN, ACK + FIN, ACK).
 Prints microseconds per request spent in the daemon's code (traffic generation excluded;
 best of ``--repeat`` runs).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import heapq
 import pstats
 import sys
 import time
@@ -117,6 +117,7 @@ class Rig:
         self.clock = Clock()
         self.tc = Tcpcopy(opts, Logger(None, min_level="crit"))
         self.tc.loop = loop = Loop(clock=self.clock)
+        loop.set_alarm(self.tc._on_engine_timer)
         self.tc.intercepts.loop = loop
         self.sender = NullSender()
         self.tc.senders = {0: self.sender}  # type: ignore[dict-item]
@@ -130,73 +131,79 @@ class Rig:
         conn.connected = conn.alive = True
         self.conn = conn
         self.used = 0.0
+        self.wakeups = 0
+        self.script: List[Tuple[int, Any, float]] = []
 
+    # the scenario is recorded first, then replayed under one CPU-time measurement
     def capture(self, frames: List[bytes]) -> None:
-        self.cap.batch = frames
-        t0 = clock()
-        while self.cap.batch:
-            self.read()
-        self.used += clock() - t0
+        self.script.append((0, frames, 0.0))
 
     def responses(self, records: List[bytes]) -> None:
-        self.conn.sock.data = frames_of(records)  # type: ignore[attr-defined]
-        t0 = clock()
-        self.conn._on_read()
-        self.used += clock() - t0
+        self.script.append((1, frames_of(records), 0.0))
 
     def tick(self, dt: float) -> None:
-        self.clock.now += dt
-        loop = self.tc.loop
-        timers = loop._timers
+        self.script.append((2, b"", dt))
+
+    def play(self) -> None:
+        cap, sock, read, on_read = self.cap, self.conn.sock, self.read, self.conn._on_read
+        clk, run_due, sender = self.clock, self.tc.loop.run_due, self.sender
         t0 = clock()
-        while timers and timers[0][0] <= self.clock.now:      # Loop.run_once's timer part
-            _, _, handle = heapq.heappop(timers)
-            if not handle.cancelled:
-                handle.cancelled = True
-                handle.callback()
-        self.used += clock() - t0
+        for op, data, dt in self.script:
+            if op == 0:
+                cap.batch = data
+                while cap.batch:
+                    read()
+            elif op == 1:
+                sock.data = data  # type: ignore[attr-defined]
+                on_read()
+            else:
+                clk.now += dt
+                self.wakeups += run_due()
+            sender.sent.clear()
+        self.used = clock() - t0
 
-    def sent(self) -> List[bytes]:
-        out, self.sender.sent = self.sender.sent, []
-        return out
 
-
-def keepalive(rig: Rig, conns: int, requests: int, rate: float) -> int:
+def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -> int:
     """C connections, handshakes first, then rounds of one request per connection."""
     ports = [40000 + i for i in range(conns)]
     cseq = {p: 1000 * p for p in ports}
     sseq = {p: 5000 * p for p in ports}
     tseq = {p: 9000 * p for p in ports}
     rig.capture([frame(p, cseq[p], 0, SYN, b"", 1) for p in ports])
-    isn = {}
-    for pkt in rig.sent():
-        port = int.from_bytes(pkt[20:22], "big")
-        isn[port] = int.from_bytes(pkt[24:28], "big")
+    isn = dict(cseq)                  # the copy keeps the client's ISN
     rig.responses([record(p, tseq[p], (isn[p] + 1) & 0xFFFFFFFF, SYN | ACK, 0) for p in ports])
     for p in ports:
         cseq[p] += 1
         tseq[p] += 1
     rig.capture([frame(p, cseq[p], sseq[p], ACK, b"", 2) for p in ports])
-    rig.sent()
     done, ts = 0, 3
     dt = conns / rate
     while done < requests:
-        rig.capture([frame(p, cseq[p], sseq[p], ACK | PSH, GET, ts) for p in ports])
-        for p in ports:
-            cseq[p] += len(GET)
-            sseq[p] += RESP_LEN
-        recs = [record(p, tseq[p], cseq[p] & 0xFFFFFFFF, ACK | PSH, RESP_LEN) for p in ports]
-        for p in ports:
-            tseq[p] += RESP_LEN
-        rig.responses(recs)
-        rig.sent()
-        rig.tick(dt)
+        if batched:       # all connections in lockstep: one capture batch, one channel read
+            rig.capture([frame(p, cseq[p], sseq[p], ACK | PSH, GET, ts) for p in ports])
+            for p in ports:
+                cseq[p] += len(GET)
+                sseq[p] += RESP_LEN
+            recs = [record(p, tseq[p], cseq[p] & 0xFFFFFFFF, ACK | PSH, RESP_LEN)
+                    for p in ports]
+            for p in ports:
+                tseq[p] += RESP_LEN
+            rig.responses(recs)
+            rig.tick(dt)
+        else:             # spread evenly: every packet is its own wake-up (low rates)
+            for p in ports:
+                rig.capture([frame(p, cseq[p], sseq[p], ACK | PSH, GET, ts)])
+                cseq[p] += len(GET)
+                sseq[p] += RESP_LEN
+                rig.responses([record(p, tseq[p], cseq[p] & 0xFFFFFFFF, ACK | PSH, RESP_LEN)])
+                tseq[p] += RESP_LEN
+                rig.tick(dt / conns)
         ts += 1
         done += conns
     return done
 
 
-def new_conns(rig: Rig, conns: int, requests: int, rate: float) -> int:
+def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -> int:
     done, ts, base = 0, 1, 20000
     dt = conns / rate
     while done < requests:
@@ -204,8 +211,7 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float) -> int:
         cseq = {p: 1000 * p for p in ports}
         tseq = {p: 9000 * p for p in ports}
         rig.capture([frame(p, cseq[p], 0, SYN, b"", ts) for p in ports])
-        isn = {int.from_bytes(pkt[20:22], "big"): int.from_bytes(pkt[24:28], "big")
-               for pkt in rig.sent()}
+        isn = dict(cseq)
         rig.responses([record(p, tseq[p], (isn[p] + 1) & 0xFFFFFFFF, SYN | ACK, 0)
                        for p in ports])
         frames: List[bytes] = []
@@ -222,17 +228,18 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float) -> int:
         rig.capture([frame(p, cseq[p], 777 + RESP_LEN + 1, ACK | FIN, b"", ts) for p in ports])
         rig.responses([record(p, tseq[p], cseq[p] + 1, ACK, 0) for p in ports])
         rig.capture([frame(p, cseq[p] + 1, 777 + RESP_LEN + 1, ACK, b"", ts) for p in ports])
-        rig.sent()
         rig.tick(dt)
         ts += 1
         done += conns
     return done
 
 
-def run(mode: str, conns: int, requests: int, rate: float) -> Tuple[float, Rig]:
+def run(mode: str, conns: int, requests: int, rate: float, batched: bool
+        ) -> Tuple[float, Rig]:
     rig = Rig()
     fn = keepalive if mode == "keepalive" else new_conns
-    n = fn(rig, conns, requests, rate)
+    n = fn(rig, conns, requests, rate, batched)
+    rig.play()
     return rig.used / n * 1e6, rig
 
 
@@ -244,17 +251,21 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=2000.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--batched", action="store_true",
+                   help="keep-alive: connections in lockstep (one capture batch per round)")
     a = p.parse_args()
     if a.profile:
         prof = cProfile.Profile()
         prof.enable()
-        _, rig = run(a.mode, a.connections, a.requests, a.rate)
+        _, rig = run(a.mode, a.connections, a.requests, a.rate, a.batched)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    best = min(run(a.mode, a.connections, a.requests, a.rate)[0] for _ in range(a.repeat))
-    _, rig = run(a.mode, a.connections, min(a.requests, 2000), a.rate)
+    best = min(run(a.mode, a.connections, a.requests, a.rate, a.batched)[0]
+               for _ in range(a.repeat))
+    _, rig = run(a.mode, a.connections, min(a.requests, 2000), a.rate, a.batched)
     c = rig.tc.counters
     print(f"{a.mode}: {best:.1f} us CPU per request (engine paths only, best of {a.repeat}); "
+          f"timer wakeups per request {rig.wakeups / c['requests_sent']:.2f}; "
           f"requests_sent={c['requests_sent']} sent={c['sent']} sent_ack={c['sent_ack']} "
           f"pacing_fast={c['pacing_fast']} pacing_timer={c['pacing_timer']}")
     return 0

@@ -17,6 +17,7 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 Callback = Callable[[], None]
+INF = float("inf")
 FileLike = Union[int, socket.socket]
 
 
@@ -49,6 +50,8 @@ class Loop:
         self._readers: Dict[int, Callback] = {}
         self._writers: Dict[int, Callback] = {}
         self._signals: Dict[int, Callback] = {}
+        self.alarm_at = INF
+        self._alarm: Optional[Callback] = None
         self._wake_r: Optional[socket.socket] = None
         self._wake_w: Optional[socket.socket] = None
         self._running = False
@@ -103,6 +106,12 @@ class Loop:
     def call_later(self, delay: float, callback: Callback) -> TimerHandle:
         return self.call_at(self._clock() + max(0.0, delay), callback)
 
+    def set_alarm(self, callback: Callback) -> None:
+        """One re-schedulable timer without allocation: the owner writes ``loop.alarm_at``
+        (monotonic time, ``inf`` = off) as often as it likes; ``callback`` runs once when it
+        is due (``alarm_at`` is reset to ``inf`` first)."""
+        self._alarm = callback
+
     # -- signals ------------------------------------------------------------------------------
     def add_signal_handler(self, signum: int, callback: Callback) -> None:
         """Run `callback` in the loop when `signum` arrives (main thread only)."""
@@ -131,11 +140,15 @@ class Loop:
         self._running = False
 
     def _next_timeout(self, cap: Optional[float]) -> Optional[float]:
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
-        if not self._timers:
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        when = self.alarm_at
+        if timers and timers[0][0] < when:
+            when = timers[0][0]
+        if when == INF:
             return cap
-        delay = max(0.0, self._timers[0][0] - self._clock())
+        delay = max(0.0, when - self._clock())
         return delay if cap is None else min(delay, cap)
 
     def run_once(self, timeout: Optional[float] = None) -> None:
@@ -158,13 +171,24 @@ class Loop:
                 cb = self._writers.get(fd)
                 if cb is not None:
                     cb()
+        self.run_due()
+
+    def run_due(self) -> int:
+        """Run the timers (and the alarm) that are due now; returns how many ran."""
         now = self._clock()
         timers = self._timers
+        ran = 0
         while timers and timers[0][0] <= now:
             _, _, handle = heapq.heappop(timers)
             if not handle.cancelled:
                 handle.cancelled = True
+                ran += 1
                 handle.callback()
+        if self.alarm_at <= now and self._alarm is not None:
+            self.alarm_at = INF
+            ran += 1
+            self._alarm()
+        return ran
 
     def run(self) -> None:
         """Run until `stop()` is called."""

@@ -607,7 +607,14 @@ class Session:
         if now - self.last_act >= cfg.keepalive_timeout:
             self.finish(now, "sessions_timeout")
             return
-        nxt = min(self.hs_at, self.fin_at, self.rto_at, self.eor_at, self.ack_at,
-                  self.last_act + cfg.keepalive_timeout,
-                  (self.last_resp + cfg.session_timeout) if busy else INF)
-        eng.arm(self, nxt)
+        eng.arm(self, self.due())
+
+    def due(self) -> float:
+        """The earliest time ``on_timer`` has anything to do (before it, a call only re-arms)."""
+        if self.state == CLOSED:
+            return self.tw_at
+        cfg = self.eng.cfg
+        busy = bool(self.buf or self.unacked) or self.state != ESTABLISHED
+        return min(self.hs_at, self.fin_at, self.rto_at, self.eor_at, self.ack_at,
+                   self.last_act + cfg.keepalive_timeout,
+                   (self.last_resp + cfg.session_timeout) if busy else INF)

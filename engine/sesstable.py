@@ -269,10 +269,23 @@ class Engine:
         self.ack_set.clear()
 
     def next_deadline(self) -> Optional[float]:
+        """When ``on_timer`` next has work. Entries whose session has nothing due then (a
+        delayed ACK carried by a request, an RTO cleared by the ACK) are moved to the session's
+        real deadline here, so they cost no wake-up."""
         heap = self.heap
-        while heap and heap[0][0] != heap[0][2].timer_at:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        pop = heapq.heappop
+        while heap:
+            when, _, s = heap[0]
+            if when != s.timer_at:
+                pop(heap)
+                continue
+            due = s.due()
+            if due <= when:
+                return when
+            pop(heap)
+            s.timer_at = INF
+            self.arm(s, due)
+        return None
 
     def on_timer(self, now: float) -> None:
         heap = self.heap

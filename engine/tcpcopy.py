@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
-from engine.loop import Loop, TimerHandle
+from engine.loop import INF, Loop
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
 from engine.packets import ip_ntoa
 from engine.protocol import ProtocolError, load_key
@@ -101,13 +101,12 @@ class Tcpcopy:
     def __init__(self, opts: TcpcopyOptions, log: Logger) -> None:
         self.opts, self.log = opts, log
         self.loop = Loop()
+        self.loop.set_alarm(self._on_engine_timer)
         self.engine = Engine(session_config(opts), seed=os.getpid())
         self.counters = self.engine.counters
         self.started_at = __import__("time").time()
         self.captures: List[CaptureSocket] = []
         self.senders: Dict[int, Sender] = {}
-        self.timer: Optional[TimerHandle] = None
-        self.timer_when = float("inf")
         self.exit_code = 0
         self.reconnect_at = 0.0
         key = None
@@ -222,15 +221,9 @@ class Tcpcopy:
         engine.flush(now)
         self._do_actions(now)
         when = engine.next_deadline()
-        if when is not None and when < self.timer_when:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_when = when
-            self.timer = self.loop.call_at(when, self._on_engine_timer)
+        self.loop.alarm_at = INF if when is None else when
 
     def _on_engine_timer(self) -> None:
-        self.timer = None
-        self.timer_when = float("inf")
         now = self.loop.time()
         self.engine.on_timer(now)
         self._after_batch(now)
