@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from engine.packets import ACK, FIN, RST, SYN
 from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
+from engine.sessclose import SessionEnd
 from engine.session import CLOSED, INF, M32, Session, after
 from engine.sesspkt import IP_FIELDS, TCP_FIELDS, find_ts
 
@@ -43,7 +44,7 @@ class Engine:
         self.by_fake: Dict[int, Session] = {}
         self.live = 0
         self.out: List[Action] = []
-        self.heap: List[Tuple[float, int, Session]] = []
+        self.heap: List[Tuple[float, int, SessionEnd]] = []
         self._tseq = 0
         self._ident = rnd.randrange(65536)
         self.ack_set: Set[Session] = set()
@@ -54,7 +55,7 @@ class Engine:
 
     # ------------------------------------------------------------------ services for sessions
 
-    def emit(self, sess: Session, packet: bytes) -> None:
+    def emit(self, sess: SessionEnd, packet: bytes) -> None:
         self.counters["sent"] += 1
         self.out.append((SEND, sess.fkey, sess.route.index, packet))
 
@@ -66,7 +67,7 @@ class Engine:
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 
-    def arm(self, sess: Session, when: float) -> None:
+    def arm(self, sess: SessionEnd, when: float) -> None:
         if when < sess.timer_at:
             sess.timer_at = when
             self._tseq += 1
@@ -93,7 +94,7 @@ class Engine:
             self.drop("memory_shed")
             sess.finish(now, "sessions_shed")
 
-    def drop_buffers(self, sess: Session) -> None:
+    def drop_buffers(self, sess: SessionEnd) -> None:
         self.buffered_total -= sess.buffered
         sess.buffered = 0
         sess.buf.clear()
@@ -101,7 +102,7 @@ class Engine:
         sess.ooo.clear()
         self.live -= 1
 
-    def destroy(self, sess: Session) -> None:
+    def destroy(self, sess: SessionEnd) -> None:
         """Forget a session for good (after its linger)."""
         if sess.state != CLOSED:
             sess.state = CLOSED
