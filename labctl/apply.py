@@ -123,6 +123,7 @@ def apply_change(run: HostRun, change: Change) -> StepOutcome:
             run.save()
             run.record(entry, "failed")
             raise CommandFailed(res, hint=f"step {change.step}: {change.description}")
+    checkpoint(f"applied:{change.step}")  # test hook: the change ran, the journal says planned
     run.journal.mark(entry, "applied", run.clock())
     run.save()
     return run.record(entry, "applied")

@@ -39,7 +39,7 @@ from labctl.journal import (
 )
 from labctl.model import Change, ChangeKind, Finding, Plan
 from labctl.ship import ShipOutcome, build_engine, remote_pyz, ship
-from labctl.transport.pool import Factory, HostPool
+from labctl.transport.pool import Factory, HostPool, run_parallel
 
 #: Test-only: lets `up` proceed past the refusals that protect SSH (to prove the dead-man works).
 ALLOW_SSH_CUT_ENV = "LABCTL_TEST_ALLOW_SSH_CUT"
@@ -268,11 +268,15 @@ class _Up:
 
     def arm(self) -> None:
         self.say(f"arming dead-man rollback timers ({self.after:g}s)")
-        for run in self.runs.values():
-            pyz = remote_pyz(run.hdir)
-            run.journal.deadman = deadman.arm(run.transport, pyz, run.hdir, self.inv.lab,
-                                              self.after, run.systemd)
+        def arm_one(name: str) -> None:
+            run = self.runs[name]
+            run.journal.deadman = deadman.arm(run.transport, remote_pyz(run.hdir), run.hdir,
+                                              self.inv.lab, self.after, run.systemd)
             run.save()
+
+        outcomes = run_parallel({n: n for n in self.runs}, arm_one)
+        for out in outcomes.values():
+            out.unwrap()
         checkpoint("deadman")
 
     def apply(self) -> None:

@@ -23,7 +23,8 @@ def labctl_argv() -> list[str]:
 def env_for(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_TEST_")}
     env.update(LABCTL_STATE_DIR=str(tmp / "state"), XDG_CACHE_HOME=str(tmp / "cache"),
-               LABCTL_DEADMAN_SECONDS="60", COLUMNS="200", **extra)
+               LABCTL_DEADMAN_SECONDS="60", COLUMNS="200")
+    env.update(extra)
     return env
 
 

@@ -1,0 +1,80 @@
+"""The dead-man rollback: with the SSH refusal bypassed (test-only hook), a route that cuts the
+operator's SSH path is undone by the host itself within its timer + 5 s."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_up_down_helpers import (
+    env_for,
+    labctl,
+    labctl_argv,
+    ns_run,
+    snapshot,
+    tagged,
+    write_inventory,
+)
+
+pytestmark = pytest.mark.integration
+TIMER = 20.0
+
+
+def ssh_ok(lab: Any, role: str) -> bool:
+    host = lab.hosts[role]
+    argv = ["ssh", "-i", str(lab.ssh_key), "-o", f"UserKnownHostsFile={lab.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=1",
+            "-p", str(host.ssh_port), f"root@{host.address}", "true"]
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=3, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _armed_at(tmp: Path, lab: Any) -> float:
+    """When labctl armed the target's timer (wall clock), from the local journal copy."""
+    path = tmp / "state" / lab.name / "target.journal.json"
+    return float(json.loads(path.read_text())["deadman"]["armed_at"])
+
+
+def test_deadman_restores_ssh_within_timer_plus_5s(lab: Any, tmp_path: Path) -> None:
+    cut = str(lab.lab_net).replace(".0/24", ".0/28")  # holds the operator's 10.77.N.1
+    inv = write_inventory(lab, tmp_path, edit=lambda t: t.replace(
+        f"networks: [{lab.fake_pool}]", f"networks: [{lab.fake_pool}, {cut}]"))
+    before = snapshot(lab)
+    assert ssh_ok(lab, "target")
+    # The cutting command's own answer never comes back over the cut path, so labctl is
+    # killed on a marker: as soon as the route is visible in the target's namespace.
+    proc = subprocess.Popen(
+        [*labctl_argv(), "up", str(inv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env_for(tmp_path, LABCTL_TEST_ALLOW_SSH_CUT="1", LABCTL_DEADMAN_SECONDS=str(TIMER)))
+    try:
+        deadline = time.monotonic() + 120
+        while not ns_run(lab, "target", "ip", "route", "show", cut, "proto", "252").strip():
+            assert proc.poll() is None, f"labctl up exited {proc.returncode} before the cut"
+            assert time.monotonic() < deadline, "the cutting route never appeared"
+            time.sleep(0.05)
+        cut_at = time.time()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    armed_at = _armed_at(tmp_path, lab)
+    assert cut_at < armed_at + TIMER, "machine too slow: the timer expired before the cut"
+    assert not ssh_ok(lab, "target"), "the route did not cut SSH; the test proves nothing"
+    restored = None
+    while time.time() < armed_at + TIMER + 5:
+        if ssh_ok(lab, "target"):
+            restored = time.time() - armed_at
+            break
+        time.sleep(0.3)
+    assert restored is not None, f"SSH not restored within the timer ({TIMER:g}s) + 5s"
+    assert restored >= TIMER - 1  # it was the timer, not something else, that restored it
+    down = labctl(tmp_path, "down", str(inv))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "dead-man" in down.stdout
+    assert snapshot(lab) == before and tagged(lab) == []
