@@ -158,10 +158,15 @@ class RawIPSender:
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        self._sendto = self.sock.sendto
+        self._addrs: Dict[int, Tuple[str, int]] = {}
 
     def send(self, packet: bytes, dst_ip: int) -> int:
+        addr = self._addrs.get(dst_ip)
+        if addr is None:
+            addr = self._addrs[dst_ip] = (ip_ntoa(dst_ip), 0)
         try:
-            self.sock.sendto(packet, (ip_ntoa(dst_ip), 0))
+            self._sendto(packet, addr)
         except OSError as exc:
             return exc.errno or errno.EIO
         return 0
