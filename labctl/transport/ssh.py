@@ -200,7 +200,9 @@ def _collect(channel: paramiko.Channel, limit: float) -> tuple[Optional[int], st
         while channel.recv_stderr_ready():
             err += channel.recv_stderr(_CHUNK)
         pending = channel.recv_ready() or channel.recv_stderr_ready()
-        if channel.exit_status_ready() and not pending:
+        # The exit status can arrive while output is still in flight: wait for EOF as well,
+        # or large outputs (log tails) come back cut short.
+        if channel.exit_status_ready() and channel.eof_received and not pending:
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
