@@ -18,6 +18,7 @@ def steps_of(lab: Any) -> list[str]:
             "daemons", "confirm", "state"]
 
 
+@pytest.mark.timeout(2700)  # 15 x (partial up + down); ~1 min each on a loaded 2-core box
 def test_kill_9_after_every_step_then_down_restores(lab: Any, tmp_path: Path) -> None:
     inv = write_inventory(lab, tmp_path)
     before = snapshot(lab)

@@ -1,0 +1,54 @@
+"""labctl.render: tables carry the facts a user needs; JSON is plain."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from labctl import render
+from labctl.apply import StepOutcome
+from labctl.daemons import DaemonStatus
+from labctl.model import Change, ChangeKind, Finding, Plan, Severity
+from labctl.ops import UpReport
+from labctl.ops_down import DownReport, HostDown, HostStatus, StatusReport
+
+
+def text(renderable: object) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=200, color_system=None).print(renderable)
+    return buf.getvalue()
+
+
+def test_up_report_shows_findings_plan_steps_and_verdict() -> None:
+    change = Change("target", "route-x", ChangeKind.ROUTE, "route x via a", (("ip",),),
+                    (("ip",),), guarded=True)
+    rep = UpReport("demo", findings=[Finding("route.operator", Severity.ERROR, "target",
+                                             "cuts ssh", "pick another", refusal=True)],
+                   plan=Plan("demo", (change,)), refused=True)
+    out = text(render.up_renderable(rep))
+    assert "error (refusal)" in out and "route.operator" in out and "pick another" in out
+    assert "route x via a" in out and "dead-man" in out
+    assert "refused: nothing was changed" in out
+    rep2 = UpReport("demo", plan=Plan("demo", (change,)),
+                    steps=[StepOutcome("target", "route-x", "route x via a", "applied")])
+    assert "1 change(s) made" in text(render.up_renderable(rep2))
+
+
+def test_status_and_down_tables() -> None:
+    d = DaemonStatus("tcpcopy", True, 42, 12.0, "running", {"captured": 7})
+    st = StatusReport("demo", [HostStatus("online", "up", entries={"applied": 2}, daemons=[d],
+                                          tagged_routes=["10.79.1.0/24 via 10.77.1.30"])])
+    out = text(render.status_renderable(st))
+    assert "captured=7" in out and "12s" in out and "applied=2" in out and "10.79.1.0/24" in out
+    down = DownReport("demo", [HostDown("online", "nothing to do: already down")])
+    assert "already down" in text(render.down_renderable(down))
+    left = DownReport("demo", [HostDown("t", "undid 1", leftovers=["route: x"])])
+    assert "need attention" in text(render.down_renderable(left))
+
+
+def test_json_is_plain() -> None:
+    rep = UpReport("demo", findings=[Finding("a", Severity.WARN, "h", "m")])
+    data = json.loads(render.dumps(rep))
+    assert data["findings"][0]["severity"] == "warn" and data["lab"] == "demo"
