@@ -31,6 +31,7 @@ def _root(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
+    from labctl.cli import drill as _drill  # noqa: F401
     from labctl.cli import lab as _lab  # noqa: F401
     from labctl.cli import ops as _ops  # noqa: F401
     from labctl.cli import verify as _verify  # noqa: F401
