@@ -1,4 +1,4 @@
-"""A tiny selectors-based I/O loop with a timer heap (standard library only).
+"""A tiny epoll-based I/O loop with a timer heap (standard library only, Linux).
 
 Shape: readers/writers are callbacks keyed by file descriptor; timers are `(when, seq, handle)`
 entries in a heap, cancelled lazily; signals are delivered through a wakeup socketpair so a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import selectors
+import select
 import signal
 import socket
 import time
@@ -18,6 +18,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 Callback = Callable[[], None]
 INF = float("inf")
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+# like selectors.EpollSelector: errors and hang-ups wake both sides, so they see the failure
+_READ_MASK = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
+_WRITE_MASK = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 FileLike = Union[int, socket.socket]
 
 
@@ -43,7 +47,8 @@ class Loop:
     """Run callbacks when fds are readable/writable, when timers are due and on signals."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._sel = selectors.DefaultSelector()
+        self._ep = select.epoll()
+        self._masks: Dict[int, int] = {}
         self._clock = clock
         self._timers: List[Tuple[float, int, TimerHandle]] = []
         self._seq = 0
@@ -61,20 +66,19 @@ class Loop:
 
     # -- file descriptors ---------------------------------------------------------------------
     def _update(self, fd: int) -> None:
-        mask = (selectors.EVENT_READ if fd in self._readers else 0) | (
-            selectors.EVENT_WRITE if fd in self._writers else 0
-        )
-        try:
-            key = self._sel.get_key(fd)
-        except KeyError:
-            key = None
-        if key is None:
-            if mask:
-                self._sel.register(fd, mask)
-        elif mask == 0:
-            self._sel.unregister(fd)
-        elif key.events != mask:
-            self._sel.modify(fd, mask)
+        mask = (_IN if fd in self._readers else 0) | (_OUT if fd in self._writers else 0)
+        old = self._masks.get(fd, 0)
+        if mask == old:
+            return
+        if not old:
+            self._ep.register(fd, mask)
+            self._masks[fd] = mask
+        elif not mask:
+            self._ep.unregister(fd)
+            del self._masks[fd]
+        else:
+            self._ep.modify(fd, mask)
+            self._masks[fd] = mask
 
     def add_reader(self, obj: FileLike, callback: Callback) -> None:
         fd = _fd(obj)
@@ -154,21 +158,24 @@ class Loop:
     def run_once(self, timeout: Optional[float] = None) -> None:
         """Wait at most `timeout` (None: until the next timer or event), dispatch everything due."""
         wait = self._next_timeout(timeout)
-        if self._sel.get_map():
-            events = self._sel.select(wait)
+        if self._masks:
+            try:
+                events = self._ep.poll(-1 if wait is None else wait)
+            except InterruptedError:
+                events = []
         else:
             if wait is None:
                 raise RuntimeError("loop has nothing to wait for")
             time.sleep(wait)
             events = []
-        for key, mask in events:
-            fd = key.fd
-            if mask & selectors.EVENT_READ:
-                cb = self._readers.get(fd)
+        readers, writers = self._readers, self._writers
+        for fd, mask in events:
+            if mask & _READ_MASK:
+                cb = readers.get(fd)
                 if cb is not None:
                     cb()
-            if mask & selectors.EVENT_WRITE:
-                cb = self._writers.get(fd)
+            if mask & _WRITE_MASK:
+                cb = writers.get(fd)
                 if cb is not None:
                     cb()
         self.run_due()
@@ -207,4 +214,4 @@ class Loop:
             if self._wake_w is not None:
                 self._wake_w.close()
             self._wake_r = self._wake_w = None
-        self._sel.close()
+        self._ep.close()
