@@ -20,7 +20,7 @@ COUNTERS = (
     "sessions_no_intercept", "conns", "resp", "resp_cont", "resp_fin", "resp_rst",
     "resp_unknown", "resp_stale", "sent", "sent_content", "sent_syn", "sent_fin", "sent_rst",
     "sent_ack", "reconnect", "recon_for_no_syn", "retransmit", "retrans_succ", "send_errors",
-    "requests_sent", "pacing_fast", "pacing_timer", "tuple_remapped", "tuple_refused",
+    "requests_sent", "pacing_fast", "pacing_timer", "pacing_lag", "tuple_remapped", "tuple_refused",
     "win_zero", "buffer_overflow", "memory_shed", "table_full", "channel_malformed",
     "channel_reconnects",
 )
@@ -52,6 +52,7 @@ class SessionConfig:
     __slots__ = (
         "ack_delay",
         "close_wait",
+        "eor_lag",
         "eor_max",
         "eor_min",
         "fake_ips",
@@ -87,7 +88,7 @@ class SessionConfig:
                  time_wait: float = 2.0, close_wait: float = 5.0, rto_min: float = 0.2,
                  rto_max: float = 3.0, eor_min: float = 0.005, eor_max: float = 0.05,
                  resp_wait: float = 2.0, rtt_default: float = 0.005, ack_delay: float = 0.02,
-                 record_drops: bool = False) -> None:
+                 eor_lag: float = 0.25, record_drops: bool = False) -> None:
         self.routes = routes
         self.fake_ips = list(fake_ips or [])
         self.replicas = max(1, replicas)
@@ -102,6 +103,9 @@ class SessionConfig:
         self.rto_min, self.rto_max, self.eor_min, self.eor_max = rto_min, rto_max, eor_min, eor_max
         self.resp_wait, self.rtt_default, self.record_drops = resp_wait, rtt_default, record_drops
         self.ack_delay = ack_delay
+        # quiet period before giving up on a target response shorter than the online one
+        # (longer than the target's minimum RTO, 200 ms, so a stalled bulk response is waited for)
+        self.eor_lag = eor_lag
 
 
 def sample_keep(saddr: int, sport: int, pct: int) -> bool:

@@ -61,12 +61,14 @@ class SessionEnd:
         fin_sent: bool
         hs_ack: Optional[int]
         hs_at: float
+        lag_at: float
         last_act: float
         last_resp: float
         peer_fin: bool
         peer_win: int
         peer_wscale: int
         rcv_nxt: int
+        req_rcv: int
         req_started: bool
         retrans_pending: bool
         rto: float
@@ -175,6 +177,7 @@ class SessionEnd:
         self.syn_opts = build_tcp_options(eng.cfg.mss)
         self.want_ts = self.want_ws = False
         self.hs_ack = None
+        self.req_rcv = -1               # the new connection has a new ISN: no byte count yet
         self._start((first - 1) & M32, now)
 
     def _send_rst(self) -> None:
@@ -198,7 +201,7 @@ class SessionEnd:
         if reason != "released":
             eng.counters[reason] += 1
         eng.drop_buffers(self)
-        self.hs_at = self.rto_at = self.eor_at = self.fin_at = self.ack_at = INF
+        self.hs_at = self.rto_at = self.eor_at = self.fin_at = self.ack_at = self.lag_at = INF
         self.tw_at = now + eng.cfg.time_wait
         eng.arm(self, self.tw_at)
 
@@ -244,6 +247,10 @@ class SessionEnd:
                 if self.ack_pending and self.state == ESTABLISHED:
                     self.send_ack()
             self.eor_at = INF
+        if now >= self.lag_at:
+            self.lag_at = INF
+            if self.state == ESTABLISHED:
+                self._pump(now)         # a target response shorter than online's: go on
         if self.state == CLOSED:
             return
         busy = bool(self.buf or self.unacked) or self.state != ESTABLISHED
@@ -261,6 +268,6 @@ class SessionEnd:
             return self.tw_at
         cfg = self.eng.cfg
         busy = bool(self.buf or self.unacked) or self.state != ESTABLISHED
-        return min(self.hs_at, self.fin_at, self.rto_at, self.eor_at, self.ack_at,
+        return min(self.hs_at, self.fin_at, self.rto_at, self.eor_at, self.ack_at, self.lag_at,
                    self.last_act + cfg.keepalive_timeout,
                    (self.last_resp + cfg.session_timeout) if busy else INF)

@@ -25,6 +25,7 @@ from engine.sessclose import (
     DATA,
     ESTABLISHED,
     FLAGS,
+    HALF,
     INF,
     M32,
     PSUM,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from engine.sesscfg import Route
     from engine.sesstable import Engine
 
+ONLINE_MS_MAX = 60_000      # a longer online response time (by timestamps) is not believed
+
 __all__ = ["CLOSED", "ESTABLISHED", "INF", "M32", "SYN_SENT", "SYN_WAIT", "Segment", "Session",
            "after"]
 
@@ -53,8 +56,11 @@ class Session(SessionEnd):
     __slots__ = (
         "ack_at", "ack_pending", "buf", "buffered", "ckey", "client_rst", "created", "dup_acks",
         "eng", "eor_at", "expect", "fake_ip", "fake_port", "faked", "fin_at", "fin_sent", "fkey",
-        "full_len", "hs_ack", "hs_at", "isn", "last_act", "last_resp", "last_resp_full", "ooo",
-        "peer_fin", "peer_win", "peer_wscale", "rcv_nxt", "req_cack", "req_started", "resp_seen",
+        "full_len", "hs_ack", "hs_at", "isn", "lag_at", "last_act", "last_resp", "last_resp_full",
+        "ooo",
+        "peer_fin", "peer_win", "peer_wscale", "rcv_nxt", "req_at", "req_cack", "req_rcv",
+        "req_started", "req_tsv",
+        "resp_seen",
         "resp_unacked", "retrans_pending", "route", "rto", "rto_at", "rtt", "snd_nxt", "snd_una",
         "state", "syn_at", "syn_opts", "target_reset", "timer_at", "ts_last", "ts_ok", "ts_recent",
         "tw_at", "unacked", "waiting_resp", "want_ts", "want_ws", "win",
@@ -77,7 +83,9 @@ class Session(SessionEnd):
         self.ts_last = self.ts_recent = 0
         self.syn_opts = b""
         self.hs_ack: Optional[int] = None
-        self.req_cack = -1
+        self.req_cack = self.req_rcv = -1
+        self.req_tsv: Optional[int] = None
+        self.req_at = now
         self.req_started = self.waiting_resp = self.resp_seen = self.last_resp_full = False
         self.ack_pending = self.client_rst = self.fin_sent = self.peer_fin = False
         self.target_reset = self.retrans_pending = False
@@ -87,7 +95,7 @@ class Session(SessionEnd):
         self.rto = eng.cfg.rto_min
         self.full_len = 1448
         self.created = self.last_act = self.last_resp = self.syn_at = now
-        self.hs_at = self.rto_at = self.eor_at = self.tw_at = self.fin_at = INF
+        self.hs_at = self.rto_at = self.eor_at = self.tw_at = self.fin_at = self.lag_at = INF
         self.timer_at = INF
 
     # ------------------------------------------------------------------ client side
@@ -214,8 +222,9 @@ class Session(SessionEnd):
             seg = buf[0]
             flags = seg[FLAGS]
             plen = len(seg[DATA])
-            if not no_wait and self.waiting_resp and (
-                    (flags & FIN and self.req_started) or (plen and seg[CACK] != self.req_cack)):
+            if not no_wait and (
+                    (flags & FIN and self.req_started) or (plen and seg[CACK] != self.req_cack)
+            ) and self._hold(seg, now):
                 break
             if plen:
                 inflight = (self.snd_nxt - self.snd_una) & M32
@@ -230,6 +239,9 @@ class Session(SessionEnd):
             if plen and (not self.req_started or seg[CACK] != self.req_cack):
                 self.req_started = True
                 self.req_cack = seg[CACK]
+                self.req_rcv = self.rcv_nxt
+                self.req_tsv = seg[TSV]
+                self.req_at = now
                 eng.counters["requests_sent"] += 1
                 if not no_wait:
                     self.waiting_resp = True
@@ -353,6 +365,8 @@ class Session(SessionEnd):
         if self.peer_fin:
             self.send_ack()
             self._peer_closed(now)
+            if self.state == ESTABLISHED:
+                self._pump(now)         # a FIN the client sent after this one may go now
             return
         self._pump(now)
 
@@ -381,6 +395,9 @@ class Session(SessionEnd):
                 # pacing starts from the client's view right after its handshake: a first
                 # request sent only after a server greeting waits for the target's greeting
                 self.req_cack = self.hs_ack
+                self.req_rcv = self.rcv_nxt
+                self.req_tsv = None
+                self.req_at = now
                 self.req_started = False
                 self.waiting_resp = not eng.cfg.no_wait
                 self.eor_at = now + eng.cfg.resp_wait
@@ -396,6 +413,42 @@ class Session(SessionEnd):
                                       self.fake_port, route.target_port, ack, 0))
             eng.counters["sent_rst"] += 1
             self._send_syn()
+
+    def _hold(self, seg: Segment, now: float) -> bool:
+        """Whether a new request (or the client's FIN) ``seg`` must still wait.
+
+        Its client ACK minus the current request's is how many response bytes the client had
+        received online before sending it; once the target sent as many since the current
+        request went out, the response is over: no timer, and no guess from PSH or segment
+        sizes (nginx sends a big file's header in a short PSH segment, then the body). A target
+        that still owes bytes gets as long as online took (the client's TCP timestamps between
+        the two segments, read as the usual 1 ms clock; e.g. a rate-limited response pauses)
+        and then ``eor_lag`` of quiet, since its response may just be shorter. Without a usable
+        count the quiet-period timers decide (``waiting_resp``)."""
+        if self.req_rcv < 0:
+            return self.waiting_resp
+        want = (seg[CACK] - self.req_cack) & M32
+        if want >= HALF:
+            return self.waiting_resp
+        if ((self.rcv_nxt - self.req_rcv) & M32) >= want:
+            if self.waiting_resp:
+                self._response_ended(now, fast=True)
+            return False
+        if self.waiting_resp:
+            return True
+        lag = self.eng.cfg.eor_lag
+        deadline = self.last_resp + lag
+        tsv, req_tsv = seg[TSV], self.req_tsv
+        if tsv is not None and req_tsv is not None:
+            online_ms = (tsv - req_tsv) & M32
+            if online_ms < ONLINE_MS_MAX:
+                deadline = max(deadline, self.req_at + online_ms / 1000.0 + lag)
+        if now < deadline:
+            self.lag_at = deadline
+            self.eng.arm(self, deadline)
+            return True
+        self.eng.counters["pacing_lag"] += 1
+        return False
 
     def _response_ended(self, now: float, fast: bool) -> None:
         self.waiting_resp = False

@@ -171,12 +171,13 @@ def test_pacing_fast_path_releases_next_request_without_timer() -> None:
     assert eng.counters["pacing_fast"] == 1 and eng.counters["pacing_timer"] == 0
 
 
-def test_pacing_falls_back_to_short_timer_for_full_segments() -> None:
+def test_pacing_falls_back_to_short_timer_when_the_count_is_unusable() -> None:
     eng = engine()
     established(eng)
     r1, r2 = b"A" * 20, b"B" * 20
     eng.on_client_packet(req(CISN + 1, OISN + 1, r1), 1.0)
-    eng.on_client_packet(req(CISN + 21, OISN + 5000, r2), 1.0)
+    # request 2's client ACK is *behind* request 1's (a client bug, a rewriting box): no count
+    eng.on_client_packet(req(CISN + 21, OISN - 1000, r2), 1.0)
     sends(eng)
     eng.on_response_record(rec(TISN + 1, CISN + 21, ACK, 1448), 1.001)
     eng.flush(1.001)
@@ -190,6 +191,19 @@ def test_pacing_falls_back_to_short_timer_for_full_segments() -> None:
     assert [p.payload for p in out] == [r2]
     assert out[0].tcp.ack == TISN + 1 + 1448
     assert eng.counters["pacing_timer"] == 1
+
+
+def test_full_segment_without_psh_ends_the_response_on_the_byte_count() -> None:
+    eng = engine()
+    established(eng)
+    r1, r2 = b"A" * 20, b"B" * 20
+    eng.on_client_packet(req(CISN + 1, OISN + 1, r1), 1.0)
+    eng.on_client_packet(req(CISN + 21, OISN + 1 + 1448, r2), 1.0)   # online answered 1448 B
+    sends(eng)
+    eng.on_response_record(rec(TISN + 1, CISN + 21, ACK, 1448), 1.001)
+    (p2,) = sends(eng)
+    assert p2.payload == r2 and p2.tcp.ack == TISN + 1 + 1448
+    assert eng.counters["pacing_fast"] == 1 and eng.counters["pacing_timer"] == 0
 
 
 def test_delayed_ack_and_quick_ack_for_bulk_responses() -> None:
