@@ -320,23 +320,28 @@ def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
         counter_sum(daemons, tc, "malformed") or 0)
     shed = counter_sum(daemons, tc, "sessions_shed") or 0
     no_synack = counter_sum(daemons, tc, "sessions_no_synack") or 0
+    # sessions tcpcopy could not open because no intercept channel was up (intercept outage)
+    no_icpt = counter_sum(daemons, tc, "sessions_no_intercept") or 0
     timeouts = counter_sum(daemons, tc, "sessions_timeout") or 0
     send_errors = counter_sum(daemons, tc, "send_errors") or 0
     unrouted = counter_sum(daemons, "intercept", "resp_unrouted") or 0
     sent = counter_sum(daemons, tc, "requests_sent")
     cap_why = f"tcpcopy kernel_drops+malformed={drops}"
-    ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}"
+    ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}" + (
+        f", no intercept connected={no_icpt}" if no_icpt else "")
     buckets: list[Bucket] = []
     if sent is None:
         left = _take(buckets, missing, "capture", drops, cap_why)
-        left = _take(buckets, left, "session", shed + no_synack + timeouts, ses_why)
+        left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
+                     ses_why)
         left = _take(buckets, left, "path", send_errors + unrouted,
                      f"send errors={send_errors}, responses not routed back={unrouted}")
         return Attribution(missing, buckets, left)
     pre = min(missing, max(0, missing - max(0, sent - matched)))
     post = missing - pre
     left = _take(buckets, pre, "capture", drops, cap_why)
-    left = _take(buckets, left, "session", shed + no_synack + timeouts, ses_why)
+    left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
+                 ses_why)
     unexplained = left
     slow = timeouts if target_slow else 0
     left = _take(buckets, post, "target", target_errors + slow,
