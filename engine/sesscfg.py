@@ -108,13 +108,25 @@ class SessionConfig:
         self.eor_lag = eor_lag
 
 
+M64 = 0xFFFFFFFFFFFFFFFF
+
+
 def sample_keep(saddr: int, sport: int, pct: int) -> bool:
-    """Deterministic per (ip, port): keep about pct % of sessions (0 or >= 100 keeps all)."""
+    """Deterministic per (ip, port): keep about pct % of sessions (0 or >= 100 keeps all).
+
+    Deliberate deviation from the C tool (study §3.2 step 5), which keeps a session when the
+    folded byte sum of source ip + port, mod 100, is below pct: over the consecutive ephemeral
+    ports of one client that sum walks through a few residues in long runs, so one run of
+    3,000 connections at ``-r 30`` kept 36 % (0.72 copies per request with ``-n 2``). Here
+    (ip, port) goes through the splitmix64 finaliser (a bijective 64-bit mixer), so any window
+    of consecutive ports, and any set of clients, samples within a few points of pct; a
+    session kept at pct stays kept at any higher pct. Called once per new session (~1 us)."""
     if pct <= 0 or pct >= 100:
         return True
-    x = (saddr & 0xFFFF) + (saddr >> 16) + sport
-    x = (x & 0xFFFF) + (x >> 16)
-    return ((x >> 8) + (x & 0xFF)) % 100 < pct
+    x = (saddr << 16) | sport
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return (x ^ (x >> 31)) % 100 < pct
 
 
 def _wrap_port(port: int) -> int:
