@@ -20,7 +20,8 @@ from labctl.render import dumps
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
 ENGINE_KEYS = ("captured", "kernel_drops", "malformed", "sampled_out", "sessions_created",
-               "sessions_shed", "sessions_no_synack", "sessions_timeout", "requests_sent",
+               "sessions_shed", "sessions_no_synack", "sessions_no_intercept",
+               "sessions_timeout", "requests_sent",
                "send_errors", "retransmit", "reconnect", "channel_reconnects", "resp_routed",
                "resp_unrouted", "clients_accepted")
 FILES = ("report.md", "report.html", "result.json")

@@ -1,0 +1,226 @@
+"""Drill planning, expectations, cleanup order and the run loop, with fake step execution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labctl import drill_steps
+from labctl.drill import (
+    DrillOptions,
+    StepResult,
+    apply_overrides,
+    check_verify,
+    cleanup_actions,
+    plan_drill,
+    run_drill,
+)
+from labctl.drill_faults import drop_argvs, drop_chain, route_argvs
+from labctl.errors import LabctlError
+from labctl.runbook import RunbookError, VerifyStep, load_runbook, parse_runbook
+from tests.unit.test_drill_fakes import ledger, tcpcopy
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runbooks"
+RUNBOOKS = Path(__file__).resolve().parent.parent.parent / "runbooks"
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_plan_lists_steps_in_order_with_titles() -> None:
+    planned = plan_drill(load_runbook(RUNBOOKS / "intercept-outage.yaml"))
+    assert [p.index for p in planned] == list(range(1, len(planned) + 1))
+    assert [p.kind for p in planned][:4] == ["up", "traffic", "wait", "fault"]
+    assert planned[1].title.endswith("(background)")
+    assert planned[3].title == "fault: stop-intercept"
+
+
+@pytest.mark.parametrize(("fixture", "expected"), [
+    ("order-verify-before-up.yaml", "step 1 (verify (expect pass)): needs the copy setup up"),
+    ("order-end-without-start.yaml", "start-intercept without an active stop-intercept"),
+    ("order-wait-no-background.yaml", "no background traffic to wait for"),
+])
+def test_plan_refuses_impossible_orders(fixture: str, expected: str) -> None:
+    with pytest.raises(RunbookError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        plan_drill(load_runbook(FIXTURES / fixture), fixture)
+
+
+def test_plan_refuses_double_fault_and_double_up() -> None:
+    base = "name: x\ninventory: {lab: {name: a}}\nsteps:\n"
+    twice = base + "  - up\n  - fault: stop-intercept\n  - fault: stop-intercept\n"
+    with pytest.raises(RunbookError, match="already active"):
+        plan_drill(parse_runbook(twice))
+    with pytest.raises(RunbookError, match="already up"):
+        plan_drill(parse_runbook(base + "  - up\n  - up\n"))
+    # down ends the faults: a new up may fault again
+    again = base + "  - up\n  - fault: stop-intercept\n  - down\n  - up\n" \
+                   "  - fault: stop-intercept\n"
+    assert len(plan_drill(parse_runbook(again))) == 5
+
+
+def test_cleanup_order_reverts_newest_first_then_down_then_lab() -> None:
+    assert cleanup_actions(["drop", "stop-intercept"], True, True, True, False) == [
+        "revert stop-intercept", "revert drop", "stop background traffic", "down",
+        "destroy lab"]
+    assert cleanup_actions([], False, False, True, False) == ["destroy lab"]
+    assert cleanup_actions(["drop"], False, True, True, True) == ["revert drop"]
+
+
+# ---------------------------------------------------------------- expectations
+
+
+def test_expect_pass_met_and_ratio_bounds() -> None:
+    report = ledger(100, 100)
+    checks = check_verify(VerifyStep(expect="pass", min_ratio=0.99, max_ratio=1.01), report)
+    assert [c.name for c in checks] == ["verdict", "min_ratio", "max_ratio"]
+    assert all(c.ok for c in checks), checks
+
+
+def test_expect_pass_not_met_on_loss() -> None:
+    checks = check_verify(VerifyStep(expect="pass", min_ratio=0.99), ledger(100, 80))
+    assert not checks[0].ok and "ledger verdict FAIL (expected pass)" in checks[0].detail
+    assert not checks[1].ok and "0.8000" in checks[1].detail
+
+
+def test_expect_fail_with_attribution_share() -> None:
+    report = ledger(100, 60, (tcpcopy(requests_sent=60, sessions_no_synack=40),))
+    assert report.attribution.missing == 40
+    ok = check_verify(VerifyStep(expect="fail", attribution={"session": 0.9}), report)
+    assert all(c.ok for c in ok), ok
+    wrong = check_verify(VerifyStep(expect="fail", attribution={"path": 0.5}), report)
+    assert not wrong[1].ok and "path explains 0/40" in wrong[1].detail
+
+
+def test_attribution_without_loss_is_not_met() -> None:
+    checks = check_verify(VerifyStep(expect="pass", attribution={"path": 0.1}), ledger(10, 10))
+    assert not checks[1].ok and "no missing copies" in checks[1].detail
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_engine_overrides_replace_only_named_fields() -> None:
+    text = "lab: a\nengine: {sample_percent: 100, multiplier: 1, memory_mb: 64}\n"
+    out = yaml.safe_load(apply_overrides(text, {"sample_percent": 50, "multiplier": 2}))
+    assert out["engine"] == {"sample_percent": 50, "multiplier": 2, "memory_mb": 64}
+    assert apply_overrides(text, {}) == text
+
+
+def test_drop_fault_argvs_are_tagged_and_exactly_undone() -> None:
+    apply, revert = drop_argvs("lab1", 12.5, [("10.77.1.20", 80)])
+    chain = drop_chain("lab1")
+    assert chain == "LABCTL-D-lab1" and len(drop_chain("a" * 16)) <= 28
+    assert apply[0] == ["iptables", "-w", "-N", chain]
+    assert "0.1250" in apply[1] and apply[1][-2:] == ["-j", "DROP"]
+    jump = apply[2][3:]
+    assert apply[2][:3] == ["iptables", "-w", "-I"] and "labctl:lab1:drill-drop" in jump
+    assert revert[0] == ["iptables", "-w", "-D", *jump]
+    assert revert[-2:] == [["iptables", "-w", "-F", chain], ["iptables", "-w", "-X", chain]]
+
+
+def test_route_argvs_restore_gateway_device_and_proto() -> None:
+    delete, restore = route_argvs({"dst": "10.79.1.0/24", "gateway": "10.77.1.30",
+                                   "dev": "eth0", "protocol": "252"})
+    assert delete == ["ip", "-4", "route", "del", "10.79.1.0/24", "via", "10.77.1.30",
+                      "dev", "eth0"]
+    assert restore[-2:] == ["proto", "252"] and restore[3] == "replace"
+
+
+# ---------------------------------------------------------------- the run loop (faked I/O)
+
+
+class FakeSteps:
+    """Stands in for labctl.drill_steps: records calls, fails or interrupts on request."""
+
+    def __init__(self, fail_at: int = 0, unmet_at: int = 0, interrupt_at: int = 0):
+        self.calls: list[str] = []
+        self.fail_at, self.unmet_at, self.interrupt_at = fail_at, unmet_at, interrupt_at
+        self.n = 0
+
+    def prepare(self, ctx: Any, result: Any) -> None:
+        self.calls.append("prepare")
+        result.lab = ctx.lab_name
+
+    def execute(self, ctx: Any, step: Any, res: StepResult) -> None:
+        from labctl.drill import Check
+
+        self.n += 1
+        self.calls.append(step.step)
+        if self.n == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.n == self.fail_at:
+            raise LabctlError("boom", hint="look here")
+        if self.n == self.unmet_at:
+            res.checks = [Check("verdict", False, "ledger verdict PASS (expected fail)")]
+
+    def cleanup(self, ctx: Any, keep: bool) -> list[Any]:
+        from labctl.drill import CleanupResult
+
+        self.calls.append("cleanup")
+        return [CleanupResult("destroy lab", True)]
+
+
+@pytest.fixture
+def outage() -> Any:
+    path = RUNBOOKS / "intercept-outage.yaml"
+    return load_runbook(path), path.read_text(), str(path)
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, fake: FakeSteps, rb: Any, text: str,
+         source: str) -> Any:
+    for name in ("prepare", "execute", "cleanup"):
+        monkeypatch.setattr(drill_steps, name, getattr(fake, name))
+    seen: list[int] = []
+    opts = DrillOptions(lab_name="h8zz", on_step=lambda r: seen.append(r.index))
+    result = run_drill(rb, text, source, opts)
+    return result, seen
+
+
+def test_all_steps_ok_passes(monkeypatch: pytest.MonkeyPatch, outage: Any) -> None:
+    fake = FakeSteps()
+    result, seen = _run(monkeypatch, fake, *outage)
+    assert result.passed and result.verdict == "PASSED" and result.lab == "h8zz"
+    assert seen == list(range(1, 12)) and fake.calls[0] == "prepare"
+    assert fake.calls[-1] == "cleanup"
+
+
+def test_unmet_expectation_fails_but_later_steps_run(monkeypatch: pytest.MonkeyPatch,
+                                                     outage: Any) -> None:
+    fake = FakeSteps(unmet_at=8)
+    result, _ = _run(monkeypatch, fake, *outage)
+    assert not result.passed and result.verdict == "FAILED"
+    assert [s.status for s in result.steps].count("ok") == 10
+    assert result.steps[7].status == "failed"
+    assert "PASS (expected fail)" in result.reasons[0]
+    assert fake.calls.count("down") == 1 and fake.calls[-1] == "cleanup"
+
+
+def test_step_error_stops_the_rest_and_cleans_up(monkeypatch: pytest.MonkeyPatch,
+                                                 outage: Any) -> None:
+    fake = FakeSteps(fail_at=4)
+    result, _ = _run(monkeypatch, fake, *outage)
+    assert [s.status for s in result.steps][:5] == ["ok", "ok", "ok", "failed", "skipped"]
+    assert result.steps[3].error == "boom (hint: look here)"
+    assert "down" not in fake.calls and fake.calls[-1] == "cleanup"
+    assert result.verdict == "FAILED"
+
+
+def test_ctrl_c_still_cleans_up(monkeypatch: pytest.MonkeyPatch, outage: Any) -> None:
+    fake = FakeSteps(interrupt_at=3)
+    result, _ = _run(monkeypatch, fake, *outage)
+    assert result.interrupted and result.verdict == "INTERRUPTED"
+    assert fake.calls[-1] == "cleanup" and result.cleanup[0].ok
+    assert result.finished_at >= result.started_at
+
+
+def test_intercept_outage_loss_is_attributed_to_session() -> None:
+    """tcpcopy counts SYNs it could not turn into sessions while no intercept was connected
+    (`sessions_no_intercept`); the ledger must put that loss in `session`, not `unexplained`."""
+    report = ledger(100, 57, (tcpcopy(requests_sent=57, sessions_no_intercept=43),))
+    checks = check_verify(VerifyStep(expect="fail", attribution={"session": 0.5}), report)
+    assert all(c.ok for c in checks), checks
+    assert report.attribution.unexplained == 0
+    assert "no intercept connected=43" in report.attribution.buckets[0].evidence
