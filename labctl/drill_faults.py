@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 from labctl import daemons as dm
 from labctl.errors import LabctlError, RemoteError, UsageError
@@ -126,8 +127,6 @@ def drop(ctx: Any, step: FaultStep) -> Any:
 
 
 def stall_target(ctx: Any, step: FaultStep) -> Any:
-    from labctl.drill_steps import lab_pid, process_tree
-
     host = ctx.lab.hosts["target"]
     pidfile = host.dir / "nginx.pid"
     master = lab_pid(pidfile)
@@ -190,3 +189,33 @@ def remove_route(ctx: Any, step: FaultStep) -> Any:
 
     return _fault("remove-route", f"route {' '.join(restore[4:])} removed on {spec.name}",
                   put_back)
+
+
+def lab_pid(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in _listdir(f"/proc/{p}/task"):
+            try:
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text()
+                         .split()]
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

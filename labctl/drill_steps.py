@@ -7,7 +7,6 @@ Every fault pushes its revert onto `Context.faults`; cleanup pops them newest fi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -147,10 +146,11 @@ def execute(ctx: Context, step: Step, res: StepResult) -> None:
 def _up(ctx: Context, step: Any, res: StepResult) -> None:
     from labctl import ops
 
+    ctx.up = True  # from here on cleanup runs `down` (safe when `up` changed nothing)
     report = ops.up(ctx.inventory, ops.UpOptions(
         fix=step.fix, inventory_path=ctx.inv_path, inventory_text=ctx.inv_text,
         progress=ctx.say))
-    ctx.up = not report.refused and not report.dry_run
+    ctx.up = not report.refused
     res.details = {"changes": sum(1 for s in report.steps if s.changed),
                    "findings": len(report.findings), "notes": "; ".join(report.notes)}
     if report.refused:
@@ -394,33 +394,3 @@ def _cleanup_one(ctx: Context, action: str) -> str:
         destroy_lab(ctx.lab.name)
         return f"lab {ctx.lab.name} destroyed"
     raise AssertionError(action)
-
-
-def lab_pid(path: Path) -> Optional[int]:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (from /proc/PID/task/*/children)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in _listdir(f"/proc/{p}/task"):
-            try:
-                todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text()
-                         .split()]
-            except (OSError, ValueError):
-                continue
-    return out
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []

@@ -1,0 +1,121 @@
+"""`labctl drill` end to end through the real CLI entry point, in labs the drills build.
+
+Each drill builds its own lab (name from $LABCTL_TEST_LAB_PREFIX), runs `up`, real client
+traffic, the loss ledger, faults, `down`, and destroys the lab; the tests check the exit code,
+the report files and that nothing of the lab is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.cli import main
+from labctl.lab import destroy_lab, list_labs
+from tests.integration.conftest import unique_lab_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RUNBOOKS = Path(__file__).resolve().parent.parent.parent / "runbooks"
+
+
+@pytest.fixture
+def drill_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A lab name, a report dir and a private local state dir; the lab is destroyed anyway."""
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    name = unique_lab_name("h8")
+    try:
+        yield {"name": name, "reports": tmp_path / "report", "tmp": tmp_path}
+    finally:
+        destroy_lab(name)
+
+
+def run_drill(runbook: Path, env: dict[str, Any],
+              capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    try:
+        main(["drill", str(runbook), "--lab-name", env["name"], "--report-dir",
+              str(env["reports"]), "--json"])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def assert_nothing_left(name: str) -> None:
+    assert name not in list_labs()
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"lc-{name}-" not in netns
+
+
+def read_reports(env: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    d = env["reports"]
+    return ((d / "report.md").read_text(), (d / "report.html").read_text(),
+            json.loads((d / "result.json").read_text()))
+
+
+def test_smoke_drill_passes_and_reports(drill_env: dict[str, Any],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_drill(RUNBOOKS / "smoke.yaml", drill_env, capsys)
+    md, html, result = read_reports(drill_env)
+    assert code == 0, out["reasons"]
+    assert out["verdict"] == "PASSED" and result["verdict"] == "PASSED"
+    assert [s["status"] for s in result["steps"]] == ["ok"] * 4
+    traffic, verify = result["steps"][1], result["steps"][2]
+    assert traffic["details"]["sent"] == 1000
+    ledger = verify["ledger"]
+    assert ledger["online_requests"] == 1000 and ledger["copy_ratio"] >= 0.995
+    assert md.startswith("# Drill `smoke`: PASSED")
+    assert "| 1000 (online 1000) |" in md.replace("online requests ", "")
+    assert "**Engine counters**" in md and "requests_sent=" in md
+    assert "PASSED" in html and "<script" not in html
+    assert [c["action"] for c in result["cleanup"]] == ["destroy lab"]
+    assert_nothing_left(drill_env["name"])
+
+
+def test_intercept_outage_drill_fails_then_passes(drill_env: dict[str, Any],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_drill(RUNBOOKS / "intercept-outage.yaml", drill_env, capsys)
+    md, _, result = read_reports(drill_env)
+    steps = result["steps"]
+    assert code == 0, out["reasons"]
+    first, second = steps[7], steps[9]
+    # the outage cost copies, the ledger said FAIL and blamed session emulation
+    assert first["ledger"]["verdict"]["passed"] is False
+    att = first["ledger"]["attribution"]
+    session = sum(b["requests"] for b in att["buckets"] if b["name"] == "session")
+    assert att["missing"] > 0 and session >= 0.5 * att["missing"], att
+    assert all(c["ok"] for c in first["checks"])
+    # after the restart a new burst is copied completely
+    assert second["ledger"]["verdict"]["passed"] is True
+    assert second["ledger"]["online_requests"] == 1000
+    assert "- [x] verdict: ledger verdict FAIL (expected fail)" in md
+    assert "- [x] verdict: ledger verdict PASS (expected pass)" in md
+    assert "no intercept connected=" in md
+    assert_nothing_left(drill_env["name"])
+
+
+def test_unmet_expectation_exits_4_and_still_cleans_up(
+        drill_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    runbook = drill_env["tmp"] / "wrong.yaml"
+    runbook.write_text(
+        "name: wrong-expectation\ninventory: {lab: {name: wrong}}\nsteps:\n  - up\n"
+        "  - fault: {kind: drop, percent: 30}\n"
+        "  - traffic: {requests: 200, mode: new, rate: 400}\n"
+        "  - verify: {expect: pass}\n")
+    code, _ = run_drill(runbook, drill_env, capsys)
+    md, _, result = read_reports(drill_env)
+    assert code == 4
+    assert result["verdict"] == "FAILED" and md.startswith("# Drill `wrong-expectation`: FAILED")
+    verify = result["steps"][3]
+    assert verify["status"] == "failed" and verify["checks"][0]["ok"] is False
+    assert verify["ledger"]["attribution"]["missing"] > 0
+    # no `down` step in the runbook: cleanup reverted the fault, ran down, destroyed the lab
+    assert [c["action"] for c in result["cleanup"]] == ["revert drop", "down", "destroy lab"]
+    assert all(c["ok"] for c in result["cleanup"]), result["cleanup"]
+    assert_nothing_left(drill_env["name"])
