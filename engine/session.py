@@ -337,6 +337,7 @@ class Session(SessionEnd):
             if after(end, self.rcv_nxt):
                 self.rcv_nxt = end
                 new_data = True
+                self.last_resp_full = full
                 if self.retrans_pending:
                     self.retrans_pending = False
                     c["retrans_succ"] += 1
@@ -356,7 +357,6 @@ class Session(SessionEnd):
             self._on_ack(ack, win, plen, now)
         if new_data and self.waiting_resp:
             self.resp_seen = True
-            self.last_resp_full = full
             if self.snd_una == self.snd_nxt and (not full or flags & PSH):
                 self._response_ended(now, fast=True)
             else:
@@ -423,7 +423,8 @@ class Session(SessionEnd):
         sizes (nginx sends a big file's header in a short PSH segment, then the body). A target
         that still owes bytes gets as long as online took (the client's TCP timestamps between
         the two segments, read as the usual 1 ms clock; e.g. a rate-limited response pauses)
-        and then ``eor_lag`` of quiet, since its response may just be shorter. Without a usable
+        and then ``eor_lag`` of quiet after a short segment (its response may just be shorter),
+        ``resp_wait`` after a full-size one (more is coming). Without a usable
         count the quiet-period timers decide (``waiting_resp``)."""
         if self.req_rcv < 0:
             return self.waiting_resp
@@ -436,7 +437,10 @@ class Session(SessionEnd):
             return False
         if self.waiting_resp:
             return True
-        lag = self.eng.cfg.eor_lag
+        cfg = self.eng.cfg
+        # the last segment full-size: more was coming, the target waits on us (ACK clock,
+        # a loaded copier); short: it may have ended a shorter response
+        lag = cfg.resp_wait if self.last_resp_full else cfg.eor_lag
         deadline = self.last_resp + lag
         tsv, req_tsv = seg[TSV], self.req_tsv
         if tsv is not None and req_tsv is not None:

@@ -109,3 +109,24 @@ def test_target_pausing_like_online_is_waited_for() -> None:
     eng.on_response_record(rec(TISN + 1001, CISN + 10, ACK | PSH, 1000), 1.9)  # the rest
     (fin,) = [p for p in sends(eng) if p.tcp.flags & FIN]
     assert fin.tcp.seq == CISN + 10 and eng.counters["pacing_lag"] == 0
+
+
+def test_target_stalled_after_a_full_segment_gets_resp_wait() -> None:
+    """Mid-body the target waits on our ACKs (a loaded copier): a full-size last segment means
+    more is coming, so the short quiet period does not end the response."""
+    eng = engine(eor_lag=0.2, resp_wait=2.0)
+    established(eng)
+    eng.on_client_packet(req(CISN + 1, OISN + 1, b"GET /big"), 1.0)
+    eng.on_client_packet(req(CISN + 9, OISN + 1 + HEAD + BODY, b"GET /"), 1.0001)
+    assert [p.payload for p in sends(eng)] == [b"GET /big"]
+    eng.on_response_record(rec(TISN + 1, CISN + 9, ACK | PSH, HEAD), 1.001)
+    assert body(eng, 1.002, 0, 4 * 1448, CISN + 9) == []
+    while True:
+        deadline = eng.next_deadline()
+        assert deadline is not None
+        if deadline > 2.5:
+            break
+        eng.on_timer(deadline)
+        assert [p for p in sends(eng) if p.payload] == [], deadline
+    assert body(eng, 2.5, 4 * 1448, BODY, CISN + 9)[0].payload == b"GET /"
+    assert eng.counters["pacing_lag"] == 0
