@@ -115,7 +115,7 @@ def wrk_step(rig: Rig, pids: Dict[str, int], conns: int, seconds: int) -> Dict[s
     return row
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool, wrk_only: bool = False) -> Dict[str, Any]:
     name = "h7b" + secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix="h7bench-"))
     lab = build_lab(LabSpec(name=name))
@@ -133,6 +133,8 @@ def run(quick: bool) -> Dict[str, Any]:
                                                                   6000], 10),
             ("new", [250, 500, 1000, 2000] if quick else [250, 500, 1000, 1500, 2000, 3000], 10),
         ]
+        if wrk_only:
+            plan = []
         n = 0
         for mix, rates, conns in plan:
             for rate in rates:
@@ -163,11 +165,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(REPO / "bench" / "engine_bench.json"))
     p.add_argument("--quick", action="store_true", help="shorter steps (CI smoke)")
+    p.add_argument("--wrk-only", action="store_true", help="only the unpaced wrk runs")
     a = p.parse_args()
     if os.geteuid() != 0:
         print("engine_bench: needs root (builds a network-namespace lab)", file=sys.stderr)
         return 2
-    result = run(a.quick)
+    result = run(a.quick, a.wrk_only)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'mix':<22}{'rate':>8}{'online':>8}{'copied':>8}{'fid':>9}{'tc s/10k':>10}"
           f"{'ic s/10k':>10}")
