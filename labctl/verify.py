@@ -124,7 +124,7 @@ def fetch_log(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
         return _fetch_after_mark(t, spec, path, fmt, since, current, rotated)
     if not_before is None:
         raise UsageError("verify needs a start: a mark from `up`, --since-up or --window")
-    return _fetch_by_time(t, spec, path, fmt, current, not_before)
+    return _fetch_by_time(t, spec, path, fmt, current, not_before, rotated)
 
 
 def _fetch_after_mark(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
@@ -143,7 +143,10 @@ def _fetch_after_mark(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat
 
 
 def _fetch_by_time(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
-                   current: lp.FileState, not_before: float) -> Fetched:
+                   current: lp.FileState, not_before: float,
+                   rotated: Optional[lp.FileState] = None) -> Fetched:
+    """Read backwards until a record older than `not_before`; when the whole file is newer,
+    the log was rotated since: the older records are in `<log>.1`, read it the same way."""
     chunk_size = FIRST_CHUNK
     while True:
         begin = max(0, current.size - chunk_size)
@@ -160,6 +163,10 @@ def _fetch_by_time(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
         chunk_size *= 8
     result.records = lp.filter_time(result.records, not_before, None)
     end = LogMark(t.host, path, begin + len(chunk), current.inode)
+    if begin == 0 and not reached and rotated is not None:
+        older = _fetch_by_time(t, spec, rotated.path, fmt, rotated, not_before)
+        older.result.extend(result)
+        return Fetched(t.host, path, older.result, end, older.bytes_read + len(chunk))
     return Fetched(t.host, path, result, end, len(chunk))
 
 

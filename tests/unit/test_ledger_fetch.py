@@ -163,3 +163,36 @@ def test_short_reads_from_the_transport_are_resumed() -> None:
     got = V.fetch_log(t, SPEC, "/l", FMT, V.LogMark("online", "/l", 0, 7), None)
     assert len(got.result.records) == 13 and got.end.offset == len(data)
     assert len([c for c in t.commands if c[0] == "tail"]) == -(-len(data) // 300)
+
+
+def _lines(base: int, lo: int, hi: int) -> bytes:
+    return "".join(f'10.78.1.10 [{_iso(base + i)}] "GET /n{i} HTTP/1.1" 200 6 79 "-" 0.000 {i} 1'
+                   f' "x"\n' for i in range(lo, hi)).encode()
+
+
+@pytest.mark.parametrize("new_lines", [0, 40])
+def test_time_bounded_read_follows_rotation(monkeypatch: pytest.MonkeyPatch,
+                                            new_lines: int) -> None:
+    """Rotated after the start (mv + reopen): the older records are in `.1`; none is lost or
+    counted twice, and the next read starts at the end of the new file."""
+    t = FakeTransport("online")
+    disk = Disk(t)
+    base = 1795764745
+    disk.files["/l.1"] = (_lines(base, 0, 200), 3)
+    disk.files["/l"] = (_lines(base, 200, 200 + new_lines), 4)
+    monkeypatch.setattr(V, "FIRST_CHUNK", 1000)
+    got = V.fetch_log(t, SPEC, "/l", FMT, None, float(base + 150))
+    assert [r.uri for r in got.result.records] == [f"/n{i}" for i in range(150, 200 + new_lines)]
+    assert got.end == V.LogMark("online", "/l", len(disk.files["/l"][0]), 4)
+    assert ("tail", "-c", "+1", "/l.1") not in t.commands  # .1 read backwards too
+
+
+def test_time_bounded_read_ignores_dot_one_when_not_needed() -> None:
+    t = FakeTransport("online")
+    disk = Disk(t)
+    base = 1795764745
+    disk.files["/l.1"] = (_lines(base, 0, 100), 3)
+    disk.files["/l"] = (_lines(base, 100, 200), 4)
+    got = V.fetch_log(t, SPEC, "/l", FMT, None, float(base + 150))
+    assert len(got.result.records) == 50
+    assert not any(c[0] == "tail" and c[-1] == "/l.1" for c in t.commands)
