@@ -1,4 +1,20 @@
-"""Rendering of verify and diagnose results: rich tables for people, JSON for pipelines."""
+"""Rendering of verify and diagnose results: rich tables for people, JSON for pipelines.
+
+The JSON documents are stable (keys are only ever added; a change of meaning bumps `schema`):
+
+- `labctl verify --json` (`labctl.verify/1`): `schema`; counts `online_requests`,
+  `target_requests`, `target_matched`, `target_excess`, `leaks` (int); `online_by_host`
+  {host: int}; ratios `expected_ratio`, `expected_requests`, `loss_pct`, `excess_pct` (number),
+  `copy_ratio` (number|null); `worst_endpoints` [{endpoint, online, target, expected, missing,
+  loss_pct}]; `status_online`/`status_target` {"200": int}; `latency_online`/`latency_target`/
+  `latency_diff` {p50, p90, p99: number|null, samples}; `leak_sources` {addr: int};
+  `conntrack` [{host, count, max, count_at_up}]; `daemons` [{host, tool, state, counters,
+  updated_at, detail}]; `attribution` {missing, buckets: [{name, requests, evidence}],
+  unexplained}; `verdict` {passed, reasons, tolerance}; `malformed` {source: int};
+  `window` [start, end]|null (POSIX seconds); `notes` [str].
+- `labctl diagnose --json` (`labctl.diagnose/1`): `schema`; `steps` [{question, status
+  (ok|broken|skipped), evidence, fix}]; `broken` (the first broken step, or null); `notes` [str].
+"""
 
 from __future__ import annotations
 
@@ -14,10 +30,29 @@ from rich.text import Text
 from labctl.diagnose_tree import Diagnosis
 from labctl.ledger import LedgerReport
 
+VERIFY_SCHEMA = "labctl.verify/1"
+DIAGNOSE_SCHEMA = "labctl.diagnose/1"
+
 
 def to_json(value: Any) -> str:
     """Any report dataclass as JSON (dict keys such as status codes become strings)."""
-    return json.dumps(asdict(value), indent=1, sort_keys=True, default=str)
+    return _dump(asdict(value))
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, sort_keys=True, default=str)
+
+
+def verify_json(r: LedgerReport) -> str:
+    """The `labctl verify --json` document (shape in the module docstring)."""
+    return _dump({"schema": VERIFY_SCHEMA, **asdict(r)})
+
+
+def diagnose_json(d: Diagnosis) -> str:
+    """The `labctl diagnose --json` document: the steps, and the first broken one (or null)."""
+    broken = d.broken
+    return _dump({"schema": DIAGNOSE_SCHEMA, **asdict(d),
+                  "broken": asdict(broken) if broken is not None else None})
 
 
 def _pct(v: Optional[float]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -19,7 +19,11 @@ from labctl import render_verify as rv
 from labctl.cli import app
 from labctl.errors import UsageError, VerifyFailed
 from labctl.inventory_models import Inventory
+from labctl.ledger import LedgerReport
 from labctl.transport.pool import HostPool
+
+if TYPE_CHECKING:
+    from labctl.verify import Watch
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -34,11 +38,20 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNIT[m.group(2) or "s"]
 
 
-def resolve_inventory(path: Optional[Path]) -> Inventory:
+def resolve_inventory(path: Optional[Path], command: str = "verify") -> Inventory:
     """The given inventory, else the one `up` recorded when exactly one lab is known here."""
+    from labctl.journal import local_state_root
     from labctl.ops import resolve
 
-    return resolve(str(path) if path is not None else None).inventory
+    try:
+        return resolve(str(path) if path is not None else None).inventory
+    except UsageError as exc:
+        if path is not None:
+            raise
+        raise UsageError(
+            f"{command} needs an inventory: {exc.message} (state dir {local_state_root()})",
+            hint=f"pass the inventory (`labctl {command} inventories/local.yaml`), or bring a lab "
+                 "up first (`labctl lab up` then `labctl up inventories/local.yaml`)") from exc
 
 
 def _pool(inv: Inventory) -> HostPool:
@@ -59,6 +72,10 @@ def verify_cmd(
 
     if window is not None and since_up:
         raise UsageError("give either --window or --since-up, not both")
+    if watch and as_json:
+        raise UsageError("--watch draws a live table; for pipelines run --json once per check")
+    if interval <= 0:
+        raise UsageError(f"--interval {interval:g}: expected seconds > 0")
     inv = resolve_inventory(inventory)
     seconds = parse_duration(window) if window is not None else None
     scope = core.resolve_scope(inv, since_up, seconds)
@@ -66,22 +83,46 @@ def verify_cmd(
     with _pool(inv) as pool:
         session = core.Watch(inv, pool, scope)
         report = session.refresh()
-        if watch and not as_json:
-            with Live(rv.ledger_view(report), console=console, auto_refresh=False) as live:
-                try:
-                    while True:
-                        time.sleep(interval)
-                        report = session.refresh()
-                        live.update(rv.ledger_view(report), refresh=True)
-                except KeyboardInterrupt:
-                    pass
+        if watch:
+            report = _watch(session, report, console, interval)
         elif as_json:
-            typer.echo(rv.to_json(report))
+            typer.echo(rv.verify_json(report))
         else:
             console.print(rv.ledger_view(report))
     if not report.verdict.passed:
         raise VerifyFailed("verdict FAIL: " + "; ".join(report.verdict.reasons),
                            hint="see the attribution table (or --json) for where copies went")
+
+
+def _watch(session: Watch, report: LedgerReport, console: Console,
+           interval: float) -> LedgerReport:
+    """Refresh until Ctrl-C, which ends the watch normally: the last report stays on screen
+    and decides the exit code, like a single verify. On a terminal the table is redrawn in
+    place; into a pipe or file every refresh is printed in full, one after the other."""
+    refreshes = 1
+    live = Live(rv.ledger_view(report), console=console, auto_refresh=False)
+    if console.is_terminal:
+        live.start(refresh=True)
+    else:
+        console.print(rv.ledger_view(report))
+    try:
+        while True:
+            time.sleep(interval)
+            report = session.refresh()
+            refreshes += 1
+            if console.is_terminal:
+                live.update(rv.ledger_view(report), refresh=True)
+            else:
+                console.rule(f"refresh {refreshes}")
+                console.print(rv.ledger_view(report))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if console.is_terminal:
+            live.stop()
+    verdict = "PASS" if report.verdict.passed else "FAIL"
+    typer.echo(f"watch stopped after {refreshes} refreshes: last verdict {verdict}", err=True)
+    return report
 
 
 @app.command("diagnose")
@@ -94,10 +135,10 @@ def diagnose_cmd(
     """Capture briefly on every host and name the first broken link of the copy path."""
     from labctl.diagnose import run_diagnose
 
-    inv = resolve_inventory(inventory)
+    inv = resolve_inventory(inventory, "diagnose")
     with _pool(inv) as pool:
         diagnosis = run_diagnose(inv, pool, seconds)
     if as_json:
-        typer.echo(rv.to_json(diagnosis))
+        typer.echo(rv.diagnose_json(diagnosis))
     else:
         Console().print(rv.diagnosis_view(diagnosis))
