@@ -106,24 +106,69 @@ def _fail_reason(res: Result) -> str:
     return f"`{' '.join(res.argv)}` exited {res.exit_code}: {' / '.join(tail) or '(no output)'}"
 
 
-def apply_change(run: HostRun, change: Change) -> StepOutcome:
-    """Journal, probe, apply one change. Raises CommandFailed (entry marked failed) on error."""
+class PathCut(RemoteError):
+    """A guarded change left its host unreachable: no answer within the guard timeout, or the
+    SSH connection dropped. Nothing more is sent to that host; its dead-man timer undoes it."""
+
+    def __init__(self, host: str, step: str, detail: str):
+        super().__init__(f"the change {step} on {host} cut SSH ({detail})", host=host)
+        self.step = step
+        self.detail = detail
+
+
+def apply_change(run: HostRun, change: Change,
+                 guard_timeout: Optional[float] = None) -> StepOutcome:
+    """Journal, probe, apply one change. Raises CommandFailed (entry marked failed) on error,
+    PathCut when a guarded change (with `guard_timeout`) loses the host."""
+    return execute_change(run, change, prepare_change(run, change), guard_timeout)
+
+
+def prepare_change(run: HostRun, change: Change) -> Entry:
+    """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs."""
     snap = take_snapshot(run.transport, run.sudo) if change.kind.value in SNAPSHOT_KINDS \
         else Snapshot()
     entry = run.journal.plan_entry(change, snap, run.clock())
-    run.save()  # the journal knows about the change BEFORE it happens
+    run.save()
+    return entry
+
+
+#: Run after a guarded change: an answer proves the SSH path survived it.
+ALIVE = ("true",)
+
+
+def _guarded(run: HostRun, change: Change, argv: list[str] | tuple[str, ...],
+             timeout: Optional[float]) -> Result:
+    """Run one command of a guarded change: a timeout or a lost link means the change cut SSH."""
+    if timeout is None or not change.guarded:
+        return run.run(argv)
+    try:
+        res = run.run(argv, timeout=timeout)
+    except RemoteError as exc:
+        raise PathCut(run.name, change.step, f"the SSH connection dropped: {exc.message}") \
+            from None
+    if res.timed_out:
+        raise PathCut(run.name, change.step, f"`{' '.join(argv)}` got no answer within "
+                      f"{timeout:g}s")
+    return res
+
+
+def execute_change(run: HostRun, change: Change, entry: Entry,
+                   guard_timeout: Optional[float] = None) -> StepOutcome:
+    """Probe and apply a change already journaled by `prepare_change`."""
     if change.probe and run.run(change.probe).ok:
         run.journal.mark(entry, "noop", run.clock(), change.noop_reason or "already in place")
         run.save()
         return run.record(entry, "noop")
     for argv in change.apply:
-        res = run.run(argv)
+        res = _guarded(run, change, argv, guard_timeout)
         if not res.ok:
             run.journal.mark(entry, "failed", run.clock(), _fail_reason(res))
             run.save()
             run.record(entry, "failed")
             raise CommandFailed(res, hint=f"step {change.step}: {change.description}")
     checkpoint(f"applied:{change.step}")  # test hook: the change ran, the journal says planned
+    if change.guarded and guard_timeout is not None:  # before the slower journal upload
+        _guarded(run, change, ALIVE, guard_timeout)
     run.journal.mark(entry, "applied", run.clock())
     run.save()
     return run.record(entry, "applied")

@@ -19,7 +19,9 @@ from typing import Any, Callable, Optional
 from labctl import daemons as dm
 from labctl import deadman
 from labctl.apply import (
+    ALIVE,
     HostRun,
+    PathCut,
     StepOutcome,
     acquire_lock,
     apply_change,
@@ -27,7 +29,7 @@ from labctl.apply import (
     release_lock,
     undo_entry,
 )
-from labctl.errors import LabctlError, PreflightRefused, UsageError
+from labctl.errors import LabctlError, PreflightRefused, RemoteError, UsageError
 from labctl.inventory_models import Inventory
 from labctl.journal import (
     LabRecord,
@@ -35,15 +37,21 @@ from labctl.journal import (
     host_dir,
     local_lab_dir,
     new_journal,
+    save_local,
     save_record,
 )
 from labctl.model import Change, ChangeKind, Finding, Plan
 from labctl.ship import ShipOutcome, build_engine, remote_pyz, ship
+from labctl.transport.base import CommandFailed, ConnectionLost
 from labctl.transport.pool import Factory, HostPool, run_parallel
 
 #: Test-only: lets `up` proceed past the refusals that protect SSH (to prove the dead-man works).
 ALLOW_SSH_CUT_ENV = "LABCTL_TEST_ALLOW_SSH_CUT"
 DEADMAN_ENV = "LABCTL_DEADMAN_SECONDS"
+#: Seconds a command of a guarded change (route, DROP rule) may take before labctl concludes
+#: that the change cut its SSH path.
+GUARD_ENV = "LABCTL_GUARD_TIMEOUT"
+DEFAULT_GUARD_TIMEOUT = 10.0
 KEY_NAME = "channel.key"
 
 Progress = Callable[[str], None]
@@ -55,6 +63,7 @@ class UpOptions:
     force: bool = False
     fix: bool = False
     deadman_seconds: float = deadman.DEFAULT_AFTER
+    guard_timeout: float = DEFAULT_GUARD_TIMEOUT
     ready_timeout: float = 30.0
     inventory_path: str = ""
     inventory_text: str = ""
@@ -186,6 +195,8 @@ class _Up:
         self.locked: list[str] = []
         self.order: list[tuple[str, int]] = []  # (host, entry index) in apply order
         self.after = float(os.environ.get(DEADMAN_ENV, opts.deadman_seconds))
+        self.guard_timeout = float(os.environ.get(GUARD_ENV, opts.guard_timeout))
+        self.cut: dict[str, PathCut] = {}  # hosts a guarded change cut off: never talk to them
 
     def say(self, msg: str) -> None:
         self.opts.progress(msg)
@@ -204,13 +215,17 @@ class _Up:
             checkpoint("state")
         except (LabctlError, OSError) as exc:
             self.report.errors.update(_host_errors(exc))
+            self.note_cut(exc)
             self.say(f"up failed: {getattr(exc, 'message', exc)}; rolling back")
             self.roll_back()
             self.save_record("failed")
+            if self.cut:
+                raise self.cut_error() from exc
             raise
         finally:
             for name in self.locked:
-                release_lock(self.pool.transport(name), self.runs_dir(name))
+                if name not in self.cut:
+                    release_lock(self.pool.transport(name), self.runs_dir(name))
 
     def runs_dir(self, name: str) -> str:
         return host_dir(self.inv.state_dir, self.inv.lab, name)
@@ -286,7 +301,13 @@ class _Up:
             self.say(f"[{change.host}] {change.description}")
             self.order.append((change.host, len(run.journal.entries)))
             try:
-                self.report.steps.append(apply_change(run, change))
+                self.report.steps.append(apply_change(run, change, self.guard_timeout))
+            except PathCut as exc:
+                self.cut[change.host] = exc
+                self.report.steps.append(StepOutcome(
+                    change.host, change.step, change.description, "failed",
+                    "cut SSH: left to the dead-man rollback on the host"))
+                raise
             except LabctlError:
                 self.report.steps.append(run.outcomes[-1])
                 raise
@@ -329,15 +350,72 @@ class _Up:
                 if connect is not None:
                     connect()
                 deadman.confirm(fresh, rec)
+            except LabctlError as exc:
+                # Not a cut of the run's own connection: roll back over it as usual.
+                raise RemoteError(f"cannot confirm over a new SSH connection: {exc.message}",
+                                  hint=exc.hint, host=name) from exc
             finally:
                 fresh.close()
             run.journal.state = "up"
             run.save()
         checkpoint("confirm")
 
+    def note_cut(self, exc: BaseException) -> None:
+        """A lost link, or a timeout, on a host with a guarded change in place: that change
+        cut the path (it may show only after the change's own commands answered)."""
+        host = getattr(exc, "host", None)
+        if host is None or host in self.cut or host not in self.runs:
+            return
+        lost = isinstance(exc, ConnectionLost) or (
+            isinstance(exc, CommandFailed) and exc.result.timed_out)
+        guarded = [e for e in self.runs[host].journal.entries
+                   if e.guarded and e.status in ("applied", "planned")]
+        if lost and guarded:
+            self.cut[host] = PathCut(host, guarded[-1].step, getattr(exc, "message", str(exc)))
+
+    def reachable(self, name: str) -> bool:
+        """Before rolling back over the run's connection to a host with guarded changes in
+        place: does it still answer within the guard timeout? If not, it is cut."""
+        if name in self.cut:
+            return False
+        run = self.runs[name]
+        guarded = [e for e in run.journal.entries if e.guarded and e.may_be_in_place]
+        if not guarded:
+            return True
+        try:
+            res = run.run(ALIVE, timeout=self.guard_timeout)
+            if not res.timed_out:
+                return True
+            detail = f"no answer within {self.guard_timeout:g}s"
+        except LabctlError as exc:
+            detail = exc.message
+        self.cut[name] = PathCut(name, guarded[-1].step, detail)
+        return False
+
+    def cut_error(self) -> RemoteError:
+        """What the user reads when a guarded change cut SSH to one or more hosts."""
+        parts = []
+        for name, cut in self.cut.items():
+            rec = self.runs[name].journal.deadman
+            when = (f"restores it at {_clock(rec.armed_at + rec.after)}" if rec is not None
+                    else "was not armed: restore it from the host's console")
+            parts.append(f"the change {cut.step} on {name} cut SSH ({cut.detail}); "
+                         f"the dead-man rollback on the host {when}")
+        others = [n for n in self.runs if n not in self.cut]
+        hint = "labctl rolled back " + (", ".join(others) if others else "nothing else")
+        hint += "; once SSH is back, `labctl down` cleans up and reports what was undone"
+        return RemoteError("; ".join(parts), hint=hint, host=next(iter(self.cut)))
+
     def roll_back(self) -> None:
-        """Undo what this `up` did, newest first, across hosts; errors are reported, not raised."""
+        """Undo what this `up` did, newest first, across hosts; errors are reported, not raised.
+        Hosts a change cut off are left to their dead-man timer (talking to them would hang)."""
+        for name in self.cut:
+            self.say(str(self.cut[name].message) + "; leaving it to the dead-man rollback")
+            self.runs[name].journal.state = "failed"
+            save_local(self.runs[name].journal)
         for name, idx in reversed(self.order):
+            if not self.reachable(name):
+                continue
             run = self.runs[name]
             entry = run.journal.entries[idx]
             if not entry.may_be_in_place:
@@ -352,6 +430,8 @@ class _Up:
             except (LabctlError, OSError) as exc:
                 self.report.errors.setdefault(name, f"rollback: {exc}")
         for name, run in self.runs.items():
+            if name in self.cut:
+                continue
             try:
                 if run.journal.deadman is not None:
                     deadman.cancel(run.transport, run.journal.deadman)
@@ -365,6 +445,10 @@ def _ssh_factory(inv: Inventory) -> Factory:
     from labctl.transport.pool import ssh_factory
 
     return ssh_factory(inv)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
 
 
 def _host_errors(exc: BaseException) -> dict[str, str]:

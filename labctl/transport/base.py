@@ -11,6 +11,8 @@ from typing import Optional, Protocol, Sequence
 from labctl.errors import RemoteError
 
 TAIL_LINES = 20
+#: Exit code of a command that exceeded its timeout (as coreutils `timeout` reports it).
+TIMEOUT_EXIT = 124
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -31,6 +33,10 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    @property
+    def timed_out(self) -> bool:
+        return self.exit_code == TIMEOUT_EXIT
+
     def check(self) -> Result:
         """Return self when the command succeeded, else raise CommandFailed with evidence."""
         if not self.ok:
@@ -48,6 +54,10 @@ class CommandFailed(RemoteError):
             f"`{argv}` exited {result.exit_code}: {detail}", hint=hint, host=result.host
         )
         self.result = result
+
+
+class ConnectionLost(RemoteError):
+    """The link to a host dropped (as opposed to a command failing on a live link)."""
 
 
 class Transport(Protocol):

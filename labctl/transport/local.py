@@ -9,9 +9,7 @@ import subprocess
 from typing import Optional, Sequence
 
 from labctl.errors import RemoteError
-from labctl.transport.base import Result
-
-TIMEOUT_EXIT = 124
+from labctl.transport.base import TIMEOUT_EXIT, Result
 
 
 class LocalTransport:

@@ -19,10 +19,8 @@ import paramiko
 
 from labctl.errors import RemoteError
 from labctl.inventory_models import HostSpec, SSHOptions
-from labctl.transport.base import Result
+from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
 
-#: Exit code reported when a command exceeds its timeout (as coreutils `timeout` does).
-TIMEOUT_EXIT = 124
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 65536
 
@@ -117,7 +115,7 @@ class SSHTransport:
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
             self.close()
-            raise RemoteError(
+            raise ConnectionLost(
                 "SSH connection lost", hint="the host rebooted or the network dropped",
                 host=self.host,
             )
@@ -146,7 +144,7 @@ class SSHTransport:
             code, out, err = _collect(channel, limit)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise RemoteError(
+            raise ConnectionLost(
                 f"SSH connection failed while running `{command}`: {exc or type(exc).__name__}",
                 hint="the host may have rebooted or dropped the connection; run again",
                 host=self.host,
@@ -174,10 +172,17 @@ class SSHTransport:
             sftp = paramiko.SFTPClient.from_transport(self._transport())
             if sftp is None:
                 raise paramiko.SSHException("SFTP subsystem unavailable")
+            channel = sftp.get_channel()
+            if channel is not None:  # a dead link must not block an upload forever
+                channel.settimeout(DEFAULT_TIMEOUT)
             try:
                 action(sftp)
             finally:
                 sftp.close()
+        except (socket.timeout, EOFError) as exc:
+            raise ConnectionLost(f"cannot {what}: no answer ({exc or type(exc).__name__})",
+                                 hint="the host or the network stopped answering",
+                                 host=self.host) from None
         except (paramiko.SSHException, OSError) as exc:
             raise RemoteError(
                 f"cannot {what}: {exc}", hint="check the path, its permissions and free space",

@@ -1,5 +1,6 @@
 """The dead-man rollback: with the SSH refusal bypassed (test-only hook), a route that cuts the
-operator's SSH path is undone by the host itself within its timer + 5 s."""
+operator's SSH path makes `labctl up` give up on that host promptly (exit 1, naming the change
+and when the host restores itself), and the host undoes it within its timer + 5 s."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.integration.test_up_down_helpers import (
 
 pytestmark = pytest.mark.integration
 TIMER = 20.0
+GUARD = 5.0  # LABCTL_GUARD_TIMEOUT: how long a guarded change may stay unanswered
 
 
 def ssh_ok(lab: Any, role: str) -> bool:
@@ -48,11 +50,13 @@ def test_deadman_restores_ssh_within_timer_plus_5s(lab: Any, tmp_path: Path) -> 
         f"networks: [{lab.fake_pool}]", f"networks: [{lab.fake_pool}, {cut}]"))
     before = snapshot(lab)
     assert ssh_ok(lab, "target")
-    # The cutting command's own answer never comes back over the cut path, so labctl is
-    # killed on a marker: as soon as the route is visible in the target's namespace.
+    # labctl must notice by itself that the route cut its SSH path (the command's answer never
+    # comes back): it gives up on the target after the guard timeout and exits 1.
     proc = subprocess.Popen(
-        [*labctl_argv(), "up", str(inv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=env_for(tmp_path, LABCTL_TEST_ALLOW_SSH_CUT="1", LABCTL_DEADMAN_SECONDS=str(TIMER)))
+        [*labctl_argv(), "up", str(inv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env_for(tmp_path, LABCTL_TEST_ALLOW_SSH_CUT="1",
+                               LABCTL_DEADMAN_SECONDS=str(TIMER),
+                               LABCTL_GUARD_TIMEOUT=str(GUARD)))
     try:
         deadline = time.monotonic() + 120
         while not ns_run(lab, "target", "ip", "route", "show", cut, "proto", "252").strip():
@@ -60,11 +64,18 @@ def test_deadman_restores_ssh_within_timer_plus_5s(lab: Any, tmp_path: Path) -> 
             assert time.monotonic() < deadline, "the cutting route never appeared"
             time.sleep(0.05)
         cut_at = time.time()
+        out, err = proc.communicate(timeout=GUARD + 30)
+        returned_at = time.time()
     finally:
-        proc.kill()
-        proc.wait(timeout=30)
+        if proc.poll() is None:  # only when the assertion above failed
+            proc.kill()
+            proc.wait(timeout=30)
     armed_at = _armed_at(tmp_path, lab)
-    assert cut_at < armed_at + TIMER, "machine too slow: the timer expired before the cut"
+    assert proc.returncode == 1, out + err
+    assert returned_at - cut_at < GUARD + 15, f"labctl took {returned_at - cut_at:.1f}s"
+    assert "cut SSH" in err and "the dead-man rollback on the host restores it at" in err, err
+    assert "on target" in err
+    assert returned_at < armed_at + TIMER, "machine too slow: labctl outlived the timer"
     assert not ssh_ok(lab, "target"), "the route did not cut SSH; the test proves nothing"
     restored = None
     while time.time() < armed_at + TIMER + 5:
