@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from engine.sesstable import Engine
 
 ONLINE_MS_MAX = 60_000      # a longer online response time (by timestamps) is not believed
+RST_WINDOW = 1 << 20        # a client RST further than this past ``expect`` is not believed
 
 __all__ = ["CLOSED", "ESTABLISHED", "INF", "M32", "SYN_SENT", "SYN_WAIT", "Segment", "Session",
            "after"]
@@ -115,11 +116,17 @@ class Session(SessionEnd):
     def on_data(self, seq: int, ack: int, flags: int, win: int, payload: bytes,
                 tsval: Optional[int], now: float) -> None:
         """A captured client segment with payload and/or FIN (or a bare RST/ACK)."""
-        self.last_act = now
         if flags & RST:
+            # like the client's peer (RFC 5961), believe a RST only at or just past the next
+            # expected byte: a blind RST with a random seq would end a live copy (seen in the lab)
+            if self.state != SYN_WAIT and (seq - self.expect) & M32 >= RST_WINDOW:
+                self.eng.counters["clt_rst_ignored"] += 1
+                return
+            self.last_act = now
             self.client_rst = True
             self._pump(now)
             return
+        self.last_act = now
         if self.state == SYN_WAIT:
             if not payload and not flags & FIN:
                 return

@@ -1,0 +1,201 @@
+"""F2: hostile packets and hostile channel peers while real traffic is copied (root, own lab).
+
+Packets: crafted with scapy and injected while the traffic generator runs. TCP-level damage
+(bad data offset, truncated TCP header, bogus options, absurd SYN options, fragments, IPv4
+options, RST/FIN storms with random sequence numbers, also on the live client tuples) is sent
+from the client namespace through the lab router. IP-header damage (bad version/IHL/lengths)
+cannot cross a router (its IP stack drops it), so those frames are written straight onto the
+bridge port facing online, inside the lab's own router namespace. Each one is built to pass
+tcpcopy's kernel BPF filter, so the engine sees it and must count it as ``malformed``.
+
+Channel: garbage, wrong and silent peers, an authenticated peer sending junk messages, and an
+authenticated peer registering far more routes than ``--max-routes``: intercept stays up,
+counts ``clients_rejected_auth``/``channel_malformed``/``route_evictions``, and tcpcopy (the
+other client) keeps copying.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from labctl.lab import LabInfo
+from tests.integration.test_copy import REPO, Rig, fidelity, settle, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Injector run inside a lab namespace: argv[1] = JSON spec; prints {"sent": {kind: n}}.
+INJECT = r"""
+import json, random, sys
+from scapy.all import (IP, TCP, Ether, Raw, IPOption_NOP, IPOption_Router_Alert, conf,
+                       fragment, raw)
+conf.verb = 0
+spec = json.loads(sys.argv[1])
+rnd = random.Random(7)
+O, port, n = spec["online"], spec["port"], spec["n"]
+sent = {}
+
+def tcp(src, sport, **kw):
+    return IP(src=src, dst=O) / TCP(sport=sport, dport=port, **kw)
+
+if spec["mode"] == "l3":
+    s = conf.L3socket()
+    def out(kind, pkt):
+        s.send(pkt)
+        sent[kind] = sent.get(kind, 0) + 1
+    a, b, c, d, e = spec["sources"]
+    for i in range(n):
+        p = 20000 + i
+        # counted as malformed by tcpcopy
+        out("m_doff2", tcp(a, p, flags="PA", dataofs=2, seq=rnd.getrandbits(32)) / Raw(b"x" * 8))
+        out("m_doff15", tcp(a, p, flags="PA", dataofs=15, seq=1))
+        trunc = raw(TCP(sport=p, dport=port, flags="S"))[:10]
+        out("m_trunc_tcp", IP(src=a, dst=O, proto=6) / Raw(trunc))
+        # filtered in the kernel (no TCP ports to read): never reaches the engine
+        out("k_zero_len", IP(src=a, dst=O, proto=6))
+        # first fragments are counted as frag, later fragments filtered in the kernel
+        for f in fragment(tcp(b, p, flags="S", seq=i) / Raw(b"F" * 2400), fragsize=1000):
+            out("frag_first" if f.frag == 0 else "k_frag_rest", f)
+        # RST / FIN / bare ACK with random seqs on tuples nobody opened
+        out("rst_random", tcp(b, 40000 + i, flags="R", seq=rnd.getrandbits(32)))
+        out("fin_random", tcp(b, 40000 + i, flags="FA", seq=rnd.getrandbits(32),
+                                ack=rnd.getrandbits(32)))
+        out("ack_zero", tcp(b, 40000 + i, flags="A", seq=rnd.getrandbits(32)))
+        # SYNs with absurd / bogus options and IPv4 options (sessions the target answers)
+        opts = [[("MSS", 0)], [("MSS", 65535), ("WScale", 255)], [("WScale", 200)],
+                [("SAck", b"")], [(8, b"\x01")]][i % 5]
+        out("syn_absurd", tcp(c, p, flags="S", seq=rnd.getrandbits(32), options=opts,
+                              window=rnd.choice([0, 1, 65535])))
+        bogus = bytes([2, 0, 8, 1, 255, 3, 3, 200, 0])
+        bogus += bytes(rnd.getrandbits(8) for _ in range(27))
+        out("syn_bogus_raw", IP(src=c, dst=O) / Raw(raw(TCP(sport=p + 5000, dport=port, flags="S",
+                                                           dataofs=14, seq=i))[:20] + bogus))
+        out("syn_ipopts", IP(src=d, dst=O, options=[IPOption_NOP(), IPOption_Router_Alert()])
+            / TCP(sport=p, dport=port, flags="S", seq=i))
+    for sport in spec.get("live_ports", []):
+        for _ in range(spec.get("per_live", 0)):
+            out("live_rst", tcp(e, sport, flags="R", seq=rnd.getrandbits(32)))
+            out("live_fin", tcp(e, sport, flags="FA", seq=rnd.getrandbits(32),
+                                ack=rnd.getrandbits(32)))
+else:
+    s = conf.L2socket(iface=spec["iface"])
+    good = bytearray(raw(IP(src="10.78.0.80", dst=O, id=1, flags="DF")
+                         / TCP(sport=33333, dport=port, flags="PA") / Raw(b"y" * 20)))
+    def out(kind, body):
+        s.send(Ether(dst=spec["mac"], src="02:00:00:00:00:99", type=0x0800) / Raw(bytes(body)))
+        sent[kind] = sent.get(kind, 0) + 1
+    for i in range(n):
+        v6 = bytearray(good); v6[0] = 0x65; out("m_version6", v6)
+        ihl2 = bytearray(good); ihl2[0] = 0x42; ihl2[10:12] = port.to_bytes(2, "big")
+        out("m_ihl2", ihl2)                      # BPF reads the port from the IP checksum
+        ihl3 = bytearray(good); ihl3[0] = 0x43; out("m_ihl3", ihl3)  # ... from saddr[2:4]
+        long = bytearray(good); long[2:4] = (1500).to_bytes(2, "big"); out("m_totlen_long", long)
+        short = bytearray(good); short[2:4] = (30).to_bytes(2, "big"); out("m_totlen_short", short)
+        out("m_truncated", good[:36])
+        out("k_empty", b"")
+        out("k_one_byte", b"\x45")
+print(json.dumps({"sent": sent}))
+"""
+
+
+def inject(rig: Rig, role: str, spec: Dict[str, Any], timeout: float = 60) -> Dict[str, int]:
+    argv = [*rig.lab.ns_argv(role), sys.executable, "-c", INJECT, json.dumps(spec)]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(REPO),
+                         env=rig.env, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    sent: Dict[str, int] = json.loads(res.stdout.strip().splitlines()[-1])["sent"]
+    return sent
+
+
+def live_ports(rig: Rig) -> List[int]:
+    out = rig.ns("client", ["ss", "-tnH", "state", "established", "dst", f"{rig.online}:80"])
+    return sorted({int(line.split()[-2].rsplit(":", 1)[1]) for line in out.stdout.splitlines()
+                   if line.strip()})
+
+
+def counters(rig: Rig, name: str = "tcpcopy") -> Dict[str, int]:
+    c: Dict[str, int] = rig.stats(name).get("counters", {})
+    return c
+
+
+def quiet_counters(rig: Rig, name: str, key: str, quiet: float = 1.0) -> Dict[str, int]:
+    """The counters once ``key`` has not moved for ``quiet`` s (stats are written every 0.2 s)."""
+    last, since = -1, time.monotonic()
+    deadline = since + 15
+    while True:
+        c = counters(rig, name)
+        if c.get(key, -1) != last:
+            last, since = c.get(key, -1), time.monotonic()
+        elif time.monotonic() - since >= quiet or time.monotonic() > deadline:
+            return c
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(lab, tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_hostile_packets_during_live_copy(rig: Rig) -> None:
+    rig.route_pool_via_assistant()
+    rig.start_intercept()
+    rig.start_tcpcopy()
+    tcpcopy = rig.procs[-1]
+    n = rig.lab.index
+    online_mac = rig.ns("online", ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    base = counters(rig)
+    gens = [rig.spawn("client", [sys.executable, "-m", "labctl.lab.traffic", "--url",
+                                 f"http://{rig.online}", "--requests", "1500", "--rate", "125",
+                                 "--mode", mode, "--connections", conns, "--post-sizes",
+                                 "0,2048", "--seq-query", "--json", "--timeout", "20"], f"gen{i}")
+            for i, (mode, conns) in enumerate([("keepalive", "2"), ("mixed", "3")])]
+    ports = wait_for(lambda: live_ports(rig), 10, "live client connections")
+    sources = [f"10.78.{n}.{i}" for i in (11, 12, 13, 14, 10)]
+    # first the storm on the live tuples (blind RST/FIN, random seqs), then everything else
+    storm = inject(rig, "client", {"mode": "l3", "online": rig.online, "port": 80, "n": 0,
+                                   "sources": sources, "live_ports": ports, "per_live": 40})
+    l3 = inject(rig, "client", {"mode": "l3", "online": rig.online, "port": 80, "n": 60,
+                                "sources": sources})
+    l2 = _inject_l2(rig, online_mac)
+    for i, gen in enumerate(gens):
+        assert gen.wait(60) == 0, (rig.dir / f"gen{i}.out").read_text()[-2000:]
+    truth = rig.online_truth()
+    assert sum(truth.values()) == 3000
+    copies = settle(rig, 3000, timeout=30)
+    c = quiet_counters(rig, "tcpcopy", "captured")
+    assert tcpcopy.poll() is None and rig.stats("tcpcopy").get("state") == "running"
+    delta = {k: c.get(k, 0) - base.get(k, 0) for k in c}
+    want_malformed = sum(v for k, v in {**l3, **l2}.items() if k.startswith("m_"))
+    ratio = fidelity(truth, copies)
+    print(f"ports={ports} storm={storm} sent l3={l3} l2={l2} delta={delta} fidelity={ratio:.4f}")
+    assert ratio >= 0.99, (ratio, delta)
+    assert delta["kernel_drops"] == 0, delta
+    assert delta["malformed"] == want_malformed, (want_malformed, delta)
+    assert delta["frag"] == l3["frag_first"], delta
+    assert delta["clt_syn"] >= l3["syn_absurd"] + l3["syn_ipopts"], delta
+    assert delta["clt_no_session"] >= l3["rst_random"], delta
+    # the blind RSTs reached live copy sessions, and none of them was torn down and rejoined
+    assert delta["clt_rst_ignored"] >= 1 and delta["recon_for_no_syn"] == 0, delta
+
+
+def _inject_l2(rig: Rig, mac: str) -> Dict[str, int]:
+    """Frames with broken IP headers onto the bridge port facing online (router namespace)."""
+    spec = {"mode": "l2", "online": rig.online, "port": 80, "n": 40, "mac": mac,
+            "iface": "p-online"}
+    argv = ["ip", "netns", "exec", rig.lab.router_ns, sys.executable, "-c", INJECT,
+            json.dumps(spec)]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(REPO),
+                         env=rig.env, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    sent: Dict[str, int] = json.loads(res.stdout.strip().splitlines()[-1])["sent"]
+    return sent
