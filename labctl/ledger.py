@@ -28,9 +28,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
+from labctl import ledger_ports as ports
+from labctl.ledger_ports import MappingFigures
 from labctl.logparse import LogRecord, endpoint, normalise_uri
 
-Key = tuple[Optional[str], str, Optional[int]]
+#: (method, normalised URI, body length, target port or None when ports are not compared)
+Key = tuple[Optional[str], str, Optional[int], Optional[int]]
 ERROR_STATUSES = frozenset({408, 499})
 
 
@@ -90,6 +93,8 @@ class LedgerInput:
     daemons: Sequence[DaemonStats] = ()
     conntrack: Sequence[Conntrack] = ()
     malformed: Mapping[str, int] = field(default_factory=dict)
+    #: `-x` mappings, online port -> target port (used when the logs carry `$server_port`)
+    port_map: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,13 +163,14 @@ class LedgerReport:
     malformed: dict[str, int]
     window: Optional[tuple[float, float]]
     notes: list[str]
+    by_mapping: list[MappingFigures] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- matching
 
 
-def request_key(rec: LogRecord, sort_query: bool = False) -> Key:
-    return (rec.method, normalise_uri(rec.uri, sort_query), rec.content_length)
+def request_key(rec: LogRecord, sort_query: bool = False, port: Optional[int] = None) -> Key:
+    return (rec.method, normalise_uri(rec.uri, sort_query), rec.content_length, port)
 
 
 @dataclass
@@ -180,16 +186,20 @@ class MatchResult:
 
 
 def match(online: Sequence[LogRecord], target: Sequence[LogRecord], capacity: int,
-          max_lag: float, skew: float, sort_query: bool = False) -> MatchResult:
-    """Greedy in-order matching per key; O(n log n). Records without a time match by count."""
+          max_lag: float, skew: float, sort_query: bool = False,
+          port_map: Optional[Mapping[int, int]] = None) -> MatchResult:
+    """Greedy in-order matching per key; O(n log n). Records without a time match by count.
+    With `port_map`, a copy must also arrive on the target port its original's port maps to."""
     by_key: dict[Key, list[LogRecord]] = defaultdict(list)
     for rec in online:
-        by_key[request_key(rec, sort_query)].append(rec)
+        port = None if port_map is None else ports.online_port(rec, port_map)
+        by_key[request_key(rec, sort_query, port)].append(rec)
     for recs in by_key.values():
         recs.sort(key=_t)
     pending: dict[Key, list[LogRecord]] = defaultdict(list)
     for rec in target:
-        pending[request_key(rec, sort_query)].append(rec)
+        port = None if port_map is None else rec.server_port
+        pending[request_key(rec, sort_query, port)].append(rec)
     result = MatchResult()
     for key, recs in pending.items():
         origs = by_key.get(key, [])
@@ -369,7 +379,9 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     # Match against every online record given, then keep the copies of in-window originals:
     # a copy of a request made just before the window is neither matched nor excess.
     everything = [r for recs in inp.online.values() for r in recs]
-    m = match(everything, copies, max(1, inp.multiplier), th.max_lag, th.skew, th.sort_query)
+    port_map = inp.port_map if ports.uses_ports(everything, copies) else None
+    m = match(everything, copies, max(1, inp.multiplier), th.max_lag, th.skew, th.sort_query,
+              port_map)
     in_window = {id(r) for r in online}
     pairs = [(o, t) for o, t in m.pairs if id(o) in in_window]
     matched = len(pairs)
@@ -415,6 +427,8 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
         malformed=dict(inp.malformed),
         window=inp.window,
         notes=_notes(inp, sd),
+        by_mapping=[] if port_map is None else ports.by_mapping(
+            online, target_in_window, [o for o, _ in pairs], port_map, ratio),
     )
 
 

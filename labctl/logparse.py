@@ -50,6 +50,7 @@ _KNOWN: dict[str, str] = {
     "request_method": r"[A-Za-z_-]+|-",
     "connection": _INT,
     "connection_requests": _INT,
+    "server_port": _INT,
 }
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _MONTHS = {m: i for i, m in enumerate(
@@ -69,7 +70,8 @@ class LogRecord:
 
     `time` is POSIX seconds (UTC). `content_length` is the request body length as the client
     declared it; `request_time` is seconds. `connection`/`connection_requests` identify the
-    client connection when the format logs them (used to count sessions).
+    client connection when the format logs them (used to count sessions). `server_port` (nginx
+    `$server_port`) tells the `-x` mappings apart when several ports are copied.
     """
 
     time: Optional[float]
@@ -83,6 +85,7 @@ class LogRecord:
     request_time: Optional[float]
     connection: Optional[int] = None
     connection_requests: Optional[int] = None
+    server_port: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,7 @@ def _record(g: dict[str, Optional[str]]) -> LogRecord:
         request_time=_float(g.get("request_time")),
         connection=_int(g.get("connection")),
         connection_requests=_int(g.get("connection_requests")),
+        server_port=_int(g.get("server_port")),
     )
 
 

@@ -11,7 +11,9 @@ The JSON documents are stable (keys are only ever added; a change of meaning bum
   `conntrack` [{host, count, max, count_at_up}]; `daemons` [{host, tool, state, counters,
   updated_at, detail}]; `attribution` {missing, buckets: [{name, requests, evidence}],
   unexplained}; `verdict` {passed, reasons, tolerance}; `malformed` {source: int};
-  `window` [start, end]|null (POSIX seconds); `notes` [str].
+  `window` [start, end]|null (POSIX seconds); `notes` [str]; `by_mapping` [{online_port,
+  target_port, online, target, matched, expected, missing, loss_pct}] (empty unless both logs
+  carry `$server_port`).
 - `labctl diagnose --json` (`labctl.diagnose/1`): `schema`; `steps` [{question, status
   (ok|broken|skipped), evidence, fix}]; `broken` (the first broken step, or null); `notes` [str].
 """
@@ -139,6 +141,16 @@ def engine_table(r: LedgerReport) -> Table:
     return t
 
 
+def mappings_table(r: LedgerReport) -> Table:
+    t = Table(title="per -x mapping", title_justify="left")
+    for col in ("online port", "target port", "online", "target", "matched", "loss"):
+        t.add_column(col, justify="right")
+    for m in r.by_mapping:
+        t.add_row(str(m.online_port), str(m.target_port), str(m.online), str(m.target),
+                  str(m.matched), _pct(m.loss_pct))
+    return t
+
+
 def verdict_text(r: LedgerReport) -> Text:
     v = r.verdict
     if v.passed:
@@ -159,6 +171,8 @@ def ledger_view(r: LedgerReport) -> Group:
         parts.append(attribution_table(r))
     if r.worst_endpoints:
         parts.append(endpoints_table(r))
+    if len(r.by_mapping) > 1:
+        parts.append(mappings_table(r))
     parts += [mix_table(r), engine_table(r), verdict_text(r)]
     return Group(*parts)
 

@@ -300,7 +300,8 @@ class Watch:
             online=online, target=target, sample_percent=self.inv.engine.sample_percent,
             multiplier=self.inv.engine.multiplier, window=window,
             allowed_sources=self._allowed(), daemons=daemons,
-            conntrack=conntrack, malformed=dict(self.malformed))
+            conntrack=conntrack, malformed=dict(self.malformed),
+            port_map={s.port: s.target_port for s in self.inv.services})
         return L.build(inp, self.thresholds)
 
     def _fetch_host(self, spec: HostSpec, t: Transport, start: Optional[float]) -> None:
