@@ -152,6 +152,7 @@ def run(quick: bool, wrk_only: bool = False) -> Dict[str, Any]:
     finally:
         rig.close()
         destroy_lab(name)
+        shutil.rmtree(workdir, ignore_errors=True)
     best: Dict[str, Any] = {}
     for mix in ("keepalive", "new"):
         ok = [r for r in rows if r["mix"] == mix and r["fidelity"] >= 0.999]
