@@ -1,8 +1,10 @@
 """intercept's routing core, sans-I/O: which tcpcopy connection gets which response record.
 
 - Routes are keyed by the FULL tuple ``(client_ip, client_port, target_ip, target_port)``
-  (collision-free, unlike the C tool's 32-bit key); the table is bounded (LRU eviction, counted
-  as ``route_evictions``). A response's key is (its dst ip, dst port, src ip, src port).
+  (collision-free, unlike the C tool's 32-bit key); the table is bounded: when full, the oldest
+  route of the connection holding the most routes is evicted (counted as ``route_evictions``),
+  so one peer flooding registrations evicts its own routes, not another tcpcopy's live ones.
+  A response's key is (its dst ip, dst port, src ip, src port).
 - Delay table: a SYN-ACK or RST seen before its registration is parked up to ``delay_ttl`` s
   (bounded, oldest evicted) and flushed when the registration arrives.
 - Combining: per connection, records are batched into frames of <= 16; a full batch is ready at
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from engine.packets import ETH_P_IP, RST, SYN, PacketError, strip_ethernet
 from engine.protocol import COMB_MAX, encode_frame, make_record
@@ -62,7 +64,7 @@ class Router:
         self.flush_interval, self.comb_max = flush_interval, comb_max
         self.counters: Dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._routes: OrderedDict[Key, int] = OrderedDict()
-        self._by_conn: Dict[int, Set[Key]] = {}
+        self._by_conn: Dict[int, OrderedDict[Key, None]] = {}   # per connection, oldest first
         self._delayed: OrderedDict[Key, List[Tuple[float, bytes]]] = OrderedDict()
         self._delayed_count = 0
         self._pending: Dict[int, List[bytes]] = {}
@@ -80,15 +82,15 @@ class Router:
     def add_route(self, key: Key, conn: int, now: float) -> None:
         old = self._routes.get(key)
         if old is not None and old != conn:
-            self._by_conn.get(old, set()).discard(key)
+            self._forget(old, key)
         self._routes[key] = conn
         self._routes.move_to_end(key)
-        self._by_conn.setdefault(conn, set()).add(key)
+        mine = self._by_conn.setdefault(conn, OrderedDict())
+        mine[key] = None
+        mine.move_to_end(key)
         self.counters["routes_added"] += 1
         while len(self._routes) > self.max_routes:
-            gone, gconn = self._routes.popitem(last=False)
-            self._by_conn.get(gconn, set()).discard(gone)
-            self.counters["route_evictions"] += 1
+            self._evict()
         parked = self._delayed.pop(key, None)
         if parked:
             self._delayed_count -= len(parked)
@@ -99,15 +101,27 @@ class Router:
                 else:
                     self.counters["delay_expired"] += 1
 
+    def _forget(self, conn: int, key: Key) -> None:
+        mine = self._by_conn.get(conn)
+        if mine is not None:
+            mine.pop(key, None)
+
+    def _evict(self) -> None:
+        """Drop the oldest route of the connection that holds the most routes."""
+        victim = max(self._by_conn.values(), key=len)
+        gone, _ = victim.popitem(last=False)
+        del self._routes[gone]
+        self.counters["route_evictions"] += 1
+
     def del_route(self, key: Key) -> None:
         conn = self._routes.pop(key, None)
         if conn is not None:
-            self._by_conn.get(conn, set()).discard(key)
+            self._forget(conn, key)
             self.counters["routes_deleted"] += 1
 
     def drop_connection(self, conn: int) -> int:
         """Forget a closed tcpcopy connection: its routes and unsent records. Returns #routes."""
-        keys = self._by_conn.pop(conn, set())
+        keys = self._by_conn.pop(conn, OrderedDict())
         for key in keys:
             if self._routes.get(key) == conn:
                 del self._routes[key]

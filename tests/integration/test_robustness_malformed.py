@@ -199,3 +199,103 @@ def _inject_l2(rig: Rig, mac: str) -> Dict[str, int]:
     assert res.returncode == 0, res.stderr[-2000:]
     sent: Dict[str, int] = json.loads(res.stdout.strip().splitlines()[-1])["sent"]
     return sent
+
+
+# Hostile channel peer run inside a lab namespace: argv = host port key mode count.
+HOSTILE = r"""
+import json, os, socket, sys, time
+from engine import packets as P, protocol as C
+host, port, key, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+count = int(sys.argv[5])
+sock = socket.create_connection((host, port), timeout=5)
+t0 = time.monotonic()
+out = {"mode": mode}
+def drain(limit):
+    got = b""
+    sock.settimeout(limit)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                out["closed_after"] = round(time.monotonic() - t0, 3)
+                break
+            got += data
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return got
+if mode in ("garbage", "silent", "huge"):
+    if mode == "garbage":
+        sock.sendall(os.urandom(4096))
+    elif mode == "huge":
+        try:
+            sock.sendall(b"\xff" * (4 << 20))      # 4 MiB of junk claiming nothing sane
+        except OSError:
+            pass
+    out["received"] = len(drain(5))
+else:
+    chan = C.ClientChannel(open(key).read().strip().encode(), time.monotonic())
+    sock.settimeout(5)
+    while not chan.authenticated:
+        chan.feed(sock.recv(4096), time.monotonic())
+        sock.sendall(chan.take_output())
+    sock.sendall(chan.take_output())
+    if mode == "junk":                               # authenticated, then random messages
+        sock.sendall(os.urandom(14 * count))
+    else:                                            # route flood, a few junk types in between
+        target = P.ip_aton(sys.argv[6])
+        for i in range(count):
+            chan.register(P.ip_aton("10.200.%d.%d" % (i >> 8 & 255, i & 255)), 1024 + (i % 60000),
+                          target, 80)
+            if i % 500 == 0:
+                sock.sendall(C.encode_message(77, 1, 2, 3, 4))
+            sock.sendall(chan.take_output())
+        out["registered"] = count
+    out["received"] = len(drain(3.0))
+print(json.dumps(out))
+"""
+
+
+def hostile(rig: Rig, role: str, mode: str, count: int = 0) -> Dict[str, Any]:
+    argv = [*rig.lab.ns_argv(role), sys.executable, "-c", HOSTILE, rig.assistant, "36524",
+            str(rig.key), mode, str(count), rig.target]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(REPO),
+                         env=rig.env, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out: Dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_hostile_channel_peers_and_route_flood_during_live_copy(rig: Rig) -> None:
+    rig.route_pool_via_assistant()
+    rig.engine("assistant", "intercept", ["-i", "eth0", "-F", "tcp and src port 80",
+                                          "--max-routes", "300"], "intercept")
+    wait_for(lambda: rig.stats("intercept").get("state") == "running", 20, "intercept running")
+    intercept = rig.procs[-1]
+    rig.start_tcpcopy()
+    tcpcopy = rig.procs[-1]
+    gen = rig.spawn("client", [sys.executable, "-m", "labctl.lab.traffic", "--url",
+                               f"http://{rig.online}", "--requests", "2000", "--rate", "200",
+                               "--mode", "keepalive", "--connections", "4", "--post-sizes",
+                               "0,1024", "--seq-query", "--json", "--timeout", "20"], "gen")
+    wait_for(lambda: len(live_ports(rig)) == 4, 10, "4 live client connections")
+    results = [hostile(rig, "client", m) for m in ("garbage", "silent", "huge")]
+    results.append(hostile(rig, "online", "junk", 200))
+    flood = hostile(rig, "online", "flood", 5000)
+    assert gen.wait(60) == 0, (rig.dir / "gen.out").read_text()[-2000:]
+    truth = rig.online_truth()
+    copies = settle(rig, 2000, timeout=30)
+    ratio = fidelity(truth, copies)
+    ic = quiet_counters(rig, "intercept", "resp_routed")
+    tc = counters(rig)
+    print(f"hostile={results} flood={flood} intercept={ic} fidelity={ratio:.4f}")
+    assert intercept.poll() is None and tcpcopy.poll() is None
+    assert rig.stats("intercept").get("state") == "running"
+    for r in results[:3]:                       # unauthenticated: closed, only the challenge
+        assert r.get("closed_after", 99) < 1.5 and r["received"] == 20, r
+    assert results[3].get("closed_after") is not None, results[3]   # junk run -> closed
+    assert ic["clients_rejected_auth"] >= 3, ic
+    assert ic["channel_malformed"] >= 1 + 5000 // 500, ic
+    assert ic["route_evictions"] >= 5000 - 300, ic
+    assert rig.stats("intercept").get("routes", 0) <= 300
+    assert any(i.get("connections", 0) > 0 for i in rig.stats("tcpcopy").get("intercepts", []))
+    assert ratio >= 0.99, (ratio, ic, tc)
