@@ -1,4 +1,5 @@
-"""The dead-man rollback timer: armed ON the host before the first guarded change.
+"""The dead-man rollback timer: armed ON the host right before its first guarded change
+(only hosts with a guarded change get one; see `min_after` for its shortest length).
 
 Two mechanisms, both detached from the SSH session that armed them:
 - systemd hosts: `systemd-run --on-active=<T>` starts `labctl-engine.pyz rollback --after 0`
@@ -22,6 +23,14 @@ from labctl.transport.base import Transport
 
 PYTHON = "python3"
 DEFAULT_AFTER = 120.0
+#: Seconds beyond the guard timeout that a timer must last: it is armed after the change is
+#: journaled, and its probe, apply and liveness check must all be done before it can fire.
+MARGIN = 10.0
+
+
+def min_after(guard_timeout: float) -> float:
+    """The shortest timer that cannot fire before a guarded change is applied (pure)."""
+    return guard_timeout + MARGIN
 
 
 def unit_name(lab: str) -> str:

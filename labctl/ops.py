@@ -24,8 +24,9 @@ from labctl.apply import (
     PathCut,
     StepOutcome,
     acquire_lock,
-    apply_change,
     checkpoint,
+    execute_change,
+    prepare_change,
     release_lock,
     undo_entry,
 )
@@ -43,7 +44,7 @@ from labctl.journal import (
 from labctl.model import Change, ChangeKind, Finding, Plan
 from labctl.ship import ShipOutcome, build_engine, remote_pyz, ship
 from labctl.transport.base import CommandFailed, ConnectionLost
-from labctl.transport.pool import Factory, HostPool, run_parallel
+from labctl.transport.pool import Factory, HostPool
 
 #: Test-only: lets `up` proceed past the refusals that protect SSH (to prove the dead-man works).
 ALLOW_SSH_CUT_ENV = "LABCTL_TEST_ALLOW_SSH_CUT"
@@ -207,7 +208,6 @@ class _Up:
             self.save_record("applying")
             self.ship()
             self.journals()
-            self.arm()
             self.apply()
             self.start_daemons()
             self.confirm()
@@ -281,17 +281,15 @@ class _Up:
             self.runs[spec.name] = run
         checkpoint("journal")
 
-    def arm(self) -> None:
-        self.say(f"arming dead-man rollback timers ({self.after:g}s)")
-        def arm_one(name: str) -> None:
-            run = self.runs[name]
-            run.journal.deadman = deadman.arm(run.transport, remote_pyz(run.hdir), run.hdir,
-                                              self.inv.lab, self.after, run.systemd)
-            run.save()
-
-        outcomes = run_parallel({n: n for n in self.runs}, arm_one)
-        for out in outcomes.values():
-            out.unwrap()
+    def arm(self, run: HostRun, step: str) -> None:
+        """Arm the host's dead-man timer right before its first guarded change (journaled as
+        planned already, so the rollback knows it). Never shorter than that change may take
+        (`deadman.min_after`), so it cannot fire before the change is applied."""
+        after = max(self.after, deadman.min_after(self.guard_timeout))
+        self.say(f"[{run.name}] arming the dead-man rollback ({after:g}s) before {step}")
+        run.journal.deadman = deadman.arm(run.transport, remote_pyz(run.hdir), run.hdir,
+                                          self.inv.lab, after, run.systemd)
+        run.save()
         checkpoint("deadman")
 
     def apply(self) -> None:
@@ -301,7 +299,11 @@ class _Up:
             self.say(f"[{change.host}] {change.description}")
             self.order.append((change.host, len(run.journal.entries)))
             try:
-                self.report.steps.append(apply_change(run, change, self.guard_timeout))
+                entry = prepare_change(run, change)
+                if change.guarded and run.journal.deadman is None:
+                    self.arm(run, change.step)
+                self.report.steps.append(
+                    execute_change(run, change, entry, self.guard_timeout))
             except PathCut as exc:
                 self.cut[change.host] = exc
                 self.report.steps.append(StepOutcome(
@@ -309,7 +311,8 @@ class _Up:
                     "cut SSH: left to the dead-man rollback on the host"))
                 raise
             except LabctlError:
-                self.report.steps.append(run.outcomes[-1])
+                if run.outcomes and run.outcomes[-1].step == change.step:
+                    self.report.steps.append(run.outcomes[-1])
                 raise
             checkpoint(f"change:{change.step}")
         checkpoint("changes")
@@ -342,7 +345,9 @@ class _Up:
         factory = self.opts.fresh_factory or self.opts.factory or _ssh_factory(self.inv)
         for name, run in self.runs.items():
             rec = run.journal.deadman
-            if rec is None:
+            if rec is None:  # no guarded change on this host: nothing to confirm
+                run.journal.state = "up"
+                run.save()
                 continue
             fresh = factory(self.inv.host(name))
             try:
@@ -414,9 +419,9 @@ class _Up:
             self.runs[name].journal.state = "failed"
             save_local(self.runs[name].journal)
         for name, idx in reversed(self.order):
-            if not self.reachable(name):
-                continue
             run = self.runs[name]
+            if idx >= len(run.journal.entries) or not self.reachable(name):
+                continue  # (the change failed before it was journaled)
             entry = run.journal.entries[idx]
             if not entry.may_be_in_place:
                 continue

@@ -97,9 +97,8 @@ def test_route_that_cuts_ssh_stops_talking_to_the_host(env: Path, how: str) -> N
     add = next(c for c in target.calls if c.argv[: len(ROUTE_ADD)] == ROUTE_ADD)
     assert add.timeout == 3.0  # the guarded change ran with the short timeout
     assert _after(target, ROUTE_ADD) == []  # no rollback, no lock release over the dead link
-    for other in ("online1", "assistant"):  # the other hosts: disarmed and unlocked normally
+    for other in ("online1", "assistant"):  # the other hosts: rolled back and unlocked
         cmds = hosts.fakes[other].commands
-        assert any(c[0] == "touch" and c[1].endswith("deadman.confirmed") for c in cmds)
         assert cmds[-1][:2] == ("rm", "-rf") and cmds[-1][2].endswith("/lock")
     assert "target" not in hosts.fresh  # no confirmation was attempted
 
@@ -112,3 +111,36 @@ def test_route_that_answers_is_confirmed(env: Path) -> None:
     target = hosts.fakes["target"]
     assert _after(target, ROUTE_ADD)[0] == ("true",)  # the path survived: it answers
     assert hosts.fresh["target"]  # confirmed over a new connection
+
+
+def _arm_calls(fake: FakeTransport) -> list[tuple[str, ...]]:
+    return [c for c in fake.commands if "rollback" in c and c[0] == "python3"]
+
+
+def test_deadman_armed_only_where_guarded_right_before_the_change(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ops.DEADMAN_ENV, "1")  # shorter than a guarded change may take
+    hosts = Hosts()
+    report = ops.up(_inv(), _opts(hosts, guard_timeout=7.0))
+    assert report.ok
+    assert _arm_calls(hosts.fakes["online1"]) == []  # no guarded change there: no timer
+    assert _arm_calls(hosts.fakes["assistant"]) == []
+    assert "online1" not in hosts.fresh and "assistant" not in hosts.fresh
+    target = hosts.fakes["target"]
+    (arm,) = _arm_calls(target)
+    assert float(arm[arm.index("--after") + 1]) >= 7.0 + 10.0  # cannot fire before it applies
+    argvs = [c.argv for c in target.calls]
+    i_arm, i_add = argvs.index(arm), next(
+        i for i, a in enumerate(argvs) if a[: len(ROUTE_ADD)] == ROUTE_ADD)
+    assert i_arm < i_add
+    # between arming and the change: only the journal write and the change's probe
+    between = argvs[i_arm + 1:i_add]
+    assert all(a[0] in ("<put>", "mv") or a[:3] == ("python3", "-c", NONEMPTY)
+               for a in between), between
+    from labctl.journal import load_local
+    for name in ("online1", "target", "assistant"):
+        journal = load_local("staging", name)
+        assert journal is not None and journal.state == "up"
+        assert (journal.deadman is not None) == (name == "target")
+
