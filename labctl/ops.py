@@ -205,12 +205,14 @@ class _Up:
     def run(self) -> None:
         try:
             self.lock()
+            self.forget_marks()
             self.save_record("applying")
             self.ship()
             self.journals()
             self.apply()
             self.start_daemons()
             self.confirm()
+            self.mark_logs()
             self.save_record("up")
             checkpoint("state")
         except (LabctlError, OSError) as exc:
@@ -410,6 +412,24 @@ class _Up:
         hint = "labctl rolled back " + (", ".join(others) if others else "nothing else")
         hint += "; once SSH is back, `labctl down` cleans up and reports what was undone"
         return RemoteError("; ".join(parts), hint=hint, host=next(iter(self.cut)))
+
+    def forget_marks(self) -> None:
+        """Log marks of an earlier `up` would make `verify` compare the wrong stretch."""
+        from labctl.verify import MARKS_NAME
+
+        (local_lab_dir(self.inv.lab) / MARKS_NAME).unlink(missing_ok=True)
+
+    def mark_logs(self) -> None:
+        """Where every access log ends and the conntrack counts now, so `verify --since-up`
+        reads exactly the bytes written after `up` (a failure only costs that precision)."""
+        from labctl import verify
+
+        try:
+            verify.save_marks(verify.mark_logs(self.inv, self.pool))
+        except (LabctlError, OSError) as exc:
+            self.report.notes.append(
+                f"could not record where the access logs end ({getattr(exc, 'message', exc)}); "
+                "`verify --since-up` will compare by time instead")
 
     def roll_back(self) -> None:
         """Undo what this `up` did, newest first, across hosts; errors are reported, not raised.

@@ -113,7 +113,7 @@ def copy_lab_factory(lab_factory: Callable[..., LabInfo], tmp_path: Path,
     made: list[CopyLab] = []
 
     def make(sample: int = 100, multiplier: int = 1) -> CopyLab:
-        info = lab_factory(name=unique_lab_name("h6"))
+        info = lab_factory(name=unique_lab_name())
         text = render_lab_inventory(info)
         text = text.replace("sample_percent: 100", f"sample_percent: {sample}")
         text = text.replace("multiplier: 1,", f"multiplier: {multiplier},")
@@ -146,6 +146,13 @@ def test_verify_pass_10000_requests(copy_lab_factory: Callable[..., CopyLab],
     report = json.loads(out)
     true_ratio = copies / sent
     assert report["online_requests"] == sent
+    # `up` recorded where the logs ended and the conntrack counts: verify read from there
+    from labctl.verify import load_marks
+
+    marks = load_marks(lab.inv.lab)
+    assert marks is not None and len(marks.logs) == 2
+    assert {c["host"] for c in report["conntrack"]} == {"online", "target"}
+    assert all(c["count_at_up"] is not None for c in report["conntrack"]), report["conntrack"]
     assert abs(report["copy_ratio"] - true_ratio) <= 0.001, (report["copy_ratio"], true_ratio)
     assert report["verdict"]["passed"], report["verdict"]
     assert code == 0

@@ -144,3 +144,36 @@ def test_deadman_armed_only_where_guarded_right_before_the_change(
         assert journal is not None and journal.state == "up"
         assert (journal.deadman is not None) == (name == "target")
 
+
+def test_up_records_log_marks_and_conntrack_for_verify(env: Path) -> None:
+    from labctl import verify
+
+    hosts = Hosts()
+    inv = _inv()
+    verify.save_marks(verify.Marks("staging", 1.0, [verify.LogMark("x", "/old", 9, 9)]))
+    for name, size, count in (("online1", 1234, 17), ("target", 99, 5)):
+        fake = hosts.factory(inv.host(name))
+        path = (inv.logs.online if name == "online1" else inv.logs.target).path
+        fake.on(["stat", "-c", "%n %s %i", path, path + ".1"], stdout=f"{path} {size} 77\n")
+        fake.on(["cat", *verify.CONNTRACK], stdout=f"{count}\n262144\n")
+    report = ops.up(inv, _opts(hosts))
+    assert report.ok
+    marks = verify.load_marks("staging")
+    assert marks is not None
+    assert {(m.host, m.offset, m.inode) for m in marks.logs} == {
+        ("online1", 1234, 77), ("target", 99, 77)}
+    assert marks.conntrack == {"online1": 17, "target": 5}
+    scope = verify.resolve_scope(inv, since_up=True, window=None)
+    assert scope.marks is not None and scope.marks.find("target", inv.logs.target.path)
+
+
+def test_failed_up_forgets_old_marks(env: Path) -> None:
+    from labctl import verify
+
+    hosts = Hosts()
+    inv = _inv()
+    verify.save_marks(verify.Marks("staging", 1.0, [verify.LogMark("x", "/old", 9, 9)]))
+    hosts.factory(inv.hosts.target).on_prefix(list(ROUTE_ADD), exit_code=2, stderr="nope")
+    with pytest.raises(ops.RemoteError):
+        ops.up(inv, _opts(hosts))
+    assert verify.load_marks("staging") is None
