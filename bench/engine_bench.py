@@ -2,13 +2,13 @@
 
     sudo .venv/bin/python bench/engine_bench.py [--out bench/engine_bench.json] [--quick]
 
-Builds its own lab (name ``h7bNNNN``), runs intercept on the assistant and tcpcopy on online
-(3-server topology), then for the keep-alive and new-connection mixes sends stepped request
-rates with the lab traffic generator, and finally unpaced wrk runs (10 and 50 keep-alive
-connections). Per step: requests online vs copies at the target (same method/URI/body length),
-tcpcopy and intercept CPU seconds (utime+stime from /proc/PID/stat) per 10,000 copied
-requests. Prints a table and writes JSON with the highest rate copied at >= 99.9 % per mix
-and the peak RSS (VmHWM) of both daemons.
+Builds its own lab (name ``<--lab-prefix>NNNN``, default ``h7b``), runs intercept on the
+assistant and tcpcopy on online (3-server topology), then for the keep-alive and
+new-connection mixes sends stepped request rates with the lab traffic generator, and
+finally unpaced wrk runs (10 and 50 keep-alive connections). Per step: requests online vs
+copies at the target (same method/URI/body length), tcpcopy and intercept CPU seconds
+(utime+stime from /proc/PID/stat) per 10,000 copied requests. Prints a table and writes
+JSON with the highest rate copied at >= 99.9 % per mix and the peak RSS (VmHWM) of both daemons.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def wrk_step(rig: Rig, pids: Dict[str, int], conns: int, seconds: int) -> Dict[s
     return row
 
 
-def run(quick: bool, wrk_only: bool = False) -> Dict[str, Any]:
-    name = "h7b" + secrets.token_hex(2)
+def run(quick: bool, wrk_only: bool = False, prefix: str = "h7b") -> Dict[str, Any]:
+    name = prefix + secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix="h7bench-"))
     lab = build_lab(LabSpec(name=name))
     lab.assert_routes_via_lab()
@@ -167,11 +167,12 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "bench" / "engine_bench.json"))
     p.add_argument("--quick", action="store_true", help="shorter steps (CI smoke)")
     p.add_argument("--wrk-only", action="store_true", help="only the unpaced wrk runs")
+    p.add_argument("--lab-prefix", default="h7b", help="lab name prefix (default h7b)")
     a = p.parse_args()
     if os.geteuid() != 0:
         print("engine_bench: needs root (builds a network-namespace lab)", file=sys.stderr)
         return 2
-    result = run(a.quick, a.wrk_only)
+    result = run(a.quick, a.wrk_only, a.lab_prefix)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'mix':<22}{'rate':>8}{'online':>8}{'copied':>8}{'fid':>9}{'tc s/10k':>10}"
           f"{'ic s/10k':>10}")

@@ -71,6 +71,11 @@ class FakeSock:
         out, self.data = self.data[:n], self.data[n:]
         return out
 
+    def recv_into(self, buf: Any, n: int) -> int:
+        out = self.recv(n)
+        buf[:len(out)] = out
+        return len(out)
+
     def send(self, data: Any) -> int:
         return len(data)
 
@@ -128,6 +133,8 @@ class Rig:
         conn.sock = FakeSock()  # type: ignore[assignment]
         conn.channel = ClientChannel(None, 0.0)
         conn.out = bytearray()
+        conn._rbuf = bytearray(262144)
+        conn._rview = memoryview(conn._rbuf)
         conn.connected = conn.alive = True
         self.conn = conn
         self.used = 0.0

@@ -329,8 +329,8 @@ class ClientChannel:
         self._frames(events)
         return events
 
-    def feed_raw(self, data: bytes, now: float, sink: Callable[[bytes, float], None]
-                 ) -> List[ClientEvent]:
+    def feed_raw(self, data: Union[bytes, memoryview], now: float,
+                 sink: Callable[[bytes, float], None]) -> List[ClientEvent]:
         """Like ``feed`` but hands each valid record to ``sink(raw_record, now)`` undecoded.
 
         The records are checked exactly as ``decode_record`` checks them (a bad one is a

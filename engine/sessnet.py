@@ -19,6 +19,7 @@ from engine.stats import Logger
 
 RecordSink = Callable[[bytes, float], None]
 CONNECT_TIMEOUT = 3.0
+RECV_BUFFER = 262144          # preallocated: recv(262144) would mmap/mremap/munmap per read
 
 
 class Conn:
@@ -31,6 +32,8 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.channel = ClientChannel(owner.key, now)
         self.out = bytearray()
+        self._rbuf = bytearray(RECV_BUFFER)
+        self._rview = memoryview(self._rbuf)
         self.connected = False
         self.alive = True
         self.deadline = now + CONNECT_TIMEOUT
@@ -66,19 +69,19 @@ class Conn:
     def _on_read(self) -> None:
         owner = self.owner
         try:
-            data = self.sock.recv(262144)
+            n = self.sock.recv_into(self._rbuf, RECV_BUFFER)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             owner.lost(self, f"recv error ({exc.strerror})")
             return
-        if not data:
+        if not n:
             owner.lost(self, "closed by intercept")
             return
         now = owner.loop.time()
         sink = owner.sink
         was_ready = self.channel.authenticated
-        for ev in self.channel.feed_raw(data, now, sink):
+        for ev in self.channel.feed_raw(self._rview[:n], now, sink):
             if isinstance(ev, Malformed):
                 owner.counters["channel_malformed"] += 1
             elif isinstance(ev, Closed):
