@@ -77,36 +77,66 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> _Parser:
     p = _Parser(prog="tcpcopy", add_help=False, allow_abbrev=False)
     a = p.add_argument
-    a("-x", "--transfer", action="append", default=[], metavar="[IP:]PORT-TIP:TPORT")
-    a("-s", "--intercepts", "--server", action="append", default=[], metavar="IP[:PORT],..")
-    a("-p", "--port", type=int, default=DEFAULT_INTERCEPT_PORT)
-    a("-C", "--connections", type=int, default=2)
-    a("-c", "--client-ips", action="append", default=[], metavar="IP|a.b.c.x,..")
-    a("-n", "--replicas", type=int, default=1)
-    a("-f", "--port-shift", type=int, default=0)
-    a("-r", "--sample", type=int, default=0, metavar="PCT")
-    a("-t", "--session-timeout", type=float, default=600.0, metavar="S")
-    a("-k", "--keepalive-timeout", type=float, default=None, metavar="S")
-    a("-m", "--memory-limit", type=int, default=2048, metavar="MB")
-    a("-M", "--mtu", type=int, default=1500)
-    a("-D", "--mss", type=int, default=1460)
-    a("-l", "--log-file")
-    a("-P", "--pid-file")
-    a("-d", "--daemon", action="store_true")
-    a("-O", "--only-full", action="store_true")
-    a("-W", "--no-wait", action="store_true")
-    a("-L", "--lonely", action="store_true")
-    a("-F", "--filter")
-    a("-i", "--interface", action="append", default=[])
-    a("-o", "--output-device")
-    a("-h", "--help", action="store_true")
-    a("-v", "--version", action="store_true")
-    a("--key-file")
-    a("--stats-file")
-    a("--stats-interval", type=float, default=1.0)
-    a("--max-sessions", type=int, default=65536)
-    a("--session-buffer-bytes", type=int, default=16 * 1024 * 1024)
-    a("--reconnect-interval", type=float, default=2.0)
+    a("-x", "--transfer", action="append", default=[], metavar="[IP:]PORT-TIP:TPORT",
+      help='copy traffic to [IP:]PORT to TIP:TPORT (repeatable, comma list; @MAC suffixes with -o)')
+    a("-s", "--intercepts", "--server", action="append", default=[], metavar="IP[:PORT],..",
+      help='intercept servers (repeatable, comma list); port defaults to -p')
+    a("-p", "--port", type=int, default=DEFAULT_INTERCEPT_PORT,
+      help='default intercept port (%(default)s)')
+    a("-C", "--connections", type=int, default=2,
+      help='channel connections per intercept (%(default)s, max 11)')
+    a("-c", "--client-ips", action="append", default=[], metavar="IP|a.b.c.x,..",
+      help='rewrite client addresses into this pool (sticky per real client; a.b.c.x = .1-.254)')
+    a("-n", "--replicas", type=int, default=1,
+      help='copy every session N times, on collision-free tuples (%(default)s)')
+    a("-f", "--port-shift", type=int, default=0,
+      help='port-shift factor 0-255 so several tcpcopy instances share one target')
+    a("-r", "--sample", type=int, default=0, metavar="PCT",
+      help='copy only PCT %% of sessions, 1-99 (0 = all)')
+    a("-t", "--session-timeout", type=float, default=600.0, metavar="S",
+      help='drop a session after S s without a response (%(default)s)')
+    a("-k", "--keepalive-timeout", type=float, default=None, metavar="S",
+      help='idle keep-alive timeout (default -t + 120)')
+    a("-m", "--memory-limit", type=int, default=2048, metavar="MB",
+      help='RSS cap: shed the largest sessions above it, never exit (%(default)s MB)')
+    a("-M", "--mtu", type=int, default=1500,
+      help='MTU towards the target; larger captured frames are re-segmented (%(default)s)')
+    a("-D", "--mss", type=int, default=1460,
+      help='MSS option of faked SYNs (%(default)s)')
+    a("-l", "--log-file",
+      help='log file (default stderr)')
+    a("-P", "--pid-file",
+      help='pid file, written at start and removed at exit')
+    a("-d", "--daemon", action="store_true",
+      help='run in the background')
+    a("-O", "--only-full", action="store_true",
+      help='copy only sessions whose SYN was seen (no faked handshakes)')
+    a("-W", "--no-wait", action="store_true",
+      help="do not pace requests on the target's responses")
+    a("-L", "--lonely", action="store_true",
+      help='keep running when every intercept is lost; reconnect and re-register routes')
+    a("-F", "--filter",
+      help='capture BPF expression; overrides the filter built from -x')
+    a("-i", "--interface", action="append", default=[],
+      help='capture interfaces (comma list; default: all up, non-loopback)')
+    a("-o", "--output-device",
+      help='send copies as Ethernet frames from this interface (no IP stack, conntrack, iptables)')
+    a("-h", "--help", action="store_true",
+      help='show this help')
+    a("-v", "--version", action="store_true",
+      help='show the version')
+    a("--key-file",
+      help='shared key file: HMAC-SHA256 challenge-response on every channel')
+    a("--stats-file",
+      help='write counters as JSON here (atomically)')
+    a("--stats-interval", type=float, default=1.0,
+      help='seconds between stats-file writes (%(default)s)')
+    a("--max-sessions", type=int, default=65536,
+      help='session table cap; sessions beyond it are counted as table_full (%(default)s)')
+    a("--session-buffer-bytes", type=int, default=16 * 1024 * 1024,
+      help='per-session buffer cap; a session over it is shed and counted (%(default)s)')
+    a("--reconnect-interval", type=float, default=2.0,
+      help='seconds between intercept reconnect attempts with -L (%(default)s)')
     return p
 
 
