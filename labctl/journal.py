@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 from labctl.errors import RemoteError, UsageError
 from labctl.model import Change
 from labctl.transport.base import Transport
+from labctl.transport.batch import run_batch
 
 VERSION = 1
 JOURNAL_NAME = "journal.json"
@@ -180,9 +181,12 @@ def journal_path(hdir: str) -> str:
 # -- remote I/O -------------------------------------------------------------------------------
 def take_snapshot(transport: Transport, sudo: bool = False) -> Snapshot:
     """`ip route show table all` + `iptables-save` (read-only); failures recorded as text."""
+    argvs = list(SNAPSHOT_ARGVS.values())
+    results = run_batch(transport, argvs, sudo=sudo)  # one round trip
+    if results is None:
+        results = [transport.run(list(argv), sudo=sudo) for argv in argvs]
     out = {}
-    for key, argv in SNAPSHOT_ARGVS.items():
-        res = transport.run(list(argv), sudo=sudo)
+    for key, argv, res in zip(SNAPSHOT_ARGVS, argvs, results):
         out[key] = res.stdout if res.ok else f"# {argv[0]} failed ({res.exit_code}): {res.stderr}"
     return Snapshot(**out)
 

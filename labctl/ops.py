@@ -31,7 +31,7 @@ from labctl.apply import (
     undo_entry,
 )
 from labctl.errors import LabctlError, PreflightRefused, RemoteError, UsageError
-from labctl.inventory_models import Inventory
+from labctl.inventory_models import HostSpec, Inventory
 from labctl.journal import (
     LabRecord,
     Snapshot,
@@ -43,8 +43,8 @@ from labctl.journal import (
 )
 from labctl.model import Change, ChangeKind, Finding, Plan
 from labctl.ship import ShipOutcome, build_engine, remote_pyz, ship
-from labctl.transport.base import CommandFailed, ConnectionLost
-from labctl.transport.pool import Factory, HostPool
+from labctl.transport.base import CommandFailed, ConnectionLost, Transport
+from labctl.transport.pool import Factory, HostPool, run_parallel
 
 #: Test-only: lets `up` proceed past the refusals that protect SSH (to prove the dead-man works).
 ALLOW_SSH_CUT_ENV = "LABCTL_TEST_ALLOW_SSH_CUT"
@@ -233,10 +233,13 @@ class _Up:
         return host_dir(self.inv.state_dir, self.inv.lab, name)
 
     def lock(self) -> None:
-        for spec in self.inv.all_hosts():
-            t = self.pool.transport(spec.name)
-            self.report.notes += acquire_lock(t, self.runs_dir(spec.name))
+        def lock_one(spec: HostSpec, t: Transport) -> list[str]:
+            notes = acquire_lock(t, self.runs_dir(spec.name))
             self.locked.append(spec.name)
+            return notes
+
+        for out in self.pool.each(lock_one).values():  # every host tried; first error raised
+            self.report.notes += out.unwrap()
         checkpoint("lock")
 
     def save_record(self, state: str) -> None:
@@ -248,39 +251,48 @@ class _Up:
     def ship(self) -> None:
         self.say("shipping the engine")
         artifact = build_engine()
-        outcomes = self.pool.each(
-            lambda spec, t: ship(t, artifact, self.runs_dir(spec.name), sudo=True))
+        key = self.local_key()
+        needs_key = {h.name for h in self.inv.hosts.online} | {self.inv.intercept_host.name}
+
+        def ship_one(spec: HostSpec, t: Transport) -> ShipOutcome:
+            out = ship(t, artifact, self.runs_dir(spec.name), sudo=True)
+            if spec.name in needs_key:
+                t.put(str(key), self.key_path(spec.name), mode=0o600)
+            return out
+
+        outcomes = self.pool.each(ship_one)
         self.report.shipped += [out.unwrap() for out in outcomes.values()]
-        self.upload_key()
         checkpoint("ship")
 
-    def upload_key(self) -> None:
+    def local_key(self) -> Path:
         """The intercept channel key: the inventory's, or one generated per lab and kept locally."""
         if self.inv.intercept.key_file:
-            local = Path(os.path.expanduser(self.inv.intercept.key_file))
-        else:
-            local = local_lab_dir(self.inv.lab) / KEY_NAME
-            if not local.exists():
-                local.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_hex(32) + "\n")
-        names = [h.name for h in self.inv.hosts.online] + [self.inv.intercept_host.name]
-        for name in dict.fromkeys(names):
-            self.pool.transport(name).put(str(local), self.key_path(name), mode=0o600)
+            return Path(os.path.expanduser(self.inv.intercept.key_file))
+        local = local_lab_dir(self.inv.lab) / KEY_NAME
+        if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+        return local
 
     def key_path(self, name: str) -> str:
         return f"{self.runs_dir(name)}/{KEY_NAME}"
 
     def journals(self) -> None:
-        for spec in self.inv.all_hosts():
-            t = self.pool.transport(spec.name)
+        def journal_one(spec: HostSpec, t: Transport) -> HostRun:
             fact = self.facts.get(spec.name)
             run = HostRun(spec.name, t, self.runs_dir(spec.name),
                           new_journal(self.inv.lab, spec.name, self.run_id),
                           systemd=bool(getattr(fact, "systemd", False)))
+            self.runs[spec.name] = run  # before saving: a failed save is still rolled back
             run.save()
-            self.runs[spec.name] = run
+            return run
+
+        outcomes = self.pool.each(journal_one)
+        self.runs = {name: self.runs[name] for name in outcomes if name in self.runs}
+        for out in outcomes.values():
+            out.unwrap()
         checkpoint("journal")
 
     def arm(self, run: HostRun, step: str) -> None:
@@ -345,12 +357,13 @@ class _Up:
         """Over a NEW connection per host: proves a fresh SSH login still works, then disarms."""
         self.say("confirming over new SSH connections")
         factory = self.opts.fresh_factory or self.opts.factory or _ssh_factory(self.inv)
-        for name, run in self.runs.items():
-            rec = run.journal.deadman
+
+        def confirm_one(run: HostRun) -> None:
+            name, rec = run.name, run.journal.deadman
             if rec is None:  # no guarded change on this host: nothing to confirm
                 run.journal.state = "up"
                 run.save()
-                continue
+                return
             fresh = factory(self.inv.host(name))
             try:
                 connect = getattr(fresh, "connect", None)
@@ -365,6 +378,9 @@ class _Up:
                 fresh.close()
             run.journal.state = "up"
             run.save()
+
+        for out in run_parallel(self.runs, confirm_one).values():
+            out.unwrap()
         checkpoint("confirm")
 
     def note_cut(self, exc: BaseException) -> None:

@@ -213,14 +213,18 @@ def fetch_conntrack(t: Transport, spec: HostSpec) -> tuple[Optional[int], Option
 def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
     """Record where every access log ends and the conntrack counts. Call at the end of `up`."""
     marks = Marks(inv.lab, now())
-    for role, spec in _log_hosts(inv):
-        t = pool.transport(spec.name)
-        path = _log_spec(inv, role).path
+    roles = dict((spec.name, role) for role, spec in _log_hosts(inv))
+
+    def one(spec: HostSpec, t: Transport) -> tuple[LogMark, Optional[int]]:
+        path = _log_spec(inv, roles[spec.name]).path
         current, _ = _stat(t, spec, path)
-        marks.logs.append(LogMark(spec.name, path, current.size, current.inode))
-        count, _max = fetch_conntrack(t, spec)
+        return LogMark(spec.name, path, current.size, current.inode), fetch_conntrack(t, spec)[0]
+
+    for name, outcome in pool.each(one, hosts=list(roles)).items():  # hosts in parallel
+        mark, count = outcome.unwrap()
+        marks.logs.append(mark)
         if count is not None:
-            marks.conntrack[spec.name] = count
+            marks.conntrack[name] = count
     return marks
 
 

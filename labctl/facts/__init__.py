@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from labctl.facts.base import Fact, FactParseError, FactValue, run_fact
+from labctl.facts.base import Fact, FactParseError, run_fact, run_facts
 from labctl.facts.iptables import IPTABLES, Ruleset, normalise_iptables_save
 from labctl.facts.proc import PROC_VALUES, Conntrack, ProcValues
 from labctl.facts.routes import (
@@ -142,12 +142,12 @@ _FIELD = {"proc_values": "proc", "addrs": "interfaces", "ssh_connection": "ssh"}
 
 def gather_host_facts(transport: Transport, spec: HostSpec, role: str,
                       inventory: Inventory) -> HostFacts:
-    """Run every fact for one host sequentially over its (reused) transport."""
+    """Every fact for one host, in one or two round trips (see `run_facts`)."""
     values: dict[str, Any] = {}
     unknown: dict[str, str] = {}
     route_gets: dict[str, RouteGet] = {}
     tcp: dict[str, bool] = {}
-    results: list[FactValue[Any]] = [run_fact(transport, f) for f in _facts_for(inventory, role)]
+    results = run_facts(transport, _facts_for(inventory, role))
     if any(r.name == "uid" and r.known and r.value != 0 for r in results):
         results.append(run_fact(transport, SUDO))
     for r in results:

@@ -7,11 +7,13 @@ missing tool on one host becomes a recorded "unknown", never an exception.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from labctl.errors import LabctlError
 from labctl.transport.base import Result, Transport
+from labctl.transport.batch import run_batch
 
 T = TypeVar("T")
 
@@ -51,10 +53,35 @@ def run_fact(transport: Transport, fact: Fact[T]) -> FactValue[T]:
         result = transport.run(list(fact.argv), sudo=fact.sudo, timeout=fact.timeout)
     except LabctlError as exc:
         return FactValue(fact.name, error=exc.message)
+    return parse_fact(fact, result)
+
+
+def parse_fact(fact: Fact[T], result: Result) -> FactValue[T]:
+    """A fact's value from its command's result (pure)."""
     try:
         return FactValue(fact.name, value=fact.parse(result))
     except FactParseError as exc:
         return FactValue(fact.name, error=f"`{' '.join(fact.argv)}`: {exc}")
+
+
+def run_facts(transport: Transport, facts: Sequence[Fact[Any]]) -> list[FactValue[Any]]:
+    """Several facts in as few round trips as possible: one batch per sudo flag. A batch the
+    host cannot run (or a link that fails during it) falls back to one command per fact."""
+    out: dict[str, FactValue[Any]] = {}
+    for sudo in (False, True):
+        group = [f for f in facts if f.sudo == sudo]
+        if not group:
+            continue
+        try:
+            results = run_batch(transport, [f.argv for f in group], sudo=sudo,
+                                timeout=sum(f.timeout for f in group))
+        except LabctlError:
+            results = None
+        if results is None:
+            out.update((f.name, run_fact(transport, f)) for f in group)
+        else:
+            out.update((f.name, parse_fact(f, r)) for f, r in zip(group, results))
+    return [out[f.name] for f in facts]
 
 
 def require_ok(result: Result) -> str:

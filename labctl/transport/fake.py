@@ -8,6 +8,9 @@ Unit tests use it so that no test can ever run a real command by accident:
     fake.on_regex(r"^iptables -t raw -C ", exit_code=1)
     fake.run(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == "0\\n"
     fake.commands == [("sysctl", "-n", "net.ipv4.ip_forward")]
+
+A batch (labctl.transport.batch) is answered argv by argv from the same rules, and the calls
+record the argvs inside it, not the wrapper.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from labctl.transport.base import CallLog, Result
+from labctl.transport.batch import frame, unbatch_argv
 
 Answer = Union[Result, Callable[[tuple[str, ...]], Result]]
 
@@ -104,6 +108,11 @@ class FakeTransport:
         key = tuple(argv) if not isinstance(argv, str) else ()
         if not key or not all(isinstance(a, str) for a in key):
             raise TypeError(f"argv must be a non-empty sequence of str, got {argv!r}")
+        batch = unbatch_argv(key)
+        if batch is not None:  # as a host would: each argv in turn (recorded one by one)
+            token, argvs = batch
+            results = [self.run(a, sudo=sudo, timeout=timeout) for a in argvs]
+            return Result(self.host, key, 0, frame(results, token))
         self.calls.append(Call(key, sudo, stdin, timeout))
         self.log.calls.append(key)
         rule = self._find(key)

@@ -1,0 +1,95 @@
+"""labctl.transport.batch: several argvs in one round trip, split back byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from labctl.facts import gather_host_facts
+from labctl.inventory import load_inventory
+from labctl.journal import take_snapshot
+from labctl.transport import FakeTransport, LocalTransport
+from labctl.transport.base import Result
+from labctl.transport.batch import batch_argv, frame, new_token, run_batch, split, unbatch_argv
+from tests.unit.test_facts_gather import scripted
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGVS = [("echo", "hi there"), ("sh", "-c", "printf x; echo oops >&2; exit 3"),
+         ("labctl-no-such-tool",), ("printf", "%s", 'a b $(x) "q" `y` ;'),
+         ("printf", "two\n\n")]
+
+
+def test_local_shell_runs_each_argv_verbatim() -> None:
+    results = run_batch(LocalTransport("local"), ARGVS)
+    assert results is not None
+    assert [r.argv for r in results] == ARGVS
+    assert results[0].stdout == "hi there\n" and results[0].exit_code == 0
+    assert (results[1].stdout, results[1].stderr, results[1].exit_code) == ("x", "oops\n", 3)
+    assert results[2].exit_code == 127  # missing tool: as if run alone
+    assert results[3].stdout == 'a b $(x) "q" `y` ;'  # arguments are never shell-expanded
+    assert results[4].stdout == "two\n\n"
+
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(st.lists(st.tuples(text, text, st.integers(0, 255)), min_size=1, max_size=5))
+def test_frame_then_split_round_trips(outs: list[tuple[str, str, int]]) -> None:
+    token = new_token()
+    argvs = [("cmd", str(i)) for i in range(len(outs))]
+    results = [Result("h", a, code, out, err) for a, (out, err, code) in zip(argvs, outs)]
+    got = split(Result("h", ("sh",), 0, frame(results, token)), argvs, token)
+    assert got == results
+
+
+def test_incomplete_output_is_not_a_batch() -> None:
+    token = new_token()
+    argvs = [("a",), ("b",)]
+    whole = frame([Result("h", ("a",), 0, "1"), Result("h", ("b",), 0, "2")], token)
+    assert split(Result("h", ("sh",), 0, whole[:-5]), argvs, token) is None
+    assert split(Result("h", ("sh",), 125, ""), argvs, token) is None
+    assert unbatch_argv(batch_argv(argvs, token)) == (token, argvs)
+    assert unbatch_argv(("sh", "-c", "true")) is None
+
+
+class Counting(FakeTransport):
+    """Counts the round trips: a batch counts once, the argvs inside it not at all."""
+
+    round_trips: int = 0
+    depth: int = 0
+
+    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: Optional[float] = None,
+            stdin: Optional[str] = None) -> Result:
+        self.round_trips += self.depth == 0
+        self.depth += 1
+        try:
+            return super().run(argv, sudo=sudo, timeout=timeout, stdin=stdin)
+        finally:
+            self.depth -= 1
+
+
+def _counting(name: str) -> Any:
+    fake = Counting(name)
+    fake._rules = scripted(name)._rules
+    return fake
+
+
+def test_host_facts_take_two_round_trips() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    fake = _counting("target")
+    facts = gather_host_facts(fake, inv.hosts.target, "target", inv)
+    assert facts.unknown == {} and facts.iptables is not None and facts.proc is not None
+    assert len(fake.commands) >= 11  # every fact still ran ...
+    assert fake.round_trips == 2  # ... in one batch without sudo and one with
+
+
+def test_snapshot_is_one_round_trip() -> None:
+    fake = _counting("target")
+    fake.on(["ip", "route", "show", "table", "all"], stdout="default via 10.77.1.254\n")
+    snap = take_snapshot(fake)
+    assert snap.routes.strip() and "COMMIT" in snap.iptables
+    assert fake.round_trips == 1
