@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from labctl import render
+import typer
+
 from labctl.cli import app
-from labctl.cli.ops import OUT, progress
-from labctl.ops_demo import DemoReport, run_demo
+from labctl.cli.console import out
+from labctl.cli.ops import progress
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from labctl.ops_demo import DemoReport
 
 
 @app.command()
@@ -20,18 +25,23 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Build the local lab, copy real client traffic to the target, undo everything."""
+    from labctl import render
+    from labctl.ops_demo import run_demo
+
     topology = "two-server" if two_server else "three-server"
     with progress() as say:
         report = run_demo(name, requests, keep, say, topology=topology)
     if json_out:
-        OUT.print_json(render.dumps(report))
+        out().print_json(render.dumps(report))
     else:
-        OUT.print(_table(report))
+        out().print(_table(report))
     if not report.ok:
         raise typer.Exit(1)
 
 
 def _table(r: DemoReport) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"demo: lab {r.lab} ({r.topology})")
     table.add_column("what")
     table.add_column("result")

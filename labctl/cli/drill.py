@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from labctl.cli import app
-from labctl.drill import DrillOptions, DrillResult, StepResult, run_drill
+from labctl.cli.console import err, out
 from labctl.errors import DrillFailed, UsageError
-from labctl.runbook import LAB_NAME, parse_runbook, read_text
 
-OUT = Console()
-ERR = Console(stderr=True)
+if TYPE_CHECKING:  # imported inside the command: `labctl --help` must not load the drill
+    from rich.table import Table
+
+    from labctl.drill import DrillResult, StepResult
+
 STYLE = {"ok": "green", "failed": "bold red", "skipped": "dim"}
 
 
@@ -34,26 +33,30 @@ def drill_cmd(
                                  "instead of the runbook's."),
 ) -> None:
     """Run a drill runbook step by step, then write a Markdown/HTML/JSON report."""
+    from rich.markup import escape
+
     from labctl import report
+    from labctl.drill import DrillOptions, run_drill
+    from labctl.runbook import LAB_NAME, parse_runbook, read_text
 
     if lab_name and not re.match(LAB_NAME, lab_name):
         raise UsageError(f"--lab-name {lab_name!r}: a lowercase letter, then up to 7 lowercase "
                          "letters or digits")
     text = read_text(runbook)
     rb = parse_runbook(text, source=str(runbook))
-    with ERR.status(f"drill {rb.name}", spinner="dots") as spinner:
+    with err().status(f"drill {rb.name}", spinner="dots") as spinner:
         def say(msg: str) -> None:
-            ERR.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
+            err().print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
             spinner.update(escape(msg))
 
         opts = DrillOptions(keep=keep, lab_name=lab_name, progress=say, on_step=_show_step)
         result = run_drill(rb, text, str(runbook), opts)
-    out = report_dir or report.default_dir(rb.name, result.started_at)
-    paths = report.write_report(result, out)
+    where = report_dir or report.default_dir(rb.name, result.started_at)
+    paths = report.write_report(result, where)
     if json_out:
         typer.echo(report.to_json(result))
     else:
-        OUT.print(_summary(result, paths))
+        out().print(_summary(result, paths))
     if result.interrupted:
         raise KeyboardInterrupt
     if not result.passed:
@@ -62,13 +65,18 @@ def drill_cmd(
 
 
 def _show_step(res: StepResult) -> None:
+    from rich.markup import escape
+
     style = STYLE.get(res.status, "")
-    ERR.print(f"[{style}]{res.status:>6}[/{style}] step {res.index}: {escape(res.title)} "
+    err().print(f"[{style}]{res.status:>6}[/{style}] step {res.index}: {escape(res.title)} "
               f"({res.duration:.1f} s)" + (f" [red]{escape(res.error)}[/red]"
                                             if res.error else ""), highlight=False)
 
 
 def _summary(result: DrillResult, paths: list[Path]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     t = Table(title=f"drill {result.name}: {result.verdict}", title_justify="left")
     for col in ("#", "step", "outcome", "duration", "notes"):
         t.add_column(col)

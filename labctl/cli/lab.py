@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from labctl.cli import app
 from labctl.errors import ExitCode
-from labctl.lab import LabInfo, LabSpec, LabStatus, build_lab, destroy_lab, lab_status
+
+if TYPE_CHECKING:
+    from labctl.lab import LabInfo, LabStatus
 
 DEFAULT_NAME = "lab"
 NAME_HELP = "Lab name: 1-8 characters, [a-z][a-z0-9]*. Several labs can exist side by side."
@@ -29,6 +31,8 @@ def up(
         None, "--index", help="Force lab index N (10.77-79.N.0/24); default: first free one."),
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
+    from labctl.lab import LabSpec, build_lab
+
     t0 = time.monotonic()
     info = build_lab(LabSpec(name=name, index=index))
     typer.echo(render_up(info, time.monotonic() - t0))
@@ -37,6 +41,8 @@ def up(
 @lab_app.command("down")
 def down(name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP)) -> None:
     """Stop the lab's processes, delete its namespaces, links and files. Safe to run twice."""
+    from labctl.lab import destroy_lab
+
     found = destroy_lab(name)
     typer.echo(f"lab {name}: destroyed" if found else f"lab {name}: nothing to remove")
 
@@ -47,6 +53,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show hosts, addresses, services (pid alive, port listening) and whether each is up."""
+    from labctl.lab import lab_status
+
     st = lab_status(name)
     typer.echo(json.dumps(st.to_dict(), indent=2) if as_json else render_status(st))
     if not st.up:

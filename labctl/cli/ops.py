@@ -5,28 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from labctl import ops, ops_down, render
 from labctl.cli import app
+from labctl.cli.console import err, out
 
-OUT = Console()
-ERR = Console(stderr=True)
+if TYPE_CHECKING:
+    from labctl import ops
+
+# Heavy modules (pydantic models, paramiko, rich) are imported inside the commands, so that
+# `labctl --help` and unrelated commands start fast.
 
 
 @contextmanager
-def progress(enabled: bool = True) -> Iterator[ops.Progress]:
+def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
     """A live spinner on stderr; each message is also printed as a line (kept in the scroll)."""
     if not enabled:
         yield lambda msg: None
         return
-    with ERR.status("starting", spinner="dots") as spinner:
+    from rich.markup import escape
+
+    console = err()
+    with console.status("starting", spinner="dots") as spinner:
         def say(msg: str) -> None:
-            ERR.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
+            console.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
             spinner.update(msg)
 
         yield say
@@ -42,6 +46,8 @@ def up(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
+    from labctl import ops
+
     res = ops.resolve(inventory)
     with progress() as say:
         opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, inventory_path=res.path,
@@ -58,6 +64,8 @@ def plan(
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """What `up` would change, touching nothing."""
+    from labctl import ops
+
     res = ops.resolve(inventory)
     with progress() as say:
         report = ops.plan(res.inventory, ops.UpOptions(progress=say))
@@ -65,10 +73,12 @@ def plan(
 
 
 def _show(report: ops.UpReport, json_out: bool) -> None:
+    from labctl import render
+
     if json_out:
-        OUT.print_json(render.dumps(report))
+        out().print_json(render.dumps(report))
     else:
-        OUT.print(render.up_renderable(report))
+        out().print(render.up_renderable(report))
 
 
 @app.command()
@@ -77,12 +87,14 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Daemons, counters, tagged routes/rules and journal state, per host."""
+    from labctl import ops, ops_down, render
+
     res = ops.resolve(inventory)
     report = ops_down.status(res.inventory)
     if json_out:
-        OUT.print_json(render.dumps(report))
+        out().print_json(render.dumps(report))
     else:
-        OUT.print(render.status_renderable(report))
+        out().print(render.status_renderable(report))
 
 
 @app.command()
@@ -91,14 +103,16 @@ def down(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Stop the daemons (keeping final counters) and undo exactly what `up` changed."""
+    from labctl import ops, ops_down, render
+
     res = ops.resolve(inventory)
     with progress() as say:
         say(f"taking lab {res.inventory.lab} down")
         report = ops_down.down(res.inventory)
     if json_out:
-        OUT.print_json(render.dumps(report))
+        out().print_json(render.dumps(report))
     else:
-        OUT.print(render.down_renderable(report))
+        out().print(render.down_renderable(report))
     if not report.ok:
         raise typer.Exit(1)
 

@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
-from rich.live import Live
 
-from labctl import render_verify as rv
 from labctl.cli import app
 from labctl.errors import UsageError, VerifyFailed
-from labctl.inventory_models import Inventory
-from labctl.ledger import LedgerReport
-from labctl.transport.pool import HostPool
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the heavy modules are imported inside the commands (fast start-up)
+    from rich.console import Console
+
+    from labctl.inventory_models import Inventory
+    from labctl.ledger import LedgerReport
+    from labctl.transport.pool import HostPool
     from labctl.verify import Watch
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -55,6 +54,8 @@ def resolve_inventory(path: Optional[Path], command: str = "verify") -> Inventor
 
 
 def _pool(inv: Inventory) -> HostPool:
+    from labctl.transport.pool import HostPool
+
     return HostPool.open(inv)
 
 
@@ -68,6 +69,9 @@ def verify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict."""
+    from rich.console import Console
+
+    from labctl import render_verify as rv
     from labctl import verify as core
 
     if window is not None and since_up:
@@ -99,6 +103,10 @@ def _watch(session: Watch, report: LedgerReport, console: Console,
     """Refresh until Ctrl-C, which ends the watch normally: the last report stays on screen
     and decides the exit code, like a single verify. On a terminal the table is redrawn in
     place; into a pipe or file every refresh is printed in full, one after the other."""
+    from rich.live import Live
+
+    from labctl import render_verify as rv
+
     refreshes = 1
     live = Live(rv.ledger_view(report), console=console, auto_refresh=False)
     if console.is_terminal:
@@ -133,6 +141,9 @@ def diagnose_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
 ) -> None:
     """Capture briefly on every host and name the first broken link of the copy path."""
+    from rich.console import Console
+
+    from labctl import render_verify as rv
     from labctl.diagnose import run_diagnose
 
     inv = resolve_inventory(inventory, "diagnose")
