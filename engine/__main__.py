@@ -20,10 +20,12 @@ def main() -> int:
         return 2
     tool, args = sys.argv[1], sys.argv[2:]
     if tool == "tcpcopy":
-        from engine.tcpcopy import main as run
-    else:
-        from engine.intercept import main as run
-    return run(args)
+        from engine.tcpcopy import main as tcpcopy
+
+        return tcpcopy(args)
+    from engine.intercept import main as intercept
+
+    return intercept(args)
 
 
 if __name__ == "__main__":
