@@ -113,8 +113,9 @@ def inject(rig: Rig, role: str, spec: Dict[str, Any], timeout: float = 60) -> Di
     return sent
 
 
-def live_ports(rig: Rig) -> List[int]:
-    out = rig.ns("client", ["ss", "-tnH", "state", "established", "dst", f"{rig.online}:80"])
+def live_ports(rig: Rig, src: str = "") -> List[int]:
+    filt = ["dst", f"{rig.online}:80", *(["src", src] if src else [])]
+    out = rig.ns("client", ["ss", "-tnH", "state", "established", *filt])
     return sorted({int(line.split()[-2].rsplit(":", 1)[1]) for line in out.stdout.splitlines()
                    if line.strip()})
 
@@ -154,24 +155,30 @@ def test_hostile_packets_during_live_copy(rig: Rig) -> None:
     n = rig.lab.index
     online_mac = rig.ns("online", ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
     base = counters(rig)
+    ka_src = f"10.78.{n}.15"            # the keep-alive client, whose live tuples get stormed
     gens = [rig.spawn("client", [sys.executable, "-m", "labctl.lab.traffic", "--url",
-                                 f"http://{rig.online}", "--requests", "1500", "--rate", "125",
+                                 f"http://{rig.online}", "--requests", reqs, "--rate", rate,
                                  "--mode", mode, "--connections", conns, "--post-sizes",
-                                 "0,2048", "--seq-query", "--json", "--timeout", "20"], f"gen{i}")
-            for i, (mode, conns) in enumerate([("keepalive", "2"), ("mixed", "3")])]
-    ports = wait_for(lambda: live_ports(rig), 10, "live client connections")
-    sources = [f"10.78.{n}.{i}" for i in (11, 12, 13, 14, 10)]
+                                 "0,2048", "--seq-query", "--json", "--timeout", "20", *src],
+                      f"gen{i}")
+            for i, (mode, conns, reqs, rate, src) in enumerate([
+                ("keepalive", "2", "2400", "120", ["--source", ka_src]),   # ~20 s: outlives
+                ("mixed", "3", "1500", "125", [])])]                       # scapy's start-up
+    ports = wait_for(lambda: (lambda p: p if len(p) == 2 else None)(live_ports(rig, ka_src)),
+                     10, "2 live keep-alive connections")
+    sources = [f"10.78.{n}.{i}" for i in (11, 12, 13, 14)] + [ka_src]
     # first the storm on the live tuples (blind RST/FIN, random seqs), then everything else
     storm = inject(rig, "client", {"mode": "l3", "online": rig.online, "port": 80, "n": 0,
                                    "sources": sources, "live_ports": ports, "per_live": 40})
+    assert live_ports(rig, ka_src) == ports            # the stormed connections still live
     l3 = inject(rig, "client", {"mode": "l3", "online": rig.online, "port": 80, "n": 60,
                                 "sources": sources})
     l2 = _inject_l2(rig, online_mac)
     for i, gen in enumerate(gens):
         assert gen.wait(60) == 0, (rig.dir / f"gen{i}.out").read_text()[-2000:]
     truth = rig.online_truth()
-    assert sum(truth.values()) == 3000
-    copies = settle(rig, 3000, timeout=30)
+    assert sum(truth.values()) == 3900
+    copies = settle(rig, 3900, timeout=30)
     c = quiet_counters(rig, "tcpcopy", "captured")
     assert tcpcopy.poll() is None and rig.stats("tcpcopy").get("state") == "running"
     delta = {k: c.get(k, 0) - base.get(k, 0) for k in c}
