@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from labctl import ops
+from labctl.errors import RemoteError
 from labctl.facts import OperatorFacts
 from labctl.inventory import load_inventory
 from labctl.inventory_models import Inventory
@@ -32,8 +33,8 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in (ops.ALLOW_SSH_CUT_ENV, ops.DEADMAN_ENV, ops.GUARD_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("labctl.facts.gather_operator_facts", lambda *a: OperatorFacts())
-    monkeypatch.setattr("labctl.ops._Up.ship", lambda self: None)  # test_ship_build covers it
-    monkeypatch.setattr("labctl.ops._Up.start_daemons", lambda self: None)
+    monkeypatch.setattr("labctl.ops_up._Up.ship", lambda self: None)  # test_ship_build covers it
+    monkeypatch.setattr("labctl.ops_up._Up.start_daemons", lambda self: None)
     return tmp_path
 
 
@@ -87,7 +88,7 @@ def test_route_that_cuts_ssh_stops_talking_to_the_host(env: Path, how: str) -> N
         target.on_prefix(list(ROUTE_ADD), raises=ConnectionLost("SSH connection lost",
                                                                  host="target"))
     started = time.monotonic()
-    with pytest.raises(ops.RemoteError) as err:
+    with pytest.raises(RemoteError) as err:
         ops.up(inv, _opts(hosts, guard_timeout=3.0))
     assert time.monotonic() - started < 10
     msg = err.value.message
@@ -174,6 +175,6 @@ def test_failed_up_forgets_old_marks(env: Path) -> None:
     inv = _inv()
     verify.save_marks(verify.Marks("staging", 1.0, [verify.LogMark("x", "/old", 9, 9)]))
     hosts.factory(inv.hosts.target).on_prefix(list(ROUTE_ADD), exit_code=2, stderr="nope")
-    with pytest.raises(ops.RemoteError):
+    with pytest.raises(RemoteError):
         ops.up(inv, _opts(hosts))
     assert verify.load_marks("staging") is None
