@@ -21,17 +21,21 @@ if TYPE_CHECKING:
 
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A live spinner on stderr; each message is also printed as a line (kept in the scroll)."""
+    """A live spinner on stderr; each message is also printed as a line (kept in the scroll).
+    Long lines wrap softly at the terminal's width (never cut into fixed 80-column pieces);
+    the spinner shows the message's first line, cropped to one line."""
     if not enabled:
         yield lambda msg: None
         return
     from rich.markup import escape
+    from rich.text import Text
 
     console = err()
     with console.status("starting", spinner="dots") as spinner:
         def say(msg: str) -> None:
             console.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
-            spinner.update(msg)
+            spinner.update(Text(msg.splitlines()[0] if msg else "", no_wrap=True,
+                                overflow="ellipsis"))
 
         yield say
 
