@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from engine.sesstable import Engine
 
 RST_WINDOW = 1 << 20        # a client RST further than this past ``expect`` is not believed
+OOO_MAX = 1024              # out-of-order client segments parked per session
 
 __all__ = ["CLOSED", "ESTABLISHED", "INF", "M32", "SYN_SENT", "SYN_WAIT", "Segment", "Session",
            "after"]
@@ -187,9 +188,17 @@ class Session(SessionPace):
             eng.counters["clt_con_retrans"] += 1
             return
         if after(seq, expect):
-            if len(self.ooo) < 1024:
-                self.ooo[seq] = [seq, flags, payload, cack, win, tsval, -1]
             eng.counters["clt_gap"] += 1
+            ooo = self.ooo
+            if len(ooo) < OOO_MAX:
+                # parked bytes count against both caps like in-order ones: a flood at random
+                # seqs on a live tuple must not hold memory outside -m/--session-buffer-bytes
+                old = ooo.get(seq)
+                grow = plen - (len(old[DATA]) if old is not None else 0)
+                ooo[seq] = [seq, flags, payload, cack, win, tsval, -1]
+                self.buffered += grow
+                eng.buffered_total += grow
+                eng.check_buffer(self, now)
             return
         if seq != expect:
             cut = (expect - seq) & M32
@@ -212,6 +221,9 @@ class Session(SessionPace):
         if self.ooo:
             nxt = self.ooo.pop(end, None)
             if nxt is not None:
+                n = len(nxt[DATA])          # unparked: counted again by the in-order append
+                self.buffered -= n
+                eng.buffered_total -= n
                 self._append(nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now)
                 return
         eng.check_buffer(self, now)

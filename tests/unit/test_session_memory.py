@@ -1,0 +1,81 @@
+"""Memory caps: out-of-order client segments parked per session count against
+``--session-buffer-bytes`` and ``-m`` like in-order buffers (shed + counted when over)."""
+
+from __future__ import annotations
+
+from engine.packets import ACK, SYN
+from engine.session import CLOSED, OOO_MAX
+from engine.sesstable import SESSION_OVERHEAD, Engine
+from tests.unit.test_session import CISN, OISN, TISN, cpkt, engine, established, rec, req, sends
+
+EXPECT = CISN + 1
+
+
+def park(eng: Engine, n: int, size: int = 1400, *, sport: int = 40000, first: int = 0) -> None:
+    """``n`` data segments at seqs far past the next expected byte (a random-seq flood)."""
+    for i in range(first, first + n):
+        seq = EXPECT + 100_000 + i * 2 * size
+        eng.on_client_packet(cpkt(seq, OISN + 1, ACK, b"z" * size, sport=sport), 1.0 + i * 1e-4)
+
+
+def park_until_shed(eng: Engine, limit: int = OOO_MAX) -> int:
+    """Park segments one by one until a session is shed; how many it took."""
+    for i in range(limit):
+        park(eng, 1, first=i)
+        if eng.counters["sessions_shed"]:
+            return i + 1
+    raise AssertionError("never shed")
+
+
+def test_parked_bytes_are_counted_and_released_with_the_session() -> None:
+    eng = engine(no_wait=True)
+    established(eng)
+    park(eng, 10)
+    (s,) = eng.by_fake.values()
+    assert len(s.ooo) == 10 and s.buffered == 14_000 and eng.buffered_total == 14_000
+    assert eng.counters["clt_gap"] == 10
+    park(eng, 10)                                   # the same segments again: not counted twice
+    assert s.buffered == 14_000 and eng.buffered_total == 14_000
+    s.finish(2.0, "released")
+    assert eng.buffered_total == 0 and not s.ooo
+
+
+def test_reordered_segments_are_counted_once() -> None:
+    eng = engine(no_wait=True)
+    established(eng)
+    eng.on_client_packet(req(EXPECT + 3, OISN + 1, b"def"), 1.0)
+    assert eng.buffered_total == 3 and sends(eng) == []
+    eng.on_client_packet(req(EXPECT, OISN + 1, b"abc"), 1.0)
+    assert [p.payload for p in sends(eng)] == [b"abc", b"def"]
+    assert eng.buffered_total == 6                  # sent, not yet acknowledged
+    eng.on_response_record(rec(TISN + 1, EXPECT + 6, ACK), 1.1)
+    assert eng.buffered_total == 0
+
+
+def test_parked_flood_hits_the_session_buffer_cap() -> None:
+    eng = engine(session_buffer_bytes=10_000)
+    established(eng)
+    assert park_until_shed(eng) == 8                # 8 x 1,400 = 11,200 > 10,000
+    assert eng.counters["buffer_overflow"] == 1 and eng.counters["sessions_shed"] == 1
+    assert eng.counters["memory_shed"] == 0
+    assert eng.sessions_active == 0 and eng.buffered_total == 0
+
+
+def test_parked_flood_hits_the_memory_cap_and_sheds_the_flooded_session() -> None:
+    eng = engine(memory_limit=2 * SESSION_OVERHEAD + 50_000)
+    established(eng)
+    eng.on_client_packet(cpkt(CISN, 0, SYN, sport=40001), 0.5)      # a second, quiet session
+    eng.take_actions()
+    assert park_until_shed(eng) == 36               # 36 x 1,400 = 50,400 > 50,000
+    assert eng.counters["memory_shed"] == 1 and eng.counters["sessions_shed"] == 1
+    assert eng.sessions_active == 1 and eng.buffered_total == 0
+    (quiet,) = [s for s in eng.by_fake.values() if s.fake_port == 40001]
+    assert quiet.state != CLOSED
+
+
+def test_parked_count_is_bounded_per_session() -> None:
+    eng = engine(no_wait=True)
+    established(eng)
+    park(eng, OOO_MAX + 50, size=100)
+    (s,) = eng.by_fake.values()
+    assert len(s.ooo) == OOO_MAX and eng.buffered_total == OOO_MAX * 100
