@@ -5,7 +5,8 @@
 
 Builds its own lab (``<prefix>NNNN``), starts intercept + tcpcopy (3-server), sends paced
 traffic in the background and meanwhile records ``py-spy record --format raw`` (collapsed
-stacks, ``DIR/<tool>.folded``) and ``strace -c -f`` (``DIR/<tool>.strace``) of both daemons,
+stacks, ``DIR/<tool>.folded``), ``strace -c -f`` (``DIR/<tool>.strace``) and optionally
+``perf record`` (``DIR/<tool>.perf``) of both daemons,
 then prints CPU per 10,000 requests and syscalls per request. The lab is always destroyed.
 """
 
@@ -30,6 +31,10 @@ from bench.engine_bench import count_tag, cpu_split  # noqa: E402
 from labctl.lab import LabSpec, build_lab, destroy_lab  # noqa: E402
 from tests.integration.test_copy import Rig  # noqa: E402
 
+PER_REQUEST = {"captured", "clt_packs", "clt_cont", "resp", "resp_cont", "sent", "sent_ack",
+               "sent_content", "pacing_fast", "pacing_timer", "requests_sent", "frames_sent",
+               "records_sent", "resp_routed"}
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -41,6 +46,7 @@ def main() -> int:
     p.add_argument("--lab-prefix", default="hd")
     p.add_argument("--no-pyspy", action="store_true")
     p.add_argument("--no-strace", action="store_true")
+    p.add_argument("--perf", action="store_true", help="also perf record (DIR/<tool>.perf)")
     a = p.parse_args()
     if os.geteuid() != 0:
         print("engine_profile: needs root", file=sys.stderr)
@@ -84,6 +90,11 @@ def main() -> int:
                     ["timeout", "-s", "INT", str(dur), "strace", "-c", "-f", "-o",
                      str(out / f"{k}.strace"), "-p", str(pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            if a.perf:
+                tools.append(subprocess.Popen(
+                    ["perf", "record", "-F", "997", "-p", str(pid), "-o",
+                     str(out / f"{k}.perf"), "--", "sleep", str(dur)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         t_start = time.monotonic()
         for t in tools:
             t.wait(dur + 30)
@@ -93,6 +104,11 @@ def main() -> int:
         time.sleep(3.0)
         copied = count_tag(rig.target_copies(), tag)
         cpu1 = {k: cpu_split(v) for k, v in pids.items()}
+        for k in pids:
+            c = rig.stats(k).get("counters", {})
+            print(k, "counters per copied request:", {
+                n: round(v / max(copied, 1), 2) for n, v in sorted(c.items())
+                if v and n in PER_REQUEST})
         print(f"mode={a.mode} rate={a.rate} online={online} copied={copied} "
               f"profiled window={window:.1f}s")
         for k in pids:

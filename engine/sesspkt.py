@@ -22,6 +22,7 @@ TS_OPT = struct.Struct("!BBBBII")
 RECORD_SIZE = 64
 
 _TS_HEAD = (1, 1, 8, 10)
+_LINUX_SYN = struct.Struct("!2xH4xII3xB")     # MSS 4, SACK-OK 2, TS 10, NOP, WS 3
 
 
 def payload_sum(payload: bytes) -> int:
@@ -71,6 +72,11 @@ def find_ts(options: bytes) -> Optional[Tuple[int, int]]:
 
 def syn_options(options: bytes) -> Tuple[Optional[int], Optional[int], Optional[Tuple[int, int]]]:
     """(mss, wscale, timestamps) of SYN/SYN-ACK options; malformed options read as absent."""
+    if (len(options) == 20 and options[:2] == b"\x02\x04"
+            and options[4:8] == b"\x04\x02\x08\x0a" and options[16:19] == b"\x01\x03\x03"):
+        # Linux's usual layout: MSS, SACK-OK, TS, NOP, WS (no generic parse per connection)
+        mss, tsval, tsecr, wscale = _LINUX_SYN.unpack(options)
+        return mss, wscale, (tsval, tsecr)
     try:
         opts = parse_tcp_options(options)
     except ValueError:
