@@ -23,7 +23,10 @@ from engine.session import CLOSED, INF, M32, Session, after
 from engine.sesspkt import IP_FIELDS, TCP_FIELDS, find_ts
 
 SEND, REGISTER, DROP = "send", "register", "drop"
-SESSION_OVERHEAD = 2048          # bytes per session counted against -m besides its buffers
+SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
+#                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
+MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
+#                                  memory shows in RSS late, if at all: do not shed twice for it)
 Action = Tuple
 
 
@@ -52,6 +55,7 @@ class Engine:
         self.seg_max = max(64, cfg.mtu - 52)
         self.full_sizes = {576, 1492, 1500, cfg.mtu}
         self.intercepts_up = True
+        self.mem_settle_at = 0.0
 
     # ------------------------------------------------------------------ services for sessions
 
@@ -180,7 +184,7 @@ class Engine:
             if sessions is None:
                 return
         tsval = None
-        if doff > 20:
+        if doff > 20 and (payload or flags & FIN):      # a pure ACK's timestamp is never used
             ts = find_ts(data[ihl + 20:start])
             if ts is not None:
                 tsval = ts[0]
@@ -216,6 +220,10 @@ class Engine:
             return None
         if self.live + cfg.replicas > cfg.max_sessions:
             self.drop("table_full")
+            return None
+        if (self.buffered_total + (self.live + cfg.replicas) * SESSION_OVERHEAD
+                > cfg.memory_limit):
+            self.drop("memory_shed")        # -m by estimate: empty sessions cost memory too
             return None
         out: List[Session] = []
         mapper = self.mapper
@@ -322,13 +330,28 @@ class Engine:
     def sessions_active(self) -> int:
         return self.live
 
-    def shed_largest(self, count: int, now: float) -> None:
-        """Shed the ``count`` live sessions holding the most buffered bytes (memory pressure)."""
+    def check_memory(self, rss: int, now: float) -> int:
+        """``-m`` by measurement: ``rss`` is the process's resident size in bytes (the daemon
+        reads it). Over the cap, shed live sessions, those buffering the most first, then the
+        oldest (so a table of empty sessions, e.g. a SYN flood, is shed too), until their
+        estimated size covers the excess: at least one, at most half the table. Each is counted
+        as ``memory_shed`` + ``sessions_shed``. Then RSS is ignored for ``MEMORY_SETTLE`` s.
+        Returns how many sessions were shed."""
+        excess = rss - self.cfg.memory_limit
+        if excess <= 0 or not self.live or now < self.mem_settle_at:
+            return 0
         live = [s for s in self.by_fake.values() if s.state != CLOSED]
-        live.sort(key=lambda s: s.buffered, reverse=True)
-        for s in live[:count]:
+        live.sort(key=lambda s: (-s.buffered, s.created))
+        freed = count = 0
+        for s in live[:max(1, len(live) // 2)]:
+            if freed >= excess:
+                break
+            freed += s.buffered + SESSION_OVERHEAD
             self.drop("memory_shed")
             s.finish(now, "sessions_shed")
+            count += 1
+        self.mem_settle_at = now + MEMORY_SETTLE
+        return count
 
     def shutdown(self, now: float) -> None:
         """Reset every live session on the target (clean exit)."""

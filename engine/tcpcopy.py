@@ -279,11 +279,8 @@ class Tcpcopy:
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _check_memory(self, now: float) -> None:
-        rss_kb = current_rss_kb()
-        limit_kb = self.opts.memory_mb * 1024
-        if rss_kb > limit_kb and self.engine.buffered_total > 0:
-            self.log.warn(f"occupies too much memory, limit:{limit_kb}")
-            self.engine.shed_largest(max(1, self.engine.sessions_active // 2), now)
+        if self.engine.check_memory(current_rss_kb() * 1024, now):
+            self.log.warn(f"occupies too much memory, limit:{self.opts.memory_mb * 1024}")
             self._after_batch(now)
 
     def _write_stats(self, state: str = "running") -> None:

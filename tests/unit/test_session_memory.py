@@ -1,11 +1,12 @@
 """Memory caps: out-of-order client segments parked per session count against
-``--session-buffer-bytes`` and ``-m`` like in-order buffers (shed + counted when over)."""
+``--session-buffer-bytes`` and ``-m`` like in-order buffers (shed + counted when over); ``-m``
+by measured RSS (an input of ``Engine.check_memory``) also sheds a table of empty sessions."""
 
 from __future__ import annotations
 
-from engine.packets import ACK, SYN
+from engine.packets import ACK, RST, SYN
 from engine.session import CLOSED, OOO_MAX
-from engine.sesstable import SESSION_OVERHEAD, Engine
+from engine.sesstable import MEMORY_SETTLE, SESSION_OVERHEAD, Engine
 from tests.unit.test_session import CISN, OISN, TISN, cpkt, engine, established, rec, req, sends
 
 EXPECT = CISN + 1
@@ -79,3 +80,68 @@ def test_parked_count_is_bounded_per_session() -> None:
     park(eng, OOO_MAX + 50, size=100)
     (s,) = eng.by_fake.values()
     assert len(s.ooo) == OOO_MAX and eng.buffered_total == OOO_MAX * 100
+
+
+# ---------------------------------------------------------------- -m by measured RSS
+
+LIMIT = 64 << 20
+
+
+def syn_table(eng: Engine, n: int) -> None:
+    """``n`` SYN-only sessions (a SYN flood), the one on port 2000 + i created at ``i`` s."""
+    for i in range(n):
+        eng.on_client_packet(cpkt(CISN, 0, SYN, sport=2000 + i), float(i))
+    eng.take_actions()
+
+
+def live_ports(eng: Engine) -> list:
+    return sorted(s.fake_port for s in eng.by_fake.values() if s.state != CLOSED)
+
+
+def test_rss_over_cap_sheds_oldest_empty_sessions_by_the_excess() -> None:
+    eng = engine(memory_limit=LIMIT)
+    syn_table(eng, 10)
+    assert eng.buffered_total == 0
+    assert eng.check_memory(LIMIT, 10.0) == 0                   # at the cap: nothing
+    assert eng.check_memory(LIMIT + 2 * SESSION_OVERHEAD + 1, 10.0) == 3
+    assert live_ports(eng) == list(range(2003, 2010))           # the 3 oldest went
+    rsts = [p for p in sends(eng) if p.tcp.flags & RST]
+    assert sorted(p.tcp.sport for p in rsts) == [2000, 2001, 2002]
+    assert eng.counters["memory_shed"] == 3 and eng.counters["sessions_shed"] == 3
+    assert eng.sessions_active == 7
+
+
+def test_rss_shedding_takes_at_most_half_the_table_then_settles() -> None:
+    eng = engine(memory_limit=LIMIT)
+    syn_table(eng, 10)
+    assert eng.check_memory(2 * LIMIT, 10.0) == 5
+    assert live_ports(eng) == list(range(2005, 2010))
+    assert eng.check_memory(2 * LIMIT, 10.5) == 0               # RSS lags: wait MEMORY_SETTLE
+    assert eng.check_memory(2 * LIMIT, 10.0 + MEMORY_SETTLE) == 2
+    assert eng.counters["memory_shed"] == 7 and eng.sessions_active == 3
+    assert eng.check_memory(LIMIT - 1, 100.0) == 0
+
+
+def test_rss_shedding_takes_buffering_sessions_before_old_empty_ones() -> None:
+    eng = engine(memory_limit=LIMIT)
+    syn_table(eng, 4)
+    established(eng, win=0, now=5.0)                             # the newest session (port 40000)
+    eng.on_client_packet(req(EXPECT, OISN + 1, b"x" * 1000), 6.0)   # held: zero window
+    assert eng.buffered_total == 1000
+    assert eng.check_memory(LIMIT + SESSION_OVERHEAD + 500, 7.0) == 1
+    assert live_ports(eng) == [2000, 2001, 2002, 2003]
+    assert eng.buffered_total == 0
+    assert eng.check_memory(LIMIT + 1, 7.0 + MEMORY_SETTLE) == 1    # then the oldest
+    assert live_ports(eng) == [2001, 2002, 2003]
+
+
+def test_empty_table_is_not_shed() -> None:
+    eng = engine(memory_limit=LIMIT)
+    assert eng.check_memory(10 * LIMIT, 0.0) == 0 and eng.counters["memory_shed"] == 0
+
+
+def test_estimate_refuses_new_sessions_over_the_memory_cap() -> None:
+    eng = engine(memory_limit=3 * SESSION_OVERHEAD, max_sessions=100)
+    syn_table(eng, 5)
+    assert eng.sessions_active == 3 and eng.counters["memory_shed"] == 2
+    assert eng.counters["table_full"] == 0 and eng.counters["sessions_shed"] == 0
