@@ -98,7 +98,7 @@ def _parser() -> _Parser:
     a("-k", "--keepalive-timeout", type=float, default=None, metavar="S",
       help='idle keep-alive timeout (default -t + 120)')
     a("-m", "--memory-limit", type=int, default=2048, metavar="MB",
-      help='RSS cap: shed the largest sessions above it, never exit (%(default)s MB)')
+      help='RSS cap: shed largest buffers, then oldest sessions; never exit (%(default)s MB)')
     a("-M", "--mtu", type=int, default=1500,
       help='MTU towards the target; larger captured frames are re-segmented (%(default)s)')
     a("-D", "--mss", type=int, default=1460,
