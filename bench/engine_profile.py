@@ -27,7 +27,7 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.engine_bench import count_tag, cpu_split  # noqa: E402
+from bench.engine_bench import count_tag, cpu_split, wait_quiet  # noqa: E402
 from labctl.lab import LabSpec, build_lab, destroy_lab  # noqa: E402
 from tests.integration.test_copy import Rig  # noqa: E402
 
@@ -101,8 +101,7 @@ def main() -> int:
         window = time.monotonic() - t_start
         th.join(a.seconds * 4 + 60)
         online = count_tag(rig.online_truth(), tag)
-        time.sleep(3.0)
-        copied = count_tag(rig.target_copies(), tag)
+        copied = wait_quiet(rig, tag, online)
         cpu1 = {k: cpu_split(v) for k, v in pids.items()}
         for k in pids:
             c = rig.stats(k).get("counters", {})
