@@ -301,7 +301,8 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     matched = len(pairs)
     excess = len(_window_filter(m.unmatched, inp.window))
     target_in_window = [t for _, t in pairs] + _window_filter(m.unmatched, inp.window)
-    expected = len(online) * ratio
+    # One rounding only: 15 requests at 30 % x 3 are 13.5 expected copies, not 13.4999...
+    expected = len(online) * inp.sample_percent * inp.multiplier / 100.0
     missing = max(0, round(expected - matched))
     lat_on, lat_tg = latency(online), latency(target_in_window)
     errors = sum(1 for r in target_in_window
