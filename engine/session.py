@@ -382,9 +382,9 @@ class Session(SessionPace):
                 self.eor_at = now + max(eng.cfg.eor_min, min(eng.cfg.eor_max, 2 * self.rtt))
                 eng.arm(self, self.eor_at)
         if self.peer_fin:
-            self.send_ack()
-            self._peer_closed(now)
+            self._peer_closed(now)      # ends with a RST (or RST + new SYN) unless data waits
             if self.state == ESTABLISHED:
+                self.send_ack()         # no ACK of the FIN right before a RST: one packet less
                 self._pump(now)         # a FIN the client sent after this one may go now
             return
         self._pump(now)
