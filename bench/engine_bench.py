@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from labctl.lab import LabSpec, build_lab, destroy_lab  # noqa: E402
-from tests.integration.test_copy import Rig  # noqa: E402
+from tests.integration.copyrig import Rig  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.engine_bench import count_tag, cpu_split, wait_quiet  # noqa: E402
 from labctl.lab import LabSpec, build_lab, destroy_lab  # noqa: E402
-from tests.integration.test_copy import Rig  # noqa: E402
+from tests.integration.copyrig import Rig  # noqa: E402
 
 PER_REQUEST = {"captured", "clt_packs", "clt_cont", "resp", "resp_cont", "sent", "sent_ack",
                "sent_content", "pacing_fast", "pacing_timer", "requests_sent", "frames_sent",

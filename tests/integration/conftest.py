@@ -11,11 +11,15 @@ import os
 import secrets
 import string
 from collections.abc import Iterator
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
 from labctl.lab import LabInfo, LabSpec, build_lab, destroy_lab
+
+if TYPE_CHECKING:
+    from tests.integration.copyrig import Rig
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -89,3 +93,15 @@ def lab_ssh() -> Iterator[Callable[[LabInfo, str], object]]:
     finally:
         for conn in conns:
             conn.close()
+
+
+@pytest.fixture
+def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
+    """The copy rig in a fresh lab (tests/integration/copyrig.py); undone even on failure."""
+    from tests.integration.copyrig import Rig
+
+    r = Rig(lab, tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()

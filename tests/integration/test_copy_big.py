@@ -7,24 +7,12 @@ unread, and ~40 % of the copies were lost."""
 from __future__ import annotations
 
 import collections
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from labctl.lab import LabInfo
-from tests.integration.test_copy import Rig, fidelity, settle
+from tests.integration.copyrig import Rig, fidelity, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(lab, tmp_path)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def body_sizes(rig: Rig, online: bool) -> collections.Counter:

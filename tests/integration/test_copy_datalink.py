@@ -6,24 +6,11 @@ raw IP socket; frames injected with `-o` never traverse it, so the target still 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator
-
 import pytest
 
-from labctl.lab import LabInfo
-from tests.integration.test_copy import Rig, fidelity, settle
+from tests.integration.copyrig import Rig, fidelity, settle, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(lab, tmp_path)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def _drop_counter(rig: Rig, rule: list[str]) -> int:
@@ -45,7 +32,6 @@ def test_datalink_send_bypasses_online_ip_stack(rig: Rig) -> None:
     rig.engine("online", "tcpcopy", ["-x", f"80-{rig.target}:80@{mac}", "-o", "eth0",
                                      "-s", rig.assistant, "-c", f"{rig.fake_prefix}x"],
                "tcpcopy")
-    from tests.integration.test_copy import wait_for
 
     wait_for(lambda: any(i.get("connections", 0) > 0
                          for i in rig.stats("tcpcopy").get("intercepts", [])),

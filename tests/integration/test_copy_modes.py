@@ -4,24 +4,12 @@ session-table shedding (root; each test builds its own lab, bounded to well unde
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from labctl.lab import LabInfo
-from tests.integration.test_copy import Rig, fidelity, settle, wait_for
+from tests.integration.copyrig import Rig, fidelity, settle, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(lab, tmp_path)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def test_two_replicas_double_every_request_without_tuple_collisions(rig: Rig) -> None:

@@ -20,13 +20,11 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
-from labctl.lab import LabInfo
-from tests.integration.test_copy import REPO, Rig, fidelity, settle, wait_for
+from tests.integration.copyrig import REPO, Rig, fidelity, settle, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -136,15 +134,6 @@ def quiet_counters(rig: Rig, name: str, key: str, quiet: float = 1.0) -> Dict[st
         elif time.monotonic() - since >= quiet or time.monotonic() > deadline:
             return c
         time.sleep(0.2)
-
-
-@pytest.fixture
-def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(lab, tmp_path)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def test_hostile_packets_during_live_copy(rig: Rig) -> None:

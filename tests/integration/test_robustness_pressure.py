@@ -18,13 +18,11 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
-from labctl.lab import LabInfo
-from tests.integration.test_copy import Rig, fidelity, log_requests, settle, wait_for
+from tests.integration.copyrig import Rig, fidelity, log_requests, settle, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,15 +77,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join(5)
         return self.peak
-
-
-@pytest.fixture
-def rig(lab: LabInfo, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(lab, tmp_path)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def _pid(rig: Rig, name: str = "tcpcopy") -> int:

@@ -10,10 +10,9 @@ from typing import Dict
 
 import pytest
 
-from tests.integration.test_copy import Rig, log_requests, rig, settle, wait_for
+from tests.integration.copyrig import Rig, log_requests, settle, wait_for
 
 pytestmark = pytest.mark.integration
-__all__ = ["rig"]          # the fixture, re-exported for pytest
 
 
 def redis_calls(r: Rig, role: str) -> Dict[str, int]:
