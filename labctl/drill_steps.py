@@ -107,17 +107,13 @@ def prepare(ctx: Context, result: Any) -> None:
 
 
 def _build_lab(ctx: Context, topology: str) -> str:
-    from labctl.inventory import render_lab_inventory
-    from labctl.journal import local_lab_dir
     from labctl.lab import LabSpec, build_lab
+    from labctl.lab_inventory import write_lab_inventory
 
     ctx.say(f"building the local lab {ctx.lab_name} ({topology})")
     ctx.lab = build_lab(LabSpec(name=ctx.lab_name))
     ctx.lab.assert_routes_via_lab()
-    text = render_lab_inventory(ctx.lab, topology=topology)
-    path = local_lab_dir(ctx.lab_name) / "inventory.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path, text = write_lab_inventory(ctx.lab, topology)
     ctx.inv_path = str(path)
     return text
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from labctl.errors import LabctlError
-from labctl.journal import local_lab_dir
+from labctl.lab_inventory import lab_inventory_path
 
 Progress = Callable[[str], None]
 COPY_WAIT = 20.0
@@ -81,18 +81,16 @@ def drive_traffic(info: Any, requests: int) -> dict[str, Any]:
 def run_demo(name: str, requests: int, keep: bool, say: Progress,
              topology: str = "three-server") -> DemoReport:
     from labctl import ops, ops_down
-    from labctl.inventory import parse_inventory, render_lab_inventory
+    from labctl.inventory import parse_inventory
     from labctl.lab import LabSpec, build_lab, destroy_lab
+    from labctl.lab_inventory import write_lab_inventory
 
     report = DemoReport(name, topology, requests, kept=keep)
     say(f"building the local lab {name} (network namespaces, sshd, nginx)")
     info = build_lab(LabSpec(name=name))
     try:
         info.assert_routes_via_lab()
-        text = render_lab_inventory(info, topology=topology)
-        path = local_lab_dir(name) / "inventory.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path, text = write_lab_inventory(info, topology)
         inv = parse_inventory(text, source=str(path))
         say(f"inventory written to {path}")
         up_report = ops.up(inv, ops.UpOptions(inventory_path=str(path), inventory_text=text,
@@ -115,7 +113,7 @@ def run_demo(name: str, requests: int, keep: bool, say: Progress,
         report.down_noop_twice = ops_down.down(inv).noop
     except LabctlError as exc:
         report.error = exc.render()
-        _best_effort_down(name, say)
+        _best_effort_down(name, topology, say)
     finally:
         if not keep:
             say(f"destroying the lab {name}")
@@ -123,10 +121,10 @@ def run_demo(name: str, requests: int, keep: bool, say: Progress,
     return report
 
 
-def _best_effort_down(name: str, say: Progress) -> None:
+def _best_effort_down(name: str, topology: str, say: Progress) -> None:
     from labctl import ops, ops_down
 
     try:
-        ops_down.down(ops.resolve(str(local_lab_dir(name) / "inventory.yaml")).inventory)
+        ops_down.down(ops.resolve(str(lab_inventory_path(name, topology))).inventory)
     except (LabctlError, OSError) as exc:
         say(f"down after failure also failed: {exc}")

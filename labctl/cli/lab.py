@@ -14,7 +14,7 @@ from labctl.errors import ExitCode
 if TYPE_CHECKING:
     from labctl.lab import LabInfo, LabStatus
 
-DEFAULT_NAME = "lab"
+DEFAULT_NAME = "demo"  # inventories/local.yaml describes this lab at index 1
 NAME_HELP = "Lab name: 1-8 characters, [a-z][a-z0-9]*. Several labs can exist side by side."
 
 lab_app = typer.Typer(
@@ -32,10 +32,14 @@ def up(
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
     from labctl.lab import LabSpec, build_lab
+    from labctl.lab_inventory import TOPOLOGIES, write_lab_inventory
 
     t0 = time.monotonic()
     info = build_lab(LabSpec(name=name, index=index))
+    paths = [write_lab_inventory(info, topology)[0] for topology in TOPOLOGIES]
     typer.echo(render_up(info, time.monotonic() - t0))
+    typer.echo(f"inventory:  {paths[0]}\n            {paths[1]} (two-server)")
+    typer.echo(f"next:       labctl up {paths[0]}")
 
 
 @lab_app.command("down")

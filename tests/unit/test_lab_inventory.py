@@ -1,0 +1,37 @@
+"""`labctl lab up`, demo and drills write the lab's inventory where `up`/`down` find it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl.inventory import parse_inventory
+from labctl.lab.spec import plan_lab
+from labctl.lab_inventory import TOPOLOGIES, lab_inventory_path, write_lab_inventory
+
+
+def test_both_topologies_are_written_under_the_local_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+    info = plan_lab("demo", 1)
+    for topology in TOPOLOGIES:
+        path, text = write_lab_inventory(info, topology)
+        assert path == lab_inventory_path("demo", topology)
+        assert path.parent == tmp_path / "demo"
+        inv = parse_inventory(path.read_text(), str(path))
+        assert inv.lab == "demo" and inv.topology == topology
+        assert text == path.read_text()
+    assert lab_inventory_path("demo").name == "inventory.yaml"
+
+
+def test_the_default_lab_matches_the_committed_local_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+    from labctl.cli.lab import DEFAULT_NAME
+
+    path, text = write_lab_inventory(plan_lab(DEFAULT_NAME, 1))
+    committed = Path(__file__).resolve().parents[2] / "inventories" / "local.yaml"
+    assert text == committed.read_text()
