@@ -25,3 +25,17 @@ def write_lab_inventory(info: Any, topology: str = "three-server") -> tuple[Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path, text
+
+
+def remove_lab_inventories(name: str) -> list[Path]:
+    """Delete the inventories `write_lab_inventory` wrote for lab `name` (and the dir if empty)."""
+    removed = []
+    for topology in TOPOLOGIES:
+        path = lab_inventory_path(name, topology)
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    parent = lab_inventory_path(name).parent
+    if parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+    return removed

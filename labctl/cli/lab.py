@@ -46,8 +46,10 @@ def up(
 def down(name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP)) -> None:
     """Stop the lab's processes, delete its namespaces, links and files. Safe to run twice."""
     from labctl.lab import destroy_lab
+    from labctl.lab_inventory import remove_lab_inventories
 
     found = destroy_lab(name)
+    found = bool(remove_lab_inventories(name)) or found
     typer.echo(f"lab {name}: destroyed" if found else f"lab {name}: nothing to remove")
 
 

@@ -204,6 +204,8 @@ def test_cli_up_status_down() -> None:
                             timeout=60)
         assert up.returncode == 0, up.stderr
         assert f"/run/labctl-lab/{name}/lab.json" in up.stdout
+        inventory = Path(up.stdout.split("next:       labctl up ", 1)[1].split()[0])
+        assert inventory.exists() and f"lab: {name}" in inventory.read_text()
         st = subprocess.run([*cli, "lab", "status", "--name", name, "--json"],
                             capture_output=True, text=True, timeout=30)
         assert st.returncode == 0, st.stderr
@@ -219,6 +221,7 @@ def test_cli_up_status_down() -> None:
                               text=True, timeout=60)
     assert down.returncode == 0 and "destroyed" in down.stdout
     assert not Path(f"/run/labctl-lab/{name}").exists()
+    assert not inventory.exists()
 
 
 def test_traffic_generator_truth_matches_online_access_log(lab: LabInfo) -> None:

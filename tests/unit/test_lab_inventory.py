@@ -32,6 +32,19 @@ def test_the_default_lab_matches_the_committed_local_inventory(
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
     from labctl.cli.lab import DEFAULT_NAME
 
-    path, text = write_lab_inventory(plan_lab(DEFAULT_NAME, 1))
+    _, text = write_lab_inventory(plan_lab(DEFAULT_NAME, 1))
     committed = Path(__file__).resolve().parents[2] / "inventories" / "local.yaml"
     assert text == committed.read_text()
+
+
+def test_lab_down_removes_what_lab_up_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labctl.lab_inventory import remove_lab_inventories
+
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+    info = plan_lab("demo", 1)
+    written = [write_lab_inventory(info, t)[0] for t in TOPOLOGIES]
+    assert sorted(remove_lab_inventories("demo")) == sorted(written)
+    assert not (tmp_path / "demo").exists()
+    assert remove_lab_inventories("demo") == []
