@@ -8,7 +8,7 @@ Shape:
 - ``Packet`` (ip, tcp, payload; ``packet.options`` is ``tcp.options``, raw bytes).
   ``to_bytes()`` never touches checksums or lengths; ``fill_checksums(packet)`` (in place) and
   ``packet.with_checksums()`` (copy) recompute total_length, IHL/DOFF and both checksums.
-- TCP options stay raw; ``parse_tcp_options`` / ``build_tcp_options`` / ``get_timestamps`` /
+- TCP options stay raw; ``engine.tcpopts`` (re-exported here): ``parse_tcp_options`` / ``build_tcp_options`` / ``get_timestamps`` /
   ``set_timestamps`` read and rebuild them.
 - Ethernet: ``strip_ethernet(frame) -> (ethertype, l3_offset)`` tolerates 802.1Q / 802.1ad
   tags; ``build_ethernet(dst, src, ethertype)``.
@@ -20,7 +20,17 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Tuple
+
+from engine.pkterror import PacketError
+from engine.tcpopts import (
+    TcpOptions,
+    build_tcp_options,
+    get_timestamps,
+    iter_tcp_options,
+    parse_tcp_options,
+    set_timestamps,
+)
 
 __all__ = [
     "ACK",
@@ -50,6 +60,7 @@ __all__ = [
     "get_timestamps",
     "ip_aton",
     "ip_ntoa",
+    "iter_tcp_options",
     "mac_aton",
     "mac_ntoa",
     "parse_ipv4_tcp",
@@ -74,14 +85,6 @@ ETH_P_IP, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x8100, 0x88A8
 _SEQ_MOD = 1 << 32
 _SEQ_MASK = _SEQ_MOD - 1
 _HALF = 1 << 31
-
-
-class PacketError(ValueError):
-    """A buffer is not a well-formed IPv4/TCP packet. ``reason`` is a short counter-friendly key."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 # ---------------------------------------------------------------- addresses
@@ -305,105 +308,6 @@ def flags_str(flags: int) -> str:
     out = "".join(c for bit, c in ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (URG, "U"))
                   if flags & bit)
     return out + ("." if flags & ACK else "")
-
-
-# ---------------------------------------------------------------- TCP options
-
-TCPOPT_EOL, TCPOPT_NOP, TCPOPT_MSS, TCPOPT_WSCALE, TCPOPT_SACK_OK, TCPOPT_TS = 0, 1, 2, 3, 4, 8
-
-
-class TcpOptions(NamedTuple):
-    mss: Optional[int] = None
-    wscale: Optional[int] = None
-    sack_ok: bool = False
-    timestamps: Optional[Tuple[int, int]] = None  # (tsval, tsecr)
-
-
-def iter_tcp_options(raw: bytes) -> List[Tuple[int, bytes]]:
-    """[(kind, data)] of raw TCP options (NOP omitted, stops at EOL). Raises PacketError."""
-    out: List[Tuple[int, bytes]] = []
-    i, n = 0, len(raw)
-    while i < n:
-        kind = raw[i]
-        if kind == TCPOPT_EOL:
-            break
-        if kind == TCPOPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n or raw[i + 1] < 2 or i + raw[i + 1] > n:
-            raise PacketError("tcp_option", f"bad length for option kind {kind} at offset {i}")
-        out.append((kind, bytes(raw[i + 2:i + raw[i + 1]])))
-        i += raw[i + 1]
-    return out
-
-
-def parse_tcp_options(raw: bytes) -> TcpOptions:
-    mss = wscale = None
-    sack_ok = False
-    ts: Optional[Tuple[int, int]] = None
-    for kind, data in iter_tcp_options(raw):
-        if kind == TCPOPT_MSS and len(data) == 2:
-            mss = int.from_bytes(data, "big")
-        elif kind == TCPOPT_WSCALE and len(data) == 1:
-            wscale = data[0]
-        elif kind == TCPOPT_SACK_OK:
-            sack_ok = True
-        elif kind == TCPOPT_TS and len(data) == 8:
-            ts = (int.from_bytes(data[:4], "big"), int.from_bytes(data[4:], "big"))
-    return TcpOptions(mss, wscale, sack_ok, ts)
-
-
-def build_tcp_options(mss: Optional[int] = None, wscale: Optional[int] = None,
-                      sack_ok: bool = False,
-                      timestamps: Optional[Tuple[int, int]] = None) -> bytes:
-    """Options in Linux's order (MSS, SACK-OK+TS, NOP+WS), NOP-padded to a multiple of 4."""
-    out = b""
-    if mss is not None:
-        out += struct.pack("!BBH", TCPOPT_MSS, 4, mss)
-    if sack_ok and timestamps is not None:
-        out += struct.pack("!BBBBII", TCPOPT_SACK_OK, 2, TCPOPT_TS, 10, *timestamps)
-    elif timestamps is not None:
-        out += struct.pack("!BBBBII", TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TS, 10, *timestamps)
-    elif sack_ok:
-        out += struct.pack("!BBBB", TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_OK, 2)
-    if wscale is not None:
-        out += struct.pack("!BBBB", TCPOPT_NOP, TCPOPT_WSCALE, 3, wscale)
-    return out + b"\x01" * (-len(out) % 4)
-
-
-def _ts_offset(raw: bytes) -> int:
-    """Offset of the 8 timestamp data bytes inside ``raw``, or -1."""
-    i, n = 0, len(raw)
-    while i < n:
-        kind = raw[i]
-        if kind == TCPOPT_EOL:
-            return -1
-        if kind == TCPOPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n or raw[i + 1] < 2:
-            return -1
-        if kind == TCPOPT_TS and raw[i + 1] == 10 and i + 10 <= n:
-            return i + 2
-        i += raw[i + 1]
-    return -1
-
-
-def get_timestamps(raw: bytes) -> Optional[Tuple[int, int]]:
-    """(tsval, tsecr) from raw options, or None. Never raises."""
-    off = _ts_offset(raw)
-    if off < 0:
-        return None
-    tsval, tsecr = struct.unpack_from("!II", raw, off)
-    return tsval, tsecr
-
-
-def set_timestamps(raw: bytes, tsval: int, tsecr: int) -> bytes:
-    """Raw options with the timestamp values replaced in place (unchanged if there is none)."""
-    off = _ts_offset(raw)
-    if off < 0:
-        return raw
-    return raw[:off] + struct.pack("!II", tsval & _SEQ_MASK, tsecr & _SEQ_MASK) + raw[off + 8:]
 
 
 # ---------------------------------------------------------------- Packet
