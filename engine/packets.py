@@ -8,8 +8,8 @@ Shape:
 - ``Packet`` (ip, tcp, payload; ``packet.options`` is ``tcp.options``, raw bytes).
   ``to_bytes()`` never touches checksums or lengths; ``fill_checksums(packet)`` (in place) and
   ``packet.with_checksums()`` (copy) recompute total_length, IHL/DOFF and both checksums.
-- TCP options stay raw; ``engine.tcpopts`` (re-exported here): ``parse_tcp_options`` / ``build_tcp_options`` / ``get_timestamps`` /
-  ``set_timestamps`` read and rebuild them.
+- TCP options stay raw; ``parse_tcp_options`` / ``build_tcp_options`` / ``get_timestamps`` /
+  ``set_timestamps`` (in ``engine.tcpopts``, re-exported here) read and rebuild them.
 - Ethernet: ``strip_ethernet(frame) -> (ethertype, l3_offset)`` tolerates 802.1Q / 802.1ad
   tags; ``build_ethernet(dst, src, ethertype)``.
 - Sequence arithmetic mod 2**32: ``seq_after``, ``seq_before``, ``seq_geq``, ``seq_leq``,
