@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable, Iterable, Mapping, Optional
 
+from labctl.datalink import resolve_next_hops
 from labctl.facts import HostFacts, OperatorFacts
 from labctl.inventory_models import Inventory
 from labctl.model import ROUTE_PROTO, Change, Finding, Severity
@@ -30,6 +31,7 @@ CHECK_IDS = (
     "target.rp_filter", "route.operator", "route.inventory_host", "route.gateway", "route.wide",
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
+    "datalink.mac_unknown",
 )
 
 
@@ -282,10 +284,23 @@ def check_intercept_port(inv: Inventory, facts: Facts, op: OperatorFacts) -> Ite
                           "intercept.port")
 
 
+def check_datalink(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
+    """engine.datalink needs the egress device and next-hop MAC of every target (facts)."""
+    if not inv.engine.datalink:
+        return
+    for spec in inv.hosts.online:
+        hf = facts.get(spec.name)
+        if hf is None or hf.unreachable:
+            continue
+        for problem in resolve_next_hops(inv, spec, facts).problems:
+            yield Finding("datalink.mac_unknown", ERROR, spec.name,
+                          f"engine.datalink: {problem.message}", hint=problem.hint)
+
+
 _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], ...] = (
     check_reachable, check_python, check_privilege, check_ip_forward, check_conntrack,
     check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
-    check_service, check_intercept_port,
+    check_service, check_intercept_port, check_datalink,
 )
 
 

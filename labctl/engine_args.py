@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Optional
 
 from labctl.errors import UsageError
@@ -25,6 +26,10 @@ class EnginePaths:
     log_file: Optional[str] = None
     #: intercept `-i`: the capture interface (the intercept host's interface, from facts)
     interface: Optional[str] = None
+    #: tcpcopy with engine.datalink: `-o` device and next-hop MAC per target address (facts;
+    #: see labctl.datalink)
+    output_device: Optional[str] = None
+    next_hop_macs: Mapping[str, str] = field(default_factory=dict)
 
 
 def _common(paths: EnginePaths) -> list[str]:
@@ -36,24 +41,37 @@ def _common(paths: EnginePaths) -> list[str]:
     return out
 
 
-def transfer_spec(inv: Inventory) -> str:
-    """`-x`: `[onlineIP:]port-targetIP:targetPort` for every service, comma separated."""
+def transfer_spec(inv: Inventory, macs: Optional[Mapping[str, str]] = None) -> str:
+    """`-x`: `[onlineIP:]port-targetIP:targetPort[@MAC]` for every service, comma separated
+    (`@MAC` when `macs`, keyed by target address, is given)."""
     items = []
     for s in inv.services:
         left = f"{s.online_address}:{s.port}" if s.online_address else str(s.port)
-        items.append(f"{left}-{inv.target_address(s)}:{s.target_port}")
+        target = str(inv.target_address(s))
+        mac = f"@{macs[target]}" if macs is not None else ""
+        items.append(f"{left}-{target}:{s.target_port}{mac}")
     return ",".join(items)
 
 
-def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[str]:
-    """tcpcopy flags (without the program name) for one online host."""
-    if inv.engine.datalink:
+def _datalink_args(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[str]:
+    """`-x` with next-hop MACs and `-o DEV`; refused when the facts did not provide them."""
+    missing = sorted({str(inv.target_address(s)) for s in inv.services} - set(paths.next_hop_macs))
+    if not paths.output_device or missing:
+        what = ", ".join(missing) if missing else "the output device"
         raise UsageError(
-            "engine.datalink: data-link sending needs next-hop MAC addresses in -x, which "
-            "labctl does not configure yet", hint="set engine.datalink: false",
-        )
+            f"engine.datalink: next hop unknown for {what} on {online.name}",
+            hint="see the datalink.mac_unknown finding of `labctl plan`, "
+                 "or set engine.datalink: false")
+    return ["-x", transfer_spec(inv, paths.next_hop_macs), "-o", paths.output_device]
+
+
+def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[str]:
+    """tcpcopy flags (without the program name) for one online host; with engine.datalink
+    `-x` carries `@MAC` per target and `-o DEV` follows (from `paths`, i.e. from facts)."""
     e = inv.engine
-    argv = ["-x", transfer_spec(inv), "-s", str(inv.intercept_host.address),
+    xargs = (_datalink_args(inv, online, paths) if e.datalink
+             else ["-x", transfer_spec(inv)])
+    argv = [*xargs, "-s", str(inv.intercept_host.address),
             "-p", str(inv.intercept.port), "-c", ",".join(inv.pool(online)),
             "-C", str(e.connections), "-t", str(e.session_timeout),
             "-k", str(e.keepalive_timeout), "-m", str(e.memory_mb),

@@ -11,11 +11,30 @@ from typing import Any, Callable
 
 from labctl import daemons as dm
 from labctl.engine_args import EnginePaths, intercept_argv, tcpcopy_argv
+from labctl.errors import LabctlError
 from labctl.inventory_models import HostSpec, Inventory
 from labctl.journal import DaemonRecord
 from labctl.transport.base import Transport
 
 Ready = Callable[[Transport, DaemonRecord], Any]
+
+
+def _tcpcopy_paths(inv: Inventory, online: HostSpec, facts: dict[str, Any],
+                   key_path: Callable[[str], str]) -> EnginePaths:
+    """tcpcopy's key file, and with engine.datalink its `-o` device and next-hop MACs."""
+    paths = EnginePaths(key_file=key_path(online.name))
+    if not inv.engine.datalink:
+        return paths
+    from dataclasses import replace
+
+    from labctl.datalink import resolve_next_hops
+
+    res = resolve_next_hops(inv, online, facts)
+    if res.hops is None:
+        first = res.problems[0] if res.problems else None
+        raise LabctlError(f"engine.datalink: {first.message if first else 'next hop unknown'}",
+                         hint=first.hint if first else None, host=online.name)
+    return replace(paths, output_device=res.hops.device, next_hop_macs=res.hops.macs)
 
 
 def daemon_specs(
@@ -37,6 +56,6 @@ def daemon_specs(
     out: list[tuple[HostSpec, dm.DaemonSpec, Ready]] = [
         (ihost, dm.DaemonSpec("intercept", tuple(iargs)), listening)]
     for online in inv.hosts.online:
-        targs = tcpcopy_argv(inv, online, EnginePaths(key_file=key_path(online.name)))
+        targs = tcpcopy_argv(inv, online, _tcpcopy_paths(inv, online, facts, key_path))
         out.append((online, dm.DaemonSpec("tcpcopy", tuple(targs)), connected))
     return out

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from labctl.facts.base import Fact, FactParseError, run_fact, run_facts
 from labctl.facts.iptables import IPTABLES, Ruleset, normalise_iptables_save
+from labctl.facts.neigh import NEIGH, Neighbour
 from labctl.facts.proc import PROC_VALUES, Conntrack, ProcValues
 from labctl.facts.routes import (
     ADDRS,
@@ -52,6 +53,7 @@ __all__ = [
     "Interface",
     "IptablesVersion",
     "Listener",
+    "Neighbour",
     "OperatorFacts",
     "ProcValues",
     "PythonVersion",
@@ -87,6 +89,8 @@ class HostFacts:
     iptables: Optional[Ruleset] = None
     iptables_version: Optional[IptablesVersion] = None
     listeners: Optional[tuple[Listener, ...]] = None
+    #: online hosts with engine.datalink: the neighbour (ARP) table
+    neighbours: Optional[tuple[Neighbour, ...]] = None
     #: `ip route get ADDR` answers, keyed by str(ADDR) (target: the assistant)
     route_gets: dict[str, RouteGet] = field(default_factory=dict)
     #: TCP probes "ADDR:PORT" -> connected (online: each service's target)
@@ -132,11 +136,16 @@ def _facts_for(inventory: Inventory, role: str) -> list[Fact[Any]]:
     if role == "online":
         for service in inventory.services:
             facts.append(tcp_probe_fact(inventory.target_address(service), service.target_port))
+        if inventory.engine.datalink:
+            # the egress dev and next hop of every target, and the MACs the host knows
+            targets = sorted({inventory.target_address(s) for s in inventory.services})
+            facts += [route_get_fact(a) for a in targets]
+            facts.append(NEIGH)
     return facts
 
 
 _SIMPLE = {"python", "uid", "systemd", "proc_values", "routes", "addrs", "iptables_version",
-           "iptables", "listeners"}
+           "iptables", "listeners", "neighbours"}
 _FIELD = {"proc_values": "proc", "addrs": "interfaces", "ssh_connection": "ssh"}
 
 

@@ -52,6 +52,10 @@ def _json(result: Result) -> list[dict[str, Any]]:
     return [d for d in data if isinstance(d, dict)]
 
 
+#: The JSON list parser, for the other iproute2 facts (neigh).
+json_items = _json
+
+
 def _dst(raw: str) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network("0.0.0.0/0" if raw == "default" else raw, strict=False)
 
@@ -127,6 +131,8 @@ class Interface:
     index: int
     up: bool
     addresses: tuple[ipaddress.IPv4Interface, ...]
+    #: link-layer address (`address` of an Ethernet link), lower case; None for other links
+    mac: Optional[str] = None
 
 
 def parse_addrs(result: Result) -> tuple[Interface, ...]:
@@ -138,8 +144,10 @@ def parse_addrs(result: Result) -> tuple[Interface, ...]:
                 for a in d.get("addr_info", [])
                 if a.get("family") == "inet"
             )
+            mac = str(d["address"]).lower() if d.get("link_type") == "ether" and d.get(
+                "address") else None
             out.append(Interface(str(d["ifname"]), int(d["ifindex"]),
-                                 "UP" in d.get("flags", []), addrs))
+                                 "UP" in d.get("flags", []), addrs, mac))
         except (KeyError, ValueError) as exc:
             raise FactParseError(f"interface {d.get('ifname')!r}: {exc}") from None
     return tuple(out)

@@ -251,6 +251,20 @@ def test_intercept_port_busy() -> None:
     assert "intercept.port_busy" not in ids(run_checks(inv, other, operator()))
 
 
+def test_datalink_mac_unknown() -> None:
+    from tests.unit.test_datalink import datalink_inventory, with_macs
+
+    inv = datalink_inventory()
+    assert "datalink.mac_unknown" not in ids(run_checks(inv, with_macs(healthy(inv)), operator()))
+    routed = with_macs(healthy(inv), on_link=False)  # via a gateway missing from the ARP table
+    found = [f for f in run_checks(inv, routed, operator()) if f.id == "datalink.mac_unknown"]
+    ids(found)
+    assert len(found) == 1 and found[0].severity is Severity.ERROR and found[0].host == "online1"
+    assert found[0].hint and "ping 192.168.44.254 once from online1" in found[0].hint
+    off = inventory()  # datalink: false needs no next hop at all
+    assert "datalink.mac_unknown" not in ids(run_checks(off, routed, operator()))
+
+
 def test_blocking_and_force() -> None:
     warn = Finding("x", Severity.WARN, "h", "m")
     err = Finding("y", Severity.ERROR, "h", "m")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from labctl.facts import iptables, proc, routes, sockets, system
+from labctl.facts import iptables, neigh, proc, routes, sockets, system
 from labctl.facts.base import FactParseError
 from labctl.transport.base import Result
 
@@ -33,6 +33,7 @@ PARSERS: dict[str, Callable[[Result, str], Any]] = {
     "route_get": lambda r, a: routes.parse_route_get(ipaddress.IPv4Address(a), r),
     "iptables": lambda r, a: iptables.parse_iptables_result(r),
     "listeners": lambda r, a: sockets.parse_listeners(r),
+    "neighbours": lambda r, a: neigh.parse_neighbours(r),
 }
 
 
@@ -117,7 +118,19 @@ def test_addrs_and_interface_lookup() -> None:
     itfs = parsed("addrs", "target-ns")
     itf = routes.interface_with(itfs, ipaddress.IPv4Address("10.77.249.20"))
     assert itf is not None and itf.ifname == "eth0" and itf.up
+    assert itf.mac is not None and len(itf.mac.split(":")) == 6  # the datalink next-hop MAC
+    assert itfs[0].mac is None  # loopback: not an Ethernet address
     assert routes.interface_with(itfs, ipaddress.IPv4Address("10.1.1.1")) is None
+
+
+def test_neighbours_keep_only_usable_macs() -> None:
+    # recorded on online after one request to the target, plus an INCOMPLETE entry
+    found = parsed("neighbours", "online-ns")
+    assert [(str(n.dst), n.dev) for n in found] == [("10.77.3.20", "eth0")]
+    assert neigh.neighbour_mac(found, ipaddress.IPv4Address("10.77.3.20"), "eth0") == \
+        "22:97:a1:2f:03:b7"
+    assert neigh.neighbour_mac(found, ipaddress.IPv4Address("10.77.3.20"), "eth1") is None
+    assert neigh.neighbour_mac(found, ipaddress.IPv4Address("10.77.3.99"), "eth0") is None
 
 
 def test_iptables_save_structure_and_labctl_objects() -> None:
@@ -180,6 +193,7 @@ def test_system_facts() -> None:
     [
         (routes.parse_routes, Result("h", ("ip",), 0, "{not json")),
         (routes.parse_routes, Result("h", ("ip",), 1, "", "Error: bad")),
+        (neigh.parse_neighbours, Result("h", ("ip",), 0, '[{"dst": "x", "lladdr": "a"}]')),
         (proc.parse_proc_values, Result("h", ("grep",), 2, "", "grep: no such file")),
         (proc.parse_proc_values, Result("h", ("grep",), 0, "/proc/sys/x:abc\n")),
         (sockets.parse_listeners, Result("h", ("ss",), 0, "LISTEN 0\n")),

@@ -50,6 +50,19 @@ def test_gather_target_facts_from_recordings() -> None:
     assert ("sudo", "-n", "true") not in fake.commands  # root: no sudo probe
 
 
+def test_online_with_datalink_gathers_target_routes_and_neighbours() -> None:
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    fake = scripted("online1")
+    fake.on(["ip", "-4", "-j", "neigh", "show"], stdout=_out("neighbours", "online-ns"))
+    plain = gather_host_facts(fake, inv.hosts.online[0], "online", inv)
+    assert plain.neighbours is None and plain.route_gets == {}
+    dl = inv.model_copy(update={"engine": inv.engine.model_copy(update={"datalink": True})})
+    facts = gather_host_facts(fake, dl.hosts.online[0], "online", dl)
+    assert ("ip", "-j", "route", "get", "192.168.44.137") in fake.commands
+    assert list(facts.route_gets) == ["192.168.44.137"]
+    assert facts.neighbours is not None and facts.neighbours[0].mac == "22:97:a1:2f:03:b7"
+
+
 def test_missing_tools_become_unknowns_not_exceptions() -> None:
     inv = load_inventory(ROOT / "inventories/staging.yaml")
     fake = scripted("online1")
