@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from engine.sesscfg import Route
     from engine.sesstable import Engine
 
-RST_WINDOW = 1 << 20        # a client RST further than this past ``expect`` is not believed
+RST_WINDOW = 1 << 16        # a client RST further than this past ``expect`` is not believed
 OOO_MAX = 1024              # out-of-order client segments parked per session
 
 __all__ = ["CLOSED", "ESTABLISHED", "INF", "M32", "SYN_SENT", "SYN_WAIT", "Segment", "Session",

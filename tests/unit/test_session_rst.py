@@ -1,5 +1,5 @@
 """Client RSTs (regression for b2007f0): only a RST at or just past the next expected client byte
-(< ``RST_WINDOW`` = 1 MiB) ends a copy session; a blind RST with any other seq is ignored and
+(< ``RST_WINDOW`` = 64 KiB) ends a copy session; a blind RST with any other seq is ignored and
 counted as ``clt_rst_ignored``, like the client's real peer does (RFC 5961)."""
 
 from __future__ import annotations
