@@ -21,6 +21,7 @@ from labctl.errors import PreflightRefused, UsageError
 from labctl.inventory_models import Inventory
 from labctl.model import Finding, Plan
 from labctl.ops_up import DEADMAN_ENV, DEFAULT_GUARD_TIMEOUT, GUARD_ENV, KEY_NAME, _Up
+from labctl.saved_plan import SavedPlan, differences
 from labctl.ship import ShipOutcome
 from labctl.transport.pool import Factory, HostPool
 
@@ -50,6 +51,8 @@ class UpOptions:
     #: Transports for the run (tests: fakes) and for the confirming NEW connections.
     factory: Optional[Factory] = None
     fresh_factory: Optional[Factory] = None
+    #: `up --plan FILE`: apply only if the plan made now is still this one.
+    saved_plan: Optional[SavedPlan] = None
 
 
 @dataclass
@@ -64,6 +67,8 @@ class UpReport:
     daemons: dict[str, list[dm.DaemonStatus]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: `up --plan FILE`: why the saved plan no longer holds (then nothing was changed).
+    stale: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -157,6 +162,12 @@ def up(inv: Inventory, opts: UpOptions) -> UpReport:
         if stop:
             report.refused = True
             return report
+        if opts.saved_plan is not None:
+            report.stale = differences(opts.saved_plan, inv.lab, opts.inventory_text,
+                                       report.plan)
+            if report.stale:
+                report.refused = True
+                return report
         if opts.dry_run:
             return report
         _Up(inv, opts, pool, facts, report).run()

@@ -93,6 +93,9 @@ def up_renderable(report: UpReport) -> RenderableType:
 
 
 def up_verdict(report: UpReport) -> str:
+    if report.stale:
+        return f"refused: the saved plan is stale ({len(report.stale)} difference(s)); " \
+               "nothing was changed"
     if report.refused:
         return "refused: nothing was changed"
     if report.dry_run:

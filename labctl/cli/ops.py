@@ -48,16 +48,24 @@ def up(
                                help="Proceed despite errors (never despite SSH refusals)."),
     fix: bool = typer.Option(False, "--fix", help="Also fix what checks can fix (ip_forward)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    plan_file: Optional[str] = typer.Option(
+        None, "--plan", help="Apply only if this saved plan (`labctl plan --out`) is still "
+                             "what `up` would do; refuse a stale one."),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
-    from labctl import ops
+    from labctl import ops, saved_plan
 
     res = ops.resolve(inventory)
+    saved = saved_plan.load(plan_file) if plan_file else None
+    if saved is not None and saved.fix and not fix:
+        fix = True                  # the plan was made with --fix: its sysctl changes are in it
     with progress() as say:
         opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, inventory_path=res.path,
-                             inventory_text=res.text, progress=say)
+                             inventory_text=res.text, progress=say, saved_plan=saved)
         report = ops.up(res.inventory, opts)
     _show(report, json_out)
+    if saved is not None and report.stale:
+        raise saved_plan.stale_error(saved, report.stale)
     if report.refused:
         raise ops.refused_error(report, force, fix)
 
@@ -66,14 +74,25 @@ def up(
 def plan(
     inventory: str = typer.Argument(..., help="Inventory YAML file."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    fix: bool = typer.Option(False, "--fix", help="Plan the fixes too (as `up --fix` would)."),
+    out_file: Optional[str] = typer.Option(
+        None, "--out", help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only "
+                            "while it is still current."),
 ) -> None:
     """What `up` would change, touching nothing."""
-    from labctl import ops
+    from labctl import ops, saved_plan
 
     res = ops.resolve(inventory)
     with progress() as say:
-        report = ops.plan(res.inventory, ops.UpOptions(progress=say))
+        report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix))
     _show(report, json_out)
+    if out_file is None:
+        return
+    if report.refused or report.plan is None:
+        raise ops.refused_error(report, False, fix)
+    digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix)
+    err().print(f"plan saved to {out_file} (digest {digest[:12]}); apply it with "
+                f"`labctl up {res.path} --plan {out_file}`", highlight=False)
 
 
 def _show(report: ops.UpReport, json_out: bool) -> None:

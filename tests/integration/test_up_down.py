@@ -104,3 +104,28 @@ def test_refused_before_any_change_when_client_net_holds_operator(
     assert "nothing was changed" in up.stderr
     assert snapshot(lab) == before and tagged(lab) == []
     assert ns_run(lab, "target", "ip", "route", "show", "proto", "252") == ""
+
+
+def test_stale_saved_plan_is_refused_and_a_fresh_one_applies(lab: Any, tmp_path: Path) -> None:
+    """`plan --out` while the assistant forwards (so the plan fixes ip_forward); someone turns
+    forwarding off by hand; `up --plan` refuses the stale plan, touching nothing. A new plan
+    applies, and `down` restores everything."""
+    inv = write_inventory(lab, tmp_path)
+    before = snapshot(lab)
+    ns_run(lab, "assistant", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    saved = tmp_path / "plan.json"
+    plan = labctl(tmp_path, "plan", str(inv), "--fix", "--out", str(saved))
+    assert plan.returncode == 0 and saved.exists(), plan.stdout + plan.stderr
+    assert "ip_forward" in json.dumps(json.loads(saved.read_text())["changes"])
+    ns_run(lab, "assistant", "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    up = labctl(tmp_path, "up", str(inv), "--plan", str(saved))
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "is stale" in up.stderr and "no longer planned: [assistant]" in up.stderr, up.stderr
+    assert snapshot(lab) == before and tagged(lab) == []
+    fresh = tmp_path / "fresh.json"
+    assert labctl(tmp_path, "plan", str(inv), "--out", str(fresh)).returncode == 0
+    up = labctl(tmp_path, "up", str(inv), "--plan", str(fresh))
+    assert up.returncode == 0, up.stdout + up.stderr
+    down = labctl(tmp_path, "down", str(inv))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert tagged(lab) == [] and snapshot(lab) == before
