@@ -374,10 +374,12 @@ def _notes(inp: LedgerInput, sd: float) -> list[str]:
     if sd:
         notes.append(f"sampling {inp.sample_percent:g} %: the copy ratio varies by "
                      f"±{sd:.4f} (1 sd) from sampling alone")
+    # sessions_created counts every replica (-n); sampled_out counts packets, not sessions
     syns = counter_sum(inp.daemons, "tcpcopy", "clt_syn")
-    out = counter_sum(inp.daemons, "tcpcopy", "sampled_out")
-    if inp.sample_percent < 100 and syns and out is not None:
-        notes.append(f"tcpcopy kept {100.0 * (syns - out) / syns:.1f} % of client SYNs "
+    created = counter_sum(inp.daemons, "tcpcopy", "sessions_created")
+    if inp.sample_percent < 100 and syns and created is not None:
+        kept = min(1.0, created / max(1, inp.multiplier) / syns)
+        notes.append(f"tcpcopy kept {100.0 * kept:.1f} % of client SYNs "
                      f"(configured {inp.sample_percent:g} %)")
     for ct in inp.conntrack:
         pct = ct.used_pct

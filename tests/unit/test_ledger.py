@@ -139,7 +139,8 @@ def test_sampling_and_multiplier_expected_ratio() -> None:
     on = [rec(i * 0.01, conn=i) for i in range(2000)]
     tg = [copy(r, lag=lag) for i, r in enumerate(on) if i % 10 < 3 for lag in (0.1, 0.2)]
     rep = L.build(L.LedgerInput({"o": on}, tg, sample_percent=30, multiplier=2,
-                                daemons=[stats(clt_syn=2000, sampled_out=1400)]))
+                                daemons=[stats(clt_syn=2000, sampled_out=2800,
+                                              sessions_created=1200)]))
     assert "tcpcopy kept 30.0 % of client SYNs (configured 30 %)" in rep.notes
     assert rep.expected_ratio == pytest.approx(0.6) and rep.copy_ratio == pytest.approx(0.6)
     assert rep.verdict.passed and rep.verdict.tolerance > 0.003
