@@ -370,7 +370,7 @@ def judge(copy_ratio: Optional[float], expected: float, tolerance: float, excess
 
 
 def _notes(inp: LedgerInput, sd: float) -> list[str]:
-    notes = []
+    notes = list(inp.notes)
     if sd:
         notes.append(f"sampling {inp.sample_percent:g} %: the copy ratio varies by "
                      f"±{sd:.4f} (1 sd) from sampling alone")

@@ -16,7 +16,8 @@ from labctl.logparse import LogRecord
 @dataclass(frozen=True)
 class DaemonStats:
     """One engine daemon's stats file as read from its host (`state`: running, exited, missing,
-    stale). Counters are cumulative since the daemon started."""
+    stale). Counters are cumulative since the daemon started, unless `baseline_at` says they
+    were taken relative to a snapshot (labctl.verify subtracts the one taken with the log marks)."""
 
     host: str
     tool: str
@@ -24,6 +25,8 @@ class DaemonStats:
     counters: Mapping[str, int] = field(default_factory=dict)
     updated_at: Optional[float] = None
     detail: str = ""
+    started_at: Optional[float] = None
+    baseline_at: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class LedgerInput:
     malformed: Mapping[str, int] = field(default_factory=dict)
     #: `-x` mappings, online port -> target port (used when the logs carry `$server_port`)
     port_map: Mapping[int, int] = field(default_factory=dict)
+    #: Notes from the caller (e.g. what the engine counters cover), shown with the ledger's own.
+    notes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ The JSON documents are stable (keys are only ever added; a change of meaning bum
   loss_pct}]; `status_online`/`status_target` {"200": int}; `latency_online`/`latency_target`/
   `latency_diff` {p50, p90, p99: number|null, samples}; `leak_sources` {addr: int};
   `conntrack` [{host, count, max, count_at_up}]; `daemons` [{host, tool, state, counters,
-  updated_at, detail}]; `attribution` {missing, buckets: [{name, requests, evidence}],
-  unexplained}; `verdict` {passed, reasons, tolerance}; `malformed` {source: int};
+  updated_at, detail, started_at, baseline_at}] (counters since `baseline_at` when it is set:
+  the snapshot taken with the log marks; else since the daemon started); `attribution`
+  {missing, buckets: [{name, requests, evidence}], unexplained}; `verdict` {passed, reasons,
+  tolerance}; `malformed` {source: int};
   `window` [start, end]|null (POSIX seconds); `notes` [str]; `by_mapping` [{online_port,
   target_port, online, target, matched, expected, missing, loss_pct}] (empty unless both logs
   carry `$server_port`).
@@ -133,7 +135,8 @@ def engine_table(r: LedgerReport) -> Table:
             "retransmit", "resp_routed", "resp_unrouted")
     for d in r.daemons:
         figures = ", ".join(f"{k}={d.counters[k]}" for k in keys if k in d.counters)
-        t.add_row(d.host, d.tool, d.state, figures or d.detail)
+        span = " (since the mark)" if d.baseline_at is not None else ""
+        t.add_row(d.host, d.tool + span, d.state, figures or d.detail)
     for c in r.conntrack:
         at_up = "-" if c.count_at_up is None else str(c.count_at_up)
         t.add_row(c.host, "conntrack", _pct(c.used_pct),

@@ -72,7 +72,8 @@ def ledger_view(r: LedgerReport) -> dict[str, Any]:
     engine = []
     for d in r.daemons:
         figures = ", ".join(f"{k}={d.counters[k]}" for k in ENGINE_KEYS if k in d.counters)
-        engine.append((d.host, d.tool, d.state, figures or d.detail))
+        engine.append((d.host, d.tool + (" (since the mark)" if d.baseline_at is not None else ""),
+                       d.state, figures or d.detail))
     for c in r.conntrack:
         engine.append((c.host, "conntrack", _pct(c.used_pct), f"now {c.count}/{c.max}"))
     endpoints = [(e.endpoint, str(e.online), str(e.target), str(e.missing), _pct(e.loss_pct))

@@ -25,6 +25,7 @@ from labctl import daemons as dmn
 from labctl import journal as jr
 from labctl import ledger as L
 from labctl import logparse as lp
+from labctl import verify_baseline as vb
 from labctl.errors import RemoteError, UsageError
 from labctl.inventory_models import HostSpec, Inventory, LogSpec
 from labctl.transport.base import Transport
@@ -58,6 +59,8 @@ class Marks:
     taken_at: float
     logs: list[LogMark] = field(default_factory=list)
     conntrack: dict[str, int] = field(default_factory=dict)
+    #: The engine daemons' counters at the same moment (labctl.verify_baseline).
+    engine: vb.Baseline = field(default_factory=dict)
 
     def find(self, host: str, path: str) -> Optional[LogMark]:
         return next((m for m in self.logs if m.host == host and m.path == path), None)
@@ -195,8 +198,10 @@ def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
         state, detail = "down", f"process gone (stats say {stats.get('state', '?')})"
     elif isinstance(updated, (int, float)) and now - updated > STALE_AFTER:
         state, detail = "stale", f"stats not updated for {now - updated:.0f} s"
+    started = stats.get("started_at")
     return L.DaemonStats(spec.name, rec.name, state, counters,
-                         float(updated) if isinstance(updated, (int, float)) else None, detail)
+                         float(updated) if isinstance(updated, (int, float)) else None, detail,
+                         float(started) if isinstance(started, (int, float)) else None)
 
 
 def fetch_conntrack(t: Transport, spec: HostSpec) -> tuple[Optional[int], Optional[int]]:
@@ -225,6 +230,10 @@ def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
         marks.logs.append(mark)
         if count is not None:
             marks.conntrack[name] = count
+    taken = marks.taken_at
+    engines = pool.each(lambda spec, t: fetch_daemons(t, inv, spec, taken))
+    marks.engine = vb.snapshot([d for o in engines.values() if o.ok and o.value
+                                for d in o.value])
     return marks
 
 
@@ -243,7 +252,8 @@ def load_marks(lab: str, root: Optional[Path] = None) -> Optional[Marks]:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return Marks(raw["lab"], float(raw["taken_at"]),
                      [LogMark(**m) for m in raw.get("logs", [])],
-                     {k: int(v) for k, v in raw.get("conntrack", {}).items()})
+                     {k: int(v) for k, v in raw.get("conntrack", {}).items()},
+                     vb.load(raw.get("engine")))
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: unreadable log marks: {exc}",
                          hint="delete the file and use --since-up or --window") from exc
@@ -293,6 +303,12 @@ class Watch:
         for outcome in outcomes.values():
             outcome.unwrap()
         daemons, conntrack = self._engine_and_conntrack(now)
+        notes: list[str] = []
+        if self.scope.marks is not None and self.scope.marks.engine:
+            daemons = vb.relative(daemons, self.scope.marks.engine, self.scope.marks.taken_at)
+        elif any(d.counters for d in daemons):
+            notes.append("engine counters cover each daemon's whole run, not only the "
+                         "compared span (no counter snapshot for it)")
         online = {h.name: self.records.get((h.name, self.inv.logs.online.path), [])
                   for h in self.inv.hosts.online}
         target = self.records.get((self.inv.hosts.target.name, self.inv.logs.target.path), [])
@@ -305,7 +321,7 @@ class Watch:
             multiplier=self.inv.engine.multiplier, window=window,
             allowed_sources=self._allowed(), daemons=daemons,
             conntrack=conntrack, malformed=dict(self.malformed),
-            port_map={s.port: s.target_port for s in self.inv.services})
+            port_map={s.port: s.target_port for s in self.inv.services}, notes=notes)
         return L.build(inp, self.thresholds)
 
     def _fetch_host(self, spec: HostSpec, t: Transport, start: Optional[float]) -> None:

@@ -119,3 +119,28 @@ def test_unmet_expectation_exits_4_and_still_cleans_up(
     assert [c["action"] for c in result["cleanup"]] == ["revert drop", "down", "destroy lab"]
     assert all(c["ok"] for c in result["cleanup"]), result["cleanup"]
     assert_nothing_left(drill_env["name"])
+
+
+def test_target_faults_drill(drill_env: dict[str, Any],
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Frozen target: nothing lost. Missing return route: the ledger fails and blames the
+    sessions that never got a SYN-ACK, from counters taken since the previous verify (not
+    since tcpcopy started: the earlier 1,200 sent requests must not count)."""
+    code, out = run_drill(RUNBOOKS / "target-faults.yaml", drill_env, capsys)
+    md, _, result = read_reports(drill_env)
+    steps = result["steps"]
+    assert code == 0, out["reasons"]
+    stalled, no_route, restored = steps[7], steps[10], steps[13]
+    assert stalled["ledger"]["verdict"]["passed"] is True
+    assert stalled["ledger"]["online_requests"] == 1200
+    assert stalled["ledger"]["copy_ratio"] >= 0.999
+    att = no_route["ledger"]["attribution"]
+    session = sum(b["requests"] for b in att["buckets"] if b["name"] == "session")
+    assert att["missing"] == 600 and session >= 540, att      # 600 in every run so far
+    tcpcopy = next(d for d in no_route["ledger"]["daemons"] if d["tool"] == "tcpcopy")
+    assert tcpcopy["baseline_at"] is not None
+    assert tcpcopy["counters"]["requests_sent"] == 0, tcpcopy["counters"]
+    assert 540 <= tcpcopy["counters"]["sessions_no_synack"] <= 600, tcpcopy["counters"]
+    assert restored["ledger"]["verdict"]["passed"] is True
+    assert "tcpcopy (since the mark)" in md
+    assert_nothing_left(drill_env["name"])

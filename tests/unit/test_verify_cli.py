@@ -117,7 +117,8 @@ def test_verify_json_top_level_shape() -> None:
         _shape(doc[name], {"p50": OPT_NUM, "p90": OPT_NUM, "p99": OPT_NUM, "samples": int}, name)
     for d in doc["daemons"]:
         _shape(d, {"host": str, "tool": str, "state": str, "counters": dict,
-                   "updated_at": OPT_NUM, "detail": str}, "daemon")
+                   "updated_at": OPT_NUM, "detail": str, "started_at": OPT_NUM,
+                   "baseline_at": OPT_NUM}, "daemon")
     for c in doc["conntrack"]:
         _shape(c, {"host": str, "count": OPT_NUM, "max": OPT_NUM, "count_at_up": OPT_NUM}, "ct")
     for e in doc["worst_endpoints"]:
