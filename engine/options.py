@@ -3,7 +3,10 @@
 ``parse_tcpcopy_args(argv) -> TcpcopyOptions`` raises ``OptionsError`` with a one-line message
 naming the flag (the daemon prints it and exits 2). Original short flags (study §1) plus long
 forms; new long-only options: ``--key-file``, ``--stats-file``, ``--stats-interval``,
-``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``.
+``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``. Offline replay (the C
+tool's offline build, whose ``-i FILE`` clashes with our live ``-i`` interfaces): ``--pcap FILE``
+with ``-a`` (acceleration), ``-I`` (idle gaps over this many ms are skipped), ``-T`` (times to
+replay the file) and ``--drain-timeout``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ class TcpcopyOptions:
     max_sessions: int = 65536
     session_buffer_bytes: int = 16 * 1024 * 1024
     reconnect_interval: float = 2.0
+    pcap: Optional[str] = None
+    accelerate: float = 1.0
+    idle_skip_ms: int = 0
+    repeat: int = 1
+    drain_timeout: float = 120.0
     show_help: bool = False
     show_version: bool = False
 
@@ -121,6 +129,16 @@ def _parser() -> _Parser:
       help='capture interfaces (comma list; default: all up, non-loopback)')
     a("-o", "--output-device",
       help='send copies as Ethernet frames from this interface (no IP stack, conntrack, iptables)')
+    a("--pcap", metavar="FILE",
+      help='offline replay: read client packets from this pcap file instead of capturing')
+    a("-a", "--accelerate", type=float, default=1.0,
+      help='offline: replay the file N times faster (%(default)s)')
+    a("-I", "--idle-skip", type=int, default=0, metavar="MS",
+      help='offline: skip idle gaps longer than MS milliseconds (0 = keep them)')
+    a("-T", "--repeat", type=int, default=1,
+      help='offline: replay the whole file N times (%(default)s)')
+    a("--drain-timeout", type=float, default=120.0, metavar="S",
+      help='offline: after the file, wait up to S s for sessions to finish (%(default)s)')
     a("-h", "--help", action="store_true",
       help='show this help')
     a("-v", "--version", action="store_true",
@@ -267,6 +285,16 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.max_sessions, 1, 10**8, "--max-sessions")
     _check_range(ns.session_buffer_bytes, 4096, 1 << 40, "--session-buffer-bytes")
     _check_range(ns.reconnect_interval, 0.05, 3600, "--reconnect-interval")
+    if ns.pcap is not None:
+        if ns.interface or ns.filter:
+            raise OptionsError("--pcap: -i and -F are for live capture; drop them "
+                               "(the -x mappings select the packets of the file)")
+    elif (ns.accelerate, ns.idle_skip, ns.repeat) != (1.0, 0, 1):
+        raise OptionsError("-a, -I and -T are for offline replay; add --pcap FILE")
+    _check_range(ns.accelerate, 0.01, 10**6, "-a")
+    _check_range(ns.idle_skip, 0, 10**9, "-I")
+    _check_range(ns.repeat, 1, 10**6, "-T")
+    _check_range(ns.drain_timeout, 0, 86400, "--drain-timeout")
     fake_ips = parse_fake_ips(_split(ns.client_ips), [t.target_ip for t in transfers])
     return TcpcopyOptions(
         transfers=transfers, intercepts=intercepts, intercept_port=ns.port,
@@ -278,4 +306,5 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         interfaces=_split(ns.interface), output_device=ns.output_device,
         key_file=ns.key_file, stats_file=ns.stats_file, stats_interval=ns.stats_interval,
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
-        reconnect_interval=ns.reconnect_interval)
+        reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
+        idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout)

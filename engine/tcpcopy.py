@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.loop import INF, Loop
+from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
 from engine.packets import ip_ntoa
 from engine.protocol import ProtocolError, load_key
@@ -109,6 +110,7 @@ class Tcpcopy:
         self.senders: Dict[int, Sender] = {}
         self.exit_code = 0
         self.reconnect_at = 0.0
+        self.offline: Optional[OfflineFeeder] = None
         key = None
         if opts.key_file:
             try:
@@ -142,7 +144,14 @@ class Tcpcopy:
                 raw = RawIPSender()
                 for route in self.engine.cfg.routes:
                     self.senders[route.index] = raw
-            self.captures = open_captures(o.interfaces or None, self._filter())
+            if o.pcap:
+                source = OfflineSource(o.pcap, o.accelerate, o.idle_skip_ms / 1000.0, o.repeat)
+                self.offline = OfflineFeeder(source, self.loop, self.engine, self._after_batch,
+                                             self.log, o.drain_timeout)
+            else:
+                self.captures = open_captures(o.interfaces or None, self._filter())
+        except OfflineError as exc:
+            raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"capture/send socket: {exc}") from None
         for cap in self.captures:
@@ -289,7 +298,8 @@ class Tcpcopy:
         import time
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
                              state, self.counters, intercepts=self.intercepts.summary(),
-                             sessions_active=self.engine.sessions_active)
+                             sessions_active=self.engine.sessions_active,
+                             **({"offline": self.offline.summary()} if self.offline else {}))
         try:
             write_stats(self.opts.stats_file, doc)
         except OSError as exc:
@@ -327,6 +337,8 @@ class Tcpcopy:
                 return 0
             self._open()
             self.log.notice("send the first packets here")
+            if self.offline is not None:
+                self.offline.begin()
             self.loop.call_later(HOUSEKEEPING, self._housekeeping)
             self.loop.call_later(LOG_INTERVAL, self._log_tick)
             self._stats_tick()
