@@ -145,16 +145,22 @@ class _State:
         self.stop = False
 
 
-def wait_then_roll_back(args: argparse.Namespace) -> int:
-    state = _State()
-
+def _install_handlers(state: _State) -> None:
+    """SIGTERM disarms (unless the undo already began: a half-done undo is worse than a
+    finished one); SIGHUP is ignored. Installed before the pid is published, so a disarm sent
+    right after arming is never lost to the default action."""
     def on_term(signum: int, frame: Any) -> None:
-        # Disarm unless the undo already began: a half-done undo is worse than a finished one.
         if not state.undoing:
             state.stop = True
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def wait_then_roll_back(args: argparse.Namespace, state: Optional[_State] = None) -> int:
+    if state is None:
+        state = _State()
+        _install_handlers(state)
     deadline = time.monotonic() + args.after
     _log(args.log_file, f"armed: {args.after:.1f}s, journal {args.journal}")
     try:
@@ -201,11 +207,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         count = roll_back(args.journal, args.log_file)
         print(f"rolled back {count} entries")
         return 0
+    state = _State()
+    _install_handlers(state)            # inherited by the detached grandchild
     if args.detach:
         _detach(args.pid_file)
     elif args.pid_file:
         _write_pid(args.pid_file)
-    return wait_then_roll_back(args)
+    return wait_then_roll_back(args, state)
 
 
 def spawn_main(argv: List[str]) -> int:
