@@ -63,11 +63,14 @@ def one(rig: TreeRig, tree: Path, a: argparse.Namespace, tag: str) -> Dict[str, 
         online = count_tag(rig.online_truth(), tag)
         copied = wait_quiet(rig, tag, online)
         cpu1 = {k: cpu_split(v) for k, v in pids.items()}
+        counters = rig.stats("tcpcopy").get("counters", {})
     finally:
         for p in reversed(rig.procs):
             rig.stop(p)
     row: Dict[str, Any] = {"tree": str(tree), "online": online, "copied": copied,
-                           "rate": round(online / elapsed)}
+                           "rate": round(online / elapsed),
+                           "captured_per_copy": round(
+                               counters.get("captured", 0) / max(copied, 1), 2)}
     for k in pids:
         u = cpu1[k][0] - cpu0[k][0]
         s = cpu1[k][1] - cpu0[k][1]

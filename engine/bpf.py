@@ -33,6 +33,8 @@ JA, JEQ, JGT, JGE, JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 K, X = 0x00, 0x08
 RET_A = 0x10
 TAX, TXA = 0x00, 0x80
+SUB, AND_, RSH = 0x10, 0x50, 0x70
+TCP_FIN_SYN_RST = 0x07
 ACCEPT = 262144          # snap length returned on accept
 MAX_JUMP = 255
 
@@ -70,7 +72,7 @@ def _assemble(items: Sequence[_Item]) -> List[Insn]:
 
 
 def _l3_block(base: int, ports: Sequence[int], hosts: Sequence[int], src: bool,
-              tag: str) -> List[_Item]:
+              tag: str, skip_pure_acks: bool = False) -> List[_Item]:
     host_off = base + (12 if src else 16)
     port_off = base + (0 if src else 2)
     items: List[_Item] = [
@@ -85,15 +87,27 @@ def _l3_block(base: int, ports: Sequence[int], hosts: Sequence[int], src: bool,
     items.append(_Label(f"{tag}ports"))
     items.append((LDX | B | MSH, 0, 0, base))
     items.append((LD | H | IND, 0, 0, port_off))
+    match = f"{tag}acks" if skip_pure_acks else "accept"
     for i, p in enumerate(ports):
         last = i == len(ports) - 1
-        items.append((JMP | JEQ | K, "accept", "reject" if last else 0, p))
+        items.append((JMP | JEQ | K, match, "reject" if last else 0, p))
+    if skip_pure_acks:
+        # accept SYN/FIN/RST, else only segments with payload: ip_len - 4*ihl - 4*doff > 0
+        items += [
+            _Label(f"{tag}acks"),
+            (LD | B | IND, 0, 0, base + 13), (JMP | JSET | K, "accept", 0, TCP_FIN_SYN_RST),
+            (LD | H | ABS, 0, 0, base + 2), (ALU | SUB | X, 0, 0, 0), (ST, 0, 0, 0),
+            (LD | B | IND, 0, 0, base + 12), (ALU | AND_ | K, 0, 0, 0xF0),
+            (ALU | RSH | K, 0, 0, 2), (MISC | TAX, 0, 0, 0), (LD | MEM, 0, 0, 0),
+            (JMP | JGT | X, "accept", "reject", 0),
+        ]
     return items
 
 
 def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
-                    direction: str = "dst") -> List[Insn]:
-    """IPv4 TCP with <direction> port in ports [and <direction> host in hosts] (hosts as ints)."""
+                    direction: str = "dst", skip_pure_acks: bool = False) -> List[Insn]:
+    """IPv4 TCP with <direction> port in ports [and <direction> host in hosts] (hosts as ints).
+    ``skip_pure_acks``: also reject segments without payload and without SYN/FIN/RST."""
     plist = sorted(set(ports))
     hlist = sorted(set(hosts))
     if direction not in ("dst", "src"):
@@ -108,9 +122,9 @@ def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
         (LD | H | ABS, 0, 0, 16),
         (JMP | JEQ | K, "vlan", "reject", 0x0800),
         _Label("ip"),
-        *_l3_block(14, plist, hlist, src, "p"),
+        *_l3_block(14, plist, hlist, src, "p", skip_pure_acks),
         _Label("vlan"),
-        *_l3_block(18, plist, hlist, src, "v"),
+        *_l3_block(18, plist, hlist, src, "v", skip_pure_acks),
         _Label("accept"), (RET | K, 0, 0, ACCEPT),
         _Label("reject"), (RET | K, 0, 0, 0),
     ]

@@ -68,6 +68,7 @@ class TcpcopyOptions:
     max_sessions: int = 65536
     session_buffer_bytes: int = 16 * 1024 * 1024
     reconnect_interval: float = 2.0
+    capture_acks: bool = False
     pcap: Optional[str] = None
     accelerate: float = 1.0
     idle_skip_ms: int = 0
@@ -129,6 +130,9 @@ def _parser() -> _Parser:
       help='capture interfaces (comma list; default: all up, non-loopback)')
     a("-o", "--output-device",
       help='send copies as Ethernet frames from this interface (no IP stack, conntrack, iptables)')
+    a("--capture-acks", action="store_true",
+      help="also capture the client's pure ACKs (the kernel filter drops them by default); "
+           "holds a first request until the target's greeting (SMTP, MySQL, FTP)")
     a("--pcap", metavar="FILE",
       help='offline replay: read client packets from this pcap file instead of capturing')
     a("-a", "--accelerate", type=float, default=1.0,
@@ -307,4 +311,5 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         key_file=ns.key_file, stats_file=ns.stats_file, stats_interval=ns.stats_interval,
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
         reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
-        idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout)
+        idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
+        capture_acks=ns.capture_acks)

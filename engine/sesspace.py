@@ -31,6 +31,8 @@ class SessionPace(SessionEnd):
         req_cack: int
         req_tsv: Optional[int]
         ts_recent: int
+        syn_at: float
+        rtt: float
 
     def _in_handshake(self, seq: int, ack: int, flags: int, win: int, options: bytes,
                       now: float) -> None:
@@ -53,6 +55,10 @@ class SessionPace(SessionEnd):
             self.rto_at = INF
             self.last_resp = now
             self.send_ack()
+            if self.hs_ack is None and not self.faked:
+                # the client's third ACK was not captured (pure ACKs are filtered in the
+                # kernel): the copy's own handshake time stands in for the online one
+                self.rtt = max(0.0005, min(0.5, now - self.syn_at))
             if self.hs_ack is not None:
                 # pacing starts from the client's view right after its handshake: a first
                 # request sent only after a server greeting waits for the target's greeting

@@ -131,8 +131,12 @@ class Tcpcopy:
             except BpfError as exc:
                 raise StartupError(str(exc)) from None
         hosts = [t.online_ip for t in o.transfers]
+        # the client's pure ACKs carry nothing a copy needs except the third handshake ACK
+        # (greeting pacing, --capture-acks): dropping them in the kernel halves the packets
+        # handled per keep-alive request
         return tcp_port_filter([t.online_port for t in o.transfers],
-                               hosts if all(hosts) else (), "dst")
+                               hosts if all(hosts) else (), "dst",
+                               skip_pure_acks=not o.capture_acks)
 
     def _open(self) -> None:
         o = self.opts

@@ -134,3 +134,46 @@ def test_simple_expressions_need_no_tcpdump(monkeypatch: pytest.MonkeyPatch) -> 
     for other in ("tcp and src port 80 and dst host 1.2.3.4", "src port 80", "tcp and port 80",
                   "tcp and src port 80 and src port 81", "tcp and src host 1.2.3"):
         assert bpf.simple_expression(other) is None
+
+
+@pytest.mark.parametrize(("ports", "hosts", "direction"), CASES)
+def test_skip_pure_acks_matches_truth_on_vectors(ports: set[int], hosts: set[int],
+                                                 direction: str) -> None:
+    """With skip_pure_acks, exactly the matching segments that carry payload or SYN/FIN/RST."""
+    prog = bpf.tcp_port_filter(ports, hosts, direction, skip_pure_acks=True)
+    seen = {"pure": 0, "kept": 0}
+    for name in ("c-target-copied-traffic", "c-intercept-channel", "c-online-client-traffic"):
+        for frame in frames(name):
+            pkt = P.parse_ipv4_tcp(frame, P.strip_ethernet(frame)[1])
+            pure = not pkt.payload and not pkt.tcp.flags & 0x07
+            want = truth(frame, ports, hosts, direction == "src") and not pure
+            assert (bpf.run_filter(prog, frame) > 0) == want, (name, pkt.tcp.flags)
+            assert (bpf.run_filter(prog, vlan(frame)) > 0) == want
+            if truth(frame, ports, hosts, direction == "src"):
+                seen["pure" if pure else "kept"] += 1
+    if ports != {81, 8080}:
+        assert seen["pure"] > 0 and seen["kept"] > 0, seen
+
+
+def test_skip_pure_acks_with_ip_options_and_timestamps() -> None:
+    prog = bpf.tcp_port_filter([80], skip_pure_acks=True)
+    frame = frames("c-online-client-traffic")[0]
+    base = P.parse_ipv4_tcp(frame, 14)
+    eth = frame[:14]
+    for ip_opts in (b"", b"\x01\x01\x01\x00"):
+        for tcp_opts in (b"", b"\x01\x01\x08\x0a" + bytes(8)):
+            for flags, payload, want in ((0x10, b"", 0), (0x18, b"x", bpf.ACCEPT),
+                                         (0x11, b"", bpf.ACCEPT), (0x04, b"", bpf.ACCEPT),
+                                         (0x02, b"", bpf.ACCEPT), (0x10, b"GET /", bpf.ACCEPT)):
+                pkt = base.copy()
+                pkt.ip.options = ip_opts
+                pkt.tcp.options = tcp_opts
+                pkt.tcp.flags = flags
+                pkt.payload = payload
+                got = bpf.run_filter(prog, eth + pkt.with_checksums().to_bytes())
+                assert got == want, (ip_opts, tcp_opts, flags, payload)
+    # the Ethernet trailer of a short frame (padding to 60 bytes) is not payload
+    pkt = base.copy()
+    pkt.tcp.options, pkt.tcp.flags, pkt.payload = b"", 0x10, b""
+    padded = eth + pkt.with_checksums().to_bytes() + bytes(6)
+    assert bpf.run_filter(prog, padded) == 0
