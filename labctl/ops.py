@@ -148,6 +148,19 @@ def plan(inv: Inventory, opts: Optional[UpOptions] = None) -> UpReport:
     return UpReport(inv.lab, findings, the_plan, dry_run=True, refused=refused)
 
 
+def _check_daemon_args(inv: Inventory, facts: dict[str, Any]) -> None:
+    """Build every daemon's arguments from the facts before anything is changed: what `--force`
+    let through (e.g. datalink.mac_unknown) must fail here, not after the route is in place."""
+    from labctl.errors import LabctlError
+    from labctl.ops_daemons import daemon_specs
+
+    try:
+        daemon_specs(inv, facts, lambda host: f"<{host} key>")
+    except LabctlError as exc:
+        raise PreflightRefused(f"{exc.message}; nothing was changed", hint=exc.hint,
+                               host=exc.host) from exc
+
+
 def _allow_cut() -> bool:
     return os.environ.get(ALLOW_SSH_CUT_ENV) == "1"
 
@@ -170,6 +183,7 @@ def up(inv: Inventory, opts: UpOptions) -> UpReport:
                 return report
         if opts.dry_run:
             return report
+        _check_daemon_args(inv, facts)
         _Up(inv, opts, pool, facts, report).run()
     return report
 

@@ -92,3 +92,29 @@ def test_resolve_without_inventory_needs_exactly_one_lab(
     save_record(LabRecord("staging", "/x/staging.yaml", text, ["target"]))
     assert ops.resolve(None).inventory.lab == load_inventory(
         ROOT / "inventories/staging.yaml").lab
+
+
+def test_forced_up_fails_before_any_change_when_daemon_args_cannot_be_built(
+    fakes: dict[str, FakeTransport], tmp_path: Path
+) -> None:
+    """engine.datalink with no next-hop MAC in the facts: `--force` skips the finding, but the
+    engine arguments are built before the first change, so nothing is applied."""
+    from labctl.errors import PreflightRefused
+    from labctl.inventory import parse_inventory
+
+    text = (ROOT / "inventories/staging.yaml").read_text().replace("datalink: false",
+                                                                   "datalink: true")
+    inv = parse_inventory(text, source="staging-datalink.yaml")
+
+    def factory(spec: Any) -> FakeTransport:
+        fake = _factory(fakes)(spec)
+        fake.on(["ip", "-4", "-j", "neigh", "show"], stdout="[]")   # no neighbour entries
+        return fake
+
+    report = ops.plan(inv, ops.UpOptions(factory=factory))
+    assert any(f.id == "datalink.mac_unknown" for f in report.findings), report.findings
+    with pytest.raises(PreflightRefused) as exc:
+        ops.up(inv, ops.UpOptions(factory=factory, force=True))
+    assert "engine.datalink" in exc.value.message and "nothing was changed" in exc.value.message
+    assert exc.value.host in {h.name for h in inv.hosts.online}
+    _no_writes(fakes)
