@@ -87,3 +87,20 @@ def test_diagnose_names_the_broken_link(copy_lab_factory: Callable[..., CopyLab]
     step = first_broken(d)
     assert step is not None and "intercept" in step["evidence"], d
     assert "labctl up" in step["fix"]
+
+
+def test_diagnose_two_server(copy_lab_factory: Callable[..., CopyLab],
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Two-server (intercept on the target, replies dropped on online): healthy, then intercept
+    stopped is named with its fix."""
+    lab = copy_lab_factory(topology="two-server")
+    healthy = diagnose(lab, capsys)
+    assert first_broken(healthy) is None, healthy
+    assert sum(s["status"] == "ok" for s in healthy["steps"]) >= 3, healthy
+    pidfile = Path(lab.inv.remote_dir(lab.inv.intercept_host)) / "intercept.pid"
+    assert lab.inv.intercept_host.name == lab.inv.hosts.target.name
+    lab.ns("target", "kill", "-TERM", pidfile.read_text().strip())
+    d = diagnose(lab, capsys)
+    step = first_broken(d)
+    assert step is not None and "intercept" in step["evidence"], d
+    assert "labctl up" in step["fix"]

@@ -112,9 +112,9 @@ def copy_lab_factory(lab_factory: Callable[..., LabInfo], tmp_path: Path,
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
     made: list[CopyLab] = []
 
-    def make(sample: int = 100, multiplier: int = 1) -> CopyLab:
+    def make(sample: int = 100, multiplier: int = 1, topology: str = "three-server") -> CopyLab:
         info = lab_factory(name=unique_lab_name())
-        text = render_lab_inventory(info)
+        text = render_lab_inventory(info, topology=topology)
         text = text.replace("sample_percent: 100", f"sample_percent: {sample}")
         text = text.replace("multiplier: 1,", f"multiplier: {multiplier},")
         path = tmp_path / f"{info.name}.yaml"
