@@ -23,6 +23,11 @@ from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 65536
+#: A command silent for this long makes labctl check that the host still answers: it opens a
+#: channel, which needs a round trip, and gives up on the connection if none opens in time.
+#: So a link cut mid-command is reported in ~15 s instead of at the command's timeout.
+PROBE_AFTER = 10.0
+PROBE_TIMEOUT = 5.0
 
 
 def remote_command(argv: Sequence[str], *, sudo: bool = False) -> str:
@@ -141,7 +146,7 @@ class SSHTransport:
             if stdin is not None:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
-            code, out, err = _collect(channel, limit)
+            code, out, err = _collect(channel, limit, lambda: _answers(channel.get_transport()))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectionLost(
@@ -195,15 +200,41 @@ class SSHTransport:
             client.close()
 
 
-def _collect(channel: paramiko.Channel, limit: float) -> tuple[Optional[int], str, str]:
-    """Read stdout and stderr until exit or `limit` seconds; exit None means timed out."""
-    deadline = time.monotonic() + limit
+def _answers(transport: Optional[paramiko.Transport]) -> bool:
+    """Whether the host still answers on this connection (a channel opens within the probe
+    timeout)."""
+    if transport is None or not transport.is_active():
+        return False
+    try:
+        probe = transport.open_session(timeout=PROBE_TIMEOUT)
+    except (paramiko.SSHException, OSError, EOFError):
+        return False
+    probe.close()
+    return True
+
+
+def _collect(channel: paramiko.Channel, limit: float,
+             alive: Callable[[], bool] = lambda: True) -> tuple[Optional[int], str, str]:
+    """Read stdout and stderr until exit or `limit` seconds; exit None means timed out.
+    After PROBE_AFTER s without output, `alive()` is asked (again every PROBE_AFTER s); when
+    it says no, EOFError: the connection is gone, not the command slow."""
+    start = time.monotonic()
+    deadline = start + limit
+    heard = start
     out, err = bytearray(), bytearray()
     while True:
+        n = len(out) + len(err)
         while channel.recv_ready():
             out += channel.recv(_CHUNK)
         while channel.recv_stderr_ready():
             err += channel.recv_stderr(_CHUNK)
+        now = time.monotonic()
+        if len(out) + len(err) != n:
+            heard = now
+        elif now - heard >= PROBE_AFTER:
+            if not alive():
+                raise EOFError(f"no answer from the host for {now - start:.0f} s")
+            heard = time.monotonic()
         pending = channel.recv_ready() or channel.recv_stderr_ready()
         # The exit status can arrive while output is still in flight: wait for EOF as well,
         # or large outputs (log tails) come back cut short.

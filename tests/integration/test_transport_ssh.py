@@ -21,3 +21,35 @@ def test_large_output_is_not_cut_short(lab: LabInfo, tmp_path: Path) -> None:
         for _ in range(3):
             result = transport.run(["head", "-c", str(size), "/dev/zero"]).check()
             assert len(result.stdout) == size
+
+
+def test_link_cut_mid_command_is_reported_within_seconds(lab: LabInfo, tmp_path: Path) -> None:
+    """SSH packets dropped (in the lab's own online namespace) while a long, silent command
+    runs: the transport's probe finds the host gone and says so in about PROBE_AFTER +
+    PROBE_TIMEOUT seconds, not at the command's 60 s timeout."""
+    import subprocess
+    import threading
+    import time
+
+    from labctl.transport import ssh as ssh_mod
+    from labctl.transport.base import ConnectionLost
+
+    inv = parse_inventory(render_lab_inventory(lab), str(tmp_path / "inventory.yaml"))
+    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"]
+    cut = threading.Timer(1.0, lambda: subprocess.run(
+        [*lab.ns_argv("online"), "iptables", "-w", "-I", *rule], check=True))
+    try:
+        with HostPool.open(inv) as pool:
+            transport = pool.transport("online")
+            transport.run(["true"]).check()
+            cut.start()
+            start = time.monotonic()
+            with pytest.raises(ConnectionLost) as exc:
+                transport.run(["sleep", "50"])
+            took = time.monotonic() - start
+        assert "no answer from the host" in exc.value.message
+        assert took < ssh_mod.PROBE_AFTER + ssh_mod.PROBE_TIMEOUT + 10, took
+    finally:
+        cut.cancel()
+        subprocess.run([*lab.ns_argv("online"), "iptables", "-w", "-D", *rule], check=False,
+                       capture_output=True)
