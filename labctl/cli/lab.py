@@ -29,6 +29,8 @@ def up(
     name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP),
     index: Optional[int] = typer.Option(
         None, "--index", help="Force lab index N (10.77-79.N.0/24); default: first free one."),
+    as_json: bool = typer.Option(False, "--json", help="Print the lab (lab.json contents plus "
+                                 "the inventory paths and build time) as JSON."),
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
     from labctl.lab import LabSpec, build_lab
@@ -37,19 +39,30 @@ def up(
     t0 = time.monotonic()
     info = build_lab(LabSpec(name=name, index=index))
     paths = [write_lab_inventory(info, topology)[0] for topology in TOPOLOGIES]
+    if as_json:
+        doc = {**info.to_dict(), "seconds": round(time.monotonic() - t0, 3),
+               "inventories": {t: str(p) for t, p in zip(TOPOLOGIES, paths)}}
+        typer.echo(json.dumps(doc, indent=2))
+        return
     typer.echo(render_up(info, time.monotonic() - t0))
     typer.echo(f"inventory:  {paths[0]}\n            {paths[1]} (two-server)")
     typer.echo(f"next:       labctl up {paths[0]}")
 
 
 @lab_app.command("down")
-def down(name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP)) -> None:
+def down(
+    name: str = typer.Option(DEFAULT_NAME, "--name", "-n", help=NAME_HELP),
+    as_json: bool = typer.Option(False, "--json", help='Print {"name", "destroyed"} as JSON.'),
+) -> None:
     """Stop the lab's processes, delete its namespaces, links and files. Safe to run twice."""
     from labctl.lab import destroy_lab
     from labctl.lab_inventory import remove_lab_inventories
 
     found = destroy_lab(name)
     found = bool(remove_lab_inventories(name)) or found
+    if as_json:
+        typer.echo(json.dumps({"name": name, "destroyed": found}))
+        return
     typer.echo(f"lab {name}: destroyed" if found else f"lab {name}: nothing to remove")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -253,3 +254,27 @@ def test_traffic_generator_truth_matches_online_access_log(lab: LabInfo) -> None
         return seen
 
     assert _wait_for(lambda: logged() == truth), (logged(), truth)
+
+
+def test_cli_up_down_json(tmp_path: Path) -> None:
+    from tests.integration.conftest import unique_lab_name
+
+    name = unique_lab_name()
+    cli = [sys.executable, "-c", "import sys; from labctl.cli import main; sys.exit(main())"]
+    env = {**os.environ, "LABCTL_STATE_DIR": str(tmp_path / "state")}
+    try:
+        up = subprocess.run([*cli, "lab", "up", "--name", name, "--json"], capture_output=True,
+                            text=True, timeout=60, env=env)
+        assert up.returncode == 0, up.stderr
+        doc = json.loads(up.stdout)
+        assert doc["name"] == name and set(doc["hosts"]) == {"client", "online", "target",
+                                                             "assistant"}
+        assert Path(doc["inventories"]["three-server"]).exists()
+        assert Path(doc["inventories"]["two-server"]).exists() and doc["seconds"] > 0
+    finally:
+        down = subprocess.run([*cli, "lab", "down", "--name", name, "--json"],
+                              capture_output=True, text=True, timeout=60, env=env)
+    assert json.loads(down.stdout) == {"name": name, "destroyed": True}
+    again = subprocess.run([*cli, "lab", "down", "--name", name, "--json"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert json.loads(again.stdout) == {"name": name, "destroyed": False}
