@@ -241,7 +241,8 @@ def _wait(ctx: Context, step: WaitStep, res: StepResult) -> None:
 def settle(ctx: Context, quiet: float, timeout: float) -> dict[str, Any]:
     """Until the target's access log has not grown for `quiet` seconds (copies stopped)."""
     inv = ctx.inventory
-    spec, path = inv.hosts.target, inv.logs.target.path
+    spec = inv.hosts.target
+    path = inv.log_for(spec).path
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
     while True:

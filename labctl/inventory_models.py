@@ -47,6 +47,9 @@ class HostSpec(_Frozen):
     key: Optional[str] = None
     known_hosts: str = "~/.ssh/known_hosts"
     sudo: StrictBool = False
+    #: This host's nginx access log when it is not `logs.online.path` / `logs.target.path`
+    #: (hosts laid out differently, or hosts sharing one filesystem like the local lab).
+    access_log: Optional[str] = Field(default=None, min_length=1)
 
 
 class Hosts(_Frozen):
@@ -76,6 +79,27 @@ def pool_network(entry: str) -> Net:
     if m.group(4) == "x":
         return ipaddress.IPv4Network(".".join(map(str, octets)) + ".0/24")
     return ipaddress.IPv4Network(str(ipaddress.IPv4Address(entry)) + "/32")
+
+
+MAX_POOL_PER_HOST = 4096      # tcpcopy -c takes at most this many addresses
+
+
+def split_pool(entries: list[str], hosts: int, index: int) -> list[str]:
+    """Share `i` of `hosts` disjoint shares of a `-c` pool (pure). Whole entries (a.b.c.x
+    ranges, addresses) round-robin when there are enough of them, else addresses one by one."""
+    if hosts <= 1:
+        return list(entries)
+    if len(entries) >= hosts:
+        return list(entries[index::hosts])
+    addrs = [str(a) for net in map(pool_network, entries)
+             for a in (net.hosts() if net.prefixlen < 31 else [net.network_address])]
+    return addrs[index::hosts][:MAX_POOL_PER_HOST]
+
+
+def pool_size(entries: list[str]) -> int:
+    """How many fake addresses the entries give (an a.b.c.x range: .1-.254)."""
+    nets = [pool_network(e) for e in entries]
+    return sum(n.num_addresses - 2 if n.prefixlen < 31 else 1 for n in nets)
 
 
 class Clients(_Frozen):
@@ -179,6 +203,7 @@ class Inventory(_Frozen):
     def _consistent(self) -> Inventory:
         _check_roles(self)
         _check_topology(self)
+        _check_pool(self)
         return self
 
     # -- derived views -------------------------------------------------------------------
@@ -189,6 +214,12 @@ class Inventory(_Frozen):
         if self.hosts.assistant is not None:
             out.append(("assistant", self.hosts.assistant))
         return out
+
+    def log_for(self, host: HostSpec) -> LogSpec:
+        """The access log verify reads on `host`: its role's spec, with the host's own path."""
+        spec = self.logs.target if host.name == self.hosts.target.name else self.logs.online
+        return spec if host.access_log is None else LogSpec(path=host.access_log,
+                                                            format=spec.format)
 
     def all_hosts(self) -> list[HostSpec]:
         return [h for _, h in self.hosts_by_role()]
@@ -219,10 +250,16 @@ class Inventory(_Frozen):
         return service.target_address or self.hosts.target.address
 
     def pool(self, online: HostSpec) -> list[str]:
-        """tcpcopy `-c` entries for one online host (two-server default: its own address)."""
-        if self.clients.pool:
-            return list(self.clients.pool)
-        return [str(online.address)]
+        """tcpcopy `-c` entries for one online host (two-server default: its own address).
+
+        With several online hosts each gets its own share of the pool: several tcpcopy
+        instances feeding one target must never use the same fake tuple (the target and
+        intercept's route table would mix their sessions), and only disjoint addresses make
+        that certain (`-f` port shifts only make it unlikely)."""
+        if not self.clients.pool:
+            return [str(online.address)]
+        onlines = [h.name for h in self.hosts.online]
+        return split_pool(self.clients.pool, len(onlines), onlines.index(online.name))
 
     def remote_dir(self, host: HostSpec) -> str:
         """Per-lab, per-host state directory on the host."""
@@ -258,6 +295,17 @@ def _check_roles(inv: Inventory) -> None:
                 f"a host can have only one role (here: {role} {host.name})",
             )
         endpoints[key] = f"{role} ({host.name})"
+
+
+def _check_pool(inv: Inventory) -> None:
+    online = len(inv.hosts.online)
+    if inv.clients.pool and pool_size(inv.clients.pool) < online:
+        raise FieldProblem(
+            ("clients", "pool"),
+            f"{pool_size(inv.clients.pool)} fake address(es) for {online} online hosts: each "
+            "online host's tcpcopy needs its own (their tuples must never collide at the "
+            "target); give an a.b.c.x range or more addresses",
+        )
 
 
 def _check_topology(inv: Inventory) -> None:

@@ -27,7 +27,7 @@ from labctl import ledger as L
 from labctl import logparse as lp
 from labctl import verify_baseline as vb
 from labctl.errors import RemoteError, UsageError
-from labctl.inventory_models import HostSpec, Inventory, LogSpec
+from labctl.inventory_models import HostSpec, Inventory
 from labctl.transport.base import Transport
 from labctl.transport.pool import HostPool
 
@@ -221,7 +221,7 @@ def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
     roles = dict((spec.name, role) for role, spec in _log_hosts(inv))
 
     def one(spec: HostSpec, t: Transport) -> tuple[LogMark, Optional[int]]:
-        path = _log_spec(inv, roles[spec.name]).path
+        path = inv.log_for(spec).path
         current, _ = _stat(t, spec, path)
         return LogMark(spec.name, path, current.size, current.inode), fetch_conntrack(t, spec)[0]
 
@@ -280,10 +280,6 @@ def _log_hosts(inv: Inventory) -> list[tuple[str, HostSpec]]:
     return [("online", h) for h in inv.hosts.online] + [("target", inv.hosts.target)]
 
 
-def _log_spec(inv: Inventory, role: str) -> LogSpec:
-    return inv.logs.online if role == "online" else inv.logs.target
-
-
 class Watch:
     """Repeated verifies that read only what each log gained since the previous read."""
 
@@ -309,9 +305,11 @@ class Watch:
         elif any(d.counters for d in daemons):
             notes.append("engine counters cover each daemon's whole run, not only the "
                          "compared span (no counter snapshot for it)")
-        online = {h.name: self.records.get((h.name, self.inv.logs.online.path), [])
-                  for h in self.inv.hosts.online}
-        target = self.records.get((self.inv.hosts.target.name, self.inv.logs.target.path), [])
+        inv = self.inv
+        online = {h.name: self.records.get((h.name, inv.log_for(h).path), [])
+                  for h in inv.hosts.online}
+        target = self.records.get((inv.hosts.target.name, inv.log_for(inv.hosts.target).path),
+                                  [])
         window = (start, now) if start is not None and self.scope.marks is None else None
         if self.scope.window is not None and start is not None:
             window = (start, now)
@@ -325,10 +323,10 @@ class Watch:
         return L.build(inp, self.thresholds)
 
     def _fetch_host(self, spec: HostSpec, t: Transport, start: Optional[float]) -> None:
-        for role, host in _log_hosts(self.inv):
+        for _role, host in _log_hosts(self.inv):
             if host.name != spec.name:
                 continue
-            log = _log_spec(self.inv, role)
+            log = self.inv.log_for(host)
             key = (spec.name, log.path)
             since = self.cursors.get(key) or (
                 self.scope.marks.find(spec.name, log.path) if self.scope.marks else None)

@@ -31,13 +31,16 @@ def up(
         None, "--index", help="Force lab index N (10.77-79.N.0/24); default: first free one."),
     as_json: bool = typer.Option(False, "--json", help="Print the lab (lab.json contents plus "
                                  "the inventory paths and build time) as JSON."),
+    online: int = typer.Option(1, "--online", min=1, max=2,
+                               help="Online servers: 1, or 2 (`online2` at .11: several online "
+                                    "servers copied to one target)."),
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
     from labctl.lab import LabSpec, build_lab
     from labctl.lab_inventory import TOPOLOGIES, write_lab_inventory
 
     t0 = time.monotonic()
-    info = build_lab(LabSpec(name=name, index=index))
+    info = build_lab(LabSpec(name=name, index=index, online_hosts=online))
     paths = [write_lab_inventory(info, topology)[0] for topology in TOPOLOGIES]
     if as_json:
         doc = {**info.to_dict(), "seconds": round(time.monotonic() - t0, 3),

@@ -17,13 +17,14 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from labctl.errors import LabError
-from labctl.lab.spec import ROLES, LabInfo
+from labctl.lab.spec import LabInfo
 
 NETNS_DIR = Path("/run/netns")
 BRIDGE = "br0"
 ROUTER_OP_PORT = "p-op"
 CLIENT_GW_IF = "p-client"
-PORT_NAMES = {"online": "p-online", "target": "p-target", "assistant": "p-assist"}
+PORT_NAMES = {"online": "p-online", "online2": "p-online2", "target": "p-target",
+              "assistant": "p-assist"}
 OFFLOAD_ARGS = ("tx", "off", "tso", "off", "gso", "off")
 CMD_TIMEOUT = 20.0
 
@@ -172,7 +173,7 @@ def build_network(info: LabInfo) -> None:
     try:
         _build_router(info)
         _build_root(info)
-        for role in ROLES:
+        for role in info.hosts:
             _build_host(info, role)
     except NetlinkError as exc:
         raise LabError(f"netlink: {exc.args[-1] if exc.args else exc} while wiring the lab "
@@ -185,6 +186,8 @@ def _build_router(info: LabInfo) -> None:
         r.link("add", ifname=BRIDGE, kind="bridge")
         br = _up(r, BRIDGE, info.router_address)
         for role, port in PORT_NAMES.items():
+            if role not in info.hosts:
+                continue
             host = info.hosts[role]
             r.link("add", ifname=port, kind="veth",
                    peer={"ifname": host.ifname, "net_ns_fd": host.netns})

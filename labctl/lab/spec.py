@@ -20,9 +20,13 @@ DEFAULT_BASE_DIR = Path("/run/labctl-lab")
 NAME_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
 MAX_INDEX = 250
 ROLES = ("client", "online", "target", "assistant")
-SERVER_ROLES = ("online", "target", "assistant")
-NGINX_ROLES = ("online", "target")
-HOST_OCTET = {"online": 10, "target": 20, "assistant": 30}
+#: With `online_hosts=2` (fan-in: several online servers copied to one target).
+ROLES_2 = ("client", "online", "online2", "target", "assistant")
+ALL_ROLES = ROLES_2
+SERVER_ROLES = ("online", "online2", "target", "assistant")
+NGINX_ROLES = ("online", "online2", "target")
+ONLINE_ROLES = ("online", "online2")
+HOST_OCTET = {"online": 10, "online2": 11, "target": 20, "assistant": 30}
 CLIENT_OCTET = 10
 CLIENT_EXTRA_OCTETS = tuple(range(11, 20))
 ROUTER_OCTET = 254
@@ -48,7 +52,7 @@ def netns_name(name: str, role: str) -> str:
 
 def namespaces_of(name: str) -> list[str]:
     """Every namespace a lab named `name` may own, router last (it holds the bridge)."""
-    return [netns_name(name, r) for r in ROLES] + [netns_name(name, "router")]
+    return [netns_name(name, r) for r in ALL_ROLES] + [netns_name(name, "router")]
 
 
 def operator_ifname(name: str) -> str:
@@ -100,6 +104,8 @@ class LabSpec:
     base_dir: Path = DEFAULT_BASE_DIR
     index: Optional[int] = None
     offloads_off: bool = True
+    #: 1, or 2 for a second online server `online2` (10.77.N.11) beside `online`.
+    online_hosts: int = 1
 
 
 @dataclass(frozen=True)
@@ -213,14 +219,17 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def plan_lab(name: str, index: int, base_dir: Path = DEFAULT_BASE_DIR) -> LabInfo:
+def plan_lab(name: str, index: int, base_dir: Path = DEFAULT_BASE_DIR,
+             online_hosts: int = 1) -> LabInfo:
     """The complete address/name/path plan of lab `name` with index `index` (pure)."""
     validate_name(name)
     if not 1 <= index <= MAX_INDEX:
         raise UsageError(f"lab index {index} out of range 1..{MAX_INDEX}")
+    if online_hosts not in (1, 2):
+        raise UsageError(f"a lab has 1 or 2 online hosts, not {online_hosts}")
     lab_net, client_net, fake_pool = lab_nets(index)
     d = Path(base_dir) / name
-    hosts = {r: _plan_host(name, r, index, d) for r in ROLES}
+    hosts = {r: _plan_host(name, r, index, d) for r in (ROLES if online_hosts == 1 else ROLES_2)}
     return LabInfo(
         name=name, index=index, dir=d, lab_net=lab_net, client_net=client_net,
         fake_pool=fake_pool, operator_address=f"10.77.{index}.{OPERATOR_OCTET}",

@@ -57,16 +57,21 @@ def normal_routes(text: str) -> str:
     return "\n".join(sorted(keep))
 
 
+def servers(info: Any) -> list[str]:
+    """The lab's server roles (with `online2` when the lab has two online hosts)."""
+    return [h for h in (*HOSTS, "online2") if h in info.hosts]
+
+
 def snapshot(info: Any) -> dict[str, tuple[str, str]]:
     return {h: (normal_routes(ns_run(info, h, "ip", "route", "show", "table", "all")),
                 normalise_iptables_save(ns_run(info, h, "iptables-save")))
-            for h in HOSTS}
+            for h in servers(info)}
 
 
 def tagged(info: Any) -> list[str]:
     """Anything carrying labctl's tags, and any engine process, in the lab's hosts."""
     found = []
-    for h in HOSTS:
+    for h in servers(info):
         routes = ns_run(info, h, "ip", "route", "show", "table", "all", "proto", "252")
         found += [f"{h}: route {r}" for r in routes.splitlines() if r.strip()]
         rules = ns_run(info, h, "iptables-save")
