@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def demo(
     keep: bool = typer.Option(False, "--keep", help="Keep the lab afterwards (labctl lab down)."),
     requests: int = typer.Option(200, "--requests", min=1, help="Client requests to send."),
-    name: str = typer.Option("demo", "--name", help="Lab name ([a-z][a-z0-9]{0,7})."),
+    name: str = typer.Option("demo", "--name", help="Lab name (1-8 characters: a lowercase "
+                             "letter, then lowercase letters or digits)."),
     two_server: bool = typer.Option(False, "--two-server", help="Use the two-server topology."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from labctl.lab import LabInfo, LabStatus
 
 DEFAULT_NAME = "demo"  # inventories/local.yaml describes this lab at index 1
-NAME_HELP = "Lab name: 1-8 characters, [a-z][a-z0-9]*. Several labs can exist side by side."
+NAME_HELP = ("Lab name: 1-8 characters, a lowercase letter then lowercase letters or digits. "
+             "Several labs can exist side by side.")
 
 lab_app = typer.Typer(
     name="lab", help="The built-in local lab: client, online, target and assistant in network "
