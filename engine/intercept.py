@@ -131,8 +131,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"intercept: {exc}", file=sys.stderr)
         return 2
     if opts is None:
-        print(f"intercept version:{__version__}" if "-v" in args or "--version" in args
-              else USAGE)
+        from engine.stats import print_out
+        print_out(f"intercept version:{__version__}" if "-v" in args or "--version" in args
+                  else USAGE)
         return 0
     from engine.intercept_loop import InterceptDaemon, SetupError
     try:

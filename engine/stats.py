@@ -19,6 +19,15 @@ from typing import IO, Any, Dict, Mapping, Optional
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 
 
+def print_out(text: str) -> None:
+    """Print help/version text; a closed pipe (``tcpcopy -h | head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())      # no second error at interpreter exit
+
+
 def format_log_line(level: str, msg: str, now: float) -> str:
     lt = time.localtime(now)
     ms = int((now - int(now)) * 1000)

@@ -25,7 +25,7 @@ from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
 from engine.sesscfg import Route, SessionConfig
 from engine.sessnet import Intercepts, Server
 from engine.sesstable import REGISTER, SEND, Engine
-from engine.stats import Logger, stats_document, write_stats
+from engine.stats import Logger, print_out, stats_document, write_stats
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -383,10 +383,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"tcpcopy: {exc}", file=sys.stderr)
         return 2
     if opts.show_help:
-        print(usage())
+        print_out(usage())
         return 0
     if opts.show_version:
-        print(f"tcpcopy {__version__} (labctl engine, internal version {INTERNAL_VERSION})")
+        print_out(f"tcpcopy {__version__} (labctl engine, internal version {INTERNAL_VERSION})")
         return 0
     try:
         log = Logger(opts.log_file)
