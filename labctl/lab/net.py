@@ -147,7 +147,8 @@ def offloads_off(links: dict[str, list[str]], root_links: Iterable[str]) -> None
 def offload_links(info: LabInfo) -> tuple[dict[str, list[str]], list[str]]:
     """(namespace -> lab links, root-namespace lab links) whose offloads must be off."""
     links = {h.netns: [h.ifname] for h in info.hosts.values()}
-    links[info.router_ns] = [BRIDGE, ROUTER_OP_PORT, CLIENT_GW_IF, *PORT_NAMES.values()]
+    links[info.router_ns] = [BRIDGE, ROUTER_OP_PORT, CLIENT_GW_IF,
+                             *(port for role, port in PORT_NAMES.items() if role in info.hosts)]
     return links, [info.operator_ifname]
 
 

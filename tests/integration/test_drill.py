@@ -144,3 +144,17 @@ def test_target_faults_drill(drill_env: dict[str, Any],
     assert restored["ledger"]["verdict"]["passed"] is True
     assert "tcpcopy (since the mark)" in md
     assert_nothing_left(drill_env["name"])
+
+
+def test_amplify_drill(drill_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """-r 50 -n 2: the target sees about as many requests as online (expected ratio 1.0), and
+    the note on kept SYNs is a sane percentage."""
+    code, out = run_drill(RUNBOOKS / "amplify.yaml", drill_env, capsys)
+    _, _, result = read_reports(drill_env)
+    assert code == 0, out["reasons"]
+    ledger = result["steps"][2]["ledger"]
+    assert ledger["expected_ratio"] == pytest.approx(1.0)
+    assert 0.85 <= ledger["copy_ratio"] <= 1.15, ledger["copy_ratio"]
+    kept = [n for n in ledger["notes"] if n.startswith("tcpcopy kept ")]
+    assert kept and 30.0 <= float(kept[0].split()[2]) <= 70.0, kept
+    assert_nothing_left(drill_env["name"])
