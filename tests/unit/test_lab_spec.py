@@ -99,3 +99,21 @@ def test_bad_json_names_the_file() -> None:
         lab_from_json("{", "x/lab.json")
     with pytest.raises(LabError, match=re.escape("x/lab.json: malformed lab description")):
         lab_from_json('{"name": "a"}', "x/lab.json")
+
+
+def test_second_online_host_plan_and_links() -> None:
+    from labctl.lab import net
+    from labctl.lab.spec import namespaces_of
+
+    one, two = plan_lab("fan", 3), plan_lab("fan", 3, online_hosts=2)
+    assert list(one.hosts) == ["client", "online", "target", "assistant"]
+    assert list(two.hosts) == ["client", "online", "online2", "target", "assistant"]
+    assert two.hosts["online2"].address == "10.77.3.11" and two.hosts["online2"].has_nginx
+    assert two.hosts["online2"].access_log != two.hosts["online"].access_log
+    # offloads and wiring only touch the router ports of the hosts the lab has
+    assert "p-online2" not in net.offload_links(one)[0][one.router_ns]
+    assert "p-online2" in net.offload_links(two)[0][two.router_ns]
+    # destroy knows every namespace a lab of either shape may own
+    assert "lc-fan-online2" in namespaces_of("fan")
+    with pytest.raises(UsageError):
+        plan_lab("fan", 3, online_hosts=3)
