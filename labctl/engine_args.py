@@ -84,6 +84,8 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
         argv.append("-L")
     if e.no_wait:
         argv.append("-W")
+    if e.capture_acks:
+        argv.append("--capture-acks")
     return argv + _common(paths)
 
 

@@ -141,6 +141,8 @@ class Engine(_Frozen):
     lonely: StrictBool = True
     no_wait: StrictBool = False
     max_sessions: StrictInt = Field(default=65536, ge=1)
+    #: tcpcopy --capture-acks: also capture the clients' pure ACKs (server-first protocols).
+    capture_acks: StrictBool = False
 
 
 class LogSpec(_Frozen):

@@ -136,6 +136,7 @@ def test_tcpcopy_and_intercept_flags_from_staging() -> None:
     assert "-c 192.168.50.x" in text
     assert "-C 2 -t 120 -k 240 -m 512 --max-sessions 65536" in text
     assert "-L" in argv and "-W" not in argv and "-n" not in argv and "-r" not in argv
+    assert "--capture-acks" not in argv
     assert argv[-2:] == ["--key-file", "/var/lib/labctl/staging/online1/channel.key"]
     iargv = intercept_argv(inv, EnginePaths(key_file="/k", interface="eth0"))
     assert iargv == ["-F", "tcp and src port 80 and src host 192.168.44.137", "-p", "36524",
@@ -145,13 +146,15 @@ def test_tcpcopy_and_intercept_flags_from_staging() -> None:
 def test_engine_flags_options_and_two_server() -> None:
     inv = two_server()
     engine = inv.engine.model_copy(update={"multiplier": 2, "sample_percent": 50,
-                                           "no_wait": True, "lonely": False})
+                                           "no_wait": True, "lonely": False,
+                                           "capture_acks": True})
     inv2 = inv.model_copy(update={"engine": engine})
     argv = tcpcopy_argv(inv2, inv2.hosts.online[0], EnginePaths(stats_file="/s", pid_file="/p",
                                                                 log_file="/l"))
     text = shlex.join(argv)
     assert "-s 192.168.44.137" in text and "-c 192.168.44.128" in text
     assert "-n 2" in text and "-r 50" in text and "-W" in argv and "-L" not in argv
+    assert "--capture-acks" in argv
     assert text.endswith("--stats-file /s -P /p -l /l")
     assert intercept_argv(inv, EnginePaths())[4:6] == ["-b", "192.168.44.137"]
 
