@@ -75,6 +75,8 @@ class Plan:
     lab: str
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: What `up` starts after the changes, in order: "[host] tool flags..." (engine flags only).
+    daemons: tuple[str, ...] = field(default_factory=tuple)
 
     def for_host(self, host: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.host == host)

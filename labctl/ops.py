@@ -9,6 +9,7 @@ first, and reports per host.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,25 @@ def _make_plan(inv: Inventory, facts: dict[str, Any], fix: bool,
     from labctl.plan import make_plan
 
     notrack = True if fix and any(f.id in CONNTRACK_IDS for f in findings) else None
-    return make_plan(inv, facts, fix=fix, notrack=notrack)
+    plan = make_plan(inv, facts, fix=fix, notrack=notrack)
+    return dataclasses.replace(plan, daemons=tuple(_daemon_lines(inv, facts)))
+
+
+def _daemon_lines(inv: Inventory, facts: dict[str, Any]) -> list[str]:
+    """The daemons `up` will start, with their engine flags ([] if they cannot be built from
+    these facts: a finding says why, and `up` stops before any change)."""
+    import shlex
+
+    from labctl.errors import LabctlError
+    from labctl.journal import host_dir
+    from labctl.ops_daemons import daemon_specs
+
+    try:
+        specs = daemon_specs(inv, facts,
+                             lambda h: f"{host_dir(inv.state_dir, inv.lab, h)}/{KEY_NAME}")
+    except LabctlError:
+        return []
+    return [f"[{host.name}] {d.name} {shlex.join(d.args)}" for host, d, _ready in specs]
 
 
 def blocking(findings: list[Finding], force: bool, allow_ssh_cut: bool = False,

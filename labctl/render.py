@@ -69,6 +69,10 @@ def plan_table(plan: Plan) -> Table:
                       "dead-man" if c.guarded else "")
     if not plan.changes:
         table.add_row("-", "*", "-", "-", "nothing to change", "")
+    for i, line in enumerate(plan.daemons, len(plan.changes) + 1):
+        host, _, rest = line.partition("] ")
+        tool = rest.split(" ", 1)[0]
+        table.add_row(str(i), host.lstrip("["), f"daemon:{tool}", "daemon", f"start {rest}", "")
     return table
 
 

@@ -47,7 +47,9 @@ def change_line(change: Change) -> str:
 
 
 def plan_lines(plan: Plan) -> tuple[str, ...]:
-    return tuple(change_line(c) for c in plan.changes)
+    """Every change, then every daemon `up` starts with its engine flags."""
+    return (tuple(change_line(c) for c in plan.changes)
+            + tuple(f"[daemon] {d}" for d in plan.daemons))
 
 
 def digest(inventory_sha: str, fix: bool, lines: tuple[str, ...]) -> str:

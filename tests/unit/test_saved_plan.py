@@ -32,8 +32,9 @@ def test_round_trip_and_current_plan_applies(fakes: dict[str, FakeTransport],  #
     path = str(tmp_path / "p.json")
     digest = saved_plan.save(path, plan, str(INV), INV.read_text(), fix=False)
     saved = saved_plan.load(path)
-    assert saved.digest == digest and saved.lab == plan.lab and len(saved.changes) == len(
-        plan.changes)
+    assert saved.digest == digest and saved.lab == plan.lab
+    assert len(saved.changes) == len(plan.changes) + len(plan.daemons)
+    assert [d.split()[1] for d in plan.daemons] == ["intercept", "tcpcopy"]
     assert saved_plan.differences(saved, plan.lab, INV.read_text(), plan) == []
     # `up --plan` with a current plan gets past the check (dry run: still touches nothing)
     report = ops.up(load_inventory(INV), ops.UpOptions(
@@ -121,3 +122,16 @@ def test_edited_plan_file_is_refused(fakes: dict[str, FakeTransport],  # noqa: F
 def test_missing_plan_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read the plan file"):
         saved_plan.load(str(tmp_path / "nope.json"))
+
+
+def test_changed_daemon_flags_make_the_plan_stale(fakes: dict[str, FakeTransport],  # noqa: F811
+                                                  tmp_path: Path) -> None:
+    plan = _plan(fakes)
+    path = str(tmp_path / "p.json")
+    old = dataclasses.replace(plan, daemons=tuple(d.replace("-C 2", "-C 4") for d in
+                                                  plan.daemons))
+    saved_plan.save(path, old, str(INV), INV.read_text(), fix=False)
+    diffs = saved_plan.differences(saved_plan.load(path), plan.lab, INV.read_text(), plan)
+    assert any(d.startswith("no longer planned: [daemon] [online1] tcpcopy") and "-C 4" in d
+               for d in diffs), diffs
+    assert any(d.startswith("newly planned: [daemon] [online1] tcpcopy") for d in diffs)
