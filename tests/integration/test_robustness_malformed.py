@@ -250,7 +250,12 @@ def drain(limit):
                 out["closed_after"] = round(time.monotonic() - t0, 3)
                 break
             got += data
-    except (socket.timeout, ConnectionResetError):
+    except ConnectionResetError:
+        # closed with our bytes still unread (e.g. the rest of a junk run): the kernel
+        # answers with a RST instead of a FIN -- closed all the same
+        out["closed_after"] = round(time.monotonic() - t0, 3)
+        out["reset"] = True
+    except socket.timeout:
         pass
     return got
 if mode in ("garbage", "silent", "huge"):
