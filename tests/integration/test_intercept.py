@@ -54,7 +54,10 @@ else:
         sock.sendall(C.encode_hello() + C.encode_message(1, 1, 2, 3, 4))
     received = b""
     while True:
-        data = sock.recv(65536)
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:     # closed with our bytes unread: RST instead of FIN
+            break
         if not data:
             break
         received += data
