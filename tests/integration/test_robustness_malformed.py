@@ -123,7 +123,13 @@ print(json.dumps({"sent": sent, "passed": passed}))
 
 
 def inject(rig: Rig, role: str, spec: Dict[str, Any], timeout: float = 60) -> Dict[str, int]:
-    argv = [*rig.lab.ns_argv(role), sys.executable, "-c", INJECT, json.dumps(spec)]
+    return _run_injector(rig, rig.lab.ns_argv(role), spec, timeout)
+
+
+def _run_injector(rig: Rig, ns_argv: List[str], spec: Dict[str, Any],
+                  timeout: float = 60) -> Dict[str, int]:
+    """Run INJECT in a namespace; returns what it sent per kind, adds what passed to PASSED."""
+    argv = [*ns_argv, sys.executable, "-c", INJECT, json.dumps(spec)]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(REPO),
                          env=rig.env, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -220,15 +226,7 @@ def _inject_l2(rig: Rig, mac: str) -> Dict[str, int]:
     """Frames with broken IP headers onto the bridge port facing online (router namespace)."""
     spec = {"mode": "l2", "online": rig.online, "port": 80, "n": 40, "mac": mac,
             "iface": "p-online"}
-    argv = ["ip", "netns", "exec", rig.lab.router_ns, sys.executable, "-c", INJECT,
-            json.dumps(spec)]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(REPO),
-                         env=rig.env, check=False)
-    assert res.returncode == 0, res.stderr[-2000:]
-    doc = json.loads(res.stdout.strip().splitlines()[-1])
-    sent: Dict[str, int] = doc["sent"]
-    PASSED.update({k: PASSED.get(k, 0) + v for k, v in doc["passed"].items()})
-    return sent
+    return _run_injector(rig, ["ip", "netns", "exec", rig.lab.router_ns], spec)
 
 
 # Hostile channel peer run inside a lab namespace: argv = host port key mode count.
