@@ -1,4 +1,4 @@
-"""`labctl demo`: the README's first command (thin wrapper around labctl.ops_demo)."""
+"""`labctl demo`: the README's first command (thin wrapper around labctl.demo)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from labctl.cli.ops import progress
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from labctl.ops_demo import DemoReport
+    from labctl.demo import DemoReport
 
 
 @app.command()
@@ -26,8 +26,8 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Build the local lab, copy real client traffic to the target, undo everything."""
-    from labctl import render
-    from labctl.ops_demo import run_demo
+    from labctl.cli.render import ops as render
+    from labctl.demo import run_demo
 
     topology = "two-server" if two_server else "three-server"
     with progress() as say:

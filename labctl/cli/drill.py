@@ -15,7 +15,7 @@ from labctl.errors import DrillFailed, UsageError
 if TYPE_CHECKING:  # imported inside the command: `labctl --help` must not load the drill
     from rich.table import Table
 
-    from labctl.drill import DrillResult, StepResult
+    from labctl.drill.run import DrillResult, StepResult
 
 STYLE = {"ok": "green", "failed": "bold red", "skipped": "dim"}
 
@@ -35,9 +35,9 @@ def drill_cmd(
     """Run a drill runbook step by step, then write a Markdown/HTML/JSON report."""
     from rich.markup import escape
 
-    from labctl import report
-    from labctl.drill import DrillOptions, run_drill
-    from labctl.runbook import LAB_NAME, parse_runbook, read_text
+    from labctl.drill.run import DrillOptions, run_drill
+    from labctl.drill.runbook import LAB_NAME, parse_runbook, read_text
+    from labctl.report import drill as report
 
     if lab_name and not re.match(LAB_NAME, lab_name):
         raise UsageError(f"--lab-name {lab_name!r}: a lowercase letter, then up to 7 lowercase "

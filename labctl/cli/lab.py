@@ -38,7 +38,7 @@ def up(
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
     from labctl.lab import LabSpec, build_lab
-    from labctl.lab_inventory import TOPOLOGIES, write_lab_inventory
+    from labctl.lab.inventory import TOPOLOGIES, write_lab_inventory
 
     t0 = time.monotonic()
     info = build_lab(LabSpec(name=name, index=index, online_hosts=online))
@@ -60,7 +60,7 @@ def down(
 ) -> None:
     """Stop the lab's processes, delete its namespaces, links and files. Safe to run twice."""
     from labctl.lab import destroy_lab
-    from labctl.lab_inventory import remove_lab_inventories
+    from labctl.lab.inventory import remove_lab_inventories
 
     found = destroy_lab(name)
     found = bool(remove_lab_inventories(name)) or found

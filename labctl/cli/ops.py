@@ -1,5 +1,5 @@
 """CLI commands `up`, `plan`, `status`, `down` (and `demo`, in labctl.cli.demo): thin wrappers
-that build options, call labctl.ops / labctl.ops_down, and render the result."""
+that build options, call labctl.up.run / labctl.up.down, and render the result."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from labctl.cli import app
 from labctl.cli.console import err, out
 
 if TYPE_CHECKING:
-    from labctl import ops
+    from labctl.up import run as ops
 
 # Heavy modules (pydantic models, paramiko, rich) are imported inside the commands, so that
 # `labctl --help` and unrelated commands start fast.
@@ -53,7 +53,8 @@ def up(
                              "what `up` would do; refuse a stale one."),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
-    from labctl import ops, saved_plan
+    from labctl.up import run as ops
+    from labctl.up import saved_plan
 
     res = ops.resolve(inventory)
     saved = saved_plan.load(plan_file) if plan_file else None
@@ -80,7 +81,8 @@ def plan(
                             "while it is still current."),
 ) -> None:
     """What `up` would change, touching nothing."""
-    from labctl import ops, saved_plan
+    from labctl.up import run as ops
+    from labctl.up import saved_plan
 
     res = ops.resolve(inventory)
     with progress() as say:
@@ -96,7 +98,7 @@ def plan(
 
 
 def _show(report: ops.UpReport, json_out: bool) -> None:
-    from labctl import render
+    from labctl.cli.render import ops as render
 
     if json_out:
         out().print_json(render.dumps(report))
@@ -110,7 +112,9 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Daemons, counters, tagged routes/rules and journal state, per host."""
-    from labctl import ops, ops_down, render
+    from labctl.cli.render import ops as render
+    from labctl.up import down as ops_down
+    from labctl.up import run as ops
 
     res = ops.resolve(inventory)
     report = ops_down.status(res.inventory)
@@ -126,7 +130,9 @@ def down(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Stop the daemons (keeping final counters) and undo exactly what `up` changed."""
-    from labctl import ops, ops_down, render
+    from labctl.cli.render import ops as render
+    from labctl.up import down as ops_down
+    from labctl.up import run as ops
 
     res = ops.resolve(inventory)
     with progress() as say:

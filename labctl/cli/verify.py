@@ -19,10 +19,10 @@ from labctl.errors import UsageError, VerifyFailed
 if TYPE_CHECKING:  # the heavy modules are imported inside the commands (fast start-up)
     from rich.console import Console
 
-    from labctl.inventory_models import Inventory
-    from labctl.ledger import LedgerReport
+    from labctl.inventory.models import Inventory
     from labctl.transport.pool import HostPool
-    from labctl.verify import Watch
+    from labctl.verify.fetch import Watch
+    from labctl.verify.ledger import LedgerReport
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -39,8 +39,8 @@ def parse_duration(text: str) -> float:
 
 def resolve_inventory(path: Optional[Path], command: str = "verify") -> Inventory:
     """The given inventory, else the one `up` recorded when exactly one lab is known here."""
-    from labctl.journal import local_state_root
-    from labctl.ops import resolve
+    from labctl.up.journal import local_state_root
+    from labctl.up.run import resolve
 
     try:
         return resolve(str(path) if path is not None else None).inventory
@@ -71,8 +71,8 @@ def verify_cmd(
     """The loss ledger: online vs target access logs and engine counters, with a verdict."""
     from rich.console import Console
 
-    from labctl import render_verify as rv
-    from labctl import verify as core
+    from labctl.cli.render import verify as rv
+    from labctl.verify import fetch as core
 
     if window is not None and since_up:
         raise UsageError("give either --window or --since-up, not both")
@@ -105,7 +105,7 @@ def _watch(session: Watch, report: LedgerReport, console: Console,
     place; into a pipe or file every refresh is printed in full, one after the other."""
     from rich.live import Live
 
-    from labctl import render_verify as rv
+    from labctl.cli.render import verify as rv
 
     refreshes = 1
     live = Live(rv.ledger_view(report), console=console, auto_refresh=False)
@@ -143,8 +143,8 @@ def diagnose_cmd(
     """Capture briefly on every host and name the first broken link of the copy path."""
     from rich.console import Console
 
-    from labctl import render_verify as rv
-    from labctl.diagnose import run_diagnose
+    from labctl.cli.render import verify as rv
+    from labctl.verify.diagnose import run_diagnose
 
     inv = resolve_inventory(inventory, "diagnose")
     with _pool(inv) as pool:

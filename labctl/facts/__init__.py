@@ -41,7 +41,7 @@ from labctl.facts.system import (
     PythonVersion,
     SSHConnection,
 )
-from labctl.inventory_models import HostSpec, Inventory
+from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Transport
 from labctl.transport.pool import HostPool
 

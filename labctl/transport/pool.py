@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
 from labctl.errors import LabctlError, RemoteError
-from labctl.inventory_models import HostSpec, Inventory
+from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Transport
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 import paramiko
 
 from labctl.errors import RemoteError
-from labctl.inventory_models import HostSpec, SSHOptions
+from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
 
 DEFAULT_TIMEOUT = 60.0

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from labctl.checks import run_checks
 from labctl.facts import OperatorFacts, gather_facts
-from labctl.inventory import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory, render_lab_inventory
 from labctl.lab import LabInfo
-from labctl.plan import make_plan
 from labctl.transport import HostPool
 from labctl.transport.ssh import SSHTransport
+from labctl.up.checks import run_checks
+from labctl.up.plan import make_plan
 
 pytestmark = pytest.mark.integration
 

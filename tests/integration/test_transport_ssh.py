@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.inventory import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory, render_lab_inventory
 from labctl.lab import LabInfo
 from labctl.transport import HostPool
 

@@ -17,11 +17,12 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from labctl import ops, ops_down
 from labctl.cli import main
-from labctl.inventory import parse_inventory, render_lab_inventory
-from labctl.inventory_models import Inventory
+from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.models import Inventory
 from labctl.lab import LabInfo
+from labctl.up import down as ops_down
+from labctl.up import run as ops
 from tests.integration.conftest import unique_lab_name
 
 pytestmark = pytest.mark.integration
@@ -147,7 +148,7 @@ def test_verify_pass_10000_requests(copy_lab_factory: Callable[..., CopyLab],
     true_ratio = copies / sent
     assert report["online_requests"] == sent
     # `up` recorded where the logs ended and the conntrack counts: verify read from there
-    from labctl.verify import load_marks
+    from labctl.verify.fetch import load_marks
 
     marks = load_marks(lab.inv.lab)
     assert marks is not None and len(marks.logs) == 2

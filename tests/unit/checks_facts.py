@@ -11,8 +11,8 @@ from labctl.facts.proc import Conntrack, ProcValues
 from labctl.facts.routes import Interface, Route, RouteGet
 from labctl.facts.sockets import Listener
 from labctl.facts.system import PythonVersion, SSHConnection
-from labctl.inventory import load_inventory
-from labctl.inventory_models import Inventory
+from labctl.inventory.load import load_inventory
+from labctl.inventory.models import Inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 A = ipaddress.IPv4Address

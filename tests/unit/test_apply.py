@@ -1,4 +1,4 @@
-"""labctl.apply: journal before mutation, probe -> no-op, failure marks the entry, undo, lock."""
+"""labctl.up.apply: journal before mutation, probe -> no-op, failure marks the entry, undo, lock."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from labctl import apply as ap
 from labctl.errors import LabctlError
-from labctl.journal import Journal, new_journal
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed
 from labctl.transport.fake import FakeTransport
+from labctl.up import apply as ap
+from labctl.up.journal import Journal, new_journal
 
 HDIR = "/s/demo/target"
 ADD = ("ip", "route", "add", "10.79.1.0/24", "via", "10.77.1.30", "proto", "252")

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from labctl.checks import CHECK_IDS, blocking, fix_changes, run_checks
 from labctl.facts import HostFacts
 from labctl.facts.proc import Conntrack, ProcValues
 from labctl.facts.routes import Route, RouteGet
 from labctl.facts.sockets import Listener
 from labctl.facts.system import PythonVersion
-from labctl.inventory import parse_inventory
-from labctl.inventory_models import Inventory
+from labctl.inventory.load import parse_inventory
+from labctl.inventory.models import Inventory
 from labctl.model import ChangeKind, Finding, Severity
+from labctl.up.checks import CHECK_IDS, blocking, fix_changes, run_checks
 from tests.unit.checks_facts import ROOT, A, N, healthy, inventory, operator
 
 FIRED: set[str] = set()

@@ -1,4 +1,4 @@
-"""labctl.daemons: launch argv, readiness waits (fake clock), graceful stop, status summary."""
+"""labctl.up.daemons: launch argv, readiness waits (fake clock), graceful stop, status summary."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from labctl import daemons
 from labctl.errors import RemoteError
 from labctl.transport.fake import FakeTransport
+from labctl.up import daemons
 
 HDIR = "/s/demo/assistant"
 PYZ = HDIR + "/labctl-engine.pyz"

@@ -1,4 +1,4 @@
-"""engine.datalink: next hops from facts (labctl.datalink) and tcpcopy's `-x …@MAC -o DEV`."""
+"""engine.datalink: next hops from facts (labctl.up.datalink) and tcpcopy's `-x …@MAC -o DEV`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import shlex
 
 import pytest
 
-from labctl.datalink import resolve_next_hops
-from labctl.engine_args import EnginePaths, tcpcopy_argv
 from labctl.errors import LabctlError, UsageError
 from labctl.facts import HostFacts
 from labctl.facts.neigh import Neighbour
 from labctl.facts.routes import RouteGet
-from labctl.inventory import parse_inventory
-from labctl.inventory_models import Inventory
-from labctl.ops_daemons import daemon_specs
+from labctl.inventory.load import parse_inventory
+from labctl.inventory.models import Inventory
+from labctl.up.daemon_specs import daemon_specs
+from labctl.up.datalink import resolve_next_hops
+from labctl.up.engine_args import EnginePaths, tcpcopy_argv
 from tests.unit.checks_facts import ROOT, A, healthy
 
 TARGET = A("192.168.44.137")

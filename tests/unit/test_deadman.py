@@ -1,12 +1,12 @@
-"""labctl.deadman: arming argv per mechanism, confirm over a fresh transport, cancel waits."""
+"""labctl.up.deadman: arming argv per mechanism, confirm over a fresh transport, cancel waits."""
 
 from __future__ import annotations
 
 import pytest
 
-from labctl import deadman
 from labctl.errors import RemoteError
 from labctl.transport.fake import FakeTransport
+from labctl.up import deadman
 
 HDIR = "/s/demo/target"
 PYZ = HDIR + "/labctl-engine.pyz"

@@ -10,9 +10,9 @@ from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import CookedLinux
 from scapy.utils import wrpcap
 
-from labctl import diagnose as dg
-from labctl import diagnose_tree as tree
-from labctl.ledger import Conntrack, DaemonStats
+from labctl.verify import diagnose as dg
+from labctl.verify import tree
+from labctl.verify.ledger import Conntrack, DaemonStats
 
 CLIENT, ONLINE, TARGET, ASSIST = "10.78.9.10", "10.77.9.10", "10.77.9.20", "10.77.9.30"
 FAKE = "10.79.9.10"

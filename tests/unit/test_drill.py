@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from labctl import drill_steps
-from labctl.drill import (
+from labctl.drill import steps as drill_steps
+from labctl.drill.faults import drop_argvs, drop_chain, route_argvs
+from labctl.drill.run import (
     DrillOptions,
     StepResult,
     apply_overrides,
@@ -18,9 +19,8 @@ from labctl.drill import (
     plan_drill,
     run_drill,
 )
-from labctl.drill_faults import drop_argvs, drop_chain, route_argvs
+from labctl.drill.runbook import RunbookError, VerifyStep, load_runbook, parse_runbook
 from labctl.errors import LabctlError
-from labctl.runbook import RunbookError, VerifyStep, load_runbook, parse_runbook
 from tests.unit.test_drill_fakes import ledger, tcpcopy
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runbooks"
@@ -133,7 +133,7 @@ def test_route_argvs_restore_gateway_device_and_proto() -> None:
 
 
 class FakeSteps:
-    """Stands in for labctl.drill_steps: records calls, fails or interrupts on request."""
+    """Stands in for labctl.drill.steps: records calls, fails or interrupts on request."""
 
     def __init__(self, fail_at: int = 0, unmet_at: int = 0, interrupt_at: int = 0):
         self.calls: list[str] = []
@@ -145,7 +145,7 @@ class FakeSteps:
         result.lab = ctx.lab_name
 
     def execute(self, ctx: Any, step: Any, res: StepResult) -> None:
-        from labctl.drill import Check
+        from labctl.drill.run import Check
 
         self.n += 1
         self.calls.append(step.step)
@@ -157,7 +157,7 @@ class FakeSteps:
             res.checks = [Check("verdict", False, "ledger verdict PASS (expected fail)")]
 
     def cleanup(self, ctx: Any, keep: bool) -> list[Any]:
-        from labctl.drill import CleanupResult
+        from labctl.drill.run import CleanupResult
 
         self.calls.append("cleanup")
         return [CleanupResult("destroy lab", True)]

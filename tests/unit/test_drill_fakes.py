@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from labctl import ledger as L
-from labctl.drill import Check, CleanupResult, DrillResult, StepResult
-from labctl.logparse import LogRecord
+from labctl.drill.run import Check, CleanupResult, DrillResult, StepResult
+from labctl.verify import ledger as L
+from labctl.verify.logparse import LogRecord
 
 ONLINE_ADDR, COPY_ADDR = "10.78.1.10", "10.79.1.10"
 

@@ -8,7 +8,7 @@ import pytest
 
 from labctl.errors import RemoteError
 from labctl.facts import gather_facts, gather_host_facts, gather_operator_facts
-from labctl.inventory import load_inventory
+from labctl.inventory.load import load_inventory
 from labctl.transport import FakeTransport, HostPool, UnscriptedCommand
 
 ROOT = Path(__file__).resolve().parents[2]

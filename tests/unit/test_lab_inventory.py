@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.inventory import parse_inventory
+from labctl.inventory.load import parse_inventory
+from labctl.lab.inventory import TOPOLOGIES, lab_inventory_path, write_lab_inventory
 from labctl.lab.spec import plan_lab
-from labctl.lab_inventory import TOPOLOGIES, lab_inventory_path, write_lab_inventory
 
 
 def test_both_topologies_are_written_under_the_local_state_dir(
@@ -40,7 +40,7 @@ def test_the_default_lab_matches_the_committed_local_inventory(
 def test_lab_down_removes_what_lab_up_wrote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from labctl.lab_inventory import remove_lab_inventories
+    from labctl.lab.inventory import remove_lab_inventories
 
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
     info = plan_lab("demo", 1)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl import ledger as L
-from labctl import logparse as lp
-from labctl.logparse import LogRecord
+from labctl.verify import ledger as L
+from labctl.verify import logparse as lp
+from labctl.verify.logparse import LogRecord
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 T0 = 1_800_000_000.0

@@ -13,13 +13,13 @@ from typing import Optional
 import pytest
 from rich.console import Console
 
-from labctl import logparse as lp
-from labctl import render_verify as rv
-from labctl import verify as V
-from labctl.inventory import parse_inventory
-from labctl.ledger_ports import MappingFigures
+from labctl.cli.render import verify as rv
+from labctl.inventory.load import parse_inventory
 from labctl.transport.fake import FakeTransport
 from labctl.transport.pool import HostPool
+from labctl.verify import fetch as V
+from labctl.verify import logparse as lp
+from labctl.verify.ports import MappingFigures
 from tests.unit.test_ledger_fetch import Disk
 
 BASE = 1795764745
@@ -109,7 +109,7 @@ def test_fan_in_and_two_mappings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_without_ports_in_the_logs_mappings_are_not_told_apart() -> None:
-    from labctl import ledger as L
+    from labctl.verify import ledger as L
 
     on = [lp.LogRecord(BASE + i, "10.78.1.10", "GET", "/", 200, 1, 1, None, 0.0)
           for i in range(4)]

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from labctl import journal as jr
-from labctl import logparse as lp
-from labctl import verify as V
-from labctl.inventory import parse_inventory
-from labctl.inventory_models import HostSpec
+from labctl.inventory.load import parse_inventory
+from labctl.inventory.models import HostSpec
 from labctl.transport.base import Result
 from labctl.transport.fake import FakeTransport
 from labctl.transport.pool import HostPool
+from labctl.up import journal as jr
+from labctl.verify import fetch as V
+from labctl.verify import logparse as lp
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 LINES = (LOGS / "labctl.log").read_text().splitlines(keepends=True)

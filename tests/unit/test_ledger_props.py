@@ -11,8 +11,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labctl import ledger as L
-from labctl.logparse import LogRecord
+from labctl.verify import ledger as L
+from labctl.verify.logparse import LogRecord
 
 T0 = 1_800_000_000.0
 COUNTERS = ("kernel_drops", "malformed", "sessions_shed", "sessions_no_synack",

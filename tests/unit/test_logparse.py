@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl import logparse as lp
+from labctl.verify import logparse as lp
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 

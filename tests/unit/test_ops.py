@@ -1,4 +1,4 @@
-"""labctl.ops: `plan` and a refused `up` run only read-only commands (FakeTransport proves it:
+"""labctl.up.run: `plan` and a refused `up` run only read-only commands (FakeTransport proves it:
 it raises on anything unscripted, and only fact-reading commands are scripted)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from labctl import ops
 from labctl.facts import OperatorFacts
-from labctl.inventory import load_inventory
+from labctl.inventory.load import load_inventory
 from labctl.model import Finding, Severity
 from labctl.transport import FakeTransport
+from labctl.up import run as ops
 from tests.unit.test_facts_gather import scripted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +87,7 @@ def test_resolve_without_inventory_needs_exactly_one_lab(
     with pytest.raises(ops.UsageError, match="0 labs are known"):
         ops.resolve(None)
     text = (ROOT / "inventories/staging.yaml").read_text()
-    from labctl.journal import LabRecord, save_record
+    from labctl.up.journal import LabRecord, save_record
 
     save_record(LabRecord("staging", "/x/staging.yaml", text, ["target"]))
     assert ops.resolve(None).inventory.lab == load_inventory(
@@ -100,7 +100,7 @@ def test_forced_up_fails_before_any_change_when_daemon_args_cannot_be_built(
     """engine.datalink with no next-hop MAC in the facts: `--force` skips the finding, but the
     engine arguments are built before the first change, so nothing is applied."""
     from labctl.errors import PreflightRefused
-    from labctl.inventory import parse_inventory
+    from labctl.inventory.load import parse_inventory
 
     text = (ROOT / "inventories/staging.yaml").read_text().replace("datalink: false",
                                                                    "datalink: true")

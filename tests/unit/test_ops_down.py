@@ -1,4 +1,4 @@
-"""labctl.ops_down: journal-lost sweep by tags, down of a journal, second down is a no-op."""
+"""labctl.up.down: journal-lost sweep by tags, down of a journal, second down is a no-op."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from labctl import ops_down
 from labctl.facts.iptables import parse_iptables_save
-from labctl.inventory import load_inventory
-from labctl.journal import new_journal
+from labctl.inventory.load import load_inventory
 from labctl.transport.fake import FakeTransport
+from labctl.up import down as ops_down
+from labctl.up.journal import new_journal
 
 ROOT = Path(__file__).resolve().parents[2]
 SAVE = """*filter

@@ -1,4 +1,4 @@
-"""labctl.ops.up over FakeTransports: a guarded change that cuts SSH, and the dead-man timer.
+"""labctl.up.run.up over FakeTransports: a guarded change that cuts SSH, and the dead-man timer.
 
 Every host answers the fact commands from recordings (tests.unit.test_facts_gather.scripted)
 and anything else with exit 0 (a catch-all rule), except where a test scripts otherwise.
@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from labctl import ops
 from labctl.errors import RemoteError
 from labctl.facts import OperatorFacts
-from labctl.inventory import load_inventory
-from labctl.inventory_models import Inventory
-from labctl.plan import NONEMPTY
+from labctl.inventory.load import load_inventory
+from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost
+from labctl.up import run as ops
+from labctl.up.plan import NONEMPTY
 from tests.unit.test_facts_gather import scripted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,8 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in (ops.ALLOW_SSH_CUT_ENV, ops.DEADMAN_ENV, ops.GUARD_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("labctl.facts.gather_operator_facts", lambda *a: OperatorFacts())
-    monkeypatch.setattr("labctl.ops_up._Up.ship", lambda self: None)  # test_ship_build covers it
-    monkeypatch.setattr("labctl.ops_up._Up.start_daemons", lambda self: None)
+    monkeypatch.setattr("labctl.up.execute._Up.ship", lambda self: None)  # see test_ship_build
+    monkeypatch.setattr("labctl.up.execute._Up.start_daemons", lambda self: None)
     return tmp_path
 
 
@@ -139,7 +139,7 @@ def test_deadman_armed_only_where_guarded_right_before_the_change(
     between = argvs[i_arm + 1:i_add]
     assert all(a[0] in ("<put>", "mv") or a[:3] == ("python3", "-c", NONEMPTY)
                for a in between), between
-    from labctl.journal import load_local
+    from labctl.up.journal import load_local
     for name in ("online1", "target", "assistant"):
         journal = load_local("staging", name)
         assert journal is not None and journal.state == "up"
@@ -147,7 +147,7 @@ def test_deadman_armed_only_where_guarded_right_before_the_change(
 
 
 def test_up_records_log_marks_and_conntrack_for_verify(env: Path) -> None:
-    from labctl import verify
+    from labctl.verify import fetch as verify
 
     hosts = Hosts()
     inv = _inv()
@@ -169,7 +169,7 @@ def test_up_records_log_marks_and_conntrack_for_verify(env: Path) -> None:
 
 
 def test_failed_up_forgets_old_marks(env: Path) -> None:
-    from labctl import verify
+    from labctl.verify import fetch as verify
 
     hosts = Hosts()
     inv = _inv()

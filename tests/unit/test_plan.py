@@ -6,14 +6,14 @@ import shlex
 
 import pytest
 
-from labctl.engine_args import EnginePaths, intercept_argv, response_filter, tcpcopy_argv
 from labctl.errors import UsageError
 from labctl.facts import gather_facts
 from labctl.facts.routes import Route
-from labctl.inventory import parse_inventory
+from labctl.inventory.load import parse_inventory
 from labctl.model import ROUTE_PROTO, ChangeKind
-from labctl.plan import MAX_CHAIN, NONEMPTY, PlanOptions, make_plan
 from labctl.transport import FakeTransport, HostPool
+from labctl.up.engine_args import EnginePaths, intercept_argv, response_filter, tcpcopy_argv
+from labctl.up.plan import MAX_CHAIN, NONEMPTY, PlanOptions, make_plan
 from tests.unit.checks_facts import ROOT, A, N, healthy, inventory
 from tests.unit.test_checks import proc_of, two_server, with_host
 from tests.unit.test_facts_gather import scripted

@@ -1,4 +1,4 @@
-"""Several online hosts share the `-c` pool in disjoint parts (labctl.inventory_models), and the
+"""Several online hosts share the `-c` pool in disjoint parts (labctl.inventory.models), and the
 local lab's inventory with two online hosts (per-host access logs)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from labctl.errors import InventoryError
-from labctl.inventory import parse_inventory, render_lab_inventory
-from labctl.inventory_models import pool_size, split_pool
+from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.models import pool_size, split_pool
 from labctl.lab.spec import plan_lab
 
 

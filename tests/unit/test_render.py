@@ -1,4 +1,4 @@
-"""labctl.render: tables carry the facts a user needs; JSON is plain."""
+"""labctl.cli.render.ops: tables carry the facts a user needs; JSON is plain."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 
 from rich.console import Console
 
-from labctl import render
-from labctl.apply import StepOutcome
-from labctl.daemons import DaemonStatus
+from labctl.cli.render import ops as render
 from labctl.model import Change, ChangeKind, Finding, Plan, Severity
-from labctl.ops import UpReport
-from labctl.ops_down import DownReport, HostDown, HostStatus, StatusReport
+from labctl.up.apply import StepOutcome
+from labctl.up.daemons import DaemonStatus
+from labctl.up.down import DownReport, HostDown, HostStatus, StatusReport
+from labctl.up.run import UpReport
 
 
 def text(renderable: object) -> str:

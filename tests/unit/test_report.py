@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labctl.report import (
+from labctl.report.drill import (
     FILES,
     default_dir,
     render_html,

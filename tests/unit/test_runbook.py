@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from labctl.errors import ExitCode
-from labctl.runbook import (
+from labctl.drill.runbook import (
     FaultStep,
     RunbookError,
     TrafficStep,
@@ -17,6 +16,7 @@ from labctl.runbook import (
     load_runbook,
     parse_runbook,
 )
+from labctl.errors import ExitCode
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runbooks"
 RUNBOOKS = Path(__file__).resolve().parent.parent.parent / "runbooks"

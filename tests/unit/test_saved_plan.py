@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from labctl import ops, saved_plan
 from labctl.errors import UsageError
-from labctl.inventory import load_inventory
+from labctl.inventory.load import load_inventory
 from labctl.model import Plan
 from labctl.transport import FakeTransport
+from labctl.up import run as ops
+from labctl.up import saved_plan
 from tests.unit.test_ops import ROOT, _factory, _no_writes, fakes  # noqa: F401
 
 INV = ROOT / "inventories/staging.yaml"

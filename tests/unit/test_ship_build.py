@@ -1,4 +1,4 @@
-"""labctl.ship: the engine zipapp is deterministic and runnable."""
+"""labctl.up.ship: the engine zipapp is deterministic and runnable."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from labctl import ship
+from labctl.up import ship
 
 
 def _src(tmp: Path) -> Path:

@@ -10,8 +10,8 @@ import paramiko
 import pytest
 
 from labctl.errors import RemoteError
-from labctl.inventory import load_inventory
-from labctl.inventory_models import HostSpec, SSHOptions
+from labctl.inventory.load import load_inventory
+from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport import FakeTransport, HostPool, LocalTransport, UnscriptedCommand
 from labctl.transport.base import Result, Transport
 from labctl.transport.ssh import SSHTransport, remote_command

@@ -1,13 +1,13 @@
-"""Engine counters relative to the snapshot taken with the log marks (labctl.verify_baseline),
+"""Engine counters relative to the snapshot taken with the log marks (labctl.verify.baseline),
 and the snapshot's round trip through the marks file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from labctl import verify as V
-from labctl import verify_baseline as vb
-from labctl.ledger_types import DaemonStats
+from labctl.verify import baseline as vb
+from labctl.verify import fetch as V
+from labctl.verify.types import DaemonStats
 
 
 def d(tool: str = "tcpcopy", started: float | None = 100.0, **counters: int) -> DaemonStats:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from labctl import ledger as L
-from labctl import render_verify as rv
 from labctl.cli import main
 from labctl.cli import verify as cv
-from labctl.diagnose_tree import Diagnosis, Step
-from labctl.logparse import LogRecord
+from labctl.cli.render import verify as rv
+from labctl.verify import ledger as L
+from labctl.verify.logparse import LogRecord
+from labctl.verify.tree import Diagnosis, Step
 from tests.unit.test_ledger_fetch import INVENTORY
 
 T0 = 1_800_000_000.0

@@ -1,0 +1,167 @@
+"""Rich tables and JSON for findings, plans, `up`, `status` and `down` reports (pure: no I/O).
+
+Every function returns a renderable or a JSON-able dict; the CLI prints them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from labctl.model import Finding, Plan, Severity
+from labctl.up.daemons import KEY_COUNTERS, DaemonStatus
+from labctl.up.down import DownReport, StatusReport
+from labctl.up.run import UpReport
+
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARN: "yellow", Severity.INFO: "dim"}
+STATUS_STYLE = {"applied": "green", "noop": "dim", "failed": "bold red", "undone": "cyan",
+                "undo-failed": "bold red", "planned": "yellow"}
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, enums, addresses and paths as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not callable(getattr(obj, f.name))}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (ipaddress.IPv4Address, ipaddress.IPv4Network, Path)):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True)
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    table = Table(title="preflight checks", show_lines=False)
+    for col in ("severity", "host", "check", "message", "hint"):
+        table.add_column(col, overflow="fold")
+    order = {Severity.ERROR: 0, Severity.WARN: 1, Severity.INFO: 2}
+    for f in sorted(findings, key=lambda f: (order.get(f.severity, 3), f.host, f.id)):
+        sev = f.severity.value + (" (refusal)" if f.refusal else "")
+        table.add_row(Text(sev, style=SEVERITY_STYLE.get(f.severity, "")), f.host, f.id,
+                      f.message, f.hint)
+    if not findings:
+        table.add_row("ok", "*", "-", "no findings", "")
+    return table
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title=f"plan for lab {plan.lab}")
+    for col in ("#", "host", "step", "kind", "change", "guarded"):
+        table.add_column(col, overflow="fold")
+    for i, c in enumerate(plan.changes, 1):
+        table.add_row(str(i), c.host, c.step, c.kind.value, c.description,
+                      "dead-man" if c.guarded else "")
+    if not plan.changes:
+        table.add_row("-", "*", "-", "-", "nothing to change", "")
+    for i, line in enumerate(plan.daemons, len(plan.changes) + 1):
+        host, _, rest = line.partition("] ")
+        tool = rest.split(" ", 1)[0]
+        table.add_row(str(i), host.lstrip("["), f"daemon:{tool}", "daemon", f"start {rest}", "")
+    return table
+
+
+def plan_notes(plan: Plan) -> RenderableType:
+    return Text("\n".join(f"note: {n}" for n in plan.notes), style="dim")
+
+
+def up_renderable(report: UpReport) -> RenderableType:
+    parts: list[RenderableType] = [findings_table(report.findings)]
+    if report.plan is not None:
+        parts.append(plan_table(report.plan))
+        if report.plan.notes:
+            parts.append(plan_notes(report.plan))
+    if report.shipped:
+        parts.append(Text("\n".join(f"[{s.host}] engine {s.summary}" for s in report.shipped)))
+    if report.steps:
+        parts.append(steps_table("applied steps", report.steps))
+    if report.notes:
+        parts.append(Text("\n".join(f"note: {n}" for n in report.notes), style="dim"))
+    parts.append(Text(up_verdict(report), style="bold green" if report.ok else "bold red"))
+    return Group(*parts)
+
+
+def up_verdict(report: UpReport) -> str:
+    if report.stale:
+        return f"refused: the saved plan is stale ({len(report.stale)} difference(s)); " \
+               "nothing was changed"
+    if report.refused:
+        return "refused: nothing was changed"
+    if report.dry_run:
+        return "dry run: nothing was changed"
+    if report.errors:
+        return "failed (rolled back): " + "; ".join(f"[{h}] {e}" for h, e in report.errors.items())
+    changed = sum(1 for s in report.steps if s.changed)
+    return f"up: lab {report.lab} running ({changed} change(s) made, dead-man confirmed)"
+
+
+def steps_table(title: str, steps: list[Any]) -> Table:
+    table = Table(title=title)
+    for col in ("host", "step", "status", "what", "reason"):
+        table.add_column(col, overflow="fold")
+    for s in steps:
+        table.add_row(s.host, s.step, Text(s.status, style=STATUS_STYLE.get(s.status, "")),
+                      s.description, s.reason)
+    return table
+
+
+def _counters(d: DaemonStatus) -> str:
+    return " ".join(f"{k}={v}" for k, v in d.counters.items())
+
+
+def _uptime(d: DaemonStatus) -> str:
+    return f"{d.uptime:.0f}s" if d.uptime is not None else "-"
+
+
+def status_renderable(report: StatusReport) -> RenderableType:
+    hosts = Table(title=f"lab {report.lab}: hosts")
+    for col in ("host", "journal", "entries", "dead-man", "tagged routes", "labctl iptables"):
+        hosts.add_column(col, overflow="fold")
+    daemons = Table(title="daemons")
+    for col in ("host", "daemon", "state", "pid", "uptime", "key counters"):
+        daemons.add_column(col, overflow="fold")
+    for h in report.hosts:
+        entries = " ".join(f"{k}={v}" for k, v in sorted(h.entries.items())) or "-"
+        hosts.add_row(h.host, h.error or h.journal_state, entries,
+                      "armed" if h.deadman_armed else "-",
+                      "\n".join(h.tagged_routes) or "-", "\n".join(h.labctl_rules) or "-")
+        for d in h.daemons:
+            daemons.add_row(h.host, d.name, Text(d.state, style="green" if d.alive else "dim"),
+                            str(d.pid or "-"), _uptime(d), _counters(d))
+    return Group(hosts, daemons)
+
+
+def _final(name: str, stats: dict[str, Any]) -> str:
+    counters = stats.get("counters") or {}
+    return " ".join(f"{k}={counters[k]}" for k in KEY_COUNTERS.get(name, ()) if k in counters)
+
+
+def down_renderable(report: DownReport) -> RenderableType:
+    table = Table(title=f"down: lab {report.lab}")
+    for col in ("host", "result", "steps", "final counters", "left behind"):
+        table.add_column(col, overflow="fold")
+    for h in report.hosts:
+        steps = "\n".join(f"{s.step}: {s.status}" for s in h.steps) or "-"
+        finals = "\n".join(f"{name}: {_final(name, stats)}"
+                           for name, stats in h.final_stats.items()) or "-"
+        result = Text(h.error or h.summary, style="bold red" if h.error else "")
+        table.add_row(h.host, result, steps, finals, "\n".join(h.leftovers) or "-")
+    verdict = ("down: nothing to do, the lab was already down" if report.noop and report.ok
+               else "down: everything labctl changed is undone" if report.ok
+               else "down: some hosts need attention (see above)")
+    return Group(table, Text(verdict, style="bold green" if report.ok else "bold red"))

@@ -1,0 +1,221 @@
+"""Faults a drill injects, each with its exact revert.
+
+- stop-intercept: stop the intercept daemon `up` started (daemons module, final stats kept);
+  revert = start it again with its journaled argv, wait until it listens and tcpcopy reconnects.
+- drop: on the online host(s), a labctl-owned chain `LABCTL-D-<lab>` dropping a random
+  percentage (iptables `statistic`) of the copies tcpcopy sends to the target; jumped to from
+  OUTPUT by a rule tagged `labctl:<lab>:drill-drop`; revert = delete the jump, flush, delete.
+- stall-target (local lab only): SIGSTOP the target's nginx (master from its pidfile, and its
+  workers); revert = SIGCONT.
+- remove-route (three-server): delete the target's route to the fake client network via the
+  assistant; revert = put the same route back (same gateway, device and proto tag).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+from labctl.drill.runbook import FAULT_PAIRS, FaultStep
+from labctl.errors import LabctlError, RemoteError, UsageError
+from labctl.inventory.models import HostSpec
+from labctl.model import CHAIN_PREFIX
+from labctl.up import daemons as dm
+
+ENDERS = {end: start for start, end in FAULT_PAIRS.items()}
+READY_TIMEOUT = 30.0
+
+
+def inject(ctx: Any, step: FaultStep) -> Any:
+    handlers = {"stop-intercept": stop_intercept, "drop": drop, "stall-target": stall_target,
+                "remove-route": remove_route}
+    return handlers[step.kind](ctx, step)
+
+
+def _fault(kind: str, description: str, revert: Any) -> Any:
+    from labctl.drill.steps import Fault
+
+    return Fault(kind, description, revert)
+
+
+# ---------------------------------------------------------------- intercept
+
+
+def stop_intercept(ctx: Any, step: FaultStep) -> Any:
+    from labctl.drill.steps import daemon_record, wait_tcpcopy_connected
+
+    spec = ctx.inventory.intercept_host
+    t = ctx.hosts().transport(spec.name)
+    rec = daemon_record(ctx, spec, "intercept")
+    ctx.say(f"[{spec.name}] stopping intercept")
+    dm.stop(t, rec, sudo=spec.sudo)
+
+    def restart() -> None:
+        ctx.say(f"[{spec.name}] starting intercept again")
+        t2 = ctx.hosts().transport(spec.name)
+        rec.stopped_at = None
+        dm.start(t2, rec, sudo=spec.sudo)
+        dm.wait_listening(t2, rec, ctx.inventory.intercept.port, timeout=READY_TIMEOUT,
+                          sudo=spec.sudo)
+        wait_tcpcopy_connected(ctx, READY_TIMEOUT)
+
+    return _fault("stop-intercept", f"intercept stopped on {spec.name}", restart)
+
+
+# ---------------------------------------------------------------- drop
+
+
+def drop_chain(lab: str) -> str:
+    return f"{CHAIN_PREFIX}D-{lab}"
+
+
+def drop_argvs(lab: str, percent: float, targets: list[tuple[str, int]]
+               ) -> tuple[list[list[str]], list[list[str]]]:
+    """(apply, revert) argvs for the drop fault (pure). `targets`: (address, port) copies go to."""
+    chain, tag = drop_chain(lab), f"labctl:{lab}:drill-drop"
+    comment = ["-m", "comment", "--comment", tag]
+    jumps = [["OUTPUT", "-p", "tcp", "-d", addr, "--dport", str(port), *comment, "-j", chain]
+             for addr, port in targets]
+    apply = [["iptables", "-w", "-N", chain],
+             ["iptables", "-w", "-A", chain, "-m", "statistic", "--mode", "random",
+              "--probability", f"{percent / 100.0:.4f}", *comment, "-j", "DROP"]]
+    apply += [["iptables", "-w", "-I", *j] for j in jumps]
+    revert = [["iptables", "-w", "-D", *j] for j in jumps]
+    revert += [["iptables", "-w", "-F", chain], ["iptables", "-w", "-X", chain]]
+    return apply, revert
+
+
+def drop(ctx: Any, step: FaultStep) -> Any:
+    inv = ctx.inventory
+    hosts = [h for h in inv.hosts.online if step.host in (None, h.name)]
+    if not hosts:
+        raise UsageError(f"drop: no online host named {step.host!r}",
+                         hint="online hosts: " + ", ".join(h.name for h in inv.hosts.online))
+    targets = sorted({(str(inv.target_address(s)), s.target_port) for s in inv.services})
+    assert step.percent is not None
+    apply, revert = drop_argvs(inv.lab, step.percent, targets)
+    done: list[HostSpec] = []
+
+    def undo() -> None:
+        errors = []
+        for spec in done:
+            for argv in revert:
+                res = ctx.hosts().transport(spec.name).run(argv, sudo=spec.sudo)
+                if not res.ok and "No chain" not in res.stderr and "does a matching" not in \
+                        res.stderr and "Bad rule" not in res.stderr:
+                    errors.append(f"[{spec.name}] {' '.join(argv)}: {res.stderr.strip()}")
+        if errors:
+            raise RemoteError("drop fault not fully removed: " + "; ".join(errors))
+
+    for spec in hosts:
+        done.append(spec)
+        try:
+            for argv in apply:
+                ctx.run(spec, argv)
+        except LabctlError:
+            undo()
+            raise
+    names = ", ".join(h.name for h in hosts)
+    return _fault("drop", f"{step.percent:g} % of copies dropped on {names} "
+                          f"(chain {drop_chain(inv.lab)})", undo)
+
+
+# ---------------------------------------------------------------- stall the target
+
+
+def stall_target(ctx: Any, step: FaultStep) -> Any:
+    host = ctx.lab.hosts["target"]
+    pidfile = host.dir / "nginx.pid"
+    master = lab_pid(pidfile)
+    if master is None:
+        raise UsageError(f"stall-target: no nginx pid in {pidfile}")
+    pids = process_tree(master)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+    def resume() -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                continue
+
+    return _fault("stall-target", f"target nginx stopped (SIGSTOP pids "
+                                  f"{', '.join(map(str, pids))})", resume)
+
+
+# ---------------------------------------------------------------- routes
+
+
+def route_argvs(route: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(delete, restore) argvs for one route from `ip -j route` (pure)."""
+    where = []
+    if route.get("gateway"):
+        where += ["via", str(route["gateway"])]
+    if route.get("dev"):
+        where += ["dev", str(route["dev"])]
+    dst = str(route["dst"])
+    delete = ["ip", "-4", "route", "del", dst, *where]
+    restore = ["ip", "-4", "route", "replace", dst, *where]
+    if route.get("protocol"):
+        restore += ["proto", str(route["protocol"])]
+    return delete, restore
+
+
+def remove_route(ctx: Any, step: FaultStep) -> Any:
+    inv = ctx.inventory
+    nets = [str(n) for n in inv.clients.networks]
+    network = step.network or (nets[0] if nets else "")
+    if not network:
+        raise UsageError("remove-route: the inventory routes no client network "
+                         "(two-server topology); nothing to remove")
+    spec = inv.hosts.target
+    out = ctx.run(spec, ["ip", "-j", "-4", "route", "show", network])
+    try:
+        routes = [r for r in json.loads(out or "[]") if r.get("dst") == network]
+    except ValueError:
+        routes = []
+    if not routes:
+        raise RemoteError(f"remove-route: no route to {network} on the target", host=spec.name,
+                          hint="is the copy setup up? (`labctl status`)")
+    delete, restore = route_argvs(routes[0])
+    ctx.run(spec, delete)
+
+    def put_back() -> None:
+        ctx.run(spec, restore)
+
+    return _fault("remove-route", f"route {' '.join(restore[4:])} removed on {spec.name}",
+                  put_back)
+
+
+def lab_pid(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in _listdir(f"/proc/{p}/task"):
+            try:
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text()
+                         .split()]
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

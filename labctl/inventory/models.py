@@ -1,0 +1,342 @@
+"""The inventory schema: frozen pydantic models, one per YAML section.
+
+Loading (YAML with line numbers, error messages naming file:line) lives in `labctl.inventory.load`;
+this module only says what a valid inventory is. Every model forbids unknown keys.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import model_validator as _model_validator
+
+from labctl.model import CHAIN_PREFIX
+
+IPv4 = ipaddress.IPv4Address
+Net = ipaddress.IPv4Network
+
+LAB_NAME = r"^[a-z][a-z0-9-]{0,15}$"
+HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: Named access-log formats the verify step knows; anything else must be a `log_format` string.
+LOG_FORMATS = ("combined", "labctl")
+_POOL_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(x|\d{1,3})$")
+
+
+class FieldProblem(ValueError):
+    """A cross-field error that knows which field it is about (the loader maps it to a line)."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HostSpec(_Frozen):
+    """One SSH-reachable host."""
+
+    name: str = Field(pattern=HOST_NAME)
+    address: IPv4
+    port: StrictInt = Field(default=22, ge=1, le=65535)
+    user: str = Field(default="root", min_length=1)
+    key: Optional[str] = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    sudo: StrictBool = False
+    #: This host's nginx access log when it is not `logs.online.path` / `logs.target.path`
+    #: (hosts laid out differently, or hosts sharing one filesystem like the local lab).
+    access_log: Optional[str] = Field(default=None, min_length=1)
+
+
+class Hosts(_Frozen):
+    online: list[HostSpec] = Field(min_length=1)
+    target: HostSpec
+    assistant: Optional[HostSpec] = None
+
+
+class Service(_Frozen):
+    """`-x` mapping: traffic to `online_address:port` is copied to `target_address:target_port`."""
+
+    port: StrictInt = Field(ge=1, le=65535)
+    target_port: StrictInt = Field(ge=1, le=65535)
+    online_address: Optional[IPv4] = None
+    #: Defaults to the target host's address.
+    target_address: Optional[IPv4] = None
+
+
+def pool_network(entry: str) -> Net:
+    """`a.b.c.x` -> a.b.c.0/24; a plain address -> /32. Raises ValueError on anything else."""
+    m = _POOL_RE.match(entry)
+    if not m:
+        raise ValueError(f"{entry!r} is not an address or an a.b.c.x range")
+    octets = [int(o) for o in m.groups()[:3]]
+    if any(o > 255 for o in octets):
+        raise ValueError(f"{entry!r}: octets must be 0-255")
+    if m.group(4) == "x":
+        return ipaddress.IPv4Network(".".join(map(str, octets)) + ".0/24")
+    return ipaddress.IPv4Network(str(ipaddress.IPv4Address(entry)) + "/32")
+
+
+MAX_POOL_PER_HOST = 4096      # tcpcopy -c takes at most this many addresses
+
+
+def split_pool(entries: list[str], hosts: int, index: int) -> list[str]:
+    """Share `i` of `hosts` disjoint shares of a `-c` pool (pure). Whole entries (a.b.c.x
+    ranges, addresses) round-robin when there are enough of them, else addresses one by one."""
+    if hosts <= 1:
+        return list(entries)
+    if len(entries) >= hosts:
+        return list(entries[index::hosts])
+    addrs = [str(a) for net in map(pool_network, entries)
+             for a in (net.hosts() if net.prefixlen < 31 else [net.network_address])]
+    return addrs[index::hosts][:MAX_POOL_PER_HOST]
+
+
+def pool_size(entries: list[str]) -> int:
+    """How many fake addresses the entries give (an a.b.c.x range: .1-.254)."""
+    nets = [pool_network(e) for e in entries]
+    return sum(n.num_addresses - 2 if n.prefixlen < 31 else 1 for n in nets)
+
+
+class Clients(_Frozen):
+    #: tcpcopy `-c`: fake client addresses (`a.b.c.x` ranges or addresses). Empty in
+    #: two-server means "the online host's own address" (the seed's `-c 1.2.3.4`).
+    pool: list[str] = Field(default_factory=list)
+    #: Routed via the assistant on the target (three-server only).
+    networks: list[Net] = Field(default_factory=list)
+    #: Where real clients come from; the pool must not overlap them.
+    real_networks: list[Net] = Field(default_factory=list)
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_parses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            pool_network(entry)
+        return value
+
+    def pool_networks(self) -> list[Net]:
+        return [pool_network(e) for e in self.pool]
+
+
+class Intercept(_Frozen):
+    port: StrictInt = Field(default=36524, ge=1, le=65535)
+    #: Path on the operator's machine; null -> labctl generates one key per lab.
+    key_file: Optional[str] = None
+    #: intercept `-b`; null -> the intercept host's inventory address.
+    bind: Optional[IPv4] = None
+
+
+class Engine(_Frozen):
+    sample_percent: StrictInt = Field(default=100, ge=1, le=100)
+    multiplier: StrictInt = Field(default=1, ge=1, le=64)
+    session_timeout: StrictInt = Field(default=120, ge=1)
+    keepalive_timeout: StrictInt = Field(default=240, ge=1)
+    memory_mb: StrictInt = Field(default=512, ge=16)
+    datalink: StrictBool = False
+    connections: StrictInt = Field(default=2, ge=1, le=16)
+    lonely: StrictBool = True
+    no_wait: StrictBool = False
+    max_sessions: StrictInt = Field(default=65536, ge=1)
+    #: tcpcopy --capture-acks: also capture the clients' pure ACKs (server-first protocols).
+    capture_acks: StrictBool = False
+
+
+class LogSpec(_Frozen):
+    path: str = Field(min_length=1)
+    #: `combined`, `labctl`, or an nginx `log_format` string (contains `$`).
+    format: str = "combined"
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in LOG_FORMATS and "$" not in value:
+            raise ValueError(
+                f"unknown log format {value!r}; use one of {', '.join(LOG_FORMATS)} "
+                "or an nginx log_format string containing $variables"
+            )
+        return value
+
+
+class Logs(_Frozen):
+    online: LogSpec = LogSpec(path="/var/log/nginx/access.log")
+    target: LogSpec = LogSpec(path="/var/log/nginx/access.log")
+
+
+class Verify(_Frozen):
+    ratio_tolerance: float = Field(default=0.005, ge=0, le=1)
+    max_leaks: StrictInt = Field(default=0, ge=0)
+
+
+class Conntrack(_Frozen):
+    max_usage: float = Field(default=0.8, gt=0, le=1)
+    expected_sessions: StrictInt = Field(default=10000, ge=0)
+    notrack: StrictBool = False
+
+
+class SSHOptions(_Frozen):
+    connect_timeout: float = Field(default=10, gt=0)
+    strict_host_key_checking: StrictBool = True
+
+
+Role = Literal["online", "target", "assistant"]
+
+
+class Inventory(_Frozen):
+    """A whole lab. Use `hosts_by_role()` / `host()` rather than walking `hosts` by hand."""
+
+    lab: str = Field(pattern=LAB_NAME)
+    topology: Literal["three-server", "two-server"] = "three-server"
+    hosts: Hosts
+    services: list[Service] = Field(min_length=1)
+    clients: Clients = Clients()
+    intercept: Intercept = Intercept()
+    engine: Engine = Engine()
+    logs: Logs = Logs()
+    verify: Verify = Verify()
+    state_dir: str = Field(default="/var/lib/labctl", pattern=r"^/")
+    conntrack: Conntrack = Conntrack()
+    ssh: SSHOptions = SSHOptions()
+
+    @_model_validator(mode="after")
+    def _consistent(self) -> Inventory:
+        _check_roles(self)
+        _check_topology(self)
+        _check_pool(self)
+        return self
+
+    # -- derived views -------------------------------------------------------------------
+    def hosts_by_role(self) -> list[tuple[Role, HostSpec]]:
+        """Every host with its role, online hosts first, then target, then assistant."""
+        out: list[tuple[Role, HostSpec]] = [("online", h) for h in self.hosts.online]
+        out.append(("target", self.hosts.target))
+        if self.hosts.assistant is not None:
+            out.append(("assistant", self.hosts.assistant))
+        return out
+
+    def log_for(self, host: HostSpec) -> LogSpec:
+        """The access log verify reads on `host`: its role's spec, with the host's own path."""
+        spec = self.logs.target if host.name == self.hosts.target.name else self.logs.online
+        return spec if host.access_log is None else LogSpec(path=host.access_log,
+                                                            format=spec.format)
+
+    def all_hosts(self) -> list[HostSpec]:
+        return [h for _, h in self.hosts_by_role()]
+
+    def host(self, name: str) -> HostSpec:
+        for h in self.all_hosts():
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def role_of(self, name: str) -> Role:
+        for role, h in self.hosts_by_role():
+            if h.name == name:
+                return role
+        raise KeyError(name)
+
+    @property
+    def intercept_host(self) -> HostSpec:
+        """Where intercept runs: the assistant (three-server) or the target (two-server)."""
+        return self.hosts.assistant or self.hosts.target
+
+    @property
+    def chain(self) -> str:
+        """The labctl-owned iptables chain of this lab (<= 28 chars: prefix 7 + lab <= 16)."""
+        return f"{CHAIN_PREFIX}{self.lab}"
+
+    def target_address(self, service: Service) -> IPv4:
+        return service.target_address or self.hosts.target.address
+
+    def pool(self, online: HostSpec) -> list[str]:
+        """tcpcopy `-c` entries for one online host (two-server default: its own address).
+
+        With several online hosts each gets its own share of the pool: several tcpcopy
+        instances feeding one target must never use the same fake tuple (the target and
+        intercept's route table would mix their sessions), and only disjoint addresses make
+        that certain (`-f` port shifts only make it unlikely)."""
+        if not self.clients.pool:
+            return [str(online.address)]
+        onlines = [h.name for h in self.hosts.online]
+        return split_pool(self.clients.pool, len(onlines), onlines.index(online.name))
+
+    def remote_dir(self, host: HostSpec) -> str:
+        """Per-lab, per-host state directory on the host."""
+        return f"{self.state_dir.rstrip('/')}/{self.lab}/{host.name}"
+
+
+def _role_paths(inv: Inventory) -> list[tuple[Role, HostSpec, tuple[str | int, ...]]]:
+    out: list[tuple[Role, HostSpec, tuple[str | int, ...]]] = [
+        ("online", h, ("hosts", "online", i)) for i, h in enumerate(inv.hosts.online)
+    ]
+    out.append(("target", inv.hosts.target, ("hosts", "target")))
+    if inv.hosts.assistant is not None:
+        out.append(("assistant", inv.hosts.assistant, ("hosts", "assistant")))
+    return out
+
+
+def _check_roles(inv: Inventory) -> None:
+    names: dict[str, str] = {}
+    endpoints: dict[tuple[IPv4, int], str] = {}
+    for role, host, path in _role_paths(inv):
+        if host.name in names:
+            raise FieldProblem(
+                (*path, "name"),
+                f"host name {host.name!r} is used twice ({names[host.name]} and {role}); "
+                "every host needs a unique name and exactly one role",
+            )
+        names[host.name] = role
+        key = (host.address, host.port)
+        if key in endpoints:
+            raise FieldProblem(
+                (*path, "address"),
+                f"{host.address}:{host.port} is already listed as {endpoints[key]}; "
+                f"a host can have only one role (here: {role} {host.name})",
+            )
+        endpoints[key] = f"{role} ({host.name})"
+
+
+def _check_pool(inv: Inventory) -> None:
+    online = len(inv.hosts.online)
+    if inv.clients.pool and pool_size(inv.clients.pool) < online:
+        raise FieldProblem(
+            ("clients", "pool"),
+            f"{pool_size(inv.clients.pool)} fake address(es) for {online} online hosts: each "
+            "online host's tcpcopy needs its own (their tuples must never collide at the "
+            "target); give an a.b.c.x range or more addresses",
+        )
+
+
+def _check_topology(inv: Inventory) -> None:
+    if inv.topology == "three-server":
+        if inv.hosts.assistant is None:
+            raise FieldProblem(
+                ("hosts",),
+                "three-server topology needs hosts.assistant; add one or set topology: two-server",
+            )
+        if not inv.clients.networks:
+            raise FieldProblem(
+                ("clients",),
+                "three-server topology needs clients.networks (the nets the target routes via "
+                "the assistant), e.g. [62.135.200.0/24]",
+            )
+        if not inv.clients.pool:
+            raise FieldProblem(
+                ("clients",),
+                "three-server topology needs clients.pool (tcpcopy -c), e.g. [62.135.200.x]",
+            )
+    else:
+        if inv.hosts.assistant is not None:
+            raise FieldProblem(
+                ("hosts", "assistant"),
+                "two-server topology has no assistant (intercept runs on the target); "
+                "remove hosts.assistant or set topology: three-server",
+            )
+        if inv.clients.networks:
+            raise FieldProblem(
+                ("clients", "networks"),
+                "two-server topology routes nothing on the target; remove clients.networks",
+            )

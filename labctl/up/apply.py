@@ -1,0 +1,263 @@
+"""Execute changes on hosts: journal first, probe, apply, and undo in reverse.
+
+A `HostRun` bundles one host's transport, state directory and journal. Every mutation goes:
+journal entry written (remote, atomically, and the local copy) -> probe (exit 0: no-op with a
+reason) -> apply argvs -> entry marked applied/failed. "changed" is derived from the entries'
+statuses, never set by hand. `undo_entry` is what `down` and a failed `up` run, newest first.
+Also here: the per-host lock (one `up`/`down` per lab at a time) and the test-only kill hook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Callable, Optional
+
+from labctl.errors import LabctlError, RemoteError
+from labctl.model import Change, ChangeKind
+from labctl.transport.base import CommandFailed, Result, Transport
+from labctl.up.journal import (
+    Entry,
+    Journal,
+    Snapshot,
+    journal_path,
+    save_local,
+    take_snapshot,
+    write_remote,
+)
+
+#: Test hook: `LABCTL_TEST_KILL_AFTER=<step>` makes labctl SIGKILL itself right after that step.
+KILL_ENV = "LABCTL_TEST_KILL_AFTER"
+#: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
+SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)
+
+
+def checkpoint(step: str, log: Optional[Callable[[str], None]] = None) -> None:
+    """Mark that `step` completed; the kill test hook fires here and nowhere else."""
+    if os.environ.get(KILL_ENV) == step:
+        if log:
+            log(f"test hook: SIGKILL after {step}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class StepOutcome:
+    """One executed (or skipped, or undone) step on one host."""
+
+    host: str
+    step: str
+    description: str
+    status: str  # applied | noop | failed | undone | undo-failed
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.status in ("applied", "undone")
+
+
+@dataclass
+class HostRun:
+    """One host during an `up` or `down`."""
+
+    name: str
+    transport: Transport
+    hdir: str
+    journal: Journal
+    sudo: bool = True
+    systemd: bool = False
+    clock: Callable[[], float] = time.time
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def journal_file(self) -> str:
+        return journal_path(self.hdir)
+
+    def run(self, argv: list[str] | tuple[str, ...], timeout: Optional[float] = None) -> Result:
+        return self.transport.run(list(argv), sudo=self.sudo, timeout=timeout)
+
+    def save(self) -> None:
+        """Write the journal on the host (atomic) and its local copy."""
+        self.journal.updated_at = self.clock()
+        write_remote(self.transport, self.journal_file, self.journal, sudo=self.sudo)
+        save_local(self.journal)
+
+    def record(self, entry: Entry, status: str) -> StepOutcome:
+        out = StepOutcome(self.name, entry.step, entry.description, status, entry.reason)
+        self.outcomes.append(out)
+        return out
+
+
+def has_systemd(transport: Transport) -> bool:
+    """sd_booted(): the host runs systemd as init (read-only check)."""
+    return transport.run(["test", "-d", "/run/systemd/system"]).ok
+
+
+def _fail_reason(res: Result) -> str:
+    tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+    return f"`{' '.join(res.argv)}` exited {res.exit_code}: {' / '.join(tail) or '(no output)'}"
+
+
+class PathCut(RemoteError):
+    """A guarded change left its host unreachable: no answer within the guard timeout, or the
+    SSH connection dropped. Nothing more is sent to that host; its dead-man timer undoes it."""
+
+    def __init__(self, host: str, step: str, detail: str):
+        super().__init__(f"the change {step} on {host} cut SSH ({detail})", host=host)
+        self.step = step
+        self.detail = detail
+
+
+def apply_change(run: HostRun, change: Change,
+                 guard_timeout: Optional[float] = None) -> StepOutcome:
+    """Journal, probe, apply one change. Raises CommandFailed (entry marked failed) on error,
+    PathCut when a guarded change (with `guard_timeout`) loses the host."""
+    return execute_change(run, change, prepare_change(run, change), guard_timeout)
+
+
+def prepare_change(run: HostRun, change: Change) -> Entry:
+    """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs."""
+    snap = take_snapshot(run.transport, run.sudo) if change.kind.value in SNAPSHOT_KINDS \
+        else Snapshot()
+    entry = run.journal.plan_entry(change, snap, run.clock())
+    run.save()
+    return entry
+
+
+#: Run after a guarded change: an answer proves the SSH path survived it.
+ALIVE = ("true",)
+
+
+def _guarded(run: HostRun, change: Change, argv: list[str] | tuple[str, ...],
+             timeout: Optional[float]) -> Result:
+    """Run one command of a guarded change: a timeout or a lost link means the change cut SSH."""
+    if timeout is None or not change.guarded:
+        return run.run(argv)
+    try:
+        res = run.run(argv, timeout=timeout)
+    except RemoteError as exc:
+        raise PathCut(run.name, change.step, f"the SSH connection dropped: {exc.message}") \
+            from None
+    if res.timed_out:
+        raise PathCut(run.name, change.step, f"`{' '.join(argv)}` got no answer within "
+                      f"{timeout:g}s")
+    return res
+
+
+def execute_change(run: HostRun, change: Change, entry: Entry,
+                   guard_timeout: Optional[float] = None) -> StepOutcome:
+    """Probe and apply a change already journaled by `prepare_change`."""
+    if change.probe and run.run(change.probe).ok:
+        run.journal.mark(entry, "noop", run.clock(), change.noop_reason or "already in place")
+        run.save()
+        return run.record(entry, "noop")
+    for argv in change.apply:
+        res = _guarded(run, change, argv, guard_timeout)
+        if not res.ok:
+            run.journal.mark(entry, "failed", run.clock(), _fail_reason(res))
+            run.save()
+            run.record(entry, "failed")
+            raise CommandFailed(res, hint=f"step {change.step}: {change.description}")
+    checkpoint(f"applied:{change.step}")  # test hook: the change ran, the journal says planned
+    if change.guarded and guard_timeout is not None:  # before the slower journal upload
+        _guarded(run, change, ALIVE, guard_timeout)
+    run.journal.mark(entry, "applied", run.clock())
+    run.save()
+    return run.record(entry, "applied")
+
+
+def undo_entry(run: HostRun, entry: Entry) -> StepOutcome:
+    """Undo one entry that may be in place; never raises on a failed undo command."""
+    if entry.probe and not run.run(entry.probe).ok:
+        run.journal.mark(entry, "undone", run.clock(), "not in place, nothing to undo")
+        run.save()
+        return run.record(entry, "undone")
+    failures = [_fail_reason(res) for res in (run.run(a) for a in entry.undo) if not res.ok]
+    if failures and entry.status != "planned":
+        entry.reason = "undo failed: " + "; ".join(failures)
+        run.save()
+        return run.record(entry, "undo-failed")
+    reason = "undone" if not failures else "never applied (undo found nothing)"
+    run.journal.mark(entry, "undone", run.clock(), reason)
+    run.save()
+    return run.record(entry, "undone")
+
+
+# -- lock -------------------------------------------------------------------------------------
+def lock_dir(hdir: str) -> str:
+    return str(PurePosixPath(hdir) / "lock")
+
+
+def _owner() -> dict[str, object]:
+    return {"pid": os.getpid(), "operator": socket.gethostname(), "since": time.time()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_owner(owner: dict[str, object]) -> bool:
+    """A lock left by a labctl that died on this operator machine (e.g. kill -9)."""
+    pid = owner.get("pid")
+    same_machine = owner.get("operator") == socket.gethostname()
+    return same_machine and isinstance(pid, int) and not _pid_alive(pid)
+
+
+def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str]:
+    """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
+    notes: list[str] = []
+    lock = lock_dir(hdir)
+    transport.run(["mkdir", "-p", hdir], sudo=sudo).check()
+    for _ in range(2):
+        res = transport.run(["mkdir", lock], sudo=sudo)
+        if res.ok:
+            _write_owner(transport, lock, sudo)
+            return notes
+        owner = _read_owner(transport, lock, sudo)
+        if owner is not None and not stale_owner(owner):
+            raise LabctlError(
+                f"another labctl (pid {owner.get('pid')} on {owner.get('operator')}) holds "
+                f"the lock {lock}",
+                hint="wait for it to finish; if no labctl is running, remove that directory",
+                host=transport.host,
+            )
+        notes.append(f"broke stale lock {lock} (owner {owner})")
+        transport.run(["rm", "-rf", lock], sudo=sudo).check()
+    raise RemoteError(f"cannot take the lock {lock}", host=transport.host)
+
+
+def _write_owner(transport: Transport, lock: str, sudo: bool) -> None:
+    fd, local = tempfile.mkstemp(prefix="labctl-lock-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_owner(), fh)
+        transport.put(local, f"{lock}/owner.json")
+    finally:
+        os.unlink(local)
+
+
+def _read_owner(transport: Transport, lock: str, sudo: bool) -> Optional[dict[str, object]]:
+    res = transport.run(["cat", f"{lock}/owner.json"], sudo=sudo)
+    try:
+        data = json.loads(res.stdout) if res.ok else None
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else None
+
+
+def release_lock(transport: Transport, hdir: str, sudo: bool = True) -> None:
+    transport.run(["rm", "-rf", lock_dir(hdir)], sudo=sudo)

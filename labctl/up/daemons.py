@@ -1,0 +1,246 @@
+"""The engine daemons on hosts: start detached, wait until ready, read status, stop gracefully.
+
+Each daemon keeps its pidfile, stats file (JSON, see the brief's contract) and log in the host's
+state directory. Started with `systemd-run --unit labctl-<lab>-<name>` where the host runs
+systemd, else with the engine's own `detach` (double fork + setsid, stdio to the log file).
+Readiness: intercept listens (`ss -Hltn`), tcpcopy reports `intercepts[].connections > 0`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Callable, Optional
+
+from labctl.errors import RemoteError
+from labctl.transport.base import Transport
+from labctl.up.journal import DaemonRecord
+
+PYTHON = "python3"
+#: Counters `status` shows per daemon (the rest stay in the stats file / --json).
+KEY_COUNTERS = {
+    "tcpcopy": ("captured", "clt_syn", "sessions_created", "requests_sent", "resp", "sent",
+                "send_errors", "kernel_drops", "sessions_shed"),
+    "intercept": ("captured", "resp_routed", "resp_unrouted", "frames_sent", "clients_accepted",
+                  "clients_rejected_auth", "kernel_drops"),
+}
+
+
+@dataclass
+class Poller:
+    """Clock and sleep for waiting on conditions (tests pass fakes: no real sleeping)."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    interval: float = 0.2
+
+    def until(self, what: str, host: str, timeout: float, check: Callable[[], bool]) -> None:
+        deadline = self.clock() + timeout
+        while not check():
+            if self.clock() >= deadline:
+                raise RemoteError(f"timed out after {timeout:g}s waiting for {what}", host=host)
+            self.sleep(self.interval)
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    """One daemon to run: its name and engine flags (without pid/stats/log files)."""
+
+    name: str  # "intercept" | "tcpcopy"
+    args: tuple[str, ...]
+
+
+@dataclass
+class DaemonStatus:
+    name: str
+    alive: bool
+    pid: Optional[int]
+    uptime: Optional[float]
+    state: str
+    counters: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def unit_name(lab: str, name: str) -> str:
+    return f"labctl-{lab}-{name}"
+
+
+def files(hdir: str, name: str) -> dict[str, str]:
+    base = PurePosixPath(hdir)
+    return {k: str(base / f"{name}.{k}") for k in ("pid", "stats", "log")}
+
+
+def engine_argv(pyz: str, hdir: str, spec: DaemonSpec) -> list[str]:
+    f = files(hdir, spec.name)
+    return [PYTHON, pyz, spec.name, *spec.args, "--pid-file", f["pid"],
+            "--stats-file", f["stats"], "--log-file", f["log"]]
+
+
+def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -> list[str]:
+    """The argv that starts `spec` detached from the SSH session (pure)."""
+    inner = engine_argv(pyz, hdir, spec)
+    if systemd:
+        return ["systemd-run", "--unit", unit_name(lab, spec.name), "--collect",
+                "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=10", *inner]
+    f = files(hdir, spec.name)
+    return [PYTHON, pyz, "detach", "--pid-file", f["pid"], "--log-file", f["log"] + ".out",
+            "--", *inner]
+
+
+def record_for(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -> DaemonRecord:
+    f = files(hdir, spec.name)
+    return DaemonRecord(
+        name=spec.name, argv=launch_argv(pyz, hdir, lab, spec, systemd), pid_file=f["pid"],
+        stats_file=f["stats"], log_file=f["log"], unit=unit_name(lab, spec.name) if systemd else "",
+    )
+
+
+def undo_argvs(record: DaemonRecord) -> list[list[str]]:
+    """What the dead-man runs to stop a daemon (best effort; `down` stops them gracefully)."""
+    if record.unit:
+        return [["systemctl", "stop", record.unit]]
+    return [["pkill", "-TERM", "-F", record.pid_file]]
+
+
+def start(
+    transport: Transport, record: DaemonRecord, sudo: bool = True,
+    now: Callable[[], float] = time.time,
+) -> DaemonRecord:
+    """Run the launch argv; the record gets the pid (from the detach output or the pidfile)."""
+    transport.run(["rm", "-f", record.stats_file], sudo=sudo).check()
+    res = transport.run(record.argv, sudo=sudo).check()
+    word = res.stdout.strip().split()[-1] if res.stdout.strip() else ""
+    record.pid = int(word) if word.isdigit() else None
+    record.started_at = now()
+    return record
+
+
+def read_stats(
+    transport: Transport, stats_file: str, sudo: bool = True
+) -> Optional[dict[str, Any]]:
+    res = transport.run(["cat", stats_file], sudo=sudo)
+    if not res.ok:
+        return None
+    try:
+        data = json.loads(res.stdout)
+    except ValueError:
+        return None  # a torn read cannot happen (atomic rename), but never crash on it
+    return data if isinstance(data, dict) else None
+
+
+def current_pid(transport: Transport, record: DaemonRecord, sudo: bool = True) -> Optional[int]:
+    """The daemon's pid if it is alive and really ours (/proc/PID/cmdline names the daemon)."""
+    candidates = [record.pid] if record.pid else []
+    res = transport.run(["cat", record.pid_file], sudo=sudo)
+    if res.ok and res.stdout.strip().isdigit():
+        candidates.insert(0, int(res.stdout.strip()))
+    for pid in candidates:
+        cmd = transport.run(["cat", f"/proc/{pid}/cmdline"], sudo=sudo)
+        if cmd.ok and record.name in cmd.stdout and record.stats_file in cmd.stdout:
+            return pid
+    return None
+
+
+def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> str:
+    res = transport.run(["tail", "-n", "15", record.log_file, record.log_file + ".out"], sudo=sudo)
+    return res.stdout.strip() if res.ok or res.stdout else "(no log)"
+
+
+def _died(transport: Transport, record: DaemonRecord, sudo: bool) -> RemoteError:
+    return RemoteError(
+        f"{record.name} exited during start-up; log tail:\n{log_tail(transport, record, sudo)}",
+        hint=f"see {record.log_file} on the host", host=transport.host,
+    )
+
+
+def wait_listening(
+    transport: Transport, record: DaemonRecord, port: int, timeout: float = 20.0,
+    poller: Optional[Poller] = None, sudo: bool = True,
+) -> None:
+    """Until something listens on TCP `port` (intercept's channel); fails fast if it died."""
+    def check() -> bool:
+        res = transport.run(["ss", "-Hltn", "sport", "=", f":{port}"], sudo=sudo)
+        if res.ok and res.stdout.strip():
+            return True
+        if current_pid(transport, record, sudo) is None:
+            raise _died(transport, record, sudo)
+        return False
+
+    (poller or Poller()).until(f"{record.name} to listen on :{port}", transport.host, timeout,
+                               check)
+
+
+def is_connected(stats: Optional[dict[str, Any]]) -> bool:
+    """tcpcopy's stats say every intercept channel has a connection (pure)."""
+    if not stats:
+        return False
+    intercepts = stats.get("intercepts") or []
+    return bool(intercepts) and all(int(i.get("connections", 0)) > 0 for i in intercepts)
+
+
+def wait_connected(
+    transport: Transport, record: DaemonRecord, timeout: float = 30.0,
+    poller: Optional[Poller] = None, sudo: bool = True,
+) -> dict[str, Any]:
+    """Until tcpcopy's stats file reports a connection to every intercept."""
+    seen: dict[str, Any] = {}
+
+    def check() -> bool:
+        stats = read_stats(transport, record.stats_file, sudo)
+        if is_connected(stats):
+            seen.update(stats or {})
+            return True
+        if current_pid(transport, record, sudo) is None:
+            raise _died(transport, record, sudo)
+        return False
+
+    (poller or Poller()).until("tcpcopy to connect to intercept", transport.host, timeout, check)
+    return seen
+
+
+def stop(
+    transport: Transport, record: DaemonRecord, grace: float = 10.0,
+    poller: Optional[Poller] = None, sudo: bool = True, now: Callable[[], float] = time.time,
+) -> DaemonRecord:
+    """SIGTERM (or `systemctl stop`), wait up to `grace`, then SIGKILL; keep the final stats."""
+    poller = poller or Poller()
+    pid = current_pid(transport, record, sudo)
+    if record.unit:
+        transport.run(["systemctl", "stop", record.unit], sudo=sudo)
+    elif pid is not None:
+        transport.run(["kill", "-TERM", str(pid)], sudo=sudo)
+    if pid is not None:
+        try:
+            poller.until(f"{record.name} to exit", transport.host, grace,
+                         lambda: current_pid(transport, record, sudo) is None)
+        except RemoteError:
+            transport.run(["kill", "-KILL", str(pid)], sudo=sudo)
+    record.final_stats = read_stats(transport, record.stats_file, sudo) or record.final_stats
+    record.stopped_at = now()
+    return record
+
+
+def status(
+    transport: Transport, record: DaemonRecord, sudo: bool = True,
+    now: Callable[[], float] = time.time,
+) -> DaemonStatus:
+    pid = current_pid(transport, record, sudo)
+    stats = read_stats(transport, record.stats_file, sudo) or record.final_stats or {}
+    return summarize(record.name, pid, stats, now())
+
+
+def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -> DaemonStatus:
+    """Status from a pid (None: not running) and a stats dict (pure)."""
+    counters = stats.get("counters") or {}
+    started = stats.get("started_at")
+    uptime = at - float(started) if pid is not None and isinstance(started, (int, float)) else None
+    keys = KEY_COUNTERS.get(name, ())
+    shown = ("intercepts", "sessions_active", "listen", "clients")
+    extra: dict[str, Any] = {k: stats[k] for k in shown if k in stats}
+    return DaemonStatus(
+        name=name, alive=pid is not None, pid=pid, uptime=uptime,
+        state="running" if pid is not None else str(stats.get("state", "stopped")),
+        counters={k: int(counters[k]) for k in keys if k in counters}, extra=extra,
+    )

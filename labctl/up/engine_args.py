@@ -1,0 +1,109 @@
+"""Inventory -> engine flags (pure). The daemon layer adds the program, pid/stats/log files.
+
+    tcpcopy_argv(inv, inv.hosts.online[0], EnginePaths(key_file=".../channel.key"))
+      -> ["-x", "80-192.168.44.137:80", "-s", "192.168.44.136", "-p", "36524", "-c", ...]
+    intercept_argv(inv, EnginePaths(key_file=..., interface="eth0"))
+      -> ["-F", "tcp and src port 80 and src host 192.168.44.137", "-p", "36524", "-b", ...]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+from labctl.errors import UsageError
+from labctl.inventory.models import HostSpec, Inventory
+
+
+@dataclass(frozen=True)
+class EnginePaths:
+    """Remote paths and host details the flags need; None = leave the flag out."""
+
+    key_file: Optional[str] = None
+    stats_file: Optional[str] = None
+    pid_file: Optional[str] = None
+    log_file: Optional[str] = None
+    #: intercept `-i`: the capture interface (the intercept host's interface, from facts)
+    interface: Optional[str] = None
+    #: tcpcopy with engine.datalink: `-o` device and next-hop MAC per target address (facts;
+    #: see labctl.up.datalink)
+    output_device: Optional[str] = None
+    next_hop_macs: Mapping[str, str] = field(default_factory=dict)
+
+
+def _common(paths: EnginePaths) -> list[str]:
+    out: list[str] = []
+    for flag, value in (("--key-file", paths.key_file), ("--stats-file", paths.stats_file),
+                        ("-P", paths.pid_file), ("-l", paths.log_file)):
+        if value:
+            out += [flag, value]
+    return out
+
+
+def transfer_spec(inv: Inventory, macs: Optional[Mapping[str, str]] = None) -> str:
+    """`-x`: `[onlineIP:]port-targetIP:targetPort[@MAC]` for every service, comma separated
+    (`@MAC` when `macs`, keyed by target address, is given)."""
+    items = []
+    for s in inv.services:
+        left = f"{s.online_address}:{s.port}" if s.online_address else str(s.port)
+        target = str(inv.target_address(s))
+        mac = f"@{macs[target]}" if macs is not None else ""
+        items.append(f"{left}-{target}:{s.target_port}{mac}")
+    return ",".join(items)
+
+
+def _datalink_args(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[str]:
+    """`-x` with next-hop MACs and `-o DEV`; refused when the facts did not provide them."""
+    missing = sorted({str(inv.target_address(s)) for s in inv.services} - set(paths.next_hop_macs))
+    if not paths.output_device or missing:
+        what = ", ".join(missing) if missing else "the output device"
+        raise UsageError(
+            f"engine.datalink: next hop unknown for {what} on {online.name}",
+            hint="see the datalink.mac_unknown finding of `labctl plan`, "
+                 "or set engine.datalink: false")
+    return ["-x", transfer_spec(inv, paths.next_hop_macs), "-o", paths.output_device]
+
+
+def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[str]:
+    """tcpcopy flags (without the program name) for one online host; with engine.datalink
+    `-x` carries `@MAC` per target and `-o DEV` follows (from `paths`, i.e. from facts)."""
+    e = inv.engine
+    xargs = (_datalink_args(inv, online, paths) if e.datalink
+             else ["-x", transfer_spec(inv)])
+    argv = [*xargs, "-s", str(inv.intercept_host.address),
+            "-p", str(inv.intercept.port), "-c", ",".join(inv.pool(online)),
+            "-C", str(e.connections), "-t", str(e.session_timeout),
+            "-k", str(e.keepalive_timeout), "-m", str(e.memory_mb),
+            "--max-sessions", str(e.max_sessions)]
+    if e.multiplier > 1:
+        argv += ["-n", str(e.multiplier)]
+    if e.sample_percent < 100:
+        argv += ["-r", str(e.sample_percent)]
+    if e.lonely:
+        argv.append("-L")
+    if e.no_wait:
+        argv.append("-W")
+    if e.capture_acks:
+        argv.append("--capture-acks")
+    return argv + _common(paths)
+
+
+def response_filter(inv: Inventory) -> str:
+    """intercept `-F`: the target's replies from the service ports."""
+    ports = sorted({s.target_port for s in inv.services})
+    hosts = sorted({str(inv.target_address(s)) for s in inv.services})
+    port_part = (f"src port {ports[0]}" if len(ports) == 1
+                 else "(" + " or ".join(f"src port {p}" for p in ports) + ")")
+    host_part = (f"src host {hosts[0]}" if len(hosts) == 1
+                 else "(" + " or ".join(f"src host {h}" for h in hosts) + ")")
+    return f"tcp and {port_part} and {host_part}"
+
+
+def intercept_argv(inv: Inventory, paths: EnginePaths) -> list[str]:
+    """intercept flags (without the program name), for the intercept host."""
+    bind = inv.intercept.bind or inv.intercept_host.address
+    argv = ["-F", response_filter(inv), "-p", str(inv.intercept.port), "-b", str(bind)]
+    if paths.interface:
+        argv += ["-i", paths.interface]
+    return argv + _common(paths)

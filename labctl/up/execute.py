@@ -1,0 +1,367 @@
+"""The apply half of `up` (after preflight): lock -> ship -> journals -> changes (each host's
+dead-man timer armed right before its first guarded change) -> daemons -> confirm over NEW
+connections -> log marks -> local state. Any failure undoes what was applied, newest first;
+a host that a guarded change cut off is left to its own dead-man timer (see `PathCut`).
+`labctl.up.run.up` runs it; the options and report types live in labctl.up.run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labctl.errors import LabctlError, RemoteError
+from labctl.inventory.models import HostSpec, Inventory
+from labctl.model import Change, ChangeKind
+from labctl.transport.base import CommandFailed, ConnectionLost, Transport
+from labctl.transport.pool import Factory, HostPool, run_parallel
+from labctl.up import daemons as dm
+from labctl.up import deadman
+from labctl.up.apply import (
+    ALIVE,
+    HostRun,
+    PathCut,
+    StepOutcome,
+    acquire_lock,
+    checkpoint,
+    execute_change,
+    prepare_change,
+    release_lock,
+    undo_entry,
+)
+from labctl.up.journal import (
+    LabRecord,
+    Snapshot,
+    host_dir,
+    local_lab_dir,
+    new_journal,
+    save_local,
+    save_record,
+)
+from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship
+
+if TYPE_CHECKING:
+    from labctl.up.run import UpOptions, UpReport
+
+DEADMAN_ENV = "LABCTL_DEADMAN_SECONDS"
+#: Seconds a command of a guarded change (route, DROP rule) may take before labctl concludes
+#: that the change cut its SSH path.
+GUARD_ENV = "LABCTL_GUARD_TIMEOUT"
+DEFAULT_GUARD_TIMEOUT = 10.0
+KEY_NAME = "channel.key"
+
+
+class _Up:
+    """One `up` after preflight: owns the host runs and the undo order."""
+
+    def __init__(self, inv: Inventory, opts: UpOptions, pool: HostPool,
+                 facts: dict[str, Any], report: UpReport):
+        self.inv, self.opts, self.pool, self.facts, self.report = inv, opts, pool, facts, report
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.runs: dict[str, HostRun] = {}
+        self.locked: list[str] = []
+        self.order: list[tuple[str, int]] = []  # (host, entry index) in apply order
+        self.after = float(os.environ.get(DEADMAN_ENV, opts.deadman_seconds))
+        self.guard_timeout = float(os.environ.get(GUARD_ENV, opts.guard_timeout))
+        self.cut: dict[str, PathCut] = {}  # hosts a guarded change cut off: never talk to them
+
+    def say(self, msg: str) -> None:
+        self.opts.progress(msg)
+
+    def run(self) -> None:
+        try:
+            self.lock()
+            self.forget_marks()
+            self.save_record("applying")
+            self.ship()
+            self.journals()
+            self.apply()
+            self.start_daemons()
+            self.confirm()
+            self.mark_logs()
+            self.save_record("up")
+            checkpoint("state")
+        except (LabctlError, OSError) as exc:
+            self.report.errors.update(_host_errors(exc))
+            self.note_cut(exc)
+            self.say(f"up failed: {getattr(exc, 'message', exc)}; rolling back")
+            self.roll_back()
+            self.save_record("failed")
+            if self.cut:
+                raise self.cut_error() from exc
+            raise
+        finally:
+            for name in self.locked:
+                if name not in self.cut:
+                    release_lock(self.pool.transport(name), self.runs_dir(name))
+
+    def runs_dir(self, name: str) -> str:
+        return host_dir(self.inv.state_dir, self.inv.lab, name)
+
+    def lock(self) -> None:
+        def lock_one(spec: HostSpec, t: Transport) -> list[str]:
+            notes = acquire_lock(t, self.runs_dir(spec.name))
+            self.locked.append(spec.name)
+            return notes
+
+        for out in self.pool.each(lock_one).values():  # every host tried; first error raised
+            self.report.notes += out.unwrap()
+        checkpoint("lock")
+
+    def save_record(self, state: str) -> None:
+        save_record(LabRecord(
+            lab=self.inv.lab, inventory_path=self.opts.inventory_path,
+            inventory_text=self.opts.inventory_text, hosts=[h.name for h in self.inv.all_hosts()],
+            state=state, run_id=self.run_id, updated_at=time.time()))
+
+    def ship(self) -> None:
+        self.say("shipping the engine")
+        artifact = build_engine()
+        key = self.local_key()
+        needs_key = {h.name for h in self.inv.hosts.online} | {self.inv.intercept_host.name}
+
+        def ship_one(spec: HostSpec, t: Transport) -> ShipOutcome:
+            out = ship(t, artifact, self.runs_dir(spec.name), sudo=True)
+            if spec.name in needs_key:
+                t.put(str(key), self.key_path(spec.name), mode=0o600)
+            return out
+
+        outcomes = self.pool.each(ship_one)
+        self.report.shipped += [out.unwrap() for out in outcomes.values()]
+        checkpoint("ship")
+
+    def local_key(self) -> Path:
+        """The intercept channel key: the inventory's, or one generated per lab and kept locally."""
+        if self.inv.intercept.key_file:
+            return Path(os.path.expanduser(self.inv.intercept.key_file))
+        local = local_lab_dir(self.inv.lab) / KEY_NAME
+        if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+        return local
+
+    def key_path(self, name: str) -> str:
+        return f"{self.runs_dir(name)}/{KEY_NAME}"
+
+    def journals(self) -> None:
+        def journal_one(spec: HostSpec, t: Transport) -> HostRun:
+            fact = self.facts.get(spec.name)
+            run = HostRun(spec.name, t, self.runs_dir(spec.name),
+                          new_journal(self.inv.lab, spec.name, self.run_id),
+                          systemd=bool(getattr(fact, "systemd", False)))
+            self.runs[spec.name] = run  # before saving: a failed save is still rolled back
+            run.save()
+            return run
+
+        outcomes = self.pool.each(journal_one)
+        self.runs = {name: self.runs[name] for name in outcomes if name in self.runs}
+        for out in outcomes.values():
+            out.unwrap()
+        checkpoint("journal")
+
+    def arm(self, run: HostRun, step: str) -> None:
+        """Arm the host's dead-man timer right before its first guarded change (journaled as
+        planned already, so the rollback knows it). Never shorter than that change may take
+        (`deadman.min_after`), so it cannot fire before the change is applied."""
+        after = max(self.after, deadman.min_after(self.guard_timeout))
+        self.say(f"[{run.name}] arming the dead-man rollback ({after:g}s) before {step}")
+        run.journal.deadman = deadman.arm(run.transport, remote_pyz(run.hdir), run.hdir,
+                                          self.inv.lab, after, run.systemd)
+        run.save()
+        checkpoint("deadman")
+
+    def apply(self) -> None:
+        assert self.report.plan is not None
+        for change in self.report.plan.changes:
+            run = self.runs[change.host]
+            self.say(f"[{change.host}] {change.description}")
+            self.order.append((change.host, len(run.journal.entries)))
+            try:
+                entry = prepare_change(run, change)
+                if change.guarded and run.journal.deadman is None:
+                    self.arm(run, change.step)
+                self.report.steps.append(
+                    execute_change(run, change, entry, self.guard_timeout))
+            except PathCut as exc:
+                self.cut[change.host] = exc
+                self.report.steps.append(StepOutcome(
+                    change.host, change.step, change.description, "failed",
+                    "cut SSH: left to the dead-man rollback on the host"))
+                raise
+            except LabctlError:
+                if run.outcomes and run.outcomes[-1].step == change.step:
+                    self.report.steps.append(run.outcomes[-1])
+                raise
+            checkpoint(f"change:{change.step}")
+        checkpoint("changes")
+
+    def start_daemons(self) -> None:
+        from labctl.up.daemon_specs import daemon_specs
+
+        for spec, dspec, ready in daemon_specs(self.inv, self.facts, self.key_path):
+            run = self.runs[spec.name]
+            self.say(f"[{spec.name}] starting {dspec.name}")
+            rec = dm.record_for(remote_pyz(run.hdir), run.hdir, self.inv.lab, dspec, run.systemd)
+            change = Change(spec.name, f"daemon:{dspec.name}", ChangeKind.DAEMON,
+                            f"start {dspec.name}", (tuple(rec.argv),),
+                            tuple(tuple(a) for a in dm.undo_argvs(rec)))
+            entry = run.journal.plan_entry(change, Snapshot(), time.time())
+            run.journal.daemons.append(rec)
+            run.save()
+            self.order.append((spec.name, len(run.journal.entries) - 1))
+            dm.start(run.transport, rec)
+            run.journal.mark(entry, "applied", time.time())
+            run.save()
+            self.report.steps.append(run.record(entry, "applied"))
+            ready(run.transport, rec)
+            checkpoint(f"daemon:{dspec.name}")
+        checkpoint("daemons")
+
+    def confirm(self) -> None:
+        """Over a NEW connection per host: proves a fresh SSH login still works, then disarms."""
+        self.say("confirming over new SSH connections")
+        factory = self.opts.fresh_factory or self.opts.factory or _ssh_factory(self.inv)
+
+        def confirm_one(run: HostRun) -> None:
+            name, rec = run.name, run.journal.deadman
+            if rec is None:  # no guarded change on this host: nothing to confirm
+                run.journal.state = "up"
+                run.save()
+                return
+            fresh = factory(self.inv.host(name))
+            try:
+                connect = getattr(fresh, "connect", None)
+                if connect is not None:
+                    connect()
+                deadman.confirm(fresh, rec)
+            except LabctlError as exc:
+                # Not a cut of the run's own connection: roll back over it as usual.
+                raise RemoteError(f"cannot confirm over a new SSH connection: {exc.message}",
+                                  hint=exc.hint, host=name) from exc
+            finally:
+                fresh.close()
+            run.journal.state = "up"
+            run.save()
+
+        for out in run_parallel(self.runs, confirm_one).values():
+            out.unwrap()
+        checkpoint("confirm")
+
+    def note_cut(self, exc: BaseException) -> None:
+        """A lost link, or a timeout, on a host with a guarded change in place: that change
+        cut the path (it may show only after the change's own commands answered)."""
+        host = getattr(exc, "host", None)
+        if host is None or host in self.cut or host not in self.runs:
+            return
+        lost = isinstance(exc, ConnectionLost) or (
+            isinstance(exc, CommandFailed) and exc.result.timed_out)
+        guarded = [e for e in self.runs[host].journal.entries
+                   if e.guarded and e.status in ("applied", "planned")]
+        if lost and guarded:
+            self.cut[host] = PathCut(host, guarded[-1].step, getattr(exc, "message", str(exc)))
+
+    def reachable(self, name: str) -> bool:
+        """Before rolling back over the run's connection to a host with guarded changes in
+        place: does it still answer within the guard timeout? If not, it is cut."""
+        if name in self.cut:
+            return False
+        run = self.runs[name]
+        guarded = [e for e in run.journal.entries if e.guarded and e.may_be_in_place]
+        if not guarded:
+            return True
+        try:
+            res = run.run(ALIVE, timeout=self.guard_timeout)
+            if not res.timed_out:
+                return True
+            detail = f"no answer within {self.guard_timeout:g}s"
+        except LabctlError as exc:
+            detail = exc.message
+        self.cut[name] = PathCut(name, guarded[-1].step, detail)
+        return False
+
+    def cut_error(self) -> RemoteError:
+        """What the user reads when a guarded change cut SSH to one or more hosts."""
+        parts = []
+        for name, cut in self.cut.items():
+            rec = self.runs[name].journal.deadman
+            when = (f"restores it at {_clock(rec.armed_at + rec.after)}" if rec is not None
+                    else "was not armed: restore it from the host's console")
+            parts.append(f"the change {cut.step} on {name} cut SSH ({cut.detail}); "
+                         f"the dead-man rollback on the host {when}")
+        others = [n for n in self.runs if n not in self.cut]
+        hint = "labctl rolled back " + (", ".join(others) if others else "nothing else")
+        hint += "; once SSH is back, `labctl down` cleans up and reports what was undone"
+        return RemoteError("; ".join(parts), hint=hint, host=next(iter(self.cut)))
+
+    def forget_marks(self) -> None:
+        """Log marks of an earlier `up` would make `verify` compare the wrong stretch."""
+        from labctl.verify.fetch import MARKS_NAME
+
+        (local_lab_dir(self.inv.lab) / MARKS_NAME).unlink(missing_ok=True)
+
+    def mark_logs(self) -> None:
+        """Where every access log ends and the conntrack counts now, so `verify --since-up`
+        reads exactly the bytes written after `up` (a failure only costs that precision)."""
+        from labctl.verify import fetch as verify
+
+        try:
+            verify.save_marks(verify.mark_logs(self.inv, self.pool))
+        except (LabctlError, OSError) as exc:
+            self.report.notes.append(
+                f"could not record where the access logs end ({getattr(exc, 'message', exc)}); "
+                "`verify --since-up` will compare by time instead")
+
+    def roll_back(self) -> None:
+        """Undo what this `up` did, newest first, across hosts; errors are reported, not raised.
+        Hosts a change cut off are left to their dead-man timer (talking to them would hang)."""
+        for name in self.cut:
+            self.say(str(self.cut[name].message) + "; leaving it to the dead-man rollback")
+            self.runs[name].journal.state = "failed"
+            save_local(self.runs[name].journal)
+        for name, idx in reversed(self.order):
+            run = self.runs[name]
+            if idx >= len(run.journal.entries) or not self.reachable(name):
+                continue  # (the change failed before it was journaled)
+            entry = run.journal.entries[idx]
+            if not entry.may_be_in_place:
+                continue
+            try:
+                if entry.kind == ChangeKind.DAEMON.value:
+                    from labctl.up.down import stop_daemon_entry
+
+                    self.report.steps.append(stop_daemon_entry(run, entry))
+                else:
+                    self.report.steps.append(undo_entry(run, entry))
+            except (LabctlError, OSError) as exc:
+                self.report.errors.setdefault(name, f"rollback: {exc}")
+        for name, run in self.runs.items():
+            if name in self.cut:
+                continue
+            try:
+                if run.journal.deadman is not None:
+                    deadman.cancel(run.transport, run.journal.deadman)
+                run.journal.state = "rolled_back"
+                run.save()
+            except (LabctlError, OSError) as exc:
+                self.report.errors.setdefault(name, f"rollback: {exc}")
+
+
+def _ssh_factory(inv: Inventory) -> Factory:
+    from labctl.transport.pool import ssh_factory
+
+    return ssh_factory(inv)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _host_errors(exc: BaseException) -> dict[str, str]:
+    host = getattr(exc, "host", None) or "*"
+    return {host: getattr(exc, "message", None) or str(exc)}

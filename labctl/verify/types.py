@@ -1,0 +1,148 @@
+"""The loss ledger's data (pure values): its input, thresholds and report, with their parts.
+
+`labctl.verify.ledger` computes a `LedgerReport` from a `LedgerInput` and re-exports these names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from labctl.verify.logparse import LogRecord
+from labctl.verify.ports import MappingFigures
+
+
+@dataclass(frozen=True)
+class DaemonStats:
+    """One engine daemon's stats file as read from its host (`state`: running, exited, missing,
+    stale). Counters are cumulative since the daemon started, unless `baseline_at` says they
+    were taken relative to a snapshot (labctl.verify.fetch subtracts the one taken with the log
+    marks)."""
+
+    host: str
+    tool: str
+    state: str
+    counters: Mapping[str, int] = field(default_factory=dict)
+    updated_at: Optional[float] = None
+    detail: str = ""
+    started_at: Optional[float] = None
+    baseline_at: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Conntrack:
+    """nf_conntrack usage on a host now and (when recorded) at `up`."""
+
+    host: str
+    count: Optional[int]
+    max: Optional[int]
+    count_at_up: Optional[int] = None
+
+    @property
+    def used_pct(self) -> Optional[float]:
+        if self.count is None or not self.max:
+            return None
+        return 100.0 * self.count / self.max
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Verdict thresholds. `ratio_tolerance` is relative to the expected ratio (0.005 = 0.5 %)."""
+
+    ratio_tolerance: float = 0.005
+    max_leaks: int = 0
+    max_lag: float = 30.0
+    skew: float = 2.0
+    sort_query: bool = False
+    worst_endpoints: int = 5
+    slow_target_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class LedgerInput:
+    """What the ledger compares. `online` maps each online host to its records; `window` is the
+    (start, end) the online side was read for (None: everything given)."""
+
+    online: Mapping[str, Sequence[LogRecord]]
+    target: Sequence[LogRecord]
+    sample_percent: float = 100.0
+    multiplier: int = 1
+    window: Optional[tuple[float, float]] = None
+    allowed_sources: Sequence[str] = ()
+    daemons: Sequence[DaemonStats] = ()
+    conntrack: Sequence[Conntrack] = ()
+    malformed: Mapping[str, int] = field(default_factory=dict)
+    #: `-x` mappings, online port -> target port (used when the logs carry `$server_port`)
+    port_map: Mapping[int, int] = field(default_factory=dict)
+    #: Notes from the caller (e.g. what the engine counters cover), shown with the ledger's own.
+    notes: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class EndpointLoss:
+    endpoint: str
+    online: int
+    target: int
+    expected: float
+    missing: int
+    loss_pct: float
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50: Optional[float]
+    p90: Optional[float]
+    p99: Optional[float]
+    samples: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    requests: int
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Attribution:
+    missing: int
+    buckets: list[Bucket]
+    unexplained: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reasons: list[str]
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    online_requests: int
+    online_by_host: dict[str, int]
+    target_requests: int
+    target_matched: int
+    target_excess: int
+    expected_ratio: float
+    expected_requests: float
+    copy_ratio: Optional[float]
+    loss_pct: float
+    excess_pct: float
+    worst_endpoints: list[EndpointLoss]
+    status_online: dict[int, int]
+    status_target: dict[int, int]
+    latency_online: Latency
+    latency_target: Latency
+    latency_diff: Latency
+    leaks: int
+    leak_sources: dict[str, int]
+    conntrack: list[Conntrack]
+    daemons: list[DaemonStats]
+    attribution: Attribution
+    verdict: Verdict
+    malformed: dict[str, int]
+    window: Optional[tuple[float, float]]
+    notes: list[str]
+    by_mapping: list[MappingFigures] = field(default_factory=list)
