@@ -48,6 +48,36 @@ class ChangeKind(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """When a started daemon counts as up: its process is alive and, for `kind` "listening",
+    something listens on TCP `port` (intercept's channel); for "connected", its stats report a
+    connection to every intercept (tcpcopy)."""
+
+    kind: str  # "listening" | "connected"
+    port: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "listening":
+            return f"alive and listening on :{self.port}"
+        return "alive and connected to every intercept"
+
+
+@dataclass(frozen=True)
+class DaemonLaunch:
+    """What a DAEMON change starts: an engine tool with its flags, the files it keeps on the
+    host, and what "ready" means for it. The change's `apply` is the launch argv, its `undo`
+    the stop argv (what the dead-man runs); `down` and rollback stop it gracefully."""
+
+    name: str  # "intercept" | "tcpcopy"
+    args: Argv  # the engine flags, without the pid/stats/log files
+    pid_file: str
+    stats_file: str
+    log_file: str
+    ready: Readiness
+    unit: str = ""  # the systemd unit where the host runs systemd, else ""
+
+
+@dataclass(frozen=True)
 class Change:
     """One idempotent change on one host, with the exact argv to make and to undo it.
 
@@ -66,6 +96,8 @@ class Change:
     probe: Optional[Argv] = None
     noop_reason: str = ""
     guarded: bool = False
+    #: Set on DAEMON changes: the daemon the `apply` argv starts.
+    daemon: Optional[DaemonLaunch] = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +107,11 @@ class Plan:
     lab: str
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
-    #: What `up` starts after the changes, in order: "[host] tool flags..." (engine flags only).
-    daemons: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def daemons(self) -> tuple[Change, ...]:
+        """The DAEMON changes (started after every other change, in this order)."""
+        return tuple(c for c in self.changes if c.daemon is not None)
 
     def for_host(self, host: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.host == host)

@@ -4,16 +4,14 @@ A `HostRun` bundles one host's transport, state directory and journal. Every mut
 journal entry written (remote, atomically, and the local copy) -> probe (exit 0: no-op with a
 reason) -> apply argvs -> entry marked applied/failed. "changed" is derived from the entries'
 statuses, never set by hand. `undo_entry` is what `down` and a failed `up` run, newest first.
-Also here: the per-host lock (one `up`/`down` per lab at a time) and the test-only kill hook.
+Also here: the per-host lock (one `up`/`down` per lab at a time).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +21,8 @@ from typing import Callable, Optional
 from labctl.errors import LabctlError, RemoteError
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
+from labctl.up import daemons as dm
+from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.up.journal import (
     Entry,
     Journal,
@@ -33,20 +33,8 @@ from labctl.up.journal import (
     write_remote,
 )
 
-#: Test hook: `LABCTL_TEST_KILL_AFTER=<step>` makes labctl SIGKILL itself right after that step.
-KILL_ENV = "LABCTL_TEST_KILL_AFTER"
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
 SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)
-
-
-def checkpoint(step: str, log: Optional[Callable[[str], None]] = None) -> None:
-    """Mark that `step` completed; the kill test hook fires here and nowhere else."""
-    if os.environ.get(KILL_ENV) == step:
-        if log:
-            log(f"test hook: SIGKILL after {step}")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -76,6 +64,7 @@ class HostRun:
     systemd: bool = False
     clock: Callable[[], float] = time.time
     outcomes: list[StepOutcome] = field(default_factory=list)
+    hooks: Hooks = NO_HOOKS
 
     @property
     def journal_file(self) -> str:
@@ -166,7 +155,7 @@ def execute_change(run: HostRun, change: Change, entry: Entry,
             run.save()
             run.record(entry, "failed")
             raise CommandFailed(res, hint=f"step {change.step}: {change.description}")
-    checkpoint(f"applied:{change.step}")  # test hook: the change ran, the journal says planned
+    run.hooks.after(f"applied:{change.step}")  # the change ran, the journal still says planned
     if change.guarded and guard_timeout is not None:  # before the slower journal upload
         _guarded(run, change, ALIVE, guard_timeout)
     run.journal.mark(entry, "applied", run.clock())
@@ -189,6 +178,24 @@ def undo_entry(run: HostRun, entry: Entry) -> StepOutcome:
     run.journal.mark(entry, "undone", run.clock(), reason)
     run.save()
     return run.record(entry, "undone")
+
+
+def stop_daemon_entry(run: HostRun, entry: Entry) -> StepOutcome:
+    """Stop the daemon an entry started (gracefully), keep its final stats, mark it undone."""
+    name = entry.step.split(":", 1)[-1]
+    for rec in run.journal.daemons:
+        if rec.name == name and rec.stopped_at is None:
+            dm.stop(run.transport, rec)
+    run.journal.mark(entry, "undone", time.time(), "stopped (final stats kept)")
+    run.save()
+    return run.record(entry, "undone")
+
+
+def undo(run: HostRun, entry: Entry) -> StepOutcome:
+    """Undo one entry, whatever its kind: what `down` and a failed `up` run, newest first."""
+    if entry.kind == ChangeKind.DAEMON.value:
+        return stop_daemon_entry(run, entry)
+    return undo_entry(run, entry)
 
 
 # -- lock -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from labctl.facts import HostFacts, OperatorFacts
 from labctl.inventory.models import Inventory
 from labctl.model import ROUTE_PROTO, Change, Finding, Severity
 from labctl.up.datalink import resolve_next_hops
+from labctl.up.plan import fix_changes_for
 
 Facts = Mapping[str, HostFacts]
 Net = ipaddress.IPv4Network
@@ -315,6 +316,4 @@ def blocking(findings: Iterable[Finding], force: bool = False) -> list[Finding]:
 
 def fix_changes(inventory: Inventory, facts: Facts, findings: Iterable[Finding]) -> list[Change]:
     """The Changes `--fix` would add for fixable findings (ip_forward, rp_filter, conntrack)."""
-    from labctl.up.plan import fix_changes_for
-
     return fix_changes_for(inventory, facts, {f.id for f in findings})

@@ -15,14 +15,13 @@ from typing import Any, Optional
 from labctl.errors import LabctlError
 from labctl.facts.iptables import Ruleset, parse_iptables_save, rule_words
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.model import CHAIN_PREFIX, ROUTE_PROTO, ChangeKind
+from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
 from labctl.transport.base import Transport
 from labctl.transport.pool import Factory, HostPool
 from labctl.up import daemons as dm
 from labctl.up import deadman
-from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo_entry
+from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
 from labctl.up.journal import (
-    Entry,
     Journal,
     LabRecord,
     host_dir,
@@ -155,17 +154,6 @@ def status(inv: Inventory, factory: Optional[Factory] = None) -> StatusReport:
 
 
 # -- down -------------------------------------------------------------------------------------
-def stop_daemon_entry(run: HostRun, entry: Entry) -> StepOutcome:
-    """Stop the daemon an entry started (gracefully), keep its final stats, mark it undone."""
-    name = entry.step.split(":", 1)[-1]
-    for rec in run.journal.daemons:
-        if rec.name == name and rec.stopped_at is None:
-            dm.stop(run.transport, rec)
-    run.journal.mark(entry, "undone", time.time(), "stopped (final stats kept)")
-    run.save()
-    return run.record(entry, "undone")
-
-
 def down_host(t: Transport, inv: Inventory, spec: HostSpec) -> HostDown:
     hdir = host_dir(inv.state_dir, inv.lab, spec.name)
     notes = acquire_lock(t, hdir)
@@ -192,10 +180,7 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
         dm.stop(run.transport, rec)
     run.save()
     for entry in todo:
-        if entry.kind == ChangeKind.DAEMON.value:
-            stop_daemon_entry(run, entry)
-        else:
-            undo_entry(run, entry)
+        undo(run, entry)
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
     run.save()

@@ -2,7 +2,9 @@
 dead-man timer armed right before its first guarded change) -> daemons -> confirm over NEW
 connections -> log marks -> local state. Any failure undoes what was applied, newest first;
 a host that a guarded change cut off is left to its own dead-man timer (see `PathCut`).
-`labctl.up.run.up` runs it; the options and report types live in labctl.up.run.
+`labctl.up.run.up` runs it; the options and report types live in labctl.up.options.
+Daemons are changes of the plan like any other (built by labctl.up.launch): a DAEMON change is
+journaled, started, and waited on until its `Readiness` holds.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.model import Change, ChangeKind
+from labctl.model import Change
 from labctl.transport.base import CommandFailed, ConnectionLost, Transport
-from labctl.transport.pool import Factory, HostPool, run_parallel
+from labctl.transport.pool import HostPool, run_parallel, ssh_factory
 from labctl.up import daemons as dm
 from labctl.up import deadman
 from labctl.up.apply import (
@@ -27,11 +29,10 @@ from labctl.up.apply import (
     PathCut,
     StepOutcome,
     acquire_lock,
-    checkpoint,
     execute_change,
     prepare_change,
     release_lock,
-    undo_entry,
+    undo,
 )
 from labctl.up.journal import (
     LabRecord,
@@ -42,20 +43,13 @@ from labctl.up.journal import (
     save_local,
     save_record,
 )
+from labctl.up.launch import key_path, record_of
+from labctl.up.options import KEY_NAME, UpOptions, UpReport
 from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship
-
-if TYPE_CHECKING:
-    from labctl.up.run import UpOptions, UpReport
-
-DEADMAN_ENV = "LABCTL_DEADMAN_SECONDS"
-#: Seconds a command of a guarded change (route, DROP rule) may take before labctl concludes
-#: that the change cut its SSH path.
-GUARD_ENV = "LABCTL_GUARD_TIMEOUT"
-DEFAULT_GUARD_TIMEOUT = 10.0
-KEY_NAME = "channel.key"
+from labctl.verify.fetch import MARKS_NAME, mark_logs, save_marks
 
 
-class _Up:
+class UpRun:
     """One `up` after preflight: owns the host runs and the undo order."""
 
     def __init__(self, inv: Inventory, opts: UpOptions, pool: HostPool,
@@ -65,8 +59,9 @@ class _Up:
         self.runs: dict[str, HostRun] = {}
         self.locked: list[str] = []
         self.order: list[tuple[str, int]] = []  # (host, entry index) in apply order
-        self.after = float(os.environ.get(DEADMAN_ENV, opts.deadman_seconds))
-        self.guard_timeout = float(os.environ.get(GUARD_ENV, opts.guard_timeout))
+        self.after = opts.deadman_seconds
+        self.guard_timeout = opts.guard_timeout
+        self.checkpoint = opts.hooks.after
         self.cut: dict[str, PathCut] = {}  # hosts a guarded change cut off: never talk to them
 
     def say(self, msg: str) -> None:
@@ -80,11 +75,10 @@ class _Up:
             self.ship()
             self.journals()
             self.apply()
-            self.start_daemons()
             self.confirm()
             self.mark_logs()
             self.save_record("up")
-            checkpoint("state")
+            self.checkpoint("state")
         except (LabctlError, OSError) as exc:
             self.report.errors.update(_host_errors(exc))
             self.note_cut(exc)
@@ -110,7 +104,7 @@ class _Up:
 
         for out in self.pool.each(lock_one).values():  # every host tried; first error raised
             self.report.notes += out.unwrap()
-        checkpoint("lock")
+        self.checkpoint("lock")
 
     def save_record(self, state: str) -> None:
         save_record(LabRecord(
@@ -132,7 +126,7 @@ class _Up:
 
         outcomes = self.pool.each(ship_one)
         self.report.shipped += [out.unwrap() for out in outcomes.values()]
-        checkpoint("ship")
+        self.checkpoint("ship")
 
     def local_key(self) -> Path:
         """The intercept channel key: the inventory's, or one generated per lab and kept locally."""
@@ -147,14 +141,14 @@ class _Up:
         return local
 
     def key_path(self, name: str) -> str:
-        return f"{self.runs_dir(name)}/{KEY_NAME}"
+        return key_path(self.inv, name)
 
     def journals(self) -> None:
         def journal_one(spec: HostSpec, t: Transport) -> HostRun:
             fact = self.facts.get(spec.name)
             run = HostRun(spec.name, t, self.runs_dir(spec.name),
                           new_journal(self.inv.lab, spec.name, self.run_id),
-                          systemd=bool(getattr(fact, "systemd", False)))
+                          systemd=bool(getattr(fact, "systemd", False)), hooks=self.opts.hooks)
             self.runs[spec.name] = run  # before saving: a failed save is still rolled back
             run.save()
             return run
@@ -163,7 +157,7 @@ class _Up:
         self.runs = {name: self.runs[name] for name in outcomes if name in self.runs}
         for out in outcomes.values():
             out.unwrap()
-        checkpoint("journal")
+        self.checkpoint("journal")
 
     def arm(self, run: HostRun, step: str) -> None:
         """Arm the host's dead-man timer right before its first guarded change (journaled as
@@ -174,59 +168,65 @@ class _Up:
         run.journal.deadman = deadman.arm(run.transport, remote_pyz(run.hdir), run.hdir,
                                           self.inv.lab, after, run.systemd)
         run.save()
-        checkpoint("deadman")
+        self.checkpoint("deadman")
 
     def apply(self) -> None:
+        """Every change of the plan in order: routes, rules and sysctls, then the daemons."""
         assert self.report.plan is not None
         for change in self.report.plan.changes:
-            run = self.runs[change.host]
-            self.say(f"[{change.host}] {change.description}")
-            self.order.append((change.host, len(run.journal.entries)))
-            try:
-                entry = prepare_change(run, change)
-                if change.guarded and run.journal.deadman is None:
-                    self.arm(run, change.step)
-                self.report.steps.append(
-                    execute_change(run, change, entry, self.guard_timeout))
-            except PathCut as exc:
-                self.cut[change.host] = exc
-                self.report.steps.append(StepOutcome(
-                    change.host, change.step, change.description, "failed",
-                    "cut SSH: left to the dead-man rollback on the host"))
-                raise
-            except LabctlError:
-                if run.outcomes and run.outcomes[-1].step == change.step:
-                    self.report.steps.append(run.outcomes[-1])
-                raise
-            checkpoint(f"change:{change.step}")
-        checkpoint("changes")
+            if change.daemon is None:
+                self.apply_change(change)
+        self.checkpoint("changes")
+        for change in self.report.plan.daemons:
+            self.start_daemon(change)
+        self.checkpoint("daemons")
 
-    def start_daemons(self) -> None:
-        from labctl.up.daemon_specs import daemon_specs
+    def apply_change(self, change: Change) -> None:
+        run = self.runs[change.host]
+        self.say(f"[{change.host}] {change.description}")
+        self.order.append((change.host, len(run.journal.entries)))
+        try:
+            entry = prepare_change(run, change)
+            if change.guarded and run.journal.deadman is None:
+                self.arm(run, change.step)
+            self.report.steps.append(execute_change(run, change, entry, self.guard_timeout))
+        except PathCut as exc:
+            self.cut[change.host] = exc
+            self.report.steps.append(StepOutcome(
+                change.host, change.step, change.description, "failed",
+                "cut SSH: left to the dead-man rollback on the host"))
+            raise
+        except LabctlError:
+            if run.outcomes and run.outcomes[-1].step == change.step:
+                self.report.steps.append(run.outcomes[-1])
+            raise
+        self.checkpoint(f"change:{change.step}")
 
-        for spec, dspec, ready in daemon_specs(self.inv, self.facts, self.key_path):
-            run = self.runs[spec.name]
-            self.say(f"[{spec.name}] starting {dspec.name}")
-            rec = dm.record_for(remote_pyz(run.hdir), run.hdir, self.inv.lab, dspec, run.systemd)
-            change = Change(spec.name, f"daemon:{dspec.name}", ChangeKind.DAEMON,
-                            f"start {dspec.name}", (tuple(rec.argv),),
-                            tuple(tuple(a) for a in dm.undo_argvs(rec)))
-            entry = run.journal.plan_entry(change, Snapshot(), time.time())
-            run.journal.daemons.append(rec)
-            run.save()
-            self.order.append((spec.name, len(run.journal.entries) - 1))
-            dm.start(run.transport, rec)
-            run.journal.mark(entry, "applied", time.time())
-            run.save()
-            self.report.steps.append(run.record(entry, "applied"))
-            ready(run.transport, rec)
-            checkpoint(f"daemon:{dspec.name}")
-        checkpoint("daemons")
+    def start_daemon(self, change: Change) -> None:
+        """Journal the daemon (entry and record) BEFORE starting it, start it, wait until ready."""
+        assert change.daemon is not None
+        run = self.runs[change.host]
+        self.say(f"[{change.host}] {change.description}")
+        rec = record_of(change)
+        entry = run.journal.plan_entry(change, Snapshot(), time.time())
+        run.journal.daemons.append(rec)
+        run.save()
+        self.order.append((change.host, len(run.journal.entries) - 1))
+        dm.start(run.transport, rec)
+        run.journal.mark(entry, "applied", time.time())
+        run.save()
+        self.report.steps.append(run.record(entry, "applied"))
+        ready, timeout = change.daemon.ready, self.opts.ready_timeout
+        if ready.kind == "listening":
+            dm.wait_listening(run.transport, rec, ready.port, timeout=timeout)
+        else:
+            dm.wait_connected(run.transport, rec, timeout=timeout)
+        self.checkpoint(f"daemon:{change.daemon.name}")
 
     def confirm(self) -> None:
         """Over a NEW connection per host: proves a fresh SSH login still works, then disarms."""
         self.say("confirming over new SSH connections")
-        factory = self.opts.fresh_factory or self.opts.factory or _ssh_factory(self.inv)
+        factory = self.opts.fresh_factory or self.opts.factory or ssh_factory(self.inv)
 
         def confirm_one(run: HostRun) -> None:
             name, rec = run.name, run.journal.deadman
@@ -251,7 +251,7 @@ class _Up:
 
         for out in run_parallel(self.runs, confirm_one).values():
             out.unwrap()
-        checkpoint("confirm")
+        self.checkpoint("confirm")
 
     def note_cut(self, exc: BaseException) -> None:
         """A lost link, or a timeout, on a host with a guarded change in place: that change
@@ -301,17 +301,13 @@ class _Up:
 
     def forget_marks(self) -> None:
         """Log marks of an earlier `up` would make `verify` compare the wrong stretch."""
-        from labctl.verify.fetch import MARKS_NAME
-
         (local_lab_dir(self.inv.lab) / MARKS_NAME).unlink(missing_ok=True)
 
     def mark_logs(self) -> None:
         """Where every access log ends and the conntrack counts now, so `verify --since-up`
         reads exactly the bytes written after `up` (a failure only costs that precision)."""
-        from labctl.verify import fetch as verify
-
         try:
-            verify.save_marks(verify.mark_logs(self.inv, self.pool))
+            save_marks(mark_logs(self.inv, self.pool))
         except (LabctlError, OSError) as exc:
             self.report.notes.append(
                 f"could not record where the access logs end ({getattr(exc, 'message', exc)}); "
@@ -332,12 +328,7 @@ class _Up:
             if not entry.may_be_in_place:
                 continue
             try:
-                if entry.kind == ChangeKind.DAEMON.value:
-                    from labctl.up.down import stop_daemon_entry
-
-                    self.report.steps.append(stop_daemon_entry(run, entry))
-                else:
-                    self.report.steps.append(undo_entry(run, entry))
+                self.report.steps.append(undo(run, entry))
             except (LabctlError, OSError) as exc:
                 self.report.errors.setdefault(name, f"rollback: {exc}")
         for name, run in self.runs.items():
@@ -350,12 +341,6 @@ class _Up:
                 run.save()
             except (LabctlError, OSError) as exc:
                 self.report.errors.setdefault(name, f"rollback: {exc}")
-
-
-def _ssh_factory(inv: Inventory) -> Factory:
-    from labctl.transport.pool import ssh_factory
-
-    return ssh_factory(inv)
 
 
 def _clock(t: float) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
+import engine
 from labctl.errors import RemoteError
 from labctl.transport.base import Transport
 
@@ -54,8 +55,6 @@ class ShipOutcome:
 
 def engine_source_dir() -> Path:
     """The `engine/` package directory (works for editable installs, where __file__ is None)."""
-    import engine
-
     for entry in [*getattr(engine, "__path__", []), str(Path(__file__).parents[2] / "engine")]:
         path = Path(entry)
         if (path / "__main__.py").is_file():

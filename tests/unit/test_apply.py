@@ -13,6 +13,7 @@ from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed
 from labctl.transport.fake import FakeTransport
 from labctl.up import apply as ap
+from labctl.up.hooks import NO_HOOKS, KillAfter
 from labctl.up.journal import Journal, new_journal
 
 HDIR = "/s/demo/target"
@@ -131,11 +132,12 @@ def test_lock_taken_refused_and_stale_broken() -> None:
     assert notes and "stale" in notes[0]
 
 
-def test_kill_hook_only_fires_on_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    killed: list[int] = []
-    monkeypatch.setattr(ap.os, "kill", lambda pid, sig: killed.append(sig))
-    monkeypatch.setenv(ap.KILL_ENV, "ship")
-    ap.checkpoint("lock")
+def test_kill_hook_only_fires_on_its_step() -> None:
+    killed: list[str] = []
+    hooks = KillAfter("ship", kill=lambda: killed.append("SIGKILL"))
+    hooks.after("lock")
     assert killed == []
-    ap.checkpoint("ship")
-    assert killed == [9]
+    hooks.after("ship")
+    assert killed == ["SIGKILL"]
+    NO_HOOKS.after("ship")  # production hooks: nothing happens, nothing is allowed
+    assert killed == ["SIGKILL"] and not NO_HOOKS.allow_ssh_cut

@@ -13,9 +13,9 @@ from labctl.facts.neigh import Neighbour
 from labctl.facts.routes import RouteGet
 from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import Inventory
-from labctl.up.daemon_specs import daemon_specs
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.engine_args import EnginePaths, tcpcopy_argv
+from labctl.up.launch import daemon_changes
 from tests.unit.checks_facts import ROOT, A, healthy
 
 TARGET = A("192.168.44.137")
@@ -118,13 +118,13 @@ def test_tcpcopy_argv_refuses_datalink_without_next_hops(paths: EnginePaths) -> 
         tcpcopy_argv(inv, inv.hosts.online[0], paths)
 
 
-def test_daemon_specs_take_the_next_hops_from_facts() -> None:
+def test_daemon_changes_take_the_next_hops_from_facts() -> None:
     inv = datalink_inventory()
-    specs = daemon_specs(inv, with_macs(healthy(inv)), lambda h: f"/s/{h}/key")
-    tcpcopy = next(d for _, d, _ in specs if d.name == "tcpcopy")
+    changes = daemon_changes(inv, with_macs(healthy(inv)))
+    tcpcopy = next(c.daemon for c in changes if c.daemon and c.daemon.name == "tcpcopy")
     assert f"80-192.168.44.137:80@{TARGET_MAC}" in tcpcopy.args
     assert tcpcopy.args[tcpcopy.args.index("-o") + 1] == "eth0"
     with pytest.raises(LabctlError, match="route to the target") as err:
-        daemon_specs(inv, healthy(inv), lambda h: "/k")
+        daemon_changes(inv, healthy(inv))
     assert err.value.host == "online1"
 

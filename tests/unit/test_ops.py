@@ -9,11 +9,14 @@ from typing import Any
 
 import pytest
 
+from labctl.errors import PreflightRefused
 from labctl.facts import OperatorFacts
-from labctl.inventory.load import load_inventory
+from labctl.inventory.load import load_inventory, parse_inventory
 from labctl.model import Finding, Severity
 from labctl.transport import FakeTransport
 from labctl.up import run as ops
+from labctl.up.hooks import Hooks
+from labctl.up.journal import LabRecord, save_record
 from tests.unit.test_facts_gather import scripted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,9 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, FakeTransport]:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv(ops.ALLOW_SSH_CUT_ENV, raising=False)
-    monkeypatch.setattr("labctl.facts.gather_operator_facts", lambda *a: OperatorFacts())
     return {}
+
+
+def _opts(fakes: dict[str, FakeTransport], **kw: Any) -> ops.UpOptions:
+    """Options with these fakes and recorded operator facts (no address of this machine)."""
+    kw.setdefault("operator_facts", OperatorFacts())
+    kw.setdefault("factory", _factory(fakes))
+    return ops.UpOptions(**kw)
 
 
 def _factory(fakes: dict[str, FakeTransport]) -> Any:
@@ -45,21 +53,18 @@ def _no_writes(fakes: dict[str, FakeTransport]) -> None:
 
 def test_plan_touches_nothing(fakes: dict[str, FakeTransport]) -> None:
     inv = load_inventory(ROOT / "inventories/staging.yaml")
-    report = ops.plan(inv, ops.UpOptions(factory=_factory(fakes)))
+    report = ops.plan(inv, _opts(fakes))
     assert report.plan is not None and report.plan.changes
     assert any(c.guarded for c in report.plan.changes)
     assert set(fakes) == {h.name for h in inv.all_hosts()}
     _no_writes(fakes)
 
 
-def test_up_refused_when_client_net_contains_operator(
-    fakes: dict[str, FakeTransport], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_up_refused_when_client_net_contains_operator(fakes: dict[str, FakeTransport]) -> None:
     inv = load_inventory(ROOT / "inventories/staging.yaml")
     inside = next(iter(inv.clients.networks[0].hosts()))
-    monkeypatch.setattr("labctl.facts.gather_operator_facts",
-                        lambda *a: OperatorFacts((ipaddress.IPv4Address(inside),)))
-    report = ops.up(inv, ops.UpOptions(factory=_factory(fakes), force=True))
+    operator = OperatorFacts((ipaddress.IPv4Address(inside),))
+    report = ops.up(inv, _opts(fakes, force=True, operator_facts=operator))
     assert report.refused and not report.steps
     assert any(f.refusal and f.id == "route.operator" for f in report.findings)
     _no_writes(fakes)
@@ -78,7 +83,7 @@ def test_blocking_rules() -> None:
     assert ops.blocking(found, force=False) == [err, ref, fixable]
     assert ops.blocking(found, force=True) == [ref]  # --force never skips a refusal
     assert ops.blocking(found, force=False, fix=True) == [err, ref]
-    assert ops.blocking(found, force=True, allow_ssh_cut=True) == []
+    assert ops.blocking(found, force=True, hooks=Hooks(allow_ssh_cut=True)) == []
 
 
 def test_resolve_without_inventory_needs_exactly_one_lab(
@@ -87,8 +92,6 @@ def test_resolve_without_inventory_needs_exactly_one_lab(
     with pytest.raises(ops.UsageError, match="0 labs are known"):
         ops.resolve(None)
     text = (ROOT / "inventories/staging.yaml").read_text()
-    from labctl.up.journal import LabRecord, save_record
-
     save_record(LabRecord("staging", "/x/staging.yaml", text, ["target"]))
     assert ops.resolve(None).inventory.lab == load_inventory(
         ROOT / "inventories/staging.yaml").lab
@@ -99,9 +102,6 @@ def test_forced_up_fails_before_any_change_when_daemon_args_cannot_be_built(
 ) -> None:
     """engine.datalink with no next-hop MAC in the facts: `--force` skips the finding, but the
     engine arguments are built before the first change, so nothing is applied."""
-    from labctl.errors import PreflightRefused
-    from labctl.inventory.load import parse_inventory
-
     text = (ROOT / "inventories/staging.yaml").read_text().replace("datalink: false",
                                                                    "datalink: true")
     inv = parse_inventory(text, source="staging-datalink.yaml")
@@ -111,10 +111,10 @@ def test_forced_up_fails_before_any_change_when_daemon_args_cannot_be_built(
         fake.on(["ip", "-4", "-j", "neigh", "show"], stdout="[]")   # no neighbour entries
         return fake
 
-    report = ops.plan(inv, ops.UpOptions(factory=factory))
+    report = ops.plan(inv, _opts(fakes, factory=factory))
     assert any(f.id == "datalink.mac_unknown" for f in report.findings), report.findings
     with pytest.raises(PreflightRefused) as exc:
-        ops.up(inv, ops.UpOptions(factory=factory, force=True))
+        ops.up(inv, _opts(fakes, factory=factory, force=True))
     assert "engine.datalink" in exc.value.message and "nothing was changed" in exc.value.message
     assert exc.value.host in {h.name for h in inv.hosts.online}
     _no_writes(fakes)

@@ -1,7 +1,8 @@
-"""labctl.up.run.up over FakeTransports: a guarded change that cuts SSH, and the dead-man timer.
+"""labctl.up.run.up over FakeTransports: a guarded change that cuts SSH, the dead-man timer,
+the daemons as plan changes, and `down` after `up`.
 
-Every host answers the fact commands from recordings (tests.unit.test_facts_gather.scripted)
-and anything else with exit 0 (a catch-all rule), except where a test scripts otherwise.
+Every host answers the fact commands from recordings and every other command `up` runs from an
+explicit rule (tests.unit.up_hosts: no catch-all; an unexpected command fails the test).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost
+from labctl.up import down as ops_down
 from labctl.up import run as ops
+from labctl.up.journal import load_local
 from labctl.up.plan import NONEMPTY
-from tests.unit.test_facts_gather import scripted
+from labctl.verify import fetch as verify
+from tests.unit.up_hosts import simulated_host
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTE_ADD = ("ip", "route", "add", "192.168.50.0/24")
@@ -30,22 +34,7 @@ ROUTE_ADD = ("ip", "route", "add", "192.168.50.0/24")
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    for name in (ops.ALLOW_SSH_CUT_ENV, ops.DEADMAN_ENV, ops.GUARD_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("labctl.facts.gather_operator_facts", lambda *a: OperatorFacts())
-    monkeypatch.setattr("labctl.up.execute._Up.ship", lambda self: None)  # see test_ship_build
-    monkeypatch.setattr("labctl.up.execute._Up.start_daemons", lambda self: None)
     return tmp_path
-
-
-def host_fake(name: str) -> FakeTransport:
-    fake = FakeTransport(name).on_regex(".")  # anything not scripted below: exit 0, no output
-    for rule in scripted(name)._rules:
-        fake._rules.append(rule)
-    fake.on_prefix(["python3", "-c", NONEMPTY], exit_code=1)  # probes: nothing in place yet
-    fake.on_prefix(["iptables", "-w", "-t"], exit_code=1)
-    fake.on(["cat", "/var/lib/labctl/staging/" + name + "/deadman.pid"], exit_code=1)
-    return fake
 
 
 class Hosts:
@@ -54,10 +43,10 @@ class Hosts:
         self.fresh: dict[str, list[FakeTransport]] = {}
 
     def factory(self, spec: Any) -> FakeTransport:
-        return self.fakes.setdefault(spec.name, host_fake(spec.name))
+        return self.fakes.setdefault(spec.name, simulated_host(spec.name))
 
     def fresh_factory(self, spec: Any) -> FakeTransport:
-        fake = host_fake(spec.name)
+        fake = simulated_host(spec.name)
         self.fresh.setdefault(spec.name, []).append(fake)
         return fake
 
@@ -67,6 +56,7 @@ def _inv() -> Inventory:
 
 
 def _opts(hosts: Hosts, **kw: Any) -> ops.UpOptions:
+    kw.setdefault("operator_facts", OperatorFacts())
     return ops.UpOptions(factory=hosts.factory, fresh_factory=hosts.fresh_factory, **kw)
 
 
@@ -118,12 +108,9 @@ def _arm_calls(fake: FakeTransport) -> list[tuple[str, ...]]:
     return [c for c in fake.commands if "rollback" in c and c[0] == "python3"]
 
 
-def test_deadman_armed_only_where_guarded_right_before_the_change(
-    env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(ops.DEADMAN_ENV, "1")  # shorter than a guarded change may take
-    hosts = Hosts()
-    report = ops.up(_inv(), _opts(hosts, guard_timeout=7.0))
+def test_deadman_armed_only_where_guarded_right_before_the_change(env: Path) -> None:
+    hosts = Hosts()  # deadman_seconds=1: shorter than a guarded change may take
+    report = ops.up(_inv(), _opts(hosts, guard_timeout=7.0, deadman_seconds=1.0))
     assert report.ok
     assert _arm_calls(hosts.fakes["online1"]) == []  # no guarded change there: no timer
     assert _arm_calls(hosts.fakes["assistant"]) == []
@@ -139,7 +126,6 @@ def test_deadman_armed_only_where_guarded_right_before_the_change(
     between = argvs[i_arm + 1:i_add]
     assert all(a[0] in ("<put>", "mv") or a[:3] == ("python3", "-c", NONEMPTY)
                for a in between), between
-    from labctl.up.journal import load_local
     for name in ("online1", "target", "assistant"):
         journal = load_local("staging", name)
         assert journal is not None and journal.state == "up"
@@ -147,8 +133,6 @@ def test_deadman_armed_only_where_guarded_right_before_the_change(
 
 
 def test_up_records_log_marks_and_conntrack_for_verify(env: Path) -> None:
-    from labctl.verify import fetch as verify
-
     hosts = Hosts()
     inv = _inv()
     verify.save_marks(verify.Marks("staging", 1.0, [verify.LogMark("x", "/old", 9, 9)]))
@@ -169,8 +153,6 @@ def test_up_records_log_marks_and_conntrack_for_verify(env: Path) -> None:
 
 
 def test_failed_up_forgets_old_marks(env: Path) -> None:
-    from labctl.verify import fetch as verify
-
     hosts = Hosts()
     inv = _inv()
     verify.save_marks(verify.Marks("staging", 1.0, [verify.LogMark("x", "/old", 9, 9)]))
@@ -178,3 +160,52 @@ def test_failed_up_forgets_old_marks(env: Path) -> None:
     with pytest.raises(RemoteError):
         ops.up(inv, _opts(hosts))
     assert verify.load_marks("staging") is None
+
+
+def _launches(fake: FakeTransport) -> list[tuple[str, ...]]:
+    return [c for c in fake.commands if c[0] == "python3" and "detach" in c]
+
+
+def test_daemons_are_the_plans_changes_from_start_to_down(env: Path) -> None:
+    """The daemons `up` starts are exactly the DAEMON changes of its plan (argv, host, order);
+    they are journaled as entries and records; `down` stops them through the same entries."""
+    hosts = Hosts()
+    inv = _inv()
+    report = ops.up(inv, _opts(hosts))
+    assert report.ok and report.plan is not None
+    planned = [(c.host, c.apply[0]) for c in report.plan.daemons]
+    assert [h for h, _ in planned] == ["assistant", "online1"]
+    assert [c.step for c in report.plan.changes[-2:]] == ["daemon:intercept", "daemon:tcpcopy"]
+    for host, argv in planned:
+        assert _launches(hosts.fakes[host]) == [argv]
+    applied = [s.step for s in report.steps if s.status == "applied"]
+    assert applied.index("daemon:intercept") < applied.index("daemon:tcpcopy")
+    for host, name in (("assistant", "intercept"), ("online1", "tcpcopy")):
+        journal = load_local("staging", host)
+        assert journal is not None
+        (entry,) = [e for e in journal.entries if e.kind == "daemon"]
+        assert entry.step == f"daemon:{name}" and entry.status == "applied"
+        assert [d.name for d in journal.daemons] == [name]
+    down = ops_down.down(inv, factory=hosts.factory)
+    assert down.ok, [(h.host, h.error, h.leftovers) for h in down.hosts]
+    for host in ("assistant", "online1"):
+        assert ("kill", "-TERM", "4242") in hosts.fakes[host].commands
+        journal = load_local("staging", host)
+        assert journal is not None and journal.state == "down"
+        assert all(d.stopped_at for d in journal.daemons)
+    assert any(c[:3] == ("ip", "route", "del") for c in hosts.fakes["target"].commands)
+
+
+def test_a_daemon_that_never_gets_ready_rolls_everything_back(env: Path) -> None:
+    hosts = Hosts()
+    inv = _inv()
+    online = hosts.factory(inv.hosts.online[0])
+    online.on_prefix(["cat", "/var/lib/labctl/staging/online1/tcpcopy.stats"],
+                     stdout='{"intercepts": [{"connections": 0}]}')
+    with pytest.raises(RemoteError, match=r"timed out .* tcpcopy to connect"):
+        ops.up(inv, _opts(hosts, ready_timeout=0.3))
+    journal = load_local("staging", "online1")
+    assert journal is not None and journal.state == "rolled_back"
+    assert ("kill", "-TERM", "4242") in online.commands  # tcpcopy stopped
+    assert ("kill", "-TERM", "4242") in hosts.fakes["assistant"].commands  # intercept too
+    assert any(c[:3] == ("ip", "route", "del") for c in hosts.fakes["target"].commands)

@@ -12,17 +12,17 @@ import pytest
 
 from labctl.errors import UsageError
 from labctl.inventory.load import load_inventory
-from labctl.model import Plan
+from labctl.model import Change, Plan
 from labctl.transport import FakeTransport
 from labctl.up import run as ops
 from labctl.up import saved_plan
-from tests.unit.test_ops import ROOT, _factory, _no_writes, fakes  # noqa: F401
+from tests.unit.test_ops import ROOT, _no_writes, _opts, fakes  # noqa: F401
 
 INV = ROOT / "inventories/staging.yaml"
 
 
 def _plan(fakes: dict[str, FakeTransport]) -> Plan:  # noqa: F811
-    report = ops.plan(load_inventory(INV), ops.UpOptions(factory=_factory(fakes)))
+    report = ops.plan(load_inventory(INV), _opts(fakes))
     assert report.plan is not None and not report.refused
     return report.plan
 
@@ -34,12 +34,17 @@ def test_round_trip_and_current_plan_applies(fakes: dict[str, FakeTransport],  #
     digest = saved_plan.save(path, plan, str(INV), INV.read_text(), fix=False)
     saved = saved_plan.load(path)
     assert saved.digest == digest and saved.lab == plan.lab
-    assert len(saved.changes) == len(plan.changes) + len(plan.daemons)
-    assert [d.split()[1] for d in plan.daemons] == ["intercept", "tcpcopy"]
+    assert len(saved.changes) == len(plan.changes)
+    assert [c.step for c in plan.daemons] == ["daemon:intercept", "daemon:tcpcopy"]
+    assert [c.step for c in plan.changes[-2:]] == ["daemon:intercept", "daemon:tcpcopy"]
+    tcpcopy = saved.changes[-1]
+    assert tcpcopy["daemon"]["name"] == "tcpcopy" and "-C" in tcpcopy["daemon"]["args"]
+    assert tcpcopy["daemon"]["ready"] == {"kind": "connected", "port": 0}
+    assert saved.changes[-2]["daemon"]["ready"] == {"kind": "listening", "port": 36524}
     assert saved_plan.differences(saved, plan.lab, INV.read_text(), plan) == []
     # `up --plan` with a current plan gets past the check (dry run: still touches nothing)
-    report = ops.up(load_inventory(INV), ops.UpOptions(
-        factory=_factory(fakes), dry_run=True, saved_plan=saved,
+    report = ops.up(load_inventory(INV), _opts(
+        fakes, dry_run=True, saved_plan=saved,
         inventory_text=INV.read_text()))
     assert not report.refused and not report.stale
     _no_writes(fakes)
@@ -57,12 +62,11 @@ def test_changed_facts_make_the_plan_stale(fakes: dict[str, FakeTransport],  # n
                                for c in plan.changes), plan.notes)
     saved_plan.save(path, old, str(INV), INV.read_text(), fix=False)
     saved = saved_plan.load(path)
-    report = ops.up(load_inventory(INV), ops.UpOptions(
-        factory=_factory(fakes), saved_plan=saved, inventory_text=INV.read_text()))
+    report = ops.up(load_inventory(INV), _opts(
+        fakes, saved_plan=saved, inventory_text=INV.read_text()))
     assert report.refused and not report.steps and not report.shipped
-    assert any(d.startswith("no longer planned: [target]") and "192.0.2.99" in d
+    assert any(d.startswith("changed [target] route-") and "apply: " in d and "192.0.2.99" in d
                for d in report.stale), report.stale
-    assert any(d.startswith("newly planned: [target]") for d in report.stale), report.stale
     _no_writes(fakes)
     err = saved_plan.stale_error(saved, report.stale)
     assert path in err.message and "stale" in err.message and "nothing was changed" in err.message
@@ -97,7 +101,11 @@ def test_reordered_changes_are_stale(fakes: dict[str, FakeTransport],  # noqa: F
     ("not json {", "not JSON"),
     ('{"format": "terraform"}', "format 'terraform'"),
     ("[1, 2]", "format 'list'"),
-    ('{"format": "labctl-plan/1", "lab": "x"}', "field 'inventory_sha256'"),
+    ('{"format": "labctl-plan/2", "lab": "x"}', "field 'inventory_sha256'"),
+    ('{"format": "labctl-plan/1", "lab": "x"}', "written by an older labctl"),
+    (json.dumps({"format": "labctl-plan/2", "lab": "x", "inventory_sha256": "0", "fix": False,
+                 "created_at": 1, "changes": ["[x] a (route): b {}"], "digest": "0"}),
+     "field 'changes[0]'"),
 ])
 def test_bad_plan_files(tmp_path: Path, content: str, words: str) -> None:
     path = tmp_path / "bad.json"
@@ -114,7 +122,7 @@ def test_edited_plan_file_is_refused(fakes: dict[str, FakeTransport],  # noqa: F
     path = tmp_path / "p.json"
     saved_plan.save(str(path), plan, str(INV), INV.read_text(), fix=False)
     data = json.loads(path.read_text())
-    data["changes"][0] = data["changes"][0].replace("route", "rout3", 1)
+    data["changes"][0]["step"] = data["changes"][0]["step"].replace("route", "rout3", 1)
     path.write_text(json.dumps(data))
     with pytest.raises(UsageError, match="digest mismatch"):
         saved_plan.load(str(path))
@@ -129,10 +137,17 @@ def test_changed_daemon_flags_make_the_plan_stale(fakes: dict[str, FakeTransport
                                                   tmp_path: Path) -> None:
     plan = _plan(fakes)
     path = str(tmp_path / "p.json")
-    old = dataclasses.replace(plan, daemons=tuple(d.replace("-C 2", "-C 4") for d in
-                                                  plan.daemons))
-    saved_plan.save(path, old, str(INV), INV.read_text(), fix=False)
+
+    def older(c: Change) -> Change:  # the plan as written when the inventory said -C 4
+        if c.daemon is None or c.daemon.name != "tcpcopy":
+            return c
+        args = tuple("4" if a == "2" and c.daemon.args[i - 1] == "-C" else a
+                     for i, a in enumerate(c.daemon.args))
+        assert args != c.daemon.args
+        return dataclasses.replace(c, daemon=dataclasses.replace(c.daemon, args=args))
+
+    saved_plan.save(path, Plan(plan.lab, tuple(older(c) for c in plan.changes)), str(INV),
+                    INV.read_text(), fix=False)
     diffs = saved_plan.differences(saved_plan.load(path), plan.lab, INV.read_text(), plan)
-    assert any(d.startswith("no longer planned: [daemon] [online1] tcpcopy") and "-C 4" in d
-               for d in diffs), diffs
-    assert any(d.startswith("newly planned: [daemon] [online1] tcpcopy") for d in diffs)
+    assert diffs == ["changed [online1] daemon:tcpcopy: daemon.args: removed `4`, added `2`"], \
+        diffs

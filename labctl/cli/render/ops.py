@@ -9,6 +9,7 @@ import dataclasses
 import enum
 import ipaddress
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from labctl.model import Finding, Plan, Severity
+from labctl.model import Change, Finding, Plan, Severity
 from labctl.up.daemons import KEY_COUNTERS, DaemonStatus
 from labctl.up.down import DownReport, StatusReport
 from labctl.up.run import UpReport
@@ -61,19 +62,27 @@ def findings_table(findings: list[Finding]) -> Table:
 
 
 def plan_table(plan: Plan) -> Table:
+    """Every change in order; a daemon row shows its engine flags and its readiness probe."""
     table = Table(title=f"plan for lab {plan.lab}")
-    for col in ("#", "host", "step", "kind", "change", "guarded"):
+    for col in ("#", "host", "step", "kind", "change", "guarded / ready when"):
         table.add_column(col, overflow="fold")
     for i, c in enumerate(plan.changes, 1):
-        table.add_row(str(i), c.host, c.step, c.kind.value, c.description,
-                      "dead-man" if c.guarded else "")
+        table.add_row(str(i), c.host, c.step, c.kind.value, change_text(c), change_check(c))
     if not plan.changes:
         table.add_row("-", "*", "-", "-", "nothing to change", "")
-    for i, line in enumerate(plan.daemons, len(plan.changes) + 1):
-        host, _, rest = line.partition("] ")
-        tool = rest.split(" ", 1)[0]
-        table.add_row(str(i), host.lstrip("["), f"daemon:{tool}", "daemon", f"start {rest}", "")
     return table
+
+
+def change_text(change: Change) -> str:
+    if change.daemon is None:
+        return change.description
+    return f"start {change.daemon.name} {shlex.join(change.daemon.args)}"
+
+
+def change_check(change: Change) -> str:
+    if change.daemon is not None:
+        return change.daemon.ready.describe()
+    return "dead-man" if change.guarded else ""
 
 
 def plan_notes(plan: Plan) -> RenderableType:

@@ -1,0 +1,80 @@
+"""The daemon changes of a plan (pure): which engine daemons `up` starts, where, in which order,
+with which flags, how to stop them, and what "ready" means for each.
+
+intercept first (on the assistant, or the target in two-server), ready when it listens on the
+channel port; then tcpcopy on every online host, ready when its stats file reports a connection
+to every intercept. Each is a `Change(kind=DAEMON)` carrying a `DaemonLaunch`: `plan` shows it,
+a saved plan records it, apply starts it and waits for its readiness, rollback and `down` stop it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from labctl.errors import LabctlError
+from labctl.inventory.models import HostSpec, Inventory
+from labctl.model import Change, ChangeKind, DaemonLaunch, Readiness
+from labctl.up import daemons as dm
+from labctl.up.datalink import resolve_next_hops
+from labctl.up.engine_args import EnginePaths, intercept_argv, tcpcopy_argv
+from labctl.up.journal import DaemonRecord, host_dir
+from labctl.up.options import KEY_NAME
+from labctl.up.ship import remote_pyz
+
+
+def key_path(inv: Inventory, host: str) -> str:
+    """Where the channel key lives on `host` (shipped by `up` before the daemons start)."""
+    return f"{host_dir(inv.state_dir, inv.lab, host)}/{KEY_NAME}"
+
+
+def _tcpcopy_paths(inv: Inventory, online: HostSpec, facts: dict[str, Any]) -> EnginePaths:
+    """tcpcopy's key file, and with engine.datalink its `-o` device and next-hop MACs."""
+    paths = EnginePaths(key_file=key_path(inv, online.name))
+    if not inv.engine.datalink:
+        return paths
+    res = resolve_next_hops(inv, online, facts)
+    if res.hops is None:
+        first = res.problems[0] if res.problems else None
+        raise LabctlError(f"engine.datalink: {first.message if first else 'next hop unknown'}",
+                          hint=first.hint if first else None, host=online.name)
+    return replace(paths, output_device=res.hops.device, next_hop_macs=res.hops.macs)
+
+
+def daemon_change(inv: Inventory, host: str, spec: dm.DaemonSpec, ready: Readiness,
+                  systemd: bool) -> Change:
+    """One DAEMON change: launch argv, stop argv (the dead-man's undo) and the files (pure)."""
+    hdir = host_dir(inv.state_dir, inv.lab, host)
+    rec = dm.record_for(remote_pyz(hdir), hdir, inv.lab, spec, systemd)
+    launch = DaemonLaunch(spec.name, spec.args, rec.pid_file, rec.stats_file, rec.log_file,
+                          ready, rec.unit)
+    return Change(host, f"daemon:{spec.name}", ChangeKind.DAEMON, f"start {spec.name}",
+                  (tuple(rec.argv),), tuple(tuple(a) for a in dm.undo_argvs(rec)),
+                  daemon=launch)
+
+
+def daemon_changes(inv: Inventory, facts: dict[str, Any]) -> list[Change]:
+    """Every daemon `up` starts, in start order. Raises LabctlError (naming the host) when
+    one cannot be built from these facts (e.g. engine.datalink with no next-hop MAC)."""
+    def systemd(name: str) -> bool:
+        return bool(getattr(facts.get(name), "systemd", False))
+
+    ihost = inv.intercept_host
+    ifname = getattr(facts.get(ihost.name), "ifname", None)
+    iargs = intercept_argv(inv, EnginePaths(key_file=key_path(inv, ihost.name), interface=ifname))
+    out = [daemon_change(inv, ihost.name, dm.DaemonSpec("intercept", tuple(iargs)),
+                         Readiness("listening", inv.intercept.port), systemd(ihost.name))]
+    for online in inv.hosts.online:
+        targs = tcpcopy_argv(inv, online, _tcpcopy_paths(inv, online, facts))
+        out.append(daemon_change(inv, online.name, dm.DaemonSpec("tcpcopy", tuple(targs)),
+                                 Readiness("connected"), systemd(online.name)))
+    return out
+
+
+def record_of(change: Change) -> DaemonRecord:
+    """The journal's record of the daemon a DAEMON change starts."""
+    d = change.daemon
+    if d is None:
+        raise ValueError(f"{change.step} is not a daemon change")
+    return DaemonRecord(name=d.name, argv=list(change.apply[0]), pid_file=d.pid_file,
+                        stats_file=d.stats_file, log_file=d.log_file, unit=d.unit)
