@@ -1,7 +1,7 @@
 """The local lab: four hosts (client, online, target, assistant) in network namespaces.
 
     info = build_lab(LabSpec(name="t1"))      # < 0.5 s here; LabError (cleaned up) on failure
-    info.assert_routes_via_lab()              # before sending anything from the root namespace
+    assert_routes_via_lab(info)               # before sending anything from the root namespace
     destroy_lab("t1")                         # idempotent; also works on a half-built lab
 
 Topology of lab N (namespaces lc-<name>-<role>, plus lc-<name>-router):
@@ -47,6 +47,7 @@ from labctl.lab.build import (
     list_labs,
     load_lab,
 )
+from labctl.lab.net import assert_routes_via_lab
 from labctl.lab.spec import DEFAULT_BASE_DIR, HostInfo, LabInfo, LabSpec, plan_lab
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "LabSpec",
     "LabStatus",
     "ServiceStatus",
+    "assert_routes_via_lab",
     "build_lab",
     "destroy_lab",
     "lab_status",

@@ -164,7 +164,7 @@ def _build(spec: LabSpec, info: LabInfo) -> LabInfo:
     pids = services.start_services(info)
     info = info.with_pids(pids, time.time())
     info.json_path.write_text(info.to_json())
-    info.assert_routes_via_lab()
+    net.assert_routes_via_lab(info)
     return info
 
 

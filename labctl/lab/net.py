@@ -11,7 +11,7 @@ import socket
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
@@ -282,3 +282,9 @@ def assert_routes_via(ifname: str, addresses: Iterable[str]) -> None:
                 f"{addr} routes via {dev or 'nothing'!r}, not via the lab link {ifname!r}",
                 hint="refusing to send traffic outside the lab; is the lab up?",
             )
+
+
+def assert_routes_via_lab(info: LabInfo, addresses: Optional[Iterable[str]] = None) -> None:
+    """Raise LabError unless each address (default: every address of lab `info`) leaves the root
+    namespace through the lab's own veth. Call it before sending anything from the root netns."""
+    assert_routes_via(info.operator_ifname, addresses or info.addresses())
