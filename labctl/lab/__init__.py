@@ -33,6 +33,14 @@ Compared with nginx's built-in `combined` format
 "$http_user_agent"`), it drops user and referer and adds the method/URI split, the request length
 and body length, $request_time and the connection number and its request count, which is what the
 loss ledger compares between online and target.
+
+Modules: `spec` (pure: names, address plan, LabInfo and its JSON), `net` (netlink, sysctls,
+offloads; the only pyroute2 user), `services` (sshd, nginx), `build` (build/destroy/status),
+`inventory` (the lab's inventory YAML, written where `up` finds it), `traffic` (the client
+traffic generator, run inside the client namespace).
+
+May import: labctl.errors, labctl.inventory, labctl.up.journal (the local state directory),
+labctl.transport. Never labctl.verify, labctl.drill, labctl.report or labctl.cli.
 """
 
 from __future__ import annotations
