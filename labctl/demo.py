@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from labctl.errors import LabctlError
-from labctl.lab.inventory import lab_inventory_path
+from labctl.inventory.load import parse_inventory
+from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab
+from labctl.lab.inventory import lab_inventory_path, write_lab_inventory
+from labctl.up import down as ops_down
+from labctl.up import run as ops
 
 Progress = Callable[[str], None]
 COPY_WAIT = 20.0
@@ -64,7 +68,7 @@ def wait_copies(log: Optional[Path], net: str, want: int, timeout: float = COPY_
     return got
 
 
-def drive_traffic(info: Any, requests: int) -> dict[str, Any]:
+def drive_traffic(info: LabInfo, requests: int) -> dict[str, Any]:
     """Real client traffic from the lab's client namespace to the online host."""
     url = f"http://{info.hosts['online'].address}"
     argv = [*info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url", url,
@@ -80,17 +84,11 @@ def drive_traffic(info: Any, requests: int) -> dict[str, Any]:
 
 def run_demo(name: str, requests: int, keep: bool, say: Progress,
              topology: str = "three-server") -> DemoReport:
-    from labctl.inventory.load import parse_inventory
-    from labctl.lab import LabSpec, build_lab, destroy_lab
-    from labctl.lab.inventory import write_lab_inventory
-    from labctl.up import down as ops_down
-    from labctl.up import run as ops
-
     report = DemoReport(name, topology, requests, kept=keep)
     say(f"building the local lab {name} (network namespaces, sshd, nginx)")
     info = build_lab(LabSpec(name=name))
     try:
-        info.assert_routes_via_lab()
+        assert_routes_via_lab(info)
         path, text = write_lab_inventory(info, topology)
         inv = parse_inventory(text, source=str(path))
         say(f"inventory written to {path}")
@@ -123,9 +121,6 @@ def run_demo(name: str, requests: int, keep: bool, say: Progress,
 
 
 def _best_effort_down(name: str, topology: str, say: Progress) -> None:
-    from labctl.up import down as ops_down
-    from labctl.up import run as ops
-
     try:
         ops_down.down(ops.resolve(str(lab_inventory_path(name, topology))).inventory)
     except (LabctlError, OSError) as exc:

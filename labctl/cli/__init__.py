@@ -1,6 +1,12 @@
 """The `labctl` command line: parse, call the core, render, map errors to exit codes.
 
-Each group of commands lives in its own module and registers itself on `app`.
+`app` (labctl.cli.app) is the typer application; each group of commands lives in its own module
+(`ops`, `demo`, `lab`, `verify`, `drill`) and registers itself on `app` when imported, which this
+package does at import. `render/` turns reports into rich tables and JSON; `console` holds the
+rich consoles and the progress spinner. `main` is the console entry point and the one place that
+turns errors into messages and exit codes.
+
+May import: every labctl package (cli is the top layer). Only labctl.cli imports typer or rich.
 """
 
 from __future__ import annotations
@@ -10,43 +16,29 @@ from typing import Optional
 
 import typer
 
-from labctl.cli import state
+from labctl.cli import app as _app
 from labctl.errors import ExitCode, LabctlError
 
-app = typer.Typer(
-    name="labctl",
-    help="Copy live TCP traffic from an online server to a target server, and run the copy lab.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# Imported for their side effect of registering commands on `app`, in the order `labctl --help`
+# lists them (the pipeline's order), hence no isort here.
+# isort: off
+from labctl.cli import ops  # noqa: F401  (up, plan, status, down)
+from labctl.cli import demo  # noqa: F401
+from labctl.cli import verify  # noqa: F401  (verify, diagnose)
+from labctl.cli import drill  # noqa: F401
+from labctl.cli import lab  # noqa: F401  (the `lab` group is listed last anyway)
+# isort: on
 
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-) -> None:
-    state.DEBUG = debug
-
-
-def _register() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from labctl.cli import drill as _drill  # noqa: F401
-    from labctl.cli import lab as _lab  # noqa: F401
-    from labctl.cli import ops as _ops  # noqa: F401
-    from labctl.cli import verify as _verify  # noqa: F401
-
-
-_register()
+__all__ = ["main"]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: run the app, turn every error into a message and an exit code."""
-    state.DEBUG = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _app.DEBUG = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        _app.app(args=argv, standalone_mode=False)
     except LabctlError as exc:
-        if state.DEBUG:
+        if _app.DEBUG:
             raise
         typer.echo(exc.render(), err=True)
         return _exit(int(exc.exit_code))
@@ -56,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SystemExit as exc:
         return _exit(exc.code if isinstance(exc.code, int) else int(ExitCode.ERROR))
     except Exception as exc:  # the one place that renders unexpected errors
-        if state.DEBUG:
+        if _app.DEBUG:
             raise
         if _is_usage_error(exc):
             typer.echo(f"error: {exc}", err=True)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
+from rich.table import Table
 
-from labctl.cli import app
-from labctl.cli.console import out
-from labctl.cli.ops import progress
-
-if TYPE_CHECKING:
-    from rich.table import Table
-
-    from labctl.demo import DemoReport
+from labctl.cli.app import app
+from labctl.cli.console import out, progress
+from labctl.cli.render import ops as render
+from labctl.demo import DemoReport, run_demo
 
 
 @app.command()
@@ -26,9 +21,6 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Build the local lab, copy real client traffic to the target, undo everything."""
-    from labctl.cli.render import ops as render
-    from labctl.demo import run_demo
-
     topology = "two-server" if two_server else "three-server"
     with progress() as say:
         report = run_demo(name, requests, keep, say, topology=topology)
@@ -41,8 +33,6 @@ def demo(
 
 
 def _table(r: DemoReport) -> Table:
-    from rich.table import Table
-
     table = Table(title=f"demo: lab {r.lab} ({r.topology})")
     table.add_column("what")
     table.add_column("result")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from labctl.cli import app
+from labctl.cli.app import app
 from labctl.cli.console import err, out
 from labctl.errors import DrillFailed, UsageError
 

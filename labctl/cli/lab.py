@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
-from labctl.cli import app
+from labctl.cli.app import app
 from labctl.errors import ExitCode
-
-if TYPE_CHECKING:
-    from labctl.lab import LabInfo, LabStatus
+from labctl.lab import LabInfo, LabSpec, LabStatus, build_lab, destroy_lab, lab_status
+from labctl.lab.inventory import TOPOLOGIES, remove_lab_inventories, write_lab_inventory
 
 DEFAULT_NAME = "demo"  # inventories/local.yaml describes this lab at index 1
 NAME_HELP = ("Lab name: 1-8 characters, a lowercase letter then lowercase letters or digits. "
@@ -37,9 +36,6 @@ def up(
                                     "servers copied to one target)."),
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
-    from labctl.lab import LabSpec, build_lab
-    from labctl.lab.inventory import TOPOLOGIES, write_lab_inventory
-
     t0 = time.monotonic()
     info = build_lab(LabSpec(name=name, index=index, online_hosts=online))
     paths = [write_lab_inventory(info, topology)[0] for topology in TOPOLOGIES]
@@ -59,9 +55,6 @@ def down(
     as_json: bool = typer.Option(False, "--json", help='Print {"name", "destroyed"} as JSON.'),
 ) -> None:
     """Stop the lab's processes, delete its namespaces, links and files. Safe to run twice."""
-    from labctl.lab import destroy_lab
-    from labctl.lab.inventory import remove_lab_inventories
-
     found = destroy_lab(name)
     found = bool(remove_lab_inventories(name)) or found
     if as_json:
@@ -76,8 +69,6 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show hosts, addresses, services (pid alive, port listening) and whether each is up."""
-    from labctl.lab import lab_status
-
     st = lab_status(name)
     typer.echo(json.dumps(st.to_dict(), indent=2) if as_json else render_status(st))
     if not st.up:

@@ -3,41 +3,16 @@ that build options, call labctl.up.run / labctl.up.down, and render the result."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Optional
 
 import typer
 
-from labctl.cli import app
-from labctl.cli.console import err, out
-
-if TYPE_CHECKING:
-    from labctl.up import run as ops
-
-# Heavy modules (pydantic models, paramiko, rich) are imported inside the commands, so that
-# `labctl --help` and unrelated commands start fast.
-
-
-@contextmanager
-def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A live spinner on stderr; each message is also printed as a line (kept in the scroll).
-    Long lines wrap softly at the terminal's width (never cut into fixed 80-column pieces);
-    the spinner shows the message's first line, cropped to one line."""
-    if not enabled:
-        yield lambda msg: None
-        return
-    from rich.markup import escape
-    from rich.text import Text
-
-    console = err()
-    with console.status("starting", spinner="dots") as spinner:
-        def say(msg: str) -> None:
-            console.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
-            spinner.update(Text(msg.splitlines()[0] if msg else "", no_wrap=True,
-                                overflow="ellipsis"))
-
-        yield say
+from labctl.cli.app import app
+from labctl.cli.console import err, out, progress
+from labctl.cli.render import ops as render
+from labctl.up import down as ops_down
+from labctl.up import run as ops
+from labctl.up import saved_plan
 
 
 @app.command()
@@ -53,9 +28,6 @@ def up(
                              "what `up` would do; refuse a stale one."),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
-    from labctl.up import run as ops
-    from labctl.up import saved_plan
-
     res = ops.resolve(inventory)
     saved = saved_plan.load(plan_file) if plan_file else None
     if saved is not None and saved.fix and not fix:
@@ -81,9 +53,6 @@ def plan(
                             "while it is still current."),
 ) -> None:
     """What `up` would change, touching nothing."""
-    from labctl.up import run as ops
-    from labctl.up import saved_plan
-
     res = ops.resolve(inventory)
     with progress() as say:
         report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix))
@@ -98,8 +67,6 @@ def plan(
 
 
 def _show(report: ops.UpReport, json_out: bool) -> None:
-    from labctl.cli.render import ops as render
-
     if json_out:
         out().print_json(render.dumps(report))
     else:
@@ -112,10 +79,6 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Daemons, counters, tagged routes/rules and journal state, per host."""
-    from labctl.cli.render import ops as render
-    from labctl.up import down as ops_down
-    from labctl.up import run as ops
-
     res = ops.resolve(inventory)
     report = ops_down.status(res.inventory)
     if json_out:
@@ -130,10 +93,6 @@ def down(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Stop the daemons (keeping final counters) and undo exactly what `up` changed."""
-    from labctl.cli.render import ops as render
-    from labctl.up import down as ops_down
-    from labctl.up import run as ops
-
     res = ops.resolve(inventory)
     with progress() as say:
         say(f"taking lab {res.inventory.lab} down")
@@ -145,9 +104,3 @@ def down(
     if not report.ok:
         raise typer.Exit(1)
 
-
-def _register_demo() -> None:
-    from labctl.cli import demo as _demo  # noqa: F401
-
-
-_register_demo()

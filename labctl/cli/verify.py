@@ -9,20 +9,22 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.live import Live
 
-from labctl.cli import app
+from labctl.cli.app import app
+from labctl.cli.render import verify as rv
 from labctl.errors import UsageError, VerifyFailed
-
-if TYPE_CHECKING:  # the heavy modules are imported inside the commands (fast start-up)
-    from rich.console import Console
-
-    from labctl.inventory.models import Inventory
-    from labctl.transport.pool import HostPool
-    from labctl.verify.fetch import Watch
-    from labctl.verify.ledger import LedgerReport
+from labctl.inventory.models import Inventory
+from labctl.transport.pool import HostPool
+from labctl.up.journal import local_state_root
+from labctl.up.run import resolve
+from labctl.verify import fetch as core
+from labctl.verify.diagnose import run_diagnose
+from labctl.verify.ledger import LedgerReport
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -39,9 +41,6 @@ def parse_duration(text: str) -> float:
 
 def resolve_inventory(path: Optional[Path], command: str = "verify") -> Inventory:
     """The given inventory, else the one `up` recorded when exactly one lab is known here."""
-    from labctl.up.journal import local_state_root
-    from labctl.up.run import resolve
-
     try:
         return resolve(str(path) if path is not None else None).inventory
     except UsageError as exc:
@@ -54,8 +53,6 @@ def resolve_inventory(path: Optional[Path], command: str = "verify") -> Inventor
 
 
 def _pool(inv: Inventory) -> HostPool:
-    from labctl.transport.pool import HostPool
-
     return HostPool.open(inv)
 
 
@@ -69,11 +66,6 @@ def verify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict."""
-    from rich.console import Console
-
-    from labctl.cli.render import verify as rv
-    from labctl.verify import fetch as core
-
     if window is not None and since_up:
         raise UsageError("give either --window or --since-up, not both")
     if watch and as_json:
@@ -98,15 +90,11 @@ def verify_cmd(
                            hint="see the attribution table (or --json) for where copies went")
 
 
-def _watch(session: Watch, report: LedgerReport, console: Console,
+def _watch(session: core.Watch, report: LedgerReport, console: Console,
            interval: float) -> LedgerReport:
     """Refresh until Ctrl-C, which ends the watch normally: the last report stays on screen
     and decides the exit code, like a single verify. On a terminal the table is redrawn in
     place; into a pipe or file every refresh is printed in full, one after the other."""
-    from rich.live import Live
-
-    from labctl.cli.render import verify as rv
-
     refreshes = 1
     live = Live(rv.ledger_view(report), console=console, auto_refresh=False)
     if console.is_terminal:
@@ -141,11 +129,6 @@ def diagnose_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
 ) -> None:
     """Capture briefly on every host and name the first broken link of the copy path."""
-    from rich.console import Console
-
-    from labctl.cli.render import verify as rv
-    from labctl.verify.diagnose import run_diagnose
-
     inv = resolve_inventory(inventory, "diagnose")
     with _pool(inv) as pool:
         diagnosis = run_diagnose(inv, pool, seconds)

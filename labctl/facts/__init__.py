@@ -6,6 +6,11 @@
 Every fact is read-only. A fact that fails (tool missing, permission denied, odd output) is
 recorded in `HostFacts.unknown[name]` with the reason and its field stays None; a host that
 cannot be reached at all has `unreachable` set. Nothing here raises for a remote problem.
+
+One module per subsystem (`routes`, `neigh`, `iptables`, `proc`, `sockets`, `system`); a fact is
+an argv plus a pure parser (`base.Fact`), tested against recorded output.
+
+May import: labctl.errors, labctl.model, labctl.inventory, labctl.transport.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from labctl.facts.system import (
     SSHConnection,
 )
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
+from labctl.transport.local import LocalTransport
 from labctl.transport.pool import HostPool
 
 __all__ = [
@@ -197,8 +203,6 @@ class OperatorFacts:
 
 def gather_operator_facts(transport: Optional[Transport] = None) -> OperatorFacts:
     """Read this machine's addresses (`ip -j addr`); unknown -> no addresses."""
-    from labctl.transport.local import LocalTransport
-
     value = run_fact(transport or LocalTransport("operator"), ADDRS)
     if not value.known or value.value is None:
         return OperatorFacts()
@@ -207,6 +211,4 @@ def gather_operator_facts(transport: Optional[Transport] = None) -> OperatorFact
 
 def parse_addresses(text: str) -> tuple[IPv4, ...]:
     """Helper for tests: addresses from recorded `ip -j addr` output."""
-    from labctl.transport.base import Result
-
     return tuple(a.ip for itf in parse_addrs(Result("x", ("ip",), 0, text)) for a in itf.addresses)

@@ -1,1 +1,11 @@
-"""TODO"""
+"""Inventories: YAML text -> a validated, frozen `Inventory` (the hosts, their roles, how to reach
+them, the engine's options).
+
+`models` is the schema (pydantic models, one per YAML section); `load` reads YAML with line
+numbers (`load_inventory(path)`, `parse_inventory(text, source)`), so every `InventoryError`
+names file:line and the field. The built-in lab's own inventory is written by
+labctl.lab.inventory, not here.
+
+May import: labctl.errors and labctl.model only (the bottom of the pipeline; everything else
+may import it).
+"""

@@ -1,4 +1,4 @@
-"""Inventory loading: YAML text -> a validated, frozen `Inventory` (schema in `inventory_models`).
+"""Inventory loading: YAML text -> a validated, frozen `Inventory` (schema: inventory.models).
 
 Errors are `InventoryError` (exit code 2) and name `file:line`, the dotted field and what would be
 valid. To get lines we compose the YAML into nodes ourselves (which also lets us reject duplicate
@@ -7,12 +7,10 @@ keys, which PyYAML's loader silently overwrites) and keep a map from field path 
 Public API:
     load_inventory(path) -> Inventory
     parse_inventory(text, source="<string>") -> Inventory
-    render_lab_inventory(info) -> str      # YAML for a `labctl.lab.LabInfo`
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -55,12 +53,10 @@ __all__ = [
     "load_inventory",
     "parse_inventory",
     "pool_network",
-    "render_lab_inventory",
 ]
 
 PathKey = tuple[Union[str, int], ...]
 MAX_ERRORS = 8
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 #: What a valid value looks like, by pydantic error type (appended to its message).
 _VALID_HINTS = {
@@ -231,28 +227,3 @@ def _model_of(annotation: Any) -> Optional[type[BaseModel]]:
         if found is not None:
             return found
     return None
-
-
-def render_lab_inventory(info: Any, topology: str = "three-server") -> str:
-    """Inventory YAML for a local lab (`labctl.lab.LabInfo`); pure: reads only the template.
-
-    The result always validates (`parse_inventory`); `topology` may be `two-server`.
-    """
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES / "inventory")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    lab_net = ipaddress.IPv4Network(str(info.lab_net))
-    pool_prefix = str(ipaddress.IPv4Network(str(info.fake_pool)).network_address).rsplit(".", 1)[0]
-    return env.get_template("local.yaml.j2").render(
-        info=info,
-        hosts=info.hosts,
-        topology=topology,
-        pool=f"{pool_prefix}.x",
-        lab_net=lab_net,
-        state_dir=str(Path(info.dir) / "state"),
-    )

@@ -1,7 +1,7 @@
 """The local lab: four hosts (client, online, target, assistant) in network namespaces.
 
     info = build_lab(LabSpec(name="t1"))      # < 0.5 s here; LabError (cleaned up) on failure
-    info.assert_routes_via_lab()              # before sending anything from the root namespace
+    assert_routes_via_lab(info)               # before sending anything from the root namespace
     destroy_lab("t1")                         # idempotent; also works on a half-built lab
 
 Topology of lab N (namespaces lc-<name>-<role>, plus lc-<name>-router):
@@ -33,6 +33,14 @@ Compared with nginx's built-in `combined` format
 "$http_user_agent"`), it drops user and referer and adds the method/URI split, the request length
 and body length, $request_time and the connection number and its request count, which is what the
 loss ledger compares between online and target.
+
+Modules: `spec` (pure: names, address plan, LabInfo and its JSON), `net` (netlink, sysctls,
+offloads; the only pyroute2 user), `services` (sshd, nginx), `build` (build/destroy/status),
+`inventory` (the lab's inventory YAML, written where `up` finds it), `traffic` (the client
+traffic generator, run inside the client namespace).
+
+May import: labctl.errors, labctl.inventory, labctl.up.journal (the local state directory),
+labctl.transport. Never labctl.verify, labctl.drill, labctl.report or labctl.cli.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from labctl.lab.build import (
     list_labs,
     load_lab,
 )
+from labctl.lab.net import assert_routes_via_lab
 from labctl.lab.spec import DEFAULT_BASE_DIR, HostInfo, LabInfo, LabSpec, plan_lab
 
 __all__ = [
@@ -57,6 +66,7 @@ __all__ = [
     "LabSpec",
     "LabStatus",
     "ServiceStatus",
+    "assert_routes_via_lab",
     "build_lab",
     "destroy_lab",
     "lab_status",

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from labctl.errors import LabctlError, LabError
 from labctl.lab import net, services
 from labctl.lab.spec import (
@@ -164,7 +162,7 @@ def _build(spec: LabSpec, info: LabInfo) -> LabInfo:
     pids = services.start_services(info)
     info = info.with_pids(pids, time.time())
     info.json_path.write_text(info.to_json())
-    info.assert_routes_via_lab()
+    net.assert_routes_via_lab(info)
     return info
 
 
@@ -202,12 +200,13 @@ def destroy_lab(name: str, base_dir: Path = DEFAULT_BASE_DIR) -> bool:
         found = bool(present) or labdir.exists()
         _stop_processes(labdir, names)
         try:
-            if net.root_link_exists(operator_ifname(name)):
-                found = True
-                net.delete_root_link(operator_ifname(name))
-            for ns in names:
-                net.remove_namespace(ns)
-        except (NetlinkError, OSError) as exc:
+            with net.netlink_errors("removing the lab's link and namespaces"):
+                if net.root_link_exists(operator_ifname(name)):
+                    found = True
+                    net.delete_root_link(operator_ifname(name))
+                for ns in names:
+                    net.remove_namespace(ns)
+        except (LabError, OSError) as exc:
             raise LabError(f"destroying lab {name!r}: {exc}") from None
         shutil.rmtree(labdir, ignore_errors=True)
         if labdir.exists():

@@ -1,7 +1,8 @@
 """Network plumbing of the lab with pyroute2: namespaces, veths, bridge, addresses, routes.
 
 Sysctls and offloads go through `ip netns exec ... sysctl/ethtool` (one short process each, run
-in parallel), because /proc/sys/net and ethtool act on the caller's namespace.
+in parallel), because /proc/sys/net and ethtool act on the caller's namespace. This is the only
+module that talks netlink; pyroute2's errors leave it as LabError.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from pyroute2 import IPRoute, netns
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any, Optional
 
 from labctl.errors import LabError
 from labctl.lab.spec import LabInfo
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 NETNS_DIR = Path("/run/netns")
 BRIDGE = "br0"
@@ -43,6 +45,30 @@ ROUTER_SYSCTLS = {
     "net.bridge.bridge-nf-call-ip6tables": "0",
     "net.bridge.bridge-nf-call-arptables": "0",
 }
+
+
+# --- pyroute2, imported on first use -------------------------------------------------------
+
+def _pyroute2() -> Any:
+    """The pyroute2 package (IPRoute, netns, NetlinkError)."""
+    import pyroute2  # lazy: ~0.1 s to import; only building/inspecting a lab talks netlink
+
+    return pyroute2
+
+
+def _ipr(ns: Optional[str] = None) -> IPRoute:
+    """An rtnetlink socket in the root namespace, or in namespace `ns`."""
+    return _pyroute2().IPRoute(netns=ns) if ns else _pyroute2().IPRoute()
+
+
+@contextmanager
+def netlink_errors(what: str) -> Iterator[None]:
+    """Re-raise pyroute2's NetlinkError as a LabError saying what was being done."""
+    try:
+        yield
+    except _pyroute2().NetlinkError as exc:
+        raise LabError(f"netlink: {exc.args[-1] if exc.args else exc} while {what} "
+                       f"(code {exc.code})") from None
 
 
 # --- small process helper -------------------------------------------------------------------
@@ -81,13 +107,13 @@ def existing_namespaces() -> set[str]:
 
 def create_namespaces(names: Iterable[str]) -> None:
     for name in names:
-        netns.create(name)
+        _pyroute2().netns.create(name)
 
 
 def remove_namespace(name: str) -> None:
     """Remove `name` from /run/netns if present (the kernel frees it once nothing uses it)."""
     if name in existing_namespaces():
-        netns.remove(name)
+        _pyroute2().netns.remove(name)
 
 
 def ns_pids(name: str) -> list[int]:
@@ -171,18 +197,15 @@ def _up(ipr: IPRoute, ifname: str, address: str = "", prefixlen: int = 24) -> in
 
 def build_network(info: LabInfo) -> None:
     """Create bridge, veths, addresses and routes of a lab whose namespaces already exist."""
-    try:
+    with netlink_errors("wiring the lab"):
         _build_router(info)
         _build_root(info)
         for role in info.hosts:
             _build_host(info, role)
-    except NetlinkError as exc:
-        raise LabError(f"netlink: {exc.args[-1] if exc.args else exc} while wiring the lab "
-                       f"(code {exc.code})") from None
 
 
 def _build_router(info: LabInfo) -> None:
-    with IPRoute(netns=info.router_ns) as r:
+    with _ipr(info.router_ns) as r:
         _up(r, "lo")
         r.link("add", ifname=BRIDGE, kind="bridge")
         br = _up(r, BRIDGE, info.router_address)
@@ -201,19 +224,19 @@ def _build_router(info: LabInfo) -> None:
 
 
 def _build_root(info: LabInfo) -> None:
-    with IPRoute() as root:
+    with _ipr() as root:
         root.link("add", ifname=info.operator_ifname, kind="veth",
                   peer={"ifname": ROUTER_OP_PORT, "net_ns_fd": info.router_ns})
         idx = _up(root, info.operator_ifname, info.operator_address)
         root.route("add", dst=info.client_net, gateway=info.router_address, oif=idx)
-    with IPRoute(netns=info.router_ns) as r:
+    with _ipr(info.router_ns) as r:
         r.link("set", index=_index(r, ROUTER_OP_PORT), master=_index(r, BRIDGE))
         _up(r, ROUTER_OP_PORT)
 
 
 def _build_host(info: LabInfo, role: str) -> None:
     host = info.hosts[role]
-    with IPRoute(netns=host.netns) as ipr:
+    with _ipr(host.netns) as ipr:
         _up(ipr, "lo")
         idx = _up(ipr, host.ifname, host.address, host.prefixlen)
         for extra in host.extra_addresses:
@@ -232,17 +255,17 @@ def host_routes(info: LabInfo, role: str) -> list[tuple[str, str]]:
 
 
 def root_link_exists(ifname: str) -> bool:
-    with IPRoute() as root:
+    with _ipr() as root:
         return bool(root.link_lookup(ifname=ifname))
 
 
 def delete_root_link(ifname: str) -> None:
     """Delete a root-namespace link if it exists (its veth peer goes with it)."""
-    with IPRoute() as root:
+    with _ipr() as root:
         for idx in root.link_lookup(ifname=ifname):
             try:
                 root.link("del", index=idx)
-            except NetlinkError as exc:
+            except _pyroute2().NetlinkError as exc:
                 if exc.code != 19:  # ENODEV: already gone
                     raise
 
@@ -250,7 +273,7 @@ def delete_root_link(ifname: str) -> None:
 def root_routes() -> list[str]:
     """IPv4 route destinations (CIDR) of every table in the root namespace."""
     out = []
-    with IPRoute() as root:
+    with _ipr() as root:
         for msg in root.get_routes(family=socket.AF_INET):
             dst = msg.get_attr("RTA_DST") or "0.0.0.0"
             out.append(f"{dst}/{msg['dst_len']}")
@@ -259,10 +282,10 @@ def root_routes() -> list[str]:
 
 def route_dev(address: str) -> str:
     """The root-namespace output interface for `address` (like `ip route get`); '' if none."""
-    with IPRoute() as root:
+    with _ipr() as root:
         try:
             msgs: Any = root.route("get", dst=address)
-        except NetlinkError:
+        except _pyroute2().NetlinkError:
             return ""
         for msg in msgs:
             oif = msg.get_attr("RTA_OIF")
@@ -282,3 +305,9 @@ def assert_routes_via(ifname: str, addresses: Iterable[str]) -> None:
                 f"{addr} routes via {dev or 'nothing'!r}, not via the lab link {ifname!r}",
                 hint="refusing to send traffic outside the lab; is the lab up?",
             )
+
+
+def assert_routes_via_lab(info: LabInfo, addresses: Optional[Iterable[str]] = None) -> None:
+    """Raise LabError unless each address (default: every address of lab `info`) leaves the root
+    namespace through the lab's own veth. Call it before sending anything from the root netns."""
+    assert_routes_via(info.operator_ifname, addresses or info.addresses())

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -185,14 +185,8 @@ class LabInfo:
             out.extend(h.extra_addresses)
         return out
 
-    def assert_routes_via_lab(self, addresses: Optional[Iterable[str]] = None) -> None:
-        """Raise LabError unless each address routes via this lab's veth from the root netns."""
-        from labctl.lab.net import assert_routes_via
-
-        assert_routes_via(self.operator_ifname, addresses or self.addresses())
-
     def with_pids(self, pids: dict[str, int], created_at: float) -> LabInfo:
-        return _replace(self, pids=dict(pids), created_at=created_at)
+        return replace(self, pids=dict(pids), created_at=created_at)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: _jsonable(v) for k, v in self.__dict__.items() if k != "hosts"}
@@ -203,12 +197,6 @@ class LabInfo:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
-
-
-def _replace(info: LabInfo, **changes: Any) -> LabInfo:
-    from dataclasses import replace
-
-    return replace(info, **changes)
 
 
 def _jsonable(v: Any) -> Any:

@@ -1,7 +1,13 @@
-"""How labctl reaches hosts: one interface (`Transport`), an SSH implementation and a fake.
+"""How labctl reaches hosts: one interface (`Transport`: `run(argv) -> Result`), an SSH
+implementation, a local one and a fake.
 
-`ssh.SSHTransport` (paramiko) is imported lazily by `pool.ssh_factory`, so importing this package
-stays cheap; `fake.FakeTransport` is for tests.
+`base` (the protocol, `Result`), `batch` (several argvs in one round trip), `ssh.SSHTransport`
+(paramiko), `local.LocalTransport` (this machine), `fake.FakeTransport` (tests: scripted answers,
+raises on anything unscripted), `pool.HostPool` (one transport per inventory host, in parallel,
+one `Outcome` per host). `ssh` is imported lazily by `pool.ssh_factory`, so importing this
+package does not load paramiko.
+
+May import: labctl.errors, labctl.inventory (the host specs and SSH options) only.
 """
 
 from labctl.transport.base import CommandFailed, Result, Transport

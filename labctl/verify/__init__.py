@@ -1,1 +1,13 @@
-"""TODO"""
+"""Did the copy work? The loss ledger (`labctl verify`) and the troubleshooting tree
+(`labctl diagnose`).
+
+Pure (unit-tested, no I/O): `logparse` (nginx access-log lines -> records), `ledger` (online vs
+target records and engine counters -> `LedgerReport`, its data in `types`, per `-x` mapping
+figures in `ports`), `baseline` (counters relative to a snapshot), `tree` (captures and facts ->
+the first broken link). Acting (thin, integration-tested): `fetch` (new log bytes and engine
+stats from every host, `Watch`), `diagnose` (tcpdump on every host, pcaps read with scapy).
+
+May import: labctl.errors, labctl.model, labctl.inventory, labctl.transport, labctl.facts,
+labctl.up (journal and daemon state). Never labctl.drill, labctl.report, labctl.lab or
+labctl.cli; no typer or rich (rendering is labctl.cli.render.verify).
+"""

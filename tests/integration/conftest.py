@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pytest
 
-from labctl.lab import LabInfo, LabSpec, build_lab, destroy_lab
+from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab
 
 if TYPE_CHECKING:
     from tests.integration.copyrig import Rig
@@ -42,7 +42,7 @@ def lab_factory() -> Iterator[Callable[..., LabInfo]]:
         name = name or unique_lab_name()
         names.append(name)
         info = build_lab(LabSpec(name=name, **fields))  # type: ignore[arg-type]
-        info.assert_routes_via_lab()
+        assert_routes_via_lab(info)
         return info
 
     try:
@@ -74,7 +74,7 @@ def lab_ssh() -> Iterator[Callable[[LabInfo, str], object]]:
 
     def connect(info: LabInfo, role: str) -> Connection:
         host = info.host(role)
-        info.assert_routes_via_lab([host.address])
+        assert_routes_via_lab(info, [host.address])
         conn = Connection(
             host.address, user="root", port=host.ssh_port,
             connect_kwargs={"key_filename": str(info.ssh_key), "look_for_keys": False,

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from labctl.facts import OperatorFacts, gather_facts
-from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory
 from labctl.lab import LabInfo
+from labctl.lab.inventory import render_lab_inventory
 from labctl.transport import HostPool
 from labctl.transport.ssh import SSHTransport
 from labctl.up.checks import run_checks

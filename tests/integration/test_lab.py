@@ -13,7 +13,15 @@ from typing import Callable
 import pytest
 
 from labctl.errors import LabError
-from labctl.lab import LabInfo, LabSpec, build_lab, destroy_lab, lab_status, load_lab
+from labctl.lab import (
+    LabInfo,
+    LabSpec,
+    assert_routes_via_lab,
+    build_lab,
+    destroy_lab,
+    lab_status,
+    load_lab,
+)
 from labctl.lab.net import existing_namespaces, ns_pids, route_dev
 from labctl.lab.services import pid_alive
 
@@ -109,12 +117,12 @@ def test_routes_via_lab_link_and_removed_by_down(lab_factory: Callable[..., LabI
     info = lab_factory()
     for addr in info.addresses():
         assert route_dev(addr) == info.operator_ifname
-    info.assert_routes_via_lab()
+    assert_routes_via_lab(info)
     destroy_lab(info.name)
     for addr in (info.hosts["client"].address, info.hosts["online"].address):
         assert route_dev(addr) != info.operator_ifname
     with pytest.raises(LabError):
-        info.assert_routes_via_lab()
+        assert_routes_via_lab(info)
 
 
 def test_destroy_leaves_no_trace(lab_factory: Callable[..., LabInfo]) -> None:

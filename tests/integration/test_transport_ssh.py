@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory
 from labctl.lab import LabInfo
+from labctl.lab.inventory import render_lab_inventory
 from labctl.transport import HostPool
 
 pytestmark = pytest.mark.integration

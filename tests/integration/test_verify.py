@@ -18,9 +18,10 @@ from typing import Any, Callable, Optional
 import pytest
 
 from labctl.cli import main
-from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import Inventory
 from labctl.lab import LabInfo
+from labctl.lab.inventory import render_lab_inventory
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from tests.integration.conftest import unique_lab_name

@@ -23,8 +23,9 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory
 from labctl.lab import LabInfo
+from labctl.lab.inventory import render_lab_inventory
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from labctl.up.journal import local_lab_dir

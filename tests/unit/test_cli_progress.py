@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from labctl.cli import console
-from labctl.cli.ops import progress
+from labctl.cli.console import progress
 
 LONG = ("[target] route 10.79.3.0/24 via the assistant 10.77.3.30 (replies to fake clients) "
         "journaled in /var/lib/labctl/averyverylonglabname/target/journal.json before it runs")

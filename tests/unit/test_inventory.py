@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import ExitCode, InventoryError
-from labctl.inventory.load import (
-    load_inventory,
-    parse_inventory,
-    pool_network,
-    render_lab_inventory,
-)
+from labctl.inventory.load import load_inventory, parse_inventory, pool_network
+from labctl.lab.inventory import render_lab_inventory
 from tests.unit.labinfo_stub import lab_stub
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from labctl.errors import InventoryError
-from labctl.inventory.load import parse_inventory, render_lab_inventory
+from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import pool_size, split_pool
+from labctl.lab.inventory import render_lab_inventory
 from labctl.lab.spec import plan_lab
 
 

@@ -1,1 +1,8 @@
-"""TODO"""
+"""Rendering for the CLI (pure: no I/O): reports -> rich renderables for people, JSON for
+pipelines. `ops` renders findings, plans and the `up`/`status`/`down`/`demo` reports; `verify`
+the loss ledger and the diagnosis (its docstring documents the stable JSON documents).
+
+May import: labctl.errors, labctl.model, the core packages whose reports it renders (labctl.up,
+labctl.verify, labctl.drill, labctl.demo) and rich. Never typer or labctl.cli's command
+modules; nothing outside labctl.cli may import it.
+"""

@@ -1,3 +1,0 @@
-"""Process-wide CLI switches (set once by the root callback)."""
-
-DEBUG = False
