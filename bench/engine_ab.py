@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.engine_bench import count_tag, cpu_split, wait_quiet  # noqa: E402
-from labctl.lab import LabSpec, build_lab, destroy_lab  # noqa: E402
+from labctl.lab import LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def main() -> int:
     name = a.lab_prefix + secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix="engab-"))
     lab = build_lab(LabSpec(name=name))
-    lab.assert_routes_via_lab()
+    assert_routes_via_lab(lab)
     rig = TreeRig(lab, workdir)
     rows: List[Dict[str, Any]] = []
     try:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labctl.lab import LabSpec, build_lab, destroy_lab  # noqa: E402
+from labctl.lab import LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -119,7 +119,7 @@ def run(quick: bool, wrk_only: bool = False, prefix: str = "h7b") -> Dict[str, A
     name = prefix + secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix="h7bench-"))
     lab = build_lab(LabSpec(name=name))
-    lab.assert_routes_via_lab()
+    assert_routes_via_lab(lab)
     rig = Rig(lab, workdir)
     rows: List[Dict[str, Any]] = []
     try:

@@ -59,7 +59,7 @@ def _tcpcopy_cmdline(info: Any) -> str:
 
 
 def _traffic(info: Any, n: int) -> dict[str, Any]:
-    info.assert_routes_via_lab([info.hosts["online"].address])
+    assert_routes_via_lab(info, [info.hosts["online"].address])
     out = subprocess.run(
         [*info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
          f"http://{info.hosts['online'].address}", "--requests", str(n), "--mode", "mixed",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.facts.iptables import normalise_iptables_save
-from labctl.inventory.load import render_lab_inventory
+from labctl.lab.inventory import render_lab_inventory
 
 HOSTS = ("online", "target", "assistant")
 
