@@ -43,6 +43,7 @@ def inject(ctx: Context, step: FaultStep) -> Fault:
 
 
 def stop_intercept(ctx: Context, step: FaultStep) -> Fault:
+    """Stop the journaled intercept; the revert starts it again and waits for tcpcopy."""
     spec = ctx.inventory.intercept_host
     t = ctx.hosts().transport(spec.name)
     rec = daemon_record(ctx, spec, "intercept")
@@ -65,6 +66,7 @@ def stop_intercept(ctx: Context, step: FaultStep) -> Fault:
 
 
 def drop_chain(lab: str) -> str:
+    """The labctl-owned iptables chain of the drop fault (`LABCTL-D-<lab>`)."""
     return f"{CHAIN_PREFIX}D-{lab}"
 
 
@@ -85,6 +87,8 @@ def drop_argvs(lab: str, percent: float, targets: list[tuple[str, int]]
 
 
 def drop(ctx: Context, step: FaultStep) -> Fault:
+    """Drop `step.percent` % of the copies on the online host(s); a host that fails halfway
+    is cleaned up before the error propagates. The revert tolerates rules already gone."""
     inv = ctx.inventory
     hosts = [h for h in inv.hosts.online if step.host in (None, h.name)]
     if not hosts:
@@ -123,6 +127,7 @@ def drop(ctx: Context, step: FaultStep) -> Fault:
 
 
 def stall_target(ctx: Context, step: FaultStep) -> Fault:
+    """SIGSTOP the lab target's nginx master and workers; the revert sends SIGCONT."""
     host = ctx.built_lab.hosts["target"]
     pidfile = host.dir / "nginx.pid"
     master = lab_pid(pidfile)
@@ -162,6 +167,8 @@ def route_argvs(route: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def remove_route(ctx: Context, step: FaultStep) -> Fault:
+    """Delete the target's route to a client network (default: the inventory's first); the
+    revert puts back the route exactly as `ip -j route` showed it."""
     inv = ctx.inventory
     nets = [str(n) for n in inv.clients.networks]
     network = step.network or (nets[0] if nets else "")
@@ -188,6 +195,7 @@ def remove_route(ctx: Context, step: FaultStep) -> Fault:
 
 
 def lab_pid(path: Path) -> Optional[int]:
+    """The pid in a pidfile, or None when it is missing or not a number."""
     try:
         text = path.read_text().strip()
     except OSError:

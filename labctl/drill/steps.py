@@ -72,6 +72,7 @@ class LiveSteps(StepExecutor):
         result.inventory, result.engine = ctx.inv_path, ctx.inv.engine.model_dump()
 
     def up(self, ctx: Context, step: UpStep, res: StepResult) -> None:
+        """`labctl up` on the inventory; then mark the logs (the first verify starts there)."""
         ctx.up = True  # from here on cleanup runs `down` (safe when `up` changed nothing)
         report = up_run.up(ctx.inventory, up_run.UpOptions(
             fix=step.fix, inventory_path=ctx.inv_path, inventory_text=ctx.inv_text,
@@ -87,6 +88,7 @@ class LiveSteps(StepExecutor):
         ctx.marks = vf.mark_logs(ctx.inventory, ctx.hosts())
 
     def down(self, ctx: Context, step: DownStep, res: StepResult) -> None:
+        """`labctl down`; details: host -> what it undid (or its error)."""
         ctx.close_pool()
         report = up_down.down(ctx.inventory)
         ctx.up = False
@@ -113,6 +115,7 @@ class LiveSteps(StepExecutor):
         join_traffic(ctx, step.timeout)
 
     def wait(self, ctx: Context, step: WaitStep, res: StepResult) -> None:
+        """Sleep, or wait until traffic is done, copies settled or tcpcopy is connected."""
         if step.seconds is not None:
             time.sleep(step.seconds)
         elif step.until == "traffic-done":
@@ -144,6 +147,7 @@ class LiveSteps(StepExecutor):
         fault.revert()
 
     def stop_traffic(self, ctx: Context) -> str:
+        """SIGTERM the traffic generator (SIGKILL after 10 s); its pid and exit status."""
         bg, ctx.background = ctx.background, None
         if bg is None:
             return "not running"
@@ -158,6 +162,7 @@ class LiveSteps(StepExecutor):
         return f"pid {bg.proc.pid} exit {bg.proc.returncode}"
 
     def teardown(self, ctx: Context) -> str:
+        """`labctl down` at cleanup; one summary per host."""
         ctx.close_pool()
         report = up_down.down(ctx.inventory)
         ctx.up = False
