@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from labctl.cli.app import app
 from labctl.cli.console import err, out
+from labctl.drill.context import Context
+from labctl.drill.model import DrillResult, StepResult
+from labctl.drill.run import DrillOptions, run_drill
+from labctl.drill.runbook import LAB_NAME, parse_runbook, read_text
+from labctl.drill.steps import LiveSteps
 from labctl.errors import DrillFailed, UsageError
-
-if TYPE_CHECKING:  # imported inside the command: `labctl --help` must not load the drill
-    from rich.table import Table
-
-    from labctl.drill.run import DrillResult, StepResult
+from labctl.report import drill as report
 
 STYLE = {"ok": "green", "failed": "bold red", "skipped": "dim"}
 
@@ -33,12 +36,6 @@ def drill_cmd(
                                  "instead of the runbook's."),
 ) -> None:
     """Run a drill runbook step by step, then write a Markdown/HTML/JSON report."""
-    from rich.markup import escape
-
-    from labctl.drill.run import DrillOptions, run_drill
-    from labctl.drill.runbook import LAB_NAME, parse_runbook, read_text
-    from labctl.report import drill as report
-
     if lab_name and not re.match(LAB_NAME, lab_name):
         raise UsageError(f"--lab-name {lab_name!r}: a lowercase letter, then up to 7 lowercase "
                          "letters or digits")
@@ -49,8 +46,9 @@ def drill_cmd(
             err().print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
             spinner.update(escape(msg))
 
-        opts = DrillOptions(keep=keep, lab_name=lab_name, progress=say, on_step=_show_step)
-        result = run_drill(rb, text, str(runbook), opts)
+        ctx = Context.for_runbook(rb, lab_name, say)
+        result = run_drill(ctx, LiveSteps(), text, str(runbook),
+                           DrillOptions(keep=keep, on_step=_show_step))
     where = report_dir or report.default_dir(rb.name, result.started_at)
     paths = report.write_report(result, where)
     if json_out:
@@ -65,8 +63,6 @@ def drill_cmd(
 
 
 def _show_step(res: StepResult) -> None:
-    from rich.markup import escape
-
     style = STYLE.get(res.status, "")
     err().print(f"[{style}]{res.status:>6}[/{style}] step {res.index}: {escape(res.title)} "
               f"({res.duration:.1f} s)" + (f" [red]{escape(res.error)}[/red]"
@@ -74,9 +70,6 @@ def _show_step(res: StepResult) -> None:
 
 
 def _summary(result: DrillResult, paths: list[Path]) -> Table:
-    from rich.markup import escape
-    from rich.table import Table
-
     t = Table(title=f"drill {result.name}: {result.verdict}", title_justify="left")
     for col in ("#", "step", "outcome", "duration", "notes"):
         t.add_column(col)

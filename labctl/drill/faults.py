@@ -9,6 +9,10 @@
   workers); revert = SIGCONT.
 - remove-route (three-server): delete the target's route to the fake client network via the
   assistant; revert = put the same route back (same gateway, device and proto tag).
+
+Each injector is `(Context, FaultStep) -> Fault` and acts at once; the Fault's `revert` closes
+over exactly what it found and changed. A new fault kind: its injector here, an entry in
+`INJECTORS`, and the kind with its ending kind in `labctl.drill.runbook.FAULT_PAIRS`.
 """
 
 from __future__ import annotations
@@ -17,36 +21,29 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from labctl.drill.runbook import FAULT_PAIRS, FaultStep
+from labctl.drill.context import Context, Fault, daemon_record, wait_tcpcopy_connected
+from labctl.drill.runbook import FaultStep
 from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.inventory.models import HostSpec
 from labctl.model import CHAIN_PREFIX
 from labctl.up import daemons as dm
 
-ENDERS = {end: start for start, end in FAULT_PAIRS.items()}
 READY_TIMEOUT = 30.0
+Injector = Callable[[Context, FaultStep], Fault]
 
 
-def inject(ctx: Any, step: FaultStep) -> Any:
-    handlers = {"stop-intercept": stop_intercept, "drop": drop, "stall-target": stall_target,
-                "remove-route": remove_route}
-    return handlers[step.kind](ctx, step)
-
-
-def _fault(kind: str, description: str, revert: Any) -> Any:
-    from labctl.drill.steps import Fault
-
-    return Fault(kind, description, revert)
+def inject(ctx: Context, step: FaultStep) -> Fault:
+    """Inject the fault `step` names (one of FAULT_PAIRS); the Fault carries its revert."""
+    return INJECTORS[step.kind](ctx, step)
 
 
 # ---------------------------------------------------------------- intercept
 
 
-def stop_intercept(ctx: Any, step: FaultStep) -> Any:
-    from labctl.drill.steps import daemon_record, wait_tcpcopy_connected
-
+def stop_intercept(ctx: Context, step: FaultStep) -> Fault:
+    """Stop the journaled intercept; the revert starts it again and waits for tcpcopy."""
     spec = ctx.inventory.intercept_host
     t = ctx.hosts().transport(spec.name)
     rec = daemon_record(ctx, spec, "intercept")
@@ -62,13 +59,14 @@ def stop_intercept(ctx: Any, step: FaultStep) -> Any:
                           sudo=spec.sudo)
         wait_tcpcopy_connected(ctx, READY_TIMEOUT)
 
-    return _fault("stop-intercept", f"intercept stopped on {spec.name}", restart)
+    return Fault("stop-intercept", f"intercept stopped on {spec.name}", restart)
 
 
 # ---------------------------------------------------------------- drop
 
 
 def drop_chain(lab: str) -> str:
+    """The labctl-owned iptables chain of the drop fault (`LABCTL-D-<lab>`)."""
     return f"{CHAIN_PREFIX}D-{lab}"
 
 
@@ -88,7 +86,9 @@ def drop_argvs(lab: str, percent: float, targets: list[tuple[str, int]]
     return apply, revert
 
 
-def drop(ctx: Any, step: FaultStep) -> Any:
+def drop(ctx: Context, step: FaultStep) -> Fault:
+    """Drop `step.percent` % of the copies on the online host(s); a host that fails halfway
+    is cleaned up before the error propagates. The revert tolerates rules already gone."""
     inv = ctx.inventory
     hosts = [h for h in inv.hosts.online if step.host in (None, h.name)]
     if not hosts:
@@ -119,15 +119,16 @@ def drop(ctx: Any, step: FaultStep) -> Any:
             undo()
             raise
     names = ", ".join(h.name for h in hosts)
-    return _fault("drop", f"{step.percent:g} % of copies dropped on {names} "
+    return Fault("drop", f"{step.percent:g} % of copies dropped on {names} "
                           f"(chain {drop_chain(inv.lab)})", undo)
 
 
 # ---------------------------------------------------------------- stall the target
 
 
-def stall_target(ctx: Any, step: FaultStep) -> Any:
-    host = ctx.lab.hosts["target"]
+def stall_target(ctx: Context, step: FaultStep) -> Fault:
+    """SIGSTOP the lab target's nginx master and workers; the revert sends SIGCONT."""
+    host = ctx.built_lab.hosts["target"]
     pidfile = host.dir / "nginx.pid"
     master = lab_pid(pidfile)
     if master is None:
@@ -143,7 +144,7 @@ def stall_target(ctx: Any, step: FaultStep) -> Any:
             except ProcessLookupError:
                 continue
 
-    return _fault("stall-target", f"target nginx stopped (SIGSTOP pids "
+    return Fault("stall-target", f"target nginx stopped (SIGSTOP pids "
                                   f"{', '.join(map(str, pids))})", resume)
 
 
@@ -165,7 +166,9 @@ def route_argvs(route: dict[str, Any]) -> tuple[list[str], list[str]]:
     return delete, restore
 
 
-def remove_route(ctx: Any, step: FaultStep) -> Any:
+def remove_route(ctx: Context, step: FaultStep) -> Fault:
+    """Delete the target's route to a client network (default: the inventory's first); the
+    revert puts back the route exactly as `ip -j route` showed it."""
     inv = ctx.inventory
     nets = [str(n) for n in inv.clients.networks]
     network = step.network or (nets[0] if nets else "")
@@ -187,11 +190,12 @@ def remove_route(ctx: Any, step: FaultStep) -> Any:
     def put_back() -> None:
         ctx.run(spec, restore)
 
-    return _fault("remove-route", f"route {' '.join(restore[4:])} removed on {spec.name}",
+    return Fault("remove-route", f"route {' '.join(restore[4:])} removed on {spec.name}",
                   put_back)
 
 
 def lab_pid(path: Path) -> Optional[int]:
+    """The pid in a pidfile, or None when it is missing or not a number."""
     try:
         text = path.read_text().strip()
     except OSError:
@@ -219,3 +223,7 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except OSError:
         return []
+
+
+INJECTORS: dict[str, Injector] = {"stop-intercept": stop_intercept, "drop": drop,
+                                  "stall-target": stall_target, "remove-route": remove_route}

@@ -30,6 +30,7 @@ from pydantic import (
 
 from labctl.errors import InventoryError, UsageError
 from labctl.inventory.load import _VALID_HINTS, PathKey, _dotted, _Located, _nearest_line
+from labctl.lab.traffic import parse_sizes
 
 MAX_ERRORS = 8
 RUNBOOK_NAME = r"^[a-z][a-z0-9-]{0,31}$"
@@ -38,6 +39,8 @@ BUCKETS = ("capture", "session", "target", "path", "unexplained")
 #: Each fault and the kind that ends it (cleanup ends whatever is still active).
 FAULT_PAIRS = {"stop-intercept": "start-intercept", "drop": "end-drop",
                "stall-target": "resume-target", "remove-route": "restore-route"}
+#: Each ending kind and the fault it ends (`start-intercept` -> `stop-intercept`).
+FAULT_ENDS = {end: start for start, end in FAULT_PAIRS.items()}
 FAULT_KINDS = (*FAULT_PAIRS, *FAULT_PAIRS.values())
 WAIT_CONDITIONS = ("traffic-done", "copies-settled", "tcpcopy-connected")
 STEP_KINDS = ("up", "traffic", "wait", "fault", "verify", "down")
@@ -115,8 +118,6 @@ class TrafficStep(_Frozen):
     @field_validator("post_sizes")
     @classmethod
     def _sizes(cls, value: list[Union[int, str]]) -> list[Union[int, str]]:
-        from labctl.lab.traffic import parse_sizes
-
         parse_sizes(",".join(str(v) for v in value))  # ValueError names the bad entry
         return value
 

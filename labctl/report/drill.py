@@ -14,8 +14,8 @@ from typing import Any, Optional, Union
 
 import jinja2
 
-from labctl.cli.render.ops import dumps
-from labctl.drill.run import DrillResult, StepResult
+from labctl.drill.model import DrillResult, StepResult
+from labctl.report.plain import dumps
 from labctl.verify.ledger import LedgerReport
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "report"

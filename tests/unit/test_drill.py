@@ -1,26 +1,17 @@
-"""Drill planning, expectations, cleanup order and the run loop, with fake step execution."""
+"""Drill planning, expectations, cleanup order and the pure fault argvs (no I/O).
+
+The run loop with a fake executor is tests/unit/test_drill_run.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from labctl.drill import steps as drill_steps
 from labctl.drill.faults import drop_argvs, drop_chain, route_argvs
-from labctl.drill.run import (
-    DrillOptions,
-    StepResult,
-    apply_overrides,
-    check_verify,
-    cleanup_actions,
-    plan_drill,
-    run_drill,
-)
+from labctl.drill.model import apply_overrides, check_verify, cleanup_actions, plan_drill
 from labctl.drill.runbook import RunbookError, VerifyStep, load_runbook, parse_runbook
-from labctl.errors import LabctlError
 from tests.unit.test_drill_fakes import ledger, tcpcopy
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runbooks"
@@ -127,93 +118,6 @@ def test_route_argvs_restore_gateway_device_and_proto() -> None:
     assert delete == ["ip", "-4", "route", "del", "10.79.1.0/24", "via", "10.77.1.30",
                       "dev", "eth0"]
     assert restore[-2:] == ["proto", "252"] and restore[3] == "replace"
-
-
-# ---------------------------------------------------------------- the run loop (faked I/O)
-
-
-class FakeSteps:
-    """Stands in for labctl.drill.steps: records calls, fails or interrupts on request."""
-
-    def __init__(self, fail_at: int = 0, unmet_at: int = 0, interrupt_at: int = 0):
-        self.calls: list[str] = []
-        self.fail_at, self.unmet_at, self.interrupt_at = fail_at, unmet_at, interrupt_at
-        self.n = 0
-
-    def prepare(self, ctx: Any, result: Any) -> None:
-        self.calls.append("prepare")
-        result.lab = ctx.lab_name
-
-    def execute(self, ctx: Any, step: Any, res: StepResult) -> None:
-        from labctl.drill.run import Check
-
-        self.n += 1
-        self.calls.append(step.step)
-        if self.n == self.interrupt_at:
-            raise KeyboardInterrupt
-        if self.n == self.fail_at:
-            raise LabctlError("boom", hint="look here")
-        if self.n == self.unmet_at:
-            res.checks = [Check("verdict", False, "ledger verdict PASS (expected fail)")]
-
-    def cleanup(self, ctx: Any, keep: bool) -> list[Any]:
-        from labctl.drill.run import CleanupResult
-
-        self.calls.append("cleanup")
-        return [CleanupResult("destroy lab", True)]
-
-
-@pytest.fixture
-def outage() -> Any:
-    path = RUNBOOKS / "intercept-outage.yaml"
-    return load_runbook(path), path.read_text(), str(path)
-
-
-def _run(monkeypatch: pytest.MonkeyPatch, fake: FakeSteps, rb: Any, text: str,
-         source: str) -> Any:
-    for name in ("prepare", "execute", "cleanup"):
-        monkeypatch.setattr(drill_steps, name, getattr(fake, name))
-    seen: list[int] = []
-    opts = DrillOptions(lab_name="h8zz", on_step=lambda r: seen.append(r.index))
-    result = run_drill(rb, text, source, opts)
-    return result, seen
-
-
-def test_all_steps_ok_passes(monkeypatch: pytest.MonkeyPatch, outage: Any) -> None:
-    fake = FakeSteps()
-    result, seen = _run(monkeypatch, fake, *outage)
-    assert result.passed and result.verdict == "PASSED" and result.lab == "h8zz"
-    assert seen == list(range(1, 12)) and fake.calls[0] == "prepare"
-    assert fake.calls[-1] == "cleanup"
-
-
-def test_unmet_expectation_fails_but_later_steps_run(monkeypatch: pytest.MonkeyPatch,
-                                                     outage: Any) -> None:
-    fake = FakeSteps(unmet_at=8)
-    result, _ = _run(monkeypatch, fake, *outage)
-    assert not result.passed and result.verdict == "FAILED"
-    assert [s.status for s in result.steps].count("ok") == 10
-    assert result.steps[7].status == "failed"
-    assert "PASS (expected fail)" in result.reasons[0]
-    assert fake.calls.count("down") == 1 and fake.calls[-1] == "cleanup"
-
-
-def test_step_error_stops_the_rest_and_cleans_up(monkeypatch: pytest.MonkeyPatch,
-                                                 outage: Any) -> None:
-    fake = FakeSteps(fail_at=4)
-    result, _ = _run(monkeypatch, fake, *outage)
-    assert [s.status for s in result.steps][:5] == ["ok", "ok", "ok", "failed", "skipped"]
-    assert result.steps[3].error == "boom (hint: look here)"
-    assert "down" not in fake.calls and fake.calls[-1] == "cleanup"
-    assert result.verdict == "FAILED"
-
-
-def test_ctrl_c_still_cleans_up(monkeypatch: pytest.MonkeyPatch, outage: Any) -> None:
-    fake = FakeSteps(interrupt_at=3)
-    result, _ = _run(monkeypatch, fake, *outage)
-    assert result.interrupted and result.verdict == "INTERRUPTED"
-    assert fake.calls[-1] == "cleanup" and result.cleanup[0].ok
-    assert result.finished_at >= result.started_at
 
 
 def test_intercept_outage_loss_is_attributed_to_session() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labctl.drill.run import Check, CleanupResult, DrillResult, StepResult
+from labctl.drill.model import Check, CleanupResult, DrillResult, StepResult
 from labctl.verify import ledger as L
 from labctl.verify.logparse import LogRecord
 
