@@ -35,7 +35,7 @@ from labctl.drill.model import (
 from labctl.drill.runbook import DownStep, FaultStep, TrafficStep, UpStep, VerifyStep, WaitStep
 from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.inventory.load import parse_inventory
-from labctl.lab import LabInfo, LabSpec, build_lab
+from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab
 from labctl.lab import destroy_lab as destroy_local_lab
 from labctl.lab.inventory import write_lab_inventory
 from labctl.up import down as up_down
@@ -187,7 +187,7 @@ def _build_lab(ctx: Context, topology: str) -> str:
     """Build the drill's lab; the text of the inventory written for it."""
     ctx.say(f"building the local lab {ctx.lab_name} ({topology})")
     ctx.lab = build_lab(LabSpec(name=ctx.lab_name))
-    ctx.lab.assert_routes_via_lab()
+    assert_routes_via_lab(ctx.lab)
     path, text = write_lab_inventory(ctx.lab, topology)
     ctx.inv_path = str(path)
     return text

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from labctl.lab import assert_routes_via_lab
 from tests.integration.test_up_down_helpers import labctl, ns_run, snapshot, tagged, write_inventory
 
 pytestmark = pytest.mark.integration
