@@ -18,9 +18,9 @@ from rich.live import Live
 from labctl.cli.app import app
 from labctl.cli.render import verify as rv
 from labctl.errors import UsageError, VerifyFailed
+from labctl.hosts.journal import local_state_root
 from labctl.inventory.models import Inventory
 from labctl.transport.pool import HostPool
-from labctl.up.journal import local_state_root
 from labctl.up.run import resolve
 from labctl.verify import fetch as core
 from labctl.verify.diagnose import run_diagnose

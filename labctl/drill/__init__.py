@@ -11,7 +11,8 @@ or an inventory, judged by the loss ledger, always cleaned up.
 
 Imports point one way inside the package: runbook <- model <- context <- faults <- steps, and
 run imports only runbook/model/context (the executor is passed in); nothing imports run.
-May import: `labctl.errors`, `labctl.model`, `labctl.inventory`, `labctl.transport`, `labctl.up`,
-`labctl.verify`, `labctl.lab`. Never `labctl.report` (report renders `drill.model` results) nor
-`labctl.cli` (the `labctl drill` command wires `run_drill`, `LiveSteps` and the report).
+May import: `labctl.errors`, `labctl.model`, `labctl.inventory`, `labctl.transport`,
+`labctl.hosts`, `labctl.up`, `labctl.verify`, `labctl.lab`. Never `labctl.report` (report
+renders `drill.model` results) nor `labctl.cli` (the `labctl drill` command wires `run_drill`,
+`LiveSteps` and the report).
 """

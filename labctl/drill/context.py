@@ -29,12 +29,12 @@ from labctl.drill.runbook import (
     WaitStep,
 )
 from labctl.errors import RemoteError
+from labctl.hosts import daemons as dm
+from labctl.hosts.journal import DaemonRecord
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.lab import LabInfo
 from labctl.transport.pool import HostPool
-from labctl.up import daemons as dm
 from labctl.up.down import read_journal
-from labctl.up.journal import DaemonRecord
 from labctl.verify.fetch import Marks
 
 Progress = Callable[[str], None]

@@ -26,9 +26,9 @@ from typing import Any, Callable, Optional
 from labctl.drill.context import Context, Fault, daemon_record, wait_tcpcopy_connected
 from labctl.drill.runbook import FaultStep
 from labctl.errors import LabctlError, RemoteError, UsageError
+from labctl.hosts import daemons as dm
 from labctl.inventory.models import HostSpec
 from labctl.model import CHAIN_PREFIX
-from labctl.up import daemons as dm
 
 READY_TIMEOUT = 30.0
 Injector = Callable[[Context, FaultStep], Fault]

@@ -39,7 +39,7 @@ offloads; the only pyroute2 user), `services` (sshd, nginx), `build` (build/dest
 `inventory` (the lab's inventory YAML, written where `up` finds it), `traffic` (the client
 traffic generator, run inside the client namespace).
 
-May import: labctl.errors, labctl.inventory, labctl.up.journal (the local state directory),
+May import: labctl.errors, labctl.inventory, labctl.hosts.journal (the local state directory),
 labctl.transport. Never labctl.verify, labctl.drill, labctl.report or labctl.cli.
 """
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import jinja2
 
+from labctl.hosts.journal import local_lab_dir
 from labctl.lab.spec import LabInfo
-from labctl.up.journal import local_lab_dir
 
 TOPOLOGIES = ("three-server", "two-server")
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "inventory"

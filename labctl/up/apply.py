@@ -19,11 +19,8 @@ from pathlib import PurePosixPath
 from typing import Callable, Optional
 
 from labctl.errors import LabctlError, RemoteError
-from labctl.model import Change, ChangeKind
-from labctl.transport.base import CommandFailed, Result, Transport
-from labctl.up import daemons as dm
-from labctl.up.hooks import NO_HOOKS, Hooks
-from labctl.up.journal import (
+from labctl.hosts import daemons as dm
+from labctl.hosts.journal import (
     Entry,
     Journal,
     Snapshot,
@@ -32,6 +29,9 @@ from labctl.up.journal import (
     take_snapshot,
     write_remote,
 )
+from labctl.model import Change, ChangeKind
+from labctl.transport.base import CommandFailed, Result, Transport
+from labctl.up.hooks import NO_HOOKS, Hooks
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
 SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)

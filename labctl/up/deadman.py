@@ -18,8 +18,8 @@ from pathlib import PurePosixPath
 from typing import Callable, Optional
 
 from labctl.errors import RemoteError
+from labctl.hosts.journal import DeadmanRecord, journal_path
 from labctl.transport.base import Transport
-from labctl.up.journal import DeadmanRecord, journal_path
 
 PYTHON = "python3"
 DEFAULT_AFTER = 120.0

@@ -14,14 +14,8 @@ from typing import Any, Optional
 
 from labctl.errors import LabctlError
 from labctl.facts.iptables import Ruleset, parse_iptables_save, rule_words
-from labctl.inventory.models import HostSpec, Inventory
-from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
-from labctl.transport.base import Transport
-from labctl.transport.pool import Factory, HostPool
-from labctl.up import daemons as dm
-from labctl.up import deadman
-from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
-from labctl.up.journal import (
+from labctl.hosts import daemons as dm
+from labctl.hosts.journal import (
     Journal,
     LabRecord,
     host_dir,
@@ -32,6 +26,12 @@ from labctl.up.journal import (
     save_local,
     save_record,
 )
+from labctl.inventory.models import HostSpec, Inventory
+from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
+from labctl.transport.base import Transport
+from labctl.transport.pool import Factory, HostPool
+from labctl.up import deadman
+from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
 
 TAGGED_ROUTES = ("ip", "-4", "route", "show", "table", "all", "proto", str(ROUTE_PROTO))
 

@@ -17,11 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError, RemoteError
+from labctl.hosts import daemons as dm
+from labctl.hosts.journal import (
+    LabRecord,
+    Snapshot,
+    host_dir,
+    local_lab_dir,
+    new_journal,
+    save_local,
+    save_record,
+)
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
 from labctl.transport.base import CommandFailed, ConnectionLost, Transport
 from labctl.transport.pool import HostPool, run_parallel, ssh_factory
-from labctl.up import daemons as dm
 from labctl.up import deadman
 from labctl.up.apply import (
     ALIVE,
@@ -33,15 +42,6 @@ from labctl.up.apply import (
     prepare_change,
     release_lock,
     undo,
-)
-from labctl.up.journal import (
-    LabRecord,
-    Snapshot,
-    host_dir,
-    local_lab_dir,
-    new_journal,
-    save_local,
-    save_record,
 )
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport

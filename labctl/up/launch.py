@@ -13,12 +13,12 @@ from dataclasses import replace
 from typing import Any
 
 from labctl.errors import LabctlError
+from labctl.hosts import daemons as dm
+from labctl.hosts.journal import DaemonRecord, host_dir
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change, ChangeKind, DaemonLaunch, Readiness
-from labctl.up import daemons as dm
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.engine_args import EnginePaths, intercept_argv, tcpcopy_argv
-from labctl.up.journal import DaemonRecord, host_dir
 from labctl.up.options import KEY_NAME
 from labctl.up.ship import remote_pyz
 

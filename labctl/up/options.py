@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from labctl.facts import OperatorFacts
+from labctl.hosts.daemons import DaemonStatus
 from labctl.model import Finding, Plan
 from labctl.transport.pool import Factory
 from labctl.up import deadman
 from labctl.up.apply import StepOutcome
-from labctl.up.daemons import DaemonStatus
 from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.up.saved_plan import SavedPlan
 from labctl.up.ship import ShipOutcome

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from labctl.errors import LabctlError, PreflightRefused, UsageError
 from labctl.facts import gather_facts, gather_operator_facts
+from labctl.hosts.journal import known_labs, load_record
 from labctl.inventory.load import load_inventory, parse_inventory
 from labctl.inventory.models import Inventory
 from labctl.model import Finding, Plan
@@ -25,7 +26,6 @@ from labctl.up import checks
 from labctl.up.checks import run_checks
 from labctl.up.execute import UpRun
 from labctl.up.hooks import NO_HOOKS, Hooks
-from labctl.up.journal import known_labs, load_record
 from labctl.up.launch import daemon_changes
 from labctl.up.options import (
     CONNTRACK_IDS,

@@ -8,6 +8,7 @@ the first broken link). Acting (thin, integration-tested): `fetch` (new log byte
 stats from every host, `Watch`), `diagnose` (tcpdump on every host, pcaps read with scapy).
 
 May import: labctl.errors, labctl.model, labctl.inventory, labctl.transport, labctl.facts,
-labctl.up (journal and daemon state). Never labctl.drill, labctl.report, labctl.lab or
+labctl.hosts (journal and daemon state). Never labctl.up (`up` records the log marks through
+`fetch.mark_logs`, so verify sits below it), labctl.drill, labctl.report, labctl.lab or
 labctl.cli; no typer or rich (rendering is labctl.cli.render.verify).
 """

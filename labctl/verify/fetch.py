@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from labctl.errors import RemoteError, UsageError
+from labctl.hosts import daemons as dmn
+from labctl.hosts import journal as jr
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Transport
 from labctl.transport.pool import HostPool
-from labctl.up import daemons as dmn
-from labctl.up import journal as jr
 from labctl.verify import baseline as vb
 from labctl.verify import ledger as L
 from labctl.verify import logparse as lp

@@ -23,12 +23,12 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from labctl.hosts.journal import local_lab_dir
 from labctl.inventory.load import parse_inventory
 from labctl.lab import LabInfo
 from labctl.lab.inventory import render_lab_inventory
 from labctl.up import down as ops_down
 from labctl.up import run as ops
-from labctl.up.journal import local_lab_dir
 from labctl.verify.fetch import MARKS_NAME
 from tests.integration.conftest import unique_lab_name
 from tests.integration.test_verify import CopyLab, run_cli

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import LabctlError
+from labctl.hosts.journal import Journal, new_journal
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed
 from labctl.transport.fake import FakeTransport
 from labctl.up import apply as ap
 from labctl.up.hooks import NO_HOOKS, KillAfter
-from labctl.up.journal import Journal, new_journal
 
 HDIR = "/s/demo/target"
 ADD = ("ip", "route", "add", "10.79.1.0/24", "via", "10.77.1.30", "proto", "252")

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labctl.facts import gather_host_facts
+from labctl.hosts.journal import take_snapshot
 from labctl.inventory.load import load_inventory
 from labctl.transport import FakeTransport, LocalTransport
 from labctl.transport.base import Result
 from labctl.transport.batch import batch_argv, frame, new_token, run_batch, split, unbatch_argv
-from labctl.up.journal import take_snapshot
 from tests.unit.test_facts_gather import scripted
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""labctl.up.daemons: launch argv, readiness waits (fake clock), graceful stop, status summary."""
+"""labctl.hosts.daemons: launch argv, readiness waits (fake clock), graceful stop, status."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from labctl.errors import RemoteError
+from labctl.hosts import daemons
 from labctl.transport.fake import FakeTransport
-from labctl.up import daemons
 
 HDIR = "/s/demo/assistant"
 PYZ = HDIR + "/labctl-engine.pyz"

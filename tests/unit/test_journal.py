@@ -1,4 +1,4 @@
-"""labctl.up.journal: pure transitions, JSON round trip, remote write via put + mv, local copy."""
+"""labctl.hosts.journal: pure transitions, JSON round trip, remote write via put + mv."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from labctl.hosts import journal as jr
 from labctl.model import Change, ChangeKind
 from labctl.transport.fake import FakeTransport
-from labctl.up import journal as jr
 
 ROUTE = Change(
     host="target", step="route-clientnet", kind=ChangeKind.ROUTE,

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from labctl.hosts import journal as jr
 from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import HostSpec
 from labctl.transport.base import Result
 from labctl.transport.fake import FakeTransport
 from labctl.transport.pool import HostPool
-from labctl.up import journal as jr
 from labctl.verify import fetch as V
 from labctl.verify import logparse as lp
 

@@ -11,12 +11,12 @@ import pytest
 
 from labctl.errors import PreflightRefused
 from labctl.facts import OperatorFacts
+from labctl.hosts.journal import LabRecord, save_record
 from labctl.inventory.load import load_inventory, parse_inventory
 from labctl.model import Finding, Severity
 from labctl.transport import FakeTransport
 from labctl.up import run as ops
 from labctl.up.hooks import Hooks
-from labctl.up.journal import LabRecord, save_record
 from tests.unit.test_facts_gather import scripted
 
 ROOT = Path(__file__).resolve().parents[2]

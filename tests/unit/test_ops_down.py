@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from labctl.facts.iptables import parse_iptables_save
+from labctl.hosts.journal import new_journal
 from labctl.inventory.load import load_inventory
 from labctl.transport.fake import FakeTransport
 from labctl.up import down as ops_down
-from labctl.up.journal import new_journal
 
 ROOT = Path(__file__).resolve().parents[2]
 SAVE = """*filter

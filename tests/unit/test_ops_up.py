@@ -15,13 +15,13 @@ import pytest
 
 from labctl.errors import RemoteError
 from labctl.facts import OperatorFacts
+from labctl.hosts.journal import load_local
 from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost
 from labctl.up import down as ops_down
 from labctl.up import run as ops
-from labctl.up.journal import load_local
 from labctl.up.plan import NONEMPTY
 from labctl.verify import fetch as verify
 from tests.unit.up_hosts import simulated_host

@@ -8,9 +8,9 @@ import json
 from rich.console import Console
 
 from labctl.cli.render import ops as render
+from labctl.hosts.daemons import DaemonStatus
 from labctl.model import Change, ChangeKind, Finding, Plan, Severity
 from labctl.up.apply import StepOutcome
-from labctl.up.daemons import DaemonStatus
 from labctl.up.down import DownReport, HostDown, HostStatus, StatusReport
 from labctl.up.run import UpReport
 

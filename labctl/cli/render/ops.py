@@ -17,8 +17,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from labctl.hosts.daemons import KEY_COUNTERS, DaemonStatus
 from labctl.model import Change, Finding, Plan, Severity
-from labctl.up.daemons import KEY_COUNTERS, DaemonStatus
 from labctl.up.down import DownReport, StatusReport
 from labctl.up.run import UpReport
 

@@ -15,8 +15,8 @@ from pathlib import PurePosixPath
 from typing import Any, Callable, Optional
 
 from labctl.errors import RemoteError
+from labctl.hosts.journal import DaemonRecord
 from labctl.transport.base import Transport
-from labctl.up.journal import DaemonRecord
 
 PYTHON = "python3"
 #: Counters `status` shows per daemon (the rest stay in the stats file / --json).
