@@ -18,6 +18,7 @@ import typer
 
 from labctl.cli import app as _app
 from labctl.errors import ExitCode, LabctlError
+from labctl.up.hooks import NO_HOOKS, Hooks
 
 # Imported for their side effect of registering commands on `app`, in the order `labctl --help`
 # lists them (the pipeline's order), hence no isort here.
@@ -32,11 +33,12 @@ from labctl.cli import lab  # noqa: F401  (the `lab` group is listed last anyway
 __all__ = ["main"]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Console entry point: run the app, turn every error into a message and an exit code."""
+def main(argv: Optional[list[str]] = None, hooks: Hooks = NO_HOOKS) -> int:
+    """Console entry point: run the app, turn every error into a message and an exit code.
+    `hooks` (tests only, see labctl.up.hooks) reach `up` and `plan` as the click context's obj."""
     _app.DEBUG = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        _app.app(args=argv, standalone_mode=False)
+        _app.app(args=argv, standalone_mode=False, obj=hooks)
     except LabctlError as exc:
         if _app.DEBUG:
             raise

@@ -13,10 +13,19 @@ from labctl.cli.render import ops as render
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from labctl.up import saved_plan
+from labctl.up.deadman import DEFAULT_AFTER
+from labctl.up.hooks import NO_HOOKS, Hooks
+from labctl.up.options import DEFAULT_GUARD_TIMEOUT
+
+
+def hooks_of(ctx: typer.Context) -> Hooks:
+    """The test hooks `labctl.cli.main(argv, hooks=...)` was given (NO_HOOKS for users)."""
+    return ctx.obj if isinstance(ctx.obj, Hooks) else NO_HOOKS
 
 
 @app.command()
 def up(
+    ctx: typer.Context,
     inventory: str = typer.Argument(..., help="Inventory YAML file."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing."),
     force: bool = typer.Option(False, "--force",
@@ -26,6 +35,14 @@ def up(
     plan_file: Optional[str] = typer.Option(
         None, "--plan", help="Apply only if this saved plan (`labctl plan --out`) is still "
                              "what `up` would do; refuse a stale one."),
+    deadman: float = typer.Option(
+        DEFAULT_AFTER, "--deadman", envvar="LABCTL_DEADMAN_SECONDS", min=1.0,
+        help="Seconds after which the dead-man timer on a host undoes the changes unless a new "
+             "SSH connection confirmed them (never shorter than the guard timeout + 10 s)."),
+    guard_timeout: float = typer.Option(
+        DEFAULT_GUARD_TIMEOUT, "--guard-timeout", envvar="LABCTL_GUARD_TIMEOUT", min=1.0,
+        help="Seconds a guarded change (route, DROP rule) may stay unanswered before labctl "
+             "concludes that it cut SSH and leaves that host to its dead-man timer."),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
     res = ops.resolve(inventory)
@@ -34,17 +51,20 @@ def up(
         fix = True                  # the plan was made with --fix: its sysctl changes are in it
     with progress() as say:
         opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, inventory_path=res.path,
-                             inventory_text=res.text, progress=say, saved_plan=saved)
+                             inventory_text=res.text, progress=say, saved_plan=saved,
+                             deadman_seconds=deadman, guard_timeout=guard_timeout,
+                             hooks=hooks_of(ctx))
         report = ops.up(res.inventory, opts)
     _show(report, json_out)
     if saved is not None and report.stale:
         raise saved_plan.stale_error(saved, report.stale)
     if report.refused:
-        raise ops.refused_error(report, force, fix)
+        raise ops.refused_error(report, force, fix, opts.hooks)
 
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     inventory: str = typer.Argument(..., help="Inventory YAML file."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     fix: bool = typer.Option(False, "--fix", help="Plan the fixes too (as `up --fix` would)."),
@@ -55,12 +75,13 @@ def plan(
     """What `up` would change, touching nothing."""
     res = ops.resolve(inventory)
     with progress() as say:
-        report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix))
+        report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix,
+                                                       hooks=hooks_of(ctx)))
     _show(report, json_out)
     if out_file is None:
         return
     if report.refused or report.plan is None:
-        raise ops.refused_error(report, False, fix)
+        raise ops.refused_error(report, False, fix, hooks_of(ctx))
     digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix)
     err().print(f"plan saved to {out_file} (digest {digest[:12]}); apply it with "
                 f"`labctl up {res.path} --plan {out_file}`", highlight=False)

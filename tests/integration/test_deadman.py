@@ -14,8 +14,8 @@ import pytest
 
 from tests.integration.test_up_down_helpers import (
     env_for,
+    hooked_argv,
     labctl,
-    labctl_argv,
     ns_run,
     snapshot,
     tagged,
@@ -53,10 +53,9 @@ def test_deadman_restores_ssh_within_timer_plus_5s(lab: Any, tmp_path: Path) -> 
     # labctl must notice by itself that the route cut its SSH path (the command's answer never
     # comes back): it gives up on the target after the guard timeout and exits 1.
     proc = subprocess.Popen(
-        [*labctl_argv(), "up", str(inv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env_for(tmp_path, LABCTL_TEST_ALLOW_SSH_CUT="1",
-                               LABCTL_DEADMAN_SECONDS=str(TIMER),
-                               LABCTL_GUARD_TIMEOUT=str(GUARD)))
+        [*hooked_argv("--allow-ssh-cut"), "up", str(inv), "--deadman", str(TIMER),
+         "--guard-timeout", str(GUARD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env_for(tmp_path))
     try:
         deadline = time.monotonic() + 120
         while not ns_run(lab, "target", "ip", "route", "show", cut, "proto", "252").strip():

@@ -12,6 +12,7 @@ from labctl.facts.iptables import normalise_iptables_save
 from labctl.lab.inventory import render_lab_inventory
 
 HOSTS = ("online", "target", "assistant")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def labctl_argv() -> list[str]:
@@ -20,18 +21,25 @@ def labctl_argv() -> list[str]:
                                             "import sys; from labctl.cli import main; main()"]
 
 
+def hooked_argv(*hooks: str) -> list[str]:
+    """labctl with test hooks, e.g. hooked_argv("--kill-after", "lock") + ["up", inventory]."""
+    return [sys.executable, "-m", "tests.integration.hooked_labctl", *hooks, "--"]
+
+
 def env_for(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_TEST_")}
     env.update(LABCTL_STATE_DIR=str(tmp / "state"), XDG_CACHE_HOME=str(tmp / "cache"),
-               LABCTL_DEADMAN_SECONDS="60", COLUMNS="200")
+               LABCTL_DEADMAN_SECONDS="60", COLUMNS="200", PYTHONPATH=str(ROOT))
     env.update(extra)
     return env
 
 
 def labctl(
-    tmp: Path, *args: str, timeout: float = 180, **extra: str
+    tmp: Path, *args: str, timeout: float = 180, hooks: tuple[str, ...] = (), **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*labctl_argv(), *args], env=env_for(tmp, **extra), capture_output=True,
+    """Run labctl (with `hooks`, e.g. ("--kill-after", "lock"): through hooked_labctl)."""
+    argv = hooked_argv(*hooks) if hooks else labctl_argv()
+    return subprocess.run([*argv, *args], env=env_for(tmp, **extra), capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 

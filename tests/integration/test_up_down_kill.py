@@ -24,7 +24,7 @@ def test_kill_9_after_every_step_then_down_restores(lab: Any, tmp_path: Path) ->
     before = snapshot(lab)
     problems = []
     for step in steps_of(lab):
-        up = labctl(tmp_path, "up", str(inv), LABCTL_TEST_KILL_AFTER=step)
+        up = labctl(tmp_path, "up", str(inv), hooks=("--kill-after", step))
         if up.returncode != -9:
             problems.append(f"{step}: up exited {up.returncode}, not SIGKILL: {up.stderr[-300:]}")
         down = labctl(tmp_path, "down", str(inv))
