@@ -7,8 +7,8 @@ from rich.table import Table
 
 from labctl.cli.app import app
 from labctl.cli.console import out, progress
-from labctl.cli.render import ops as render
 from labctl.demo import DemoReport, run_demo
+from labctl.plain import dumps
 
 
 @app.command()
@@ -25,7 +25,7 @@ def demo(
     with progress() as say:
         report = run_demo(name, requests, keep, say, topology=topology)
     if json_out:
-        out().print_json(render.dumps(report))
+        out().print_json(dumps(report))
     else:
         out().print(_table(report))
     if not report.ok:

@@ -10,6 +10,7 @@ import typer
 from labctl.cli.app import app
 from labctl.cli.console import err, out, progress
 from labctl.cli.render import ops as render
+from labctl.plain import dumps
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from labctl.up import saved_plan
@@ -89,7 +90,7 @@ def plan(
 
 def _show(report: ops.UpReport, json_out: bool) -> None:
     if json_out:
-        out().print_json(render.dumps(report))
+        out().print_json(dumps(report))
     else:
         out().print(render.up_renderable(report))
 
@@ -103,7 +104,7 @@ def status(
     res = ops.resolve(inventory)
     report = ops_down.status(res.inventory)
     if json_out:
-        out().print_json(render.dumps(report))
+        out().print_json(dumps(report))
     else:
         out().print(render.status_renderable(report))
 
@@ -119,7 +120,7 @@ def down(
         say(f"taking lab {res.inventory.lab} down")
         report = ops_down.down(res.inventory)
     if json_out:
-        out().print_json(render.dumps(report))
+        out().print_json(dumps(report))
     else:
         out().print(render.down_renderable(report))
     if not report.ok:

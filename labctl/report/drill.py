@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import jinja2
 
 from labctl.drill.model import DrillResult, StepResult
-from labctl.report.plain import dumps
+from labctl.plain import dumps
 from labctl.verify.ledger import LedgerReport
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "report"

@@ -13,7 +13,7 @@
     deadman      the rollback timer armed on the host; ship: the engine zipapp
     down         status() and down(): read and undo what the journal lists
 
-May import: labctl.errors, labctl.model, labctl.inventory, labctl.transport, labctl.facts,
-labctl.hosts, labctl.verify (the log marks taken at the end of `up`). Never labctl.drill,
-labctl.report, labctl.lab, labctl.demo or labctl.cli.
+May import: labctl.errors, labctl.model, labctl.plain, labctl.inventory, labctl.transport,
+labctl.facts, labctl.hosts, labctl.verify (the log marks taken at the end of `up`). Never
+labctl.drill, labctl.report, labctl.lab, labctl.demo or labctl.cli.
 """

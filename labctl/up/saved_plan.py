@@ -13,7 +13,6 @@ usage, load) are not part of a plan, so they never make it stale. Files of the o
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import json
@@ -25,6 +24,7 @@ from typing import Any
 
 from labctl.errors import PreflightRefused, UsageError
 from labctl.model import Change, Plan
+from labctl.plain import plain
 
 FORMAT = "labctl-plan/2"
 OLD_FORMATS = ("labctl-plan/1",)
@@ -50,18 +50,9 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists, enums as values, nested dataclasses as dicts (JSON's own shapes)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return getattr(value, "value", value)
-
-
 def change_record(change: Change) -> Record:
     """One change as a JSON-able record (what a saved plan stores and compares)."""
-    return {name: _plain(getattr(change, name)) for name in CHANGE_FIELDS}
+    return {name: plain(getattr(change, name)) for name in CHANGE_FIELDS}
 
 
 def plan_records(plan: Plan) -> tuple[Record, ...]:

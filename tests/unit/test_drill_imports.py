@@ -25,7 +25,6 @@ FORBIDDEN = {
                    "labctl.report", "labctl.cli"),
     "report.drill": ("labctl.drill.context", "labctl.drill.faults", "labctl.drill.steps",
                      "labctl.drill.run", "labctl.drill.fake", "labctl.cli", "labctl.up"),
-    "report.plain": ("labctl",),
 }
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from labctl.cli.render import ops as render
 from labctl.hosts.daemons import DaemonStatus
 from labctl.model import Change, ChangeKind, Finding, Plan, Severity
+from labctl.plain import dumps
 from labctl.up.apply import StepOutcome
 from labctl.up.down import DownReport, HostDown, HostStatus, StatusReport
 from labctl.up.run import UpReport
@@ -50,5 +51,5 @@ def test_status_and_down_tables() -> None:
 
 def test_json_is_plain() -> None:
     rep = UpReport("demo", findings=[Finding("a", Severity.WARN, "h", "m")])
-    data = json.loads(render.dumps(rep))
+    data = json.loads(dumps(rep))
     assert data["findings"][0]["severity"] == "warn" and data["lab"] == "demo"

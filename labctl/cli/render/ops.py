@@ -5,12 +5,7 @@ Every function returns a renderable or a JSON-able dict; the CLI prints them.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import ipaddress
-import json
 import shlex
-from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -25,26 +20,6 @@ from labctl.up.run import UpReport
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARN: "yellow", Severity.INFO: "dim"}
 STATUS_STYLE = {"applied": "green", "noop": "dim", "failed": "bold red", "undone": "cyan",
                 "undo-failed": "bold red", "planned": "yellow"}
-
-
-def jsonable(obj: Any) -> Any:
-    """Dataclasses, enums, addresses and paths as plain JSON values."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not callable(getattr(obj, f.name))}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (ipaddress.IPv4Address, ipaddress.IPv4Network, Path)):
-        return str(obj)
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(jsonable(obj), indent=2, sort_keys=True)
 
 
 def findings_table(findings: list[Finding]) -> Table:

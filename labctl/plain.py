@@ -1,5 +1,6 @@
-"""Result values as plain JSON: dataclasses -> objects, enums -> values, addresses and paths ->
-strings, tuples -> lists, mapping keys -> strings (pure).
+"""Result values as plain JSON, for every report, `--json` output and saved plan (pure):
+dataclasses -> objects, enums -> values, addresses and paths -> strings, tuples -> lists,
+mapping keys -> strings.
 
 `dumps` is the one JSON spelling of every report (`indent=2`, keys sorted), the same as the
 CLI's `--json` output of `up`/`status`/`down`.
