@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from labctl.errors import InventoryError, UsageError
-from labctl.inventory.load import _VALID_HINTS, PathKey, _dotted, _Located, _nearest_line
+from labctl.inventory.yamlsource import VALID_HINTS, Located, PathKey, dotted, nearest_line
 from labctl.lab.traffic import parse_sizes
 
 MAX_ERRORS = 8
@@ -267,7 +267,7 @@ class _Problem(ValueError):
 # ---------------------------------------------------------------- loading
 
 
-def _normalise_steps(data: Any, located: _Located) -> Any:
+def _normalise_steps(data: Any, located: Located) -> Any:
     """`- up` -> {step: up}; `- wait: 2` -> {step: wait, seconds: 2}; `- fault: drop` ->
     {step: fault, kind: drop}; `- traffic: {...}` -> {step: traffic, ...}."""
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
@@ -311,7 +311,7 @@ def parse_runbook(text: str, source: str = "<string>") -> Runbook:
     if root is None or not isinstance(root, yaml.MappingNode):
         raise RunbookError(f"{source}:1: a runbook must be a YAML mapping (name:, inventory:, "
                            "steps:)", hint="see runbooks/smoke.yaml")
-    located = _Located(source)
+    located = Located(source)
     try:
         data = located.build(root, ())
     except InventoryError as exc:
@@ -338,7 +338,7 @@ def read_text(path: Union[str, Path]) -> str:
         raise RunbookError(f"{p}: not a text file (UTF-8 expected)") from None
 
 
-def _runbook_error(exc: ValidationError, located: _Located, inventory: Any) -> RunbookError:
+def _runbook_error(exc: ValidationError, located: Located, inventory: Any) -> RunbookError:
     errors = _relevant(exc.errors(), inventory)
     messages = [_describe(err, located) for err in errors[:MAX_ERRORS]]
     if len(errors) > MAX_ERRORS:
@@ -364,15 +364,15 @@ def _relevant(errors: list[Any], inventory: Any) -> list[Any]:
     return out
 
 
-def _describe(err: Any, located: _Located) -> str:
+def _describe(err: Any, located: Located) -> str:
     loc: PathKey = tuple(err["loc"])
     problem = (err.get("ctx") or {}).get("error")
     if isinstance(problem, _Problem):
         loc, msg = problem.path, str(problem)
     else:
         msg = _message(err)
-    line = _nearest_line(loc, located.lines)
-    return f"{located.source}:{line}: {_dotted(loc) or 'top level'}: {msg}"
+    line = nearest_line(loc, located.lines)
+    return f"{located.source}:{line}: {dotted(loc) or 'top level'}: {msg}"
 
 
 def _message(err: Any) -> str:
@@ -384,7 +384,7 @@ def _message(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) or kind == "value_error" else f" (got {got!r})"
-    hint = _VALID_HINTS.get(kind, "")
+    hint = VALID_HINTS.get(kind, "")
     if kind == "string_pattern_mismatch":
         hint = PATTERN_HINTS.get((err.get("ctx") or {}).get("pattern", ""), "")
     return msg + shown + (f"; expected {hint}" if hint else "")

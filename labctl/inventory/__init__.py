@@ -3,7 +3,8 @@ them, the engine's options).
 
 `models` is the schema (pydantic models, one per YAML section); `load` reads YAML with line
 numbers (`load_inventory(path)`, `parse_inventory(text, source)`), so every `InventoryError`
-names file:line and the field. The built-in lab's own inventory is written by
+names file:line and the field; `yamlsource` is that line-numbered YAML reading, shared with the
+runbook loader (labctl.drill.runbook). The built-in lab's own inventory is written by
 labctl.lab.inventory, not here.
 
 May import: labctl.errors and labctl.model only (the bottom of the pipeline; everything else

@@ -35,6 +35,13 @@ from labctl.inventory.models import (
     Verify,
     pool_network,
 )
+from labctl.inventory.yamlsource import (
+    VALID_HINTS,
+    Located,
+    PathKey,
+    dotted,
+    nearest_line,
+)
 
 __all__ = [
     "Clients",
@@ -55,68 +62,7 @@ __all__ = [
     "pool_network",
 ]
 
-PathKey = tuple[Union[str, int], ...]
 MAX_ERRORS = 8
-
-#: What a valid value looks like, by pydantic error type (appended to its message).
-_VALID_HINTS = {
-    "ip_v4_address": "an IPv4 address like 192.168.44.130",
-    "ip_v4_network": "a network with zero host bits like 62.135.200.0/24",
-    "int_type": "a whole number without quotes",
-    "int_parsing": "a whole number without quotes",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "list_type": "a YAML list, e.g. [a, b]",
-    "model_type": "a mapping of keys to values",
-    "missing": "this field is required",
-    "literal_error": "",
-}
-
-
-class _Located:
-    """YAML data plus a map from field path to the 1-based line that defines it."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self.lines: dict[PathKey, int] = {}
-        self._constructor = yaml.constructor.SafeConstructor()
-
-    def build(self, node: yaml.Node, path: PathKey, depth: int = 0) -> Any:
-        if depth > 50:
-            raise InventoryError(f"{self.source}:{_line(node)}: YAML nested too deeply")
-        self.lines.setdefault(path, _line(node))
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node)
-                if not isinstance(key, str):
-                    raise InventoryError(
-                        f"{self.source}:{_line(key_node)}: {_dotted(path) or 'top level'}: "
-                        f"key {key!r} is not a name", hint="keys are plain words like `address`"
-                    )
-                if key in out:
-                    raise InventoryError(
-                        f"{self.source}:{_line(key_node)}: {_dotted((*path, key))}: duplicate key "
-                        f"(first at line {self.lines[(*path, key)]})", hint="remove one of them"
-                    )
-                self.lines[(*path, key)] = _line(key_node)
-                out[key] = self.build(value_node, (*path, key), depth + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
-        return self._constructor.construct_object(node)
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _dotted(path: PathKey) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
 
 def parse_inventory(text: str, source: str = "<string>") -> Inventory:
     """Validate inventory YAML text; raises InventoryError naming `source:line` and the field."""
@@ -135,7 +81,7 @@ def parse_inventory(text: str, source: str = "<string>") -> Inventory:
             f"{source}:1: an inventory must be a YAML mapping (lab:, topology:, hosts:, ...)",
             hint="see inventories/staging.yaml for a documented example",
         )
-    located = _Located(source)
+    located = Located(source)
     data = located.build(root, ())
     try:
         return Inventory.model_validate(data)
@@ -155,7 +101,7 @@ def load_inventory(path: Union[str, Path]) -> Inventory:
     return parse_inventory(text, source=str(p))
 
 
-def _inventory_error(exc: ValidationError, located: _Located) -> InventoryError:
+def _inventory_error(exc: ValidationError, located: Located) -> InventoryError:
     messages = []
     for err in exc.errors()[:MAX_ERRORS]:
         messages.append(_describe(err, located))
@@ -168,7 +114,7 @@ def _inventory_error(exc: ValidationError, located: _Located) -> InventoryError:
     )
 
 
-def _describe(err: Any, located: _Located) -> str:
+def _describe(err: Any, located: Located) -> str:
     loc: PathKey = tuple(err["loc"])
     ctx = err.get("ctx") or {}
     problem = ctx.get("error")
@@ -177,8 +123,8 @@ def _describe(err: Any, located: _Located) -> str:
         msg = str(problem)
     else:
         msg = _message(err, loc)
-    line = _nearest_line(loc, located.lines)
-    field = _dotted(loc) or "top level"
+    line = nearest_line(loc, located.lines)
+    field = dotted(loc) or "top level"
     return f"{located.source}:{line}: {field}: {msg}"
 
 
@@ -192,17 +138,10 @@ def _message(err: Any, loc: PathKey) -> str:
         msg = msg.removeprefix("Value error, ")
     if kind == "missing":
         return "required field is missing"
-    hint = _VALID_HINTS.get(kind, "")
+    hint = VALID_HINTS.get(kind, "")
     got = err.get("input")
     shown = "" if kind == "missing" or isinstance(got, (dict, list)) else f" (got {got!r})"
     return msg + shown + (f"; expected {hint}" if hint else "")
-
-
-def _nearest_line(loc: PathKey, lines: dict[PathKey, int]) -> int:
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            return lines[loc[:cut]]
-    return 1
 
 
 def _valid_keys(path: PathKey) -> list[str]:

@@ -1,0 +1,83 @@
+"""YAML with line numbers, shared by the inventory and runbook loaders: the document composed
+into nodes by hand (so duplicate keys are refused, which PyYAML's loader silently overwrites)
+and a map from each field path to the 1-based line that defines it, for errors that name
+`file:line` and the dotted field (pure).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import yaml
+
+from labctl.errors import InventoryError
+
+PathKey = tuple[Union[str, int], ...]
+
+#: What a valid value looks like, by pydantic error type (appended to its message).
+VALID_HINTS = {
+    "ip_v4_address": "an IPv4 address like 192.168.44.130",
+    "ip_v4_network": "a network with zero host bits like 62.135.200.0/24",
+    "int_type": "a whole number without quotes",
+    "int_parsing": "a whole number without quotes",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a YAML list, e.g. [a, b]",
+    "model_type": "a mapping of keys to values",
+    "missing": "this field is required",
+    "literal_error": "",
+}
+
+
+class Located:
+    """YAML data plus a map from field path to the 1-based line that defines it."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: dict[PathKey, int] = {}
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: PathKey, depth: int = 0) -> Any:
+        if depth > 50:
+            raise InventoryError(f"{self.source}:{line_of(node)}: YAML nested too deeply")
+        self.lines.setdefault(path, line_of(node))
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node)
+                if not isinstance(key, str):
+                    raise InventoryError(
+                        f"{self.source}:{line_of(key_node)}: {dotted(path) or 'top level'}: "
+                        f"key {key!r} is not a name", hint="keys are plain words like `address`"
+                    )
+                if key in out:
+                    raise InventoryError(
+                        f"{self.source}:{line_of(key_node)}: {dotted((*path, key))}: duplicate key "
+                        f"(first at line {self.lines[(*path, key)]})", hint="remove one of them"
+                    )
+                self.lines[(*path, key)] = line_of(key_node)
+                out[key] = self.build(value_node, (*path, key), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
+        return self._constructor.construct_object(node)
+
+
+def line_of(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def dotted(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def nearest_line(loc: PathKey, lines: dict[PathKey, int]) -> int:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return 1
+
+
