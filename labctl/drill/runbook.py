@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,7 +28,14 @@ from pydantic import (
 )
 
 from labctl.errors import InventoryError, UsageError
-from labctl.inventory.yamlsource import VALID_HINTS, Located, PathKey, dotted, nearest_line
+from labctl.inventory.yamlsource import (
+    VALID_HINTS,
+    Located,
+    PathKey,
+    compose_mapping,
+    dotted,
+    nearest_line,
+)
 from labctl.lab.traffic import parse_sizes
 
 MAX_ERRORS = 8
@@ -301,14 +307,8 @@ def _normalise_steps(data: Any, located: Located) -> Any:
 
 def parse_runbook(text: str, source: str = "<string>") -> Runbook:
     """Validate runbook YAML text; raises RunbookError naming `source:line` and the field."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise RunbookError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                           hint="check indentation and quoting near that line") from None
-    if root is None or not isinstance(root, yaml.MappingNode):
+    root = compose_mapping(text, source, RunbookError)
+    if root is None:
         raise RunbookError(f"{source}:1: a runbook must be a YAML mapping (name:, inventory:, "
                            "steps:)", hint="see runbooks/smoke.yaml")
     located = Located(source)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from labctl.errors import InventoryError
@@ -39,6 +38,7 @@ from labctl.inventory.yamlsource import (
     VALID_HINTS,
     Located,
     PathKey,
+    compose_mapping,
     dotted,
     nearest_line,
 )
@@ -66,17 +66,8 @@ MAX_ERRORS = 8
 
 def parse_inventory(text: str, source: str = "<string>") -> Inventory:
     """Validate inventory YAML text; raises InventoryError naming `source:line` and the field."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InventoryError(
-            f"{where}: not valid YAML: {problem}",
-            hint="check indentation and quoting near that line",
-        ) from None
-    if root is None or not isinstance(root, yaml.MappingNode):
+    root = compose_mapping(text, source, InventoryError)
+    if root is None:
         raise InventoryError(
             f"{source}:1: an inventory must be a YAML mapping (lab:, topology:, hosts:, ...)",
             hint="see inventories/staging.yaml for a documented example",

@@ -6,7 +6,7 @@ and a map from each field path to the 1-based line that defines it, for errors t
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -81,3 +81,18 @@ def nearest_line(loc: PathKey, lines: dict[PathKey, int]) -> int:
     return 1
 
 
+
+
+def compose_mapping(text: str, source: str,
+                    error: Callable[..., Exception]) -> Optional[yaml.MappingNode]:
+    """The document's top node if it is a mapping, else None; not YAML at all raises
+    `error(message, hint=...)` naming `source:line`."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(f"{where}: not valid YAML: {problem}",
+                    hint="check indentation and quoting near that line") from None
+    return root if isinstance(root, yaml.MappingNode) else None
