@@ -96,3 +96,48 @@ def test_up_datalink_copies_bypass_onlines_output_chain(lab: Any, tmp_path: Path
                        capture_output=True, timeout=30, check=False)
     assert snapshot(lab) == before
     assert tagged(lab) == []
+
+
+def test_plan_lists_the_daemons_and_a_changed_daemon_flag_makes_a_saved_plan_stale(
+    lab: Any, tmp_path: Path
+) -> None:
+    """`labctl plan` shows each daemon change with its engine flags and readiness probe. The
+    target's MAC is a fact that ends up in tcpcopy's flags (`-x …@MAC`): change it by hand
+    after `plan --out`, and `up --plan` refuses, naming the daemon, the field and the flag."""
+    inv = write_inventory(lab, tmp_path,
+                          edit=lambda t: t.replace("datalink: false", "datalink: true"))
+    before = snapshot(lab)
+    saved = tmp_path / "plan.json"
+    plan = labctl(tmp_path, "plan", str(inv), "--out", str(saved))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    shown = " ".join(plan.stdout.split())
+    assert "daemon:intercept" in shown and "daemon:tcpcopy" in shown, plan.stdout
+    assert "alive and listening on :36524" in shown, plan.stdout
+    assert "alive and connected to every intercept" in shown, plan.stdout
+    old_mac = ns_run(lab, "target", "cat", "/sys/class/net/eth0/address").strip()
+    assert f"@{old_mac}" in shown  # the flag itself is listed
+    records = json.loads(saved.read_text())["changes"]
+    tcpcopy = next(r for r in records if r["step"] == "daemon:tcpcopy")
+    assert any(a.endswith(f"@{old_mac}") for a in tcpcopy["daemon"]["args"])
+    new_mac = "02:00:5e:10:20:30" if old_mac != "02:00:5e:10:20:30" else "02:00:5e:10:20:31"
+    _set_mac(lab, new_mac)
+    try:
+        up = labctl(tmp_path, "up", str(inv), "--plan", str(saved))
+    finally:
+        _set_mac(lab, old_mac)
+    assert up.returncode == 1, up.stdout + up.stderr
+    err = " ".join(up.stderr.split())
+    assert "is stale" in err and "changed [online] daemon:tcpcopy: daemon.args:" in err, err
+    assert f"@{old_mac}" in err and f"@{new_mac}" in err, err
+    assert snapshot(lab) == before and tagged(lab) == []
+
+
+def _set_mac(info: Any, mac: str) -> None:
+    """Give the target's eth0 another MAC, and make the lab's other ends (the operator's link in
+    the root namespace, online, assistant) forget the old one."""
+    target = str(info.hosts["target"].address)
+    ns_run(info, "target", "ip", "link", "set", "dev", "eth0", "address", mac)
+    subprocess.run(["ip", "neigh", "flush", "to", target, "dev", info.operator_ifname],
+                   capture_output=True, timeout=30, check=True)
+    for role in ("online", "assistant"):
+        ns_run(info, role, "ip", "neigh", "flush", "to", target)
