@@ -12,18 +12,10 @@ from hypothesis import strategies as st
 
 from engine import packets as P
 from engine import protocol as C
-from engine.pcapfile import read_pcap
+from tests.unit.vectors import vector_frames as pcap_frames
 
-VECTORS = "/work/shared/vectors"
 KEY = b"k" * 32
 Flow = Tuple[int, int, int, int]
-
-
-def pcap_frames(name: str) -> List[bytes]:
-    path = os.path.join(VECTORS, name + ".pcap")
-    if not os.path.exists(path):
-        pytest.skip(f"vector {path} not present")
-    return [r.data for r in read_pcap(path).records]
 
 
 def streams(name: str) -> Dict[Flow, bytes]:
