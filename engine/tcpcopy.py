@@ -11,15 +11,18 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import sys
+import time
 from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
+from engine.daemon import daemonize, write_pidfile
 from engine.loop import INF, Loop
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
-from engine.packets import ip_ntoa
+from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
 from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
 from engine.sesscfg import Route, SessionConfig
@@ -81,21 +84,6 @@ def current_rss_kb() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def daemonize() -> None:
-    """Detach: fork twice, new session, stdio to /dev/null (``-d``)."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    fd = os.open(os.devnull, os.O_RDWR)
-    for std in (0, 1, 2):
-        os.dup2(fd, std)
-    if fd > 2:
-        os.close(fd)
-
-
 class Tcpcopy:
     """One running tcpcopy process."""
 
@@ -105,7 +93,7 @@ class Tcpcopy:
         self.loop.set_alarm(self._on_engine_timer)
         self.engine = Engine(session_config(opts), seed=os.getpid())
         self.counters = self.engine.counters
-        self.started_at = __import__("time").time()
+        self.started_at = time.time()
         self.captures: List[CaptureSocket] = []
         self.senders: Dict[int, Sender] = {}
         self.exit_code = 0
@@ -213,7 +201,6 @@ class Tcpcopy:
         return read
 
     def _odd_frame(self, frame: bytes, now: float) -> None:
-        from engine.packets import ETH_P_IP, PacketError, strip_ethernet
         try:
             etype, off = strip_ethernet(frame)
         except PacketError:
@@ -299,7 +286,6 @@ class Tcpcopy:
     def _write_stats(self, state: str = "running") -> None:
         if not self.opts.stats_file:
             return
-        import time
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
@@ -331,7 +317,6 @@ class Tcpcopy:
         self.loop.stop()
 
     def run(self) -> int:
-        import signal
         self.loop.add_signal_handler(signal.SIGTERM, self._stop)
         self.loop.add_signal_handler(signal.SIGINT, self._stop)
         self._banner()
@@ -368,13 +353,6 @@ class Tcpcopy:
         self.loop.close()
 
 
-def _write_pidfile(path: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -397,7 +375,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         daemonize()
     if opts.pid_file:
         try:
-            _write_pidfile(opts.pid_file)
+            write_pidfile(opts.pid_file)
         except OSError as exc:
             log.error(f"-P {opts.pid_file}", exc.errno)
             print(f"tcpcopy: -P {opts.pid_file}: {exc.strerror}", file=sys.stderr)

@@ -28,7 +28,7 @@ def test_engine_imports_only_the_standard_library() -> None:
     allowed = set(sys.stdlib_module_names) | {"engine", "__future__"}
     offenders = {
         f"{path.name}: {name}"
-        for path in sorted(ENGINE.glob("*.py"))
+        for path in sorted(ENGINE.rglob("*.py"))
         for name in _imported_top_modules(path)
         if name not in allowed
     }
@@ -36,7 +36,7 @@ def test_engine_imports_only_the_standard_library() -> None:
 
 
 def test_engine_parses_as_python_3_9() -> None:
-    for path in sorted(ENGINE.glob("*.py")):
+    for path in sorted(ENGINE.rglob("*.py")):
         ast.parse(path.read_text(), str(path), feature_version=(3, 9))
 
 
