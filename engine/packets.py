@@ -6,6 +6,8 @@ Shape:
   length / version / IHL / DOFF; ``pack()`` emits exactly the stored fields (no fix-ups).
   Addresses are ints (the network-order 4 bytes read big-endian); see ``ip_aton``/``ip_ntoa``.
 - ``Packet`` (ip, tcp, payload; ``packet.options`` is ``tcp.options``, raw bytes).
+  ``parse_ipv4_tcp`` is ``engine.header.view`` (the one set of validation rules, shared with
+  the capture path, the router and the channel decoder) plus ``from_view`` constructors.
   ``to_bytes()`` never touches checksums or lengths; ``fill_checksums(packet)`` (in place) and
   ``packet.with_checksums()`` (copy) recompute total_length, IHL/DOFF and both checksums.
 - TCP options stay raw; ``parse_tcp_options`` / ``build_tcp_options`` / ``get_timestamps`` /
@@ -22,6 +24,7 @@ import socket
 import struct
 from typing import Tuple
 
+from engine.header import HeaderView, view
 from engine.pkterror import PacketError
 from engine.tcpopts import (
     TcpOptions,
@@ -211,6 +214,15 @@ class IPv4Header:
         h.options = bytes(buf[offset + 20:offset + hlen]) if ihl > 5 else b""
         return h
 
+    @classmethod
+    def from_view(cls, hv: HeaderView, options: bytes = b"") -> IPv4Header:
+        """From a header view (and the IP option bytes, if the caller has them)."""
+        h = cls.__new__(cls)
+        (vihl, h.tos, h.total_length, h.ident, h.flags_frag, h.ttl, h.protocol, h.checksum,
+         h.src, h.dst) = hv[:10]
+        h.version, h.ihl, h.options = vihl >> 4, vihl & 15, options
+        return h
+
     def pack(self) -> bytes:
         head = self.STRUCT.pack((self.version << 4) | self.ihl, self.tos, self.total_length,
                                 self.ident, self.flags_frag, self.ttl, self.protocol,
@@ -274,6 +286,23 @@ class TCPHeader:
         h.sport, h.dport, h.seq, h.ack, h.flags, h.window = sport, dport, seq, ack, flags, win
         h.doff, h.reserved, h.checksum, h.urgent = doff, dr & 0xF, csum, urg
         h.options = bytes(buf[offset + 20:offset + hlen]) if doff > 5 else b""
+        return h
+
+    @classmethod
+    def from_view(cls, hv: HeaderView, buf: bytes = b"", tcp_offset: int = 0) -> TCPHeader:
+        """From a header view of ``buf`` whose TCP header starts at ``tcp_offset``; options
+        past the end of ``buf`` (a record cuts the header at 44 bytes) read as zero bytes, so
+        DOFF and the option length agree."""
+        h = cls.__new__(cls)
+        (h.sport, h.dport, h.seq, h.ack, doff_res, h.flags, h.window, h.checksum,
+         h.urgent) = hv[10:]
+        h.doff, h.reserved = doff_res >> 4, doff_res & 15
+        doff = h.doff * 4
+        if doff > 20:
+            opts = bytes(buf[tcp_offset + 20:tcp_offset + doff])
+            h.options = opts + bytes(doff - 20 - len(opts))
+        else:
+            h.options = b""
         return h
 
     def pack(self) -> bytes:
@@ -361,25 +390,14 @@ def fill_checksums(packet: Packet) -> None:
 
 
 def parse_ipv4_tcp(buf: bytes, offset: int = 0) -> Packet:
-    """Parse an IPv4+TCP packet starting at ``offset``. Bytes beyond total_length (Ethernet
-    padding) are ignored. Raises PacketError: truncated / version / ihl / doff / protocol /
-    fragment (non-first fragment) / length."""
-    ip = IPv4Header.unpack(buf, offset)
-    if ip.protocol != IPPROTO_TCP:
-        raise PacketError("protocol", f"IP protocol {ip.protocol} is not TCP")
-    if ip.flags_frag & 0x1FFF:
-        raise PacketError("fragment", "non-first IP fragment")
-    hlen = ip.ihl * 4
-    end = offset + ip.total_length
-    if ip.total_length < hlen + 20:
-        raise PacketError("length", f"total_length {ip.total_length} < headers")
-    if end > len(buf):
-        raise PacketError("truncated", f"total_length {ip.total_length} > {len(buf) - offset}")
-    tcp = TCPHeader.unpack(buf, offset + hlen)
-    start = offset + hlen + tcp.doff * 4
-    if start > end:
-        raise PacketError("length", f"total_length {ip.total_length} < IP+TCP header length")
-    return Packet(ip, tcp, bytes(buf[start:end]))
+    """Parse an IPv4+TCP packet starting at ``offset``: ``engine.header.view`` (its rules and
+    ``PacketError`` reasons) plus the options and payload. Bytes beyond total_length (Ethernet
+    padding) are ignored."""
+    hv = view(buf, offset)
+    toff = offset + hv.ihl
+    return Packet(IPv4Header.from_view(hv, bytes(buf[offset + 20:toff])),
+                  TCPHeader.from_view(hv, buf, toff),
+                  bytes(buf[toff + hv.doff:offset + hv.total_length]))
 
 
 # ---------------------------------------------------------------- Ethernet

@@ -16,11 +16,12 @@ import heapq
 import random
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
+from engine.header import HeaderView, PacketError, record_view, view
 from engine.packets import ACK, FIN, RST, SYN
 from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
 from engine.sessclose import SessionEnd
 from engine.session import CLOSED, INF, M32, Session, after
-from engine.sesspkt import IP_FIELDS, TCP_FIELDS, find_ts
+from engine.sesspkt import find_ts
 
 SEND, REGISTER, DROP = "send", "register", "drop"
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
@@ -28,6 +29,7 @@ SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides 
 MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
 #                                  memory shows in RSS late, if at all: do not shed twice for it)
 Action = Tuple
+CAPTURE_DROPS = {"protocol": "filtered", "fragment": "frag"}   # other PacketErrors: malformed
 
 
 class Engine:
@@ -128,26 +130,17 @@ class Engine:
         """A captured IPv4 packet (no link header). Never raises on bad input."""
         c = self.counters
         c["captured"] += 1
-        n = len(data)
-        if n < 40 or data[0] >> 4 != 4:
-            self.drop("malformed")
-            return
-        _v, tot, _id, frag, _ttl, proto, saddr, daddr = IP_FIELDS.unpack_from(data, 0)
-        ihl = (data[0] & 15) << 2
-        if proto != 6:
-            self.drop("filtered")
-            return
-        if ihl < 20 or tot > n or tot < ihl + 20:
-            self.drop("malformed")
+        try:
+            (vihl, _tos, tot, _id, frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq,
+             ack, doffb, flags, win, _tsum, _urg) = view(data)
+        except PacketError as exc:
+            self.drop(CAPTURE_DROPS.get(exc.reason, "malformed"))
             return
         if frag & 0x3FFF:
-            self.drop("frag")
+            self.drop("frag")             # a first fragment: its payload is cut short
             return
-        sport, dport, seq, ack, doffb, flags, win = TCP_FIELDS.unpack_from(data, ihl)
+        ihl = (vihl & 15) << 2
         doff = (doffb >> 4) << 2
-        if doff < 20 or ihl + doff > tot:
-            self.drop("malformed")
-            return
         route = self.routes.get((daddr << 16) | dport)
         if route is None and self.wildcard:
             route = self.routes.get(dport)
@@ -245,21 +238,22 @@ class Engine:
         self.by_client[ckey] = out
         return out
 
-    def on_response_record(self, rec: bytes, now: float) -> None:
-        """One response record (IP header, TCP header, options) from intercept."""
+    def on_response_record(self, rec: bytes, now: float,
+                           hv: Optional[HeaderView] = None) -> None:
+        """One response record (IP header, TCP header, options) from intercept; ``hv`` is its
+        ``engine.header.record_view`` when the channel already made it (else made here)."""
         c = self.counters
         c["resp"] += 1
-        if len(rec) < 40 or rec[0] >> 4 != 4:
-            self.drop("channel_malformed")
-            return
-        _v, tot, _id, _frag, _ttl, _proto, saddr, daddr = IP_FIELDS.unpack_from(rec, 0)
-        sport, dport, seq, ack, doffb, flags, win = TCP_FIELDS.unpack_from(rec, 20)
-        ihl = (rec[0] & 15) << 2
+        if hv is None:
+            try:
+                hv = record_view(rec)
+            except PacketError:
+                self.drop("channel_malformed")
+                return
+        (vihl, _tos, tot, _id, _frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq, ack,
+         doffb, flags, win, _tsum, _urg) = hv
         doff = (doffb >> 4) << 2
-        plen = tot - ihl - doff
-        if ihl < 20 or doff < 20 or plen < 0:
-            self.drop("channel_malformed")
-            return
+        plen = tot - ((vihl & 15) << 2) - doff
         s = self.by_fake.get((daddr << 16) | dport)
         if s is None or s.route.target_port != sport or s.route.target_ip != saddr:
             c["resp_unknown"] += 1

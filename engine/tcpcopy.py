@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.daemon import daemonize, write_pidfile
+from engine.header import HeaderView
 from engine.loop import INF, Loop
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
@@ -213,8 +214,8 @@ class Tcpcopy:
             return
         self.engine.on_client_packet(frame[off:], now)
 
-    def _on_record(self, rec: bytes, now: float) -> None:
-        self.engine.on_response_record(rec, now)
+    def _on_record(self, rec: bytes, hv: HeaderView, now: float) -> None:
+        self.engine.on_response_record(rec, now, hv)
 
     def _after_batch(self, now: float) -> None:
         engine = self.engine

@@ -32,7 +32,7 @@ Hostile-input policy (decoders never raise; ``ProtocolError`` is only for caller
   skipped (the frame boundary is still known).
 """
 
-from engine.protocol.channel import ClientChannel, ServerChannel
+from engine.protocol.channel import ClientChannel, RecordSink, ServerChannel
 from engine.protocol.wire import (
     AUTH_TIMEOUT,
     CHALLENGE_MAGIC,
@@ -78,7 +78,8 @@ __all__ = [
     "DEFAULT_PORT", "MAC_SIZE", "MAX_MALFORMED_RUN", "MIN_KEY_BYTES", "MSG", "MSG_SIZE",
     "NONCE_SIZE", "PROOF_MAGIC", "PROOF_SIZE", "RECORD_SIZE", "RESPONSE_MAGIC", "RESPONSE_SIZE",
     "Authenticated", "ClientChannel", "ClientEvent", "Closed", "Hello", "Malformed",
-    "ProtocolError", "Registration", "Response", "ServerChannel", "ServerEvent", "client_mac",
+    "ProtocolError", "RecordSink",
+    "Registration", "Response", "ServerChannel", "ServerEvent", "client_mac",
     "decode_record", "encode_frame", "encode_hello", "encode_message", "load_key", "make_record",
     "record_from_packet", "record_problem", "server_mac",
 ]

@@ -12,6 +12,8 @@ import os
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from engine import INTERNAL_VERSION
+from engine.header import RECORD_TCP, HeaderView, PacketError, record_view
+from engine.packets import IPv4Header, Packet, TCPHeader
 from engine.protocol.wire import (
     AUTH_TIMEOUT,
     CHALLENGE_MAGIC,
@@ -38,12 +40,14 @@ from engine.protocol.wire import (
     Response,
     ServerEvent,
     client_mac,
-    decode_record,
     encode_hello,
     encode_message,
     record_problem,
     server_mac,
 )
+
+RecordSink = Callable[[bytes, HeaderView, float], None]   # (record, its view, now)
+
 
 # ---------------------------------------------------------------- shared channel state
 
@@ -207,26 +211,29 @@ class ClientChannel(_Channel):
         in stream order."""
         events: List[ClientEvent] = []
 
-        def respond(rec: bytes, _now: float) -> None:
-            events.append(Response(decode_record(rec), rec))
+        def respond(rec: bytes, hv: HeaderView, _now: float) -> None:
+            events.append(Response(Packet(IPv4Header.from_view(hv),
+                                          TCPHeader.from_view(hv, rec, RECORD_TCP), b""), rec))
         if self._take_input(data, now, events):
             self._frames(now, respond, events)
         return events
 
     def feed_raw(self, data: Union[bytes, memoryview], now: float,
-                 sink: Callable[[bytes, float], None]) -> List[ClientEvent]:
-        """Like ``feed`` but hands each valid record to ``sink(raw_record, now)`` undecoded.
+                 sink: RecordSink) -> List[ClientEvent]:
+        """Like ``feed`` but hands each valid record to ``sink(raw_record, header_view, now)``.
 
-        The records are checked exactly as ``decode_record`` checks them (a bad one is a
-        ``Malformed`` event); no ``Packet``/``Response`` object is built. The returned list holds
-        the other events only (usually empty). This is tcpcopy's hot path.
+        The records are checked once, by ``engine.header.record_view`` (exactly as
+        ``decode_record`` checks them; a bad one is a ``Malformed`` event), and the view is
+        passed on so the receiver does not parse again; no ``Packet``/``Response`` is built.
+        The returned list holds the other events only (usually empty). This is tcpcopy's hot
+        path.
         """
         events: List[ClientEvent] = []
         if self._take_input(data, now, events):
             self._frames(now, sink, events)
         return events
 
-    def _frames(self, now: float, sink: Callable[[bytes, float], None],
+    def _frames(self, now: float, sink: RecordSink,
                 events: List[ClientEvent]) -> None:
         """Cut the buffered stream into frames and records; valid records go to ``sink``."""
         buf = self._buf
@@ -254,11 +261,12 @@ class ClientChannel(_Channel):
             want -= RECORD_SIZE
             if want == 0:
                 want = None
-            bad = record_problem(rec)
-            if bad:
-                events.append(Malformed(bad))
+            try:
+                hv = record_view(rec)
+            except PacketError as exc:
+                events.append(Malformed(record_problem(exc)))
             else:
-                sink(rec, now)
+                sink(rec, hv, now)
         self._want = want
         del buf[:pos]
 

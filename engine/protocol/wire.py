@@ -10,7 +10,8 @@ import struct
 from typing import NamedTuple, Sequence, Union
 
 from engine import INTERNAL_VERSION
-from engine.packets import IPPROTO_TCP, IPv4Header, Packet, TCPHeader
+from engine.header import RECORD_TCP, PacketError, record_view
+from engine.packets import IPv4Header, Packet, TCPHeader
 
 CLIENT_ADD, CLIENT_DEL = 1, 2
 DEFAULT_PORT = 36524
@@ -104,26 +105,27 @@ def encode_frame(records: Sequence[bytes]) -> bytes:
     return _COUNT.pack(len(records)) + b"".join(records)
 
 
-def record_problem(rec: bytes) -> str:
-    """Why a received 64-byte record is unusable ("" when it is fine): the one set of checks
-    of both ``decode_record`` and the channel's hot path."""
-    if len(rec) != RECORD_SIZE or rec[0] >> 4 != 4 or rec[9] != IPPROTO_TCP:
-        return "record is not an IPv4/TCP header"
-    if rec[32] < 0x50 or rec[0] & 0xF < 5:
-        return "record has a bad IHL or DOFF"
-    return ""
+_RECORD_PROBLEMS = {"truncated": "record is not an IPv4/TCP header",
+                    "version": "record is not an IPv4/TCP header",
+                    "protocol": "record is not an IPv4/TCP header",
+                    "ihl": "record has a bad IHL or DOFF", "doff": "record has a bad IHL or DOFF",
+                    "fragment": "record is a non-first fragment",
+                    "length": "record's total length is shorter than its headers"}
+
+
+def record_problem(exc: PacketError) -> str:
+    """The ``Malformed`` text for a record ``engine.header.record_view`` refused."""
+    return _RECORD_PROBLEMS.get(exc.reason, str(exc))
 
 
 def decode_record(rec: bytes) -> Packet:
-    """Parse a 64-byte record into a Packet (payload empty). Raises ProtocolError."""
-    bad = record_problem(rec)
-    if bad:
-        raise ProtocolError(bad)
-    doff = rec[32] >> 4
-    ip = IPv4Header.unpack(bytes([0x45]) + rec[1:20])
-    ip.ihl = rec[0] & 0xF            # IP options are not carried; keep the original IHL
-    tcp = TCPHeader.unpack(rec[20:20 + min(doff * 4, 44)] + bytes(max(0, doff * 4 - 44)))
-    return Packet(ip, tcp, b"")
+    """Parse a 64-byte record into a Packet (payload empty; IP options are not carried, the
+    original IHL is kept). Checked by ``engine.header.record_view``. Raises ProtocolError."""
+    try:
+        hv = record_view(rec)
+    except PacketError as exc:
+        raise ProtocolError(record_problem(exc)) from None
+    return Packet(IPv4Header.from_view(hv), TCPHeader.from_view(hv, rec, RECORD_TCP), b"")
 
 
 def load_key(path: str) -> bytes:

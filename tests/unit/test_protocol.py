@@ -139,7 +139,7 @@ def test_auth_success_then_c_channel() -> None:
     assert C.Authenticated() in cev and C.Authenticated() in sev
     assert sev[-2:] == [C.Hello(6), C.Registration(C.CLIENT_ADD, 1, 2, 3, 4)]
     assert server.ready
-    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     got = client.feed(C.encode_frame([rec]))
     assert isinstance(got[0], C.Response) and got[0].raw == rec
 
@@ -213,7 +213,7 @@ def test_server_first_message_not_hello_closes() -> None:
 
 
 def test_client_hostile_frames() -> None:
-    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     client = C.ClientChannel(None, 0.0)
     ev = client.feed(b"\x00\x00" + C.encode_frame([b"\x99" * 64, rec]))
     assert [type(e) for e in ev] == [C.Malformed, C.Malformed, C.Response]
@@ -256,7 +256,8 @@ def test_messages_round_trip_any_chunking(regs: list, chunk: int) -> None:
 @given(st.lists(st.tuples(u32, u32, port, port, st.integers(0, 255)), min_size=1, max_size=40),
        st.integers(1, 100))
 def test_frames_round_trip_any_chunking(hdrs: list, chunk: int) -> None:
-    recs = [C.record_from_packet(P.Packet(P.IPv4Header(s, d), P.TCPHeader(sp, dp, flags=f)))
+    recs = [C.record_from_packet(P.Packet(P.IPv4Header(s, d, total_length=40),
+                                          P.TCPHeader(sp, dp, flags=f)))
             for s, d, sp, dp, f in hdrs]
     data = b"".join(C.encode_frame(recs[i:i + 16]) for i in range(0, len(recs), 16))
     client = C.ClientChannel(None, 0.0)
@@ -295,7 +296,7 @@ def test_fuzz_mutated_streams_never_raise() -> None:
 
 def raw_feed(chan: C.ClientChannel, data: bytes) -> Tuple[List[bytes], list]:
     recs: List[bytes] = []
-    events = chan.feed_raw(data, 0.0, lambda rec, _now: recs.append(rec))
+    events = chan.feed_raw(data, 0.0, lambda rec, _hv, _now: recs.append(rec))
     return recs, events
 
 
@@ -322,7 +323,7 @@ def test_feed_raw_equals_feed_on_c_captures_whole_and_byte_by_byte(name: str) ->
 
 
 def test_feed_raw_hostile_frames_like_feed() -> None:
-    good = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    good = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     udp = bytearray(good)
     udp[9] = 17
     bad_doff = bytearray(good)
@@ -339,5 +340,5 @@ def test_feed_raw_hostile_frames_like_feed() -> None:
 def test_feed_raw_after_auth() -> None:
     client, server = C.ClientChannel(KEY, 0.0), C.ServerChannel(KEY, 0.0)
     handshake(client, server)
-    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     assert raw_feed(client, C.encode_frame([rec, rec])) == ([rec, rec], [])
