@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
+from engine.actions import RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.daemon import daemonize, write_pidfile
 from engine.header import HeaderView
@@ -28,7 +29,7 @@ from engine.protocol import ProtocolError, load_key
 from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
 from engine.sesscfg import Route, SessionConfig
 from engine.sessnet import Intercepts, Server
-from engine.sesstable import REGISTER, SEND, Engine
+from engine.sesstable import NO_ACTIONS, Actions, Engine
 from engine.stats import Logger, print_out, stats_document, write_stats
 
 LOG_INTERVAL = 30.0
@@ -139,8 +140,8 @@ class Tcpcopy:
                     self.senders[route.index] = raw
             if o.pcap:
                 source = OfflineSource(o.pcap, o.accelerate, o.idle_skip_ms / 1000.0, o.repeat)
-                self.offline = OfflineFeeder(source, self.loop, self.engine, self._after_batch,
-                                             self.log, o.drain_timeout)
+                self.offline = OfflineFeeder(source, self.loop, self.engine, self._dispatch,
+                                             self._after_batch, self.log, o.drain_timeout)
             else:
                 self.captures = open_captures(o.interfaces or None, self._filter())
         except OfflineError as exc:
@@ -187,6 +188,7 @@ class Tcpcopy:
         engine = self.engine
         on_packet = engine.on_client_packet
         loop = self.loop
+        dispatch = self._dispatch
 
         def read() -> None:
             frames = cap.recv_frames(256)
@@ -195,54 +197,58 @@ class Tcpcopy:
             now = loop.time()
             for f in frames:
                 if f[12] == 8 and f[13] == 0:
-                    on_packet(f[14:], now)
+                    acts = on_packet(f[14:], now)
                 else:
-                    self._odd_frame(f, now)
+                    acts = self._odd_frame(f, now)
+                if acts:
+                    dispatch(acts, now)
             self._after_batch(now)
         return read
 
-    def _odd_frame(self, frame: bytes, now: float) -> None:
+    def _odd_frame(self, frame: bytes, now: float) -> Actions:
         try:
             etype, off = strip_ethernet(frame)
         except PacketError:
             self.counters["captured"] += 1
             self.counters["malformed"] += 1
-            return
+            return NO_ACTIONS
         if etype != ETH_P_IP:
             self.counters["captured"] += 1
             self.counters["filtered"] += 1
-            return
-        self.engine.on_client_packet(frame[off:], now)
+            return NO_ACTIONS
+        return self.engine.on_client_packet(frame[off:], now)
 
     def _on_record(self, rec: bytes, hv: HeaderView, now: float) -> None:
-        self.engine.on_response_record(rec, now, hv)
+        acts = self.engine.on_response_record(rec, now, hv)
+        if acts:
+            self._dispatch(acts, now)
 
     def _after_batch(self, now: float) -> None:
         engine = self.engine
-        engine.flush(now)
-        self._do_actions(now)
+        acts = engine.flush(now)
+        if acts:
+            self._dispatch(acts, now)
         when = engine.next_deadline()
         self.loop.alarm_at = INF if when is None else when
 
     def _on_engine_timer(self) -> None:
         now = self.loop.time()
-        self.engine.on_timer(now)
+        self._dispatch(self.engine.on_timer(now), now)
         self._after_batch(now)
 
-    def _do_actions(self, now: float) -> None:
-        engine = self.engine
+    def _dispatch(self, actions: Actions, now: float) -> None:
+        """Carry out the engine's actions, in order."""
         senders = self.senders
-        routes = engine.cfg.routes
-        while engine.out:
-            for act in engine.take_actions():
-                if act[0] is SEND:
-                    err = senders[act[2]].send(act[3], routes[act[2]].target_ip)
-                    if err:
-                        engine.on_send_error(act[1], now)
-                        self._send_error_log(err)
-                elif act[0] is REGISTER and not self.intercepts.register(
-                        act[1], act[2], act[3], act[4]):
-                    self.counters["sessions_no_intercept"] += 1
+        routes = self.engine.cfg.routes
+        for act in actions:
+            if isinstance(act, SendPacket):
+                err = senders[act.route].send(act.packet, routes[act.route].target_ip)
+                if err:
+                    more = self.engine.on_send_error(act.session, now)
+                    self._send_error_log(err)
+                    self._dispatch(more, now)
+            elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):
+                self.counters["sessions_no_intercept"] += 1
 
     def _send_error_log(self, err: int) -> None:
         n = self.counters["send_errors"]
@@ -280,8 +286,10 @@ class Tcpcopy:
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _check_memory(self, now: float) -> None:
-        if self.engine.check_memory(current_rss_kb() * 1024, now):
+        shed = self.engine.check_memory(current_rss_kb() * 1024, now)
+        if shed.sessions:
             self.log.warn(f"occupies too much memory, limit:{self.opts.memory_mb * 1024}")
+            self._dispatch(shed.actions, now)
             self._after_batch(now)
 
     def _write_stats(self, state: str = "running") -> None:
@@ -340,8 +348,7 @@ class Tcpcopy:
     def _shutdown(self) -> None:
         now = self.loop.time()
         with contextlib.suppress(Exception):
-            self.engine.shutdown(now)
-            self._do_actions(now)
+            self._dispatch(self.engine.shutdown(now), now)
         if self.exit_code == 0:
             self.log.notice("sig 15 received" if self._stopping else "tcpcopy exits")
         self._log_stats()
