@@ -21,8 +21,20 @@ from engine.actions import Action, Drop, RegisterRoute, SendPacket
 from engine.header import HeaderView, PacketError, record_view, view
 from engine.packets import ACK, FIN, RST, SYN
 from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
-from engine.sessclose import SessionEnd
-from engine.session import CLOSED, INF, M32, Session, after
+from engine.session import (
+    CLOSED,
+    INF,
+    M32,
+    Session,
+    after,
+    due,
+    finish,
+    on_data,
+    on_response,
+    on_syn,
+    on_timer,
+    send_ack,
+)
 from engine.sesspkt import find_ts
 
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
@@ -59,7 +71,7 @@ class Engine:
         self.by_fake: Dict[int, Session] = {}
         self.live = 0
         self.out: List[Action] = []       # the current event's actions (see _take)
-        self.heap: List[Tuple[float, int, SessionEnd]] = []
+        self.heap: List[Tuple[float, int, Session]] = []
         self._tseq = 0
         self._ident = rnd.randrange(65536)
         self.ack_set: Set[Session] = set()
@@ -71,7 +83,7 @@ class Engine:
 
     # ------------------------------------------------------------------ services for sessions
 
-    def emit(self, sess: SessionEnd, packet: bytes) -> None:
+    def emit(self, sess: Session, packet: bytes) -> None:
         self.counters["sent"] += 1
         # SendPacket(...) without the Python-level NamedTuple __new__: this is per packet
         self.out.append(_new(SendPacket, (sess.fkey, sess.route.index, packet)))
@@ -84,7 +96,7 @@ class Engine:
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 
-    def arm(self, sess: SessionEnd, when: float) -> None:
+    def arm(self, sess: Session, when: float) -> None:
         if when < sess.timer_at:
             sess.timer_at = when
             self._tseq += 1
@@ -106,12 +118,12 @@ class Engine:
         """Shed a session whose buffer or the process-wide estimate is over its cap."""
         if sess.buffered > self.cfg.session_buffer_bytes:
             self.drop("buffer_overflow")
-            sess.finish(now, "sessions_shed")
+            finish(sess, now, "sessions_shed")
         elif self.buffered_total + self.live * SESSION_OVERHEAD > self.cfg.memory_limit:
             self.drop("memory_shed")
-            sess.finish(now, "sessions_shed")
+            finish(sess, now, "sessions_shed")
 
-    def drop_buffers(self, sess: SessionEnd) -> None:
+    def drop_buffers(self, sess: Session) -> None:
         self.buffered_total -= sess.buffered
         sess.buffered = 0
         sess.buf.clear()
@@ -119,7 +131,7 @@ class Engine:
         sess.ooo.clear()
         self.live -= 1
 
-    def destroy(self, sess: SessionEnd) -> None:
+    def destroy(self, sess: Session) -> None:
         """Forget a session for good (after its linger)."""
         if sess.state != CLOSED:
             sess.state = CLOSED
@@ -201,7 +213,7 @@ class Engine:
             if ts is not None:
                 tsval = ts[0]
         for s in sessions:
-            s.on_data(seq, ack, flags, win, payload, tsval, now)
+            on_data(s, seq, ack, flags, win, payload, tsval, now)
         out = self.out                  # _take(), inlined: this is per captured packet
         if out:
             self.out = []
@@ -219,12 +231,12 @@ class Engine:
                 return
             for s in list(sessions):
                 if s.state != CLOSED:
-                    s.finish(now, "sessions_obsolete")
+                    finish(s, now, "sessions_obsolete")
                 self.destroy(s)
         created = self._create(ckey, saddr, sport, route, now)
         if created is not None:
             for s in created:
-                s.on_syn(seq, win, options, now)
+                on_syn(s, seq, win, options, now)
 
     def _create(self, ckey: int, saddr: int, sport: int, route: Route,
                 now: float) -> Optional[List[Session]]:
@@ -284,7 +296,7 @@ class Engine:
             return self._take()
         options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
         full = plen >= s.full_len or tot in self.full_sizes
-        s.on_response(seq, ack, flags, win, plen, full, options, now)
+        on_response(s, seq, ack, flags, win, plen, full, options, now)
         out = self.out                  # _take(), inlined: this is per response record
         if out:
             self.out = []
@@ -297,7 +309,7 @@ class Engine:
         if self.ack_set:
             for s in self.ack_set:
                 if s.ack_pending and s.state != CLOSED:
-                    s.send_ack()
+                    send_ack(s)
             self.ack_set.clear()
             return self._take()
         return NO_ACTIONS
@@ -313,12 +325,12 @@ class Engine:
             if when != s.timer_at:
                 pop(heap)
                 continue
-            due = s.due()
-            if due <= when:
+            at = due(s)
+            if at <= when:
                 return when
             pop(heap)
             s.timer_at = INF
-            self.arm(s, due)
+            self.arm(s, at)
         return None
 
     def on_timer(self, now: float) -> Actions:
@@ -329,7 +341,7 @@ class Engine:
             if when != s.timer_at:
                 continue
             s.timer_at = INF
-            s.on_timer(now)
+            on_timer(s, now)
         return self._take()
 
     def on_send_error(self, fkey: int, now: float) -> Actions:
@@ -339,7 +351,7 @@ class Engine:
         s = self.by_fake.get(fkey)
         if s is not None and s.state != CLOSED:
             s.target_reset = True          # no RST either: sending is what fails
-            s.finish(now, "sessions_shed")
+            finish(s, now, "sessions_shed")
         return self._take()
 
     # ------------------------------------------------------------------ queries
@@ -372,7 +384,7 @@ class Engine:
                 break
             freed += s.buffered + SESSION_OVERHEAD
             self.drop("memory_shed")
-            s.finish(now, "sessions_shed")
+            finish(s, now, "sessions_shed")
             count += 1
         self.mem_settle_at = now + MEMORY_SETTLE
         return Shed(count, self._take())
@@ -381,7 +393,7 @@ class Engine:
         """Reset every live session on the target (clean exit, end of an offline round)."""
         for s in list(self.by_fake.values()):
             if s.state != CLOSED:
-                s.finish(now, "released")
+                finish(s, now, "released")
         return self._take()
 
 

@@ -5,7 +5,7 @@ by measured RSS (an input of ``Engine.check_memory``) also sheds a table of empt
 from __future__ import annotations
 
 from engine.packets import ACK, RST, SYN
-from engine.session import CLOSED, OOO_MAX
+from engine.session import CLOSED, OOO_MAX, finish
 from engine.sesstable import MEMORY_SETTLE, SESSION_OVERHEAD, Engine
 from tests.unit.test_session import CISN, OISN, TISN, cpkt, engine, established, rec, req, sends
 
@@ -37,7 +37,7 @@ def test_parked_bytes_are_counted_and_released_with_the_session() -> None:
     assert eng.counters["clt_gap"] == 10
     park(eng, 10)                                   # the same segments again: not counted twice
     assert s.buffered == 14_000 and eng.buffered_total == 14_000
-    s.finish(2.0, "released")
+    finish(s, 2.0, "released")
     assert eng.buffered_total == 0 and not s.ooo
 
 
