@@ -29,11 +29,12 @@ built from it.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Union
+from typing import NamedTuple, Tuple, Union
 
 from engine.pkterror import PacketError
 
 Buffer = Union[bytes, bytearray, memoryview]
+Fields = Tuple[int, ...]        # the 19 HeaderView fields, as a plain tuple
 
 IP_FIELDS = struct.Struct("!BBHHHBBHII")   # vihl, tos, tot, id, frag, ttl, proto, csum, src, dst
 TCP_FIELDS = struct.Struct("!HHIIBBHHH")   # sport, dport, seq, ack, doff, flags, win, csum, urg
@@ -93,6 +94,17 @@ _both = BOTH_FIELDS.unpack_from
 
 def view(buf: Buffer, offset: int = 0) -> HeaderView:
     """The headers of the IPv4+TCP packet at ``offset``. Raises ``PacketError``."""
+    return _new(HeaderView, fields(buf, offset))
+
+
+def record_view(rec: Buffer) -> HeaderView:
+    """The headers of a 64-byte channel record. Raises ``PacketError``."""
+    return _new(HeaderView, record_fields(rec))
+
+
+def fields(buf: Buffer, offset: int = 0) -> Fields:
+    """``view`` as a plain tuple in ``HeaderView`` order (the per-packet paths unpack it into
+    locals: no named-tuple copy). Same rules, same errors."""
     n = len(buf) - offset
     if n >= 40 and buf[offset] == 0x45:
         # the usual packet (no IP options) in one unpack; anything odd takes the full path,
@@ -101,23 +113,23 @@ def view(buf: Buffer, offset: int = 0) -> HeaderView:
         doff = (f[14] >> 4) << 2
         if (f[6] == 6 and not f[4] & 0x1FFF and 20 <= doff <= n - 20
                 and 20 + doff <= f[2] <= n):
-            return _new(HeaderView, f)
-    return _view(buf, offset, False)
+            return f
+    return _fields(buf, offset, False)
 
 
-def record_view(rec: Buffer) -> HeaderView:
-    """The headers of a 64-byte channel record. Raises ``PacketError``."""
+def record_fields(rec: Buffer) -> Fields:
+    """``record_view`` as a plain tuple (see ``fields``)."""
     if len(rec) != RECORD_SIZE:
         raise PacketError("truncated", f"a record is {RECORD_SIZE} bytes, not {len(rec)}")
     if rec[0] == 0x45:
         f = _both(rec, 0)
         doff = (f[14] >> 4) << 2
         if f[6] == 6 and not f[4] & 0x1FFF and doff >= 20 and f[2] >= 20 + doff:
-            return _new(HeaderView, f)
-    return _view(rec, 0, True)
+            return f
+    return _fields(rec, 0, True)
 
 
-def _view(buf: Buffer, off: int, record: bool) -> HeaderView:
+def _fields(buf: Buffer, off: int, record: bool) -> Fields:
     n = len(buf) - off
     if n < 20:
         raise PacketError("truncated", f"IPv4 header needs 20 bytes, have {n}")
@@ -146,7 +158,7 @@ def _view(buf: Buffer, off: int, record: bool) -> HeaderView:
             raise PacketError("truncated", f"total_length {tot} > {n}")
     if tot < ihl + doff:
         raise PacketError("length", f"total_length {tot} < IP+TCP header length")
-    return _new(HeaderView, ip + tcp)
+    return ip + tcp
 
 
 def record_options(rec: Buffer, hv: HeaderView) -> bytes:
@@ -156,5 +168,5 @@ def record_options(rec: Buffer, hv: HeaderView) -> bytes:
     return bytes(rec[RECORD_TCP + 20:RECORD_TCP + min(hv.doff, RECORD_TCP_MAX)])
 
 
-__all__ = ["RECORD_SIZE", "RECORD_TCP", "HeaderView", "PacketError", "record_options",
-           "record_view", "view"]
+__all__ = ["RECORD_SIZE", "RECORD_TCP", "Fields", "HeaderView", "PacketError", "fields",
+           "record_fields", "record_options", "record_view", "view"]

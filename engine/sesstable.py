@@ -18,7 +18,7 @@ import random
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from engine.actions import Action, Drop, RegisterRoute, SendPacket
-from engine.header import HeaderView, PacketError, record_view, view
+from engine.header import PacketError, fields, record_fields
 from engine.packets import ACK, FIN, RST, SYN
 from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
 from engine.session import (
@@ -163,7 +163,7 @@ class Engine:
         c["captured"] += 1
         try:
             (vihl, _tos, tot, _id, frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq,
-             ack, doffb, flags, win, _tsum, _urg) = view(data)
+             ack, doffb, flags, win, _tsum, _urg) = fields(data)
         except PacketError as exc:
             self.drop(CAPTURE_DROPS.get(exc.reason, "malformed"))
             return self._take()
@@ -193,12 +193,12 @@ class Engine:
         if sessions is None or sessions[0].state == CLOSED:
             if not payload or flags & RST:
                 c["clt_no_session"] += 1
-                return self._take()
+                return NO_ACTIONS
             if sessions is not None:
                 old = sessions[0]
                 if not after((seq + len(payload)) & M32, old.expect):
                     c["clt_no_session"] += 1
-                    return self._take()
+                    return NO_ACTIONS
                 for s in list(sessions):
                     self.destroy(s)
             if self.cfg.only_full:
@@ -274,18 +274,16 @@ class Engine:
         self.by_client[ckey] = out
         return out
 
-    def on_response_record(self, rec: bytes, now: float,
-                           hv: Optional[HeaderView] = None) -> Actions:
-        """One response record (IP header, TCP header, options) from intercept; ``hv`` is its
-        ``engine.header.record_view`` when the channel already made it (else made here)."""
+    def on_response_record(self, rec: bytes, now: float) -> Actions:
+        """One response record (IP header, TCP header, options) from intercept, as it came off
+        the channel: checked here (``engine.header.record_view``; ``channel_malformed``)."""
         c = self.counters
+        try:
+            hv = record_fields(rec)
+        except PacketError:
+            self.drop("channel_malformed")
+            return self._take()
         c["resp"] += 1
-        if hv is None:
-            try:
-                hv = record_view(rec)
-            except PacketError:
-                self.drop("channel_malformed")
-                return self._take()
         (vihl, _tos, tot, _id, _frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq, ack,
          doffb, flags, win, _tsum, _urg) = hv
         doff = (doffb >> 4) << 2
@@ -293,7 +291,7 @@ class Engine:
         s = self.by_fake.get((daddr << 16) | dport)
         if s is None or s.route.target_port != sport or s.route.target_ip != saddr:
             c["resp_unknown"] += 1
-            return self._take()
+            return NO_ACTIONS
         options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
         full = plen >= s.full_len or tot in self.full_sizes
         on_response(s, seq, ack, flags, win, plen, full, options, now)

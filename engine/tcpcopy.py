@@ -20,7 +20,6 @@ from engine import INTERNAL_VERSION, __version__
 from engine.actions import RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.daemon import daemonize, write_pidfile
-from engine.header import HeaderView
 from engine.loop import INF, Loop
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
@@ -218,8 +217,8 @@ class Tcpcopy:
             return NO_ACTIONS
         return self.engine.on_client_packet(frame[off:], now)
 
-    def _on_record(self, rec: bytes, hv: HeaderView, now: float) -> None:
-        acts = self.engine.on_response_record(rec, now, hv)
+    def _on_record(self, rec: bytes, now: float) -> None:
+        acts = self.engine.on_response_record(rec, now)
         if acts:
             self._dispatch(acts, now)
 
@@ -242,9 +241,10 @@ class Tcpcopy:
         routes = self.engine.cfg.routes
         for act in actions:
             if isinstance(act, SendPacket):
-                err = senders[act.route].send(act.packet, routes[act.route].target_ip)
+                fkey, route, packet = act         # unpacking: no per-field descriptor calls
+                err = senders[route].send(packet, routes[route].target_ip)
                 if err:
-                    more = self.engine.on_send_error(act.session, now)
+                    more = self.engine.on_send_error(fkey, now)
                     self._send_error_log(err)
                     self._dispatch(more, now)
             elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):

@@ -12,8 +12,6 @@ import os
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from engine import INTERNAL_VERSION
-from engine.header import RECORD_TCP, HeaderView, PacketError, record_view
-from engine.packets import IPv4Header, Packet, TCPHeader
 from engine.protocol.wire import (
     AUTH_TIMEOUT,
     CHALLENGE_MAGIC,
@@ -40,13 +38,13 @@ from engine.protocol.wire import (
     Response,
     ServerEvent,
     client_mac,
+    decode_record,
     encode_hello,
     encode_message,
-    record_problem,
     server_mac,
 )
 
-RecordSink = Callable[[bytes, HeaderView, float], None]   # (record, its view, now)
+RecordSink = Callable[[bytes, float], None]     # (64-byte record, now)
 
 
 # ---------------------------------------------------------------- shared channel state
@@ -211,22 +209,22 @@ class ClientChannel(_Channel):
         in stream order."""
         events: List[ClientEvent] = []
 
-        def respond(rec: bytes, hv: HeaderView, _now: float) -> None:
-            events.append(Response(Packet(IPv4Header.from_view(hv),
-                                          TCPHeader.from_view(hv, rec, RECORD_TCP), b""), rec))
+        def respond(rec: bytes, _now: float) -> None:
+            try:
+                events.append(Response(decode_record(rec), rec))
+            except ProtocolError as exc:
+                events.append(Malformed(str(exc)))
         if self._take_input(data, now, events):
             self._frames(now, respond, events)
         return events
 
     def feed_raw(self, data: Union[bytes, memoryview], now: float,
                  sink: RecordSink) -> List[ClientEvent]:
-        """Like ``feed`` but hands each valid record to ``sink(raw_record, header_view, now)``.
-
-        The records are checked once, by ``engine.header.record_view`` (exactly as
-        ``decode_record`` checks them; a bad one is a ``Malformed`` event), and the view is
-        passed on so the receiver does not parse again; no ``Packet``/``Response`` is built.
-        The returned list holds the other events only (usually empty). This is tcpcopy's hot
-        path.
+        """Like ``feed`` but hands each record to ``sink(raw_record, now)`` undecoded and
+        UNCHECKED: the receiver parses it once with ``engine.header.record_view`` (the rules
+        ``decode_record`` applies; tcpcopy's engine counts a bad one as ``channel_malformed``).
+        Framing errors are events as with ``feed``; the returned list holds those only (usually
+        empty). This is tcpcopy's hot path.
         """
         events: List[ClientEvent] = []
         if self._take_input(data, now, events):
@@ -235,7 +233,7 @@ class ClientChannel(_Channel):
 
     def _frames(self, now: float, sink: RecordSink,
                 events: List[ClientEvent]) -> None:
-        """Cut the buffered stream into frames and records; valid records go to ``sink``."""
+        """Cut the buffered stream into frames and records; each record goes to ``sink``."""
         buf = self._buf
         pos, n = 0, len(buf)
         want = self._want
@@ -261,12 +259,7 @@ class ClientChannel(_Channel):
             want -= RECORD_SIZE
             if want == 0:
                 want = None
-            try:
-                hv = record_view(rec)
-            except PacketError as exc:
-                events.append(Malformed(record_problem(exc)))
-            else:
-                sink(rec, hv, now)
+            sink(rec, now)
         self._want = want
         del buf[:pos]
 

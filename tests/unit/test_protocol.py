@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from engine import packets as P
 from engine import protocol as C
+from engine.sesscfg import SessionConfig
+from engine.sesstable import Engine
 from tests.unit.vectors import vector_frames as pcap_frames
 
 KEY = b"k" * 32
@@ -296,7 +298,7 @@ def test_fuzz_mutated_streams_never_raise() -> None:
 
 def raw_feed(chan: C.ClientChannel, data: bytes) -> Tuple[List[bytes], list]:
     recs: List[bytes] = []
-    events = chan.feed_raw(data, 0.0, lambda rec, _hv, _now: recs.append(rec))
+    events = chan.feed_raw(data, 0.0, lambda rec, _now: recs.append(rec))
     return recs, events
 
 
@@ -323,6 +325,7 @@ def test_feed_raw_equals_feed_on_c_captures_whole_and_byte_by_byte(name: str) ->
 
 
 def test_feed_raw_hostile_frames_like_feed() -> None:
+    """Same framing as feed; records go out unchecked (the engine checks them, once)."""
     good = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     udp = bytearray(good)
     udp[9] = 17
@@ -331,10 +334,15 @@ def test_feed_raw_hostile_frames_like_feed() -> None:
     data = (C.encode_frame([good, bytes(udp), bytes(bad_doff), good]) + b"\0\0"
             + C.encode_frame([good]) + b"\0\x11" + good)
     want = as_raw(C.ClientChannel(None, 0.0).feed(data))
-    got = raw_feed(C.ClientChannel(None, 0.0), data)
-    assert got == want
-    assert got[0] == [good, good, good]
-    assert [type(e) for e in got[1]] == [C.Malformed, C.Malformed, C.Malformed, C.Closed]
+    assert want[0] == [good, good, good]
+    assert [type(e) for e in want[1]] == [C.Malformed, C.Malformed, C.Malformed, C.Closed]
+    recs, events = raw_feed(C.ClientChannel(None, 0.0), data)
+    assert recs == [good, bytes(udp), bytes(bad_doff), good, good]
+    assert [type(e) for e in events] == [C.Malformed, C.Closed]     # empty frame, count 17
+    eng = Engine(SessionConfig([]))
+    for rec in recs:
+        eng.on_response_record(rec, 0.0)
+    assert eng.counters["channel_malformed"] == 2 and eng.counters["resp"] == 3
 
 
 def test_feed_raw_after_auth() -> None:

@@ -59,7 +59,7 @@ class Transcript(Engine):
     def on_client_packet(self, data: bytes, now: float) -> Actions:
         return self._keep(super().on_client_packet(data, now))
 
-    def on_response_record(self, rec: bytes, now: float, hv: object = None) -> Actions:
+    def on_response_record(self, rec: bytes, now: float) -> Actions:
         return self._keep(super().on_response_record(rec, now))
 
     def flush(self, now: float) -> Actions:
