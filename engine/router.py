@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-from engine.header import view
+from engine.header import fields
 from engine.packets import ETH_P_IP, RST, SYN, PacketError, strip_ethernet
 from engine.protocol import COMB_MAX, encode_frame, make_record
 
@@ -36,8 +36,8 @@ def classify_frame(frame: bytes) -> Tuple[Key, int, bytes]:
     etype, off = strip_ethernet(frame)
     if etype != ETH_P_IP:
         raise PacketError("ethertype", f"ethertype 0x{etype:04x} is not IPv4")
-    hv = view(frame, off)
-    return (hv.dst, hv.dport, hv.src, hv.sport), hv.flags, make_record(frame, off)
+    f = fields(frame, off)          # HeaderView order: src 8, dst 9, sport 10, dport 11, flags 15
+    return (f[9], f[11], f[8], f[10]), f[15], make_record(frame, off)
 
 
 class Router:
