@@ -17,7 +17,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
-from engine.actions import RegisterRoute, SendPacket
+from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.daemon import daemonize, write_pidfile
 from engine.loop import INF, Loop
@@ -97,6 +97,7 @@ class Tcpcopy:
         self.started_at = time.time()
         self.captures: List[CaptureSocket] = []
         self.senders: Dict[int, Sender] = {}
+        self.pending: List[Action] = []     # actions of the current batch (see _after_batch)
         self.exit_code = 0
         self.reconnect_at = 0.0
         self.offline: Optional[OfflineFeeder] = None
@@ -139,7 +140,7 @@ class Tcpcopy:
                     self.senders[route.index] = raw
             if o.pcap:
                 source = OfflineSource(o.pcap, o.accelerate, o.idle_skip_ms / 1000.0, o.repeat)
-                self.offline = OfflineFeeder(source, self.loop, self.engine, self._dispatch,
+                self.offline = OfflineFeeder(source, self.loop, self.engine, self._collect,
                                              self._after_batch, self.log, o.drain_timeout)
             else:
                 self.captures = open_captures(o.interfaces or None, self._filter())
@@ -187,7 +188,6 @@ class Tcpcopy:
         engine = self.engine
         on_packet = engine.on_client_packet
         loop = self.loop
-        dispatch = self._dispatch
 
         def read() -> None:
             frames = cap.recv_frames(256)
@@ -200,7 +200,7 @@ class Tcpcopy:
                 else:
                     acts = self._odd_frame(f, now)
                 if acts:
-                    dispatch(acts, now)
+                    self.pending += acts
             self._after_batch(now)
         return read
 
@@ -217,13 +217,23 @@ class Tcpcopy:
             return NO_ACTIONS
         return self.engine.on_client_packet(frame[off:], now)
 
+    def _collect(self, acts: Actions, _now: float) -> None:
+        """Keep a batch's actions for ``_after_batch``."""
+        self.pending += acts
+
     def _on_record(self, rec: bytes, now: float) -> None:
         acts = self.engine.on_response_record(rec, now)
         if acts:
-            self._dispatch(acts, now)
+            self.pending += acts
 
     def _after_batch(self, now: float) -> None:
+        """After a batch of events: carry out their actions (in order), then the engine's
+        end-of-batch ones, then re-arm the engine's timer."""
         engine = self.engine
+        batch = self.pending
+        if batch:
+            self.pending = []
+            self._dispatch(batch, now)
         acts = engine.flush(now)
         if acts:
             self._dispatch(acts, now)
