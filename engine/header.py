@@ -21,9 +21,11 @@ length   total_length shorter than the IP + TCP headers
 A first fragment (MF set, offset 0) is a valid view: whether to use it is the caller's policy
 (tcpcopy counts it as ``frag`` and drops it). Bytes past ``total_length`` (Ethernet padding)
 are ignored. ``HeaderView`` is a named tuple of the wire fields, made from one struct unpack
-(one ``tuple.__new__``, no per-field attribute writes), so the hot paths unpack it into
-locals. The typed values of ``engine.packets`` (``IPv4Header``, ``TCPHeader``, ``Packet``) are
-built from it.
+(no per-field attribute writes). The per-packet paths (tcpcopy's capture and response
+records, intercept's ``classify_frame``) call ``fields``/``record_fields``: the same rules,
+the same fields as a plain tuple, unpacked into locals. The typed values of ``engine.packets``
+(``IPv4Header``, ``TCPHeader``, ``Packet``) and ``protocol.decode_record`` are built on
+``view``/``record_view``.
 """
 
 from __future__ import annotations

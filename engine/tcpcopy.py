@@ -29,7 +29,7 @@ from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
 from engine.sesscfg import Route, SessionConfig
 from engine.sessnet import Intercepts, Server
 from engine.sesstable import NO_ACTIONS, Actions, Engine
-from engine.stats import Logger, print_out, stats_document, write_stats
+from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -49,31 +49,6 @@ def session_config(o: TcpcopyOptions) -> SessionConfig:
         keepalive_timeout=o.keepalive_timeout, mtu=o.mtu, mss=o.mss, only_full=o.only_full,
         no_wait=o.no_wait, max_sessions=o.max_sessions,
         session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20)
-
-
-def stat_lines(c: Dict[str, int], active: int) -> List[str]:
-    """The periodic statistics lines with the original texts (study §6)."""
-    obs = (c["sessions_obsolete"] + c["sessions_timeout"] + c["sessions_shed"]
-           + c["sessions_no_synack"])
-    return [
-        f"active:{active},rel:{c['sessions_released']},obs del:{obs},"
-        f"tw:{c['sessions_time_wait']}",
-        f"conns:{c['conns']},resp:{c['resp']},c-resp:{c['resp_cont']}",
-        f"resp fin:{c['resp_fin']},resp rst:{c['resp_rst']}",
-        f"send:{c['sent']},send content:{c['sent_content']}",
-        f"send syn:{c['sent_syn']}, fin:{c['sent_fin']},reset:{c['sent_rst']}",
-        f"reconnect:{c['reconnect']},for no syn:{c['recon_for_no_syn']}",
-        f"retransmit:{c['retransmit']}",
-        f"recv packs after retransmission:{c['retrans_succ']}",
-        f"syn cnt:{c['clt_syn']},all clt:{c['clt_packs']},clt cont:{c['clt_cont']}",
-        f"total cont retransmit:{c['clt_con_retrans']}, frag:{c['frag']}",
-        f"total captured packets:{c['captured']}",
-        f"losses: kernel drops:{c['kernel_drops']},malformed:{c['malformed']},"
-        f"sampled out:{c['sampled_out']},table full:{c['table_full']},"
-        f"shed:{c['sessions_shed']},no syn-ack:{c['sessions_no_synack']},"
-        f"timeout:{c['sessions_timeout']},send errors:{c['send_errors']},"
-        f"no intercept:{c['sessions_no_intercept']},tuple refused:{c['tuple_refused']}",
-    ]
 
 
 def current_rss_kb() -> int:
