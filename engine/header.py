@@ -108,12 +108,12 @@ def fields(buf: Buffer, offset: int = 0) -> Fields:
     """``view`` as a plain tuple in ``HeaderView`` order (the per-packet paths unpack it into
     locals: no named-tuple copy). Same rules, same errors."""
     n = len(buf) - offset
-    if n >= 40 and buf[offset] == 0x45:
+    if n >= 40:
         # the usual packet (no IP options) in one unpack; anything odd takes the full path,
         # which applies the same rules and names the one broken
         f = _both(buf, offset)
         doff = (f[14] >> 4) << 2
-        if (f[6] == 6 and not f[4] & 0x1FFF and 20 <= doff <= n - 20
+        if (f[0] == 0x45 and f[6] == 6 and not f[4] & 0x1FFF and 20 <= doff <= n - 20
                 and 20 + doff <= f[2] <= n):
             return f
     return _fields(buf, offset, False)
@@ -123,11 +123,10 @@ def record_fields(rec: Buffer) -> Fields:
     """``record_view`` as a plain tuple (see ``fields``)."""
     if len(rec) != RECORD_SIZE:
         raise PacketError("truncated", f"a record is {RECORD_SIZE} bytes, not {len(rec)}")
-    if rec[0] == 0x45:
-        f = _both(rec, 0)
-        doff = (f[14] >> 4) << 2
-        if f[6] == 6 and not f[4] & 0x1FFF and doff >= 20 and f[2] >= 20 + doff:
-            return f
+    f = _both(rec, 0)
+    doff = (f[14] >> 4) << 2
+    if f[0] == 0x45 and f[6] == 6 and not f[4] & 0x1FFF and doff >= 20 and f[2] >= 20 + doff:
+        return f
     return _fields(rec, 0, True)
 
 

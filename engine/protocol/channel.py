@@ -71,6 +71,8 @@ class _Channel:
         return self._closed is not None
 
     def take_output(self) -> bytes:
+        if not self._out:
+            return b""              # the usual case on a read: no new allocation
         out, self._out = bytes(self._out), bytearray()
         return out
 
