@@ -8,11 +8,11 @@ import sys
 def main() -> int:
     usage = "usage: python -m engine {tcpcopy|intercept} [flags]"
     if len(sys.argv) >= 2 and sys.argv[1] == "rollback":  # labctl's dead-man timer on a host
-        from engine.rollback import main as rollback
+        from engine.rollback import main as rollback  # lazy: load only the tool asked for
 
         return rollback(sys.argv[2:])
     if len(sys.argv) >= 2 and sys.argv[1] == "detach":  # labctl starts daemons with it
-        from engine.rollback import spawn_main
+        from engine.rollback import spawn_main  # lazy: load only the tool asked for
 
         return spawn_main(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] not in ("tcpcopy", "intercept"):
@@ -20,10 +20,10 @@ def main() -> int:
         return 2
     tool, args = sys.argv[1], sys.argv[2:]
     if tool == "tcpcopy":
-        from engine.tcpcopy import main as tcpcopy
+        from engine.tcpcopy import main as tcpcopy  # lazy: load only the tool asked for
 
         return tcpcopy(args)
-    from engine.intercept import main as intercept
+    from engine.intercept import main as intercept  # lazy: load only the tool asked for
 
     return intercept(args)
 

@@ -18,8 +18,9 @@ from typing import Dict, List, Optional
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, filter_for_expression
-from engine.intercept import InterceptOptions
+from engine.daemon import write_pidfile
 from engine.loop import Loop, TimerHandle
+from engine.options.intercept import InterceptOptions
 from engine.packets import PacketError, ip_ntoa
 from engine.protocol import (
     CLIENT_ADD,
@@ -126,10 +127,7 @@ class InterceptDaemon:
 
     def _write_pidfile(self) -> None:
         if self.opts.pid_file:
-            tmp = f"{self.opts.pid_file}.tmp"
-            with open(tmp, "w") as fh:
-                fh.write(f"{os.getpid()}\n")
-            os.replace(tmp, self.opts.pid_file)
+            write_pidfile(self.opts.pid_file)
 
     # -- capture -----------------------------------------------------------------------------
     def _on_capture(self, cap: CaptureSocket) -> None:

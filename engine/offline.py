@@ -178,10 +178,12 @@ class OfflineFeeder:
     BATCH = 1024          # packets per tick at most, so channel reads are not starved
     MAX_SLEEP = 0.05
 
-    def __init__(self, source: OfflineSource, loop, engine, after_batch, log,  # type: ignore
-                 drain_timeout: float) -> None:
+    def __init__(self, source: OfflineSource, loop, engine, collect, after_batch,  # type: ignore
+                 log, drain_timeout: float) -> None:
+        """``collect(actions, now)`` keeps the engine's actions; ``after_batch(now)`` carries
+        them out (the daemon's)."""
         self.source, self.loop, self.engine = source, loop, engine
-        self.after_batch, self.log = after_batch, log
+        self.collect, self.after_batch, self.log = collect, after_batch, log
         self.drain_timeout = drain_timeout
         self.start = 0.0
         self.drain_until: Optional[float] = None
@@ -207,9 +209,11 @@ class OfflineFeeder:
         src = self.source
         if self.drain_until is None:
             pkts = src.due(elapsed, self.BATCH)
-            feed = self.engine.on_client_packet
+            feed, collect = self.engine.on_client_packet, self.collect
             for ip in pkts:
-                feed(ip, now)
+                acts = feed(ip, now)
+                if acts:
+                    collect(acts, now)
             if pkts:
                 self.after_batch(now)
             nxt = src.seconds_until_next(elapsed)
@@ -229,7 +233,7 @@ class OfflineFeeder:
             self.log.warn(f"{live} sessions still open at the end of round {src.round + 1}: "
                           "reset on the target")
             self.reset_at_round_end += live
-            self.engine.shutdown(now)
+            self.collect(self.engine.shutdown(now), now)
             self.after_batch(now)
         self.drain_until = None
         if src.next_round(elapsed):

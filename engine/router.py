@@ -14,16 +14,14 @@
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
+from engine.header import fields
 from engine.packets import ETH_P_IP, RST, SYN, PacketError, strip_ethernet
 from engine.protocol import COMB_MAX, encode_frame, make_record
 
 Key = Tuple[int, int, int, int]
-_ADDRS = struct.Struct("!II")
-_PORTS = struct.Struct("!HH")
 
 COUNTERS = ("captured", "kernel_drops", "malformed", "resp_routed", "resp_delayed",
             "resp_unrouted", "routes_added", "routes_deleted", "route_evictions",
@@ -33,25 +31,13 @@ COUNTERS = ("captured", "kernel_drops", "malformed", "resp_routed", "resp_delaye
 
 
 def classify_frame(frame: bytes) -> Tuple[Key, int, bytes]:
-    """(route key, TCP flags, 64-byte record) of a captured Ethernet frame. Raises PacketError."""
+    """(route key, TCP flags, 64-byte record) of a captured Ethernet frame. Raises PacketError
+    (the rules of ``engine.header.view``, or a frame that is not IPv4)."""
     etype, off = strip_ethernet(frame)
     if etype != ETH_P_IP:
         raise PacketError("ethertype", f"ethertype 0x{etype:04x} is not IPv4")
-    n = len(frame)
-    if n < off + 20:
-        raise PacketError("truncated", "IPv4 header cut short")
-    vi = frame[off]
-    ihl = (vi & 0xF) * 4
-    if vi >> 4 != 4 or ihl < 20:
-        raise PacketError("ihl", "not an IPv4 header")
-    if frame[off + 9] != 6:
-        raise PacketError("protocol", "not TCP")
-    toff = off + ihl
-    if n < toff + 20 or (frame[toff + 12] >> 4) < 5 or n < toff + (frame[toff + 12] >> 4) * 4:
-        raise PacketError("truncated", "TCP header cut short or bad DOFF")
-    src, dst = _ADDRS.unpack_from(frame, off + 12)
-    sport, dport = _PORTS.unpack_from(frame, toff)
-    return (dst, dport, src, sport), frame[toff + 13], make_record(frame, off)
+    f = fields(frame, off)          # HeaderView order: src 8, dst 9, sport 10, dport 11, flags 15
+    return (f[9], f[11], f[8], f[10]), f[15], make_record(frame, off)
 
 
 class Router:

@@ -14,10 +14,9 @@ import socket
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from engine.loop import Loop
-from engine.protocol import Authenticated, ClientChannel, Closed, Malformed
+from engine.protocol import Authenticated, ClientChannel, Closed, Malformed, RecordSink
 from engine.stats import Logger
 
-RecordSink = Callable[[bytes, float], None]
 CONNECT_TIMEOUT = 3.0
 RECV_BUFFER = 262144          # preallocated: recv(262144) would mmap/mremap/munmap per read
 

@@ -4,30 +4,54 @@ Events: ``on_client_packet(ip_bytes, now)`` (a captured client->online packet),
 ``on_response_record(record, now)`` (a 64-byte response record from intercept),
 ``on_timer(now)`` when ``next_deadline()`` has passed, ``flush(now)`` after a batch of events
 (sends the ACKs still owed to the target), ``on_send_error(fkey, now)``.
-Actions (``take_actions()``), plain tuples:
-``(SEND, fake_key, route_index, ip_packet_bytes)`` and
-``(REGISTER, fake_ip, fake_port, target_ip, target_port)``; with ``record_drops`` also
-``(DROP, reason)``. Every loss increments a counter in ``counters`` (names: ``sesscfg.COUNTERS``).
+Every event method RETURNS the actions it caused, in order: typed values of
+``engine.actions`` (``SendPacket``, ``RegisterRoute``, ``Drop`` with ``record_drops``). Timers
+are the engine's own (one heap for all sessions): after a batch the daemon asks
+``next_deadline()`` and calls ``on_timer(now)`` once it has passed. Every loss increments a
+counter in ``counters`` (names: ``sesscfg.COUNTERS``).
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
+from engine.actions import Action, Drop, RegisterRoute, SendPacket
+from engine.header import PacketError, fields, record_fields
 from engine.packets import ACK, FIN, RST, SYN
 from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
-from engine.sessclose import SessionEnd
-from engine.session import CLOSED, INF, M32, Session, after
-from engine.sesspkt import IP_FIELDS, TCP_FIELDS, find_ts
+from engine.session import (
+    CLOSED,
+    INF,
+    M32,
+    Session,
+    after,
+    due,
+    finish,
+    on_data,
+    on_response,
+    on_syn,
+    on_timer,
+    send_ack,
+)
+from engine.sesspkt import find_ts
 
-SEND, REGISTER, DROP = "send", "register", "drop"
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
 #                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
 MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
 #                                  memory shows in RSS late, if at all: do not shed twice for it)
-Action = Tuple
+_new = tuple.__new__
+Actions = Sequence[Action]           # what an event returns: a list, or NO_ACTIONS
+NO_ACTIONS: Tuple[()] = ()
+
+
+class Shed(NamedTuple):
+    """What ``check_memory`` did: how many sessions it shed, and the actions that caused."""
+
+    sessions: int
+    actions: Actions
+CAPTURE_DROPS = {"protocol": "filtered", "fragment": "frag"}   # other PacketErrors: malformed
 
 
 class Engine:
@@ -46,8 +70,8 @@ class Engine:
         self.by_client: Dict[int, List[Session]] = {}
         self.by_fake: Dict[int, Session] = {}
         self.live = 0
-        self.out: List[Action] = []
-        self.heap: List[Tuple[float, int, SessionEnd]] = []
+        self.out: List[Action] = []       # the current event's actions (see _take)
+        self.heap: List[Tuple[float, int, Session]] = []
         self._tseq = 0
         self._ident = rnd.randrange(65536)
         self.ack_set: Set[Session] = set()
@@ -59,19 +83,20 @@ class Engine:
 
     # ------------------------------------------------------------------ services for sessions
 
-    def emit(self, sess: SessionEnd, packet: bytes) -> None:
+    def emit(self, sess: Session, packet: bytes) -> None:
         self.counters["sent"] += 1
-        self.out.append((SEND, sess.fkey, sess.route.index, packet))
+        # SendPacket(...) without the Python-level NamedTuple __new__: this is per packet
+        self.out.append(_new(SendPacket, (sess.fkey, sess.route.index, packet)))
 
     def register(self, sess: Session) -> None:
         r = sess.route
-        self.out.append((REGISTER, sess.fake_ip, sess.fake_port, r.target_ip, r.target_port))
+        self.out.append(RegisterRoute(sess.fake_ip, sess.fake_port, r.target_ip, r.target_port))
 
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 
-    def arm(self, sess: SessionEnd, when: float) -> None:
+    def arm(self, sess: Session, when: float) -> None:
         if when < sess.timer_at:
             sess.timer_at = when
             self._tseq += 1
@@ -87,18 +112,18 @@ class Engine:
     def drop(self, reason: str) -> None:
         self.counters[reason] += 1
         if self.cfg.record_drops:
-            self.out.append((DROP, reason))
+            self.out.append(Drop(reason))
 
     def check_buffer(self, sess: Session, now: float) -> None:
         """Shed a session whose buffer or the process-wide estimate is over its cap."""
         if sess.buffered > self.cfg.session_buffer_bytes:
             self.drop("buffer_overflow")
-            sess.finish(now, "sessions_shed")
+            finish(sess, now, "sessions_shed")
         elif self.buffered_total + self.live * SESSION_OVERHEAD > self.cfg.memory_limit:
             self.drop("memory_shed")
-            sess.finish(now, "sessions_shed")
+            finish(sess, now, "sessions_shed")
 
-    def drop_buffers(self, sess: SessionEnd) -> None:
+    def drop_buffers(self, sess: Session) -> None:
         self.buffered_total -= sess.buffered
         sess.buffered = 0
         sess.buf.clear()
@@ -106,7 +131,7 @@ class Engine:
         sess.ooo.clear()
         self.live -= 1
 
-    def destroy(self, sess: SessionEnd) -> None:
+    def destroy(self, sess: Session) -> None:
         """Forget a session for good (after its linger)."""
         if sess.state != CLOSED:
             sess.state = CLOSED
@@ -124,36 +149,35 @@ class Engine:
 
     # ------------------------------------------------------------------ events
 
-    def on_client_packet(self, data: bytes, now: float) -> None:
+    def _take(self) -> Actions:
+        """The actions collected since the last event (handed over, not shared)."""
+        out = self.out
+        if out:
+            self.out = []
+            return out
+        return NO_ACTIONS
+
+    def on_client_packet(self, data: bytes, now: float) -> Actions:
         """A captured IPv4 packet (no link header). Never raises on bad input."""
         c = self.counters
         c["captured"] += 1
-        n = len(data)
-        if n < 40 or data[0] >> 4 != 4:
-            self.drop("malformed")
-            return
-        _v, tot, _id, frag, _ttl, proto, saddr, daddr = IP_FIELDS.unpack_from(data, 0)
-        ihl = (data[0] & 15) << 2
-        if proto != 6:
-            self.drop("filtered")
-            return
-        if ihl < 20 or tot > n or tot < ihl + 20:
-            self.drop("malformed")
-            return
+        try:
+            (vihl, _tos, tot, _id, frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq,
+             ack, doffb, flags, win, _tsum, _urg) = fields(data)
+        except PacketError as exc:
+            self.drop(CAPTURE_DROPS.get(exc.reason, "malformed"))
+            return self._take()
         if frag & 0x3FFF:
-            self.drop("frag")
-            return
-        sport, dport, seq, ack, doffb, flags, win = TCP_FIELDS.unpack_from(data, ihl)
+            self.drop("frag")             # a first fragment: its payload is cut short
+            return self._take()
+        ihl = (vihl & 15) << 2
         doff = (doffb >> 4) << 2
-        if doff < 20 or ihl + doff > tot:
-            self.drop("malformed")
-            return
         route = self.routes.get((daddr << 16) | dport)
         if route is None and self.wildcard:
             route = self.routes.get(dport)
         if route is None:
             self.drop("filtered")
-            return
+            return self._take()
         c["clt_packs"] += 1
         start = ihl + doff
         payload = data[start:tot] if tot > start else b""
@@ -163,33 +187,38 @@ class Engine:
             if not flags & ACK:
                 self._client_syn(ckey, saddr, sport, seq, win, data[ihl + 20:start], route,
                                  sessions, now)
-            return
+            return self._take()
         if payload:
             c["clt_cont"] += 1
         if sessions is None or sessions[0].state == CLOSED:
             if not payload or flags & RST:
                 c["clt_no_session"] += 1
-                return
+                return NO_ACTIONS
             if sessions is not None:
                 old = sessions[0]
                 if not after((seq + len(payload)) & M32, old.expect):
                     c["clt_no_session"] += 1
-                    return
+                    return NO_ACTIONS
                 for s in list(sessions):
                     self.destroy(s)
             if self.cfg.only_full:
                 self.drop("clt_no_session")
-                return
+                return self._take()
             sessions = self._create(ckey, saddr, sport, route, now)
             if sessions is None:
-                return
+                return self._take()
         tsval = None
         if doff > 20 and (payload or flags & FIN):      # a pure ACK's timestamp is never used
             ts = find_ts(data[ihl + 20:start])
             if ts is not None:
                 tsval = ts[0]
         for s in sessions:
-            s.on_data(seq, ack, flags, win, payload, tsval, now)
+            on_data(s, seq, ack, flags, win, payload, tsval, now)
+        out = self.out                  # _take(), inlined: this is per captured packet
+        if out:
+            self.out = []
+            return out
+        return NO_ACTIONS
 
     def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
                     options: bytes, route: Route, sessions: Optional[List[Session]],
@@ -202,12 +231,12 @@ class Engine:
                 return
             for s in list(sessions):
                 if s.state != CLOSED:
-                    s.finish(now, "sessions_obsolete")
+                    finish(s, now, "sessions_obsolete")
                 self.destroy(s)
         created = self._create(ckey, saddr, sport, route, now)
         if created is not None:
             for s in created:
-                s.on_syn(seq, win, options, now)
+                on_syn(s, seq, win, options, now)
 
     def _create(self, ckey: int, saddr: int, sport: int, route: Route,
                 now: float) -> Optional[List[Session]]:
@@ -245,37 +274,43 @@ class Engine:
         self.by_client[ckey] = out
         return out
 
-    def on_response_record(self, rec: bytes, now: float) -> None:
-        """One response record (IP header, TCP header, options) from intercept."""
+    def on_response_record(self, rec: bytes, now: float) -> Actions:
+        """One response record (IP header, TCP header, options) from intercept, as it came off
+        the channel: checked here (``engine.header.record_view``; ``channel_malformed``)."""
         c = self.counters
+        try:
+            hv = record_fields(rec)
+        except PacketError:
+            self.drop("channel_malformed")
+            return self._take()
         c["resp"] += 1
-        if len(rec) < 40 or rec[0] >> 4 != 4:
-            self.drop("channel_malformed")
-            return
-        _v, tot, _id, _frag, _ttl, _proto, saddr, daddr = IP_FIELDS.unpack_from(rec, 0)
-        sport, dport, seq, ack, doffb, flags, win = TCP_FIELDS.unpack_from(rec, 20)
-        ihl = (rec[0] & 15) << 2
+        (vihl, _tos, tot, _id, _frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq, ack,
+         doffb, flags, win, _tsum, _urg) = hv
         doff = (doffb >> 4) << 2
-        plen = tot - ihl - doff
-        if ihl < 20 or doff < 20 or plen < 0:
-            self.drop("channel_malformed")
-            return
+        plen = tot - ((vihl & 15) << 2) - doff
         s = self.by_fake.get((daddr << 16) | dport)
         if s is None or s.route.target_port != sport or s.route.target_ip != saddr:
             c["resp_unknown"] += 1
-            return
+            return NO_ACTIONS
         options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
         full = plen >= s.full_len or tot in self.full_sizes
-        s.on_response(seq, ack, flags, win, plen, full, options, now)
+        on_response(s, seq, ack, flags, win, plen, full, options, now)
+        out = self.out                  # _take(), inlined: this is per response record
+        if out:
+            self.out = []
+            return out
+        return NO_ACTIONS
 
-    def flush(self, now: float) -> None:
-        """Send the pure ACKs owed for response data no outgoing packet has acknowledged."""
-        if not self.ack_set:
-            return
-        for s in self.ack_set:
-            if s.ack_pending and s.state != CLOSED:
-                s.send_ack()
-        self.ack_set.clear()
+    def flush(self, now: float) -> Actions:
+        """After a batch of events: the pure ACKs owed for response data no outgoing packet
+        has acknowledged. (Then the daemon asks ``next_deadline``.)"""
+        if self.ack_set:
+            for s in self.ack_set:
+                if s.ack_pending and s.state != CLOSED:
+                    send_ack(s)
+            self.ack_set.clear()
+            return self._take()
+        return NO_ACTIONS
 
     def next_deadline(self) -> Optional[float]:
         """When ``on_timer`` next has work. Entries whose session has nothing due then (a
@@ -288,35 +323,34 @@ class Engine:
             if when != s.timer_at:
                 pop(heap)
                 continue
-            due = s.due()
-            if due <= when:
+            at = due(s)
+            if at <= when:
                 return when
             pop(heap)
             s.timer_at = INF
-            self.arm(s, due)
+            self.arm(s, at)
         return None
 
-    def on_timer(self, now: float) -> None:
+    def on_timer(self, now: float) -> Actions:
+        """The deadline ``next_deadline`` gave has passed."""
         heap = self.heap
         while heap and heap[0][0] <= now:
             when, _, s = heapq.heappop(heap)
             if when != s.timer_at:
                 continue
             s.timer_at = INF
-            s.on_timer(now)
+            on_timer(s, now)
+        return self._take()
 
-    def on_send_error(self, fkey: int, now: float) -> None:
-        """The daemon could not send a packet of this session: count it and shed the session."""
+    def on_send_error(self, fkey: int, now: float) -> Actions:
+        """The daemon could not send a packet of this session: count it and shed the session
+        (no RST: sending is what fails; usually no action)."""
         self.counters["send_errors"] += 1
         s = self.by_fake.get(fkey)
         if s is not None and s.state != CLOSED:
             s.target_reset = True          # no RST either: sending is what fails
-            s.finish(now, "sessions_shed")
-
-    def take_actions(self) -> List[Action]:
-        out = self.out
-        self.out = []
-        return out
+            finish(s, now, "sessions_shed")
+        return self._take()
 
     # ------------------------------------------------------------------ queries
 
@@ -330,16 +364,16 @@ class Engine:
     def sessions_active(self) -> int:
         return self.live
 
-    def check_memory(self, rss: int, now: float) -> int:
+    def check_memory(self, rss: int, now: float) -> Shed:
         """``-m`` by measurement: ``rss`` is the process's resident size in bytes (the daemon
         reads it). Over the cap, shed live sessions, those buffering the most first, then the
         oldest (so a table of empty sessions, e.g. a SYN flood, is shed too), until their
         estimated size covers the excess: at least one, at most half the table. Each is counted
         as ``memory_shed`` + ``sessions_shed``. Then RSS is ignored for ``MEMORY_SETTLE`` s.
-        Returns how many sessions were shed."""
+        Returns how many sessions were shed and their actions (RSTs)."""
         excess = rss - self.cfg.memory_limit
         if excess <= 0 or not self.live or now < self.mem_settle_at:
-            return 0
+            return Shed(0, [])
         live = [s for s in self.by_fake.values() if s.state != CLOSED]
         live.sort(key=lambda s: (-s.buffered, s.created))
         freed = count = 0
@@ -348,16 +382,17 @@ class Engine:
                 break
             freed += s.buffered + SESSION_OVERHEAD
             self.drop("memory_shed")
-            s.finish(now, "sessions_shed")
+            finish(s, now, "sessions_shed")
             count += 1
         self.mem_settle_at = now + MEMORY_SETTLE
-        return count
+        return Shed(count, self._take())
 
-    def shutdown(self, now: float) -> None:
-        """Reset every live session on the target (clean exit)."""
+    def shutdown(self, now: float) -> Actions:
+        """Reset every live session on the target (clean exit, end of an offline round)."""
         for s in list(self.by_fake.values()):
             if s.state != CLOSED:
-                s.finish(now, "released")
+                finish(s, now, "released")
+        return self._take()
 
 
-__all__ = ["DROP", "FIN", "REGISTER", "SEND", "Engine"]
+__all__ = ["NO_ACTIONS", "Actions", "Engine", "Shed"]

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Dict, Mapping, Optional
+from typing import IO, Any, Dict, List, Mapping, Optional
 
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 
@@ -101,3 +101,28 @@ def write_stats(path: str, doc: Mapping[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def stat_lines(c: Dict[str, int], active: int) -> List[str]:
+    """tcpcopy's periodic statistics lines with the original texts (study §6)."""
+    obs = (c["sessions_obsolete"] + c["sessions_timeout"] + c["sessions_shed"]
+           + c["sessions_no_synack"])
+    return [
+        f"active:{active},rel:{c['sessions_released']},obs del:{obs},"
+        f"tw:{c['sessions_time_wait']}",
+        f"conns:{c['conns']},resp:{c['resp']},c-resp:{c['resp_cont']}",
+        f"resp fin:{c['resp_fin']},resp rst:{c['resp_rst']}",
+        f"send:{c['sent']},send content:{c['sent_content']}",
+        f"send syn:{c['sent_syn']}, fin:{c['sent_fin']},reset:{c['sent_rst']}",
+        f"reconnect:{c['reconnect']},for no syn:{c['recon_for_no_syn']}",
+        f"retransmit:{c['retransmit']}",
+        f"recv packs after retransmission:{c['retrans_succ']}",
+        f"syn cnt:{c['clt_syn']},all clt:{c['clt_packs']},clt cont:{c['clt_cont']}",
+        f"total cont retransmit:{c['clt_con_retrans']}, frag:{c['frag']}",
+        f"total captured packets:{c['captured']}",
+        f"losses: kernel drops:{c['kernel_drops']},malformed:{c['malformed']},"
+        f"sampled out:{c['sampled_out']},table full:{c['table_full']},"
+        f"shed:{c['sessions_shed']},no syn-ack:{c['sessions_no_synack']},"
+        f"timeout:{c['sessions_timeout']},send errors:{c['send_errors']},"
+        f"no intercept:{c['sessions_no_intercept']},tuple refused:{c['tuple_refused']}",
+    ]

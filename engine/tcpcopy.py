@@ -11,21 +11,25 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import sys
+import time
 from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
+from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
+from engine.daemon import daemonize, write_pidfile
 from engine.loop import INF, Loop
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
-from engine.packets import ip_ntoa
+from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
 from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
 from engine.sesscfg import Route, SessionConfig
 from engine.sessnet import Intercepts, Server
-from engine.sesstable import REGISTER, SEND, Engine
-from engine.stats import Logger, print_out, stats_document, write_stats
+from engine.sesstable import NO_ACTIONS, Actions, Engine
+from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -47,31 +51,6 @@ def session_config(o: TcpcopyOptions) -> SessionConfig:
         session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20)
 
 
-def stat_lines(c: Dict[str, int], active: int) -> List[str]:
-    """The periodic statistics lines with the original texts (study §6)."""
-    obs = (c["sessions_obsolete"] + c["sessions_timeout"] + c["sessions_shed"]
-           + c["sessions_no_synack"])
-    return [
-        f"active:{active},rel:{c['sessions_released']},obs del:{obs},"
-        f"tw:{c['sessions_time_wait']}",
-        f"conns:{c['conns']},resp:{c['resp']},c-resp:{c['resp_cont']}",
-        f"resp fin:{c['resp_fin']},resp rst:{c['resp_rst']}",
-        f"send:{c['sent']},send content:{c['sent_content']}",
-        f"send syn:{c['sent_syn']}, fin:{c['sent_fin']},reset:{c['sent_rst']}",
-        f"reconnect:{c['reconnect']},for no syn:{c['recon_for_no_syn']}",
-        f"retransmit:{c['retransmit']}",
-        f"recv packs after retransmission:{c['retrans_succ']}",
-        f"syn cnt:{c['clt_syn']},all clt:{c['clt_packs']},clt cont:{c['clt_cont']}",
-        f"total cont retransmit:{c['clt_con_retrans']}, frag:{c['frag']}",
-        f"total captured packets:{c['captured']}",
-        f"losses: kernel drops:{c['kernel_drops']},malformed:{c['malformed']},"
-        f"sampled out:{c['sampled_out']},table full:{c['table_full']},"
-        f"shed:{c['sessions_shed']},no syn-ack:{c['sessions_no_synack']},"
-        f"timeout:{c['sessions_timeout']},send errors:{c['send_errors']},"
-        f"no intercept:{c['sessions_no_intercept']},tuple refused:{c['tuple_refused']}",
-    ]
-
-
 def current_rss_kb() -> int:
     """Resident set size now (not the peak: shedding must be able to bring it back down)."""
     try:
@@ -79,21 +58,6 @@ def current_rss_kb() -> int:
             return int(fh.read().split()[1]) * resource.getpagesize() // 1024
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def daemonize() -> None:
-    """Detach: fork twice, new session, stdio to /dev/null (``-d``)."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    fd = os.open(os.devnull, os.O_RDWR)
-    for std in (0, 1, 2):
-        os.dup2(fd, std)
-    if fd > 2:
-        os.close(fd)
 
 
 class Tcpcopy:
@@ -105,9 +69,10 @@ class Tcpcopy:
         self.loop.set_alarm(self._on_engine_timer)
         self.engine = Engine(session_config(opts), seed=os.getpid())
         self.counters = self.engine.counters
-        self.started_at = __import__("time").time()
+        self.started_at = time.time()
         self.captures: List[CaptureSocket] = []
         self.senders: Dict[int, Sender] = {}
+        self.pending: List[Action] = []     # actions of the current batch (see _after_batch)
         self.exit_code = 0
         self.reconnect_at = 0.0
         self.offline: Optional[OfflineFeeder] = None
@@ -150,8 +115,8 @@ class Tcpcopy:
                     self.senders[route.index] = raw
             if o.pcap:
                 source = OfflineSource(o.pcap, o.accelerate, o.idle_skip_ms / 1000.0, o.repeat)
-                self.offline = OfflineFeeder(source, self.loop, self.engine, self._after_batch,
-                                             self.log, o.drain_timeout)
+                self.offline = OfflineFeeder(source, self.loop, self.engine, self._collect,
+                                             self._after_batch, self.log, o.drain_timeout)
             else:
                 self.captures = open_captures(o.interfaces or None, self._filter())
         except OfflineError as exc:
@@ -206,55 +171,69 @@ class Tcpcopy:
             now = loop.time()
             for f in frames:
                 if f[12] == 8 and f[13] == 0:
-                    on_packet(f[14:], now)
+                    acts = on_packet(f[14:], now)
                 else:
-                    self._odd_frame(f, now)
+                    acts = self._odd_frame(f, now)
+                if acts:
+                    self.pending += acts
             self._after_batch(now)
         return read
 
-    def _odd_frame(self, frame: bytes, now: float) -> None:
-        from engine.packets import ETH_P_IP, PacketError, strip_ethernet
+    def _odd_frame(self, frame: bytes, now: float) -> Actions:
         try:
             etype, off = strip_ethernet(frame)
         except PacketError:
             self.counters["captured"] += 1
             self.counters["malformed"] += 1
-            return
+            return NO_ACTIONS
         if etype != ETH_P_IP:
             self.counters["captured"] += 1
             self.counters["filtered"] += 1
-            return
-        self.engine.on_client_packet(frame[off:], now)
+            return NO_ACTIONS
+        return self.engine.on_client_packet(frame[off:], now)
+
+    def _collect(self, acts: Actions, _now: float) -> None:
+        """Keep a batch's actions for ``_after_batch``."""
+        self.pending += acts
 
     def _on_record(self, rec: bytes, now: float) -> None:
-        self.engine.on_response_record(rec, now)
+        acts = self.engine.on_response_record(rec, now)
+        if acts:
+            self.pending += acts
 
     def _after_batch(self, now: float) -> None:
+        """After a batch of events: carry out their actions (in order), then the engine's
+        end-of-batch ones, then re-arm the engine's timer."""
         engine = self.engine
-        engine.flush(now)
-        self._do_actions(now)
+        batch = self.pending
+        if batch:
+            self.pending = []
+            self._dispatch(batch, now)
+        acts = engine.flush(now)
+        if acts:
+            self._dispatch(acts, now)
         when = engine.next_deadline()
         self.loop.alarm_at = INF if when is None else when
 
     def _on_engine_timer(self) -> None:
         now = self.loop.time()
-        self.engine.on_timer(now)
+        self._dispatch(self.engine.on_timer(now), now)
         self._after_batch(now)
 
-    def _do_actions(self, now: float) -> None:
-        engine = self.engine
+    def _dispatch(self, actions: Actions, now: float) -> None:
+        """Carry out the engine's actions, in order."""
         senders = self.senders
-        routes = engine.cfg.routes
-        while engine.out:
-            for act in engine.take_actions():
-                if act[0] is SEND:
-                    err = senders[act[2]].send(act[3], routes[act[2]].target_ip)
-                    if err:
-                        engine.on_send_error(act[1], now)
-                        self._send_error_log(err)
-                elif act[0] is REGISTER and not self.intercepts.register(
-                        act[1], act[2], act[3], act[4]):
-                    self.counters["sessions_no_intercept"] += 1
+        routes = self.engine.cfg.routes
+        for act in actions:
+            if isinstance(act, SendPacket):
+                fkey, route, packet = act         # unpacking: no per-field descriptor calls
+                err = senders[route].send(packet, routes[route].target_ip)
+                if err:
+                    more = self.engine.on_send_error(fkey, now)
+                    self._send_error_log(err)
+                    self._dispatch(more, now)
+            elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):
+                self.counters["sessions_no_intercept"] += 1
 
     def _send_error_log(self, err: int) -> None:
         n = self.counters["send_errors"]
@@ -292,14 +271,15 @@ class Tcpcopy:
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _check_memory(self, now: float) -> None:
-        if self.engine.check_memory(current_rss_kb() * 1024, now):
+        shed = self.engine.check_memory(current_rss_kb() * 1024, now)
+        if shed.sessions:
             self.log.warn(f"occupies too much memory, limit:{self.opts.memory_mb * 1024}")
+            self._dispatch(shed.actions, now)
             self._after_batch(now)
 
     def _write_stats(self, state: str = "running") -> None:
         if not self.opts.stats_file:
             return
-        import time
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
@@ -331,7 +311,6 @@ class Tcpcopy:
         self.loop.stop()
 
     def run(self) -> int:
-        import signal
         self.loop.add_signal_handler(signal.SIGTERM, self._stop)
         self.loop.add_signal_handler(signal.SIGINT, self._stop)
         self._banner()
@@ -354,8 +333,7 @@ class Tcpcopy:
     def _shutdown(self) -> None:
         now = self.loop.time()
         with contextlib.suppress(Exception):
-            self.engine.shutdown(now)
-            self._do_actions(now)
+            self._dispatch(self.engine.shutdown(now), now)
         if self.exit_code == 0:
             self.log.notice("sig 15 received" if self._stopping else "tcpcopy exits")
         self._log_stats()
@@ -366,13 +344,6 @@ class Tcpcopy:
             sender.close()
         self.intercepts.close()
         self.loop.close()
-
-
-def _write_pidfile(path: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -397,7 +368,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         daemonize()
     if opts.pid_file:
         try:
-            _write_pidfile(opts.pid_file)
+            write_pidfile(opts.pid_file)
         except OSError as exc:
             log.error(f"-P {opts.pid_file}", exc.errno)
             print(f"tcpcopy: -P {opts.pid_file}: {exc.strerror}", file=sys.stderr)

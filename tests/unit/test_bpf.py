@@ -9,18 +9,10 @@ import pytest
 
 from engine import bpf
 from engine import packets as P
-from engine.pcapfile import read_pcap
+from tests.unit.vectors import vector_frames as frames
 
-VECTORS = "/work/shared/vectors"
 TARGET = P.ip_aton("10.110.0.20")
 ONLINE = P.ip_aton("10.110.0.10")
-
-
-def frames(name: str) -> list[bytes]:
-    path = os.path.join(VECTORS, name + ".pcap")
-    if not os.path.exists(path):
-        pytest.skip(f"vector {path} not present")
-    return [r.data for r in read_pcap(path).records]
 
 
 def truth(frame: bytes, ports: set[int], hosts: set[int], src: bool) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import struct
 
@@ -13,17 +12,8 @@ from hypothesis import strategies as st
 
 from engine import packets as P
 from engine.pcapfile import PcapError, read_pcap, write_pcap
-
-VECTORS = "/work/shared/vectors"
-NAMES = ["c-target-copied-traffic", "c-online-client-traffic", "c-intercept-channel",
-         "c-target-faked-handshake", "c-intercept-channel-faked-handshake"]
-
-
-def frames(name: str) -> list[bytes]:
-    path = os.path.join(VECTORS, name + ".pcap")
-    if not os.path.exists(path):
-        pytest.skip(f"vector {path} not present")
-    return [r.data for r in read_pcap(path).records]
+from tests.unit.vectors import NAMES
+from tests.unit.vectors import vector_frames as frames
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -12,18 +12,12 @@ from hypothesis import strategies as st
 
 from engine import packets as P
 from engine import protocol as C
-from engine.pcapfile import read_pcap
+from engine.sesscfg import SessionConfig
+from engine.sesstable import Engine
+from tests.unit.vectors import vector_frames as pcap_frames
 
-VECTORS = "/work/shared/vectors"
 KEY = b"k" * 32
 Flow = Tuple[int, int, int, int]
-
-
-def pcap_frames(name: str) -> List[bytes]:
-    path = os.path.join(VECTORS, name + ".pcap")
-    if not os.path.exists(path):
-        pytest.skip(f"vector {path} not present")
-    return [r.data for r in read_pcap(path).records]
 
 
 def streams(name: str) -> Dict[Flow, bytes]:
@@ -147,7 +141,7 @@ def test_auth_success_then_c_channel() -> None:
     assert C.Authenticated() in cev and C.Authenticated() in sev
     assert sev[-2:] == [C.Hello(6), C.Registration(C.CLIENT_ADD, 1, 2, 3, 4)]
     assert server.ready
-    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     got = client.feed(C.encode_frame([rec]))
     assert isinstance(got[0], C.Response) and got[0].raw == rec
 
@@ -221,7 +215,7 @@ def test_server_first_message_not_hello_closes() -> None:
 
 
 def test_client_hostile_frames() -> None:
-    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     client = C.ClientChannel(None, 0.0)
     ev = client.feed(b"\x00\x00" + C.encode_frame([b"\x99" * 64, rec]))
     assert [type(e) for e in ev] == [C.Malformed, C.Malformed, C.Response]
@@ -264,7 +258,8 @@ def test_messages_round_trip_any_chunking(regs: list, chunk: int) -> None:
 @given(st.lists(st.tuples(u32, u32, port, port, st.integers(0, 255)), min_size=1, max_size=40),
        st.integers(1, 100))
 def test_frames_round_trip_any_chunking(hdrs: list, chunk: int) -> None:
-    recs = [C.record_from_packet(P.Packet(P.IPv4Header(s, d), P.TCPHeader(sp, dp, flags=f)))
+    recs = [C.record_from_packet(P.Packet(P.IPv4Header(s, d, total_length=40),
+                                          P.TCPHeader(sp, dp, flags=f)))
             for s, d, sp, dp, f in hdrs]
     data = b"".join(C.encode_frame(recs[i:i + 16]) for i in range(0, len(recs), 16))
     client = C.ClientChannel(None, 0.0)
@@ -330,7 +325,8 @@ def test_feed_raw_equals_feed_on_c_captures_whole_and_byte_by_byte(name: str) ->
 
 
 def test_feed_raw_hostile_frames_like_feed() -> None:
-    good = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    """Same framing as feed; records go out unchecked (the engine checks them, once)."""
+    good = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     udp = bytearray(good)
     udp[9] = 17
     bad_doff = bytearray(good)
@@ -338,14 +334,19 @@ def test_feed_raw_hostile_frames_like_feed() -> None:
     data = (C.encode_frame([good, bytes(udp), bytes(bad_doff), good]) + b"\0\0"
             + C.encode_frame([good]) + b"\0\x11" + good)
     want = as_raw(C.ClientChannel(None, 0.0).feed(data))
-    got = raw_feed(C.ClientChannel(None, 0.0), data)
-    assert got == want
-    assert got[0] == [good, good, good]
-    assert [type(e) for e in got[1]] == [C.Malformed, C.Malformed, C.Malformed, C.Closed]
+    assert want[0] == [good, good, good]
+    assert [type(e) for e in want[1]] == [C.Malformed, C.Malformed, C.Malformed, C.Closed]
+    recs, events = raw_feed(C.ClientChannel(None, 0.0), data)
+    assert recs == [good, bytes(udp), bytes(bad_doff), good, good]
+    assert [type(e) for e in events] == [C.Malformed, C.Closed]     # empty frame, count 17
+    eng = Engine(SessionConfig([]))
+    for rec in recs:
+        eng.on_response_record(rec, 0.0)
+    assert eng.counters["channel_malformed"] == 2 and eng.counters["resp"] == 3
 
 
 def test_feed_raw_after_auth() -> None:
     client, server = C.ClientChannel(KEY, 0.0), C.ServerChannel(KEY, 0.0)
     handshake(client, server)
-    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6), P.TCPHeader(80, 9)))
+    rec = C.record_from_packet(P.Packet(P.IPv4Header(5, 6, total_length=40), P.TCPHeader(80, 9)))
     assert raw_feed(client, C.encode_frame([rec, rec])) == ([rec, rec], [])

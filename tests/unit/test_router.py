@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from engine import packets as P
 from engine import protocol as C
-from engine.pcapfile import read_pcap
 from engine.router import Router, classify_frame
+from tests.unit.vectors import vector_frames
 
 K1 = (P.ip_aton("10.112.0.1"), 47258, P.ip_aton("10.110.0.20"), 80)
 K2 = (P.ip_aton("10.112.0.1"), 47259, P.ip_aton("10.110.0.20"), 80)
@@ -17,10 +15,7 @@ REC = b"r" * 64
 
 
 def test_classify_real_response_frame() -> None:
-    path = "/work/shared/vectors/c-target-copied-traffic.pcap"
-    if not os.path.exists(path):
-        pytest.skip("vectors absent")
-    frame = read_pcap(path).records[1].data           # the target's SYN-ACK
+    frame = vector_frames("c-target-copied-traffic")[1]       # the target's SYN-ACK
     key, flags, rec = classify_frame(frame)
     assert key == K1 and flags == P.SYN | P.ACK and rec == C.make_record(frame, 14)
     with pytest.raises(P.PacketError):

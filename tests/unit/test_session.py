@@ -1,4 +1,7 @@
-"""Transcript tests of the session emulator: events in, expected actions out (no sockets)."""
+"""Transcript tests of the session emulator: events in, expected actions out (no sockets).
+
+The engine's event methods return typed actions (``engine.actions``); ``Transcript`` is the
+engine under test keeping them, in order, until the test reads them (``sends``/``actions``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import List, Optional, Tuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.actions import Action, Drop, RegisterRoute, SendPacket
 from engine.packets import (
     ACK,
     FIN,
@@ -25,7 +29,7 @@ from engine.packets import (
     parse_tcp_options,
 )
 from engine.sesscfg import Route, SessionConfig
-from engine.sesstable import REGISTER, SEND, Engine
+from engine.sesstable import Actions, Engine, Shed
 
 CLIENT = ip_aton("10.78.1.10")
 CLIENT2 = ip_aton("10.78.1.11")
@@ -37,10 +41,49 @@ TISN = 5_000_000
 OISN = 9_000_000          # the online server's ISN as the client saw it
 
 
-def engine(**kw: object) -> Engine:
+class Transcript(Engine):
+    """An Engine that also keeps every action its events returned, until ``taken()``."""
+
+    def __init__(self, cfg: SessionConfig, seed: int = 0) -> None:
+        super().__init__(cfg, seed)
+        self.seen: List[Action] = []
+
+    def _keep(self, acts: Actions) -> Actions:
+        self.seen += acts
+        return acts
+
+    def taken(self) -> List[Action]:
+        out, self.seen = self.seen, []
+        return out
+
+    def on_client_packet(self, data: bytes, now: float) -> Actions:
+        return self._keep(super().on_client_packet(data, now))
+
+    def on_response_record(self, rec: bytes, now: float) -> Actions:
+        return self._keep(super().on_response_record(rec, now))
+
+    def flush(self, now: float) -> Actions:
+        return self._keep(super().flush(now))
+
+    def on_timer(self, now: float) -> Actions:
+        return self._keep(super().on_timer(now))
+
+    def on_send_error(self, fkey: int, now: float) -> Actions:
+        return self._keep(super().on_send_error(fkey, now))
+
+    def check_memory(self, rss: int, now: float) -> Shed:
+        shed = super().check_memory(rss, now)
+        self._keep(shed.actions)
+        return shed
+
+    def shutdown(self, now: float) -> Actions:
+        return self._keep(super().shutdown(now))
+
+
+def engine(**kw: object) -> Transcript:
     routes = [Route(ONLINE, 80, TARGET, 8080)]
     kw.setdefault("fake_ips", list(FAKE))
-    return Engine(SessionConfig(routes, **kw))  # type: ignore[arg-type]
+    return Transcript(SessionConfig(routes, **kw))  # type: ignore[arg-type]
 
 
 def cpkt(seq: int, ack: int, flags: int, payload: bytes = b"", *, src: int = CLIENT,
@@ -59,14 +102,18 @@ def rec(seq: int, ack: int, flags: int, plen: int = 0, *, dst: int = FAKE[0],
     return (ip + tcp + b"\x00" * 24)[:64]
 
 
-def sends(eng: Engine) -> List[Packet]:
-    return [parse_ipv4_tcp(a[3]) for a in eng.take_actions() if a[0] == SEND]
+def packets(acts: Actions) -> List[Packet]:
+    """The packets of the SendPacket actions, parsed."""
+    return [parse_ipv4_tcp(a.packet) for a in acts if isinstance(a, SendPacket)]
 
 
-def actions(eng: Engine) -> Tuple[List[Tuple[object, ...]], List[Packet]]:
-    acts = eng.take_actions()
-    regs = [a for a in acts if a[0] == REGISTER]
-    return regs, [parse_ipv4_tcp(a[3]) for a in acts if a[0] == SEND]
+def sends(eng: Transcript) -> List[Packet]:
+    return packets(eng.taken())
+
+
+def actions(eng: Transcript) -> Tuple[List[RegisterRoute], List[Packet]]:
+    acts = eng.taken()
+    return [a for a in acts if isinstance(a, RegisterRoute)], packets(acts)
 
 
 def syn_opts() -> bytes:
@@ -80,7 +127,7 @@ def established(eng: Engine, *, ts: bool = True, win: int = 1000, wscale: Option
     eng.on_client_packet(cpkt(CISN + 1, OISN + 1, ACK), now + 0.001)
     opts = build_tcp_options(1460, wscale, True, (777, 111) if ts else None)
     eng.on_response_record(rec(TISN, CISN + 1, SYN | ACK, win=win, opts=opts), now + 0.002)
-    eng.take_actions()
+    eng.taken()
 
 
 def run_until_sent(eng: Engine, limit: float) -> List[Packet]:
@@ -103,11 +150,11 @@ def req(seq: int, cack: int, body: bytes = b"GET / HTTP/1.1\r\n\r\n") -> bytes:
 
 def test_handshake_rewrites_addresses_and_learns_target_isn() -> None:
     eng = engine()
-    eng.on_client_packet(cpkt(CISN, 0, SYN, opts=syn_opts()), 0.0)
-    regs, pk = actions(eng)
-    assert regs == [(REGISTER, FAKE[0], 40000, TARGET, 8080)]
-    assert len(pk) == 1
-    syn = pk[0]
+    reg, syn_act = eng.on_client_packet(cpkt(CISN, 0, SYN, opts=syn_opts()), 0.0)
+    assert reg == RegisterRoute(FAKE[0], 40000, TARGET, 8080)
+    assert isinstance(syn_act, SendPacket) and syn_act.session == (FAKE[0] << 16) | 40000
+    assert syn_act.route == 0
+    syn = parse_ipv4_tcp(syn_act.packet)
     assert (syn.ip.src, syn.ip.dst, syn.tcp.sport, syn.tcp.dport) == (FAKE[0], TARGET, 40000, 8080)
     assert syn.tcp.flags == SYN and syn.tcp.seq == CISN
     o = parse_tcp_options(syn.tcp.options)
@@ -115,18 +162,25 @@ def test_handshake_rewrites_addresses_and_learns_target_isn() -> None:
     check = syn.copy()
     fill_checksums(check)
     assert check.tcp.checksum == syn.tcp.checksum and check.ip.checksum == syn.ip.checksum
-    eng.on_client_packet(cpkt(CISN + 1, OISN + 1, ACK), 0.001)
-    assert sends(eng) == []                       # client pure ACKs are never forwarded
-    eng.on_response_record(rec(TISN, CISN + 1, SYN | ACK, opts=build_tcp_options(
-        1460, 7, True, (777, 111))), 0.002)
-    (ack,) = sends(eng)
+    assert eng.flush(0.0) == () and eng.next_deadline() == 1.0     # the SYN's retransmission
+    assert eng.on_client_packet(cpkt(CISN + 1, OISN + 1, ACK), 0.001) == ()   # pure ACK
+    (ack,) = packets(eng.on_response_record(rec(TISN, CISN + 1, SYN | ACK, opts=build_tcp_options(
+        1460, 7, True, (777, 111))), 0.002))
     assert ack.tcp.flags == ACK and ack.tcp.seq == CISN + 1 and ack.tcp.ack == TISN + 1
     assert get_timestamps(ack.tcp.options) == (111, 777)
-    eng.on_client_packet(req(CISN + 1, OISN + 1), 0.003)
-    (data,) = sends(eng)
+    (data,) = packets(eng.on_client_packet(req(CISN + 1, OISN + 1), 0.003))
     assert data.tcp.seq == CISN + 1 and data.tcp.ack == TISN + 1
     assert data.payload == b"GET / HTTP/1.1\r\n\r\n"
     assert eng.counters["conns"] == 1 and eng.counters["requests_sent"] == 1
+
+
+def test_drops_are_actions_when_recorded() -> None:
+    eng = engine(record_drops=True)
+    assert eng.on_client_packet(b"\x45" + bytes(10), 0.0) == [Drop("malformed")]
+    udp = bytearray(cpkt(CISN, 0, SYN))
+    udp[9] = 17
+    assert eng.on_client_packet(bytes(udp), 0.0) == [Drop("filtered")]
+    assert eng.counters["malformed"] == 1 and eng.counters["filtered"] == 1
 
 
 def test_faked_handshake_without_timestamps() -> None:
@@ -151,7 +205,7 @@ def test_faked_handshake_without_timestamps() -> None:
 def test_only_full_sessions_ignores_syn_less_data() -> None:
     eng = engine(only_full=True)
     eng.on_client_packet(req(CISN + 1, OISN + 1), 0.0)
-    assert eng.take_actions() == [] and eng.counters["clt_no_session"] == 1
+    assert eng.taken() == [] and eng.counters["clt_no_session"] == 1
 
 
 # ---------------------------------------------------------------- pacing
@@ -438,13 +492,13 @@ def test_replicas_get_collision_free_tuples() -> None:
     eng = engine(replicas=3, fake_ips=[FAKE[0]])
     eng.on_client_packet(cpkt(CISN, 0, SYN), 0.0)
     regs, pk = actions(eng)
-    tuples = {(r[1], r[2]) for r in regs}
+    tuples = {(r.fake_ip, r.fake_port) for r in regs}
     assert len(tuples) == 3 and len(pk) == 3
     assert {(p.ip.src, p.tcp.sport) for p in pk} == tuples
     # a second client with the same port and the same single fake IP must not collide
     eng.on_client_packet(cpkt(CISN, 0, SYN, src=CLIENT2), 0.0)
     regs2, _ = actions(eng)
-    assert len(regs2) == 3 and not tuples & {(r[1], r[2]) for r in regs2}
+    assert len(regs2) == 3 and not tuples & {(r.fake_ip, r.fake_port) for r in regs2}
     assert eng.counters["tuple_remapped"] >= 1
 
 
@@ -454,7 +508,9 @@ def test_fake_ip_is_sticky_per_client_and_round_robin() -> None:
     eng.on_client_packet(cpkt(CISN, 0, SYN, src=CLIENT2, sport=1111), 0.0)
     eng.on_client_packet(cpkt(CISN, 0, SYN, sport=2222), 0.0)
     regs, _ = actions(eng)
-    assert [(r[1], r[2]) for r in regs] == [(FAKE[0], 1111), (FAKE[1], 1111), (FAKE[0], 2222)]
+    assert regs == [RegisterRoute(FAKE[0], 1111, TARGET, 8080),
+                    RegisterRoute(FAKE[1], 1111, TARGET, 8080),
+                    RegisterRoute(FAKE[0], 2222, TARGET, 8080)]
 
 
 def test_session_table_cap_sheds_and_counts() -> None:

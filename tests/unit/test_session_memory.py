@@ -5,7 +5,7 @@ by measured RSS (an input of ``Engine.check_memory``) also sheds a table of empt
 from __future__ import annotations
 
 from engine.packets import ACK, RST, SYN
-from engine.session import CLOSED, OOO_MAX
+from engine.session import CLOSED, OOO_MAX, finish
 from engine.sesstable import MEMORY_SETTLE, SESSION_OVERHEAD, Engine
 from tests.unit.test_session import CISN, OISN, TISN, cpkt, engine, established, rec, req, sends
 
@@ -37,7 +37,7 @@ def test_parked_bytes_are_counted_and_released_with_the_session() -> None:
     assert eng.counters["clt_gap"] == 10
     park(eng, 10)                                   # the same segments again: not counted twice
     assert s.buffered == 14_000 and eng.buffered_total == 14_000
-    s.finish(2.0, "released")
+    finish(s, 2.0, "released")
     assert eng.buffered_total == 0 and not s.ooo
 
 
@@ -66,7 +66,7 @@ def test_parked_flood_hits_the_memory_cap_and_sheds_the_flooded_session() -> Non
     eng = engine(memory_limit=2 * SESSION_OVERHEAD + 50_000)
     established(eng)
     eng.on_client_packet(cpkt(CISN, 0, SYN, sport=40001), 0.5)      # a second, quiet session
-    eng.take_actions()
+    eng.taken()
     assert park_until_shed(eng) == 36               # 36 x 1,400 = 50,400 > 50,000
     assert eng.counters["memory_shed"] == 1 and eng.counters["sessions_shed"] == 1
     assert eng.sessions_active == 1 and eng.buffered_total == 0
@@ -91,7 +91,7 @@ def syn_table(eng: Engine, n: int) -> None:
     """``n`` SYN-only sessions (a SYN flood), the one on port 2000 + i created at ``i`` s."""
     for i in range(n):
         eng.on_client_packet(cpkt(CISN, 0, SYN, sport=2000 + i), float(i))
-    eng.take_actions()
+    eng.taken()
 
 
 def live_ports(eng: Engine) -> list:
@@ -102,8 +102,8 @@ def test_rss_over_cap_sheds_oldest_empty_sessions_by_the_excess() -> None:
     eng = engine(memory_limit=LIMIT)
     syn_table(eng, 10)
     assert eng.buffered_total == 0
-    assert eng.check_memory(LIMIT, 10.0) == 0                   # at the cap: nothing
-    assert eng.check_memory(LIMIT + 2 * SESSION_OVERHEAD + 1, 10.0) == 3
+    assert eng.check_memory(LIMIT, 10.0).sessions == 0                   # at the cap: nothing
+    assert eng.check_memory(LIMIT + 2 * SESSION_OVERHEAD + 1, 10.0).sessions == 3
     assert live_ports(eng) == list(range(2003, 2010))           # the 3 oldest went
     rsts = [p for p in sends(eng) if p.tcp.flags & RST]
     assert sorted(p.tcp.sport for p in rsts) == [2000, 2001, 2002]
@@ -114,12 +114,12 @@ def test_rss_over_cap_sheds_oldest_empty_sessions_by_the_excess() -> None:
 def test_rss_shedding_takes_at_most_half_the_table_then_settles() -> None:
     eng = engine(memory_limit=LIMIT)
     syn_table(eng, 10)
-    assert eng.check_memory(2 * LIMIT, 10.0) == 5
+    assert eng.check_memory(2 * LIMIT, 10.0).sessions == 5
     assert live_ports(eng) == list(range(2005, 2010))
-    assert eng.check_memory(2 * LIMIT, 10.5) == 0               # RSS lags: wait MEMORY_SETTLE
-    assert eng.check_memory(2 * LIMIT, 10.0 + MEMORY_SETTLE) == 2
+    assert eng.check_memory(2 * LIMIT, 10.5).sessions == 0      # RSS lags: wait MEMORY_SETTLE
+    assert eng.check_memory(2 * LIMIT, 10.0 + MEMORY_SETTLE).sessions == 2
     assert eng.counters["memory_shed"] == 7 and eng.sessions_active == 3
-    assert eng.check_memory(LIMIT - 1, 100.0) == 0
+    assert eng.check_memory(LIMIT - 1, 100.0).sessions == 0
 
 
 def test_rss_shedding_takes_buffering_sessions_before_old_empty_ones() -> None:
@@ -128,16 +128,16 @@ def test_rss_shedding_takes_buffering_sessions_before_old_empty_ones() -> None:
     established(eng, win=0, now=5.0)                             # the newest session (port 40000)
     eng.on_client_packet(req(EXPECT, OISN + 1, b"x" * 1000), 6.0)   # held: zero window
     assert eng.buffered_total == 1000
-    assert eng.check_memory(LIMIT + SESSION_OVERHEAD + 500, 7.0) == 1
+    assert eng.check_memory(LIMIT + SESSION_OVERHEAD + 500, 7.0).sessions == 1
     assert live_ports(eng) == [2000, 2001, 2002, 2003]
     assert eng.buffered_total == 0
-    assert eng.check_memory(LIMIT + 1, 7.0 + MEMORY_SETTLE) == 1    # then the oldest
+    assert eng.check_memory(LIMIT + 1, 7.0 + MEMORY_SETTLE).sessions == 1    # then the oldest
     assert live_ports(eng) == [2001, 2002, 2003]
 
 
 def test_empty_table_is_not_shed() -> None:
     eng = engine(memory_limit=LIMIT)
-    assert eng.check_memory(10 * LIMIT, 0.0) == 0 and eng.counters["memory_shed"] == 0
+    assert eng.check_memory(10 * LIMIT, 0.0).sessions == 0 and eng.counters["memory_shed"] == 0
 
 
 def test_estimate_refuses_new_sessions_over_the_memory_cap() -> None:

@@ -1,178 +1,24 @@
-"""IPv4 / TCP / Ethernet headers as small typed values (pure, stdlib only).
-
-Shape:
-- ``IPv4Header`` and ``TCPHeader``: mutable values with ``__slots__`` and one precompiled
-  ``struct.Struct`` each; ``unpack(buf, offset=0)`` raises ``PacketError`` on any bad
-  length / version / IHL / DOFF; ``pack()`` emits exactly the stored fields (no fix-ups).
-  Addresses are ints (the network-order 4 bytes read big-endian); see ``ip_aton``/``ip_ntoa``.
-- ``Packet`` (ip, tcp, payload; ``packet.options`` is ``tcp.options``, raw bytes).
-  ``to_bytes()`` never touches checksums or lengths; ``fill_checksums(packet)`` (in place) and
-  ``packet.with_checksums()`` (copy) recompute total_length, IHL/DOFF and both checksums.
-- TCP options stay raw; ``parse_tcp_options`` / ``build_tcp_options`` / ``get_timestamps`` /
-  ``set_timestamps`` (in ``engine.tcpopts``, re-exported here) read and rebuild them.
-- Ethernet: ``strip_ethernet(frame) -> (ethertype, l3_offset)`` tolerates 802.1Q / 802.1ad
-  tags; ``build_ethernet(dst, src, ethertype)``.
-- Sequence arithmetic mod 2**32: ``seq_after``, ``seq_before``, ``seq_geq``, ``seq_leq``,
-  ``seq_add``, ``seq_diff``.
-"""
+"""IPv4 and TCP headers and packets as small typed values, built on ``engine.header`` (pure)."""
 
 from __future__ import annotations
 
-import socket
 import struct
-from typing import Tuple
 
-from engine.pkterror import PacketError
-from engine.tcpopts import (
-    TcpOptions,
-    build_tcp_options,
-    get_timestamps,
-    iter_tcp_options,
-    parse_tcp_options,
-    set_timestamps,
+from engine.header import HeaderView, view
+from engine.packets.wire import (
+    ACK,
+    FIN,
+    IP_DF,
+    IPPROTO_TCP,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    checksum,
+    ip_ntoa,
+    tcp_checksum,
 )
-
-__all__ = [
-    "ACK",
-    "CWR",
-    "ECE",
-    "ETH_HLEN",
-    "ETH_P_8021AD",
-    "ETH_P_8021Q",
-    "ETH_P_IP",
-    "FIN",
-    "IPPROTO_TCP",
-    "IP_DF",
-    "IP_MF",
-    "PSH",
-    "RST",
-    "SYN",
-    "URG",
-    "IPv4Header",
-    "Packet",
-    "PacketError",
-    "TCPHeader",
-    "TcpOptions",
-    "build_ethernet",
-    "build_tcp_options",
-    "checksum",
-    "fill_checksums",
-    "get_timestamps",
-    "ip_aton",
-    "ip_ntoa",
-    "iter_tcp_options",
-    "mac_aton",
-    "mac_ntoa",
-    "parse_ipv4_tcp",
-    "parse_tcp_options",
-    "seq_add",
-    "seq_after",
-    "seq_before",
-    "seq_diff",
-    "seq_geq",
-    "seq_leq",
-    "set_timestamps",
-    "strip_ethernet",
-    "tcp_checksum",
-]
-
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
-IPPROTO_TCP = 6
-IP_DF, IP_MF = 0x4000, 0x2000
-ETH_HLEN = 14
-ETH_P_IP, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x8100, 0x88A8
-
-_SEQ_MOD = 1 << 32
-_SEQ_MASK = _SEQ_MOD - 1
-_HALF = 1 << 31
-
-
-# ---------------------------------------------------------------- addresses
-
-
-def ip_aton(text: str) -> int:
-    """Dotted quad -> int (the 4 network-order bytes read big-endian). Raises PacketError."""
-    if text.count(".") == 3:
-        try:
-            return int.from_bytes(socket.inet_aton(text), "big")
-        except OSError:
-            pass
-    raise PacketError("address", f"not an IPv4 address: {text!r}")
-
-
-def ip_ntoa(addr: int) -> str:
-    return socket.inet_ntoa(addr.to_bytes(4, "big"))
-
-
-def mac_aton(text: str) -> bytes:
-    """``aa:bb:cc:dd:ee:ff`` -> 6 bytes. Raises PacketError."""
-    parts = text.split(":")
-    try:
-        raw = bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raw = b""
-    if len(parts) != 6 or len(raw) != 6 or any(len(p) not in (1, 2) for p in parts):
-        raise PacketError("mac", f"not a MAC address: {text!r}")
-    return raw
-
-
-def mac_ntoa(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
-
-
-# ---------------------------------------------------------------- sequence arithmetic
-
-
-def seq_add(a: int, n: int) -> int:
-    return (a + n) & _SEQ_MASK
-
-
-def seq_diff(a: int, b: int) -> int:
-    """Signed distance a - b in sequence space (-2**31 .. 2**31-1)."""
-    d = (a - b) & _SEQ_MASK
-    return d - _SEQ_MOD if d >= _HALF else d
-
-
-def seq_after(a: int, b: int) -> bool:
-    """a is strictly after b (mod 2**32)."""
-    return 0 < ((a - b) & _SEQ_MASK) < _HALF
-
-
-def seq_before(a: int, b: int) -> bool:
-    return 0 < ((b - a) & _SEQ_MASK) < _HALF
-
-
-def seq_geq(a: int, b: int) -> bool:
-    return ((a - b) & _SEQ_MASK) < _HALF
-
-
-def seq_leq(a: int, b: int) -> bool:
-    return ((b - a) & _SEQ_MASK) < _HALF
-
-
-# ---------------------------------------------------------------- checksums
-
-
-def checksum(data: bytes, initial: int = 0) -> int:
-    """Internet checksum (RFC 1071) of ``data``; ``initial`` is a partial ones'-complement sum.
-
-    Uses the identity 2**16 == 1 (mod 0xFFFF): the big-endian integer value of the buffer taken
-    mod 0xFFFF is its ones'-complement word sum (0 standing for 0xFFFF unless all bytes are 0).
-    """
-    if len(data) & 1:
-        data = data + b"\x00"
-    s = (int.from_bytes(data, "big") + initial) % 0xFFFF
-    if s == 0 and (initial or any(data)):
-        s = 0xFFFF
-    return ~s & 0xFFFF
-
-
-def tcp_checksum(src: int, dst: int, segment: bytes) -> int:
-    """TCP checksum of ``segment`` (header with checksum field zeroed + payload)."""
-    pseudo = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
-              + IPPROTO_TCP + len(segment))
-    return checksum(segment, pseudo % 0xFFFF)
-
+from engine.pkterror import PacketError
 
 # ---------------------------------------------------------------- IPv4
 
@@ -209,6 +55,15 @@ class IPv4Header:
         h.version, h.ihl, h.tos, h.total_length, h.ident = version, ihl, tos, tl, ident
         h.flags_frag, h.ttl, h.protocol, h.checksum, h.src, h.dst = ff, ttl, proto, csum, src, dst
         h.options = bytes(buf[offset + 20:offset + hlen]) if ihl > 5 else b""
+        return h
+
+    @classmethod
+    def from_view(cls, hv: HeaderView, options: bytes = b"") -> IPv4Header:
+        """From a header view (and the IP option bytes, if the caller has them)."""
+        h = cls.__new__(cls)
+        (vihl, h.tos, h.total_length, h.ident, h.flags_frag, h.ttl, h.protocol, h.checksum,
+         h.src, h.dst) = hv[:10]
+        h.version, h.ihl, h.options = vihl >> 4, vihl & 15, options
         return h
 
     def pack(self) -> bytes:
@@ -274,6 +129,23 @@ class TCPHeader:
         h.sport, h.dport, h.seq, h.ack, h.flags, h.window = sport, dport, seq, ack, flags, win
         h.doff, h.reserved, h.checksum, h.urgent = doff, dr & 0xF, csum, urg
         h.options = bytes(buf[offset + 20:offset + hlen]) if doff > 5 else b""
+        return h
+
+    @classmethod
+    def from_view(cls, hv: HeaderView, buf: bytes = b"", tcp_offset: int = 0) -> TCPHeader:
+        """From a header view of ``buf`` whose TCP header starts at ``tcp_offset``; options
+        past the end of ``buf`` (a record cuts the header at 44 bytes) read as zero bytes, so
+        DOFF and the option length agree."""
+        h = cls.__new__(cls)
+        (h.sport, h.dport, h.seq, h.ack, doff_res, h.flags, h.window, h.checksum,
+         h.urgent) = hv[10:]
+        h.doff, h.reserved = doff_res >> 4, doff_res & 15
+        doff = h.doff * 4
+        if doff > 20:
+            opts = bytes(buf[tcp_offset + 20:tcp_offset + doff])
+            h.options = opts + bytes(doff - 20 - len(opts))
+        else:
+            h.options = b""
         return h
 
     def pack(self) -> bytes:
@@ -361,50 +233,11 @@ def fill_checksums(packet: Packet) -> None:
 
 
 def parse_ipv4_tcp(buf: bytes, offset: int = 0) -> Packet:
-    """Parse an IPv4+TCP packet starting at ``offset``. Bytes beyond total_length (Ethernet
-    padding) are ignored. Raises PacketError: truncated / version / ihl / doff / protocol /
-    fragment (non-first fragment) / length."""
-    ip = IPv4Header.unpack(buf, offset)
-    if ip.protocol != IPPROTO_TCP:
-        raise PacketError("protocol", f"IP protocol {ip.protocol} is not TCP")
-    if ip.flags_frag & 0x1FFF:
-        raise PacketError("fragment", "non-first IP fragment")
-    hlen = ip.ihl * 4
-    end = offset + ip.total_length
-    if ip.total_length < hlen + 20:
-        raise PacketError("length", f"total_length {ip.total_length} < headers")
-    if end > len(buf):
-        raise PacketError("truncated", f"total_length {ip.total_length} > {len(buf) - offset}")
-    tcp = TCPHeader.unpack(buf, offset + hlen)
-    start = offset + hlen + tcp.doff * 4
-    if start > end:
-        raise PacketError("length", f"total_length {ip.total_length} < IP+TCP header length")
-    return Packet(ip, tcp, bytes(buf[start:end]))
-
-
-# ---------------------------------------------------------------- Ethernet
-
-_ETH = struct.Struct("!6s6sH")
-
-
-def strip_ethernet(frame: bytes) -> Tuple[int, int]:
-    """(ethertype, offset of the L3 header). Up to two VLAN tags (802.1Q/802.1ad) are skipped.
-    Raises PacketError if the frame is too short."""
-    if len(frame) < ETH_HLEN:
-        raise PacketError("truncated", f"Ethernet frame of {len(frame)} bytes")
-    etype = (frame[12] << 8) | frame[13]
-    off = ETH_HLEN
-    for _ in range(2):
-        if etype not in (ETH_P_8021Q, ETH_P_8021AD):
-            break
-        if len(frame) < off + 4:
-            raise PacketError("truncated", "VLAN tag cut short")
-        etype = (frame[off + 2] << 8) | frame[off + 3]
-        off += 4
-    return etype, off
-
-
-def build_ethernet(dst: bytes, src: bytes, ethertype: int = ETH_P_IP) -> bytes:
-    if len(dst) != 6 or len(src) != 6:
-        raise PacketError("mac", "MAC addresses must be 6 bytes")
-    return _ETH.pack(dst, src, ethertype)
+    """Parse an IPv4+TCP packet starting at ``offset``: ``engine.header.view`` (its rules and
+    ``PacketError`` reasons) plus the options and payload. Bytes beyond total_length (Ethernet
+    padding) are ignored."""
+    hv = view(buf, offset)
+    toff = offset + hv.ihl
+    return Packet(IPv4Header.from_view(hv, bytes(buf[offset + 20:toff])),
+                  TCPHeader.from_view(hv, buf, toff),
+                  bytes(buf[toff + hv.doff:offset + hv.total_length]))

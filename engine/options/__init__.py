@@ -1,0 +1,16 @@
+"""Command-line flags of the daemons: pure parsing and validation (no I/O).
+
+``engine.options.tcpcopy`` (re-exported here: ``engine.options.parse_tcpcopy_args`` …) and
+``engine.options.intercept``."""
+
+from engine.options.tcpcopy import (
+    OptionsError,
+    TcpcopyOptions,
+    Transfer,
+    parse_tcpcopy_args,
+    parse_transfer,
+    usage,
+)
+
+__all__ = ["OptionsError", "TcpcopyOptions", "Transfer", "parse_tcpcopy_args", "parse_transfer",
+           "usage"]

@@ -1,0 +1,106 @@
+"""intercept command-line flags: pure parsing and validation (no I/O).
+
+Flags (original, study §1.2, plus long forms and the new options):
+  -i/--interface DEV[,DEV]   capture devices (default: every up, non-loopback interface)
+  -F/--filter EXPR           response filter, e.g. 'tcp and src port 80' (required)
+  -p/--port PORT             channel port (36524)      -b/--bind ADDR  listen address (0.0.0.0)
+  -l/--log-file PATH  -P/--pid-file PATH  -d/--daemon  -h/--help  -v/--version
+  --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
+  --max-routes N (1000000)  --max-delayed N (65536)
+Exit codes: 0 clean exit (SIGTERM/SIGINT), 1 runtime failure, 2 usage error (one line naming
+the flag). Without -l, log lines go to stderr (to /dev/null when daemonized).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import List, NoReturn, Optional, Sequence
+
+from engine.packets import PacketError, ip_aton
+from engine.protocol import DEFAULT_PORT
+
+
+class UsageError(ValueError):
+    """Bad or contradictory flags; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class InterceptOptions:
+    filter: str
+    interfaces: List[str] = field(default_factory=list)
+    port: int = DEFAULT_PORT
+    bind: str = "0.0.0.0"
+    log_file: Optional[str] = None
+    pid_file: Optional[str] = None
+    daemon: bool = False
+    key_file: Optional[str] = None
+    stats_file: Optional[str] = None
+    stats_interval: float = 1.0
+    max_routes: int = 1_000_000
+    max_delayed: int = 65536
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="intercept", add_help=False, allow_abbrev=False)
+    p.add_argument("-i", "--interface", action="append", default=[])
+    p.add_argument("-F", "--filter")
+    p.add_argument("-p", "--port", default=str(DEFAULT_PORT))
+    p.add_argument("-b", "--bind", default="0.0.0.0")
+    p.add_argument("-l", "--log-file")
+    p.add_argument("-P", "--pid-file")
+    p.add_argument("-d", "--daemon", action="store_true")
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("-v", "--version", action="store_true")
+    p.add_argument("--key-file")
+    p.add_argument("--stats-file")
+    p.add_argument("--stats-interval", default="1.0")
+    p.add_argument("--max-routes", default="1000000")
+    p.add_argument("--max-delayed", default="65536")
+    return p
+
+
+USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
+
+
+def _int(text: str, flag: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{flag}: not an integer: {text!r}") from None
+    if not lo <= value <= hi:
+        raise UsageError(f"{flag}: {value} is outside {lo}..{hi}")
+    return value
+
+
+def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
+    """Options, or None when -h/-v asked for help/version. Raises UsageError."""
+    ns = _parser().parse_args(list(argv))
+    if ns.help or ns.version:
+        return None
+    if not ns.filter or not ns.filter.strip():
+        raise UsageError("-F: please set filter (-F param), e.g. -F 'tcp and src port 80'")
+    try:
+        ip_aton(ns.bind)
+    except PacketError:
+        raise UsageError(f"-b: not an IPv4 address: {ns.bind!r}") from None
+    try:
+        interval = float(ns.stats_interval)
+    except ValueError:
+        raise UsageError(f"--stats-interval: not a number: {ns.stats_interval!r}") from None
+    if not 0.05 <= interval <= 3600:
+        raise UsageError(f"--stats-interval: {interval} is outside 0.05..3600 seconds")
+    ifaces = [i for item in ns.interface for i in item.split(",") if i]
+    if "any" in ifaces:
+        raise UsageError("-i: 'any' is not supported; list devices or omit -i for all")
+    return InterceptOptions(
+        filter=ns.filter, interfaces=ifaces, port=_int(ns.port, "-p", 1, 65535), bind=ns.bind,
+        log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, key_file=ns.key_file,
+        stats_file=ns.stats_file, stats_interval=interval,
+        max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
+        max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000))

@@ -1,0 +1,200 @@
+"""The client side of a session: captured SYN and segments in, the in-order buffer, and the
+pump that sends buffered segments as far as state, window and pacing allow (pure).
+
+A content segment whose client-ACK field differs from the current request's is a new request;
+it is held (``pacing.hold``) until the response to the current request ended. ``-W``
+(no_wait) disables pacing. No SYN seen: one is faked (seq = first seq - 1, no TS/WS).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from engine.packets import ACK, FIN, PSH, RST, build_tcp_options
+from engine.session.output import arm_rto, send_seg, send_syn
+from engine.session.pacing import hold
+from engine.session.state import (
+    CACK,
+    CLOSED,
+    DATA,
+    ESTABLISHED,
+    FLAGS,
+    M32,
+    OOO_MAX,
+    RST_WINDOW,
+    SYN_SENT,
+    SYN_WAIT,
+    TSV,
+    Session,
+    after,
+)
+from engine.session.teardown import finish
+from engine.sesspkt import payload_sum, syn_options
+
+
+def on_syn(s: Session, seq: int, win: int, options: bytes, now: float) -> None:
+    """The client's SYN: forward it with the client's ISN and (most of) its options."""
+    mss, wscale, ts = syn_options(options)
+    s.want_ws = wscale is not None
+    s.want_ts = ts is not None
+    s.syn_opts = build_tcp_options(mss or 1460, wscale, False,
+                                   (ts[0], 0) if ts is not None else None)
+    if ts is not None:
+        s.ts_last = ts[0]
+    s.win = win
+    start(s, seq, now)
+
+
+def on_data(s: Session, seq: int, ack: int, flags: int, win: int, payload: bytes,
+            tsval: Optional[int], now: float) -> None:
+    """A captured client segment with payload and/or FIN (or a bare RST/ACK)."""
+    if flags & RST:
+        # like the client's peer (RFC 5961), believe a RST only at or just past the next
+        # expected byte: a blind RST with a random seq would end a live copy (seen in the lab)
+        if s.state != SYN_WAIT and (seq - s.expect) & M32 >= RST_WINDOW:
+            s.eng.counters["clt_rst_ignored"] += 1
+            return
+        s.last_act = now
+        s.client_rst = True
+        pump(s, now)
+        return
+    s.last_act = now
+    if s.state == SYN_WAIT:
+        if not payload and not flags & FIN:
+            return
+        fake_syn(s, seq, now)
+    elif s.state == CLOSED:
+        return
+    if not s.faked:
+        s.win = win
+    if not payload and not flags & FIN:
+        if s.hs_ack is None and flags & ACK and seq == ((s.isn + 1) & M32):
+            s.hs_ack = ack
+            s.rtt = max(0.0005, min(0.5, now - s.syn_at))
+        return
+    append(s, seq, flags, payload, ack, win, tsval, now)
+    pump(s, now)
+
+
+def fake_syn(s: Session, first_seq: int, now: float) -> None:
+    """No SYN was seen: fake one (seq = first seq - 1, window 65535, MSS -D, no TS/WS)."""
+    eng = s.eng
+    eng.counters["recon_for_no_syn"] += 1
+    s.faked = True
+    s.want_ts = s.want_ws = False
+    s.syn_opts = build_tcp_options(eng.cfg.mss)
+    s.win = 65535
+    start(s, (first_seq - 1) & M32, now)
+
+
+def start(s: Session, isn: int, now: float) -> None:
+    eng = s.eng
+    s.isn = isn
+    s.expect = s.snd_una = (isn + 1) & M32
+    s.snd_nxt = isn
+    s.state = SYN_SENT
+    s.syn_at = now
+    eng.register(s)
+    send_syn(s)
+    s.rto = max(eng.cfg.rto_min, 1.0)
+    s.rto_at = now + s.rto
+    s.hs_at = now + eng.cfg.handshake_timeout
+    eng.arm(s, s.rto_at)
+
+
+def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int,
+           tsval: Optional[int], now: float) -> None:
+    """Put a client segment into the in-order buffer (trim overlaps, park gaps)."""
+    eng = s.eng
+    plen = len(payload)
+    end = (seq + plen + (1 if flags & FIN else 0)) & M32
+    expect = s.expect
+    if not after(end, expect):
+        eng.counters["clt_con_retrans"] += 1
+        return
+    if after(seq, expect):
+        eng.counters["clt_gap"] += 1
+        ooo = s.ooo
+        if len(ooo) < OOO_MAX:
+            # parked bytes count against both caps like in-order ones: a flood at random
+            # seqs on a live tuple must not hold memory outside -m/--session-buffer-bytes
+            old = ooo.get(seq)
+            grow = plen - (len(old[DATA]) if old is not None else 0)
+            ooo[seq] = [seq, flags, payload, cack, win, tsval, -1]
+            s.buffered += grow
+            eng.buffered_total += grow
+            eng.check_buffer(s, now)
+        return
+    if seq != expect:
+        cut = (expect - seq) & M32
+        payload = payload[cut:]
+        seq = expect
+        plen = len(payload)
+    seg_max = eng.seg_max
+    if plen > seg_max:
+        for off in range(0, plen - seg_max, seg_max):
+            part = payload[off:off + seg_max]
+            s.buf.append([(seq + off) & M32, 0, part, cack, win, tsval, payload_sum(part)])
+        off = ((plen - 1) // seg_max) * seg_max
+        seq, payload = (seq + off) & M32, payload[off:]
+        plen = len(payload)
+    s.buf.append([seq, flags & (FIN | PSH), payload, cack, win, tsval,
+                  payload_sum(payload)])
+    s.expect = end
+    s.buffered += plen
+    eng.buffered_total += plen
+    if s.ooo:
+        nxt = s.ooo.pop(end, None)
+        if nxt is not None:
+            n = len(nxt[DATA])          # unparked: counted again by the in-order append
+            s.buffered -= n
+            eng.buffered_total -= n
+            append(s, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now)
+            return
+    eng.check_buffer(s, now)
+
+
+def pump(s: Session, now: float) -> None:
+    """Send buffered segments as far as state, window and pacing allow."""
+    if s.state != ESTABLISHED:
+        return
+    eng = s.eng
+    buf = s.buf
+    no_wait = eng.cfg.no_wait
+    while buf:
+        seg = buf[0]
+        flags = seg[FLAGS]
+        plen = len(seg[DATA])
+        if not no_wait and (
+                (flags & FIN and s.req_started) or (plen and seg[CACK] != s.req_cack)
+        ) and hold(s, seg, now):
+            break
+        if plen:
+            inflight = (s.snd_nxt - s.snd_una) & M32
+            if inflight + plen > s.peer_win:
+                if s.peer_win == 0 or inflight == 0:
+                    arm_rto(s, now)
+                break
+        elif flags & FIN and s.snd_una != s.snd_nxt and not no_wait:
+            break
+        buf.popleft()
+        send_seg(s, seg, now)
+        if plen and (not s.req_started or seg[CACK] != s.req_cack):
+            s.req_started = True
+            s.req_cack = seg[CACK]
+            s.req_rcv = s.rcv_nxt
+            s.req_tsv = seg[TSV]
+            s.req_at = now
+            eng.counters["requests_sent"] += 1
+            if not no_wait:
+                s.waiting_resp = True
+                s.resp_seen = False
+                s.eor_at = now + eng.cfg.resp_wait
+                eng.arm(s, s.eor_at)
+        if flags & FIN:
+            s.fin_sent = True
+            eng.counters["sent_fin"] += 1
+            s.fin_at = now + eng.cfg.close_wait
+            eng.arm(s, s.fin_at)
+    if not buf and s.client_rst and not (s.waiting_resp and s.req_started):
+        finish(s, now, "released")

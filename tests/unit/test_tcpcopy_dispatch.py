@@ -1,0 +1,76 @@
+"""tcpcopy's I/O side of the typed actions: a captured batch in, what reached the sender and
+the channel out (no sockets: a scripted sender, intercepts never connected)."""
+
+from __future__ import annotations
+
+import errno
+from typing import List, Tuple
+
+from engine.loop import Loop
+from engine.options import parse_tcpcopy_args
+from engine.packets import ACK, PSH, SYN, ip_aton, parse_ipv4_tcp
+from engine.sesspkt import build_packet
+from engine.stats import Logger
+from engine.tcpcopy import Tcpcopy
+
+CLIENT, ONLINE = ip_aton("10.78.1.10"), ip_aton("10.77.1.10")
+ETH = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+
+
+class ScriptedSender:
+    """Records what it is asked to send; fails with ``errors`` (in order), then succeeds."""
+
+    def __init__(self, errors: List[int]) -> None:
+        self.errors = list(errors)
+        self.sent: List[Tuple[bytes, int]] = []
+
+    def send(self, packet: bytes, dst_ip: int) -> int:
+        self.sent.append((packet, dst_ip))
+        return self.errors.pop(0) if self.errors else 0
+
+    def close(self) -> None:
+        pass
+
+
+class Capture:
+    def __init__(self, frames: List[bytes]) -> None:
+        self.frames = frames
+
+    def recv_frames(self, limit: int = 256) -> List[bytes]:
+        out, self.frames = self.frames[:limit], self.frames[limit:]
+        return out
+
+
+def daemon(sender: ScriptedSender) -> Tcpcopy:
+    opts = parse_tcpcopy_args(["-x", "80-10.77.1.20:80", "-s", "10.77.1.30", "-L"])
+    tc = Tcpcopy(opts, Logger(None, min_level="crit"))
+    tc.loop = Loop(clock=lambda: 100.0)
+    tc.senders = {0: sender}  # type: ignore[dict-item]
+    return tc
+
+
+def frame(sport: int, seq: int, flags: int, payload: bytes = b"") -> bytes:
+    return ETH + build_packet(CLIENT, ONLINE, 1, sport, 80, seq, 0, flags, 502, b"", payload, 0)
+
+
+def test_batch_of_syns_sends_in_order_and_counts_unregistered_routes() -> None:
+    sender = ScriptedSender([])
+    tc = daemon(sender)
+    tc._make_reader(Capture([frame(40000, 10, SYN), frame(40001, 20, SYN)]))()  # type: ignore
+    assert [parse_ipv4_tcp(p).tcp.sport for p, _ in sender.sent] == [40000, 40001]
+    assert all(parse_ipv4_tcp(p).tcp.flags == SYN for p, _ in sender.sent)
+    assert {dst for _, dst in sender.sent} == {ip_aton("10.77.1.20")}
+    # no intercept is connected: each RegisterRoute action is counted, never lost silently
+    assert tc.counters["sessions_no_intercept"] == 2
+    assert tc.loop.alarm_at == 101.0            # the SYNs' retransmission timer
+
+
+def test_send_error_sheds_the_session_and_the_batch_goes_on() -> None:
+    sender = ScriptedSender([errno.EPERM])
+    tc = daemon(sender)
+    frames = [frame(40000, 10, SYN), frame(40001, 20, SYN),
+              frame(40000, 11, ACK | PSH, b"GET / HTTP/1.1\r\n\r\n")]
+    tc._make_reader(Capture(frames))()  # type: ignore
+    assert len(sender.sent) == 2     # SYN (refused), SYN; the GET waited in the shed session
+    assert tc.counters["send_errors"] == 1 and tc.counters["sessions_shed"] == 1
+    assert tc.engine.sessions_active == 1
