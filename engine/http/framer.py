@@ -42,7 +42,8 @@ UNSUPPORTED_TRANSFER_ENCODING = "unsupported-transfer-encoding"
 BAD_CHUNK = "bad-chunk"
 HTTP2_PREFACE = "http2-preface"
 UPGRADE = "upgrade"
-GAP = "gap"
+GAP = "gap"                     # the caller lost bytes of the stream (abandon)
+TRUNCATED = "truncated"         # the stream ended inside a head (abandon at FIN)
 
 NONE, LENGTH, CHUNKED = "none", "length", "chunked"     # body framing kinds
 
