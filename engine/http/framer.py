@@ -54,7 +54,10 @@ _METHOD_PREFIX = re.compile(_TCHAR + rb"{1,32}(?: |\Z)")   # can these bytes sta
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n"
 _LEADING_EOL = re.compile(rb"[\r\n]*")
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
-_FIELD_NAME = re.compile(_TCHAR + rb"+\Z")
+_TCHAR_STR = _TCHAR.decode("ascii")
+_FIELD_BLOCK = re.compile(r"(?:" + _TCHAR_STR + r"+:[^\r\n]*\r?\n)*\r?\n\Z")
+_FIELD = re.compile(r"(" + _TCHAR_STR + r"+):[ \t]*([^\r\n]*?)[ \t]*\r?\n")
+_FRAMING_FIELDS = frozenset(("transfer-encoding", "content-length", "expect", "upgrade"))
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n\Z")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
@@ -344,9 +347,18 @@ class RequestFramer:
         line = _REQUEST_LINE.match(buf, h, end)
         if line is None:
             raise _Bad(i, self._line_reason(buf, h, first))
-        headers = _fields(bytes(buf[line.end():end]), i)
-        te = [v for k, v in headers if k == "transfer-encoding"]
-        lengths = [v for k, v in headers if k == "content-length"]
+        headers = _fields(buf[line.end():end].decode("latin-1"), i)
+        te, lengths, expect, upgrade = [], [], False, False
+        for k, v in headers:
+            if k in _FRAMING_FIELDS:
+                if k == "transfer-encoding":
+                    te.append(v)
+                elif k == "content-length":
+                    lengths.append(v)
+                elif k == "expect":
+                    expect = expect or v.lower() == "100-continue"
+                else:
+                    upgrade = True
         method = line.group(1).decode("ascii")
         body, length = NONE, None
         if te:
@@ -359,27 +371,19 @@ class RequestFramer:
             body, length = LENGTH, _content_length(lengths, i)
             if length:
                 self._state, self._remaining = _LENGTH, length
-        expect = any(k == "expect" and v.lower() == "100-continue" for k, v in headers)
-        upgrade = method == "CONNECT" or any(k == "upgrade" for k, _ in headers)
+        upgrade = upgrade or method == "CONNECT"
         self.requests += 1
         return Request(self.requests - 1, base + i, end - i, method,
                        line.group(2).decode("latin-1"), "1." + line.group(3).decode("ascii"),
                        headers, body, length, expect, upgrade)
 
 
-def _fields(block: bytes, i: int) -> Tuple[Tuple[str, str], ...]:
-    out = []
-    for raw in block.split(b"\n"):
-        line = raw[:-1] if raw.endswith(b"\r") else raw
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
-            raise _Bad(i, BAD_HEADER)               # obs-fold: refused, as RFC 9112 allows
-        name, sep, value = line.partition(b":")
-        if not sep or _FIELD_NAME.match(name) is None:
-            raise _Bad(i, BAD_HEADER)
-        out.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
-    return tuple(out)
+def _fields(block: str, i: int) -> Tuple[Tuple[str, str], ...]:
+    """The header block (latin-1 text, the empty line included) -> (lower-case name, value).
+    A line that is not ``name: value`` (obs-fold included, as RFC 9112 allows) is BAD_HEADER."""
+    if _FIELD_BLOCK.match(block) is None:
+        raise _Bad(i, BAD_HEADER)
+    return tuple([(name.lower(), value) for name, value in _FIELD.findall(block)])
 
 
 def _content_length(values: List[str], i: int) -> int:
