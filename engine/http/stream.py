@@ -3,8 +3,8 @@
 ``SelectedStream.feed(offset, payload)`` takes the client's payload segments in stream order
 (offset 0 = the byte after the SYN; retransmitted bytes are trimmed) and returns what to send
 to the target as ``Chunk(offset, data)`` in the *copied* stream, which is the concatenation of
-the selected requests' bytes (and of copied opaque remainders). The copied chunks of one call
-are contiguous, so a call returns at most one chunk.
+the selected requests' bytes (and of copied opaque remainders). Copied bytes are contiguous in
+the copied stream, so a call returns at most one chunk (two when a gap is kept as a hole).
 
 The mapping the session applies to sequence numbers is ``position(orig)``: how many copied bytes
 come before original offset ``orig``. For a copied byte that is its offset in the copied stream;
@@ -115,6 +115,9 @@ class SelectedStream:
     # ------------------------------------------------------------------ internals
 
     def _take(self, pieces: List[Piece], out: List[Chunk]) -> None:
+        """Decide each piece's unit (once per unit) and append the copied bytes to ``out``
+        (one chunk: copied bytes are contiguous in the copied stream)."""
+        start, parts = self.copied, []
         for piece in pieces:
             unit = piece.unit
             if unit is not self._unit:
@@ -123,13 +126,17 @@ class SelectedStream:
             if not self._decision.copy:
                 self.skipped += size
                 continue
-            if out:
-                last = out[-1]
-                out[-1] = Chunk(last.offset, last.data + piece.data)
-            else:
-                out.append(Chunk(self.copied, piece.data))
+            parts.append(piece.data)
             self._add_run(piece.start, size)
             self.copied += size
+        if not parts:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if out and out[-1].offset + len(out[-1].data) == start:
+            last = out.pop()
+            out.append(Chunk(last.offset, last.data + data))
+        else:                                   # the first, or after a gap's hole
+            out.append(Chunk(start, data))
 
     def _decide(self, unit: object) -> Decision:
         if isinstance(unit, Request):

@@ -175,3 +175,10 @@ def test_copied_stream_is_the_selected_requests(gen: list, data: st.DataObject,
         assert stream.position(end) == pos + (len(g.wire) if wanted(g) else 0)
         offset = end
     assert stream.position(len(original)) == len(expected) == stream.copied
+
+
+def test_a_gap_inside_a_held_head_keeps_the_held_bytes_and_the_hole_apart() -> None:
+    stream = allow()
+    assert stream.feed(0, b"GET /x HT") == []
+    assert stream.feed(12, b"more") == [Chunk(0, b"GET /x HT"), Chunk(12, b"more")]
+    assert stream.position(9) == 9 and stream.position(16) == 16
