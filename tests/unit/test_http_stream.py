@@ -182,3 +182,18 @@ def test_a_gap_inside_a_held_head_keeps_the_held_bytes_and_the_hole_apart() -> N
     assert stream.feed(0, b"GET /x HT") == []
     assert stream.feed(12, b"more") == [Chunk(0, b"GET /x HT"), Chunk(12, b"more")]
     assert stream.position(9) == 9 and stream.position(16) == 16
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(requests(), max_size=4), st.binary(min_size=1, max_size=60),
+       st.sampled_from(("copy", "skip")), st.data())
+def test_a_garbage_tail_follows_on_unparsable(gen: list, junk: bytes, rule: str,
+                                              data: st.DataObject) -> None:
+    stream = SelectedStream(Selection.from_flags([("--allow-method", "GET")],
+                                                 on_unparsable=rule, non_http=rule))
+    original = b"".join(g.wire for g in gen) + b"\x00" + junk     # NUL: never a request
+    chunks = feed(stream, data.draw(segmented(original)))
+    kept = b"".join(g.wire for g in gen if g.method == "GET")
+    assert joined(chunks) == kept + (b"\x00" + junk if rule == "copy" else b"")
+    assert stream.decided == len(original)
+    assert stream.position(len(original)) == stream.copied
