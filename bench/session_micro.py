@@ -32,8 +32,8 @@ from engine.loop import Loop  # noqa: E402
 from engine.options import parse_tcpcopy_args  # noqa: E402
 from engine.packets import ACK, FIN, PSH, SYN  # noqa: E402
 from engine.protocol import ClientChannel, make_record  # noqa: E402
+from engine.session.packets import build_packet, ts_option  # noqa: E402
 from engine.sessnet import Conn  # noqa: E402
-from engine.sesspkt import build_packet, ts_option  # noqa: E402
 from engine.stats import Logger  # noqa: E402
 from engine.tcpcopy import Tcpcopy  # noqa: E402
 

@@ -1,6 +1,6 @@
 """What the session core asks the I/O layer to do: small typed, immutable values (pure).
 
-The engine's event methods (``engine.sesstable.Engine.on_*``, ``flush``, ``shutdown`` …)
+The engine's event methods (``engine.session.table.Engine.on_*``, ``flush``, ``shutdown`` …)
 return a list of these, in the order they must happen; the daemon dispatches on the type:
 
 - ``SendPacket(session, route, packet)``: put an IPv4 packet (checksums filled) on the wire

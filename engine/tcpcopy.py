@@ -26,9 +26,9 @@ from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usa
 from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
 from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
-from engine.sesscfg import Route, SessionConfig
+from engine.session.config import Route, SessionConfig
+from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
-from engine.sesstable import NO_ACTIONS, Actions, Engine
 from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
 
 LOG_INTERVAL = 30.0

@@ -3,13 +3,15 @@
 A ``Session`` acts as the client side of TCP: captured client segments are its application
 data (their sequence numbers are kept, study §3.1); the target's response headers (records from
 intercept) teach it the target ISN, ACKs, window and when a response ended. It never touches a
-socket or a clock: its table (``engine.sesstable.Engine``, the ``Host``) passes ``now`` in,
+socket or a clock: its table (``engine.session.table.Engine``, the ``Host``) passes ``now`` in,
 turns the packets it emits into ``SendPacket`` actions and runs its timer.
 
 The state lives in one slotted ``Session`` (``state``); the behaviour is composed from small
 modules of functions over it, not inherited: ``output`` (packets), ``teardown`` (RST +
 linger), ``pacing`` (when the next request may go), ``client`` (captured segments, the send
 pump), ``target`` (responses, ACKs, retransmission, reconnects), ``timers`` (deadlines).
+Beside them: ``table`` (the session table ``Engine``: events in, typed actions out),
+``config`` (knobs, counters, address mapping) and ``packets`` (hot-path packet building).
 The events a table calls are re-exported here.
 """
 

@@ -13,6 +13,7 @@ from typing import Optional
 from engine.packets import ACK, FIN, PSH, RST, build_tcp_options
 from engine.session.output import arm_rto, send_seg, send_syn
 from engine.session.pacing import hold
+from engine.session.packets import payload_sum, syn_options
 from engine.session.state import (
     CACK,
     CLOSED,
@@ -29,7 +30,6 @@ from engine.session.state import (
     after,
 )
 from engine.session.teardown import finish
-from engine.sesspkt import payload_sum, syn_options
 
 
 def on_syn(s: Session, seq: int, win: int, options: bytes, now: float) -> None:

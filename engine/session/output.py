@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from engine.packets import ACK, FIN, SYN
+from engine.session.packets import build_packet, rst_packet, ts_option
 from engine.session.state import (
     DATA,
     FLAGS,
@@ -22,7 +23,6 @@ from engine.session.state import (
     Session,
     after,
 )
-from engine.sesspkt import build_packet, rst_packet, ts_option
 
 
 def send_syn(s: Session) -> None:

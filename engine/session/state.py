@@ -8,7 +8,7 @@ set of functions over a ``Session``, layered so that each imports only the ones 
            <-  pacing (when the next request may go)  <-  client (captured segments, sending)
            <-  target (response records, ACKs, retransmission, reconnects)  <-  timers
 
-``Host`` is the table's side (``engine.sesstable.Engine`` implements it): counters, config,
+``Host`` is the table's side (``engine.session.table.Engine`` implements it): counters, config,
 the action outbox (``emit``/``register``), the timer heap (``arm``), the memory accounting.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Dict, List, Optional, Protocol
 
-from engine.sesscfg import Route, SessionConfig
+from engine.session.config import Route, SessionConfig
 
 M32 = 0xFFFFFFFF
 HALF = 1 << 31
@@ -40,7 +40,7 @@ def after(a: int, b: int) -> bool:
 
 
 class Host(Protocol):
-    """What a session uses of its table (``engine.sesstable.Engine``)."""
+    """What a session uses of its table (``engine.session.table.Engine``)."""
 
     cfg: SessionConfig
     counters: Dict[str, int]

@@ -7,6 +7,7 @@ from engine.packets import ACK, FIN, PSH, RST, SYN, build_tcp_options
 from engine.session.client import pump, start
 from engine.session.output import arm_rto, send_ack, send_rst, send_seg, send_syn
 from engine.session.pacing import response_ended
+from engine.session.packets import payload_sum, rst_packet, syn_options
 from engine.session.state import (
     CLOSED,
     DATA,
@@ -21,7 +22,6 @@ from engine.session.state import (
     after,
 )
 from engine.session.teardown import finish
-from engine.sesspkt import payload_sum, rst_packet, syn_options
 
 
 def on_response(s: Session, seq: int, ack: int, flags: int, win: int, plen: int, full: bool,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from engine import packets as P
 from engine import protocol as C
-from engine.sesscfg import SessionConfig
-from engine.sesstable import Engine
+from engine.session.config import SessionConfig
+from engine.session.table import Engine
 from tests.unit.vectors import vector_frames as pcap_frames
 
 KEY = b"k" * 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.packets import ip_aton
-from engine.sesscfg import sample_keep
+from engine.session.config import sample_keep
 
 CLIENTS = [ip_aton(a) for a in ("10.78.1.10", "10.78.4.10", "192.168.44.7", "172.16.0.1",
                                 "10.0.0.1", "203.0.113.250")]

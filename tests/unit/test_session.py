@@ -28,8 +28,8 @@ from engine.packets import (
     parse_ipv4_tcp,
     parse_tcp_options,
 )
-from engine.sesscfg import Route, SessionConfig
-from engine.sesstable import Actions, Engine, Shed
+from engine.session.config import Route, SessionConfig
+from engine.session.table import Actions, Engine, Shed
 
 CLIENT = ip_aton("10.78.1.10")
 CLIENT2 = ip_aton("10.78.1.11")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import List
 
 from engine.packets import ACK, FIN, PSH, Packet, build_tcp_options
-from engine.sesstable import Engine
+from engine.session.table import Engine
 from tests.unit.test_session import (
     CISN,
     OISN,

@@ -7,7 +7,7 @@ import random
 from typing import Optional, Tuple
 
 from engine.packets import build_tcp_options, parse_tcp_options
-from engine.sesspkt import syn_options
+from engine.session.packets import syn_options
 
 SynOpts = Tuple[Optional[int], Optional[int], Optional[Tuple[int, int]]]
 

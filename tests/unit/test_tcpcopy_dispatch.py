@@ -9,7 +9,7 @@ from typing import List, Tuple
 from engine.loop import Loop
 from engine.options import parse_tcpcopy_args
 from engine.packets import ACK, PSH, SYN, ip_aton, parse_ipv4_tcp
-from engine.sesspkt import build_packet
+from engine.session.packets import build_packet
 from engine.stats import Logger
 from engine.tcpcopy import Tcpcopy
 

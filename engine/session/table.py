@@ -8,7 +8,7 @@ Every event method RETURNS the actions it caused, in order: typed values of
 ``engine.actions`` (``SendPacket``, ``RegisterRoute``, ``Drop`` with ``record_drops``). Timers
 are the engine's own (one heap for all sessions): after a batch the daemon asks
 ``next_deadline()`` and calls ``on_timer(now)`` once it has passed. Every loss increments a
-counter in ``counters`` (names: ``sesscfg.COUNTERS``).
+counter in ``counters`` (names: ``engine.session.config.COUNTERS``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tu
 from engine.actions import Action, Drop, RegisterRoute, SendPacket
 from engine.header import PacketError, fields, record_fields
 from engine.packets import ACK, FIN, RST, SYN
-from engine.sesscfg import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
 from engine.session import (
     CLOSED,
     INF,
@@ -35,7 +34,8 @@ from engine.session import (
     on_timer,
     send_ack,
 )
-from engine.sesspkt import find_ts
+from engine.session.config import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
+from engine.session.packets import find_ts
 
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
 #                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
