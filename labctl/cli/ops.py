@@ -92,7 +92,8 @@ def _show(report: ops.UpReport, json_out: bool) -> None:
     if json_out:
         out().print_json(dumps(report))
     else:
-        out().print(render.up_renderable(report))
+        # soft_wrap: tables still fit the terminal, but a daemon's command line is never cut
+        out().print(render.up_renderable(report), soft_wrap=True)
 
 
 @app.command()

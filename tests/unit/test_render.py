@@ -9,7 +9,7 @@ from rich.console import Console
 
 from labctl.cli.render import ops as render
 from labctl.hosts.daemons import DaemonStatus
-from labctl.model import Change, ChangeKind, Finding, Plan, Severity
+from labctl.model import Change, ChangeKind, DaemonLaunch, Finding, Plan, Readiness, Severity
 from labctl.plain import dumps
 from labctl.up.apply import StepOutcome
 from labctl.up.down import DownReport, HostDown, HostStatus, StatusReport
@@ -53,3 +53,20 @@ def test_json_is_plain() -> None:
     rep = UpReport("demo", findings=[Finding("a", Severity.WARN, "h", "m")])
     data = json.loads(dumps(rep))
     assert data["findings"][0]["severity"] == "warn" and data["lab"] == "demo"
+
+
+def test_a_daemon_command_line_is_printed_whole_on_a_narrow_terminal() -> None:
+    """The plan table folds long cells; each daemon's full command line is printed below it,
+    unbroken, so the `-x …@MAC` flag can be read and copied at any terminal width."""
+    flag = "10.0.0.1:80-10.0.0.2:80@22:fc:cd:79:6e:88"
+    launch = DaemonLaunch("tcpcopy", ("-x", flag, "-s", "10.0.0.3"), "/run/t.pid",
+                          "/run/t.stats", "/run/t.log", Readiness("connected"))
+    change = Change("online", "daemon:tcpcopy", ChangeKind.DAEMON, "start tcpcopy",
+                    (("tcpcopy",),), (("kill",),), daemon=launch)
+    rep = UpReport("demo", plan=Plan("demo", (change,)), dry_run=True)
+    buf = io.StringIO()
+    Console(file=buf, width=50, color_system=None).print(render.up_renderable(rep),
+                                                         soft_wrap=True)
+    lines = buf.getvalue().splitlines()
+    assert f"[online] tcpcopy -x {flag} -s 10.0.0.3" in lines
+    assert all(len(line) <= 50 for line in lines if "tcpcopy -x" not in line)

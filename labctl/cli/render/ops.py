@@ -51,7 +51,15 @@ def plan_table(plan: Plan) -> Table:
 def change_text(change: Change) -> str:
     if change.daemon is None:
         return change.description
-    return f"start {change.daemon.name} {shlex.join(change.daemon.args)}"
+    return f"start {change.daemon.name} (command line below)"
+
+
+def daemon_commands(plan: Plan) -> RenderableType:
+    """Each daemon's full command line, one unbroken line each: a table cell would fold a
+    long flag (`-x …@MAC`) in the middle, and users copy these lines into a shell."""
+    lines = [f"[{c.host}] {c.daemon.name} {shlex.join(c.daemon.args)}"
+             for c in plan.changes if c.daemon is not None]
+    return Text("\n".join(lines), no_wrap=True, overflow="ignore")
 
 
 def change_check(change: Change) -> str:
@@ -68,6 +76,8 @@ def up_renderable(report: UpReport) -> RenderableType:
     parts: list[RenderableType] = [findings_table(report.findings)]
     if report.plan is not None:
         parts.append(plan_table(report.plan))
+        if report.plan.daemons:
+            parts.append(daemon_commands(report.plan))
         if report.plan.notes:
             parts.append(plan_notes(report.plan))
     if report.shipped:
