@@ -177,11 +177,12 @@ class Selection:
 
     def decide(self, request: Request) -> Decision:
         """Copy this request or not, and count it."""
-        decision = self._decide(request)
+        decision = self.judge(request)
         self._count(decision.rule, "selected" if decision.copy else "skipped")
         return decision
 
-    def _decide(self, request: Request) -> Decision:
+    def judge(self, request: Request) -> Decision:
+        """The decision for this request, not counted (``labctl verify`` judges log lines)."""
         for rule in self.deny:
             if rule.matches(request):
                 return Decision(False, rule.name)
