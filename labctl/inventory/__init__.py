@@ -8,5 +8,6 @@ runbook loader (labctl.drill.runbook). The built-in lab's own inventory is writt
 labctl.lab.inventory, not here.
 
 May import: labctl.errors and labctl.model only (the bottom of the pipeline; everything else
-may import it).
+may import it), and the engine's pure HTTP selection rules (`engine.http.select`), so that
+`engine.select` is validated by the very parser tcpcopy uses.
 """

@@ -15,5 +15,6 @@
 
 May import: labctl.errors, labctl.model, labctl.plain, labctl.inventory, labctl.transport,
 labctl.facts, labctl.hosts, labctl.verify (the log marks taken at the end of `up`). Never
-labctl.drill, labctl.report, labctl.lab, labctl.demo or labctl.cli.
+labctl.drill, labctl.report, labctl.lab, labctl.demo or labctl.cli. From the engine: `ship`
+packs it, `engine_args` reads `engine.http.select` (the default safe methods).
 """

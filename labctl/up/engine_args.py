@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
+from engine.http.select import SAFE_METHODS
 from labctl.errors import UsageError
-from labctl.inventory.models import HostSpec, Inventory
+from labctl.inventory.models import HostSpec, Inventory, Select
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,52 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
         argv.append("-W")
     if e.capture_acks:
         argv.append("--capture-acks")
+    if e.select is not None:
+        argv += select_args(e.select)
     return argv + _common(paths)
+
+
+def select_args(select: Select) -> list[str]:
+    """tcpcopy's selection flags, in a fixed order: the rules (allow/deny host, path, method,
+    header, each as listed), then `--safe [--safe-methods]`, then `--on-unparsable` and
+    `--non-http` when they are not the default (copy). No rule and defaults: no flag at all."""
+    argv = [word for flag, value in select.rule_flags() for word in (flag, value)]
+    if select.safe:
+        argv.append("--safe")
+        if tuple(select.safe_methods) != SAFE_METHODS:
+            argv += ["--safe-methods", ",".join(select.safe_methods)]
+    for flag, value in (("--on-unparsable", select.on_unparsable),
+                        ("--non-http", select.non_http)):
+        if value != "copy":
+            argv += [flag, value]
+    return argv
+
+
+_WORDS = {"allow_host": "host", "allow_path": "path", "allow_method": "method",
+          "allow_header": "header", "deny_host": "host", "deny_path": "path",
+          "deny_header": "header"}
+
+
+def select_summary(select: Select) -> str:
+    """The selection in words, for `plan`: `tcpcopy copies only: host a.example or
+    *.b.example; path /api; safe methods (GET, HEAD, OPTIONS); never: path /admin`."""
+    only = [f"{_WORDS[k]} " + " or ".join(getattr(select, k)) for k in
+            ("allow_host", "allow_path", "allow_method", "allow_header") if getattr(select, k)]
+    if select.safe:
+        only.append(f"safe methods ({', '.join(select.safe_methods)})")
+    never = [f"{_WORDS[k]} " + " or ".join(getattr(select, k)) for k in
+             ("deny_host", "deny_path", "deny_header") if getattr(select, k)]
+    parts = []
+    if only:
+        parts.append("tcpcopy copies only: " + "; ".join(only))
+    if never:
+        parts.append(("never: " if only else "tcpcopy copies every request except: ")
+                     + "; ".join(never))
+    if not parts:
+        parts.append("tcpcopy copies every request (engine.select has no rule)")
+    rest = [f"unparsable streams: {select.on_unparsable}", f"non-HTTP connections: "
+            f"{select.non_http}"]
+    return ", ".join(parts) + " (" + ", ".join(rest) + ")"
 
 
 def response_filter(inv: Inventory) -> str:

@@ -19,6 +19,7 @@ from typing import Optional
 from labctl.facts import HostFacts
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import ROUTE_PROTO, Argv, Change, ChangeKind, Plan
+from labctl.up.engine_args import select_summary
 
 IPT = ("iptables", "-w")
 #: `python3 -c NONEMPTY argv...`: runs argv (read-only listing), exit 0 iff it printed something.
@@ -61,6 +62,8 @@ def make_plan(inventory: Inventory, facts: Facts, options: Optional[PlanOptions]
                      "hosts by a DROP rule")
         for spec in inventory.hosts.online:
             changes += drop_changes(inventory, spec)
+    if inventory.engine.select is not None:
+        notes.append(select_summary(inventory.engine.select))
     return Plan(inventory.lab, tuple(changes), tuple(notes))
 
 
