@@ -19,10 +19,13 @@ from labctl.hosts.journal import DaemonRecord
 from labctl.transport.base import Transport
 
 PYTHON = "python3"
-#: Counters `status` shows per daemon (the rest stay in the stats file / --json).
+#: Counters `status` shows per daemon (the rest stay in the stats file / --json). A counter
+#: the daemon does not report is left out (the selection ones exist only with engine.select).
 KEY_COUNTERS = {
     "tcpcopy": ("captured", "clt_syn", "sessions_created", "requests_sent", "resp", "sent",
-                "send_errors", "kernel_drops", "sessions_shed"),
+                "send_errors", "kernel_drops", "sessions_shed", "requests_selected",
+                "requests_skipped", "sessions_unselected", "streams_unparsable",
+                "streams_non_http"),
     "intercept": ("captured", "resp_routed", "resp_unrouted", "frames_sent", "clients_accepted",
                   "clients_rejected_auth", "kernel_drops"),
 }
@@ -237,7 +240,7 @@ def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -
     started = stats.get("started_at")
     uptime = at - float(started) if pid is not None and isinstance(started, (int, float)) else None
     keys = KEY_COUNTERS.get(name, ())
-    shown = ("intercepts", "sessions_active", "listen", "clients")
+    shown = ("intercepts", "sessions_active", "listen", "clients", "select")
     extra: dict[str, Any] = {k: stats[k] for k in shown if k in stats}
     return DaemonStatus(
         name=name, alive=pid is not None, pid=pid, uptime=uptime,

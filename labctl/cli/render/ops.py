@@ -115,7 +115,25 @@ def steps_table(title: str, steps: list[Any]) -> Table:
 
 
 def _counters(d: DaemonStatus) -> str:
-    return " ".join(f"{k}={v}" for k, v in d.counters.items())
+    text = " ".join(f"{k}={v}" for k, v in d.counters.items())
+    rules = selection_lines(d.extra.get("select"))
+    return "\n".join([text, *rules]) if rules else text
+
+
+def selection_lines(select: Any) -> list[str]:
+    """tcpcopy's `select` stats, one line per rule that decided something:
+    `--allow-path /api: selected 10, skipped 0`; [] without a selection."""
+    if not isinstance(select, dict):
+        return []
+    lines = ["selection: " + (" ".join(str(r) for r in select.get("rules") or [])
+                              + (" --safe" if select.get("safe") else "")).strip()]
+    by_rule = select.get("by_rule") or {}
+    for rule, counts in by_rule.items() if isinstance(by_rule, dict) else ():
+        if not isinstance(counts, dict):
+            continue
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        lines.append(f"  {rule}: {shown or 'nothing yet'}")
+    return lines
 
 
 def _uptime(d: DaemonStatus) -> str:

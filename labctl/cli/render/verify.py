@@ -131,8 +131,9 @@ def engine_table(r: LedgerReport) -> Table:
     for col in ("host", "what", "state", "figures"):
         t.add_column(col)
     keys = ("captured", "kernel_drops", "sampled_out", "sessions_created", "sessions_shed",
-            "sessions_no_synack", "sessions_timeout", "requests_sent", "send_errors",
-            "retransmit", "resp_routed", "resp_unrouted")
+            "sessions_no_synack", "sessions_timeout", "requests_selected", "requests_skipped",
+            "sessions_unselected", "requests_sent", "send_errors", "retransmit", "resp_routed",
+            "resp_unrouted")
     for d in r.daemons:
         figures = ", ".join(f"{k}={d.counters[k]}" for k in keys if k in d.counters)
         span = " (since the mark)" if d.baseline_at is not None else ""
