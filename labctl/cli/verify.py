@@ -86,7 +86,8 @@ def verify_cmd(
         else:
             console.print(rv.ledger_view(report))
     if not report.verdict.passed:
-        raise VerifyFailed("verdict FAIL: " + "; ".join(report.verdict.reasons),
+        word = "INCONCLUSIVE" if report.verdict.inconclusive else "FAIL"
+        raise VerifyFailed(f"verdict {word}: " + "; ".join(report.verdict.reasons),
                            hint="see the attribution table (or --json) for where copies went")
 
 
@@ -116,7 +117,8 @@ def _watch(session: core.Watch, report: LedgerReport, console: Console,
     finally:
         if console.is_terminal:
             live.stop()
-    verdict = "PASS" if report.verdict.passed else "FAIL"
+    verdict = "PASS" if report.verdict.passed else (
+        "INCONCLUSIVE" if report.verdict.inconclusive else "FAIL")
     typer.echo(f"watch stopped after {refreshes} refreshes: last verdict {verdict}", err=True)
     return report
 

@@ -31,6 +31,7 @@ from labctl.transport.pool import HostPool
 from labctl.verify import baseline as vb
 from labctl.verify import ledger as L
 from labctl.verify import logparse as lp
+from labctl.verify import selection as vs
 
 MARKS_NAME = "log-marks.json"
 FIRST_CHUNK = 1 << 20
@@ -320,7 +321,8 @@ class Watch:
             multiplier=self.inv.engine.multiplier, window=window,
             allowed_sources=self._allowed(), daemons=daemons,
             conntrack=conntrack, malformed=dict(self.malformed),
-            port_map={s.port: s.target_port for s in self.inv.services}, notes=notes)
+            port_map={s.port: s.target_port for s in self.inv.services}, notes=notes,
+            selection=vs.for_inventory(self.inv))
         return L.build(inp, self.thresholds)
 
     def _fetch_host(self, spec: HostSpec, t: Transport, start: Optional[float]) -> None:

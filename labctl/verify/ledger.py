@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from labctl.verify import ports
+from labctl.verify import selection as sel
+from labctl.verify.attribution import attribute, counter_sum
 from labctl.verify.logparse import LogRecord, endpoint, normalise_uri
 from labctl.verify.types import (
     Attribution,
@@ -219,64 +221,6 @@ def worst_endpoints(online: Sequence[LogRecord], matched: Counter[str], ratio: f
     return [r for r in rows if r.missing > 0][:limit]
 
 
-# ---------------------------------------------------------------- attribution
-
-
-def counter_sum(daemons: Sequence[DaemonStats], tool: str, *names: str) -> Optional[int]:
-    """Sum of the named counters over every daemon of `tool`; None when no daemon has any."""
-    found = [d.counters[n] for d in daemons if d.tool == tool for n in names if n in d.counters]
-    return sum(found) if found else None
-
-
-def _take(buckets: list[Bucket], remaining: int, name: str, evidence: int,
-          why: str) -> int:
-    n = min(remaining, max(evidence, 0))
-    if n > 0:
-        buckets.append(Bucket(name, n, why))
-    return remaining - n
-
-
-def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
-              target_errors: int, target_slow: bool) -> Attribution:
-    """Split `missing` requests into capture / session / target / path / unexplained."""
-    tc = "tcpcopy"
-    drops = (counter_sum(daemons, tc, "kernel_drops") or 0) + (
-        counter_sum(daemons, tc, "malformed") or 0)
-    shed = counter_sum(daemons, tc, "sessions_shed") or 0
-    no_synack = counter_sum(daemons, tc, "sessions_no_synack") or 0
-    # sessions tcpcopy could not open because no intercept channel was up (intercept outage)
-    no_icpt = counter_sum(daemons, tc, "sessions_no_intercept") or 0
-    timeouts = counter_sum(daemons, tc, "sessions_timeout") or 0
-    send_errors = counter_sum(daemons, tc, "send_errors") or 0
-    unrouted = counter_sum(daemons, "intercept", "resp_unrouted") or 0
-    sent = counter_sum(daemons, tc, "requests_sent")
-    cap_why = f"tcpcopy kernel_drops+malformed={drops}"
-    ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}" + (
-        f", no intercept connected={no_icpt}" if no_icpt else "")
-    buckets: list[Bucket] = []
-    if sent is None:
-        left = _take(buckets, missing, "capture", drops, cap_why)
-        left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
-                     ses_why)
-        left = _take(buckets, left, "path", send_errors + unrouted,
-                     f"send errors={send_errors}, responses not routed back={unrouted}")
-        return Attribution(missing, buckets, left)
-    pre = min(missing, max(0, missing - max(0, sent - matched)))
-    post = missing - pre
-    left = _take(buckets, pre, "capture", drops, cap_why)
-    left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
-                 ses_why)
-    unexplained = left
-    slow = timeouts if target_slow else 0
-    left = _take(buckets, post, "target", target_errors + slow,
-                 f"copies answered 5xx/408/499={target_errors}"
-                 + (f", timeouts while the target was slow={timeouts}" if slow else ""))
-    _take(buckets, left, "path", left,
-          f"sent by tcpcopy={sent} but never logged by the target; send errors="
-          f"{send_errors}, responses not routed back={unrouted}")
-    return Attribution(missing, buckets, unexplained)
-
-
 # ---------------------------------------------------------------- the ledger
 
 
@@ -285,6 +229,12 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     nets = [ipaddress.ip_network(n, strict=False) for n in inp.allowed_sources]
     online_by_host = {h: _window_filter(recs, inp.window) for h, recs in inp.online.items()}
     online = [r for recs in online_by_host.values() for r in recs]
+    everything = [r for recs in inp.online.values() for r in recs]
+    all_online, in_window_all = len(online), online
+    parts = None if inp.selection is None else sel.split(inp.selection, everything)
+    if parts is not None:      # only what the selection copies is expected at the target
+        everything = [r for r in everything if id(r) in parts.kept]
+        online = [r for r in online if id(r) in parts.kept]
     target_all = list(inp.target)
     copies = [r for r in target_all if not nets or in_networks(r.remote_addr, nets)]
     foreign = [r for r in _window_filter(target_all, inp.window)
@@ -292,15 +242,15 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     ratio = inp.sample_percent / 100.0 * inp.multiplier
     # Match against every online record given, then keep the copies of in-window originals:
     # a copy of a request made just before the window is neither matched nor excess.
-    everything = [r for recs in inp.online.values() for r in recs]
     port_map = inp.port_map if ports.uses_ports(everything, copies) else None
     m = match(everything, copies, max(1, inp.multiplier), th.max_lag, th.skew, th.sort_query,
               port_map)
     in_window = {id(r) for r in online}
     pairs = [(o, t) for o, t in m.pairs if id(o) in in_window]
     matched = len(pairs)
-    excess = len(_window_filter(m.unmatched, inp.window))
-    target_in_window = [t for _, t in pairs] + _window_filter(m.unmatched, inp.window)
+    unmatched = _window_filter(m.unmatched, inp.window)
+    excess = len(unmatched)
+    target_in_window = [t for _, t in pairs] + unmatched
     # One rounding only: 15 requests at 30 % x 3 are 13.5 expected copies, not 13.4999...
     expected = len(online) * inp.sample_percent * inp.multiplier / 100.0
     missing = max(0, round(expected - matched))
@@ -314,8 +264,16 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     tolerance = max(th.ratio_tolerance * ratio, 3 * sd)
     verdict = judge(copy_ratio, ratio, tolerance, excess, expected, len(foreign),
                     inp.daemons, th)
+    figures = None
+    notes = _notes(inp, sd)
+    if inp.selection is not None and parts is not None:
+        figures = sel.figures(inp.selection, parts, in_window_all, unmatched,
+                              counter_sum(inp.daemons, "tcpcopy", "requests_selected"),
+                              counter_sum(inp.daemons, "tcpcopy", "requests_skipped"))
+        verdict = _with_selection(verdict, figures, th.ratio_tolerance * expected)
+        notes = sel.notes(figures, all_online) + notes
     return LedgerReport(
-        online_requests=len(online),
+        online_requests=all_online,
         online_by_host={h: len(r) for h, r in online_by_host.items()},
         target_requests=len(target_in_window) + len(foreign),
         target_matched=matched,
@@ -341,10 +299,22 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
         verdict=verdict,
         malformed=dict(inp.malformed),
         window=inp.window,
-        notes=_notes(inp, sd),
+        notes=notes,
         by_mapping=[] if port_map is None else ports.by_mapping(
             online, target_in_window, [o for o, _ in pairs], port_map, ratio),
+        selection=figures,
     )
+
+
+def _with_selection(verdict: Verdict, figures: sel.SelectionFigures,
+                    allowed_excess: float) -> Verdict:
+    """The selection's reasons first; a selection that cannot be applied to the log makes
+    the verdict inconclusive (never a PASS)."""
+    extra = sel.reasons(figures, allowed_excess)
+    if not extra:
+        return verdict
+    return Verdict(False, extra + verdict.reasons, verdict.tolerance,
+                   inconclusive=bool(figures.problems))
 
 
 def judge(copy_ratio: Optional[float], expected: float, tolerance: float, excess: int,

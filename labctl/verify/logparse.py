@@ -25,13 +25,17 @@ COMBINED = (
     '"$http_referer" "$http_user_agent"'
 )
 COMMON = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'
-LABCTL = (
+#: The lab's format before `$host` was added (lines of an older lab still parse as `labctl`).
+LABCTL_V1 = (
     '$remote_addr [$time_iso8601] "$request_method $request_uri $server_protocol" $status '
     '$body_bytes_sent $request_length "$content_length" $request_time $connection '
     '$connection_requests "$http_user_agent"'
 )
+LABCTL = LABCTL_V1 + ' "$host"'
 #: Format names usable in an inventory instead of a full `log_format` string.
 NAMED_FORMATS = {"combined": COMBINED, "common": COMMON, "main": COMBINED, "labctl": LABCTL}
+#: Older versions of a named format, tried when a line does not match the current one.
+OLDER_FORMATS = {"labctl": (LABCTL_V1,)}
 
 _INT = r"-|\d+"
 _FLOAT = r"-|\d+(?:\.\d+)?"
@@ -71,7 +75,9 @@ class LogRecord:
     `time` is POSIX seconds (UTC). `content_length` is the request body length as the client
     declared it; `request_time` is seconds. `connection`/`connection_requests` identify the
     client connection when the format logs them (used to count sessions). `server_port` (nginx
-    `$server_port`) tells the `-x` mappings apart when several ports are copied.
+    `$server_port`) tells the `-x` mappings apart when several ports are copied. `host` is
+    `$http_host` or else `$host`; `headers` holds every `$http_<name>` field logged, as
+    (lower-case header name, value) with `_` read as `-` (what verify's selection can test).
     """
 
     time: Optional[float]
@@ -86,6 +92,8 @@ class LogRecord:
     connection: Optional[int] = None
     connection_requests: Optional[int] = None
     server_port: Optional[int] = None
+    host: Optional[str] = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ class LogFormat:
         self.name = name or (fmt if fmt in NAMED_FORMATS else "custom")
         self.variables: list[str] = []
         self.regex = re.compile(self._compile(self.source))
+        self.older = [LogFormat(old, self.name) for old in OLDER_FORMATS.get(fmt, ())]
 
     def _compile(self, fmt: str) -> str:
         parts: list[str] = ["^"]
@@ -163,6 +172,9 @@ class LogFormat:
     def parse_line(self, line: str) -> LogRecord:
         m = self.regex.match(line)
         if not m:
+            for older in self.older:
+                if older.regex.match(line):
+                    return older.parse_line(line)
             raise ValueError(f"does not match log_format {self.name!r}")
         return _record(m.groupdict())
 
@@ -235,6 +247,12 @@ def _method_uri(g: dict[str, Optional[str]]) -> tuple[Optional[str], Optional[st
     return method, uri
 
 
+def _headers(g: dict[str, Optional[str]]) -> tuple[tuple[str, str], ...]:
+    """`$http_x_api_key` -> ("x-api-key", value), for every `$http_*` field that has a value."""
+    return tuple((k[5:].replace("_", "-").lower(), v) for k, v in g.items()
+                 if k.startswith("http_") and v is not None and _opt(v) is not None)
+
+
 def _record(g: dict[str, Optional[str]]) -> LogRecord:
     method, uri = _method_uri(g)
     return LogRecord(
@@ -250,6 +268,8 @@ def _record(g: dict[str, Optional[str]]) -> LogRecord:
         connection=_int(g.get("connection")),
         connection_requests=_int(g.get("connection_requests")),
         server_port=_int(g.get("server_port")),
+        host=_opt(g.get("http_host")) or _opt(g.get("host")),
+        headers=_headers(g),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Optional
 
 from labctl.verify.logparse import LogRecord
 from labctl.verify.ports import MappingFigures
+from labctl.verify.selection import LogSelection, SelectionFigures
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class LedgerInput:
     port_map: Mapping[int, int] = field(default_factory=dict)
     #: Notes from the caller (e.g. what the engine counters cover), shown with the ledger's own.
     notes: Sequence[str] = ()
+    #: The inventory's engine.select: only the online requests it selects are expected.
+    selection: Optional[LogSelection] = None
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,13 @@ class Attribution:
 
 @dataclass(frozen=True)
 class Verdict:
+    """`inconclusive`: the ledger could not be computed as configured (e.g. the selection
+    needs a field the log lacks); `passed` is then False and `reasons` say why."""
+
     passed: bool
     reasons: list[str]
     tolerance: float
+    inconclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,3 +153,6 @@ class LedgerReport:
     window: Optional[tuple[float, float]]
     notes: list[str]
     by_mapping: list[MappingFigures] = field(default_factory=list)
+    #: None without engine.select; else online_requests counts every online request and the
+    #: expectation, ratios, endpoints, status mix and latency cover the selected ones only.
+    selection: Optional[SelectionFigures] = None

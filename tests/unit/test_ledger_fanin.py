@@ -23,7 +23,7 @@ from labctl.verify.ports import MappingFigures
 from tests.unit.test_ledger_fetch import Disk
 
 BASE = 1795764745
-FMT = lp.LABCTL + " $server_port"
+FMT = lp.LABCTL_V1 + " $server_port"
 INVENTORY = f"""
 lab: hcfan
 hosts:

@@ -94,7 +94,7 @@ VERIFY_SHAPE: dict[str, Any] = {
     "latency_online": dict, "latency_target": dict, "latency_diff": dict, "leaks": int,
     "leak_sources": dict, "conntrack": list, "daemons": list, "attribution": dict,
     "verdict": dict, "malformed": dict, "window": (list, type(None)), "notes": list,
-    "by_mapping": list,
+    "by_mapping": list, "selection": (dict, type(None)),
 }
 
 
@@ -109,7 +109,8 @@ def test_verify_json_top_level_shape() -> None:
     doc = json.loads(rv.verify_json(_report()))
     _shape(doc, VERIFY_SHAPE, "verify")
     assert doc["schema"] == "labctl.verify/1"
-    _shape(doc["verdict"], {"passed": bool, "reasons": list, "tolerance": NUM}, "verdict")
+    _shape(doc["verdict"], {"passed": bool, "reasons": list, "tolerance": NUM,
+                            "inconclusive": bool}, "verdict")
     _shape(doc["attribution"], {"missing": int, "buckets": list, "unexplained": int}, "att")
     for b in doc["attribution"]["buckets"]:
         _shape(b, {"name": str, "requests": int, "evidence": str}, "bucket")

@@ -12,10 +12,15 @@ The JSON documents are stable (keys are only ever added; a change of meaning bum
   updated_at, detail, started_at, baseline_at}] (counters since `baseline_at` when it is set:
   the snapshot taken with the log marks; else since the daemon started); `attribution`
   {missing, buckets: [{name, requests, evidence}], unexplained}; `verdict` {passed, reasons,
-  tolerance}; `malformed` {source: int};
+  tolerance, inconclusive (the ledger could not be computed as configured: not a PASS)};
+  `malformed` {source: int};
   `window` [start, end]|null (POSIX seconds); `notes` [str]; `by_mapping` [{online_port,
   target_port, online, target, matched, expected, missing, loss_pct}] (empty unless both logs
-  carry `$server_port`).
+  carry `$server_port`); `selection` (null without `engine.select`) {rules [str], selected,
+  filtered, unjudged, target_filtered: int, filtered_by_rule {rule: int}, problems [str],
+  engine_selected, engine_skipped: int|null}: with a selection, `online_requests` counts every
+  online request and the expectation, ratios, endpoints, status mix and latency cover the
+  selected ones only.
 - `labctl diagnose --json` (`labctl.diagnose/1`): `schema`; `steps` [{question, status
   (ok|broken|skipped), evidence, fix}]; `broken` (the first broken step, or null); `notes` [str].
 """
@@ -79,6 +84,13 @@ def summary_table(r: LedgerReport) -> Table:
         t.add_row("window (UTC)", f"{_when(r.window[0])} - {_when(r.window[1])}")
     hosts = ", ".join(f"{h} {n}" for h, n in r.online_by_host.items())
     t.add_row("online requests", f"{r.online_requests}  ({hosts})")
+    if r.selection is not None:
+        s = r.selection
+        t.add_row("selection", f"selected {s.selected} of {r.online_requests} online requests "
+                  f"({s.filtered} filtered by the selection)")
+        if s.filtered_by_rule:
+            t.add_row("filtered by", ", ".join(f"{rule}: {n}"
+                                               for rule, n in s.filtered_by_rule.items()))
     t.add_row("target requests", f"{r.target_requests} (matched {r.target_matched}, "
               f"unmatched {r.target_excess}, foreign {r.leaks})")
     t.add_row("expected ratio", f"{r.expected_ratio:.4f}  ({r.expected_requests:.0f} copies)")
@@ -161,7 +173,7 @@ def verdict_text(r: LedgerReport) -> Text:
         head = Text("PASS", style="bold green")
         head.append(f"  copy ratio within ±{v.tolerance:.4f} of {r.expected_ratio:.4f}")
     else:
-        head = Text("FAIL", style="bold red")
+        head = Text("INCONCLUSIVE" if v.inconclusive else "FAIL", style="bold red")
         for reason in v.reasons:
             head.append(f"\n  - {reason}")
     for note in r.notes:

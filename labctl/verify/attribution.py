@@ -1,0 +1,66 @@
+"""Where missing copies went (pure): the ledger's attribution of missing requests to capture,
+session emulation, the target or the path, from the engine daemons' counters (the rules are
+in labctl.verify.ledger's docstring). Re-exported by labctl.verify.ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+from labctl.verify.types import Attribution, Bucket, DaemonStats
+
+
+def counter_sum(daemons: Sequence[DaemonStats], tool: str, *names: str) -> Optional[int]:
+    """Sum of the named counters over every daemon of `tool`; None when no daemon has any."""
+    found = [d.counters[n] for d in daemons if d.tool == tool for n in names if n in d.counters]
+    return sum(found) if found else None
+
+
+def _take(buckets: list[Bucket], remaining: int, name: str, evidence: int,
+          why: str) -> int:
+    n = min(remaining, max(evidence, 0))
+    if n > 0:
+        buckets.append(Bucket(name, n, why))
+    return remaining - n
+
+
+def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
+              target_errors: int, target_slow: bool) -> Attribution:
+    """Split `missing` requests into capture / session / target / path / unexplained."""
+    tc = "tcpcopy"
+    drops = (counter_sum(daemons, tc, "kernel_drops") or 0) + (
+        counter_sum(daemons, tc, "malformed") or 0)
+    shed = counter_sum(daemons, tc, "sessions_shed") or 0
+    no_synack = counter_sum(daemons, tc, "sessions_no_synack") or 0
+    # sessions tcpcopy could not open because no intercept channel was up (intercept outage)
+    no_icpt = counter_sum(daemons, tc, "sessions_no_intercept") or 0
+    timeouts = counter_sum(daemons, tc, "sessions_timeout") or 0
+    send_errors = counter_sum(daemons, tc, "send_errors") or 0
+    unrouted = counter_sum(daemons, "intercept", "resp_unrouted") or 0
+    sent = counter_sum(daemons, tc, "requests_sent")
+    cap_why = f"tcpcopy kernel_drops+malformed={drops}"
+    ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}" + (
+        f", no intercept connected={no_icpt}" if no_icpt else "")
+    buckets: list[Bucket] = []
+    if sent is None:
+        left = _take(buckets, missing, "capture", drops, cap_why)
+        left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
+                     ses_why)
+        left = _take(buckets, left, "path", send_errors + unrouted,
+                     f"send errors={send_errors}, responses not routed back={unrouted}")
+        return Attribution(missing, buckets, left)
+    pre = min(missing, max(0, missing - max(0, sent - matched)))
+    post = missing - pre
+    left = _take(buckets, pre, "capture", drops, cap_why)
+    left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
+                 ses_why)
+    unexplained = left
+    slow = timeouts if target_slow else 0
+    left = _take(buckets, post, "target", target_errors + slow,
+                 f"copies answered 5xx/408/499={target_errors}"
+                 + (f", timeouts while the target was slow={timeouts}" if slow else ""))
+    _take(buckets, left, "path", left,
+          f"sent by tcpcopy={sent} but never logged by the target; send errors="
+          f"{send_errors}, responses not routed back={unrouted}")
+    return Attribution(missing, buckets, unexplained)
