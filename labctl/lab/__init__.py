@@ -17,22 +17,31 @@ Topology of lab N (namespaces lc-<name>-<role>, plus lc-<name>-router):
 Services: sshd on online/target/assistant (own ed25519 host key, key-only root login, hostname =
 role via a UTS namespace; <dir>/known_hosts lists the three host keys, <dir>/id_ed25519 is the
 operator key); nginx on online and target, port 80, with <host dir>/{nginx.conf,nginx.pid,
-access.log,error.log}. Endpoints: `/` small page, `/echo` (POST: the whole body is read, the
-answer is its length + newline), `/slow` (32 KiB at 16 KiB/s: about 1 s), `/big` (1 MiB).
+access.log,bodies.log,error.log}. Virtual hosts: the default server (named after the role) and
+`a.example`, `b.example`, each with the same endpoints: `/` small page, `/echo` (POST: the whole
+body is read, the answer is its length + newline), `/api/...` (GET/HEAD/OPTIONS: "api";
+other methods: like /echo), `/static/...` ("static"), `/slow` (32 KiB at 16 KiB/s: about 1 s),
+`/big` (1 MiB).
 
 Access log format `labctl` (one line per request):
 
     $remote_addr [$time_iso8601] "$request_method $request_uri $server_protocol" $status
     $body_bytes_sent $request_length "$content_length" $request_time $connection
-    $connection_requests "$http_user_agent"
+    $connection_requests "$http_user_agent" "$host"
 
 e.g. `10.78.1.10 [2026-11-27T07:34:22+00:00] "POST /echo HTTP/1.1" 200 5 1602 "1452" 0.000 2 1
-"curl/7.88.1"`. "$content_length" is the request body length ("-" when there is none).
-Compared with nginx's built-in `combined` format
+"curl/7.88.1" "a.example"`. "$content_length" is the request body length ("-" when there is
+none); "$host" (added for engine.select's host rules; lines of an older lab without it still
+parse as `labctl`) is the Host header without port, or the server name. Compared with nginx's
+built-in `combined` format
 (`$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"
 "$http_user_agent"`), it drops user and referer and adds the method/URI split, the request length
-and body length, $request_time and the connection number and its request count, which is what the
-loss ledger compares between online and target.
+and body length, $request_time, the connection number and its request count, and the host,
+which is what the loss ledger compares between online and target.
+
+`bodies.log` (format `bodies`, `escape=json`): `$request_method $request_uri $request_body` for
+every request to /echo or /api/ that has a body (Content-Length or chunked), so a lab test can
+compare the bodies the target received with the online ones byte for byte.
 
 Modules: `spec` (pure: names, address plan, LabInfo and its JSON), `net` (netlink, sysctls,
 offloads; the only pyroute2 user), `services` (sshd, nginx), `build` (build/destroy/status),

@@ -36,12 +36,20 @@ def _env() -> jinja2.Environment:
 
 
 def render_nginx_conf(info: LabInfo, host: HostInfo) -> str:
-    """nginx.conf of an nginx host: own pid, logs, temp paths; endpoints /, /echo, /slow, /big."""
+    """nginx.conf of an nginx host: own pid, logs, temp paths; the default server and the
+    virtual hosts a.example and b.example, each with /, /echo, /api/, /static/, /slow, /big."""
     return _env().get_template("nginx.conf.j2").render(
         lab=info.name, role=host.role, address=host.address, dir=host.dir,
         www=host.dir / "www", access_log=host.access_log, error_log=host.error_log,
+        bodies_log=bodies_log(host),
         echo_port=ECHO_PORT, slow_rate=SLOW_RATE, slow_bytes=SLOW_BYTES,
     )
+
+
+def bodies_log(host: HostInfo) -> Path:
+    """The nginx host's log of request bodies (`$request_method $request_uri $request_body`,
+    JSON-escaped), next to its access log."""
+    return host.dir / "bodies.log"
 
 
 def render_sshd_config(info: LabInfo, host: HostInfo) -> str:

@@ -4,9 +4,10 @@
 Pure (unit-tested, no I/O): `logparse` (nginx access-log lines -> records), `ledger` (online vs
 target records and engine counters -> `LedgerReport`, its data in `types`, per `-x` mapping
 figures in `ports`, missing copies' buckets in `attribution`, the inventory's `engine.select`
-applied to the online log in `selection`), `baseline` (counters relative to a snapshot), `tree` (captures and facts ->
-the first broken link). Acting (thin, integration-tested): `fetch` (new log bytes and engine
-stats from every host, `Watch`), `diagnose` (tcpdump on every host, pcaps read with scapy).
+applied to the online log in `selection`), `baseline` (counters relative to a snapshot),
+`tree` (captures and facts -> the first broken link). Acting (thin, integration-tested):
+`fetch` (new log bytes and engine stats from every host, `Watch`), `diagnose` (tcpdump on
+every host, pcaps read with scapy).
 
 May import: labctl.errors, labctl.model, labctl.inventory, labctl.transport, labctl.facts,
 labctl.hosts (journal and daemon state). Never labctl.up (`up` records the log marks through

@@ -9,6 +9,7 @@ import pytest
 from labctl.errors import LabError
 from labctl.lab import build, services
 from labctl.lab.spec import LabSpec, plan_lab
+from labctl.verify.logparse import LABCTL
 
 INFO = plan_lab("u1", 5)
 
@@ -23,12 +24,25 @@ def test_nginx_conf_has_own_paths_endpoints_and_log_format() -> None:
     assert "listen 10.77.5.10:80" in conf
     for loc in ("location = / ", "location = /echo", "location = /slow", "location = /big"):
         assert loc in conf
-    assert ("log_format labctl '$remote_addr [$time_iso8601] \"$request_method $request_uri "
-            "$server_protocol\" $status $body_bytes_sent $request_length \"$content_length\" "
-            "$request_time $connection $connection_requests \"$http_user_agent\"';") in conf
+    # the format verify parses as `labctl` is the one nginx writes
+    assert f"log_format labctl '{LABCTL}';" in conf and LABCTL.endswith(' "$host"')
     assert "keepalive_requests 1000000;" in conf
     assert "client_max_body_size 8m;" in conf
     assert "{{" not in conf
+
+
+def test_nginx_has_virtual_hosts_api_static_and_a_bodies_log() -> None:
+    conf = services.render_nginx_conf(INFO, INFO.hosts["target"])
+    d = "/run/labctl-lab/u1/target"
+    names = [line.strip() for line in conf.splitlines() if "server_name" in line]
+    assert names == ["server_name target;", "server_name a.example;", "server_name b.example;"]
+    assert conf.count("listen 10.77.5.20:80 reuseport backlog=4096;") == 1   # the default
+    assert conf.count("listen 10.77.5.20:80;") == 2
+    assert conf.count("location /api/ {") == 3 and conf.count("location /static/ {") == 3
+    assert "log_format bodies escape=json '$request_method $request_uri $request_body';" in conf
+    assert conf.count(f"access_log {d}/bodies.log bodies if=$labctl_has_body;") == 6
+    # a location with its own access_log must repeat the main one (nginx does not inherit it)
+    assert conf.count(f"access_log {d}/access.log labctl;") == 7
 
 
 def test_nginx_confs_differ_per_host() -> None:

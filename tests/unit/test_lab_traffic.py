@@ -40,10 +40,10 @@ def test_summary_counts_truth_per_request() -> None:
     assert (s["attempted"], s["sent"], s["ok"], s["errors"]) == (4, 3, 2, 2)
     assert s["rate"] == 1.0 and s["mode"] == "new" and s["connections_opened"] == 2
     assert s["by_request"] == [
-        {"method": "GET", "uri": "/", "body_len": 0, "attempted": 2, "sent": 2, "ok": 1,
-         "errors": 1},
-        {"method": "POST", "uri": "/echo", "body_len": 5, "attempted": 2, "sent": 1, "ok": 1,
-         "errors": 1},
+        {"method": "GET", "uri": "/", "body_len": 0, "host": "", "chunked": False,
+         "attempted": 2, "sent": 2, "ok": 1, "errors": 1},
+        {"method": "POST", "uri": "/echo", "body_len": 5, "host": "", "chunked": False,
+         "attempted": 2, "sent": 1, "ok": 1, "errors": 1},
     ]
 
 
@@ -76,3 +76,32 @@ def test_main_exits_2_on_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(traffic, "current_lab_netns", lambda: "")
     monkeypatch.setattr(traffic, "route_dev", lambda addr: "")
     assert traffic.main(["--url", "http://10.1.2.3", "--requests", "1"]) == 2
+
+
+def test_request_specs_hosts_and_bodies() -> None:
+    put = traffic.parse_request("put /api/items 1k chunked host=a.example")
+    assert (put.method, put.uri, put.body_len, put.host, put.chunked) == (
+        "PUT", "/api/items", 1024, "a.example", True)
+    assert put.key() == "PUT /api/items 1024 host=a.example chunked" and put.sends_body
+    get = traffic.parse_request("GET /static/app.js")
+    assert get.key() == "GET /static/app.js 0" and not get.sends_body
+    assert traffic.parse_request("POST /api/x").sends_body      # an empty body, framed
+    for bad in ("GET", "GET api", "GET /x 12q", "1 /x"):
+        with pytest.raises(ValueError, match="--request"):
+            traffic.parse_request(bad)
+    plan = traffic.with_hosts([get, put], ["a.example", "b.example"])
+    assert [i.key() for i in plan] == [
+        "GET /static/app.js 0 host=a.example", "GET /static/app.js 0 host=b.example",
+        "PUT /api/items 1024 host=a.example chunked"]
+    assert traffic.with_hosts([get], []) == [get]
+    body = traffic.body_bytes(40, 7)
+    assert body.startswith(b"b7-abc") and len(body) == 40 and body.isascii()
+    assert traffic.body_bytes(0, 3) == b"" and traffic.body_bytes(2, 12) == b"b1"
+
+
+def test_request_replaces_the_default_plan_in_check_args() -> None:
+    a = traffic.parse_args(["--url", "http://x", "--request", "GET /api/a",
+                            "--request", "POST /api/b 10", "--host-header", "a.example"])
+    traffic.check_args(a)
+    assert [i.key() for i in a.items] == ["GET /api/a 0", "POST /api/b 10"]
+    assert a.hosts == ["a.example"]

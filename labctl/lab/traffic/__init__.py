@@ -2,12 +2,21 @@
 
     ip netns exec lc-NAME-client python -m labctl.lab.traffic --url http://10.77.N.10 \\
         --requests 1000 --mode keepalive|new|mixed [--connections C] [--rate R] \\
-        [--post-sizes 0,1024,1048576] [--source 10.78.N.11] [--json]
+        [--post-sizes 0,1024,1048576] [--source 10.78.N.11] [--json] \\
+        [--host-header a.example,b.example] [--request 'PUT /api/x 100 chunked host=a.example']
 
 Requests cycle deterministically through the plan: `GET <path>` for each --get-paths entry, then
-`POST /echo` with each --post-sizes body. The summary is the truth of what was sent: attempted,
-sent (request fully written), ok (2xx with a correct /echo answer), errors, and per
-(method, uri, body_len) counts. Exit status: 0 all ok, 1 some requests failed, 2 bad usage.
+`POST /echo` with each --post-sizes body; or, with --request (repeatable), exactly those
+requests in that order: `METHOD PATH [SIZE] [chunked] [host=NAME]` (a body of SIZE bytes,
+sent with Content-Length, or chunked; POST/PUT/PATCH always send one). --host-header sends
+every planned request once per name given, alternating (Host: NAME; default: the URL's).
+Bodies are `body_bytes(size, n)` for request number n (printable, JSON-safe), so a test can
+compare them byte for byte; an answer from /echo or /api/ must be the body's length.
+
+The summary is the truth of what was sent: attempted, sent (request fully written), ok (2xx
+with a correct /echo or /api/ answer), errors, and per (method, uri, body_len, host, chunked)
+counts. Exit status: 0 all ok, 1 some requests failed, 2 bad usage. The pure plan (requests,
+bodies) is `labctl.lab.traffic.plan`; `python -m labctl.lab.traffic` runs `main`.
 """
 
 from __future__ import annotations
@@ -27,45 +36,25 @@ from collections import Counter
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from labctl.lab.traffic.plan import (
+    BODY_METHODS,
+    CHUNK,
+    MAX_BODY,
+    Item,
+    body_bytes,
+    build_plan,
+    parse_request,
+    parse_sizes,
+    with_hosts,
+)
+
+__all__ = ["BODY_METHODS", "CHUNK", "MAX_BODY", "Dispatcher", "Item", "Tally", "Worker",
+           "body_bytes", "build_plan", "check_args", "guard_destination", "main", "parse_args",
+           "parse_request", "parse_sizes", "run", "summarize", "with_hosts"]
+
 MODES = ("keepalive", "new", "mixed")
-MAX_BODY = 8 * 1024 * 1024
 MIXED_MAX_BURST = 20
 USER_AGENT = "labctl-traffic/1"
-
-
-class Item:
-    """One planned request: method, URI (path, without the optional sequence query) and body."""
-
-    __slots__ = ("body_len", "method", "uri")
-
-    def __init__(self, method: str, uri: str, body_len: int) -> None:
-        self.method, self.uri, self.body_len = method, uri, body_len
-
-    def key(self) -> str:
-        return f"{self.method} {self.uri} {self.body_len}"
-
-
-def parse_sizes(text: str) -> list[int]:
-    """'0,1024,1m' -> [0, 1024, 1048576]; k/m suffixes are powers of 1024."""
-    sizes = []
-    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
-        mult = {"k": 1024, "m": 1024 * 1024}.get(part[-1], 1)
-        digits = part[:-1] if mult != 1 else part
-        if not digits.isdigit():
-            raise ValueError(f"--post-sizes: {part!r} is not a size (e.g. 0,1024,64k,1m)")
-        size = int(digits) * mult
-        if size > MAX_BODY:
-            raise ValueError(f"--post-sizes: {part!r} exceeds {MAX_BODY} bytes")
-        sizes.append(size)
-    return sizes
-
-
-def build_plan(get_paths: list[str], post_sizes: list[int], echo_path: str = "/echo") -> list[Item]:
-    plan = [Item("GET", p, 0) for p in get_paths]
-    plan += [Item("POST", echo_path, s) for s in post_sizes]
-    if not plan:
-        raise ValueError("nothing to send: give --get-paths and/or --post-sizes")
-    return plan
 
 
 class Tally:
@@ -97,6 +86,7 @@ def summarize(
         if tally.attempted[k]:
             by_request.append({
                 "method": item.method, "uri": item.uri, "body_len": item.body_len,
+                "host": item.host, "chunked": item.chunked,
                 "attempted": tally.attempted[k], "sent": tally.sent[k], "ok": tally.ok[k],
                 "errors": tally.attempted[k] - tally.ok[k],
             })
@@ -134,10 +124,10 @@ class Dispatcher:
 class Worker(threading.Thread):
     """One client connection slot: keeps a connection open or opens one per request."""
 
-    def __init__(self, args: argparse.Namespace, plan: list[Item], bodies: dict[int, bytes],
-                 disp: Dispatcher, source: Optional[str], seed: int) -> None:
+    def __init__(self, args: argparse.Namespace, plan: list[Item], disp: Dispatcher,
+                 source: Optional[str], seed: int) -> None:
         super().__init__(daemon=True)
-        self.args, self.plan, self.bodies, self.disp = args, plan, bodies, disp
+        self.args, self.plan, self.disp = args, plan, disp
         self.source = source
         self.rng = random.Random(seed)
         self.tally = Tally()
@@ -192,7 +182,8 @@ class Worker(threading.Thread):
             return
         if not 200 <= status < 300:
             self.tally.error_kinds[f"http_{status}"] += 1
-        elif item.method == "POST" and body.strip() != str(item.body_len).encode():
+        elif item.sends_body and (item.uri == "/echo" or item.uri.startswith("/api/")) and \
+                body.strip() != str(item.body_len).encode():
             self.tally.error_kinds["echo_mismatch"] += 1
         else:
             self.tally.ok[key] += 1
@@ -201,12 +192,21 @@ class Worker(threading.Thread):
         assert self.conn is not None
         uri = f"{item.uri}?seq={n}" if self.args.seq_query else item.uri
         headers = {"User-Agent": self.args.user_agent}
+        if item.host:
+            headers["Host"] = item.host
         if last:
             headers["Connection"] = "close"
-        body = self.bodies[item.body_len] if item.method == "POST" else None
-        if body is not None:
-            headers["Content-Type"] = "application/octet-stream"
-        self.conn.request(item.method, uri, body=body, headers=headers)
+        if not item.sends_body:
+            self.conn.request(item.method, uri, headers=headers)
+            return
+        headers["Content-Type"] = "application/octet-stream"
+        data = body_bytes(item.body_len, n)
+        if item.chunked:        # http.client frames an iterable body as chunks
+            chunks = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
+            self.conn.request(item.method, uri, body=iter(chunks), headers=headers,
+                              encode_chunked=True)
+            return
+        self.conn.request(item.method, uri, body=data, headers=headers)
 
     def receive(self, last: bool) -> tuple[int, bytes]:
         assert self.conn is not None
@@ -226,6 +226,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=None, help="total requests per second")
     p.add_argument("--post-sizes", default="", help="POST /echo body sizes, e.g. 0,1024,1m")
     p.add_argument("--get-paths", default="/", help="GET paths, comma separated ('' for none)")
+    p.add_argument("--request", action="append", default=[], metavar="SPEC",
+                   help="METHOD /PATH [SIZE] [chunked] [host=NAME] (repeatable; replaces "
+                        "--get-paths and --post-sizes)")
+    p.add_argument("--host-header", default="", help="Host header(s), comma separated: every "
+                   "request is sent once per name, alternating")
     p.add_argument("--source", default="", help="client address(es) to bind, comma separated")
     p.add_argument("--timeout", type=float, default=10.0, help="socket timeout in seconds")
     p.add_argument("--seq-query", action="store_true", help="append ?seq=N to every URI")
@@ -251,6 +256,8 @@ def check_args(a: argparse.Namespace) -> None:
     for path in a.paths:
         if not path.startswith("/"):
             raise ValueError(f"--get-paths: {path!r} must start with '/'")
+    a.items = [parse_request(spec) for spec in a.request]
+    a.hosts = [h.strip() for h in a.host_header.split(",") if h.strip()]
 
 
 def current_lab_netns() -> str:
@@ -298,10 +305,9 @@ def guard_destination(host: str) -> None:
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
-    plan = build_plan(a.paths, a.sizes)
-    bodies = {s: b"x" * s for s in set(a.sizes)}
+    plan = with_hosts(a.items or build_plan(a.paths, a.sizes), a.hosts)
     disp = Dispatcher(a.requests, a.rate)
-    workers = [Worker(a, plan, bodies, disp, a.sources[i % len(a.sources)] if a.sources else None,
+    workers = [Worker(a, plan, disp, a.sources[i % len(a.sources)] if a.sources else None,
                       a.seed + i) for i in range(a.connections)]
     started = time.time()
     for w in workers:
@@ -338,7 +344,3 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{summary['elapsed']:.2f}s, {summary['rate']:.1f} req/s; "
               f"errors by kind: {summary['error_kinds'] or 'none'}")
     return 0 if summary["errors"] == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
