@@ -16,14 +16,13 @@ The events a table calls are re-exported here.
 """
 
 from engine.session.client import on_data, on_syn
+from engine.session.config import OOO_MAX, RST_WINDOW
 from engine.session.output import send_ack
 from engine.session.state import (
     CLOSED,
     ESTABLISHED,
     INF,
     M32,
-    OOO_MAX,
-    RST_WINDOW,
     SYN_SENT,
     SYN_WAIT,
     Host,
