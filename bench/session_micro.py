@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
+import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, List, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -117,8 +119,8 @@ def frames_of(records: List[bytes]) -> bytes:
 
 
 class Rig:
-    def __init__(self) -> None:
-        opts = parse_tcpcopy_args(["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"])
+    def __init__(self, flags: Sequence[str] = ()) -> None:
+        opts = parse_tcpcopy_args(["-x", "80-10.77.1.20:80", "-s", "10.77.1.30", *flags])
         self.clock = Clock()
         self.tc = Tcpcopy(opts, Logger(None, min_level="crit"))
         self.tc.loop = loop = Loop(clock=self.clock)
@@ -178,7 +180,10 @@ def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
     tseq = {p: 9000 * p for p in ports}
     rig.capture([frame(p, cseq[p], 0, SYN, b"", 1) for p in ports])
     isn = dict(cseq)                  # the copy keeps the client's ISN
-    rig.responses([record(p, tseq[p], (isn[p] + 1) & 0xFFFFFFFF, SYN | ACK, 0) for p in ports])
+    synacks = {p: record(p, tseq[p], (isn[p] + 1) & 0xFFFFFFFF, SYN | ACK, 0) for p in ports}
+    held = rig.tc.engine.selection is not None    # a selection sends the SYN with the request
+    if not held:
+        rig.responses(list(synacks.values()))
     for p in ports:
         cseq[p] += 1
         tseq[p] += 1
@@ -188,6 +193,8 @@ def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
     while done < requests:
         if batched:       # all connections in lockstep: one capture batch, one channel read
             rig.capture([frame(p, cseq[p], sseq[p], ACK | PSH, GET, ts) for p in ports])
+            if held and done == 0:
+                rig.responses(list(synacks.values()))
             for p in ports:
                 cseq[p] += len(GET)
                 sseq[p] += RESP_LEN
@@ -200,6 +207,8 @@ def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
         else:             # spread evenly: every packet is its own wake-up (low rates)
             for p in ports:
                 rig.capture([frame(p, cseq[p], sseq[p], ACK | PSH, GET, ts)])
+                if held and done == 0:
+                    rig.responses([synacks[p]])
                 cseq[p] += len(GET)
                 sseq[p] += RESP_LEN
                 rig.responses([record(p, tseq[p], cseq[p] & 0xFFFFFFFF, ACK | PSH, RESP_LEN)])
@@ -219,8 +228,10 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
         tseq = {p: 9000 * p for p in ports}
         rig.capture([frame(p, cseq[p], 0, SYN, b"", ts) for p in ports])
         isn = dict(cseq)
-        rig.responses([record(p, tseq[p], (isn[p] + 1) & 0xFFFFFFFF, SYN | ACK, 0)
-                       for p in ports])
+        synacks = [record(p, tseq[p], (isn[p] + 1) & 0xFFFFFFFF, SYN | ACK, 0) for p in ports]
+        held = rig.tc.engine.selection is not None  # the SYN goes with the request
+        if not held:
+            rig.responses(synacks)
         frames: List[bytes] = []
         for p in ports:
             cseq[p] += 1
@@ -229,6 +240,8 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
             frames.append(frame(p, cseq[p], 777, ACK | PSH, GET, ts))
             cseq[p] += len(GET)
         rig.capture(frames)
+        if held:
+            rig.responses(synacks)
         rig.responses([record(p, tseq[p], cseq[p], ACK | PSH | FIN, RESP_LEN) for p in ports])
         for p in ports:
             tseq[p] += RESP_LEN + 1
@@ -241,9 +254,9 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
     return done
 
 
-def run(mode: str, conns: int, requests: int, rate: float, batched: bool
-        ) -> Tuple[float, Rig]:
-    rig = Rig()
+def run(mode: str, conns: int, requests: int, rate: float, batched: bool,
+        flags: Sequence[str] = ()) -> Tuple[float, Rig]:
+    rig = Rig(flags)
     fn = keepalive if mode == "keepalive" else new_conns
     n = fn(rig, conns, requests, rate, batched)
     rig.play()
@@ -260,21 +273,33 @@ def main() -> int:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--batched", action="store_true",
                    help="keep-alive: connections in lockstep (one capture batch per round)")
+    p.add_argument("--flags", default="", metavar="'FLAGS'",
+                   help="extra tcpcopy flags, e.g. '--allow-path /api' (a selection's cost)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures here as JSON")
     a = p.parse_args()
+    flags = shlex.split(a.flags)
     if a.profile:
         prof = cProfile.Profile()
         prof.enable()
-        _, rig = run(a.mode, a.connections, a.requests, a.rate, a.batched)
+        _, rig = run(a.mode, a.connections, a.requests, a.rate, a.batched, flags)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    best = min(run(a.mode, a.connections, a.requests, a.rate, a.batched)[0]
+    best = min(run(a.mode, a.connections, a.requests, a.rate, a.batched, flags)[0]
                for _ in range(a.repeat))
-    _, rig = run(a.mode, a.connections, min(a.requests, 2000), a.rate, a.batched)
+    _, rig = run(a.mode, a.connections, min(a.requests, 2000), a.rate, a.batched, flags)
+    rig.tc.engine.selection_report()
     c = rig.tc.counters
-    print(f"{a.mode}: {best:.1f} us CPU per request (engine paths only, best of {a.repeat}); "
+    selected = f" requests_selected={c['requests_selected']}" if "requests_selected" in c else ""
+    print(f"{a.mode}{' ' + a.flags if a.flags else ''}: {best:.1f} us CPU per request "
+          f"(engine paths only, best of {a.repeat}); "
           f"timer wakeups per request {rig.wakeups / c['requests_sent']:.2f}; "
           f"requests_sent={c['requests_sent']} sent={c['sent']} sent_ack={c['sent_ack']} "
-          f"pacing_fast={c['pacing_fast']} pacing_timer={c['pacing_timer']}")
+          f"pacing_fast={c['pacing_fast']} pacing_timer={c['pacing_timer']}{selected}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({
+            "mode": a.mode, "flags": a.flags, "us_per_request": round(best, 2),
+            "requests": a.requests, "connections": a.connections,
+            "counters": {k: v for k, v in c.items() if v}}, indent=1) + "\n")
     return 0
 
 

@@ -22,7 +22,7 @@ from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.daemon import daemonize, write_pidfile
 from engine.loop import INF, Loop
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
-from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, usage
+from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, selection, usage
 from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
 from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
@@ -48,7 +48,8 @@ def session_config(o: TcpcopyOptions) -> SessionConfig:
         sample_pct=o.sample_pct, session_timeout=o.session_timeout,
         keepalive_timeout=o.keepalive_timeout, mtu=o.mtu, mss=o.mss, only_full=o.only_full,
         no_wait=o.no_wait, max_sessions=o.max_sessions,
-        session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20)
+        session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20,
+        selection=selection(o))
 
 
 def current_rss_kb() -> int:
@@ -280,9 +281,11 @@ class Tcpcopy:
     def _write_stats(self, state: str = "running") -> None:
         if not self.opts.stats_file:
             return
+        report = self.engine.selection_report()     # also refreshes its counters
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
+                             **({"select": report} if report is not None else {}),
                              **({"offline": self.offline.summary()} if self.offline else {}))
         try:
             write_stats(self.opts.stats_file, doc)
@@ -301,6 +304,13 @@ class Tcpcopy:
         if self.counters["captured"]:
             for line in stat_lines(self.counters, self.engine.sessions_active):
                 self.log.info(line)
+            if self.engine.selection_report() is not None:
+                c = self.counters
+                self.log.info(f"select: requests selected:{c['requests_selected']}, "
+                              f"skipped:{c['requests_skipped']}, "
+                              f"unparsable streams:{c['streams_unparsable']}, "
+                              f"non-http streams:{c['streams_non_http']}, "
+                              f"sessions never opened:{c['sessions_unselected']}")
 
     # ------------------------------------------------------------------ run
 

@@ -216,6 +216,17 @@ class Selection:
                 "selected": 0, "skipped": 0, "unparsable": 0, "non_http": 0}
         return counts
 
+    def report(self, totals: Dict[str, int]) -> Dict[str, object]:
+        """The rules and their counters, for the stats file; ``totals`` (the daemon's counter
+        dict) gets ``requests_selected``, ``requests_skipped``, ``streams_unparsable`` and
+        ``streams_non_http`` refreshed."""
+        by_rule = self.counters()
+        for name, what in (("requests_selected", "selected"), ("requests_skipped", "skipped"),
+                           ("streams_unparsable", "unparsable"),
+                           ("streams_non_http", "non_http")):
+            totals[name] = sum(counts[what] for counts in by_rule.values())
+        return {"rules": [r.name for r in self.rules], "safe": self.safe, "by_rule": by_rule}
+
     def counters(self) -> Dict[str, Dict[str, int]]:
         """A copy of the counters, for the stats JSON: rule name -> counts."""
         return {rule: dict(counts) for rule, counts in self._counters.items()}

@@ -76,6 +76,11 @@ class SelectedStream:
         return self._next - self.framer.pending
 
     @property
+    def received(self) -> int:
+        """Original offset expected next (everything before it was fed or was a gap)."""
+        return self._next
+
+    @property
     def history_start(self) -> int:
         return self._forgotten
 

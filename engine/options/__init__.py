@@ -9,8 +9,9 @@ from engine.options.tcpcopy import (
     Transfer,
     parse_tcpcopy_args,
     parse_transfer,
+    selection,
     usage,
 )
 
 __all__ = ["OptionsError", "TcpcopyOptions", "Transfer", "parse_tcpcopy_args", "parse_transfer",
-           "usage"]
+           "selection", "usage"]

@@ -15,6 +15,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import List, NoReturn, Optional, Sequence, Tuple
 
+from engine.http.select import SAFE_METHODS, RuleError, Selection
 from engine.packets import PacketError, ip_aton, mac_aton
 
 DEFAULT_INTERCEPT_PORT = 36524
@@ -74,6 +75,12 @@ class TcpcopyOptions:
     idle_skip_ms: int = 0
     repeat: int = 1
     drain_timeout: float = 120.0
+    #: per-request selection, in the order given: (flag, value), e.g. ("--allow-path", "/api")
+    select_rules: Tuple[Tuple[str, str], ...] = ()
+    safe: bool = False
+    safe_methods: Tuple[str, ...] = SAFE_METHODS
+    on_unparsable: str = "copy"
+    non_http: str = "copy"
     show_help: bool = False
     show_version: bool = False
 
@@ -81,6 +88,26 @@ class TcpcopyOptions:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise OptionsError(message)
+
+
+class _RuleAction(argparse.Action):
+    """Selection rules keep their order across flags: ``rules`` gets (flag, value) pairs."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: Optional[str] = None) -> None:
+        flag = next(o for o in self.option_strings if o.startswith("--"))
+        namespace.rules = [*getattr(namespace, "rules", []), (flag, str(values))]
+
+
+SELECT_FLAGS = (
+    ("--allow-host", "HOST", "copy only requests for this host (exact, or *.domain)"),
+    ("--deny-host", "HOST", "never copy requests for this host (exact, or *.domain)"),
+    ("--allow-path", "PATH", "copy only requests whose path starts with PATH (or ~REGEX)"),
+    ("--deny-path", "PATH", "never copy requests whose path starts with PATH (or ~REGEX)"),
+    ("--allow-method", "M[,M..]", "copy only requests with one of these methods"),
+    ("--allow-header", "NAME:REGEX", "copy only requests with a NAME field matching REGEX"),
+    ("--deny-header", "NAME:REGEX", "never copy requests with a NAME field matching REGEX"),
+)
 
 
 def _parser() -> _Parser:
@@ -143,6 +170,17 @@ def _parser() -> _Parser:
       help='offline: replay the whole file N times (%(default)s)')
     a("--drain-timeout", type=float, default=120.0, metavar="S",
       help='offline: after the file, wait up to S s for sessions to finish (%(default)s)')
+    for flag, metavar, text in SELECT_FLAGS:
+        a(flag, action=_RuleAction, dest="rules", default=[], metavar=metavar,
+          help=f"{text} (HTTP/1.x, per request; repeatable; deny wins)")
+    a("--safe", action="store_true",
+      help="copy only idempotent requests (--safe-methods): a target never repeats a write")
+    a("--safe-methods", default=",".join(SAFE_METHODS), metavar="M[,M..]",
+      help="the methods --safe copies (%(default)s)")
+    a("--on-unparsable", default="copy", choices=("copy", "skip"),
+      help="the rest of a connection that cannot be framed as HTTP/1.x (%(default)s)")
+    a("--non-http", default="copy", choices=("copy", "skip"),
+      help="a connection whose first bytes are not HTTP/1.x, with a selection (%(default)s)")
     a("-h", "--help", action="store_true",
       help='show this help')
     a("-v", "--version", action="store_true",
@@ -300,6 +338,12 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.repeat, 1, 10**6, "-T")
     _check_range(ns.drain_timeout, 0, 86400, "--drain-timeout")
     fake_ips = parse_fake_ips(_split(ns.client_ips), [t.target_ip for t in transfers])
+    rules = tuple(ns.rules)
+    safe_methods = tuple(m.strip().upper() for m in ns.safe_methods.split(",") if m.strip())
+    try:
+        Selection.from_flags(rules, ns.safe, safe_methods, ns.on_unparsable, ns.non_http)
+    except RuleError as exc:
+        raise OptionsError(str(exc)) from None
     return TcpcopyOptions(
         transfers=transfers, intercepts=intercepts, intercept_port=ns.port,
         connections=ns.connections, fake_ips=fake_ips, replicas=ns.replicas,
@@ -312,4 +356,12 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
         reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
-        capture_acks=ns.capture_acks)
+        capture_acks=ns.capture_acks, select_rules=rules, safe=ns.safe,
+        safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http)
+
+
+def selection(opts: TcpcopyOptions) -> Optional[Selection]:
+    """The options' selection (rules already checked by the parser), None without one."""
+    sel = Selection.from_flags(opts.select_rules, opts.safe, opts.safe_methods,
+                               opts.on_unparsable, opts.non_http)
+    return None if sel.selects_everything else sel

@@ -10,20 +10,22 @@ The state lives in one slotted ``Session`` (``state``); the behaviour is compose
 modules of functions over it, not inherited: ``output`` (packets), ``teardown`` (RST +
 linger), ``pacing`` (when the next request may go), ``client`` (captured segments, the send
 pump), ``target`` (responses, ACKs, retransmission, reconnects), ``timers`` (deadlines).
+With a selection (``--allow-path`` & co.), ``selected`` (``ClientSelect``: the client stream
+in order, framed, selected, mapped to the copied sequence space) and ``intake`` (its segments
+to every replica) sit in front of ``client``.
 Beside them: ``table`` (the session table ``Engine``: events in, typed actions out),
 ``config`` (knobs, counters, address mapping) and ``packets`` (hot-path packet building).
 The events a table calls are re-exported here.
 """
 
 from engine.session.client import on_data, on_syn
+from engine.session.config import OOO_MAX, RST_WINDOW
 from engine.session.output import send_ack
 from engine.session.state import (
     CLOSED,
     ESTABLISHED,
     INF,
     M32,
-    OOO_MAX,
-    RST_WINDOW,
     SYN_SENT,
     SYN_WAIT,
     Host,

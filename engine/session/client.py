@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from engine.packets import ACK, FIN, PSH, RST, build_tcp_options
+from engine.session.config import OOO_MAX, RST_WINDOW
 from engine.session.output import arm_rto, send_seg, send_syn
 from engine.session.pacing import hold
 from engine.session.packets import payload_sum, syn_options
@@ -21,8 +22,6 @@ from engine.session.state import (
     ESTABLISHED,
     FLAGS,
     M32,
-    OOO_MAX,
-    RST_WINDOW,
     SYN_SENT,
     SYN_WAIT,
     TSV,
@@ -42,6 +41,14 @@ def on_syn(s: Session, seq: int, win: int, options: bytes, now: float) -> None:
     if ts is not None:
         s.ts_last = ts[0]
     s.win = win
+    if s.sel is not None:
+        # with a selection the target sees the SYN only with the first selected byte: a
+        # connection with nothing selected is never opened there
+        s.isn = seq
+        s.syn_held = True
+        s.syn_at = now
+        s.eng.arm(s, now + s.eng.cfg.session_timeout)
+        return
     start(s, seq, now)
 
 
@@ -61,8 +68,15 @@ def on_data(s: Session, seq: int, ack: int, flags: int, win: int, payload: bytes
     s.last_act = now
     if s.state == SYN_WAIT:
         if not payload and not flags & FIN:
+            if s.syn_held and s.hs_ack is None and flags & ACK and seq == ((s.isn + 1) & M32):
+                s.hs_ack = ack
+                s.rtt = max(0.0005, min(0.5, now - s.syn_at))
             return
-        fake_syn(s, seq, now)
+        if s.syn_held:
+            s.syn_held = False
+            start(s, s.isn, now)
+        else:
+            fake_syn(s, seq, now)
     elif s.state == CLOSED:
         return
     if not s.faked:

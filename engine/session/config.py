@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Set
 
+from engine.http.select import Selection
+
 COUNTERS = (
     "captured", "kernel_drops", "malformed", "frag", "filtered", "sampled_out",
     "clt_syn", "clt_packs", "clt_cont", "clt_con_retrans", "clt_no_session", "clt_dropped",
@@ -24,8 +26,16 @@ COUNTERS = (
     "win_zero", "buffer_overflow", "memory_shed", "table_full", "channel_malformed",
     "channel_reconnects",
 )
+#: with a selection (``--allow-path`` & co.): requests copied / left out, connections whose
+#: rest could not be framed or that were not HTTP/1.x, connections never opened at the target
+SELECT_COUNTERS = ("requests_selected", "requests_skipped", "streams_unparsable",
+                   "streams_non_http", "sessions_unselected")
 
 MAX_PORT_TRIES = 4096
+M32 = 0xFFFFFFFF
+HALF = 1 << 31
+RST_WINDOW = 1 << 16        # a client RST further than this past ``expect`` is not believed
+OOO_MAX = 1024              # out-of-order client segments parked per connection
 
 
 class Route:
@@ -73,6 +83,7 @@ class SessionConfig:
         "rto_min",
         "rtt_default",
         "sample_pct",
+        "selection",
         "session_buffer_bytes",
         "session_timeout",
         "time_wait",
@@ -88,7 +99,8 @@ class SessionConfig:
                  time_wait: float = 2.0, close_wait: float = 5.0, rto_min: float = 0.2,
                  rto_max: float = 3.0, eor_min: float = 0.005, eor_max: float = 0.05,
                  resp_wait: float = 2.0, rtt_default: float = 0.005, ack_delay: float = 0.02,
-                 eor_lag: float = 0.25, record_drops: bool = False) -> None:
+                 eor_lag: float = 0.25, record_drops: bool = False,
+                 selection: Optional[Selection] = None) -> None:
         self.routes = routes
         self.fake_ips = list(fake_ips or [])
         self.replicas = max(1, replicas)
@@ -106,6 +118,10 @@ class SessionConfig:
         # quiet period before giving up on a target response shorter than the online one
         # (longer than the target's minimum RTO, 200 ms, so a stalled bulk response is waited for)
         self.eor_lag = eor_lag
+        # per-request selection; None when no rule could skip anything (the emulator then
+        # never frames: today's path, at today's cost)
+        self.selection = (None if selection is None or selection.selects_everything
+                          else selection)
 
 
 M64 = 0xFFFFFFFFFFFFFFFF

@@ -17,10 +17,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Dict, List, Optional, Protocol
 
-from engine.session.config import Route, SessionConfig
+from engine.session.config import HALF, M32, Route, SessionConfig
+from engine.session.selected import ClientSelect
 
-M32 = 0xFFFFFFFF
-HALF = 1 << 31
 INF = float("inf")
 
 SYN_WAIT, SYN_SENT, ESTABLISHED, CLOSED = 0, 1, 2, 3
@@ -29,8 +28,6 @@ SYN_WAIT, SYN_SENT, ESTABLISHED, CLOSED = 0, 1, 2, 3
 SEQ, FLAGS, DATA, CACK, WIN, TSV, PSUM = range(7)
 Segment = List  # list of the fields above (mutable: retransmission trims it)
 
-RST_WINDOW = 1 << 16        # a client RST further than this past ``expect`` is not believed
-OOO_MAX = 1024              # out-of-order client segments parked per session
 ONLINE_MS_MAX = 60_000      # a longer online response time (by timestamps) is not believed
 
 
@@ -73,7 +70,8 @@ class Session:
         "full_len", "hs_ack", "hs_at", "isn", "lag_at", "last_act", "last_resp", "last_resp_full",
         "ooo", "peer_fin", "peer_win", "peer_wscale", "rcv_nxt", "req_at", "req_cack", "req_rcv",
         "req_started", "req_tsv", "resp_seen", "resp_unacked", "retrans_pending", "route", "rto",
-        "rto_at", "rtt", "snd_nxt", "snd_una", "state", "syn_at", "syn_opts", "target_reset",
+        "rto_at", "rtt", "sel", "snd_nxt", "snd_una", "state", "syn_at", "syn_held", "syn_opts",
+        "target_reset",
         "timer_at", "ts_last", "ts_ok", "ts_recent", "tw_at", "unacked", "waiting_resp",
         "want_ts", "want_ws", "win",
     )
@@ -83,6 +81,10 @@ class Session:
         self.fake_ip, self.fake_port = fkey >> 16, fkey & 0xFFFF
         self.state = SYN_WAIT
         self.faked = False
+        # per-request selection (``engine.session.selected``; shared by the replicas), and
+        # a client SYN held back until the first selected byte
+        self.sel: Optional[ClientSelect] = None
+        self.syn_held = False
         self.isn = self.snd_nxt = self.snd_una = self.rcv_nxt = self.expect = 0
         self.buf: Deque[Segment] = deque()
         self.unacked: Deque[Segment] = deque()

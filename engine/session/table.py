@@ -34,8 +34,17 @@ from engine.session import (
     on_timer,
     send_ack,
 )
-from engine.session.config import COUNTERS, AddressMapper, Route, SessionConfig, sample_keep
+from engine.session.config import (
+    COUNTERS,
+    SELECT_COUNTERS,
+    AddressMapper,
+    Route,
+    SessionConfig,
+    sample_keep,
+)
+from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
+from engine.session.selected import ClientSelect
 
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
 #                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
@@ -61,6 +70,9 @@ class Engine:
         self.cfg = cfg
         rnd = random.Random(seed)
         self.counters: Dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.selection = cfg.selection
+        if self.selection is not None:
+            self.counters.update(dict.fromkeys(SELECT_COUNTERS, 0))
         self.mapper = AddressMapper(cfg.fake_ips, cfg.port_shift, rnd.randrange(512))
         self.routes: Dict[int, Route] = {}
         for i, r in enumerate(cfg.routes):
@@ -212,13 +224,21 @@ class Engine:
             ts = find_ts(data[ihl + 20:start])
             if ts is not None:
                 tsval = ts[0]
-        for s in sessions:
-            on_data(s, seq, ack, flags, win, payload, tsval, now)
+        if self.selection is None:
+            for s in sessions:
+                on_data(s, seq, ack, flags, win, payload, tsval, now)
+        else:
+            feed_selected(self, sessions, seq, ack, flags, win, payload, tsval, now)
         out = self.out                  # _take(), inlined: this is per captured packet
         if out:
             self.out = []
             return out
         return NO_ACTIONS
+
+    def selection_report(self) -> Optional[Dict[str, object]]:
+        """For the stats file: the rules and their counters (their totals refreshed in
+        ``counters``), or None without a selection."""
+        return None if self.selection is None else self.selection.report(self.counters)
 
     def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
                     options: bytes, route: Route, sessions: Optional[List[Session]],
@@ -235,6 +255,10 @@ class Engine:
                 self.destroy(s)
         created = self._create(ckey, saddr, sport, route, now)
         if created is not None:
+            if self.selection is not None:
+                sel = ClientSelect(self.selection, (seq + 1) & M32, self.counters)
+                for s in created:
+                    s.sel = sel
             for s in created:
                 on_syn(s, seq, win, options, now)
 

@@ -67,12 +67,13 @@ def on_timer(s: Session, now: float) -> None:
             pump(s, now)         # a target response shorter than online's: go on
     if s.state == CLOSED:
         return
-    busy = bool(s.buf or s.unacked) or s.state != ESTABLISHED
+    # a held SYN (nothing selected yet) waits for the client only: keep-alive idle time
+    busy = bool(s.buf or s.unacked) or (s.state != ESTABLISHED and not s.syn_held)
     if busy and now - s.last_resp >= cfg.session_timeout:
-        finish(s, now, "sessions_timeout")
+        finish(s, now, "sessions_unselected" if s.syn_held else "sessions_timeout")
         return
     if now - s.last_act >= cfg.keepalive_timeout:
-        finish(s, now, "sessions_timeout")
+        finish(s, now, "sessions_unselected" if s.syn_held else "sessions_timeout")
         return
     eng.arm(s, due(s))
 
@@ -82,7 +83,8 @@ def due(s: Session) -> float:
     if s.state == CLOSED:
         return s.tw_at
     cfg = s.eng.cfg
-    busy = bool(s.buf or s.unacked) or s.state != ESTABLISHED
+    # a held SYN (nothing selected yet) waits for the client only: keep-alive idle time
+    busy = bool(s.buf or s.unacked) or (s.state != ESTABLISHED and not s.syn_held)
     return min(s.hs_at, s.fin_at, s.rto_at, s.eor_at, s.ack_at, s.lag_at,
                s.last_act + cfg.keepalive_timeout,
                (s.last_resp + cfg.session_timeout) if busy else INF)
