@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engine.options.tcpcopy import parse_tcpcopy_args, selection
 from labctl.errors import InventoryError
 from labctl.facts import OperatorFacts
 from labctl.inventory.load import parse_inventory
@@ -175,3 +176,19 @@ def test_labctl_plan_shows_the_flags_on_the_tcpcopy_command_line() -> None:
                  "intercept"]
     assert intercept and not any("--allow" in " ".join(d.args) for d in intercept)
     assert any(n.startswith("tcpcopy copies only:") for n in report.plan.notes)
+
+
+def test_tcpcopy_parses_the_argv_into_the_same_selection() -> None:
+    inv = inv_with("allow_host: [a.example]\nallow_path: [/api, '~^/v1/']\n"
+                   "deny_header: ['X-Debug:.']\nsafe: true\nsafe_methods: [GET, HEAD]\n"
+                   "on_unparsable: skip\nnon_http: skip")
+    opts = parse_tcpcopy_args(tcpcopy_argv(inv, inv.hosts.online[0], EnginePaths()))
+    sel = selection(opts)
+    assert inv.engine.select is not None and sel is not None
+    want = inv.engine.select.selection()
+    assert [r.name for r in sel.rules] == [r.name for r in want.rules]
+    assert sel.safe and sel.safe_methods == frozenset({"GET", "HEAD"})
+    assert not sel.copy_unparsable and not sel.copy_non_http
+    plain = parse_tcpcopy_args(tcpcopy_argv(parse_inventory(STAGING),
+                                            inv.hosts.online[0], EnginePaths()))
+    assert selection(plain) is None
