@@ -192,3 +192,17 @@ def test_tcpcopy_parses_the_argv_into_the_same_selection() -> None:
     plain = parse_tcpcopy_args(tcpcopy_argv(parse_inventory(STAGING),
                                             inv.hosts.online[0], EnginePaths()))
     assert selection(plain) is None
+
+
+def test_the_commented_example_in_staging_yaml_is_valid() -> None:
+    lines = STAGING.splitlines()
+    start = lines.index("#   select:")
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith("#     "):
+            break
+        block.append(line[6:].split("  #", 1)[0].rstrip())
+    s = inv_with("\n".join(block)).engine.select
+    assert s is not None and s.safe and s.allow_method == ["GET,HEAD"]
+    assert select_args(s)[:4] == ["--allow-host", "api.example.com", "--allow-host",
+                                  "*.shop.example.com"]
