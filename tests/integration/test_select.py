@@ -150,8 +150,12 @@ def test_allow_host_copies_a_example_only_on_keep_alive_and_new_connections(
 
 
 def test_one_keep_alive_connection_carries_exactly_the_api_requests_with_their_bodies(
-        lab: Any, selected_lab: Callable[[str], Path]) -> None:
-    selected_lab("{allow_path: [/api]}")
+        lab: Any, selected_lab: Callable[[str], Path], tmp_path: Path) -> None:
+    inv = selected_lab("{allow_path: [/api]}")
+    plan_out = labctl(tmp_path, "plan", str(inv))
+    shown = " ".join(plan_out.stdout.split())
+    assert "tcpcopy" in shown and "--allow-path /api" in shown, plan_out.stdout
+    assert "note: tcpcopy copies only: path /api" in shown, plan_out.stdout
     plan = ["GET /api/items", "GET /static/app.js", "POST /api/orders 1500",
             "GET /static/app.css", "POST /api/orders 700 chunked", "PUT /api/items/1 300",
             "GET /static/img.png", "PATCH /api/items/2 2500 chunked", "DELETE /api/items/3"]
