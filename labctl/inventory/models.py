@@ -182,6 +182,10 @@ class Select(_Frozen):
 
     @_model_validator(mode="after")
     def _rules_parse(self) -> Select:
+        if "safe_methods" in self.model_fields_set and not self.safe:
+            raise FieldProblem(("engine", "select", "safe_methods"),
+                               "safe_methods applies only with safe: true (add it, or remove "
+                               "safe_methods)")
         for key in SELECT_RULES:
             for i, value in enumerate(getattr(self, key)):
                 flag = "--" + key.replace("_", "-")

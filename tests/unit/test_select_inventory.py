@@ -74,10 +74,12 @@ def test_keys_lists_single_strings_and_defaults() -> None:
     ("deny_header: ['X-A:[']", "engine.select.deny_header[0]", "deny_header",
      "bad regular expression"),
     ("allow_method: ['G T']", "engine.select.allow_method[0]", "allow_method", "METHOD"),
-    ("safe_methods: ['G T']", "engine.select.safe_methods", "safe_methods", "METHOD"),
+    ("safe: true\nsafe_methods: ['G T']", "engine.select.safe_methods", "safe_methods",
+     "METHOD"),
     ("on_unparsable: maybe", "engine.select.on_unparsable", "on_unparsable", "'copy' or 'skip'"),
     ("non_http: drop", "engine.select.non_http", "non_http", "'copy' or 'skip'"),
     ("deny_method: [GET]", "engine.select.deny_method", "deny_method", "unknown key"),
+    ("safe_methods: [GET]", "engine.select.safe_methods", "safe_methods", "only with safe: true"),
     ("safe: yes please", "engine.select.safe", "safe:", "true or false"),
 ])
 def test_bad_values_name_file_line_and_field(select: str, field: str, needle: str,
