@@ -14,12 +14,13 @@ import signal
 import socket
 import time
 from functools import partial
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, filter_for_expression
 from engine.daemon import write_pidfile
 from engine.loop import Loop, TimerHandle
+from engine.netem import Netem
 from engine.options.intercept import InterceptOptions
 from engine.packets import PacketError, ip_ntoa
 from engine.protocol import (
@@ -81,6 +82,10 @@ class InterceptDaemon:
         self.started_at = time.time()
         self.exit_code = 0
         self._flush_timer: Optional[TimerHandle] = None
+        # --netem-*: response frames held, dropped or reordered on their way to tcpcopy
+        self.netem: Optional[Netem[Tuple[int, bytes]]] = (
+            Netem(opts.netem, self.counters, seed=os.getpid()) if opts.netem.active else None)
+        self._netem_timer: Optional[TimerHandle] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -88,6 +93,8 @@ class InterceptDaemon:
         self.log.notice(f"intercept version:{__version__}")
         self.log.notice(f"intercept internal version:{INTERNAL_VERSION}")
         self.log.notice(f"filter = {self.opts.filter}")
+        if self.opts.netem.active:
+            self.log.notice(f"netem on the response frames: {self.opts.netem.describe()}")
         self.log.notice(f"listen {self.opts.bind}:{self.opts.port}, capture on "
                         f"{','.join(c.ifname or 'all' for c in self.captures)}"
                         f"{', channel auth on' if self.key else ''}")
@@ -146,13 +153,34 @@ class InterceptDaemon:
         self._push(now, force=True)
 
     def _push(self, now: float, force: bool = False) -> None:
+        netem = self.netem
         for conn, frame in self.router.frames(now, force):
+            if netem is not None and netem.offer((conn, frame), len(frame), now) is None:
+                continue
             client = self.clients.get(conn)
             if client is not None:
                 self._send(client, frame, counted=True)
+        if netem is not None:
+            self._arm_netem(now)
         nxt = self.router.next_flush()
         if nxt is not None and self._flush_timer is None:
             self._flush_timer = self.loop.call_at(max(nxt, now), self._on_flush)
+
+    def _arm_netem(self, now: float) -> None:
+        assert self.netem is not None
+        nxt = self.netem.next_deadline()
+        if nxt is not None and self._netem_timer is None:
+            self._netem_timer = self.loop.call_at(max(nxt, now), self._on_netem)
+
+    def _on_netem(self) -> None:
+        self._netem_timer = None
+        assert self.netem is not None
+        now = self.loop.time()
+        for conn, frame in self.netem.due(now):
+            client = self.clients.get(conn)
+            if client is not None:
+                self._send(client, frame, counted=True)
+        self._arm_netem(now)
 
     def _on_flush(self) -> None:
         self._flush_timer = None

@@ -19,6 +19,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tu
 
 from engine.actions import Action, Drop, RegisterRoute, SendPacket
 from engine.header import PacketError, fields, record_fields
+from engine.latency import Histogram
 from engine.packets import ACK, FIN, RST, SYN
 from engine.session import (
     CLOSED,
@@ -92,6 +93,9 @@ class Engine:
         self.full_sizes = {576, 1492, 1500, cfg.mtu}
         self.intercepts_up = True
         self.mem_settle_at = 0.0
+        # the target's response time per copied request, as the copier sees it: request sent
+        # (by the emulator; --netem-delay holds it after that) to the first response byte
+        self.latency = Histogram()
 
     # ------------------------------------------------------------------ services for sessions
 
@@ -103,6 +107,9 @@ class Engine:
     def register(self, sess: Session) -> None:
         r = sess.route
         self.out.append(RegisterRoute(sess.fake_ip, sess.fake_port, r.target_ip, r.target_port))
+
+    def note_latency(self, seconds: float) -> None:
+        self.latency.add(seconds)
 
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF

@@ -78,6 +78,8 @@ def on_response(s: Session, seq: int, ack: int, flags: int, win: int, plen: int,
     if flags & ACK:
         on_ack(s, ack, win, plen, now)
     if new_data and s.waiting_resp:
+        if not s.resp_seen and s.req_started:
+            eng.note_latency(now - s.req_at)    # the target's first answer byte
         s.resp_seen = True
         if s.snd_una == s.snd_nxt and (not full or flags & PSH):
             response_ended(s, now, fast=True)
