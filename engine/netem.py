@@ -9,6 +9,8 @@ to the target, intercept the response frames it forwards to tcpcopy. It works on
     --netem-loss PCT     drop this share of packets (TCP retransmits them like a wire loss)
     --netem-reorder PCT  send this share at once, ahead of the delayed ones (needs a delay)
     --netem-rate KBIT    serialise at this rate (a bottleneck link), after the delay
+    --netem-file PATH    conditions as JSON (``parse_file``), read at start and on SIGHUP: a
+                         drill changes them on a running daemon (no file: the flags)
 
 Sans-I/O: ``offer(item, size, now)`` returns the item when it may go at once, else keeps it (or
 drops it) and returns None; ``due(now)`` hands out the items whose time came, in order;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import random
 from typing import Dict, Generic, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
@@ -65,12 +68,40 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     """The ``--netem-*`` flags on a daemon's parser (dest ``netem_delay`` …)."""
     for flag, metavar, text in FLAGS:
         parser.add_argument(flag, type=float, default=0.0, metavar=metavar, help=text)
+    parser.add_argument("--netem-file", metavar="PATH",
+                        help="conditions as JSON, read at start and again on SIGHUP "
+                             "(overrides the --netem-* flags while it exists)")
 
 
 def spec_of(ns: argparse.Namespace) -> NetemSpec:
     """The parsed flags as a spec (check it with ``check_spec``)."""
     return NetemSpec(ns.netem_delay, ns.netem_jitter, ns.netem_loss, ns.netem_reorder,
                      ns.netem_rate)
+
+
+def parse_file(text: str) -> NetemSpec:
+    """A ``--netem-file``: JSON ``{"delay_ms": 50, "jitter_ms": 5, "loss_pct": 0.5,
+    "reorder_pct": 0, "rate_kbit": 0}`` (any key may be left out; ``{}`` = no conditions).
+    Raises ValueError naming the key."""
+    try:
+        doc = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object")
+    unknown = sorted(set(doc) - set(NetemSpec._fields))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (keys: {', '.join(NetemSpec._fields)})")
+    values = {}
+    for key, value in doc.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        values[key] = float(value)
+    spec = NetemSpec(**values)
+    bad = check_spec(spec)
+    if bad is not None:
+        raise ValueError(f"{bad[0][2:].replace('-', '_')}: {bad[1]}")
+    return spec
 
 
 def check_spec(spec: NetemSpec) -> Optional[Tuple[str, str]]:
@@ -93,20 +124,24 @@ class Netem(Generic[T]):
     """Delay, jitter, loss, reordering and a rate limit on one stream of items."""
 
     def __init__(self, spec: NetemSpec, counters: Dict[str, int], seed: int = 0) -> None:
-        self.spec = spec
         self.counters = counters
         for name in COUNTERS:
             counters.setdefault(name, 0)
         self.rnd = random.Random(seed)
+        self.reconfigure(spec)
+        self.heap: List[Tuple[float, int, T]] = []
+        self.seq = 0
+        self.last_due = 0.0         # departures stay in order (FIFO) unless reordered
+        self.link_free = 0.0        # when the rate-limited link is free again
+
+    def reconfigure(self, spec: NetemSpec) -> None:
+        """New conditions from now on (items already held keep their times)."""
+        self.spec = spec
         self.delay = spec.delay_ms / 1000.0
         self.jitter = spec.jitter_ms / 1000.0
         self.loss = spec.loss_pct / 100.0
         self.reorder = spec.reorder_pct / 100.0
         self.byte_time = 8.0 / (spec.rate_kbit * 1000.0) if spec.rate_kbit else 0.0
-        self.heap: List[Tuple[float, int, T]] = []
-        self.seq = 0
-        self.last_due = 0.0         # departures stay in order (FIFO) unless reordered
-        self.link_free = 0.0        # when the rate-limited link is free again
 
     def offer(self, item: T, size: int, now: float) -> Optional[T]:
         """The item, if it goes now; None if it was kept for later or dropped."""
@@ -154,4 +189,5 @@ class Netem(Generic[T]):
         return len(self.heap)
 
 
-__all__ = ["COUNTERS", "FLAGS", "Netem", "NetemSpec", "add_flags", "check_spec", "spec_of"]
+__all__ = ["COUNTERS", "FLAGS", "Netem", "NetemSpec", "add_flags", "check_spec", "parse_file",
+           "spec_of"]

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from engine import INTERNAL_VERSION, __version__
 from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
-from engine.daemon import daemonize, write_pidfile
+from engine.daemon import daemonize, read_netem, write_pidfile
 from engine.loop import INF, Loop
 from engine.netem import Netem
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
@@ -79,8 +79,13 @@ class Tcpcopy:
         self.reconnect_at = 0.0
         self.offline: Optional[OfflineFeeder] = None
         # --netem-*: copies held, dropped or reordered on their way out (None: sent at once)
+        try:
+            shaping = read_netem(opts.netem_file, opts.netem)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         self.netem: Optional[Netem[SendPacket]] = (
-            Netem(opts.netem, self.counters, seed=os.getpid()) if opts.netem.active else None)
+            Netem(shaping, self.counters, seed=os.getpid())
+            if shaping.active or opts.netem_file else None)
         key = None
         if opts.key_file:
             try:
@@ -143,8 +148,8 @@ class Tcpcopy:
         log.notice(f"keepalive timeout:{int(self.engine.cfg.keepalive_timeout)}")
         log.notice(f"parallel connections per target:{o.connections}")
         log.notice("s parameter:" + ",".join(f"{h}:{p}" for h, p in o.intercepts))
-        if o.netem.active:
-            log.notice(f"netem on the copies: {o.netem.describe()}")
+        if self.netem is not None:
+            log.notice(f"netem on the copies: {self.netem.spec.describe()}")
         if o.select_rules or o.safe:
             rules = [f"{f} {v}" for f, v in o.select_rules] + (["--safe"] if o.safe else [])
             log.notice("copying only: " + "; ".join(rules))
@@ -257,6 +262,21 @@ class Tcpcopy:
             elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):
                 self.counters["sessions_no_intercept"] += 1
 
+    def _reload_netem(self) -> None:
+        """SIGHUP: read ``--netem-file`` again (a drill changed the copy path's conditions)."""
+        if self.netem is None:
+            self.log.warn("SIGHUP ignored: no --netem-file")
+            return
+        try:
+            spec = read_netem(self.opts.netem_file, self.opts.netem)
+        except ValueError as exc:
+            self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
+            self.log.error(f"{exc}; conditions unchanged")
+            return
+        self.netem.reconfigure(spec)
+        self.log.notice(f"netem on the copies: {spec.describe()}")
+        self._after_batch(self.loop.time())
+
     def _send(self, act: SendPacket, now: float) -> None:
         """One copy out (after ``--netem-*`` held it)."""
         fkey, route, packet = act
@@ -316,7 +336,7 @@ class Tcpcopy:
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
                              target_response_ms=self.engine.latency.summary(),
-                             **({"netem": {**self.opts.netem._asdict(), "held": len(self.netem)}}
+                             **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
                                 if self.netem is not None else {}),
                              **({"select": report} if report is not None else {}),
                              **({"offline": self.offline.summary()} if self.offline else {}))
@@ -356,6 +376,7 @@ class Tcpcopy:
     def run(self) -> int:
         self.loop.add_signal_handler(signal.SIGTERM, self._stop)
         self.loop.add_signal_handler(signal.SIGINT, self._stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_netem)
         self._banner()
         try:
             self._wait_connected()

@@ -44,6 +44,7 @@ class InterceptOptions:
     max_delayed: int = 65536
     #: network conditions applied to the response frames forwarded to tcpcopy
     netem: NetemSpec = field(default_factory=NetemSpec)
+    netem_file: Optional[str] = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,4 +114,5 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, key_file=ns.key_file,
         stats_file=ns.stats_file, stats_interval=interval,
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
-        max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping)
+        max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping,
+        netem_file=ns.netem_file)

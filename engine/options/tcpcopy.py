@@ -84,6 +84,7 @@ class TcpcopyOptions:
     non_http: str = "copy"
     #: network conditions applied to the copies this tcpcopy sends (``engine.netem``)
     netem: NetemSpec = field(default_factory=NetemSpec)
+    netem_file: Optional[str] = None
     show_help: bool = False
     show_version: bool = False
 
@@ -366,7 +367,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
         capture_acks=ns.capture_acks, select_rules=rules, safe=ns.safe,
         safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http,
-        netem=shaping)
+        netem=shaping, netem_file=ns.netem_file)
 
 
 def selection(opts: TcpcopyOptions) -> Optional[Selection]:

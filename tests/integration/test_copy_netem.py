@@ -4,7 +4,10 @@ copies are retransmitted, and the online server is not slowed down."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +57,26 @@ def test_lost_copies_are_retransmitted(rig: Rig) -> None:
           stats["target_response_ms"])
     assert c["netem_dropped"] > 0 and c["retransmit"] >= 1, c
     assert stats["target_response_ms"]["p50"] >= 9, stats["target_response_ms"]
+
+
+def test_a_running_tcpcopy_takes_new_conditions_on_sighup(rig: Rig, tmp_path: Path) -> None:
+    """`--netem-file`: a drill changes the conditions of a running daemon (no restart, no
+    session lost): 200 requests without, then the file says 40 ms and SIGHUP, 200 more."""
+    spec = tmp_path / "netem.json"
+    before = run(rig, 200, "--netem-file", str(spec))
+    n1, mean1 = before["target_response_ms"]["count"], before["target_response_ms"]["mean"]
+    assert mean1 < 10, before["target_response_ms"]
+    spec.write_text('{"delay_ms": 40}')
+    os.kill(rig.procs[-1].pid, signal.SIGHUP)
+    wait_for(lambda: (rig.stats("tcpcopy").get("netem") or {}).get("delay_ms") == 40, 10,
+             "tcpcopy to take the new conditions")
+    res = rig.traffic("--requests", "200", "--mode", "keepalive", "--connections", "4",
+                      "--rate", "200", "--seq-query")
+    assert not res.get("errors"), res
+    copies = settle(rig, 400, timeout=40)
+    assert fidelity(rig.online_truth(), copies) >= 0.999
+    after = wait_for(lambda: (s := rig.stats("tcpcopy")) and
+                     s["target_response_ms"]["count"] >= 396 and s, 10, "latencies")
+    lat = after["target_response_ms"]
+    mean2 = (lat["mean"] * lat["count"] - mean1 * n1) / (lat["count"] - n1)
+    assert 36 <= mean2 <= 50, (mean1, mean2, lat)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
+from engine.daemon import read_netem
 from engine.latency import Histogram
-from engine.netem import Netem, NetemSpec, check_spec
+from engine.netem import Netem, NetemSpec, check_spec, parse_file
 from engine.options import OptionsError, parse_tcpcopy_args
 from engine.options.intercept import UsageError, parse_args
 
@@ -88,3 +90,32 @@ def test_latency_histogram_percentiles_within_a_bucket() -> None:
     assert s["count"] == 1000 and s["max"] == 1000.0
     assert 500 <= s["p50"] <= 550 and 900 <= s["p90"] <= 990 and 990 <= s["p99"] <= 1090
     assert Histogram().summary()["p99"] == 0.0
+
+
+def test_netem_file_is_parsed_strictly_and_names_the_key(tmp_path: Path) -> None:
+    assert parse_file('{"delay_ms": 50, "jitter_ms": 5}') == NetemSpec(50, 5)
+    assert parse_file("") == NetemSpec() and parse_file("{}") == NetemSpec()
+    for text, why in (('{"delay": 5}', "unknown key 'delay'"), ("[1]", "JSON object"),
+                      ('{"loss_pct": "x"}', "loss_pct: expected a number"),
+                      ('{"jitter_ms": 9, "delay_ms": 1}', "netem_jitter: larger"),
+                      ("{", "not JSON")):
+        with pytest.raises(ValueError, match=why):
+            parse_file(text)
+    path = tmp_path / "netem.json"
+    flags = NetemSpec(delay_ms=7)
+    assert read_netem(str(path), flags) == flags               # no file: the flags
+    path.write_text('{"delay_ms": 30}')
+    assert read_netem(str(path), flags) == NetemSpec(30)
+    path.write_text('{"delay_ms": -1}')
+    with pytest.raises(ValueError, match=f"--netem-file {path}: netem_delay"):
+        read_netem(str(path), flags)
+
+
+def test_reconfigure_changes_what_comes_next_only() -> None:
+    c: Dict[str, int] = {}
+    net: Netem[int] = Netem(NetemSpec(delay_ms=100), c)
+    assert net.offer(1, 10, 0.0) is None
+    net.reconfigure(NetemSpec())
+    assert net.offer(2, 10, 0.01) is None        # behind the held one: order kept
+    assert [x for _t, x in drain(net, 0.2)] == [1, 2]
+    assert net.offer(3, 10, 0.3) == 3
