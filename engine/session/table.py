@@ -75,10 +75,13 @@ class Engine:
         if self.selection is not None:
             self.counters.update(dict.fromkeys(SELECT_COUNTERS, 0))
         self.mapper = AddressMapper(cfg.fake_ips, cfg.port_shift, rnd.randrange(512))
-        self.routes: Dict[int, Route] = {}
+        # online ip:port -> its -x items: several for one port copy each session to each
+        # target (compare two versions under the same traffic)
+        self.routes: Dict[int, Tuple[Route, ...]] = {}
         for i, r in enumerate(cfg.routes):
             r.index = i
-            self.routes[(r.online_ip << 16) | r.online_port] = r
+            key = (r.online_ip << 16) | r.online_port
+            self.routes[key] = (*self.routes.get(key, ()), r)
         self.wildcard = any(r.online_ip == 0 for r in cfg.routes)
         self.by_client: Dict[int, List[Session]] = {}
         self.by_fake: Dict[int, Session] = {}
@@ -248,7 +251,7 @@ class Engine:
         return None if self.selection is None else self.selection.report(self.counters)
 
     def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
-                    options: bytes, route: Route, sessions: Optional[List[Session]],
+                    options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
                     now: float) -> None:
         self.counters["clt_syn"] += 1
         if sessions is not None:
@@ -269,8 +272,9 @@ class Engine:
             for s in created:
                 on_syn(s, seq, win, options, now)
 
-    def _create(self, ckey: int, saddr: int, sport: int, route: Route,
+    def _create(self, ckey: int, saddr: int, sport: int, routes: Tuple[Route, ...],
                 now: float) -> Optional[List[Session]]:
+        """The sessions of one client connection: ``-n`` replicas towards each target."""
         cfg = self.cfg
         if not sample_keep(saddr, sport, cfg.sample_pct):
             self.drop("sampled_out")
@@ -278,16 +282,18 @@ class Engine:
         if not self.intercepts_up:
             self.drop("sessions_no_intercept")
             return None
-        if self.live + cfg.replicas > cfg.max_sessions:
+        copies = cfg.replicas * len(routes)
+        if self.live + copies > cfg.max_sessions:
             self.drop("table_full")
             return None
-        if (self.buffered_total + (self.live + cfg.replicas) * SESSION_OVERHEAD
+        if (self.buffered_total + (self.live + copies) * SESSION_OVERHEAD
                 > cfg.memory_limit):
             self.drop("memory_shed")        # -m by estimate: empty sessions cost memory too
             return None
         out: List[Session] = []
         mapper = self.mapper
-        for i in range(cfg.replicas):
+        for i in range(copies):         # one fake tuple per copy: intercept routes by it
+            route = routes[i // cfg.replicas]
             pref = (mapper.fake_ip(saddr, i) << 16) | mapper.preferred_port(sport, i)
             fkey = mapper.allocate(saddr, sport, i)
             if fkey is None:

@@ -95,10 +95,10 @@ def cpkt(seq: int, ack: int, flags: int, payload: bytes = b"", *, src: int = CLI
 
 
 def rec(seq: int, ack: int, flags: int, plen: int = 0, *, dst: int = FAKE[0],
-        dport: int = 40000, win: int = 1000, opts: bytes = b"") -> bytes:
+        dport: int = 40000, win: int = 1000, opts: bytes = b"", src: int = TARGET) -> bytes:
     tcp = TCPHeader(8080, dport, seq, ack, flags=flags, window=win, options=opts,
                     doff=5 + len(opts) // 4).pack()
-    ip = IPv4Header(TARGET, dst, total_length=20 + len(tcp) + plen).pack()
+    ip = IPv4Header(src, dst, total_length=20 + len(tcp) + plen).pack()
     return (ip + tcp + b"\x00" * 24)[:64]
 
 
