@@ -49,6 +49,7 @@ from engine.session.selected import ClientSelect
 
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
 #                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
+SEND_FAILS_MAX = 12              # refused sends in a row (no ACK progress) before shedding
 MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
 #                                  memory shows in RSS late, if at all: do not shed twice for it)
 _new = tuple.__new__
@@ -380,13 +381,19 @@ class Engine:
         return self._take()
 
     def on_send_error(self, fkey: int, now: float) -> Actions:
-        """The daemon could not send a packet of this session: count it and shed the session
-        (no RST: sending is what fails; usually no action)."""
+        """The daemon could not send a packet of this session (the local stack refused it,
+        e.g. a firewall's EPERM): like a segment lost on the wire, the retransmission timer
+        sends it again (``send_retried``); a session refused ``SEND_FAILS_MAX`` times with no
+        progress in between is shed (no RST: sending is what fails)."""
         self.counters["send_errors"] += 1
         s = self.by_fake.get(fkey)
         if s is not None and s.state != CLOSED:
-            s.target_reset = True          # no RST either: sending is what fails
-            finish(s, now, "sessions_shed")
+            s.send_fails += 1
+            if s.send_fails > SEND_FAILS_MAX:
+                s.target_reset = True
+                finish(s, now, "sessions_shed")
+            else:
+                self.counters["send_retried"] += 1
         return self._take()
 
     # ------------------------------------------------------------------ queries
