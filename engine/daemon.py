@@ -1,9 +1,12 @@
-"""Process helpers shared by the daemons (acts): detaching (``-d``) and the pid file (``-P``)."""
+"""Process helpers shared by the daemons (acts): detaching (``-d``), the pid file (``-P``) and
+the ``--netem-file`` of the copy path's conditions."""
 
 from __future__ import annotations
 
 import os
 from typing import Optional
+
+from engine.netem import NetemSpec, parse_file
 
 
 def daemonize(workdir: Optional[str] = "/") -> None:
@@ -31,3 +34,21 @@ def write_pidfile(path: str) -> None:
     with open(tmp, "w") as fh:
         fh.write(f"{os.getpid()}\n")
     os.replace(tmp, path)
+
+
+def read_netem(path: Optional[str], flags: NetemSpec) -> NetemSpec:
+    """The copy path's conditions in effect: the ``--netem-file``'s while it exists, else the
+    ``--netem-*`` flags'. Raises ValueError naming the file."""
+    if not path:
+        return flags
+    try:
+        with open(path) as fh:
+            text = fh.read(65536)
+    except FileNotFoundError:
+        return flags
+    except OSError as exc:
+        raise ValueError(f"--netem-file {path}: {exc.strerror or exc}") from None
+    try:
+        return parse_file(text)
+    except ValueError as exc:
+        raise ValueError(f"--netem-file {path}: {exc}") from None

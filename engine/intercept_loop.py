@@ -14,12 +14,13 @@ import signal
 import socket
 import time
 from functools import partial
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, filter_for_expression
-from engine.daemon import write_pidfile
+from engine.daemon import read_netem, write_pidfile
 from engine.loop import Loop, TimerHandle
+from engine.netem import Netem
 from engine.options.intercept import InterceptOptions
 from engine.packets import PacketError, ip_ntoa
 from engine.protocol import (
@@ -81,6 +82,15 @@ class InterceptDaemon:
         self.started_at = time.time()
         self.exit_code = 0
         self._flush_timer: Optional[TimerHandle] = None
+        # --netem-*: response frames held, dropped or reordered on their way to tcpcopy
+        try:
+            shaping = read_netem(opts.netem_file, opts.netem)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+        self.netem: Optional[Netem[Tuple[int, bytes]]] = (
+            Netem(shaping, self.counters, seed=os.getpid())
+            if shaping.active or opts.netem_file else None)
+        self._netem_timer: Optional[TimerHandle] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -88,6 +98,8 @@ class InterceptDaemon:
         self.log.notice(f"intercept version:{__version__}")
         self.log.notice(f"intercept internal version:{INTERNAL_VERSION}")
         self.log.notice(f"filter = {self.opts.filter}")
+        if self.netem is not None:
+            self.log.notice(f"netem on the response frames: {self.netem.spec.describe()}")
         self.log.notice(f"listen {self.opts.bind}:{self.opts.port}, capture on "
                         f"{','.join(c.ifname or 'all' for c in self.captures)}"
                         f"{', channel auth on' if self.key else ''}")
@@ -97,6 +109,7 @@ class InterceptDaemon:
         loop.add_reader(self.listener, self._on_accept)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_netem)
         loop.call_later(1.0, self._tick_expire)
         loop.call_later(self.opts.stats_interval, self._tick_stats)
         loop.call_later(LOG_INTERVAL, self._tick_log)
@@ -106,6 +119,20 @@ class InterceptDaemon:
         finally:
             self._shutdown()
         return self.exit_code
+
+    def _reload_netem(self) -> None:
+        """SIGHUP: read ``--netem-file`` again (a drill changed the return path's conditions)."""
+        if self.netem is None:
+            self.log.warn("SIGHUP ignored: no --netem-file")
+            return
+        try:
+            spec = read_netem(self.opts.netem_file, self.opts.netem)
+        except ValueError as exc:
+            self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
+            self.log.error(f"{exc}; conditions unchanged")
+            return
+        self.netem.reconfigure(spec)
+        self.log.notice(f"netem on the response frames: {spec.describe()}")
 
     def _on_signal(self) -> None:
         self.log.notice("intercept is exiting on a signal")
@@ -146,13 +173,34 @@ class InterceptDaemon:
         self._push(now, force=True)
 
     def _push(self, now: float, force: bool = False) -> None:
+        netem = self.netem
         for conn, frame in self.router.frames(now, force):
+            if netem is not None and netem.offer((conn, frame), len(frame), now) is None:
+                continue
             client = self.clients.get(conn)
             if client is not None:
                 self._send(client, frame, counted=True)
+        if netem is not None:
+            self._arm_netem(now)
         nxt = self.router.next_flush()
         if nxt is not None and self._flush_timer is None:
             self._flush_timer = self.loop.call_at(max(nxt, now), self._on_flush)
+
+    def _arm_netem(self, now: float) -> None:
+        assert self.netem is not None
+        nxt = self.netem.next_deadline()
+        if nxt is not None and self._netem_timer is None:
+            self._netem_timer = self.loop.call_at(max(nxt, now), self._on_netem)
+
+    def _on_netem(self) -> None:
+        self._netem_timer = None
+        assert self.netem is not None
+        now = self.loop.time()
+        for conn, frame in self.netem.due(now):
+            client = self.clients.get(conn)
+            if client is not None:
+                self._send(client, frame, counted=True)
+        self._arm_netem(now)
 
     def _on_flush(self) -> None:
         self._flush_timer = None
@@ -312,7 +360,9 @@ class InterceptDaemon:
             self.counters, listen=f"{self.opts.bind}:{self.opts.port}",
             clients=len(self.clients),
             authenticated_clients=sum(1 for c in self.clients.values() if c.chan.ready),
-            routes=self.router.route_count, delayed=self.router.delayed_count)
+            routes=self.router.route_count, delayed=self.router.delayed_count,
+            **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
+               if self.netem is not None else {}))
         try:
             write_stats(self.opts.stats_file, doc)
         except OSError as exc:

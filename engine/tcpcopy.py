@@ -19,8 +19,9 @@ from typing import Dict, List, Optional, Sequence, Union
 from engine import INTERNAL_VERSION, __version__
 from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
-from engine.daemon import daemonize, write_pidfile
+from engine.daemon import daemonize, read_netem, write_pidfile
 from engine.loop import INF, Loop
+from engine.netem import Netem
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, selection, usage
 from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
@@ -77,6 +78,14 @@ class Tcpcopy:
         self.exit_code = 0
         self.reconnect_at = 0.0
         self.offline: Optional[OfflineFeeder] = None
+        # --netem-*: copies held, dropped or reordered on their way out (None: sent at once)
+        try:
+            shaping = read_netem(opts.netem_file, opts.netem)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        self.netem: Optional[Netem[SendPacket]] = (
+            Netem(shaping, self.counters, seed=os.getpid())
+            if shaping.active or opts.netem_file else None)
         key = None
         if opts.key_file:
             try:
@@ -139,6 +148,11 @@ class Tcpcopy:
         log.notice(f"keepalive timeout:{int(self.engine.cfg.keepalive_timeout)}")
         log.notice(f"parallel connections per target:{o.connections}")
         log.notice("s parameter:" + ",".join(f"{h}:{p}" for h, p in o.intercepts))
+        if self.netem is not None:
+            log.notice(f"netem on the copies: {self.netem.spec.describe()}")
+        if o.select_rules or o.safe:
+            rules = [f"{f} {v}" for f, v in o.select_rules] + (["--safe"] if o.safe else [])
+            log.notice("copying only: " + "; ".join(rules))
         if o.bpf_filter:
             log.notice(f"filter = {o.bpf_filter}")
 
@@ -215,9 +229,16 @@ class Tcpcopy:
             self._dispatch(acts, now)
         when = engine.next_deadline()
         self.loop.alarm_at = INF if when is None else when
+        if self.netem is not None:
+            held = self.netem.next_deadline()
+            if held is not None and held < self.loop.alarm_at:
+                self.loop.alarm_at = held
 
     def _on_engine_timer(self) -> None:
         now = self.loop.time()
+        if self.netem is not None:
+            for act in self.netem.due(now):
+                self._send(act, now)
         self._dispatch(self.engine.on_timer(now), now)
         self._after_batch(now)
 
@@ -225,8 +246,13 @@ class Tcpcopy:
         """Carry out the engine's actions, in order."""
         senders = self.senders
         routes = self.engine.cfg.routes
+        netem = self.netem
         for act in actions:
             if isinstance(act, SendPacket):
+                if netem is not None:
+                    if netem.offer(act, len(act.packet), now) is not None:
+                        self._send(act, now)
+                    continue
                 fkey, route, packet = act         # unpacking: no per-field descriptor calls
                 err = senders[route].send(packet, routes[route].target_ip)
                 if err:
@@ -235,6 +261,30 @@ class Tcpcopy:
                     self._dispatch(more, now)
             elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):
                 self.counters["sessions_no_intercept"] += 1
+
+    def _reload_netem(self) -> None:
+        """SIGHUP: read ``--netem-file`` again (a drill changed the copy path's conditions)."""
+        if self.netem is None:
+            self.log.warn("SIGHUP ignored: no --netem-file")
+            return
+        try:
+            spec = read_netem(self.opts.netem_file, self.opts.netem)
+        except ValueError as exc:
+            self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
+            self.log.error(f"{exc}; conditions unchanged")
+            return
+        self.netem.reconfigure(spec)
+        self.log.notice(f"netem on the copies: {spec.describe()}")
+        self._after_batch(self.loop.time())
+
+    def _send(self, act: SendPacket, now: float) -> None:
+        """One copy out (after ``--netem-*`` held it)."""
+        fkey, route, packet = act
+        err = self.senders[route].send(packet, self.engine.cfg.routes[route].target_ip)
+        if err:
+            more = self.engine.on_send_error(fkey, now)
+            self._send_error_log(err)
+            self._dispatch(more, now)
 
     def _send_error_log(self, err: int) -> None:
         n = self.counters["send_errors"]
@@ -285,6 +335,9 @@ class Tcpcopy:
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
+                             target_response_ms=self.engine.latency.summary(),
+                             **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
+                                if self.netem is not None else {}),
                              **({"select": report} if report is not None else {}),
                              **({"offline": self.offline.summary()} if self.offline else {}))
         try:
@@ -323,6 +376,7 @@ class Tcpcopy:
     def run(self) -> int:
         self.loop.add_signal_handler(signal.SIGTERM, self._stop)
         self.loop.add_signal_handler(signal.SIGINT, self._stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_netem)
         self._banner()
         try:
             self._wait_connected()

@@ -7,6 +7,8 @@ Flags (original, study §1.2, plus long forms and the new options):
   -l/--log-file PATH  -P/--pid-file PATH  -d/--daemon  -h/--help  -v/--version
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --max-routes N (1000000)  --max-delayed N (65536)
+  --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
+                             network conditions on the response frames sent to tcpcopy
 Exit codes: 0 clean exit (SIGTERM/SIGINT), 1 runtime failure, 2 usage error (one line naming
 the flag). Without -l, log lines go to stderr (to /dev/null when daemonized).
 """
@@ -17,6 +19,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import List, NoReturn, Optional, Sequence
 
+from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
 
@@ -39,6 +42,9 @@ class InterceptOptions:
     stats_interval: float = 1.0
     max_routes: int = 1_000_000
     max_delayed: int = 65536
+    #: network conditions applied to the response frames forwarded to tcpcopy
+    netem: NetemSpec = field(default_factory=NetemSpec)
+    netem_file: Optional[str] = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +68,7 @@ def _parser() -> _Parser:
     p.add_argument("--stats-interval", default="1.0")
     p.add_argument("--max-routes", default="1000000")
     p.add_argument("--max-delayed", default="65536")
+    add_flags(p)
     return p
 
 
@@ -98,9 +105,14 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
     ifaces = [i for item in ns.interface for i in item.split(",") if i]
     if "any" in ifaces:
         raise UsageError("-i: 'any' is not supported; list devices or omit -i for all")
+    shaping = spec_of(ns)
+    bad = check_spec(shaping)
+    if bad is not None:
+        raise UsageError(f"{bad[0]}: {bad[1]}")
     return InterceptOptions(
         filter=ns.filter, interfaces=ifaces, port=_int(ns.port, "-p", 1, 65535), bind=ns.bind,
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, key_file=ns.key_file,
         stats_file=ns.stats_file, stats_interval=interval,
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
-        max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000))
+        max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping,
+        netem_file=ns.netem_file)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import List, NoReturn, Optional, Sequence, Tuple
 
 from engine.http.select import SAFE_METHODS, RuleError, Selection
+from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton, mac_aton
 
 DEFAULT_INTERCEPT_PORT = 36524
@@ -81,6 +82,9 @@ class TcpcopyOptions:
     safe_methods: Tuple[str, ...] = SAFE_METHODS
     on_unparsable: str = "copy"
     non_http: str = "copy"
+    #: network conditions applied to the copies this tcpcopy sends (``engine.netem``)
+    netem: NetemSpec = field(default_factory=NetemSpec)
+    netem_file: Optional[str] = None
     show_help: bool = False
     show_version: bool = False
 
@@ -181,6 +185,7 @@ def _parser() -> _Parser:
       help="the rest of a connection that cannot be framed as HTTP/1.x (%(default)s)")
     a("--non-http", default="copy", choices=("copy", "skip"),
       help="a connection whose first bytes are not HTTP/1.x, with a selection (%(default)s)")
+    add_flags(p)
     a("-h", "--help", action="store_true",
       help='show this help')
     a("-v", "--version", action="store_true",
@@ -344,6 +349,10 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         Selection.from_flags(rules, ns.safe, safe_methods, ns.on_unparsable, ns.non_http)
     except RuleError as exc:
         raise OptionsError(str(exc)) from None
+    shaping = spec_of(ns)
+    bad = check_spec(shaping)
+    if bad is not None:
+        raise OptionsError(f"{bad[0]}: {bad[1]}")
     return TcpcopyOptions(
         transfers=transfers, intercepts=intercepts, intercept_port=ns.port,
         connections=ns.connections, fake_ips=fake_ips, replicas=ns.replicas,
@@ -357,7 +366,8 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
         capture_acks=ns.capture_acks, select_rules=rules, safe=ns.safe,
-        safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http)
+        safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http,
+        netem=shaping, netem_file=ns.netem_file)
 
 
 def selection(opts: TcpcopyOptions) -> Optional[Selection]:

@@ -25,6 +25,11 @@ COUNTERS = (
     "requests_sent", "pacing_fast", "pacing_timer", "pacing_lag", "tuple_remapped", "tuple_refused",
     "win_zero", "buffer_overflow", "memory_shed", "table_full", "channel_malformed",
     "channel_reconnects",
+    # the target's own failures: a RST to our SYN (nothing listens), sessions that ended so,
+    # a RST mid-session, a repeated SYN-ACK (our ACK lost, or its accept queue full)
+    "target_refused", "sessions_refused", "target_resets", "synack_retrans",
+    # sends the local stack refused (EPERM from a firewall): retried like a wire loss
+    "send_retried",
 )
 #: with a selection (``--allow-path`` & co.): requests copied / left out, connections whose
 #: rest could not be framed or that were not HTTP/1.x, connections never opened at the target

@@ -47,6 +47,7 @@ class Host(Protocol):
     def emit(self, sess: Session, packet: bytes) -> None: ...
     def register(self, sess: Session) -> None: ...
     def next_ident(self) -> int: ...
+    def note_latency(self, seconds: float) -> None: ...
     def arm(self, sess: Session, when: float) -> None: ...
     def need_ack(self, sess: Session) -> None: ...
     def read_ts(self, options: bytes) -> Optional[int]: ...
@@ -70,8 +71,8 @@ class Session:
         "full_len", "hs_ack", "hs_at", "isn", "lag_at", "last_act", "last_resp", "last_resp_full",
         "ooo", "peer_fin", "peer_win", "peer_wscale", "rcv_nxt", "req_at", "req_cack", "req_rcv",
         "req_started", "req_tsv", "resp_seen", "resp_unacked", "retrans_pending", "route", "rto",
-        "rto_at", "rtt", "sel", "snd_nxt", "snd_una", "state", "syn_at", "syn_held", "syn_opts",
-        "target_reset",
+        "rto_at", "rtt", "sel", "send_fails", "snd_nxt", "snd_una", "state", "syn_at",
+        "syn_held", "syn_opts", "target_reset",
         "timer_at", "ts_last", "ts_ok", "ts_recent", "tw_at", "unacked", "waiting_resp",
         "want_ts", "want_ws", "win",
     )
@@ -104,6 +105,7 @@ class Session:
         self.ack_pending = self.client_rst = self.fin_sent = self.peer_fin = False
         self.target_reset = self.retrans_pending = False
         self.dup_acks = self.resp_unacked = 0
+        self.send_fails = 0          # sends refused by the local stack since the last progress
         self.ack_at = INF
         self.rtt = eng.cfg.rtt_default
         self.rto = eng.cfg.rto_min

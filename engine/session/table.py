@@ -19,6 +19,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tu
 
 from engine.actions import Action, Drop, RegisterRoute, SendPacket
 from engine.header import PacketError, fields, record_fields
+from engine.latency import Histogram
 from engine.packets import ACK, FIN, RST, SYN
 from engine.session import (
     CLOSED,
@@ -48,6 +49,7 @@ from engine.session.selected import ClientSelect
 
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
 #                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
+SEND_FAILS_MAX = 12              # refused sends in a row (no ACK progress) before shedding
 MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
 #                                  memory shows in RSS late, if at all: do not shed twice for it)
 _new = tuple.__new__
@@ -74,10 +76,13 @@ class Engine:
         if self.selection is not None:
             self.counters.update(dict.fromkeys(SELECT_COUNTERS, 0))
         self.mapper = AddressMapper(cfg.fake_ips, cfg.port_shift, rnd.randrange(512))
-        self.routes: Dict[int, Route] = {}
+        # online ip:port -> its -x items: several for one port copy each session to each
+        # target (compare two versions under the same traffic)
+        self.routes: Dict[int, Tuple[Route, ...]] = {}
         for i, r in enumerate(cfg.routes):
             r.index = i
-            self.routes[(r.online_ip << 16) | r.online_port] = r
+            key = (r.online_ip << 16) | r.online_port
+            self.routes[key] = (*self.routes.get(key, ()), r)
         self.wildcard = any(r.online_ip == 0 for r in cfg.routes)
         self.by_client: Dict[int, List[Session]] = {}
         self.by_fake: Dict[int, Session] = {}
@@ -92,6 +97,9 @@ class Engine:
         self.full_sizes = {576, 1492, 1500, cfg.mtu}
         self.intercepts_up = True
         self.mem_settle_at = 0.0
+        # the target's response time per copied request, as the copier sees it: request sent
+        # (by the emulator; --netem-delay holds it after that) to the first response byte
+        self.latency = Histogram()
 
     # ------------------------------------------------------------------ services for sessions
 
@@ -103,6 +111,9 @@ class Engine:
     def register(self, sess: Session) -> None:
         r = sess.route
         self.out.append(RegisterRoute(sess.fake_ip, sess.fake_port, r.target_ip, r.target_port))
+
+    def note_latency(self, seconds: float) -> None:
+        self.latency.add(seconds)
 
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
@@ -241,7 +252,7 @@ class Engine:
         return None if self.selection is None else self.selection.report(self.counters)
 
     def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
-                    options: bytes, route: Route, sessions: Optional[List[Session]],
+                    options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
                     now: float) -> None:
         self.counters["clt_syn"] += 1
         if sessions is not None:
@@ -262,8 +273,9 @@ class Engine:
             for s in created:
                 on_syn(s, seq, win, options, now)
 
-    def _create(self, ckey: int, saddr: int, sport: int, route: Route,
+    def _create(self, ckey: int, saddr: int, sport: int, routes: Tuple[Route, ...],
                 now: float) -> Optional[List[Session]]:
+        """The sessions of one client connection: ``-n`` replicas towards each target."""
         cfg = self.cfg
         if not sample_keep(saddr, sport, cfg.sample_pct):
             self.drop("sampled_out")
@@ -271,16 +283,18 @@ class Engine:
         if not self.intercepts_up:
             self.drop("sessions_no_intercept")
             return None
-        if self.live + cfg.replicas > cfg.max_sessions:
+        copies = cfg.replicas * len(routes)
+        if self.live + copies > cfg.max_sessions:
             self.drop("table_full")
             return None
-        if (self.buffered_total + (self.live + cfg.replicas) * SESSION_OVERHEAD
+        if (self.buffered_total + (self.live + copies) * SESSION_OVERHEAD
                 > cfg.memory_limit):
             self.drop("memory_shed")        # -m by estimate: empty sessions cost memory too
             return None
         out: List[Session] = []
         mapper = self.mapper
-        for i in range(cfg.replicas):
+        for i in range(copies):         # one fake tuple per copy: intercept routes by it
+            route = routes[i // cfg.replicas]
             pref = (mapper.fake_ip(saddr, i) << 16) | mapper.preferred_port(sport, i)
             fkey = mapper.allocate(saddr, sport, i)
             if fkey is None:
@@ -367,13 +381,19 @@ class Engine:
         return self._take()
 
     def on_send_error(self, fkey: int, now: float) -> Actions:
-        """The daemon could not send a packet of this session: count it and shed the session
-        (no RST: sending is what fails; usually no action)."""
+        """The daemon could not send a packet of this session (the local stack refused it,
+        e.g. a firewall's EPERM): like a segment lost on the wire, the retransmission timer
+        sends it again (``send_retried``); a session refused ``SEND_FAILS_MAX`` times with no
+        progress in between is shed (no RST: sending is what fails)."""
         self.counters["send_errors"] += 1
         s = self.by_fake.get(fkey)
         if s is not None and s.state != CLOSED:
-            s.target_reset = True          # no RST either: sending is what fails
-            finish(s, now, "sessions_shed")
+            s.send_fails += 1
+            if s.send_fails > SEND_FAILS_MAX:
+                s.target_reset = True
+                finish(s, now, "sessions_shed")
+            else:
+                self.counters["send_retried"] += 1
         return self._take()
 
     # ------------------------------------------------------------------ queries

@@ -41,11 +41,13 @@ def on_response(s: Session, seq: int, ack: int, flags: int, win: int, plen: int,
     s.last_resp = s.last_act = now
     if flags & RST:
         c["resp_rst"] += 1
+        c["target_resets"] += 1
         s.target_reset = True
         peer_closed(s, now)
         return
     if flags & SYN:
         if flags & ACK and ack == ((s.isn + 1) & M32):
+            c["synack_retrans"] += 1
             send_ack(s)          # our third ACK was lost: the target repeats SYN-ACK
         return
     if s.ts_ok and options:
@@ -78,6 +80,8 @@ def on_response(s: Session, seq: int, ack: int, flags: int, win: int, plen: int,
     if flags & ACK:
         on_ack(s, ack, win, plen, now)
     if new_data and s.waiting_resp:
+        if not s.resp_seen and s.req_started:
+            eng.note_latency(now - s.req_at)    # the target's first answer byte
         s.resp_seen = True
         if s.snd_una == s.snd_nxt and (not full or flags & PSH):
             response_ended(s, now, fast=True)
@@ -122,7 +126,7 @@ def on_ack(s: Session, ack: int, win: int, plen: int, now: float) -> None:
         if after(ack, s.snd_nxt):
             s.snd_nxt = ack
         s.snd_una = ack
-        s.dup_acks = 0
+        s.dup_acks = s.send_fails = 0
         s.rto = s.eng.cfg.rto_min
         release_acked(s)
         if s.unacked:
@@ -189,6 +193,7 @@ def in_handshake(s: Session, seq: int, ack: int, flags: int, win: int, options: 
     eng = s.eng
     if flags & SYN and flags & ACK and ack == ((s.isn + 1) & M32):
         eng.counters["conns"] += 1
+        s.target_reset = False                  # it answers now (a refused SYN was retried)
         mss, wscale, ts = syn_options(options)
         s.rcv_nxt = (seq + 1) & M32
         s.snd_una = s.snd_nxt = ack
@@ -223,6 +228,8 @@ def in_handshake(s: Session, seq: int, ack: int, flags: int, win: int, options: 
         pump(s, now)
     elif flags & RST:
         eng.counters["resp_rst"] += 1
+        eng.counters["target_refused"] += 1     # nothing listens there (or a firewall REJECT)
+        s.target_reset = True                   # the SYN is retried until the handshake timeout
     elif flags & ACK and not flags & SYN:
         # a leftover connection on this tuple at the target: reset it, then SYN again
         eng.counters["reconnect"] += 1

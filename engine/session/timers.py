@@ -29,7 +29,7 @@ def on_timer(s: Session, now: float) -> None:
             eng.arm(s, s.tw_at)
         return
     if now >= s.hs_at:
-        finish(s, now, "sessions_no_synack")
+        finish(s, now, "sessions_refused" if s.target_reset else "sessions_no_synack")
         return
     if now >= s.fin_at:
         finish(s, now, "released")

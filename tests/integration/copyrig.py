@@ -107,8 +107,9 @@ class Rig:
         return read_json(self.dir / f"{name}.json") or {}
 
     def start_intercept(self, role: str = "assistant", name: str = "intercept",
-                        port: int = 80) -> None:
-        self.engine(role, "intercept", ["-i", "eth0", "-F", f"tcp and src port {port}"], name)
+                        port: int = 80, extra: Sequence[str] = ()) -> None:
+        self.engine(role, "intercept", ["-i", "eth0", "-F", f"tcp and src port {port}", *extra],
+                    name)
         wait_for(lambda: self.stats(name).get("state") == "running", 20, f"{name} running")
 
     def start_tcpcopy(self, extra: Sequence[str] = (), fake: Optional[str] = None,

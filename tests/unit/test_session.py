@@ -95,10 +95,10 @@ def cpkt(seq: int, ack: int, flags: int, payload: bytes = b"", *, src: int = CLI
 
 
 def rec(seq: int, ack: int, flags: int, plen: int = 0, *, dst: int = FAKE[0],
-        dport: int = 40000, win: int = 1000, opts: bytes = b"") -> bytes:
+        dport: int = 40000, win: int = 1000, opts: bytes = b"", src: int = TARGET) -> bytes:
     tcp = TCPHeader(8080, dport, seq, ack, flags=flags, window=win, options=opts,
                     doff=5 + len(opts) // 4).pack()
-    ip = IPv4Header(TARGET, dst, total_length=20 + len(tcp) + plen).pack()
+    ip = IPv4Header(src, dst, total_length=20 + len(tcp) + plen).pack()
     return (ip + tcp + b"\x00" * 24)[:64]
 
 
@@ -529,12 +529,21 @@ def test_session_buffer_cap_sheds_session() -> None:
     assert eng.sessions_active == 0 and eng.buffered_total == 0
 
 
-def test_send_error_sheds_session_instead_of_exiting() -> None:
+def test_a_refused_send_is_retried_and_only_repeated_refusals_shed() -> None:
+    """EPERM from a local firewall: the segment is retransmitted like one lost on the wire;
+    only a session refused over and over with no progress is shed."""
     eng = engine()
     established(eng)
     (fkey,) = eng.by_fake
-    eng.on_send_error(fkey, 1.0)
-    assert eng.counters["send_errors"] == 1 and eng.counters["sessions_shed"] == 1
+    eng.on_client_packet(req(CISN + 1, OISN + 1), 1.0)
+    (first,) = [p for p in sends(eng) if p.payload]
+    eng.on_send_error(fkey, 1.0)                       # that segment never left
+    assert eng.counters["send_retried"] == 1 and eng.sessions_active == 1
+    (again,) = [p for p in run_until_sent(eng, 3.0) if p.payload]
+    assert again.tcp.seq == first.tcp.seq and eng.counters["retransmit"] == 1
+    for _ in range(12):
+        eng.on_send_error(fkey, 2.0)
+    assert eng.counters["send_errors"] == 13 and eng.counters["sessions_shed"] == 1
     assert eng.sessions_active == 0
 
 

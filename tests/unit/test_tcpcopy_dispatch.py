@@ -65,12 +65,12 @@ def test_batch_of_syns_sends_in_order_and_counts_unregistered_routes() -> None:
     assert tc.loop.alarm_at == 101.0            # the SYNs' retransmission timer
 
 
-def test_send_error_sheds_the_session_and_the_batch_goes_on() -> None:
+def test_a_refused_send_is_counted_retried_later_and_the_batch_goes_on() -> None:
     sender = ScriptedSender([errno.EPERM])
     tc = daemon(sender)
     frames = [frame(40000, 10, SYN), frame(40001, 20, SYN),
               frame(40000, 11, ACK | PSH, b"GET / HTTP/1.1\r\n\r\n")]
     tc._make_reader(Capture(frames))()  # type: ignore
-    assert len(sender.sent) == 2     # SYN (refused), SYN; the GET waited in the shed session
-    assert tc.counters["send_errors"] == 1 and tc.counters["sessions_shed"] == 1
-    assert tc.engine.sessions_active == 1
+    assert len(sender.sent) == 2     # SYN (refused), SYN; the GET waits for a SYN-ACK
+    assert tc.counters["send_errors"] == 1 and tc.counters["send_retried"] == 1
+    assert tc.counters["sessions_shed"] == 0 and tc.engine.sessions_active == 2
