@@ -41,6 +41,7 @@ from labctl.lab.inventory import write_lab_inventory
 from labctl.up import down as up_down
 from labctl.up import run as up_run
 from labctl.verify import fetch as vf
+from labctl.verify.logparse import LogRecord
 
 #: How long a verify waits for background traffic to finish before judging.
 JOIN_BEFORE_VERIFY = 300.0
@@ -134,8 +135,9 @@ class LiveSteps(StepExecutor):
             settle(ctx, step.settle, step.settle_timeout)
         inv = ctx.inventory
         scope = vf.Scope(marks=ctx.marks) if ctx.marks else vf.resolve_scope(inv, True, None)
-        report = vf.run_verify(inv, ctx.hosts(), scope)
-        res.ledger = report
+        watch = vf.Watch(inv, ctx.hosts(), scope)
+        report = watch.refresh()
+        res.ledger, res.records = report, watch_records(watch)
         res.checks = check_verify(step, report)
         res.details = verify_details(report)
         ctx.marks = vf.mark_logs(inv, ctx.hosts())  # the next verify sees only what follows
@@ -178,6 +180,14 @@ class LiveSteps(StepExecutor):
 
     def close(self, ctx: Context) -> None:
         ctx.close_pool()
+
+
+def watch_records(watch: vf.Watch) -> tuple[list[LogRecord], list[LogRecord]]:
+    """The records a verify compared: every online host's, and the target's (for plots)."""
+    target = watch.inv.hosts.target.name
+    online = [r for (host, _), recs in watch.records.items() if host != target for r in recs]
+    return online, [r for (host, _), recs in watch.records.items() if host == target
+                    for r in recs]
 
 
 # ---------------------------------------------------------------- prepare
