@@ -59,9 +59,10 @@ def traffic(result: DrillResult) -> S.Traffic:
 
 
 def step_marks(result: DrillResult, t0: float) -> list[tuple[float, str]]:
-    """(seconds since t0, "index kind") of every step that ran."""
+    """(seconds since t0, "index kind") of every step that ran, but waits (they change
+    nothing; their marks would only crowd the ones that do)."""
     return [(s.started_at - t0, f"{s.index} {s.kind}") for s in result.steps
-            if s.started_at and s.started_at >= t0]
+            if s.started_at and s.started_at >= t0 and s.kind != "wait"]
 
 
 def plots(result: DrillResult) -> F.Plots:

@@ -95,7 +95,7 @@ def _marks(ax: Axes, marks: Sequence[tuple[float, str]]) -> None:
         ax.axvline(x, color="#6e7781", linestyle=":", linewidth=1,
                    label="step starts" if i == 0 else None)
         ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), fontsize=8,
-                    color="#57606a", xytext=(2, -10 - 10 * (i % 2)), textcoords="offset points")
+                    color="#57606a", xytext=(2, -10 - 10 * (i % 3)), textcoords="offset points")
 
 
 def _xs(s: RateSeries) -> list[float]:
