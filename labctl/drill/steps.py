@@ -41,6 +41,7 @@ from labctl.lab.inventory import write_lab_inventory
 from labctl.up import down as up_down
 from labctl.up import run as up_run
 from labctl.verify import fetch as vf
+from labctl.verify import selection as vs
 from labctl.verify.logparse import LogRecord
 
 #: How long a verify waits for background traffic to finish before judging.
@@ -183,9 +184,15 @@ class LiveSteps(StepExecutor):
 
 
 def watch_records(watch: vf.Watch) -> tuple[list[LogRecord], list[LogRecord]]:
-    """The records a verify compared: every online host's, and the target's (for plots)."""
+    """The records a verify compared (for the report's plots): the online hosts' requests
+    copies were expected of (with engine.select, the selected ones, as the ledger counts
+    them), and everything the target logged."""
     target = watch.inv.hosts.target.name
     online = [r for (host, _), recs in watch.records.items() if host != target for r in recs]
+    sel = vs.for_inventory(watch.inv)
+    if sel is not None:
+        kept = vs.split(sel, online).kept
+        online = [r for r in online if id(r) in kept]
     return online, [r for (host, _), recs in watch.records.items() if host == target
                     for r in recs]
 

@@ -14,6 +14,13 @@ ENGINE_KEYS = ("captured", "kernel_drops", "malformed", "sampled_out", "sessions
                "resp_unrouted", "clients_accepted")
 
 
+def verdict_word(r: LedgerReport) -> str:
+    """PASS, FAIL, or INCONCLUSIVE (the ledger could not be computed as configured)."""
+    if r.verdict.passed:
+        return "PASS"
+    return "INCONCLUSIVE" if r.verdict.inconclusive else "FAIL"
+
+
 def ledger_view(r: LedgerReport) -> dict[str, Any]:
     """The verify ledger as tables of strings (pure)."""
     hosts = ", ".join(f"{h} {n}" for h, n in r.online_by_host.items())
@@ -27,6 +34,10 @@ def ledger_view(r: LedgerReport) -> dict[str, Any]:
         ("loss / excess", f"{pct(r.loss_pct)} / {pct(r.excess_pct)}"),
         ("tolerance", f"±{r.verdict.tolerance:.4f}"),
     ]
+    if r.selection is not None:
+        s = r.selection
+        summary.insert(1, ("selection", f"selected {s.selected} of {r.online_requests} online "
+                                        f"requests ({s.filtered} filtered by the selection)"))
     att = r.attribution
     attribution = [(b.name, str(b.requests), b.evidence) for b in att.buckets]
     attribution.append(("unexplained", str(att.unexplained),
@@ -47,5 +58,6 @@ def ledger_view(r: LedgerReport) -> dict[str, Any]:
                  for e in r.worst_endpoints]
     return {"summary": summary, "missing": att.missing, "attribution": attribution,
             "status": status, "latency": latency, "engine": engine, "endpoints": endpoints,
-            "passed": r.verdict.passed, "reasons": list(r.verdict.reasons),
+            "passed": r.verdict.passed, "verdict": verdict_word(r),
+            "reasons": list(r.verdict.reasons),
             "notes": list(r.notes)}

@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 from labctl.plain import dumps, plain
 from labctl.report import figures as F
 from labctl.report import series as S
-from labctl.report.ledger import ledger_view
+from labctl.report.ledger import ledger_view, verdict_word
 from labctl.report.render import render, when, write_files
 
 __all__ = ["FILES", "SCHEMA", "VerifyReport", "default_dir", "plots", "render_html",
@@ -40,7 +40,7 @@ class VerifyReport:
 
     @property
     def verdict(self) -> str:
-        return "PASS" if self.ledger.verdict.passed else "FAIL"
+        return verdict_word(self.ledger)
 
 
 def plots(rep: VerifyReport) -> F.Plots:

@@ -5,18 +5,28 @@ JSON document), and the exit code is still the verdict's."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from labctl.cli import main
 from labctl.cli import verify as cv
+from labctl.drill.steps import watch_records
+from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import Inventory
+from labctl.report.verify import render_html
 from labctl.transport.fake import FakeTransport
 from labctl.transport.pool import HostPool
 from labctl.verify import fetch as V
-from tests.unit.report_data import LOGS
+from labctl.verify import ledger as L
+from labctl.verify.logparse import LogRecord
+from labctl.verify.selection import SelectionFigures
+from tests.unit import report_data as D
+from tests.unit.report_data import LOGS, T0
 from tests.unit.test_ledger_fetch import INVENTORY, Disk
+from tests.unit.test_select_inventory import STAGING, inv_with
 
 HOSTS = ("on1", "on2", "target", "assistant")
 
@@ -78,3 +88,33 @@ def test_report_with_json_keeps_stdout_one_document(
     assert code == 3 and json.loads(stdout)["schema"] == "labctl.verify/1"
     assert f"report: {tmp_path / 'r' / 'report.html'}" in err
     assert (tmp_path / "r" / "report.json").exists()
+
+
+def test_watch_records_keep_what_the_ledger_expects_copies_of() -> None:
+    """With engine.select the online side of the plots is the selected requests (as the
+    ledger counts them), so a healthy copy plots at ratio 1; the target side is everything
+    it logged."""
+    inv = inv_with("allow_path: /api")
+    on, tg = inv.hosts.online[0].name, inv.hosts.target.name
+    online = [LogRecord(T0 + i, "10.0.0.1", "GET", u, 200, 1, 1, None, 0.001)
+              for i, u in enumerate(["/api/a", "/static/x", "/api/b", "/"])]
+    target = [LogRecord(T0 + 0.1, "10.9.0.1", "GET", "/api/a", 200, 1, 1, None, 0.002)]
+    watch = SimpleNamespace(inv=inv, records={(on, "/a.log"): online, (tg, "/t.log"): target})
+    got_online, got_target = watch_records(watch)  # type: ignore[arg-type]
+    assert [r.uri for r in got_online] == ["/api/a", "/api/b"] and got_target == target
+    plain = parse_inventory(STAGING, "inv.yaml")
+    watch.inv = plain
+    assert len(watch_records(watch)[0]) == 4  # type: ignore[arg-type]
+
+
+def test_inconclusive_ledger_is_said_so_with_the_selection_row() -> None:
+    rep = D.verify_report()
+    led = replace(rep.ledger, verdict=L.Verdict(False, ["a rule needs $host"], 0.005, True),
+                  selection=SelectionFigures(["allow_path /api"], 600, 60, {"allow_path": 60},
+                                             0, [], 0))
+    inconclusive = replace(rep, ledger=led)
+    assert inconclusive.verdict == "INCONCLUSIVE"
+    html = render_html(inconclusive)
+    assert '<span class="verdict INCONCLUSIVE">INCONCLUSIVE</span>' in html
+    assert "ledger INCONCLUSIVE" in html
+    assert "selected 600 of 660 online requests (60 filtered by the selection)" in html
