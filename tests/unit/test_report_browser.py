@@ -28,8 +28,8 @@ MIN_COLOURS = 64
 
 def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
-    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-extensions", f"--user-data-dir={profile}", *args]
+    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", *args]
     # subprocess.run waits for chromium to exit (the condition); the timeout only bounds a hang
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
