@@ -17,9 +17,12 @@ from rich.live import Live
 
 from labctl.cli.app import app
 from labctl.cli.render import verify as rv
+from labctl.drill.steps import watch_records
 from labctl.errors import UsageError, VerifyFailed
 from labctl.hosts.journal import local_state_root
 from labctl.inventory.models import Inventory
+from labctl.report import verify as rp
+from labctl.report.series import Traffic
 from labctl.transport.pool import HostPool
 from labctl.up.run import resolve
 from labctl.verify import fetch as core
@@ -64,6 +67,9 @@ def verify_cmd(
     watch: bool = typer.Option(False, "--watch", help="Refresh a live table until Ctrl-C."),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between --watch refreshes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    report_dir: Optional[Path] = typer.Option(
+        None, "--report", metavar="DIR", help="Also write report.html (plots inline), "
+        "report.md and report.json into DIR (after the last refresh with --watch)."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict."""
     if window is not None and since_up:
@@ -85,10 +91,31 @@ def verify_cmd(
             typer.echo(rv.verify_json(report))
         else:
             console.print(rv.ledger_view(report))
+    if report_dir is not None:
+        paths = write_report(session, report, inventory, report_dir)
+        typer.echo("report: " + ", ".join(str(p) for p in paths), err=as_json)
     if not report.verdict.passed:
         word = "INCONCLUSIVE" if report.verdict.inconclusive else "FAIL"
         raise VerifyFailed(f"verdict {word}: " + "; ".join(report.verdict.reasons),
                            hint="see the attribution table (or --json) for where copies went")
+
+
+def write_report(session: core.Watch, report: LedgerReport, inventory: Optional[Path],
+                 directory: Path) -> list[Path]:
+    """The verify report of this session's last refresh, written into `directory`."""
+    online, target = watch_records(session)
+    rep = rp.VerifyReport(report, Traffic(online, target, report.window), session.inv.lab,
+                          str(inventory) if inventory else "(the lab that is up)",
+                          _scope_text(session.scope), time.time())
+    return rp.write_report(rep, directory)
+
+
+def _scope_text(scope: core.Scope) -> str:
+    if scope.window is not None:
+        return f"the last {scope.window:g} s"
+    if scope.marks is not None:
+        return f"everything logged since `up` marked the logs ({rp.when(scope.marks.taken_at)})"
+    return f"everything logged since `up` finished ({rp.when(scope.since)})"
 
 
 def _watch(session: core.Watch, report: LedgerReport, console: Console,
