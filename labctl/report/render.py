@@ -3,6 +3,8 @@ formatters both templates use, and writing a report's files into its directory."
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,9 +26,15 @@ def render(template: str, **values: Any) -> str:
     return env().get_template(template).render(md=md_cell, **values)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!])")
+
+
 def md_cell(text: Any) -> str:
-    """A value safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A value safe inside a Markdown table cell: one line, HTML special characters as
+    entities and Markdown punctuation escaped, so a URI from a log (`/<img onerror=…>`,
+    `[x](javascript:…)`, a `|`) shows as text and never as markup or a link."""
+    one_line = str(text).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
 
 
 def when(t: Optional[float]) -> str:

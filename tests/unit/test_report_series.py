@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labctl.report import series as S
+from labctl.report.render import md_cell
 from labctl.verify import ledger as L
 from labctl.verify.logparse import LogRecord
 from tests.unit import report_data as D
@@ -101,3 +102,11 @@ def test_merge_joins_spans_and_applies_each_window() -> None:
     b = S.Traffic([rec(T0 + 20)], [])
     m = S.merge([a, b])
     assert [r.time for r in m.online] == [T0, T0 + 20] and len(m.target) == 1
+
+
+def test_markdown_cells_never_carry_markup_from_a_log() -> None:
+    """A URI from an access log is shown as text in report.md: no HTML, no link, no table
+    break (issue 13 review: the Markdown report passed URIs through unescaped)."""
+    cell = md_cell("/a|b<script>alert(1)</script>[x](javascript:y) *b* `c`\nz")
+    assert "<" not in cell and ">" not in cell and "\n" not in cell
+    assert "\\|" in cell and "\\[x\\]" in cell and "\\*b\\*" in cell and "\\`c\\`" in cell
