@@ -26,7 +26,7 @@ def render(template: str, **values: Any) -> str:
     return env().get_template(template).render(md=md_cell, **values)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!])")
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
 
 def md_cell(text: Any) -> str:
