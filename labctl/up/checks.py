@@ -128,7 +128,7 @@ def check_conntrack(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable
 
 
 def check_rp_filter(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     hf = facts.get(spec.name)
     if hf is None or hf.unreachable:
         return
@@ -154,7 +154,7 @@ def _operator_addresses(facts: Facts, op: OperatorFacts) -> set[IPv4]:
 
 
 def check_client_route(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
-    target = inv.hosts.target.name
+    target = inv.targets[0].name
     hosts = {h.address: h.name for h in inv.all_hosts()}
     hf = facts.get(target)
     gateway = hf.default_gateway if hf else None
@@ -197,7 +197,7 @@ def _refusal(check_id: str, host: str, message: str, hint: str) -> Finding:
 
 def check_on_link(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
     spec = inv.hosts.assistant
-    hf = facts.get(inv.hosts.target.name)
+    hf = facts.get(inv.targets[0].name)
     if spec is None or hf is None or hf.unreachable:
         return
     got = hf.route_gets.get(str(spec.address))
@@ -239,7 +239,7 @@ def check_pool(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Find
 def check_drop_rule(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
     if inv.topology != "two-server":
         return
-    ssh_ports = {22, inv.hosts.target.port, *(h.port for h in inv.hosts.online)}
+    ssh_ports = {22, inv.targets[0].port, *(h.port for h in inv.hosts.online)}
     for service in inv.services:
         if service.target_port in ssh_ports:
             for h in inv.hosts.online:

@@ -53,7 +53,7 @@ def make_plan(inventory: Inventory, facts: Facts, options: Optional[PlanOptions]
     if fix:
         changes += fix_sysctls(inventory, facts, notes)
     if notrack:
-        for spec in [*inventory.hosts.online, inventory.hosts.target]:
+        for spec in [*inventory.hosts.online, inventory.targets[0]]:
             changes += notrack_changes(inventory, spec)
     if inventory.topology == "three-server":
         changes += route_changes(inventory, facts, notes)
@@ -105,7 +105,7 @@ def fix_sysctls(inventory: Inventory, facts: Facts, notes: list[str]) -> list[Ch
 
 
 def _rp_filter_fix(inventory: Inventory, facts: Facts, notes: list[str]) -> list[Change]:
-    target = inventory.hosts.target.name
+    target = inventory.targets[0].name
     tf = facts.get(target)
     if tf is None or tf.proc is None or tf.ifname is None:
         return []
@@ -131,7 +131,7 @@ def fix_changes_for(inventory: Inventory, facts: Facts, finding_ids: set[str]) -
         if change.step.startswith("rp_filter") and "target.rp_filter" in finding_ids:
             out.append(change)
     if finding_ids & {"conntrack.usage", "conntrack.headroom"}:
-        for spec in [*inventory.hosts.online, inventory.hosts.target]:
+        for spec in [*inventory.hosts.online, inventory.targets[0]]:
             out += notrack_changes(inventory, spec)
     return out
 
@@ -238,7 +238,7 @@ def route_change(host: str, net: ipaddress.IPv4Network, via: ipaddress.IPv4Addre
 def route_changes(inventory: Inventory, facts: Facts, notes: list[str]) -> list[Change]:
     assistant = inventory.hosts.assistant
     assert assistant is not None  # three-server inventories always have one
-    target = inventory.hosts.target.name
+    target = inventory.targets[0].name
     tf = facts.get(target)
     out = []
     for net in inventory.clients.networks:
