@@ -88,8 +88,7 @@ class InterceptDaemon:
         except ValueError as exc:
             raise SetupError(str(exc)) from None
         self.netem: Optional[Netem[Tuple[int, bytes]]] = (
-            Netem(shaping, self.counters, seed=os.getpid())
-            if shaping.active or opts.netem_file else None)
+            Netem(shaping, self.counters, seed=os.getpid()) if shaping.active else None)
         self._netem_timer: Optional[TimerHandle] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -122,7 +121,7 @@ class InterceptDaemon:
 
     def _reload_netem(self) -> None:
         """SIGHUP: read ``--netem-file`` again (a drill changed the return path's conditions)."""
-        if self.netem is None:
+        if not self.opts.netem_file:
             self.log.warn("SIGHUP ignored: no --netem-file")
             return
         try:
@@ -131,7 +130,13 @@ class InterceptDaemon:
             self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
             self.log.error(f"{exc}; conditions unchanged")
             return
-        self.netem.reconfigure(spec)
+        if self.netem is None:
+            if spec.active:
+                self.netem = Netem(spec, self.counters, seed=os.getpid())
+        elif spec.active or len(self.netem):
+            self.netem.reconfigure(spec)        # (held items still go at their times)
+        else:
+            self.netem = None                   # nothing held: back to the direct path
         self.log.notice(f"netem on the response frames: {spec.describe()}")
 
     def _on_signal(self) -> None:

@@ -84,8 +84,7 @@ class Tcpcopy:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         self.netem: Optional[Netem[SendPacket]] = (
-            Netem(shaping, self.counters, seed=os.getpid())
-            if shaping.active or opts.netem_file else None)
+            Netem(shaping, self.counters, seed=os.getpid()) if shaping.active else None)
         key = None
         if opts.key_file:
             try:
@@ -264,7 +263,7 @@ class Tcpcopy:
 
     def _reload_netem(self) -> None:
         """SIGHUP: read ``--netem-file`` again (a drill changed the copy path's conditions)."""
-        if self.netem is None:
+        if not self.opts.netem_file:
             self.log.warn("SIGHUP ignored: no --netem-file")
             return
         try:
@@ -273,7 +272,13 @@ class Tcpcopy:
             self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
             self.log.error(f"{exc}; conditions unchanged")
             return
-        self.netem.reconfigure(spec)
+        if self.netem is None:
+            if spec.active:
+                self.netem = Netem(spec, self.counters, seed=os.getpid())
+        elif spec.active or len(self.netem):
+            self.netem.reconfigure(spec)        # (held items still go at their times)
+        else:
+            self.netem = None                   # nothing held: back to the direct path
         self.log.notice(f"netem on the copies: {spec.describe()}")
         self._after_batch(self.loop.time())
 

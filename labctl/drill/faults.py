@@ -175,7 +175,7 @@ def remove_route(ctx: Context, step: FaultStep) -> Fault:
     if not network:
         raise UsageError("remove-route: the inventory routes no client network "
                          "(two-server topology); nothing to remove")
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     out = ctx.run(spec, ["ip", "-j", "-4", "route", "show", network])
     try:
         routes = [r for r in json.loads(out or "[]") if r.get("dst") == network]

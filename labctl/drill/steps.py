@@ -250,7 +250,7 @@ def settle(ctx: Context, quiet: float, timeout: float) -> dict[str, Any]:
     """Until the target's access log has not grown for `quiet` seconds (copies stopped);
     {"target log bytes": size}. Raises RemoteError after `timeout`."""
     inv = ctx.inventory
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     path = inv.log_for(spec).path
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()

@@ -71,14 +71,21 @@ def unit_name(lab: str, name: str) -> str:
 
 
 def files(hdir: str, name: str) -> dict[str, str]:
+    """The daemon's files in the host's state directory: pid, stats, log, and `netem` (the
+    copy path's conditions, written by a drill's netem fault; see `netem_file`)."""
     base = PurePosixPath(hdir)
-    return {k: str(base / f"{name}.{k}") for k in ("pid", "stats", "log")}
+    return {k: str(base / f"{name}.{k}") for k in ("pid", "stats", "log", "netem")}
+
+
+def netem_file(record: DaemonRecord) -> str:
+    """The daemon's `--netem-file` (next to its stats file)."""
+    return record.stats_file.rsplit(".", 1)[0] + ".netem"
 
 
 def engine_argv(pyz: str, hdir: str, spec: DaemonSpec) -> list[str]:
     f = files(hdir, spec.name)
     return [PYTHON, pyz, spec.name, *spec.args, "--pid-file", f["pid"],
-            "--stats-file", f["stats"], "--log-file", f["log"]]
+            "--stats-file", f["stats"], "--log-file", f["log"], "--netem-file", f["netem"]]
 
 
 def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -> list[str]:
@@ -112,7 +119,8 @@ def start(
     now: Callable[[], float] = time.time,
 ) -> DaemonRecord:
     """Run the launch argv; the record gets the pid (from the detach output or the pidfile)."""
-    transport.run(["rm", "-f", record.stats_file], sudo=sudo).check()
+    # a fresh start: no stats of an earlier run, no conditions a crashed drill left behind
+    transport.run(["rm", "-f", record.stats_file, netem_file(record)], sudo=sudo).check()
     res = transport.run(record.argv, sudo=sudo).check()
     word = res.stdout.strip().split()[-1] if res.stdout.strip() else ""
     record.pid = int(word) if word.isdigit() else None

@@ -61,10 +61,37 @@ class HostSpec(_Frozen):
     access_log: Optional[str] = Field(default=None, min_length=1)
 
 
+#: What a target is for: `baseline` (the version in production) and `candidate` (the version
+#: under test) are what `labctl compare` pairs; `plain` is any other copy.
+TargetRole = Literal["baseline", "candidate", "plain"]
+
+
+class TargetSpec(HostSpec):
+    """One of `hosts.targets`: a host spec plus what it is for."""
+
+    role: TargetRole = "plain"
+
+
 class Hosts(_Frozen):
+    """`target` (one) or `targets` (a list, each with a role): exactly one of them.
+
+    Read the targets through `Inventory.targets` / `Inventory.target_role`, never here."""
+
     online: list[HostSpec] = Field(min_length=1)
-    target: HostSpec
+    target: Optional[HostSpec] = None
+    targets: Optional[list[TargetSpec]] = Field(default=None, min_length=1)
     assistant: Optional[HostSpec] = None
+
+    @_model_validator(mode="after")
+    def _one_target_key(self) -> Hosts:
+        if self.target is None and self.targets is None:
+            raise FieldProblem(("hosts",), "hosts needs target: (one host) or targets: (a list "
+                                           "of hosts, each with role: baseline|candidate|plain)")
+        if self.target is not None and self.targets is not None:
+            raise FieldProblem(("hosts", "targets"),
+                               "give hosts.target or hosts.targets, not both (a single target "
+                               "is a list of one)")
+        return self
 
 
 class Service(_Frozen):
@@ -73,7 +100,8 @@ class Service(_Frozen):
     port: StrictInt = Field(ge=1, le=65535)
     target_port: StrictInt = Field(ge=1, le=65535)
     online_address: Optional[IPv4] = None
-    #: Defaults to the target host's address.
+    #: Defaults to the target host's address. Only with a single `hosts.target`: with
+    #: `hosts.targets` every service is copied to each target's own address (an error).
     target_address: Optional[IPv4] = None
 
 
@@ -284,22 +312,44 @@ class Inventory(_Frozen):
     @_model_validator(mode="after")
     def _consistent(self) -> Inventory:
         _check_roles(self)
+        _check_targets(self)
         _check_topology(self)
         _check_pool(self)
         return self
 
     # -- derived views -------------------------------------------------------------------
+    @property
+    def targets(self) -> list[HostSpec]:
+        """Every target host in inventory order (`hosts.target` is a list of one)."""
+        if self.hosts.targets is not None:
+            return list(self.hosts.targets)
+        assert self.hosts.target is not None        # Hosts' validator: one of the two
+        return [self.hosts.target]
+
+    def target_role(self, host: HostSpec | str) -> TargetRole:
+        """`baseline`, `candidate` or `plain` (a single `hosts.target` is plain); KeyError
+        when `host` (a spec or a name) is not a target."""
+        name = host if isinstance(host, str) else host.name
+        for t in self.targets:
+            if t.name == name:
+                return t.role if isinstance(t, TargetSpec) else "plain"
+        raise KeyError(name)
+
+    def is_target(self, host: HostSpec | str) -> bool:
+        name = host if isinstance(host, str) else host.name
+        return any(t.name == name for t in self.targets)
+
     def hosts_by_role(self) -> list[tuple[Role, HostSpec]]:
-        """Every host with its role, online hosts first, then target, then assistant."""
+        """Every host with its role, online hosts first, then targets, then assistant."""
         out: list[tuple[Role, HostSpec]] = [("online", h) for h in self.hosts.online]
-        out.append(("target", self.hosts.target))
+        out.extend(("target", t) for t in self.targets)
         if self.hosts.assistant is not None:
             out.append(("assistant", self.hosts.assistant))
         return out
 
     def log_for(self, host: HostSpec) -> LogSpec:
         """The access log verify reads on `host`: its role's spec, with the host's own path."""
-        spec = self.logs.target if host.name == self.hosts.target.name else self.logs.online
+        spec = self.logs.target if self.is_target(host) else self.logs.online
         return spec if host.access_log is None else LogSpec(path=host.access_log,
                                                             format=spec.format)
 
@@ -321,15 +371,25 @@ class Inventory(_Frozen):
     @property
     def intercept_host(self) -> HostSpec:
         """Where intercept runs: the assistant (three-server) or the target (two-server)."""
-        return self.hosts.assistant or self.hosts.target
+        return self.hosts.assistant or self.targets[0]
 
     @property
     def chain(self) -> str:
         """The labctl-owned iptables chain of this lab (<= 28 chars: prefix 7 + lab <= 16)."""
         return f"{CHAIN_PREFIX}{self.lab}"
 
-    def target_address(self, service: Service) -> IPv4:
-        return service.target_address or self.hosts.target.address
+    def target_address(self, service: Service, target: Optional[HostSpec] = None) -> IPv4:
+        """Where `service` is copied to on `target` (default: the first target)."""
+        return service.target_address or (target or self.targets[0]).address
+
+    def copy_destinations(self) -> list[tuple[Service, HostSpec, IPv4]]:
+        """Every (service, target, address) tcpcopy copies to: one `-x` each, services first,
+        then targets in inventory order."""
+        return [(s, t, self.target_address(s, t)) for s in self.services for t in self.targets]
+
+    def target_addresses(self) -> list[IPv4]:
+        """Every address copies are sent to (sorted, distinct)."""
+        return sorted({a for _, _, a in self.copy_destinations()})
 
     def pool(self, online: HostSpec) -> list[str]:
         """tcpcopy `-c` entries for one online host (two-server default: its own address).
@@ -352,7 +412,10 @@ def _role_paths(inv: Inventory) -> list[tuple[Role, HostSpec, tuple[str | int, .
     out: list[tuple[Role, HostSpec, tuple[str | int, ...]]] = [
         ("online", h, ("hosts", "online", i)) for i, h in enumerate(inv.hosts.online)
     ]
-    out.append(("target", inv.hosts.target, ("hosts", "target")))
+    if inv.hosts.targets is not None:
+        out.extend(("target", t, ("hosts", "targets", i)) for i, t in enumerate(inv.hosts.targets))
+    else:
+        out.append(("target", inv.targets[0], ("hosts", "target")))
     if inv.hosts.assistant is not None:
         out.append(("assistant", inv.hosts.assistant, ("hosts", "assistant")))
     return out
@@ -377,6 +440,36 @@ def _check_roles(inv: Inventory) -> None:
                 f"a host can have only one role (here: {role} {host.name})",
             )
         endpoints[key] = f"{role} ({host.name})"
+
+
+def _check_targets(inv: Inventory) -> None:
+    if inv.hosts.targets is None:
+        return
+    seen: dict[IPv4, str] = {}
+    for i, t in enumerate(inv.hosts.targets):
+        if t.address in seen:
+            raise FieldProblem(
+                ("hosts", "targets", i, "address"),
+                f"{t.address} is already target {seen[t.address]}; each target needs its own "
+                "address (copies are sent to it)",
+            )
+        seen[t.address] = t.name
+    for role in ("baseline", "candidate"):
+        named = [i for i, t in enumerate(inv.hosts.targets) if t.role == role]
+        if len(named) > 1:
+            names = ", ".join(inv.hosts.targets[i].name for i in named)
+            raise FieldProblem(
+                ("hosts", "targets", named[1], "role"),
+                f"more than one {role} target ({names}); "
+                "compare pairs one baseline with one candidate: make the others role: plain",
+            )
+    for i, service in enumerate(inv.services):
+        if service.target_address is not None:
+            raise FieldProblem(
+                ("services", i, "target_address"),
+                "target_address names one target; with hosts.targets every service is copied "
+                "to each target's own address (remove it, or use hosts.target)",
+            )
 
 
 def _check_pool(inv: Inventory) -> None:
@@ -409,6 +502,12 @@ def _check_topology(inv: Inventory) -> None:
                 "three-server topology needs clients.pool (tcpcopy -c), e.g. [62.135.200.x]",
             )
     else:
+        if len(inv.targets) > 1:
+            raise FieldProblem(
+                ("hosts", "targets"),
+                f"two-server topology supports exactly one target ({len(inv.targets)} given): "
+                "intercept runs on it; use topology: three-server with an assistant for several",
+            )
         if inv.hosts.assistant is not None:
             raise FieldProblem(
                 ("hosts", "assistant"),

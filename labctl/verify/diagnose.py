@@ -123,7 +123,7 @@ def _routed(daemons: list[L.DaemonStats]) -> Optional[int]:
 
 
 def _target_facts(t: Transport, inv: Inventory) -> dict[str, Optional[int | str]]:
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     pool = inv.clients.pool_networks() or [ipaddress.IPv4Network(f"{inv.hosts.online[0].address}")]
     probe = str(next(iter(pool[0].hosts()), pool[0].network_address))
     via, _ = parse_route_get(t.run(["ip", "-o", "route", "get", probe], sudo=spec.sudo).stdout)
@@ -154,11 +154,11 @@ def run_diagnose(inv: Inventory, pool: HostPool, seconds: float = 5.0,
         return out
 
     before = daemons()
-    rpf_before = _target_facts(pool.transport(inv.hosts.target.name), inv)["rpf"]
+    rpf_before = _target_facts(pool.transport(inv.targets[0].name), inv)["rpf"]
     remote = {h.name: f"{inv.remote_dir(h)}/{PCAP_NAME}" for h in inv.all_hosts()}
     caps = pool.each(lambda s, t: _capture(t, s, remote[s.name], seconds, _filter(inv)), hosts)
     after = daemons()
-    tfacts = _target_facts(pool.transport(inv.hosts.target.name), inv)
+    tfacts = _target_facts(pool.transport(inv.targets[0].name), inv)
     with tempfile.TemporaryDirectory(prefix="labctl-diagnose-") as tmp:
         pkts = pool.each(lambda s, t: _fetch_pcap(t, s, remote[s.name], Path(tmp) / s.name),
                          [h for h in hosts if caps[h].ok])
@@ -178,7 +178,7 @@ def _captures(inv: Inventory, got: dict[str, Optional[list[tree.Pkt]]]) -> tree.
         if got.get(h.name) is not None:
             online = (online or []) + (got[h.name] or [])
     assistant = got.get(inv.hosts.assistant.name) if inv.hosts.assistant else None
-    return tree.Captures(online, got.get(inv.hosts.target.name), assistant)
+    return tree.Captures(online, got.get(inv.targets[0].name), assistant)
 
 
 def _facts(inv: Inventory, pool: HostPool, before: list[L.DaemonStats],
@@ -190,7 +190,7 @@ def _facts(inv: Inventory, pool: HostPool, before: list[L.DaemonStats],
         ip_forward = _int(pool.transport(a.name).run(
             ["sysctl", "-n", "net.ipv4.ip_forward"], sudo=a.sudo).stdout)
     conntrack = []
-    for spec in [*inv.hosts.online, inv.hosts.target]:
+    for spec in [*inv.hosts.online, inv.targets[0]]:
         count, cmax = verify.fetch_conntrack(pool.transport(spec.name), spec)
         conntrack.append(L.Conntrack(spec.name, count, cmax))
     r0, r1 = _routed(before), _routed(after)

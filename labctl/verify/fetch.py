@@ -279,7 +279,7 @@ class Scope:
 
 
 def _log_hosts(inv: Inventory) -> list[tuple[str, HostSpec]]:
-    return [("online", h) for h in inv.hosts.online] + [("target", inv.hosts.target)]
+    return [("online", h) for h in inv.hosts.online] + [("target", inv.targets[0])]
 
 
 class Watch:
@@ -310,7 +310,7 @@ class Watch:
         inv = self.inv
         online = {h.name: self.records.get((h.name, inv.log_for(h).path), [])
                   for h in inv.hosts.online}
-        target = self.records.get((inv.hosts.target.name, inv.log_for(inv.hosts.target).path),
+        target = self.records.get((inv.targets[0].name, inv.log_for(inv.targets[0]).path),
                                   [])
         window = (start, now) if start is not None and self.scope.marks is None else None
         if self.scope.window is not None and start is not None:
