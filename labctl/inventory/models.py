@@ -279,6 +279,25 @@ class Verify(_Frozen):
     max_leaks: StrictInt = Field(default=0, ge=0)
 
 
+class Compare(_Frozen):
+    """`labctl compare` (baseline vs candidate target): when a difference is flagged.
+
+    An endpoint is judged with at least `min_requests` requests matched on every side. A
+    candidate-vs-baseline difference is flagged only beyond the noise (the same difference
+    between two sides running one version) by: `latency_ms` (p50/p90 shift, with its
+    confidence interval excluding 0), `error_share` (5xx share, or share of changed status
+    codes: 0.02 = 2 points), `size_share` (share of responses whose body size differs), and
+    only when its test holds at `alpha`. `bootstrap` resamples, seeded by `seed`."""
+
+    min_requests: StrictInt = Field(default=30, ge=1)
+    latency_ms: float = Field(default=20.0, ge=0)
+    error_share: float = Field(default=0.02, ge=0, le=1)
+    size_share: float = Field(default=0.05, ge=0, le=1)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    bootstrap: StrictInt = Field(default=1000, ge=100, le=100_000)
+    seed: StrictInt = 0
+
+
 class Conntrack(_Frozen):
     max_usage: float = Field(default=0.8, gt=0, le=1)
     expected_sessions: StrictInt = Field(default=10000, ge=0)
@@ -305,6 +324,7 @@ class Inventory(_Frozen):
     engine: Engine = Engine()
     logs: Logs = Logs()
     verify: Verify = Verify()
+    compare: Compare = Compare()
     state_dir: str = Field(default="/var/lib/labctl", pattern=r"^/")
     conntrack: Conntrack = Conntrack()
     ssh: SSHOptions = SSHOptions()
