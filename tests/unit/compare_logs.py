@@ -60,7 +60,8 @@ class Logs:
 
 def _uri(rng: random.Random, name: str) -> str:
     n = rng.randint(1, 5000)
-    return {"items": f"/api/items/{n}", "users": f"/api/users/{uuid.UUID(int=rng.getrandbits(128))}",
+    user = uuid.UUID(int=rng.getrandbits(128))
+    return {"items": f"/api/items/{n}", "users": f"/api/users/{user}",
             "lines": f"/api/orders/{n}/lines?page={rng.randint(1, 3)}",
             "search": f"/api/search?q=w{n}", "cart": "/api/cart", "clock": "/api/clock"}[name]
 
@@ -73,10 +74,12 @@ def _line(addr: str, t: float, method: str, uri: str, status: int, size: int, bo
 
 
 def synth(seed: int, requests: int = 2400, changes: dict[str, Change] | None = None,
-          baseline2: bool = False) -> Logs:
-    """The logs of every side for `requests` requests (see the module docstring)."""
+          baseline2: bool = False, online: dict[str, Change] | None = None) -> Logs:
+    """The logs of every side for `requests` requests (see the module docstring); `online`
+    changes the online server's answers (an environment unlike the lab's)."""
     rng = random.Random(seed)
     changes = changes or {}
+    on_changes = online or {}
     sides = ["online", "baseline", "candidate"] + (["baseline2"] if baseline2 else [])
     out: dict[str, list[str]] = {s: [] for s in sides}
     names = list(ENDPOINTS)
@@ -89,8 +92,9 @@ def synth(seed: int, requests: int = 2400, changes: dict[str, Change] | None = N
         cost = median_ms * rng.lognormvariate(0.0, 0.35)
         missing = rng.random() < 0.01
         for side in sides:
-            change = changes.get(name, Change()) if side == "candidate" else Change()
-            ms = cost * rng.lognormvariate(0.0, 0.08) + change.slower_ms
+            change = changes.get(name, Change()) if side == "candidate" else \
+                on_changes.get(name, Change()) if side == "online" else Change()
+            ms = max(0.5, cost * rng.lognormvariate(0.0, 0.08) + change.slower_ms)
             status = 404 if missing else 200
             if rng.random() < 0.005:
                 status = 503
