@@ -16,20 +16,20 @@ from labctl.compare.types import CompareReport, EndpointCompare
 MAX_ROWS = 40
 
 
-def _shift(e: EndpointCompare, stat: str) -> str:
-    iv = e.latency_shift_ms.get(stat)
-    if iv is None or iv.value is None:
-        return "-"
-    if iv.low is None or iv.high is None:
-        return f"{iv.value:+.0f}"
-    return f"{iv.value:+.0f} [{iv.low:+.0f}..{iv.high:+.0f}]"
+def _flags(e: EndpointCompare, flags: str) -> str:
+    """The flags, and the candidate's p90 shift with its interval."""
+    iv = e.latency_shift_ms.get("p90")
+    if iv is None or iv.value is None or iv.low is None or iv.high is None:
+        return flags
+    shift = f"p90 {iv.value:+.0f} ms [{iv.low:+.0f}..{iv.high:+.0f}]"
+    return f"{flags}\n{shift}" if flags else shift
 
 
 def endpoints_table(r: CompareReport) -> Table:
     t = Table(title=f"baseline vs candidate per endpoint (noise: {r.noise})",
               title_justify="left")
     for col in ("endpoint", "matched", "side", "status", "5xx", "body B", "p50 ms", "p90 ms",
-                "p99 ms", "shift p50", "shift p90", "flags"):
+                "p99 ms", "flags"):
         t.add_column(col, justify="left" if col in ("endpoint", "side", "status", "flags")
                      else "right")
     shown = [e for e in r.endpoints if e.flags] + [e for e in r.endpoints if not e.flags]
@@ -45,9 +45,8 @@ def endpoints_table(r: CompareReport) -> Table:
                       doc.status_mix(s.status), doc.share(s.error_share), size,
                       doc.ms(s.p50_ms, True).replace(" ms", ""),
                       doc.ms(s.p90_ms, True).replace(" ms", ""),
-                      doc.ms(s.p99_ms).replace(" ms", ""),
-                      _shift(e, "p50") if first else "", _shift(e, "p90") if first else "",
-                      flags if first else "", style=style, end_section=i == len(e.sides) - 1)
+                      doc.ms(s.p99_ms).replace(" ms", ""), _flags(e, flags) if first else "",
+                      style=style, end_section=i == len(e.sides) - 1)
     if len(shown) > MAX_ROWS:
         t.caption = f"{len(shown) - MAX_ROWS} more endpoints in --json / --report"
     return t
