@@ -49,7 +49,7 @@ FAULT_PAIRS = {"stop-intercept": "start-intercept", "drop": "end-drop",
 FAULT_ENDS = {end: start for start, end in FAULT_PAIRS.items()}
 FAULT_KINDS = (*FAULT_PAIRS, *FAULT_PAIRS.values())
 WAIT_CONDITIONS = ("traffic-done", "copies-settled", "tcpcopy-connected")
-STEP_KINDS = ("up", "traffic", "wait", "fault", "verify", "down")
+STEP_KINDS = ("up", "traffic", "wait", "fault", "verify", "compare", "down")
 #: Steps and faults that need the local lab (they act inside its namespaces).
 LAB_ONLY_FAULTS = ("stall-target", "resume-target")
 
@@ -225,6 +225,21 @@ class VerifyStep(_Frozen):
         return f"verify (expect {self.expect})"
 
 
+class CompareStep(_Frozen):
+    """Run `labctl compare` (baseline vs candidate target) over the traffic since the last
+    mark (`up` or the previous verify); the mark stays, so a verify after it judges the same
+    traffic. `expect: regression` for a drill that plants one."""
+
+    step: Literal["compare"] = "compare"
+    expect: Literal["pass", "regression"] = "pass"
+    #: Wait first until the targets' logs stayed quiet this long (0: compare at once).
+    settle: float = Field(default=2.0, ge=0, le=60)
+    settle_timeout: float = Field(default=60.0, gt=0, le=600)
+
+    def title(self) -> str:
+        return f"compare (expect {self.expect})"
+
+
 class DownStep(_Frozen):
     step: Literal["down"] = "down"
 
@@ -232,8 +247,8 @@ class DownStep(_Frozen):
         return "down"
 
 
-Step = Annotated[Union[UpStep, TrafficStep, WaitStep, FaultStep, VerifyStep, DownStep],
-                 Field(discriminator="step")]
+Step = Annotated[Union[UpStep, TrafficStep, WaitStep, FaultStep, VerifyStep, CompareStep,
+                       DownStep], Field(discriminator="step")]
 
 
 class Runbook(_Frozen):

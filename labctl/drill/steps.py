@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from labctl.compare.fetch import compared_targets, run_compare
 from labctl.drill.context import (
     Background,
     Context,
@@ -29,12 +30,23 @@ from labctl.drill.model import (
     DrillResult,
     StepResult,
     apply_overrides,
+    check_compare,
     check_verify,
+    compare_details,
     verify_details,
 )
-from labctl.drill.runbook import DownStep, FaultStep, TrafficStep, UpStep, VerifyStep, WaitStep
+from labctl.drill.runbook import (
+    CompareStep,
+    DownStep,
+    FaultStep,
+    TrafficStep,
+    UpStep,
+    VerifyStep,
+    WaitStep,
+)
 from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.inventory.load import parse_inventory
+from labctl.inventory.models import HostSpec
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab
 from labctl.lab import destroy_lab as destroy_local_lab
 from labctl.lab.inventory import write_lab_inventory
@@ -139,6 +151,22 @@ class LiveSteps(StepExecutor):
         res.checks = check_verify(step, report)
         res.details = verify_details(report)
         ctx.marks = vf.mark_logs(inv, ctx.hosts())  # the next verify sees only what follows
+
+    def compare(self, ctx: Context, step: CompareStep, res: StepResult) -> None:
+        """Baseline vs candidate over what happened since the last mark, judged by the step;
+        the mark stays where it is (a verify after this sees the same traffic)."""
+        inv = ctx.inventory
+        targets = compared_targets(inv)  # a usage error before waiting on anything
+        if ctx.background is not None:
+            join_traffic(ctx, JOIN_BEFORE_VERIFY)
+        if step.settle:
+            for spec in targets.values():
+                settle(ctx, step.settle, step.settle_timeout, spec)
+        scope = vf.Scope(marks=ctx.marks) if ctx.marks else vf.resolve_scope(inv, True, None)
+        report = run_compare(inv, ctx.hosts(), scope)
+        res.comparison = report
+        res.checks = check_compare(step, report)
+        res.details = compare_details(report)
 
     def apply_fault(self, ctx: Context, step: FaultStep) -> Fault:
         return inject(ctx, step)
@@ -246,11 +274,13 @@ def join_traffic(ctx: Context, timeout: float) -> dict[str, Any]:
     return summary
 
 
-def settle(ctx: Context, quiet: float, timeout: float) -> dict[str, Any]:
+def settle(ctx: Context, quiet: float, timeout: float,
+           target: Optional[HostSpec] = None) -> dict[str, Any]:
     """Until the target's access log has not grown for `quiet` seconds (copies stopped);
-    {"target log bytes": size}. Raises RemoteError after `timeout`."""
+    {"target log bytes": size}. Raises RemoteError after `timeout`. `target`: which target
+    (default: the first)."""
     inv = ctx.inventory
-    spec = inv.targets[0]
+    spec = target or inv.targets[0]
     path = inv.log_for(spec).path
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
