@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from labctl.compare import document as doc
+from labctl.compare import stats
 from labctl.compare.endpoints import endpoint_of, normalise_path
 from labctl.compare.judge import build
 from labctl.compare.stats import (
@@ -72,6 +73,15 @@ def test_bootstrap_is_seeded_and_paired() -> None:
     assert {y - x for x, y in zip(one[0][0], one[1][0])} == {10.0}
     lo, hi = quantile_interval(one[0][0], 0.05)
     assert lo < median(a) < hi  # type: ignore[operator]
+
+
+def test_a_large_bootstrap_is_subsampled_deterministically(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats, "MAX_BOOTSTRAP_ROWS", 100)
+    col = [float(i % 97) for i in range(1000)]
+    one = bootstrap_percentiles([col], [50.0, 99.0], 150, "s")
+    assert one == bootstrap_percentiles([col], [50.0, 99.0], 150, "s")
+    assert len(one[0][0]) == 150 and all(0 <= v <= 96 for v in one[0][1])
 
 
 def test_two_proportion_test() -> None:
