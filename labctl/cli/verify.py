@@ -156,11 +156,13 @@ def diagnose_cmd(
     seconds: float = typer.Option(5.0, "--seconds", min=1.0, max=120.0,
                                   help="How long to capture on every host."),
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="With several targets: the one to diagnose (default: first)."),
 ) -> None:
     """Capture briefly on every host and name the first broken link of the copy path."""
     inv = resolve_inventory(inventory, "diagnose")
     with _pool(inv) as pool:
-        diagnosis = run_diagnose(inv, pool, seconds)
+        diagnosis = run_diagnose(inv, pool, seconds, target=target)
     if as_json:
         typer.echo(rv.diagnose_json(diagnosis))
     else:
