@@ -22,6 +22,7 @@ from labctl.drill.context import (
     Context,
     Fault,
     StepExecutor,
+    daemon_record,
     wait_tcpcopy_connected,
 )
 from labctl.drill.faults import inject
@@ -29,11 +30,14 @@ from labctl.drill.model import (
     DrillResult,
     StepResult,
     apply_overrides,
+    check_latency,
     check_verify,
     verify_details,
+    window_latency,
 )
 from labctl.drill.runbook import DownStep, FaultStep, TrafficStep, UpStep, VerifyStep, WaitStep
 from labctl.errors import LabctlError, RemoteError, UsageError
+from labctl.hosts import daemons as dm
 from labctl.inventory.load import parse_inventory
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab
 from labctl.lab import destroy_lab as destroy_local_lab
@@ -136,9 +140,14 @@ class LiveSteps(StepExecutor):
         scope = vf.Scope(marks=ctx.marks) if ctx.marks else vf.resolve_scope(inv, True, None)
         report = vf.run_verify(inv, ctx.hosts(), scope)
         res.ledger = report
-        res.checks = check_verify(step, report)
+        buckets = copier_latency(ctx)
+        window = window_latency(buckets, ctx.latency_marks)
+        res.checks = check_verify(step, report) + check_latency(step, window)
         res.details = verify_details(report)
+        if window is not None:
+            res.details["target p50/p90 ms (tcpcopy)"] = f"{window['p50']:g} / {window['p90']:g}"
         ctx.marks = vf.mark_logs(inv, ctx.hosts())  # the next verify sees only what follows
+        ctx.latency_marks = buckets
 
     def apply_fault(self, ctx: Context, step: FaultStep) -> Fault:
         return inject(ctx, step)
@@ -265,3 +274,20 @@ def settle(ctx: Context, quiet: float, timeout: float) -> dict[str, Any]:
             raise RemoteError(f"the target's log kept growing for {timeout:g} s",
                               host=spec.name)
         time.sleep(0.25)
+
+
+def copier_latency(ctx: Context) -> dict[str, int]:
+    """tcpcopy's target-response-time buckets now, summed over the online hosts (empty when
+    a daemon is not running or reports none)."""
+    total: dict[str, int] = {}
+    for spec in ctx.inventory.hosts.online:
+        try:
+            rec = daemon_record(ctx, spec, "tcpcopy")
+        except LabctlError:
+            continue
+        stats = dm.read_stats(ctx.hosts().transport(spec.name), rec.stats_file,
+                              sudo=spec.sudo) or {}
+        for bound, n in ((stats.get("target_response_ms") or {}).get("buckets") or {}).items():
+            if isinstance(n, int):
+                total[bound] = total.get(bound, 0) + n
+    return total
