@@ -269,7 +269,7 @@ def netem(ctx: Context, step: FaultStep) -> Fault:
     when the target's kernel has it. The Fault says which; the revert removes exactly that."""
     inv = ctx.inventory
     shaping = step.netem_spec()
-    target = inv.hosts.target
+    target = inv.targets[0]
     mechanism = step.mechanism
     why = ""
     if mechanism == "auto":
