@@ -45,9 +45,13 @@ class Histogram:
                 return BOUNDS[i] if i < len(BOUNDS) else self.max_ms
         return self.max_ms
 
-    def summary(self) -> Dict[str, float]:
-        """count, mean, p50, p90, p99, max (milliseconds), for the stats file."""
+    def summary(self) -> Dict[str, object]:
+        """count, mean, p50, p90, p99, max (milliseconds), and the non-empty buckets (upper
+        bound in ms -> count; "inf" beyond the last) so a reader can subtract two snapshots
+        and take percentiles of a window, for the stats file."""
+        buckets = {(str(BOUNDS[i]) if i < len(BOUNDS) else "inf"): n
+                   for i, n in enumerate(self.counts) if n}
         return {"count": self.count,
                 "mean": round(self.total_ms / self.count, 3) if self.count else 0.0,
                 "p50": self.percentile(50), "p90": self.percentile(90),
-                "p99": self.percentile(99), "max": round(self.max_ms, 3)}
+                "p99": self.percentile(99), "max": round(self.max_ms, 3), "buckets": buckets}

@@ -77,6 +77,8 @@ class Context:
     pool: Optional[HostPool] = None
     up: bool = False
     marks: Optional[Marks] = None
+    #: tcpcopy's target-response-time buckets at the previous verify (summed over online hosts)
+    latency_marks: Optional[dict[str, int]] = None
     background: Optional[Background] = None
     faults: list[Fault] = field(default_factory=list)
 

@@ -9,6 +9,9 @@
   workers); revert = SIGCONT.
 - remove-route (three-server): delete the target's route to the fake client network via the
   assistant; revert = put the same route back (same gateway, device and proto tag).
+- netem: delay, jitter, loss, reordering, a rate limit on the copy path only: a netem qdisc on
+  the target (`tc`, where its kernel has one) or tcpcopy shaping its copies (`engine`: the
+  daemon's `--netem-file` + SIGHUP; any kernel); revert = delete the qdisc / the file + SIGHUP.
 
 Each injector is `(Context, FaultStep) -> Fault` and acts at once; the Fault's `revert` closes
 over exactly what it found and changed. A new fault kind: its injector here, an entry in
@@ -20,13 +23,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from engine.netem import NetemSpec
 from labctl.drill.context import Context, Fault, daemon_record, wait_tcpcopy_connected
 from labctl.drill.runbook import FaultStep
 from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.hosts import daemons as dm
+from labctl.hosts.journal import DaemonRecord
 from labctl.inventory.models import HostSpec
 from labctl.model import CHAIN_PREFIX
 
@@ -225,5 +231,127 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+# ---------------------------------------------------------------- netem
+
+
+def netem_json(spec: NetemSpec) -> str:
+    """The `--netem-file` text for these conditions (pure)."""
+    return json.dumps({k: v for k, v in spec._asdict().items() if v}, sort_keys=True)
+
+
+def tc_netem_argv(dev: str, spec: NetemSpec) -> list[str]:
+    """`tc qdisc replace dev DEV root netem …` for these conditions (pure)."""
+    argv = ["tc", "qdisc", "replace", "dev", dev, "root", "netem"]
+    if spec.delay_ms or spec.jitter_ms:
+        argv += ["delay", f"{spec.delay_ms:g}ms"]
+        if spec.jitter_ms:
+            argv.append(f"{spec.jitter_ms:g}ms")
+    if spec.loss_pct:
+        argv += ["loss", f"{spec.loss_pct:g}%"]
+    if spec.reorder_pct:
+        argv += ["reorder", f"{spec.reorder_pct:g}%"]
+    if spec.rate_kbit:
+        argv += ["rate", f"{spec.rate_kbit:g}kbit"]
+    return argv
+
+
+def target_has_netem(ctx: Context, spec: HostSpec) -> bool:
+    """Whether the target's kernel has the netem qdisc (loaded, or loadable)."""
+    probe = ["sh", "-c", "test -d /sys/module/sch_netem || modprobe -n -q sch_netem"]
+    return ctx.hosts().transport(spec.name).run(probe, sudo=spec.sudo).ok
+
+
+def netem(ctx: Context, step: FaultStep) -> Fault:
+    """Network conditions on the copy path to the target, never on production traffic:
+    `tc` puts a netem qdisc on the target's interface towards the assistant (the replies
+    to the copies); `engine` has every online host's tcpcopy hold, drop or reorder the
+    copies it sends (its `--netem-file`, re-read on SIGHUP; any kernel). `auto` picks tc
+    when the target's kernel has it. The Fault says which; the revert removes exactly that."""
+    inv = ctx.inventory
+    shaping = step.netem_spec()
+    target = inv.targets[0]
+    mechanism = step.mechanism
+    why = ""
+    if mechanism == "auto":
+        has = target_has_netem(ctx, target)
+        mechanism = "tc" if has else "engine"
+        why = "" if has else f"; {target.name}'s kernel has no sch_netem"
+    if mechanism == "tc":
+        return _tc_netem(ctx, target, shaping)
+    return _engine_netem(ctx, shaping, why)
+
+
+def _tc_netem(ctx: Context, target: HostSpec, shaping: NetemSpec) -> Fault:
+    inv = ctx.inventory
+    peer = inv.intercept_host if inv.hosts.assistant is not None else inv.hosts.online[0]
+    out = ctx.run(target, ["ip", "-o", "-4", "route", "get", str(peer.address)])
+    words = out.split()
+    if "dev" not in words:
+        raise RemoteError(f"netem: no route to {peer.address} on the target", host=target.name)
+    dev = words[words.index("dev") + 1]
+    ctx.run(target, tc_netem_argv(dev, shaping))
+
+    def remove() -> None:
+        ctx.run(target, ["tc", "qdisc", "del", "dev", dev, "root"])
+
+    return Fault("netem", f"{shaping.describe()} on {target.name} {dev} (mechanism: tc netem)",
+                 remove)
+
+
+def _engine_netem(ctx: Context, shaping: NetemSpec, why: str) -> Fault:
+    inv = ctx.inventory
+    recs = []
+    for spec in inv.hosts.online:
+        rec = daemon_record(ctx, spec, "tcpcopy")
+        if "--netem-file" not in rec.argv:
+            raise UsageError(f"netem: tcpcopy on {spec.name} was started without --netem-file "
+                             "(by an older labctl)", hint="run `labctl down` and `labctl up`")
+        recs.append((spec, rec))
+    done: list[tuple[HostSpec, DaemonRecord]] = []
+
+    def apply(spec: HostSpec, rec: DaemonRecord, text: Optional[str]) -> None:
+        t = ctx.hosts().transport(spec.name)
+        path = dm.netem_file(rec)
+        if text is None:
+            t.run(["rm", "-f", path], sudo=spec.sudo).check()
+        else:
+            with tempfile.NamedTemporaryFile("w", suffix=".netem", delete=False) as fh:
+                fh.write(text)
+            try:
+                t.put(fh.name, path + ".tmp")
+            finally:
+                os.unlink(fh.name)
+            t.run(["mv", "-f", path + ".tmp", path], sudo=spec.sudo).check()
+        t.run(["pkill", "-HUP", "-F", rec.pid_file], sudo=spec.sudo).check()
+        want = None if text is None else shaping._asdict()
+        dm.Poller().until(f"tcpcopy to apply {'no' if text is None else 'the'} netem conditions",
+                          spec.name, READY_TIMEOUT,
+                          lambda: _netem_now(t, rec, spec.sudo) == want)
+
+    def undo() -> None:
+        for spec, rec in done:
+            apply(spec, rec, None)
+
+    for spec, rec in recs:
+        done.append((spec, rec))
+        try:
+            apply(spec, rec, netem_json(shaping))
+        except LabctlError:
+            undo()
+            raise
+    names = ", ".join(spec.name for spec, _ in recs)
+    return Fault("netem", f"{shaping.describe()} on the copies (mechanism: engine, tcpcopy on "
+                          f"{names}{why})", undo)
+
+
+def _netem_now(t: Any, rec: DaemonRecord, sudo: bool) -> Optional[dict[str, float]]:
+    """The conditions tcpcopy reports in its stats (None: none)."""
+    stats = dm.read_stats(t, rec.stats_file, sudo=sudo) or {}
+    now = stats.get("netem")
+    values = {k: (now or {}).get(k, 0) for k in NetemSpec._fields}
+    return values if any(values.values()) else None
+
+
 INJECTORS: dict[str, Injector] = {"stop-intercept": stop_intercept, "drop": drop,
-                                  "stall-target": stall_target, "remove-route": remove_route}
+                                  "stall-target": stall_target, "remove-route": remove_route,
+                                  "netem": netem}

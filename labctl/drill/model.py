@@ -233,6 +233,41 @@ def _attribution_check(report: LedgerReport, bucket: str, least: float) -> Check
                                       f"({share:.0%}; expected >= {least:.0%})")
 
 
+def window_latency(now: dict[str, int], before: Optional[dict[str, int]]
+                   ) -> Optional[dict[str, float]]:
+    """p50/p90/p99 (ms) and count of tcpcopy's target-response-time buckets (upper bound in
+    ms -> count, cumulative) added since `before`; None when the window has none."""
+    diff = {b: n - (before or {}).get(b, 0) for b, n in now.items()}
+    rows = sorted((float(b), n) for b, n in diff.items() if n > 0)
+    total = sum(n for _b, n in rows)
+    if not total:
+        return None
+    out: dict[str, float] = {"count": float(total)}
+    for name, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        seen = 0
+        for bound, n in rows:
+            seen += n
+            if seen >= p * total:
+                out[name] = bound
+                break
+    return out
+
+
+def check_latency(step: VerifyStep, window: Optional[dict[str, float]]) -> list[Check]:
+    """The step's `target_p50_ms: [low, high]`: the target's median response time as tcpcopy
+    saw it over this verify's window (e.g. a netem delay shifts it by the delay)."""
+    if step.target_p50_ms is None:
+        return []
+    low, high = step.target_p50_ms
+    if window is None:
+        return [Check("target_p50_ms", False, "tcpcopy measured no target response time in "
+                                              "this window")]
+    p50 = window["p50"]
+    return [Check("target_p50_ms", low <= p50 <= high,
+                  f"target p50 {p50:g} ms as tcpcopy saw it (bucket bound, 10 % wide) in "
+                  f"[{low:g}, {high:g}] ms over {window['count']:.0f} requests")]
+
+
 def verify_details(r: LedgerReport) -> dict[str, Any]:
     """A verify step's headline figures (the step's `details`)."""
     return {"online requests": r.online_requests, "copies matched": r.target_matched,

@@ -23,6 +23,7 @@ from labctl.drill.context import (
     Context,
     Fault,
     StepExecutor,
+    daemon_record,
     wait_tcpcopy_connected,
 )
 from labctl.drill.faults import inject
@@ -31,9 +32,11 @@ from labctl.drill.model import (
     StepResult,
     apply_overrides,
     check_compare,
+    check_latency,
     check_verify,
     compare_details,
     verify_details,
+    window_latency,
 )
 from labctl.drill.runbook import (
     CompareStep,
@@ -45,6 +48,7 @@ from labctl.drill.runbook import (
     WaitStep,
 )
 from labctl.errors import LabctlError, RemoteError, UsageError
+from labctl.hosts import daemons as dm
 from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import HostSpec
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab
@@ -148,9 +152,14 @@ class LiveSteps(StepExecutor):
         scope = vf.Scope(marks=ctx.marks) if ctx.marks else vf.resolve_scope(inv, True, None)
         report = vf.run_verify(inv, ctx.hosts(), scope)
         res.ledger = report
-        res.checks = check_verify(step, report)
+        buckets = copier_latency(ctx)
+        window = window_latency(buckets, ctx.latency_marks)
+        res.checks = check_verify(step, report) + check_latency(step, window)
         res.details = verify_details(report)
+        if window is not None:
+            res.details["target p50/p90 ms (tcpcopy)"] = f"{window['p50']:g} / {window['p90']:g}"
         ctx.marks = vf.mark_logs(inv, ctx.hosts())  # the next verify sees only what follows
+        ctx.latency_marks = buckets
 
     def compare(self, ctx: Context, step: CompareStep, res: StepResult) -> None:
         """Baseline vs candidate over what happened since the last mark, judged by the step;
@@ -295,3 +304,20 @@ def settle(ctx: Context, quiet: float, timeout: float,
             raise RemoteError(f"the target's log kept growing for {timeout:g} s",
                               host=spec.name)
         time.sleep(0.25)
+
+
+def copier_latency(ctx: Context) -> dict[str, int]:
+    """tcpcopy's target-response-time buckets now, summed over the online hosts (empty when
+    a daemon is not running or reports none)."""
+    total: dict[str, int] = {}
+    for spec in ctx.inventory.hosts.online:
+        try:
+            rec = daemon_record(ctx, spec, "tcpcopy")
+        except LabctlError:
+            continue
+        stats = dm.read_stats(ctx.hosts().transport(spec.name), rec.stats_file,
+                              sudo=spec.sudo) or {}
+        for bound, n in ((stats.get("target_response_ms") or {}).get("buckets") or {}).items():
+            if isinstance(n, int):
+                total[bound] = total.get(bound, 0) + n
+    return total

@@ -1,28 +1,29 @@
 """The inventory schema: frozen pydantic models, one per YAML section.
 
 Loading (YAML with line numbers, error messages naming file:line) lives in `labctl.inventory.load`;
-this module only says what a valid inventory is. Every model forbids unknown keys.
+this module only says what a valid inventory is. Every model forbids unknown keys. The `engine:`
+section is in `engine_options`, `compare:` in `compare_options`, the fake client pool's
+arithmetic in `pool`, the shared base model in `base`; all are importable from here.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Literal, Optional
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    field_validator,
-)
+from pydantic import Field, StrictBool, StrictInt, field_validator
 from pydantic import model_validator as _model_validator
 
-from engine.http.select import SAFE_METHODS, RuleError, Selection, parse_rule
+from labctl.inventory.base import FieldProblem, _Frozen
+from labctl.inventory.compare_options import Compare
+from labctl.inventory.engine_options import SELECT_RULES, Engine, Select, Strings
+from labctl.inventory.pool import MAX_POOL_PER_HOST, pool_network, pool_size, split_pool
 from labctl.model import CHAIN_PREFIX
+
+__all__ = ["HOST_NAME", "LAB_NAME", "LOG_FORMATS", "MAX_POOL_PER_HOST", "SELECT_RULES",
+           "Clients", "Compare", "Conntrack", "Engine", "FieldProblem", "HostSpec", "Hosts",
+           "Intercept", "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service", "Strings",
+           "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size", "split_pool"]
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
@@ -31,19 +32,6 @@ LAB_NAME = r"^[a-z][a-z0-9-]{0,15}$"
 HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 #: Named access-log formats the verify step knows; anything else must be a `log_format` string.
 LOG_FORMATS = ("combined", "labctl")
-_POOL_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(x|\d{1,3})$")
-
-
-class FieldProblem(ValueError):
-    """A cross-field error that knows which field it is about (the loader maps it to a line)."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str):
-        super().__init__(message)
-        self.path = path
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class HostSpec(_Frozen):
@@ -105,40 +93,6 @@ class Service(_Frozen):
     target_address: Optional[IPv4] = None
 
 
-def pool_network(entry: str) -> Net:
-    """`a.b.c.x` -> a.b.c.0/24; a plain address -> /32. Raises ValueError on anything else."""
-    m = _POOL_RE.match(entry)
-    if not m:
-        raise ValueError(f"{entry!r} is not an address or an a.b.c.x range")
-    octets = [int(o) for o in m.groups()[:3]]
-    if any(o > 255 for o in octets):
-        raise ValueError(f"{entry!r}: octets must be 0-255")
-    if m.group(4) == "x":
-        return ipaddress.IPv4Network(".".join(map(str, octets)) + ".0/24")
-    return ipaddress.IPv4Network(str(ipaddress.IPv4Address(entry)) + "/32")
-
-
-MAX_POOL_PER_HOST = 4096      # tcpcopy -c takes at most this many addresses
-
-
-def split_pool(entries: list[str], hosts: int, index: int) -> list[str]:
-    """Share `i` of `hosts` disjoint shares of a `-c` pool (pure). Whole entries (a.b.c.x
-    ranges, addresses) round-robin when there are enough of them, else addresses one by one."""
-    if hosts <= 1:
-        return list(entries)
-    if len(entries) >= hosts:
-        return list(entries[index::hosts])
-    addrs = [str(a) for net in map(pool_network, entries)
-             for a in (net.hosts() if net.prefixlen < 31 else [net.network_address])]
-    return addrs[index::hosts][:MAX_POOL_PER_HOST]
-
-
-def pool_size(entries: list[str]) -> int:
-    """How many fake addresses the entries give (an a.b.c.x range: .1-.254)."""
-    nets = [pool_network(e) for e in entries]
-    return sum(n.num_addresses - 2 if n.prefixlen < 31 else 1 for n in nets)
-
-
 class Clients(_Frozen):
     #: tcpcopy `-c`: fake client addresses (`a.b.c.x` ranges or addresses). Empty in
     #: two-server means "the online host's own address" (the seed's `-c 1.2.3.4`).
@@ -167,92 +121,6 @@ class Intercept(_Frozen):
     bind: Optional[IPv4] = None
 
 
-def _one_or_many(value: Any) -> Any:
-    """A single string stands for a list of one (`allow_host: a.example`)."""
-    return [value] if isinstance(value, str) else value
-
-
-#: A list of strings, or one string for a list of one.
-Strings = Annotated[list[str], BeforeValidator(_one_or_many)]
-#: The rule kinds of `engine.select`, in the order their flags are given to tcpcopy.
-SELECT_RULES = ("allow_host", "deny_host", "allow_path", "deny_path", "allow_method",
-                "allow_header", "deny_header")
-
-
-class Select(_Frozen):
-    """tcpcopy's per-request HTTP selection (`--allow-host` ... `--non-http`), see
-    engine/http/select.py: deny wins, allow kinds are AND-ed, rules of one kind OR-ed.
-    Every value is checked with the engine's own parser, so a bad regex or host name is an
-    error naming the field and its index (`engine.select.allow_path[1]`), not a surprise on
-    the host when tcpcopy starts."""
-
-    allow_host: Strings = Field(default_factory=list)
-    deny_host: Strings = Field(default_factory=list)
-    allow_path: Strings = Field(default_factory=list)
-    deny_path: Strings = Field(default_factory=list)
-    allow_method: Strings = Field(default_factory=list)
-    allow_header: Strings = Field(default_factory=list)
-    deny_header: Strings = Field(default_factory=list)
-    safe: StrictBool = False
-    safe_methods: Strings = Field(default_factory=lambda: list(SAFE_METHODS), min_length=1)
-    on_unparsable: Literal["copy", "skip"] = "copy"
-    non_http: Literal["copy", "skip"] = "copy"
-
-    @field_validator("safe_methods")
-    @classmethod
-    def _methods(cls, value: list[str]) -> list[str]:
-        methods = [m.strip().upper() for v in value for m in v.split(",") if m.strip()]
-        try:
-            Selection(safe_methods=methods)
-        except RuleError as exc:
-            raise ValueError(f"--safe-methods: {exc.why}") from None
-        return methods
-
-    @_model_validator(mode="after")
-    def _rules_parse(self) -> Select:
-        if "safe_methods" in self.model_fields_set and not self.safe:
-            raise FieldProblem(("engine", "select", "safe_methods"),
-                               "safe_methods applies only with safe: true (add it, or remove "
-                               "safe_methods)")
-        for key in SELECT_RULES:
-            for i, value in enumerate(getattr(self, key)):
-                flag = "--" + key.replace("_", "-")
-                try:
-                    parse_rule(flag, value)
-                except RuleError as exc:
-                    raise FieldProblem(("engine", "select", key, i),
-                                       f"{flag} {value!r}: {exc.why}") from None
-        return self
-
-    def rule_flags(self) -> list[tuple[str, str]]:
-        """The rules as (flag, value) pairs, in a fixed order: SELECT_RULES, then as listed."""
-        return [("--" + key.replace("_", "-"), value) for key in SELECT_RULES
-                for value in getattr(self, key)]
-
-    def selection(self) -> Selection:
-        """The engine's own Selection for these rules (what tcpcopy will decide)."""
-        return Selection.from_flags(self.rule_flags(), safe=self.safe,
-                                    safe_methods=self.safe_methods,
-                                    on_unparsable=self.on_unparsable, non_http=self.non_http)
-
-
-class Engine(_Frozen):
-    sample_percent: StrictInt = Field(default=100, ge=1, le=100)
-    multiplier: StrictInt = Field(default=1, ge=1, le=64)
-    session_timeout: StrictInt = Field(default=120, ge=1)
-    keepalive_timeout: StrictInt = Field(default=240, ge=1)
-    memory_mb: StrictInt = Field(default=512, ge=16)
-    datalink: StrictBool = False
-    connections: StrictInt = Field(default=2, ge=1, le=16)
-    lonely: StrictBool = True
-    no_wait: StrictBool = False
-    max_sessions: StrictInt = Field(default=65536, ge=1)
-    #: tcpcopy --capture-acks: also capture the clients' pure ACKs (server-first protocols).
-    capture_acks: StrictBool = False
-    #: tcpcopy's per-request HTTP selection; None: copy every request (no selection flags).
-    select: Optional[Select] = None
-
-
 class LogSpec(_Frozen):
     path: str = Field(min_length=1)
     #: `combined`, `labctl`, or an nginx `log_format` string (contains `$`).
@@ -277,25 +145,6 @@ class Logs(_Frozen):
 class Verify(_Frozen):
     ratio_tolerance: float = Field(default=0.005, ge=0, le=1)
     max_leaks: StrictInt = Field(default=0, ge=0)
-
-
-class Compare(_Frozen):
-    """`labctl compare` (baseline vs candidate target): when a difference is flagged.
-
-    An endpoint is judged with at least `min_requests` requests matched on every side. A
-    candidate-vs-baseline difference is flagged only beyond the noise (the same difference
-    between two sides running one version) by: `latency_ms` (p50/p90 shift, with its
-    confidence interval excluding 0), `error_share` (5xx share, or share of changed status
-    codes: 0.02 = 2 points), `size_share` (share of responses whose body size differs), and
-    only when its test holds at `alpha`. `bootstrap` resamples, seeded by `seed`."""
-
-    min_requests: StrictInt = Field(default=30, ge=1)
-    latency_ms: float = Field(default=20.0, ge=0)
-    error_share: float = Field(default=0.02, ge=0, le=1)
-    size_share: float = Field(default=0.05, ge=0, le=1)
-    alpha: float = Field(default=0.01, gt=0, lt=0.5)
-    bootstrap: StrictInt = Field(default=1000, ge=100, le=100_000)
-    seed: StrictInt = 0
 
 
 class Conntrack(_Frozen):

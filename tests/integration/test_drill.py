@@ -158,3 +158,20 @@ def test_amplify_drill(drill_env: dict[str, Any], capsys: pytest.CaptureFixture[
     kept = [n for n in ledger["notes"] if n.startswith("tcpcopy kept ")]
     assert kept and 30.0 <= float(kept[0].split()[2]) <= 70.0, kept
     assert_nothing_left(drill_env["name"])
+
+
+def test_netem_drill(drill_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """50 ms (then 50 ms + 1 % loss) on the copy path only: every copy arrives, the target's
+    median response time seen by tcpcopy shifts by the delay (the runbook's target_p50_ms
+    checks), the online server's does not, and the fault says which mechanism it used."""
+    code, out = run_drill(RUNBOOKS / "netem.yaml", drill_env, capsys)
+    md, _, result = read_reports(drill_env)
+    assert code == 0, out["reasons"]
+    steps = result["steps"]
+    plain, delayed, lossy = steps[2], steps[5], steps[9]
+    for step in (plain, delayed, lossy):
+        assert step["ledger"]["copy_ratio"] >= 0.999, step["ledger"]["copy_ratio"]
+        assert step["ledger"]["latency_online"]["p99"] < 0.02        # online: untouched
+    assert all(c["ok"] for s in (plain, delayed, lossy) for c in s["checks"])
+    assert "mechanism: engine" in md and "no sch_netem" in md
+    assert_nothing_left(drill_env["name"])

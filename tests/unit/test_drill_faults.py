@@ -10,7 +10,8 @@ import pytest
 
 from labctl.drill.context import Context
 from labctl.drill.faults import drop_argvs, inject
-from labctl.drill.runbook import FaultStep, TrafficStep, parse_runbook
+from labctl.drill.model import check_latency, window_latency
+from labctl.drill.runbook import FaultStep, TrafficStep, VerifyStep, parse_runbook
 from labctl.drill.steps import LiveSteps, traffic_argv
 from labctl.errors import RemoteError, UsageError
 from labctl.inventory.load import load_inventory
@@ -104,3 +105,51 @@ def test_traffic_argv_runs_the_generator_in_the_client_namespace() -> None:
     assert argv[:len(lab.ns_argv("client"))] == lab.ns_argv("client")
     assert argv[argv.index("--url") + 1] == f"http://{lab.hosts['online'].address}"
     assert argv[argv.index("--post-sizes") + 1] == "0,64k" and argv[-2:] == ["--rate", "50"]
+
+
+def test_netem_on_a_target_with_the_qdisc_uses_tc_and_removes_exactly_it(
+        ctx: Context, hosts: dict[str, FakeTransport]) -> None:
+    target = hosts["target"]
+    target.on(["sh", "-c", "test -d /sys/module/sch_netem || modprobe -n -q sch_netem"])
+    target.on(["ip", "-o", "-4", "route", "get", "192.168.44.136"],
+              stdout="192.168.44.136 dev eth1 src 192.168.44.137 uid 0\\    cache")
+    target.on_prefix(["tc", "qdisc"])
+    fault = inject(ctx, FaultStep(kind="netem", delay_ms=50, jitter_ms=5, loss_percent=1))
+    assert target.commands[-1] == ("tc", "qdisc", "replace", "dev", "eth1", "root", "netem",
+                                   "delay", "50ms", "5ms", "loss", "1%")
+    assert "mechanism: tc netem" in fault.description and "eth1" in fault.description
+    fault.revert()
+    assert target.commands[-1] == ("tc", "qdisc", "del", "dev", "eth1", "root")
+    assert not hosts["online1"].commands         # production traffic is never shaped
+
+
+def test_netem_faults_validate_their_conditions() -> None:
+    ok = FaultStep(kind="netem", delay_ms=20, reorder_percent=5, rate_kbit=1000)
+    assert ok.netem_spec().describe() == "delay 20 ms, reorder 5 %, rate 1000 kbit/s"
+    for params, why in (({}, "needs a condition"),
+                        ({"jitter_ms": 9, "delay_ms": 1}, "jitter_ms: larger than"),
+                        ({"reorder_percent": 5}, "reorder_percent: needs"),
+                        ({"loss_percent": 120}, "less than or equal to 100")):
+        with pytest.raises(ValueError, match=why):
+            FaultStep(kind="netem", **params)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="netem faults only"):
+        FaultStep(kind="drop", percent=5, delay_ms=5)
+    rb = parse_runbook("name: n\ninventory: {lab: {name: n}}\nsteps:\n  - up\n"
+                       "  - fault: {kind: netem, delay_ms: 50}\n  - fault: end-netem\n"
+                       "  - verify: {target_p50_ms: [40, 60]}\n")
+    assert [s.title() for s in rb.steps][1] == ("fault: netem delay 50 ms on the copies to the "
+                                                "target")
+
+
+def test_window_latency_is_the_difference_of_two_snapshots() -> None:
+    before = {"0.5": 100, "1.0": 10}
+    now = {"0.5": 100, "1.0": 10, "52.5": 380, "57.8": 20}
+    window = window_latency(now, before)
+    assert window == {"count": 400.0, "p50": 52.5, "p90": 52.5, "p99": 57.8}
+    assert window_latency(before, before) is None
+    step = VerifyStep(target_p50_ms=(40, 60))
+    (check,) = check_latency(step, window)
+    assert check.ok and "52.5 ms" in check.detail
+    (missing,) = check_latency(step, None)
+    assert not missing.ok
+    assert check_latency(VerifyStep(), window) == []

@@ -122,6 +122,11 @@ def test_up_then_down_touches_both_targets(env: Path) -> None:
             "route-192.168.50.0/24"]
     (launch,) = [c for c in fakes["online1"].commands if "detach" in c]
     assert "80-192.168.44.137:80,80-192.168.44.138:80" in launch
+    status = ops_down.status(inv, factory=factory)
+    assert {h.host: h.role for h in status.hosts} == {
+        "online1": "online", "blue": "target (baseline)", "green": "target (candidate)",
+        "assistant": "assistant"}
+    assert all(h.journal_state == "up" for h in status.hosts)
     down = ops_down.down(inv, factory=factory)
     assert down.ok, [(h.host, h.error, h.leftovers) for h in down.hosts]
     assert {h.host for h in down.hosts} >= {"blue", "green"}

@@ -1,19 +1,9 @@
-"""Drill runbooks: YAML text -> a validated, frozen `Runbook` (pydantic), errors naming file:line.
+"""The runbook model (pydantic, frozen): the step kinds and their parameters, the fault
+kinds and their endings, engine overrides, `Runbook` itself. Parsing YAML into it: `parse`."""
 
-A runbook names the inventory (a file, or a local lab the drill builds and destroys), optional
-engine overrides, and ordered steps. Each step is a bare word (`- up`, `- down`) or a one-key
-mapping (`- traffic: {requests: 1000}`; `- wait: 2`; `- fault: stop-intercept`). Line tracking
-and duplicate-key detection reuse the inventory loader's YAML composer (`labctl.inventory.load`).
-
-Public API:
-    load_runbook(path) -> Runbook
-    parse_runbook(text, source="<string>") -> Runbook
-    RunbookError (a UsageError: exit 2)
-"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
@@ -22,20 +12,13 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from labctl.errors import InventoryError, UsageError
-from labctl.inventory.yamlsource import (
-    VALID_HINTS,
-    Located,
-    PathKey,
-    compose_mapping,
-    dotted,
-    nearest_line,
-)
+from engine.netem import NetemSpec, check_spec
+from labctl.errors import UsageError
+from labctl.inventory.yamlsource import PathKey
 from labctl.lab.traffic import parse_sizes
 
 MAX_ERRORS = 8
@@ -44,7 +27,8 @@ LAB_NAME = r"^[a-z][a-z0-9]{0,7}$"
 BUCKETS = ("capture", "session", "target", "path", "unexplained")
 #: Each fault and the kind that ends it (cleanup ends whatever is still active).
 FAULT_PAIRS = {"stop-intercept": "start-intercept", "drop": "end-drop",
-               "stall-target": "resume-target", "remove-route": "restore-route"}
+               "stall-target": "resume-target", "remove-route": "restore-route",
+               "netem": "end-netem"}
 #: Each ending kind and the fault it ends (`start-intercept` -> `stop-intercept`).
 FAULT_ENDS = {end: start for start, end in FAULT_PAIRS.items()}
 FAULT_KINDS = (*FAULT_PAIRS, *FAULT_PAIRS.values())
@@ -52,12 +36,24 @@ WAIT_CONDITIONS = ("traffic-done", "copies-settled", "tcpcopy-connected")
 STEP_KINDS = ("up", "traffic", "wait", "fault", "verify", "compare", "down")
 #: Steps and faults that need the local lab (they act inside its namespaces).
 LAB_ONLY_FAULTS = ("stall-target", "resume-target")
+#: The engine's netem flags and the netem fault's fields.
+NETEM_FIELDS = {"--netem-delay": "delay_ms", "--netem-jitter": "jitter_ms",
+                "--netem-loss": "loss_percent", "--netem-reorder": "reorder_percent",
+                "--netem-rate": "rate_kbit"}
 
 
 INVENTORY_SHAPE = ("expected an inventory file path, or {lab: {name: NAME, topology: "
                    "three-server|two-server}} to build the local lab for the drill")
 PATTERN_HINTS = {LAB_NAME: "a lowercase letter, then up to 7 lowercase letters or digits",
                  RUNBOOK_NAME: "a lowercase letter, then up to 31 lowercase letters, digits, '-'"}
+
+
+class FieldProblem(ValueError):
+    """A cross-field error that knows the path it is about (mapped to a line)."""
+
+    def __init__(self, path: PathKey, message: str):
+        super().__init__(message)
+        self.path = path
 
 
 class RunbookError(UsageError):
@@ -168,16 +164,41 @@ class FaultStep(_Frozen):
 
     step: Literal["fault"] = "fault"
     kind: Literal["stop-intercept", "start-intercept", "drop", "stall-target", "remove-route",
-                  "restore-route", "end-drop", "resume-target"]
+                  "restore-route", "end-drop", "resume-target", "netem", "end-netem"]
     #: drop: percentage of copied packets dropped on the online host(s).
     percent: Optional[float] = Field(default=None, gt=0, le=100)
     #: drop: one online host by inventory name (default: all of them).
     host: Optional[str] = None
     #: remove-route: the client network routed via the assistant (default: the first).
     network: Optional[str] = None
+    #: netem: network conditions on the copy path to the target (never on production traffic)
+    on: Literal["target"] = "target"
+    delay_ms: float = Field(default=0, ge=0, le=60_000)
+    jitter_ms: float = Field(default=0, ge=0, le=60_000)
+    loss_percent: float = Field(default=0, ge=0, le=100)
+    reorder_percent: float = Field(default=0, ge=0, le=100)
+    rate_kbit: float = Field(default=0, ge=0, le=100e6)
+    #: netem: `tc` (a netem qdisc on the target, where its kernel has one), `engine` (tcpcopy
+    #: shapes its copies: any kernel), or `auto` (tc when the target has it, else engine)
+    mechanism: Literal["auto", "engine", "tc"] = "auto"
+
+    def netem_spec(self) -> NetemSpec:
+        return NetemSpec(self.delay_ms, self.jitter_ms, self.loss_percent, self.reorder_percent,
+                         self.rate_kbit)
 
     @model_validator(mode="after")
     def _params(self) -> FaultStep:
+        shaped = self.netem_spec().active or self.mechanism != "auto"
+        if self.kind != "netem" and shaped:
+            raise ValueError(f"delay_ms, jitter_ms, loss_percent, reorder_percent, rate_kbit "
+                             f"and mechanism apply to netem faults only, not {self.kind}")
+        if self.kind == "netem":
+            if not self.netem_spec().active:
+                raise ValueError("a netem fault needs a condition: delay_ms, jitter_ms, "
+                                 "loss_percent, reorder_percent or rate_kbit")
+            bad = check_spec(self.netem_spec())
+            if bad is not None:
+                raise ValueError(f"{NETEM_FIELDS[bad[0]]}: {bad[1]}")
         if self.kind == "drop" and self.percent is None:
             raise ValueError("a drop fault needs percent (of copied packets), e.g. 10")
         if self.kind != "drop" and (self.percent is not None or self.host is not None):
@@ -187,6 +208,8 @@ class FaultStep(_Frozen):
         return self
 
     def title(self) -> str:
+        if self.kind == "netem":
+            return f"fault: netem {self.netem_spec().describe()} on the copies to the {self.on}"
         extra = f" {self.percent:g} %" if self.percent is not None else ""
         return f"fault: {self.kind}{extra}" + (f" on {self.host}" if self.host else "")
 
@@ -203,6 +226,9 @@ class VerifyStep(_Frozen):
     #: Wait first until the target's log stayed quiet this long (0: verify at once).
     settle: float = Field(default=2.0, ge=0, le=60)
     settle_timeout: float = Field(default=60.0, gt=0, le=600)
+    #: [low, high] ms: the target's median response time as tcpcopy measured it over this
+    #: verify's window must lie in it (a netem delay shows here, not in the target's log)
+    target_p50_ms: Optional[tuple[float, float]] = None
 
     @field_validator("attribution")
     @classmethod
@@ -219,6 +245,10 @@ class VerifyStep(_Frozen):
         if self.min_ratio is not None and self.max_ratio is not None and \
                 self.min_ratio > self.max_ratio:
             raise ValueError(f"min_ratio {self.min_ratio} is above max_ratio {self.max_ratio}")
+        if self.target_p50_ms is not None and not \
+                0 <= self.target_p50_ms[0] <= self.target_p50_ms[1]:
+            raise ValueError(f"target_p50_ms {list(self.target_p50_ms)}: expected [low, high] "
+                             "with 0 <= low <= high")
         return self
 
     def title(self) -> str:
@@ -268,138 +298,10 @@ class Runbook(_Frozen):
             return self
         for i, step in enumerate(self.steps):
             if isinstance(step, TrafficStep):
-                raise _Problem(("steps", i, "traffic"), "traffic steps need the local lab "
+                raise FieldProblem(("steps", i, "traffic"), "traffic steps need the local lab "
                                "(inventory: {lab: {name: ...}}); with a real inventory the "
                                "traffic is the online server's own")
             if isinstance(step, FaultStep) and step.kind in LAB_ONLY_FAULTS:
-                raise _Problem(("steps", i, "fault", "kind"),
+                raise FieldProblem(("steps", i, "fault", "kind"),
                                f"{step.kind} works in the local lab only")
         return self
-
-
-class _Problem(ValueError):
-    """A cross-field error that knows the path it is about (mapped to a line)."""
-
-    def __init__(self, path: PathKey, message: str):
-        super().__init__(message)
-        self.path = path
-
-
-# ---------------------------------------------------------------- loading
-
-
-def _normalise_steps(data: Any, located: Located) -> Any:
-    """`- up` -> {step: up}; `- wait: 2` -> {step: wait, seconds: 2}; `- fault: drop` ->
-    {step: fault, kind: drop}; `- traffic: {...}` -> {step: traffic, ...}."""
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-        return data
-    out = []
-    for i, item in enumerate(data["steps"]):
-        line = located.lines.get(("steps", i), 1)
-        where = f"{located.source}:{line}: steps[{i}]"
-        if isinstance(item, str):
-            item = {item: None}
-        if not isinstance(item, dict) or len(item) != 1:
-            raise RunbookError(f"{where}: a step is one of {', '.join(STEP_KINDS)}, written "
-                               "`- up` or `- traffic: {requests: 100}` (one key per step)")
-        (kind, params), = item.items()
-        if kind not in STEP_KINDS:
-            raise RunbookError(f"{where}: unknown step {kind!r}; steps: {', '.join(STEP_KINDS)}")
-        if params is None:
-            params = {}
-        elif kind == "wait" and isinstance(params, (int, float)) and not isinstance(params, bool):
-            params = {"seconds": params}
-        elif kind == "fault" and isinstance(params, str):
-            params = {"kind": params}
-        if not isinstance(params, dict):
-            raise RunbookError(f"{where}.{kind}: expected a mapping of parameters "
-                               f"(got {params!r})")
-        if "step" in params:
-            raise RunbookError(f"{where}.{kind}.step: unknown key")
-        out.append({"step": kind, **params})
-    return {**data, "steps": out}
-
-
-def parse_runbook(text: str, source: str = "<string>") -> Runbook:
-    """Validate runbook YAML text; raises RunbookError naming `source:line` and the field."""
-    root = compose_mapping(text, source, RunbookError)
-    if root is None:
-        raise RunbookError(f"{source}:1: a runbook must be a YAML mapping (name:, inventory:, "
-                           "steps:)", hint="see runbooks/smoke.yaml")
-    located = Located(source)
-    try:
-        data = located.build(root, ())
-    except InventoryError as exc:
-        raise RunbookError(exc.message, hint=exc.hint) from None
-    data = _normalise_steps(data, located)
-    try:
-        return Runbook.model_validate(data)
-    except ValidationError as exc:
-        raise _runbook_error(exc, located, data.get("inventory")) from None
-
-
-def load_runbook(path: Union[str, Path]) -> Runbook:
-    """Read and validate a runbook file."""
-    return parse_runbook(read_text(path), source=str(path))
-
-
-def read_text(path: Union[str, Path]) -> str:
-    p = Path(path)
-    try:
-        return p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RunbookError(f"{p}: cannot read runbook: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise RunbookError(f"{p}: not a text file (UTF-8 expected)") from None
-
-
-def _runbook_error(exc: ValidationError, located: Located, inventory: Any) -> RunbookError:
-    errors = _relevant(exc.errors(), inventory)
-    messages = [_describe(err, located) for err in errors[:MAX_ERRORS]]
-    if len(errors) > MAX_ERRORS:
-        messages.append(f"... and {len(errors) - MAX_ERRORS} more")
-    return RunbookError("invalid runbook:\n  " + "\n  ".join(messages),
-                        hint="see runbooks/smoke.yaml and runbooks/intercept-outage.yaml")
-
-
-def _relevant(errors: list[Any], inventory: Any) -> list[Any]:
-    """`inventory` is a path or {lab: ...}: report the branch the user evidently meant."""
-    out = []
-    wanted = "InventoryRef" if isinstance(inventory, dict) else "str"
-    for err in errors:
-        loc = tuple(err["loc"])
-        if loc[:1] == ("inventory",) and len(loc) > 1:
-            if loc[1] != wanted:
-                continue
-            err = {**err, "loc": (loc[0], *loc[2:])}
-            if len(loc) == 2:
-                err["msg"] = INVENTORY_SHAPE
-                err["type"] = "value_error"
-        out.append(err)
-    return out
-
-
-def _describe(err: Any, located: Located) -> str:
-    loc: PathKey = tuple(err["loc"])
-    problem = (err.get("ctx") or {}).get("error")
-    if isinstance(problem, _Problem):
-        loc, msg = problem.path, str(problem)
-    else:
-        msg = _message(err)
-    line = nearest_line(loc, located.lines)
-    return f"{located.source}:{line}: {dotted(loc) or 'top level'}: {msg}"
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required field is missing"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or kind == "value_error" else f" (got {got!r})"
-    hint = VALID_HINTS.get(kind, "")
-    if kind == "string_pattern_mismatch":
-        hint = PATTERN_HINTS.get((err.get("ctx") or {}).get("pattern", ""), "")
-    return msg + shown + (f"; expected {hint}" if hint else "")
