@@ -22,8 +22,9 @@ from labctl.model import CHAIN_PREFIX
 
 __all__ = ["HOST_NAME", "LAB_NAME", "LOG_FORMATS", "MAX_POOL_PER_HOST", "SELECT_RULES",
            "Clients", "Compare", "Conntrack", "Engine", "FieldProblem", "HostSpec", "Hosts",
-           "Intercept", "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service", "Strings",
-           "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size", "split_pool"]
+           "Intercept", "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service",
+           "Strings", "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size",
+           "split_pool"]
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
