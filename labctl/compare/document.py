@@ -79,7 +79,7 @@ def _row(e: EndpointCompare, side: str) -> str:
 
 def markdown(report: CompareReport) -> str:
     """report.md: verdict, flags with examples, one table per endpoint, notes."""
-    hosts = ", ".join(f"{side} {host}" for side, host in report.hosts.items())
+    hosts = "; ".join(f"{side}: {host}" for side, host in report.hosts.items())
     lines = [f"# labctl compare: {verdict_word(report)}", "",
              f"{hosts}. {report.matched} requests matched on every side; noise reference "
              f"{report.noise}.", ""]
@@ -92,7 +92,7 @@ def markdown(report: CompareReport) -> str:
         lines.append(f"- **{f.endpoint}** ({f.kind}, {tag}): {f.summary}")
         lines += [f"  - `{uri}`" for uri in f.examples]
     lines += ["", "## Endpoints", ""]
-    for e in report.endpoints:
+    for e in sorted(report.endpoints, key=lambda e: not e.flags):  # flagged first
         judged = "" if e.judged else " (not judged: too few requests)"
         lines += [f"### {e.endpoint}{judged}", "",
                   "| side | requests | status | 5xx | body (median B) | p50 | p90 | p99 |",

@@ -67,7 +67,7 @@ def verdict_view(r: CompareReport) -> Text:
     word = doc.verdict_word(r)
     style = {"PASS": "bold green", "REGRESSION": "bold red"}.get(word, "bold yellow")
     text = Text(f"verdict: {word}", style=style)
-    hosts = ", ".join(f"{side} {host}" for side, host in r.hosts.items())
+    hosts = "; ".join(f"{side}: {host}" for side, host in r.hosts.items())
     text.append(f"  ({r.matched} requests matched on every side; {hosts})", style="")
     for note in r.notes:
         text.append(f"\nnote: {note}", style="dim")
