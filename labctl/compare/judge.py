@@ -201,8 +201,11 @@ def _notes(inp: CompareInput, rows: Sequence[Row], endpoints: Sequence[EndpointC
                      "baseline version; a second baseline target gives a tighter reference)")
     else:
         notes.append("noise reference: baseline vs baseline2 (two targets run the baseline)")
-    if rows and all(_ms(r.online) is None for r in rows):
-        notes.append("the logs carry no $request_time: latency is not compared")
+    sides = [ONLINE, BASELINE, CANDIDATE] + ([BASELINE2] if inp.baseline2 is not None else [])
+    bare = [s for s in sides if rows and all(_ms(r.side(s)) is None for r in rows)]
+    if bare:
+        notes.append(f"no $request_time in the {', '.join(bare)} log(s): latency is not "
+                     "compared (add $request_time to the log_format)")
     small = sum(1 for e in endpoints if not e.judged)
     if small:
         notes.append(f"{small} endpoint(s) with fewer than {th.min_requests} matched requests "

@@ -4,6 +4,7 @@ reference and the minimums hold flags back, the result is deterministic."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -173,6 +174,17 @@ def test_foreign_requests_and_unmatched_copies_are_counted_not_compared() -> Non
     r = compare(Logs(logs.online, logs.baseline + extra * 3, logs.candidate))
     assert r.foreign["baseline"] == 3 and r.foreign["candidate"] == 0
     assert any("outside the client pool" in n for n in r.notes)
+
+
+def test_logs_without_request_time_compare_everything_but_latency() -> None:
+    logs = synth(10, changes=FAULTS)
+    strip = [dataclasses.replace(r, request_time=None) for r in records(logs.baseline)]
+    r = build(CompareInput(records(logs.online), strip, records(logs.candidate),
+                           allowed_sources=[CLIENT_POOL]), FAST)
+    assert {k for _, k, _ in flagged(r)} == {"errors", "body_size"}
+    assert "no $request_time in the baseline log(s): latency is not compared (add " \
+           "$request_time to the log_format)" in r.notes
+    assert r.endpoints[0].sides["baseline"].p50_ms.value is None
 
 
 def test_same_input_same_report() -> None:
