@@ -74,7 +74,7 @@ class LiveSteps(StepExecutor):
         rb = ctx.runbook
         overrides = rb.engine.as_update()
         if rb.lab is not None:
-            text = _build_lab(ctx, rb.lab.topology)
+            text = _build_lab(ctx, rb.lab.topology, rb.lab.targets)
             result.topology = rb.lab.topology
         else:
             path = _inventory_path(str(rb.inventory), result.source)
@@ -220,10 +220,11 @@ class LiveSteps(StepExecutor):
 # ---------------------------------------------------------------- prepare
 
 
-def _build_lab(ctx: Context, topology: str) -> str:
+def _build_lab(ctx: Context, topology: str, targets: int = 1) -> str:
     """Build the drill's lab; the text of the inventory written for it."""
-    ctx.say(f"building the local lab {ctx.lab_name} ({topology})")
-    ctx.lab = build_lab(LabSpec(name=ctx.lab_name))
+    more = f", {targets} targets" if targets > 1 else ""
+    ctx.say(f"building the local lab {ctx.lab_name} ({topology}{more})")
+    ctx.lab = build_lab(LabSpec(name=ctx.lab_name, targets=targets))
     assert_routes_via_lab(ctx.lab)
     path, text = write_lab_inventory(ctx.lab, topology)
     ctx.inv_path = str(path)

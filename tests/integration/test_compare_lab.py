@@ -1,9 +1,10 @@
 """`labctl compare` in a lab with two targets (`labctl lab up --targets 2`: target is the
-baseline, target2 the candidate), with real nginx logs read over SSH (root; own lab).
+baseline, target2 the candidate), with real nginx logs read over SSH (root; own lab), and the
+`ab-compare` drill, which builds such a lab itself.
 
-The lab's home page says "hello from <role>": the candidate's ("target2") is one byte longer
-than the baseline's, while online's and the baseline's are the same length. So `GET /` must be
-flagged (body size differs in every matched request, no noise) and nothing else."""
+The lab's home page says "hello from <role>": the candidate's ("target2") is longer than the
+baseline's, while online's and the baseline's are the same length. So `GET /` must be flagged
+(body size differs in every matched request, no noise) and nothing else."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from typing import Any, Callable
 
 import pytest
 
+from labctl.cli import main
+from labctl.lab import destroy_lab, list_labs
+from tests.integration.conftest import unique_lab_name
 from tests.integration.copyrig import REPO, log_requests, wait_for
 from tests.integration.test_up_down_helpers import labctl, write_inventory
 
@@ -59,3 +63,29 @@ def test_compare_flags_only_the_candidates_longer_page(lab_factory: Callable[...
     finally:
         down = labctl(tmp_path, "down", str(inv))
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_ab_compare_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    name = unique_lab_name("h8")
+    runbook = Path(__file__).resolve().parents[2] / "runbooks" / "ab-compare.yaml"
+    try:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main(["drill", str(runbook), "--lab-name", name, "--report-dir",
+                  str(tmp_path / "report"), "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert exc.value.code == 0, out["reasons"]
+        result = json.loads((tmp_path / "report" / "result.json").read_text())
+        steps = result["steps"]
+        assert [s["status"] for s in steps] == ["ok"] * 7
+        first, second = steps[2], steps[4]
+        assert first["details"]["compare verdict"] == "PASS"
+        assert first["comparison"]["flags"] == []
+        assert second["details"]["compare verdict"] == "REGRESSION"
+        assert [(f["endpoint"], f["kind"]) for f in second["comparison"]["flags"]] == [
+            ("GET /", "body_size")]
+    finally:
+        destroy_lab(name)
+    assert name not in list_labs()

@@ -4,6 +4,8 @@ before it touches anything."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from labctl.compare.judge import build
@@ -12,12 +14,14 @@ from labctl.drill.context import Context
 from labctl.drill.fake import FakeSteps
 from labctl.drill.model import StepResult, check_compare, compare_details
 from labctl.drill.run import run_drill
-from labctl.drill.runbook import CompareStep, RunbookError, parse_runbook
+from labctl.drill.runbook import CompareStep, RunbookError, load_runbook, parse_runbook
 from labctl.drill.steps import LiveSteps
 from labctl.errors import UsageError
 from labctl.inventory.load import parse_inventory
 from tests.unit.compare_logs import CLIENT_POOL, Change, records, synth
 from tests.unit.test_ledger_fetch import INVENTORY
+
+RUNBOOKS = Path(__file__).resolve().parent.parent.parent / "runbooks"
 
 RUNBOOK = """name: ab
 inventory: inventories/staging-ab.yaml
@@ -44,6 +48,18 @@ def test_compare_steps_parse_with_defaults() -> None:
     assert isinstance(first, CompareStep) and first.expect == "pass" and first.settle == 2.0
     assert isinstance(second, CompareStep) and second.expect == "regression"
     assert second.title() == "compare (expect regression)"
+
+
+def test_a_lab_with_two_targets_for_compare() -> None:
+    rb = load_runbook(RUNBOOKS / "ab-compare.yaml")
+    assert rb.lab is not None and rb.lab.targets == 2
+    assert [s.step for s in rb.steps].count("compare") == 2
+    assert parse_runbook("name: x\ninventory: {lab: {name: ab}}\nsteps: [up, down]\n"
+                         ).lab.targets == 1  # type: ignore[union-attr]
+    with pytest.raises(RunbookError, match=r"rb.yaml:2: inventory.lab: targets: 2 needs "
+                                           r"topology: three-server"):
+        parse_runbook("name: x\ninventory: {lab: {name: ab, topology: two-server, targets: 2}}"
+                      "\nsteps: [up, down]\n", "rb.yaml")
 
 
 def test_a_bad_expectation_names_line_and_field() -> None:

@@ -41,7 +41,7 @@ def test_good_runbook_loads_frozen_with_shorthands() -> None:
 
 
 @pytest.mark.parametrize("name", ["smoke", "amplify", "intercept-outage", "staging-release",
-                                  "ab-compare"])
+                                  "ab-compare", "staging-ab-compare"])
 def test_shipped_runbooks_validate(name: str) -> None:
     rb = load_runbook(RUNBOOKS / f"{name}.yaml")
     assert rb.name == name

@@ -65,10 +65,20 @@ class _Frozen(BaseModel):
 
 
 class LabRef(_Frozen):
-    """Build this local lab for the drill and destroy it afterwards."""
+    """Build this local lab for the drill and destroy it afterwards. `targets: 2` adds
+    `target2`: the lab's inventory then lists target (baseline) and target2 (candidate), what
+    a `compare` step needs (three-server only)."""
 
     name: str = Field(pattern=LAB_NAME)
     topology: Literal["three-server", "two-server"] = "three-server"
+    targets: StrictInt = Field(default=1, ge=1, le=2)
+
+    @model_validator(mode="after")
+    def _targets_need_an_assistant(self) -> LabRef:
+        if self.targets == 2 and self.topology != "three-server":
+            raise ValueError("targets: 2 needs topology: three-server (intercept on the "
+                             "assistant captures the replies of both targets)")
+        return self
 
 
 class InventoryRef(_Frozen):
