@@ -54,21 +54,20 @@ def _examples(rows: Sequence[tuple[LogRecord, LogRecord]], limit: int) -> list[s
     return seen
 
 
-def _share(rows: Sequence[Row], pair: Pair) -> tuple[int, int]:
-    """(5xx on the second side, rows) of a pair."""
+def _errors(rows: Sequence[Row], pair: Pair) -> tuple[int, int, int]:
+    """(5xx on the first side, 5xx on the second, rows with both) of a pair."""
     both = _both(rows, pair)
-    return sum(1 for _, b in both if _is_error(b)), len(both)
+    return (sum(1 for a, _ in both if _is_error(a)), sum(1 for _, b in both if _is_error(b)),
+            len(both))
 
 
 def errors(ep: str, rows: Sequence[Row], noise: Pair, th: Thresholds) -> Optional[Flag]:
-    xb, n = _share(rows, (CANDIDATE, BASELINE))
-    xc, _ = _share(rows, CB)
-    na_err, nn = _share(rows, (noise[1], noise[0]))
-    nb_err, _ = _share(rows, noise)
+    xb, xc, n = _errors(rows, CB)
+    na, nb, nn = _errors(rows, noise)
     if not n:
         return None
     sb, sc = xb / n, xc / n
-    noise_diff = abs(nb_err - na_err) / nn if nn else 0.0
+    noise_diff = abs(nb - na) / nn if nn else 0.0
     p = two_proportion_p(xc, n, xb, n)
     diff = sc - sb
     if p >= th.alpha or abs(diff) < noise_diff + th.error_share:

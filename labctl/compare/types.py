@@ -96,7 +96,9 @@ class Flag:
     `shift` is candidate - baseline (`stat` says of what: `5xx share`, `p90_ms`, `differs
     share`...), `low`/`high` its confidence interval when bootstrapped, `noise` the same
     difference between the two sides running one version, `p_value` the test's when one ran.
-    `examples` are URIs of requests that show the difference."""
+    For status and body_size the shift is the share of requests whose answer differs
+    (`baseline` 0: a side never differs from itself; `candidate` = `shift`). `examples` are
+    URIs of requests that show the difference."""
 
     endpoint: str
     kind: str
