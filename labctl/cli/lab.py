@@ -34,10 +34,14 @@ def up(
     online: int = typer.Option(1, "--online", min=1, max=2,
                                help="Online servers: 1, or 2 (`online2` at .11: several online "
                                     "servers copied to one target)."),
+    targets: int = typer.Option(1, "--targets", min=1, max=2,
+                                help="Targets: 1, or 2 (`target2` at .21: every session copied "
+                                     "to both; the inventory names them baseline and "
+                                     "candidate)."),
 ) -> None:
     """Build the lab (well under 5 s) and print its hosts, addresses and lab.json path."""
     t0 = time.monotonic()
-    info = build_lab(LabSpec(name=name, index=index, online_hosts=online))
+    info = build_lab(LabSpec(name=name, index=index, online_hosts=online, targets=targets))
     paths = [write_lab_inventory(info, topology)[0] for topology in TOPOLOGIES]
     if as_json:
         doc = {**info.to_dict(), "seconds": round(time.monotonic() - t0, 3),

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
 from labctl.cli.app import app
@@ -28,6 +28,7 @@ from labctl.up.run import resolve
 from labctl.verify import fetch as core
 from labctl.verify.diagnose import run_diagnose
 from labctl.verify.ledger import LedgerReport
+from labctl.verify.targets import TargetsReport
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -67,11 +68,15 @@ def verify_cmd(
     watch: bool = typer.Option(False, "--watch", help="Refresh a live table until Ctrl-C."),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between --watch refreshes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    target: Optional[str] = typer.Option(None, "--target",
+                                         help="Compare only this target (hosts.targets)."),
     report_dir: Optional[Path] = typer.Option(
         None, "--report", metavar="DIR", help="Also write report.html (plots inline), "
-        "report.md and report.json into DIR (after the last refresh with --watch)."),
+        "report.md and report.json into DIR (after the last refresh with --watch; with "
+        "several targets, of the --target one)."),
 ) -> None:
-    """The loss ledger: online vs target access logs and engine counters, with a verdict."""
+    """The loss ledger: online vs target access logs and engine counters, with a verdict
+    (with several targets: one ledger and verdict per target; PASS only if all pass)."""
     if window is not None and since_up:
         raise UsageError("give either --window or --since-up, not both")
     if watch and as_json:
@@ -79,21 +84,27 @@ def verify_cmd(
     if interval <= 0:
         raise UsageError(f"--interval {interval:g}: expected seconds > 0")
     inv = resolve_inventory(inventory)
+    several = len(inv.targets) > 1 and target is None
+    if report_dir is not None and several:
+        raise UsageError("--report with several targets: name the one to report on "
+                         "(--target NAME)", hint="targets: " + ", ".join(
+                             t.name for t in inv.targets))
     seconds = parse_duration(window) if window is not None else None
     scope = core.resolve_scope(inv, since_up, seconds)
     console = Console()
     with _pool(inv) as pool:
-        session = core.Watch(inv, pool, scope)
-        report = session.refresh()
+        session = core.Watch(inv, pool, scope, only=target)
+        view = _View(session, several=several)
+        report = view.refresh()
         if watch:
-            report = _watch(session, report, console, interval)
+            report = _watch(view, report, console, interval)
         elif as_json:
-            typer.echo(rv.verify_json(report))
+            typer.echo(view.json(report))
         else:
-            console.print(rv.ledger_view(report))
-    if report_dir is not None:
-        paths = write_report(session, report, inventory, report_dir)
-        typer.echo("report: " + ", ".join(str(p) for p in paths), err=as_json)
+            console.print(view.render(report))
+        if report_dir is not None and isinstance(report, LedgerReport):
+            paths = write_report(session, report, inventory, report_dir)
+            typer.echo("report: " + ", ".join(str(p) for p in paths), err=as_json)
     if not report.verdict.passed:
         word = "INCONCLUSIVE" if report.verdict.inconclusive else "FAIL"
         raise VerifyFailed(f"verdict {word}: " + "; ".join(report.verdict.reasons),
@@ -118,27 +129,49 @@ def _scope_text(scope: core.Scope) -> str:
     return f"everything logged since `up` finished ({rp.when(scope.since)})"
 
 
-def _watch(session: core.Watch, report: LedgerReport, console: Console,
-           interval: float) -> LedgerReport:
+Report = Union[LedgerReport, TargetsReport]
+
+
+class _View:
+    """One target: the single ledger as always; several (`hosts.targets`): one per target."""
+
+    def __init__(self, session: core.Watch, several: bool):
+        self.session, self.several = session, several
+
+    def refresh(self) -> Report:
+        return self.session.refresh_targets() if self.several else self.session.refresh()
+
+    def render(self, report: Report) -> Group:
+        if isinstance(report, TargetsReport):
+            return rv.targets_view(report)
+        return rv.ledger_view(report)
+
+    def json(self, report: Report) -> str:
+        if isinstance(report, TargetsReport):
+            return rv.verify_targets_json(report)
+        return rv.verify_json(report)
+
+
+def _watch(session: _View, report: Report, console: Console, interval: float) -> Report:
     """Refresh until Ctrl-C, which ends the watch normally: the last report stays on screen
     and decides the exit code, like a single verify. On a terminal the table is redrawn in
     place; into a pipe or file every refresh is printed in full, one after the other."""
     refreshes = 1
-    live = Live(rv.ledger_view(report), console=console, auto_refresh=False)
+    live = Live(session.render(report), console=console, auto_refresh=False)
     if console.is_terminal:
         live.start(refresh=True)
     else:
-        console.print(rv.ledger_view(report))
+        console.print(session.render(report))
     try:
         while True:
             time.sleep(interval)
             report = session.refresh()
             refreshes += 1
             if console.is_terminal:
-                live.update(rv.ledger_view(report), refresh=True)
+                live.update(session.render(report), refresh=True)
             else:
                 console.rule(f"refresh {refreshes}")
-                console.print(rv.ledger_view(report))
+                console.print(session.render(report))
     except KeyboardInterrupt:
         pass
     finally:
@@ -156,11 +189,13 @@ def diagnose_cmd(
     seconds: float = typer.Option(5.0, "--seconds", min=1.0, max=120.0,
                                   help="How long to capture on every host."),
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="With several targets: the one to diagnose (default: first)."),
 ) -> None:
     """Capture briefly on every host and name the first broken link of the copy path."""
     inv = resolve_inventory(inventory, "diagnose")
     with _pool(inv) as pool:
-        diagnosis = run_diagnose(inv, pool, seconds)
+        diagnosis = run_diagnose(inv, pool, seconds, target=target)
     if as_json:
         typer.echo(rv.diagnose_json(diagnosis))
     else:

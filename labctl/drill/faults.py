@@ -181,7 +181,7 @@ def remove_route(ctx: Context, step: FaultStep) -> Fault:
     if not network:
         raise UsageError("remove-route: the inventory routes no client network "
                          "(two-server topology); nothing to remove")
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     out = ctx.run(spec, ["ip", "-j", "-4", "route", "show", network])
     try:
         routes = [r for r in json.loads(out or "[]") if r.get("dst") == network]
@@ -269,7 +269,7 @@ def netem(ctx: Context, step: FaultStep) -> Fault:
     when the target's kernel has it. The Fault says which; the revert removes exactly that."""
     inv = ctx.inventory
     shaping = step.netem_spec()
-    target = inv.hosts.target
+    target = inv.targets[0]
     mechanism = step.mechanism
     why = ""
     if mechanism == "auto":

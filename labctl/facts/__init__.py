@@ -140,12 +140,11 @@ def _facts_for(inventory: Inventory, role: str) -> list[Fact[Any]]:
     if role == "target" and inventory.hosts.assistant is not None:
         facts.append(route_get_fact(inventory.hosts.assistant.address))
     if role == "online":
-        for service in inventory.services:
-            facts.append(tcp_probe_fact(inventory.target_address(service), service.target_port))
+        for service, _, address in inventory.copy_destinations():
+            facts.append(tcp_probe_fact(address, service.target_port))
         if inventory.engine.datalink:
             # the egress dev and next hop of every target, and the MACs the host knows
-            targets = sorted({inventory.target_address(s) for s in inventory.services})
-            facts += [route_get_fact(a) for a in targets]
+            facts += [route_get_fact(a) for a in inventory.target_addresses()]
             facts.append(NEIGH)
     return facts
 

@@ -31,6 +31,8 @@ from labctl.inventory.models import (
     Role,
     Service,
     SSHOptions,
+    TargetRole,
+    TargetSpec,
     Verify,
     pool_network,
 )
@@ -56,6 +58,8 @@ __all__ = [
     "Role",
     "SSHOptions",
     "Service",
+    "TargetRole",
+    "TargetSpec",
     "Verify",
     "load_inventory",
     "parse_inventory",

@@ -1,28 +1,30 @@
 """The inventory schema: frozen pydantic models, one per YAML section.
 
 Loading (YAML with line numbers, error messages naming file:line) lives in `labctl.inventory.load`;
-this module only says what a valid inventory is. Every model forbids unknown keys.
+this module only says what a valid inventory is. Every model forbids unknown keys. The `engine:`
+section is in `engine_options`, `compare:` in `compare_options`, the fake client pool's
+arithmetic in `pool`, the shared base model in `base`; all are importable from here.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Literal, Optional
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    field_validator,
-)
+from pydantic import Field, StrictBool, StrictInt, field_validator
 from pydantic import model_validator as _model_validator
 
-from engine.http.select import SAFE_METHODS, RuleError, Selection, parse_rule
+from labctl.inventory.base import FieldProblem, _Frozen
+from labctl.inventory.compare_options import Compare
+from labctl.inventory.engine_options import SELECT_RULES, Engine, Select, Strings
+from labctl.inventory.pool import MAX_POOL_PER_HOST, pool_network, pool_size, split_pool
 from labctl.model import CHAIN_PREFIX
+
+__all__ = ["HOST_NAME", "LAB_NAME", "LOG_FORMATS", "MAX_POOL_PER_HOST", "SELECT_RULES",
+           "Clients", "Compare", "Conntrack", "Engine", "FieldProblem", "HostSpec", "Hosts",
+           "Intercept", "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service",
+           "Strings", "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size",
+           "split_pool"]
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
@@ -31,19 +33,6 @@ LAB_NAME = r"^[a-z][a-z0-9-]{0,15}$"
 HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 #: Named access-log formats the verify step knows; anything else must be a `log_format` string.
 LOG_FORMATS = ("combined", "labctl")
-_POOL_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(x|\d{1,3})$")
-
-
-class FieldProblem(ValueError):
-    """A cross-field error that knows which field it is about (the loader maps it to a line)."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str):
-        super().__init__(message)
-        self.path = path
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class HostSpec(_Frozen):
@@ -61,10 +50,37 @@ class HostSpec(_Frozen):
     access_log: Optional[str] = Field(default=None, min_length=1)
 
 
+#: What a target is for: `baseline` (the version in production) and `candidate` (the version
+#: under test) are what `labctl compare` pairs; `plain` is any other copy.
+TargetRole = Literal["baseline", "candidate", "plain"]
+
+
+class TargetSpec(HostSpec):
+    """One of `hosts.targets`: a host spec plus what it is for."""
+
+    role: TargetRole = "plain"
+
+
 class Hosts(_Frozen):
+    """`target` (one) or `targets` (a list, each with a role): exactly one of them.
+
+    Read the targets through `Inventory.targets` / `Inventory.target_role`, never here."""
+
     online: list[HostSpec] = Field(min_length=1)
-    target: HostSpec
+    target: Optional[HostSpec] = None
+    targets: Optional[list[TargetSpec]] = Field(default=None, min_length=1)
     assistant: Optional[HostSpec] = None
+
+    @_model_validator(mode="after")
+    def _one_target_key(self) -> Hosts:
+        if self.target is None and self.targets is None:
+            raise FieldProblem(("hosts",), "hosts needs target: (one host) or targets: (a list "
+                                           "of hosts, each with role: baseline|candidate|plain)")
+        if self.target is not None and self.targets is not None:
+            raise FieldProblem(("hosts", "targets"),
+                               "give hosts.target or hosts.targets, not both (a single target "
+                               "is a list of one)")
+        return self
 
 
 class Service(_Frozen):
@@ -73,42 +89,9 @@ class Service(_Frozen):
     port: StrictInt = Field(ge=1, le=65535)
     target_port: StrictInt = Field(ge=1, le=65535)
     online_address: Optional[IPv4] = None
-    #: Defaults to the target host's address.
+    #: Defaults to the target host's address. Only with a single `hosts.target`: with
+    #: `hosts.targets` every service is copied to each target's own address (an error).
     target_address: Optional[IPv4] = None
-
-
-def pool_network(entry: str) -> Net:
-    """`a.b.c.x` -> a.b.c.0/24; a plain address -> /32. Raises ValueError on anything else."""
-    m = _POOL_RE.match(entry)
-    if not m:
-        raise ValueError(f"{entry!r} is not an address or an a.b.c.x range")
-    octets = [int(o) for o in m.groups()[:3]]
-    if any(o > 255 for o in octets):
-        raise ValueError(f"{entry!r}: octets must be 0-255")
-    if m.group(4) == "x":
-        return ipaddress.IPv4Network(".".join(map(str, octets)) + ".0/24")
-    return ipaddress.IPv4Network(str(ipaddress.IPv4Address(entry)) + "/32")
-
-
-MAX_POOL_PER_HOST = 4096      # tcpcopy -c takes at most this many addresses
-
-
-def split_pool(entries: list[str], hosts: int, index: int) -> list[str]:
-    """Share `i` of `hosts` disjoint shares of a `-c` pool (pure). Whole entries (a.b.c.x
-    ranges, addresses) round-robin when there are enough of them, else addresses one by one."""
-    if hosts <= 1:
-        return list(entries)
-    if len(entries) >= hosts:
-        return list(entries[index::hosts])
-    addrs = [str(a) for net in map(pool_network, entries)
-             for a in (net.hosts() if net.prefixlen < 31 else [net.network_address])]
-    return addrs[index::hosts][:MAX_POOL_PER_HOST]
-
-
-def pool_size(entries: list[str]) -> int:
-    """How many fake addresses the entries give (an a.b.c.x range: .1-.254)."""
-    nets = [pool_network(e) for e in entries]
-    return sum(n.num_addresses - 2 if n.prefixlen < 31 else 1 for n in nets)
 
 
 class Clients(_Frozen):
@@ -137,92 +120,6 @@ class Intercept(_Frozen):
     key_file: Optional[str] = None
     #: intercept `-b`; null -> the intercept host's inventory address.
     bind: Optional[IPv4] = None
-
-
-def _one_or_many(value: Any) -> Any:
-    """A single string stands for a list of one (`allow_host: a.example`)."""
-    return [value] if isinstance(value, str) else value
-
-
-#: A list of strings, or one string for a list of one.
-Strings = Annotated[list[str], BeforeValidator(_one_or_many)]
-#: The rule kinds of `engine.select`, in the order their flags are given to tcpcopy.
-SELECT_RULES = ("allow_host", "deny_host", "allow_path", "deny_path", "allow_method",
-                "allow_header", "deny_header")
-
-
-class Select(_Frozen):
-    """tcpcopy's per-request HTTP selection (`--allow-host` ... `--non-http`), see
-    engine/http/select.py: deny wins, allow kinds are AND-ed, rules of one kind OR-ed.
-    Every value is checked with the engine's own parser, so a bad regex or host name is an
-    error naming the field and its index (`engine.select.allow_path[1]`), not a surprise on
-    the host when tcpcopy starts."""
-
-    allow_host: Strings = Field(default_factory=list)
-    deny_host: Strings = Field(default_factory=list)
-    allow_path: Strings = Field(default_factory=list)
-    deny_path: Strings = Field(default_factory=list)
-    allow_method: Strings = Field(default_factory=list)
-    allow_header: Strings = Field(default_factory=list)
-    deny_header: Strings = Field(default_factory=list)
-    safe: StrictBool = False
-    safe_methods: Strings = Field(default_factory=lambda: list(SAFE_METHODS), min_length=1)
-    on_unparsable: Literal["copy", "skip"] = "copy"
-    non_http: Literal["copy", "skip"] = "copy"
-
-    @field_validator("safe_methods")
-    @classmethod
-    def _methods(cls, value: list[str]) -> list[str]:
-        methods = [m.strip().upper() for v in value for m in v.split(",") if m.strip()]
-        try:
-            Selection(safe_methods=methods)
-        except RuleError as exc:
-            raise ValueError(f"--safe-methods: {exc.why}") from None
-        return methods
-
-    @_model_validator(mode="after")
-    def _rules_parse(self) -> Select:
-        if "safe_methods" in self.model_fields_set and not self.safe:
-            raise FieldProblem(("engine", "select", "safe_methods"),
-                               "safe_methods applies only with safe: true (add it, or remove "
-                               "safe_methods)")
-        for key in SELECT_RULES:
-            for i, value in enumerate(getattr(self, key)):
-                flag = "--" + key.replace("_", "-")
-                try:
-                    parse_rule(flag, value)
-                except RuleError as exc:
-                    raise FieldProblem(("engine", "select", key, i),
-                                       f"{flag} {value!r}: {exc.why}") from None
-        return self
-
-    def rule_flags(self) -> list[tuple[str, str]]:
-        """The rules as (flag, value) pairs, in a fixed order: SELECT_RULES, then as listed."""
-        return [("--" + key.replace("_", "-"), value) for key in SELECT_RULES
-                for value in getattr(self, key)]
-
-    def selection(self) -> Selection:
-        """The engine's own Selection for these rules (what tcpcopy will decide)."""
-        return Selection.from_flags(self.rule_flags(), safe=self.safe,
-                                    safe_methods=self.safe_methods,
-                                    on_unparsable=self.on_unparsable, non_http=self.non_http)
-
-
-class Engine(_Frozen):
-    sample_percent: StrictInt = Field(default=100, ge=1, le=100)
-    multiplier: StrictInt = Field(default=1, ge=1, le=64)
-    session_timeout: StrictInt = Field(default=120, ge=1)
-    keepalive_timeout: StrictInt = Field(default=240, ge=1)
-    memory_mb: StrictInt = Field(default=512, ge=16)
-    datalink: StrictBool = False
-    connections: StrictInt = Field(default=2, ge=1, le=16)
-    lonely: StrictBool = True
-    no_wait: StrictBool = False
-    max_sessions: StrictInt = Field(default=65536, ge=1)
-    #: tcpcopy --capture-acks: also capture the clients' pure ACKs (server-first protocols).
-    capture_acks: StrictBool = False
-    #: tcpcopy's per-request HTTP selection; None: copy every request (no selection flags).
-    select: Optional[Select] = None
 
 
 class LogSpec(_Frozen):
@@ -277,6 +174,7 @@ class Inventory(_Frozen):
     engine: Engine = Engine()
     logs: Logs = Logs()
     verify: Verify = Verify()
+    compare: Compare = Compare()
     state_dir: str = Field(default="/var/lib/labctl", pattern=r"^/")
     conntrack: Conntrack = Conntrack()
     ssh: SSHOptions = SSHOptions()
@@ -284,22 +182,44 @@ class Inventory(_Frozen):
     @_model_validator(mode="after")
     def _consistent(self) -> Inventory:
         _check_roles(self)
+        _check_targets(self)
         _check_topology(self)
         _check_pool(self)
         return self
 
     # -- derived views -------------------------------------------------------------------
+    @property
+    def targets(self) -> list[HostSpec]:
+        """Every target host in inventory order (`hosts.target` is a list of one)."""
+        if self.hosts.targets is not None:
+            return list(self.hosts.targets)
+        assert self.hosts.target is not None        # Hosts' validator: one of the two
+        return [self.hosts.target]
+
+    def target_role(self, host: HostSpec | str) -> TargetRole:
+        """`baseline`, `candidate` or `plain` (a single `hosts.target` is plain); KeyError
+        when `host` (a spec or a name) is not a target."""
+        name = host if isinstance(host, str) else host.name
+        for t in self.targets:
+            if t.name == name:
+                return t.role if isinstance(t, TargetSpec) else "plain"
+        raise KeyError(name)
+
+    def is_target(self, host: HostSpec | str) -> bool:
+        name = host if isinstance(host, str) else host.name
+        return any(t.name == name for t in self.targets)
+
     def hosts_by_role(self) -> list[tuple[Role, HostSpec]]:
-        """Every host with its role, online hosts first, then target, then assistant."""
+        """Every host with its role, online hosts first, then targets, then assistant."""
         out: list[tuple[Role, HostSpec]] = [("online", h) for h in self.hosts.online]
-        out.append(("target", self.hosts.target))
+        out.extend(("target", t) for t in self.targets)
         if self.hosts.assistant is not None:
             out.append(("assistant", self.hosts.assistant))
         return out
 
     def log_for(self, host: HostSpec) -> LogSpec:
         """The access log verify reads on `host`: its role's spec, with the host's own path."""
-        spec = self.logs.target if host.name == self.hosts.target.name else self.logs.online
+        spec = self.logs.target if self.is_target(host) else self.logs.online
         return spec if host.access_log is None else LogSpec(path=host.access_log,
                                                             format=spec.format)
 
@@ -321,15 +241,25 @@ class Inventory(_Frozen):
     @property
     def intercept_host(self) -> HostSpec:
         """Where intercept runs: the assistant (three-server) or the target (two-server)."""
-        return self.hosts.assistant or self.hosts.target
+        return self.hosts.assistant or self.targets[0]
 
     @property
     def chain(self) -> str:
         """The labctl-owned iptables chain of this lab (<= 28 chars: prefix 7 + lab <= 16)."""
         return f"{CHAIN_PREFIX}{self.lab}"
 
-    def target_address(self, service: Service) -> IPv4:
-        return service.target_address or self.hosts.target.address
+    def target_address(self, service: Service, target: Optional[HostSpec] = None) -> IPv4:
+        """Where `service` is copied to on `target` (default: the first target)."""
+        return service.target_address or (target or self.targets[0]).address
+
+    def copy_destinations(self) -> list[tuple[Service, HostSpec, IPv4]]:
+        """Every (service, target, address) tcpcopy copies to: one `-x` each, services first,
+        then targets in inventory order."""
+        return [(s, t, self.target_address(s, t)) for s in self.services for t in self.targets]
+
+    def target_addresses(self) -> list[IPv4]:
+        """Every address copies are sent to (sorted, distinct)."""
+        return sorted({a for _, _, a in self.copy_destinations()})
 
     def pool(self, online: HostSpec) -> list[str]:
         """tcpcopy `-c` entries for one online host (two-server default: its own address).
@@ -352,7 +282,10 @@ def _role_paths(inv: Inventory) -> list[tuple[Role, HostSpec, tuple[str | int, .
     out: list[tuple[Role, HostSpec, tuple[str | int, ...]]] = [
         ("online", h, ("hosts", "online", i)) for i, h in enumerate(inv.hosts.online)
     ]
-    out.append(("target", inv.hosts.target, ("hosts", "target")))
+    if inv.hosts.targets is not None:
+        out.extend(("target", t, ("hosts", "targets", i)) for i, t in enumerate(inv.hosts.targets))
+    else:
+        out.append(("target", inv.targets[0], ("hosts", "target")))
     if inv.hosts.assistant is not None:
         out.append(("assistant", inv.hosts.assistant, ("hosts", "assistant")))
     return out
@@ -377,6 +310,36 @@ def _check_roles(inv: Inventory) -> None:
                 f"a host can have only one role (here: {role} {host.name})",
             )
         endpoints[key] = f"{role} ({host.name})"
+
+
+def _check_targets(inv: Inventory) -> None:
+    if inv.hosts.targets is None:
+        return
+    seen: dict[IPv4, str] = {}
+    for i, t in enumerate(inv.hosts.targets):
+        if t.address in seen:
+            raise FieldProblem(
+                ("hosts", "targets", i, "address"),
+                f"{t.address} is already target {seen[t.address]}; each target needs its own "
+                "address (copies are sent to it)",
+            )
+        seen[t.address] = t.name
+    for role in ("baseline", "candidate"):
+        named = [i for i, t in enumerate(inv.hosts.targets) if t.role == role]
+        if len(named) > 1:
+            names = ", ".join(inv.hosts.targets[i].name for i in named)
+            raise FieldProblem(
+                ("hosts", "targets", named[1], "role"),
+                f"more than one {role} target ({names}); "
+                "compare pairs one baseline with one candidate: make the others role: plain",
+            )
+    for i, service in enumerate(inv.services):
+        if service.target_address is not None:
+            raise FieldProblem(
+                ("services", i, "target_address"),
+                "target_address names one target; with hosts.targets every service is copied "
+                "to each target's own address (remove it, or use hosts.target)",
+            )
 
 
 def _check_pool(inv: Inventory) -> None:
@@ -409,6 +372,12 @@ def _check_topology(inv: Inventory) -> None:
                 "three-server topology needs clients.pool (tcpcopy -c), e.g. [62.135.200.x]",
             )
     else:
+        if len(inv.targets) > 1:
+            raise FieldProblem(
+                ("hosts", "targets"),
+                f"two-server topology supports exactly one target ({len(inv.targets)} given): "
+                "intercept runs on it; use topology: three-server with an assistant for several",
+            )
         if inv.hosts.assistant is not None:
             raise FieldProblem(
                 ("hosts", "assistant"),

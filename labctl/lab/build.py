@@ -138,7 +138,7 @@ def _reserve(spec: LabSpec) -> LabInfo:
         index = spec.index
     else:
         index = pick_index(_used_indices(spec.base_dir), routes)
-    info = plan_lab(spec.name, index, spec.base_dir, spec.online_hosts)
+    info = plan_lab(spec.name, index, spec.base_dir, spec.online_hosts, spec.targets)
     info.dir.mkdir(mode=0o755)
     try:
         os.chmod(info.dir, 0o755)

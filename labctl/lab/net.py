@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from labctl.errors import LabError
-from labctl.lab.spec import LabInfo
+from labctl.lab.spec import TARGET_ROLES, LabInfo
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -26,7 +26,7 @@ BRIDGE = "br0"
 ROUTER_OP_PORT = "p-op"
 CLIENT_GW_IF = "p-client"
 PORT_NAMES = {"online": "p-online", "online2": "p-online2", "target": "p-target",
-              "assistant": "p-assist"}
+              "target2": "p-target2", "assistant": "p-assist"}
 OFFLOAD_ARGS = ("tx", "off", "tso", "off", "gso", "off")
 CMD_TIMEOUT = 20.0
 
@@ -249,7 +249,7 @@ def host_routes(info: LabInfo, role: str) -> list[tuple[str, str]]:
     """(destination, gateway) routes of a host: the tcpcopy 3-server layout."""
     if role == "client":
         return [("0.0.0.0/0", info.client_gateway)]
-    if role == "target":
+    if role in TARGET_ROLES:
         return [(info.client_net, info.hosts["assistant"].address)]
     return [(info.client_net, info.router_address)]
 

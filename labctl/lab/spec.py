@@ -22,11 +22,13 @@ MAX_INDEX = 250
 ROLES = ("client", "online", "target", "assistant")
 #: With `online_hosts=2` (fan-in: several online servers copied to one target).
 ROLES_2 = ("client", "online", "online2", "target", "assistant")
-ALL_ROLES = ROLES_2
-SERVER_ROLES = ("online", "online2", "target", "assistant")
-NGINX_ROLES = ("online", "online2", "target")
+#: Every role a lab may have: `target2` with `targets=2` (one client copied to two targets).
+ALL_ROLES = ("client", "online", "online2", "target", "target2", "assistant")
+SERVER_ROLES = ("online", "online2", "target", "target2", "assistant")
+NGINX_ROLES = ("online", "online2", "target", "target2")
 ONLINE_ROLES = ("online", "online2")
-HOST_OCTET = {"online": 10, "online2": 11, "target": 20, "assistant": 30}
+TARGET_ROLES = ("target", "target2")
+HOST_OCTET = {"online": 10, "online2": 11, "target": 20, "target2": 21, "assistant": 30}
 CLIENT_OCTET = 10
 CLIENT_EXTRA_OCTETS = tuple(range(11, 20))
 ROUTER_OCTET = 254
@@ -106,6 +108,8 @@ class LabSpec:
     offloads_off: bool = True
     #: 1, or 2 for a second online server `online2` (10.77.N.11) beside `online`.
     online_hosts: int = 1
+    #: 1, or 2 for a second target `target2` (10.77.N.21) beside `target`.
+    targets: int = 1
 
 
 @dataclass(frozen=True)
@@ -207,17 +211,26 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def lab_roles(online_hosts: int = 1, targets: int = 1) -> tuple[str, ...]:
+    """The host roles of a lab, in ALL_ROLES order."""
+    skip = {"online2"} if online_hosts == 1 else set()
+    skip |= {"target2"} if targets == 1 else set()
+    return tuple(r for r in ALL_ROLES if r not in skip)
+
+
 def plan_lab(name: str, index: int, base_dir: Path = DEFAULT_BASE_DIR,
-             online_hosts: int = 1) -> LabInfo:
+             online_hosts: int = 1, targets: int = 1) -> LabInfo:
     """The complete address/name/path plan of lab `name` with index `index` (pure)."""
     validate_name(name)
     if not 1 <= index <= MAX_INDEX:
         raise UsageError(f"lab index {index} out of range 1..{MAX_INDEX}")
     if online_hosts not in (1, 2):
         raise UsageError(f"a lab has 1 or 2 online hosts, not {online_hosts}")
+    if targets not in (1, 2):
+        raise UsageError(f"a lab has 1 or 2 targets, not {targets}")
     lab_net, client_net, fake_pool = lab_nets(index)
     d = Path(base_dir) / name
-    hosts = {r: _plan_host(name, r, index, d) for r in (ROLES if online_hosts == 1 else ROLES_2)}
+    hosts = {r: _plan_host(name, r, index, d) for r in lab_roles(online_hosts, targets)}
     return LabInfo(
         name=name, index=index, dir=d, lab_net=lab_net, client_net=client_net,
         fake_pool=fake_pool, operator_address=f"10.77.{index}.{OPERATOR_OCTET}",

@@ -12,7 +12,7 @@ import ipaddress
 from typing import Callable, Iterable, Mapping, Optional
 
 from labctl.facts import HostFacts, OperatorFacts
-from labctl.inventory.models import Inventory
+from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import ROUTE_PROTO, Change, Finding, Severity
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.plan import fix_changes_for
@@ -128,7 +128,11 @@ def check_conntrack(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable
 
 
 def check_rp_filter(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
-    spec = inv.hosts.target
+    for spec in inv.targets:
+        yield from _rp_filter(spec, facts)
+
+
+def _rp_filter(spec: HostSpec, facts: Facts) -> Iterable[Finding]:
     hf = facts.get(spec.name)
     if hf is None or hf.unreachable:
         return
@@ -154,7 +158,12 @@ def _operator_addresses(facts: Facts, op: OperatorFacts) -> set[IPv4]:
 
 
 def check_client_route(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
-    target = inv.hosts.target.name
+    for spec in inv.targets:
+        yield from _client_route(inv, spec.name, facts, op)
+
+
+def _client_route(inv: Inventory, target: str, facts: Facts,
+                  op: OperatorFacts) -> Iterable[Finding]:
     hosts = {h.address: h.name for h in inv.all_hosts()}
     hf = facts.get(target)
     gateway = hf.default_gateway if hf else None
@@ -196,8 +205,11 @@ def _refusal(check_id: str, host: str, message: str, hint: str) -> Finding:
 
 
 def check_on_link(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
-    spec = inv.hosts.assistant
-    hf = facts.get(inv.hosts.target.name)
+    for target in inv.targets:
+        yield from _on_link(inv.hosts.assistant, facts.get(target.name))
+
+
+def _on_link(spec: Optional[HostSpec], hf: Optional[HostFacts]) -> Iterable[Finding]:
     if spec is None or hf is None or hf.unreachable:
         return
     got = hf.route_gets.get(str(spec.address))
@@ -239,7 +251,7 @@ def check_pool(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Find
 def check_drop_rule(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
     if inv.topology != "two-server":
         return
-    ssh_ports = {22, inv.hosts.target.port, *(h.port for h in inv.hosts.online)}
+    ssh_ports = {22, inv.targets[0].port, *(h.port for h in inv.hosts.online)}
     for service in inv.services:
         if service.target_port in ssh_ports:
             for h in inv.hosts.online:
@@ -254,8 +266,8 @@ def check_service(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[F
         hf = facts.get(spec.name)
         if hf is None or hf.unreachable:
             continue
-        for service in inv.services:
-            key = f"{inv.target_address(service)}:{service.target_port}"
+        for service, _, address in inv.copy_destinations():
+            key = f"{address}:{service.target_port}"
             ok = hf.tcp.get(key)
             if ok is None:
                 yield _unknown(spec.name, f"reachability of {key}", f"tcp:{key}", hf)

@@ -88,7 +88,7 @@ def resolve_next_hops(inv: Inventory, online: HostSpec,
     devices: set[str] = set()
     macs: dict[str, str] = {}
     problems: list[Problem] = []
-    for addr in sorted({inv.target_address(s) for s in inv.services}):
+    for addr in inv.target_addresses():
         dev, mac, problem = _next_hop(addr, hf, facts)
         if problem is not None:
             problems.append(problem)

@@ -47,6 +47,19 @@ class HostStatus:
     tagged_routes: list[str] = field(default_factory=list)
     labctl_rules: list[str] = field(default_factory=list)
     error: str = ""
+    #: online, assistant, target, or target (baseline|candidate) with several targets
+    role: str = ""
+
+
+def role_label(inv: Inventory, name: str) -> str:
+    """The host's role as `status` shows it; a target of `hosts.targets` with its role."""
+    try:
+        role = inv.role_of(name)
+    except KeyError:
+        return ""
+    if role == "target" and inv.hosts.targets is not None:
+        return f"target ({inv.target_role(name)})"
+    return role
 
 
 @dataclass
@@ -121,7 +134,8 @@ def read_journal(t: Transport, inv: Inventory, name: str) -> Optional[Journal]:
 
 def host_status(t: Transport, inv: Inventory, spec: HostSpec) -> HostStatus:
     journal = read_journal(t, inv, spec.name)
-    st = HostStatus(spec.name, journal.state if journal else "none")
+    st = HostStatus(spec.name, journal.state if journal else "none",
+                    role=role_label(inv, spec.name))
     if journal is not None:
         st.run_id = journal.run_id
         for e in journal.entries:
@@ -148,8 +162,8 @@ def status(inv: Inventory, factory: Optional[Factory] = None) -> StatusReport:
         if out.ok and out.value is not None:
             hosts.append(out.value)
         else:
-            hosts.append(HostStatus(name, "unknown", error=getattr(out.error, "message",
-                                                                   str(out.error))))
+            hosts.append(HostStatus(name, "unknown", role=role_label(inv, name),
+                                    error=getattr(out.error, "message", str(out.error))))
     return StatusReport(inv.lab, hosts)
 
 

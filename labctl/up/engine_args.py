@@ -43,12 +43,13 @@ def _common(paths: EnginePaths) -> list[str]:
 
 
 def transfer_spec(inv: Inventory, macs: Optional[Mapping[str, str]] = None) -> str:
-    """`-x`: `[onlineIP:]port-targetIP:targetPort[@MAC]` for every service, comma separated
-    (`@MAC` when `macs`, keyed by target address, is given)."""
+    """`-x`: `[onlineIP:]port-targetIP:targetPort[@MAC]` for every (service, target), comma
+    separated (`@MAC` when `macs`, keyed by target address, is given). Several items for one
+    online port copy every session to each target, each copy on its own fake tuple."""
     items = []
-    for s in inv.services:
+    for s, _, address in inv.copy_destinations():
         left = f"{s.online_address}:{s.port}" if s.online_address else str(s.port)
-        target = str(inv.target_address(s))
+        target = str(address)
         mac = f"@{macs[target]}" if macs is not None else ""
         items.append(f"{left}-{target}:{s.target_port}{mac}")
     return ",".join(items)
@@ -56,7 +57,7 @@ def transfer_spec(inv: Inventory, macs: Optional[Mapping[str, str]] = None) -> s
 
 def _datalink_args(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[str]:
     """`-x` with next-hop MACs and `-o DEV`; refused when the facts did not provide them."""
-    missing = sorted({str(inv.target_address(s)) for s in inv.services} - set(paths.next_hop_macs))
+    missing = sorted({str(a) for a in inv.target_addresses()} - set(paths.next_hop_macs))
     if not paths.output_device or missing:
         what = ", ".join(missing) if missing else "the output device"
         raise UsageError(
@@ -136,9 +137,9 @@ def select_summary(select: Select) -> str:
 
 
 def response_filter(inv: Inventory) -> str:
-    """intercept `-F`: the target's replies from the service ports."""
+    """intercept `-F`: every target's replies from the service ports."""
     ports = sorted({s.target_port for s in inv.services})
-    hosts = sorted({str(inv.target_address(s)) for s in inv.services})
+    hosts = [str(a) for a in inv.target_addresses()]
     port_part = (f"src port {ports[0]}" if len(ports) == 1
                  else "(" + " or ".join(f"src port {p}" for p in ports) + ")")
     host_part = (f"src host {hosts[0]}" if len(hosts) == 1

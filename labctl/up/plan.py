@@ -1,9 +1,10 @@
 """Plan: desired state vs facts -> ordered, tagged, idempotent Changes per host (pure).
 
 Order: sysctl fixes (`--fix`), NOTRACK rules (conntrack.notrack), then the guarded changes that
-could cut a host off: the target's client route (three-server) or the online hosts' DROP rules
-(two-server). Daemons are added by `labctl.up.run`. Every change has an exact undo and a read-only
-probe whose exit 0 means "already in place".
+could cut a host off: each target's client route (three-server) or the online hosts' DROP rules
+(two-server). With several targets (`hosts.targets`) every target gets what a single one gets.
+Daemons are added by `labctl.up.run`. Every change has an exact undo and a read-only probe whose
+exit 0 means "already in place".
 
 Tags: routes carry `proto 252`; iptables rules live in chain `LABCTL-<lab>` (raw table for
 NOTRACK, filter table for DROP) and carry `-m comment --comment labctl:<lab>:<step>`.
@@ -53,7 +54,7 @@ def make_plan(inventory: Inventory, facts: Facts, options: Optional[PlanOptions]
     if fix:
         changes += fix_sysctls(inventory, facts, notes)
     if notrack:
-        for spec in [*inventory.hosts.online, inventory.hosts.target]:
+        for spec in [*inventory.hosts.online, *inventory.targets]:
             changes += notrack_changes(inventory, spec)
     if inventory.topology == "three-server":
         changes += route_changes(inventory, facts, notes)
@@ -100,12 +101,12 @@ def fix_sysctls(inventory: Inventory, facts: Facts, notes: list[str]) -> list[Ch
                                      af.ip_forward, "the assistant must not forward replies"))
         else:
             notes.append(f"{assistant.name}: ip_forward is already 0")
-    out += _rp_filter_fix(inventory, facts, notes)
+    for spec in inventory.targets:
+        out += _rp_filter_fix(spec.name, facts, notes)
     return out
 
 
-def _rp_filter_fix(inventory: Inventory, facts: Facts, notes: list[str]) -> list[Change]:
-    target = inventory.hosts.target.name
+def _rp_filter_fix(target: str, facts: Facts, notes: list[str]) -> list[Change]:
     tf = facts.get(target)
     if tf is None or tf.proc is None or tf.ifname is None:
         return []
@@ -131,7 +132,7 @@ def fix_changes_for(inventory: Inventory, facts: Facts, finding_ids: set[str]) -
         if change.step.startswith("rp_filter") and "target.rp_filter" in finding_ids:
             out.append(change)
     if finding_ids & {"conntrack.usage", "conntrack.headroom"}:
-        for spec in [*inventory.hosts.online, inventory.hosts.target]:
+        for spec in [*inventory.hosts.online, *inventory.targets]:
             out += notrack_changes(inventory, spec)
     return out
 
@@ -187,10 +188,12 @@ def notrack_changes(inventory: Inventory, spec: HostSpec) -> list[Change]:
                 f"do not conntrack tcp {direction[2:]} {port}"))
     if role == "online":
         # tcpcopy's own packets to the target (raw socket, OUTPUT) must not fill the table either.
-        for s in inventory.services:
-            tport, taddr = s.target_port, inventory.target_address(s)
+        for s, target, taddr in inventory.copy_destinations():
+            tport = s.target_port
+            step = (f"notrack-copy-{tport}" if len(inventory.targets) == 1
+                    else f"notrack-copy-{target.name}-{tport}")
             out.append(rule_change(
-                inventory, spec.name, "raw", f"notrack-copy-{tport}",
+                inventory, spec.name, "raw", step,
                 ("-d", f"{taddr}/32", "-p", "tcp", "--dport", str(tport)), "NOTRACK",
                 f"do not conntrack copies to {taddr}:{tport}"))
     return _unique(out)
@@ -199,8 +202,7 @@ def notrack_changes(inventory: Inventory, spec: HostSpec) -> list[Change]:
 def drop_changes(inventory: Inventory, spec: HostSpec) -> list[Change]:
     """two-server: drop the target's replies on an online host (the seed's iptables rule)."""
     out = [chain_change(inventory, spec.name, "filter", ("INPUT",), "drop-chain", insert=True)]
-    for s in inventory.services:
-        taddr = inventory.target_address(s)
+    for s, _, taddr in inventory.copy_destinations():    # two-server: one target
         out.append(rule_change(
             inventory, spec.name, "filter", f"drop-{s.target_port}",
             ("-s", f"{taddr}/32", "-p", "tcp", "--sport", str(s.target_port)), "DROP",
@@ -236,9 +238,17 @@ def route_change(host: str, net: ipaddress.IPv4Network, via: ipaddress.IPv4Addre
 
 
 def route_changes(inventory: Inventory, facts: Facts, notes: list[str]) -> list[Change]:
+    """The client networks via the assistant, on every target (inventory order)."""
+    out = []
+    for spec in inventory.targets:
+        out += _target_routes(inventory, spec.name, facts, notes)
+    return out
+
+
+def _target_routes(inventory: Inventory, target: str, facts: Facts,
+                   notes: list[str]) -> list[Change]:
     assistant = inventory.hosts.assistant
     assert assistant is not None  # three-server inventories always have one
-    target = inventory.hosts.target.name
     tf = facts.get(target)
     out = []
     for net in inventory.clients.networks:

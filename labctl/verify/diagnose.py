@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from labctl.errors import UsageError
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Transport
 from labctl.transport.pool import HostPool
@@ -122,8 +123,8 @@ def _routed(daemons: list[L.DaemonStats]) -> Optional[int]:
     return L.counter_sum(daemons, "intercept", "resp_routed")
 
 
-def _target_facts(t: Transport, inv: Inventory) -> dict[str, Optional[int | str]]:
-    spec = inv.hosts.target
+def _target_facts(t: Transport, inv: Inventory, spec: HostSpec
+                  ) -> dict[str, Optional[int | str]]:
     pool = inv.clients.pool_networks() or [ipaddress.IPv4Network(f"{inv.hosts.online[0].address}")]
     probe = str(next(iter(pool[0].hosts()), pool[0].network_address))
     via, _ = parse_route_get(t.run(["ip", "-o", "route", "get", probe], sudo=spec.sudo).stdout)
@@ -142,10 +143,25 @@ def _filter(inv: Inventory) -> str:
     return "(tcp and (" + " or ".join(f"port {p}" for p in ports) + ")) or icmp"
 
 
+def pick_target(inv: Inventory, name: Optional[str]) -> HostSpec:
+    """The target to diagnose: `name`, else the first (with several, a note says so)."""
+    if name is None:
+        return inv.targets[0]
+    for t in inv.targets:
+        if t.name == name:
+            return t
+    raise UsageError(f"--target {name}: no such target in the inventory",
+                     hint="targets: " + ", ".join(t.name for t in inv.targets))
+
+
 def run_diagnose(inv: Inventory, pool: HostPool, seconds: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> tree.Diagnosis:
-    """Capture on every host at once for `seconds`, gather facts, walk the tree."""
-    hosts = [h.name for h in inv.all_hosts()]
+                 clock: Callable[[], float] = time.time,
+                 target: Optional[str] = None) -> tree.Diagnosis:
+    """Capture at once for `seconds` on the online hosts, the assistant and one target (the
+    first, or `target`), gather facts, walk the tree for that target's copies."""
+    spec = pick_target(inv, target)
+    others = [t.name for t in inv.targets if t.name != spec.name]
+    hosts = [h.name for h in inv.all_hosts() if h.name not in others]
 
     def daemons() -> list[L.DaemonStats]:
         out: list[L.DaemonStats] = []
@@ -154,34 +170,38 @@ def run_diagnose(inv: Inventory, pool: HostPool, seconds: float = 5.0,
         return out
 
     before = daemons()
-    rpf_before = _target_facts(pool.transport(inv.hosts.target.name), inv)["rpf"]
+    rpf_before = _target_facts(pool.transport(spec.name), inv, spec)["rpf"]
     remote = {h.name: f"{inv.remote_dir(h)}/{PCAP_NAME}" for h in inv.all_hosts()}
     caps = pool.each(lambda s, t: _capture(t, s, remote[s.name], seconds, _filter(inv)), hosts)
     after = daemons()
-    tfacts = _target_facts(pool.transport(inv.hosts.target.name), inv)
+    tfacts = _target_facts(pool.transport(spec.name), inv, spec)
     with tempfile.TemporaryDirectory(prefix="labctl-diagnose-") as tmp:
         pkts = pool.each(lambda s, t: _fetch_pcap(t, s, remote[s.name], Path(tmp) / s.name),
                          [h for h in hosts if caps[h].ok])
     notes = [f"capture on {h} failed: {o.error}" for h, o in caps.items() if not o.ok]
+    if others:
+        notes.append(f"diagnosed target {spec.name} only (not {', '.join(others)}); "
+                     "use --target NAME for another")
     notes += [f"reading the capture of {h} failed: {o.error}" for h, o in pkts.items()
               if not o.ok]
-    captures = _captures(inv, {h: o.value for h, o in pkts.items() if o.ok})
-    facts = _facts(inv, pool, before, after, tfacts, rpf_before)
+    captures = _captures(inv, spec, {h: o.value for h, o in pkts.items() if o.ok})
+    facts = _facts(inv, spec, pool, before, after, tfacts, rpf_before)
     diagnosis = tree.walk(captures, facts)
     diagnosis.notes.extend(notes)
     return diagnosis
 
 
-def _captures(inv: Inventory, got: dict[str, Optional[list[tree.Pkt]]]) -> tree.Captures:
+def _captures(inv: Inventory, target: HostSpec,
+              got: dict[str, Optional[list[tree.Pkt]]]) -> tree.Captures:
     online: Optional[list[tree.Pkt]] = None
     for h in inv.hosts.online:
         if got.get(h.name) is not None:
             online = (online or []) + (got[h.name] or [])
     assistant = got.get(inv.hosts.assistant.name) if inv.hosts.assistant else None
-    return tree.Captures(online, got.get(inv.hosts.target.name), assistant)
+    return tree.Captures(online, got.get(target.name), assistant)
 
 
-def _facts(inv: Inventory, pool: HostPool, before: list[L.DaemonStats],
+def _facts(inv: Inventory, target: HostSpec, pool: HostPool, before: list[L.DaemonStats],
            after: list[L.DaemonStats], tfacts: dict[str, Optional[int | str]],
            rpf_before: Optional[int | str]) -> tree.Facts:
     ip_forward = None
@@ -190,7 +210,7 @@ def _facts(inv: Inventory, pool: HostPool, before: list[L.DaemonStats],
         ip_forward = _int(pool.transport(a.name).run(
             ["sysctl", "-n", "net.ipv4.ip_forward"], sudo=a.sudo).stdout)
     conntrack = []
-    for spec in [*inv.hosts.online, inv.hosts.target]:
+    for spec in [*inv.hosts.online, target]:
         count, cmax = verify.fetch_conntrack(pool.transport(spec.name), spec)
         conntrack.append(L.Conntrack(spec.name, count, cmax))
     r0, r1 = _routed(before), _routed(after)
@@ -200,7 +220,7 @@ def _facts(inv: Inventory, pool: HostPool, before: list[L.DaemonStats],
         or [f"{h.address}/32" for h in inv.hosts.online],
         service_ports=sorted({s.target_port for s in inv.services}
                              | {s.port for s in inv.services}),
-        target_addresses=sorted({str(inv.target_address(s)) for s in inv.services}),
+        target_addresses=sorted({str(inv.target_address(s, target)) for s in inv.services}),
         assistant_address=str(inv.hosts.assistant.address) if inv.hosts.assistant else None,
         daemons=after,
         intercept_routed_delta=None if r1 is None else r1 - (r0 or 0),

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from labctl.errors import RemoteError, UsageError
-from labctl.hosts import daemons as dmn
 from labctl.hosts import journal as jr
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Transport
@@ -32,14 +31,22 @@ from labctl.verify import baseline as vb
 from labctl.verify import ledger as L
 from labctl.verify import logparse as lp
 from labctl.verify import selection as vs
+from labctl.verify import targets as vt
+from labctl.verify.hoststate import (
+    CONNTRACK,
+    STALE_AFTER,
+    daemon_stats,
+    fetch_conntrack,
+    fetch_daemons,
+)
+
+__all__ = ["CONNTRACK", "STALE_AFTER", "Fetched", "LogMark", "Marks", "Scope", "Watch",
+           "daemon_stats", "fetch_conntrack", "fetch_daemons", "fetch_log", "load_marks",
+           "mark_logs", "resolve_scope", "run_verify", "run_verify_targets", "save_marks"]
 
 MARKS_NAME = "log-marks.json"
 FIRST_CHUNK = 1 << 20
 MAX_CHUNK = 1 << 30
-CONNTRACK = ("/proc/sys/net/netfilter/nf_conntrack_count",
-             "/proc/sys/net/netfilter/nf_conntrack_max")
-#: Seconds after which a stats file that was not rewritten means the daemon is hung.
-STALE_AFTER = 10.0
 Clock = Callable[[], float]
 
 
@@ -175,45 +182,6 @@ def _fetch_by_time(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
     return Fetched(t.host, path, result, end, len(chunk))
 
 
-def fetch_daemons(t: Transport, inv: Inventory, spec: HostSpec, now: float
-                  ) -> list[L.DaemonStats]:
-    """The engine daemons `up` started on this host (from its journal), with their counters."""
-    journal = jr.load_local(inv.lab, spec.name) or jr.read_remote(
-        t, jr.journal_path(inv.remote_dir(spec)), sudo=spec.sudo)
-    if journal is None:
-        return []
-    return [daemon_stats(t, spec, rec, now) for rec in journal.daemons if not rec.stopped_at]
-
-
-def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
-                 ) -> L.DaemonStats:
-    stats = dmn.read_stats(t, rec.stats_file, sudo=spec.sudo)
-    pid = dmn.current_pid(t, rec, sudo=spec.sudo)
-    if stats is None:
-        return L.DaemonStats(spec.name, rec.name, "missing", {},
-                             detail=f"no stats file {rec.stats_file}")
-    counters = {k: int(v) for k, v in (stats.get("counters") or {}).items()
-                if isinstance(v, (int, float))}
-    updated = stats.get("updated_at")
-    state, detail = "running", ""
-    if pid is None:
-        state, detail = "down", f"process gone (stats say {stats.get('state', '?')})"
-    elif isinstance(updated, (int, float)) and now - updated > STALE_AFTER:
-        state, detail = "stale", f"stats not updated for {now - updated:.0f} s"
-    started = stats.get("started_at")
-    return L.DaemonStats(spec.name, rec.name, state, counters,
-                         float(updated) if isinstance(updated, (int, float)) else None, detail,
-                         float(started) if isinstance(started, (int, float)) else None)
-
-
-def fetch_conntrack(t: Transport, spec: HostSpec) -> tuple[Optional[int], Optional[int]]:
-    res = t.run(["cat", *CONNTRACK], sudo=spec.sudo)
-    words = res.stdout.split()
-    if len(words) != 2 or not all(w.isdigit() for w in words):
-        return None, None
-    return int(words[0]), int(words[1])
-
-
 # ---------------------------------------------------------------- marks (taken at `up`)
 
 
@@ -279,14 +247,21 @@ class Scope:
 
 
 def _log_hosts(inv: Inventory) -> list[tuple[str, HostSpec]]:
-    return [("online", h) for h in inv.hosts.online] + [("target", inv.hosts.target)]
+    return [("online", h) for h in inv.hosts.online] + [("target", t) for t in inv.targets]
 
 
 class Watch:
-    """Repeated verifies that read only what each log gained since the previous read."""
+    """Repeated verifies that read only what each log gained since the previous read.
 
-    def __init__(self, inv: Inventory, pool: HostPool, scope: Scope, clock: Clock = time.time):
+    `only`: the name of the one target to compare (`--target`); None: every target."""
+
+    def __init__(self, inv: Inventory, pool: HostPool, scope: Scope, clock: Clock = time.time,
+                 only: Optional[str] = None):
+        if only is not None and not inv.is_target(only):
+            raise UsageError(f"--target {only}: no such target in the inventory",
+                             hint="targets: " + ", ".join(t.name for t in inv.targets))
         self.inv, self.pool, self.scope, self.clock = inv, pool, scope, clock
+        self.targets = [t for t in inv.targets if only is None or t.name == only]
         self.cursors: dict[tuple[str, str], LogMark] = {}
         self.records: dict[tuple[str, str], list[lp.LogRecord]] = {}
         self.malformed: dict[str, int] = {}
@@ -294,10 +269,15 @@ class Watch:
                                        max_leaks=inv.verify.max_leaks)
 
     def refresh(self) -> L.LedgerReport:
+        """The ledger of the (first) target: the single-target verify."""
+        return self.refresh_targets().targets[0].report
+
+    def refresh_targets(self) -> vt.TargetsReport:
+        """One ledger per compared target (inventory order)."""
         now = self.clock()
         start = self.scope.start(now)
         outcomes = self.pool.each(lambda spec, t: self._fetch_host(spec, t, start),
-                                  hosts=[h.name for _, h in _log_hosts(self.inv)])
+                                  hosts=[h.name for h in self._log_specs()])
         for outcome in outcomes.values():
             outcome.unwrap()
         daemons, conntrack = self._engine_and_conntrack(now)
@@ -310,23 +290,27 @@ class Watch:
         inv = self.inv
         online = {h.name: self.records.get((h.name, inv.log_for(h).path), [])
                   for h in inv.hosts.online}
-        target = self.records.get((inv.hosts.target.name, inv.log_for(inv.hosts.target).path),
-                                  [])
         window = (start, now) if start is not None and self.scope.marks is None else None
         if self.scope.window is not None and start is not None:
             window = (start, now)
             self._prune(start - self.thresholds.max_lag)
         inp = L.LedgerInput(
-            online=online, target=target, sample_percent=self.inv.engine.sample_percent,
+            online=online, target=[], sample_percent=self.inv.engine.sample_percent,
             multiplier=self.inv.engine.multiplier, window=window,
             allowed_sources=self._allowed(), daemons=daemons,
             conntrack=conntrack, malformed=dict(self.malformed),
             port_map={s.port: s.target_port for s in self.inv.services}, notes=notes,
             selection=vs.for_inventory(self.inv))
-        return L.build(inp, self.thresholds)
+        return vt.build_all(inp, [
+            vt.TargetInput(t.name, inv.target_role(t), str(t.address),
+                           self.records.get((t.name, inv.log_for(t).path), []))
+            for t in self.targets], self.thresholds)
+
+    def _log_specs(self) -> list[HostSpec]:
+        return [*self.inv.hosts.online, *self.targets]
 
     def _fetch_host(self, spec: HostSpec, t: Transport, start: Optional[float]) -> None:
-        for _role, host in _log_hosts(self.inv):
+        for host in self._log_specs():
             if host.name != spec.name:
                 continue
             log = self.inv.log_for(host)
@@ -363,7 +347,7 @@ class Watch:
         for name, outcome in self.pool.each(one).items():
             if outcome.ok and outcome.value is not None:
                 daemons.extend(outcome.value[0])
-                if self.inv.role_of(name) in ("online", "target"):
+                if name in {h.name for h in self._log_specs()}:
                     conntrack.append(outcome.value[1])
             else:
                 daemons.append(L.DaemonStats(name, "engine", "unreachable", {},
@@ -389,5 +373,11 @@ def resolve_scope(inv: Inventory, since_up: bool, window: Optional[float],
 
 def run_verify(inv: Inventory, pool: HostPool, scope: Scope,
                clock: Clock = time.time) -> L.LedgerReport:
-    """One verify: fetch, compare, judge."""
+    """One verify: fetch, compare, judge (the first target's ledger)."""
     return Watch(inv, pool, scope, clock).refresh()
+
+
+def run_verify_targets(inv: Inventory, pool: HostPool, scope: Scope, clock: Clock = time.time,
+                       only: Optional[str] = None) -> vt.TargetsReport:
+    """One verify of every target (or `only` that one): a ledger and verdict each."""
+    return Watch(inv, pool, scope, clock, only).refresh_targets()

@@ -98,7 +98,7 @@ def test_diagnose_two_server(copy_lab_factory: Callable[..., CopyLab],
     assert first_broken(healthy) is None, healthy
     assert sum(s["status"] == "ok" for s in healthy["steps"]) >= 3, healthy
     pidfile = Path(lab.inv.remote_dir(lab.inv.intercept_host)) / "intercept.pid"
-    assert lab.inv.intercept_host.name == lab.inv.hosts.target.name
+    assert lab.inv.intercept_host.name == lab.inv.targets[0].name
     lab.ns("target", "kill", "-TERM", pidfile.read_text().strip())
     d = diagnose(lab, capsys)
     step = first_broken(d)

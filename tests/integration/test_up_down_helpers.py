@@ -66,8 +66,8 @@ def normal_routes(text: str) -> str:
 
 
 def servers(info: Any) -> list[str]:
-    """The lab's server roles (with `online2` when the lab has two online hosts)."""
-    return [h for h in (*HOSTS, "online2") if h in info.hosts]
+    """The lab's server roles (with `online2` / `target2` when the lab has them)."""
+    return [h for h in (*HOSTS, "online2", "target2") if h in info.hosts]
 
 
 def snapshot(info: Any) -> dict[str, tuple[str, str]]:

@@ -38,7 +38,7 @@ def healthy(inv: Inventory) -> dict[str, HostFacts]:
             route_gets[str(a)] = RouteGet(a, True, None, "eth0", spec.address)
         tcp = {}
         if role == "online":
-            tcp = {f"{inv.target_address(s)}:{s.target_port}": True for s in inv.services}
+            tcp = {f"{a}:{s.target_port}": True for s, _, a in inv.copy_destinations()}
         out[spec.name] = HostFacts(
             host=spec.name, role=role, address=spec.address,
             python=PythonVersion(True, 3, 11, 2), uid=0, systemd=True,

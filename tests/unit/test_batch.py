@@ -81,7 +81,7 @@ def _counting(name: str) -> Any:
 def test_host_facts_take_two_round_trips() -> None:
     inv = load_inventory(ROOT / "inventories/staging.yaml")
     fake = _counting("target")
-    facts = gather_host_facts(fake, inv.hosts.target, "target", inv)
+    facts = gather_host_facts(fake, inv.targets[0], "target", inv)
     assert facts.unknown == {} and facts.iptables is not None and facts.proc is not None
     assert len(fake.commands) >= 11  # every fact still ran ...
     assert fake.round_trips == 2  # ... in one batch without sudo and one with

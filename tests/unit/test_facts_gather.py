@@ -39,7 +39,7 @@ def scripted(host: str) -> FakeTransport:
 def test_gather_target_facts_from_recordings() -> None:
     inv = load_inventory(ROOT / "inventories/staging.yaml")
     fake = scripted("target")
-    facts = gather_host_facts(fake, inv.hosts.target, "target", inv)
+    facts = gather_host_facts(fake, inv.targets[0], "target", inv)
     assert facts.unknown == {}
     assert facts.ip_forward == 0 and facts.privileged
     assert facts.systemd is False
@@ -95,7 +95,7 @@ def test_gather_facts_marks_unreachable_hosts() -> None:
 def test_unscripted_commands_still_raise() -> None:
     inv = load_inventory(ROOT / "inventories/staging.yaml")
     with pytest.raises(UnscriptedCommand):
-        gather_host_facts(FakeTransport("t"), inv.hosts.target, "target", inv)
+        gather_host_facts(FakeTransport("t"), inv.targets[0], "target", inv)
 
 
 def test_operator_facts() -> None:

@@ -46,7 +46,7 @@ def test_staging_inventory_validates() -> None:
     assert [h.name for h in inv.all_hosts()] == ["online1", "target", "assistant"]
     assert inv.intercept_host.name == "assistant"
     assert inv.chain == "LABCTL-staging"
-    assert inv.remote_dir(inv.hosts.target) == "/var/lib/labctl/staging/target"
+    assert inv.remote_dir(inv.targets[0]) == "/var/lib/labctl/staging/target"
     assert inv.target_address(inv.services[0]) == ipaddress.IPv4Address("192.168.44.137")
 
 
@@ -55,7 +55,7 @@ def test_local_inventory_matches_rendered_lab_1() -> None:
     assert text == render_lab_inventory(lab_stub("demo", 1))
     inv = parse_inventory(text)
     assert inv.lab == "demo"
-    assert str(inv.hosts.target.address) == "10.77.1.20"
+    assert str(inv.targets[0].address) == "10.77.1.20"
     assert inv.clients.pool == ["10.79.1.x"]
 
 

@@ -48,3 +48,18 @@ def test_lab_down_removes_what_lab_up_wrote(
     assert sorted(remove_lab_inventories("demo")) == sorted(written)
     assert not (tmp_path / "demo").exists()
     assert remove_lab_inventories("demo") == []
+
+
+def test_two_targets_are_baseline_and_candidate() -> None:
+    from labctl.lab.inventory import render_lab_inventory
+
+    info = plan_lab("ab", 4, targets=2)
+    inv = parse_inventory(render_lab_inventory(info))
+    assert [(t.name, str(t.address), inv.target_role(t)) for t in inv.targets] == [
+        ("target", "10.77.4.20", "baseline"), ("target2", "10.77.4.21", "candidate")]
+    assert [inv.log_for(t).path for t in inv.targets] == [
+        str(info.hosts["target"].access_log), str(info.hosts["target2"].access_log)]
+    two = parse_inventory(render_lab_inventory(info, "two-server"))
+    assert [t.name for t in two.targets] == ["target"]      # two-server: exactly one target
+    assert render_lab_inventory(plan_lab("ab", 4)) == render_lab_inventory(
+        plan_lab("ab", 4, targets=1))

@@ -117,3 +117,25 @@ def test_second_online_host_plan_and_links() -> None:
     assert "lc-fan-online2" in namespaces_of("fan")
     with pytest.raises(UsageError):
         plan_lab("fan", 3, online_hosts=3)
+
+
+def test_second_target_plan_links_and_routes() -> None:
+    from labctl.lab import net
+    from labctl.lab.spec import namespaces_of
+
+    one, two = plan_lab("ab", 4), plan_lab("ab", 4, targets=2)
+    assert one == plan_lab("ab", 4, targets=1)      # --targets 1 is today's lab, unchanged
+    assert list(two.hosts) == ["client", "online", "target", "target2", "assistant"]
+    t2 = two.hosts["target2"]
+    assert (t2.address, t2.netns) == ("10.77.4.21", "lc-ab-target2")
+    assert t2.has_nginx and t2.has_sshd and t2.access_log != two.hosts["target"].access_log
+    assert net.host_routes(two, "target2") == net.host_routes(two, "target") == [
+        ("10.78.4.0/24", "10.77.4.30")]
+    assert "p-target2" in net.offload_links(two)[0][two.router_ns]
+    assert "p-target2" not in net.offload_links(one)[0][one.router_ns]
+    assert "lc-ab-target2" in namespaces_of("ab")
+    both = plan_lab("ab", 4, online_hosts=2, targets=2)
+    assert list(both.hosts) == ["client", "online", "online2", "target", "target2",
+                                "assistant"]
+    with pytest.raises(UsageError):
+        plan_lab("ab", 4, targets=3)

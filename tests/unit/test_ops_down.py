@@ -50,7 +50,7 @@ def _base(name: str) -> FakeTransport:
 
 
 def test_journal_lost_sweeps_tags(inv) -> None:  # type: ignore[no-untyped-def]
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     fake = _base(spec.name)
     fake.on(list(ops_down.TAGGED_ROUTES), stdout="")  # after the flush (later rules win)
     fake.on(list(ops_down.TAGGED_ROUTES), stdout="192.168.50.0/24 via 192.168.44.136\n", times=1)
@@ -61,7 +61,7 @@ def test_journal_lost_sweeps_tags(inv) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_nothing_anywhere_is_a_noop(inv) -> None:  # type: ignore[no-untyped-def]
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     fake = _base(spec.name)
     fake.on(list(ops_down.TAGGED_ROUTES), stdout="")
     fake.on(["iptables-save"], stdout="*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
@@ -71,7 +71,7 @@ def test_nothing_anywhere_is_a_noop(inv) -> None:  # type: ignore[no-untyped-def
 
 
 def test_down_of_a_clean_journal_says_already_down(inv) -> None:  # type: ignore[no-untyped-def]
-    spec = inv.hosts.target
+    spec = inv.targets[0]
     j = new_journal(inv.lab, spec.name, "r1", now=1.0)
     j.state, j.rolled_back_by = "rolled_back", "deadman"
     fake = _base(spec.name)

@@ -71,7 +71,7 @@ def _after(fake: FakeTransport, prefix: tuple[str, ...]) -> list[tuple[str, ...]
 def test_route_that_cuts_ssh_stops_talking_to_the_host(env: Path, how: str) -> None:
     hosts = Hosts()
     inv = _inv()
-    target = hosts.factory(inv.hosts.target)
+    target = hosts.factory(inv.targets[0])
     if how == "timeout":
         target.on_prefix(list(ROUTE_ADD), exit_code=TIMEOUT_EXIT, stderr="timed out after 3s")
     else:
@@ -156,7 +156,7 @@ def test_failed_up_forgets_old_marks(env: Path) -> None:
     hosts = Hosts()
     inv = _inv()
     verify.save_marks(verify.Marks("staging", 1.0, [verify.LogMark("x", "/old", 9, 9)]))
-    hosts.factory(inv.hosts.target).on_prefix(list(ROUTE_ADD), exit_code=2, stderr="nope")
+    hosts.factory(inv.targets[0]).on_prefix(list(ROUTE_ADD), exit_code=2, stderr="nope")
     with pytest.raises(RemoteError):
         ops.up(inv, _opts(hosts))
     assert verify.load_marks("staging") is None

@@ -35,7 +35,7 @@ def test_lab_inventory_with_two_online_hosts() -> None:
         assert (one.name, two.name) == ("online", "online2")
         assert inv.log_for(one).path.endswith("/online/access.log")
         assert inv.log_for(two).path.endswith("/online2/access.log")
-        assert inv.log_for(inv.hosts.target).path == inv.logs.target.path
+        assert inv.log_for(inv.targets[0]).path == inv.logs.target.path
         pools = [inv.pool(one), inv.pool(two)]
         assert pools[0] and pools[1] and not set(pools[0]) & set(pools[1])
         if topology == "two-server":

@@ -176,7 +176,8 @@ def test_watch_refreshes_until_ctrl_c_and_returns_the_last_report(
     out = io.StringIO()
     console = Console(file=out, force_terminal=terminal, width=160)
     session = FakeWatch(reports, stop_at=2)
-    last = cv._watch(session, reports[0], console, 1.0)  # type: ignore[arg-type]
+    view = cv._View(session, several=False)  # type: ignore[arg-type]
+    last = cv._watch(view, reports[0], console, 1.0)
     assert last is reports[1] and session.calls == 2
     text = out.getvalue()
     assert "online requests" in text and "100" in text and "200" in text

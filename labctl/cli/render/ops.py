@@ -142,14 +142,15 @@ def _uptime(d: DaemonStatus) -> str:
 
 def status_renderable(report: StatusReport) -> RenderableType:
     hosts = Table(title=f"lab {report.lab}: hosts")
-    for col in ("host", "journal", "entries", "dead-man", "tagged routes", "labctl iptables"):
+    for col in ("host", "role", "journal", "entries", "dead-man", "tagged routes",
+                "labctl iptables"):
         hosts.add_column(col, overflow="fold")
     daemons = Table(title="daemons")
     for col in ("host", "daemon", "state", "pid", "uptime", "key counters"):
         daemons.add_column(col, overflow="fold")
     for h in report.hosts:
         entries = " ".join(f"{k}={v}" for k, v in sorted(h.entries.items())) or "-"
-        hosts.add_row(h.host, h.error or h.journal_state, entries,
+        hosts.add_row(h.host, h.role or "-", h.error or h.journal_state, entries,
                       "armed" if h.deadman_armed else "-",
                       "\n".join(h.tagged_routes) or "-", "\n".join(h.labctl_rules) or "-")
         for d in h.daemons:

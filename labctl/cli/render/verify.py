@@ -21,6 +21,13 @@ The JSON documents are stable (keys are only ever added; a change of meaning bum
   engine_selected, engine_skipped: int|null}: with a selection, `online_requests` counts every
   online request and the expectation, ratios, endpoints, status mix and latency cover the
   selected ones only.
+- `labctl verify --json` with several targets (`hosts.targets`), or with `--target NAME` on such
+  an inventory (`labctl.verify-targets/1`): `schema`; `verdict` {passed, reasons (each prefixed
+  `target NAME: `), tolerance, inconclusive} (passed only if every target's verdict passed);
+  `targets` [{`name`, `role` (baseline|candidate|plain), `address`, then every key of a
+  `labctl.verify/1` document but `schema`: that target's ledger against the online hosts}].
+  With one target (`hosts.target`, or `hosts.targets` with one entry) the document is
+  `labctl.verify/1` unchanged.
 - `labctl diagnose --json` (`labctl.diagnose/1`): `schema`; `steps` [{question, status
   (ok|broken|skipped), evidence, fix}]; `broken` (the first broken step, or null); `notes` [str].
 """
@@ -33,13 +40,16 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from rich.console import Group
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
 from labctl.verify.ledger import LedgerReport
+from labctl.verify.targets import TargetsReport
 from labctl.verify.tree import Diagnosis
 
 VERIFY_SCHEMA = "labctl.verify/1"
+VERIFY_TARGETS_SCHEMA = "labctl.verify-targets/1"
 DIAGNOSE_SCHEMA = "labctl.diagnose/1"
 
 
@@ -55,6 +65,13 @@ def _dump(data: dict[str, Any]) -> str:
 def verify_json(r: LedgerReport) -> str:
     """The `labctl verify --json` document (shape in the module docstring)."""
     return _dump({"schema": VERIFY_SCHEMA, **asdict(r)})
+
+
+def verify_targets_json(r: TargetsReport) -> str:
+    """`labctl verify --json` with several targets (shape in the module docstring)."""
+    return _dump({"schema": VERIFY_TARGETS_SCHEMA, "verdict": asdict(r.verdict),
+                  "targets": [{"name": t.name, "role": t.role, "address": t.address,
+                               **asdict(t.report)} for t in r.targets]})
 
 
 def diagnose_json(d: Diagnosis) -> str:
@@ -190,6 +207,41 @@ def ledger_view(r: LedgerReport) -> Group:
     if len(r.by_mapping) > 1:
         parts.append(mappings_table(r))
     parts += [mix_table(r), engine_table(r), verdict_text(r)]
+    return Group(*parts)
+
+
+def _word(passed: bool, inconclusive: bool) -> Text:
+    if passed:
+        return Text("PASS", style="bold green")
+    return Text("INCONCLUSIVE" if inconclusive else "FAIL", style="bold red")
+
+
+def targets_table(r: TargetsReport) -> Table:
+    t = Table(title="targets", title_justify="left")
+    for col in ("target", "role", "address", "matched", "expected", "loss", "verdict"):
+        t.add_column(col, justify="right" if col in ("matched", "expected", "loss") else "left")
+    for x in r.targets:
+        v = x.report.verdict
+        t.add_row(x.name, x.role, x.address, str(x.report.target_matched),
+                  f"{x.report.expected_requests:g}", _pct(x.report.loss_pct),
+                  _word(v.passed, v.inconclusive))
+    return t
+
+
+def targets_view(r: TargetsReport) -> Group:
+    """Each target's ledger under a heading, then the table of targets and the overall
+    verdict (PASS only if every target passes)."""
+    parts: list[Any] = []
+    for x in r.targets:
+        parts.append(Rule(f"target {x.name} ({x.role}, {x.address})", align="left"))
+        parts.append(ledger_view(x.report))
+    parts.append(Rule("all targets", align="left"))
+    parts.append(targets_table(r))
+    v = r.verdict
+    head = _word(v.passed, v.inconclusive)
+    head.append(f"  {sum(x.report.verdict.passed for x in r.targets)} of {len(r.targets)} "
+                "targets pass", style="")
+    parts.append(head)
     return Group(*parts)
 
 

@@ -1,0 +1,57 @@
+"""What the engine daemons and the kernel say on a host, read for verify: the daemons `up`
+started there (from its journal) with their stats-file counters, and the conntrack counts.
+Acting, thin; `labctl.verify.fetch` re-exports these."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from labctl.hosts import daemons as dmn
+from labctl.hosts import journal as jr
+from labctl.inventory.models import HostSpec, Inventory
+from labctl.transport.base import Transport
+from labctl.verify import ledger as L
+
+CONNTRACK = ("/proc/sys/net/netfilter/nf_conntrack_count",
+             "/proc/sys/net/netfilter/nf_conntrack_max")
+#: Seconds after which a stats file that was not rewritten means the daemon is hung.
+STALE_AFTER = 10.0
+
+
+def fetch_daemons(t: Transport, inv: Inventory, spec: HostSpec, now: float
+                  ) -> list[L.DaemonStats]:
+    """The engine daemons `up` started on this host (from its journal), with their counters."""
+    journal = jr.load_local(inv.lab, spec.name) or jr.read_remote(
+        t, jr.journal_path(inv.remote_dir(spec)), sudo=spec.sudo)
+    if journal is None:
+        return []
+    return [daemon_stats(t, spec, rec, now) for rec in journal.daemons if not rec.stopped_at]
+
+
+def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
+                 ) -> L.DaemonStats:
+    stats = dmn.read_stats(t, rec.stats_file, sudo=spec.sudo)
+    pid = dmn.current_pid(t, rec, sudo=spec.sudo)
+    if stats is None:
+        return L.DaemonStats(spec.name, rec.name, "missing", {},
+                             detail=f"no stats file {rec.stats_file}")
+    counters = {k: int(v) for k, v in (stats.get("counters") or {}).items()
+                if isinstance(v, (int, float))}
+    updated = stats.get("updated_at")
+    state, detail = "running", ""
+    if pid is None:
+        state, detail = "down", f"process gone (stats say {stats.get('state', '?')})"
+    elif isinstance(updated, (int, float)) and now - updated > STALE_AFTER:
+        state, detail = "stale", f"stats not updated for {now - updated:.0f} s"
+    started = stats.get("started_at")
+    return L.DaemonStats(spec.name, rec.name, state, counters,
+                         float(updated) if isinstance(updated, (int, float)) else None, detail,
+                         float(started) if isinstance(started, (int, float)) else None)
+
+
+def fetch_conntrack(t: Transport, spec: HostSpec) -> tuple[Optional[int], Optional[int]]:
+    res = t.run(["cat", *CONNTRACK], sudo=spec.sudo)
+    words = res.stdout.split()
+    if len(words) != 2 or not all(w.isdigit() for w in words):
+        return None, None
+    return int(words[0]), int(words[1])
