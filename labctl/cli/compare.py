@@ -20,6 +20,7 @@ from labctl.compare import document as doc
 from labctl.compare import fetch as core
 from labctl.errors import CompareFailed, UsageError
 from labctl.inventory.models import Inventory
+from labctl.report import compare as compare_report
 from labctl.transport.pool import HostPool
 from labctl.verify.fetch import resolve_scope
 
@@ -54,7 +55,7 @@ def compare_cmd(
     else:
         Console().print(rc.compare_view(report))
     if report_dir is not None:
-        written = doc.write_report(report, report_dir)
+        written = compare_report.write_report(report, report_dir)
         typer.echo("report: " + ", ".join(str(p) for p in written), err=True)
     if not report.verdict.passed:
         raise CompareFailed(f"verdict {doc.verdict_word(report)}: " +
