@@ -120,7 +120,9 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         got_copies = _settle(lambda: _copies(info, "target2") - before, 1500, 120)
         print("copies on target2 after the regressions:", got_copies, "of 1500;",
               _by_path(info, "target2"), "baseline:", _by_path(info, "target"))
-        assert got_copies >= 1000, got_copies          # (see the note on 500s below)
+        # nginx closes a keep-alive connection after a 500: the candidate's copy of it is
+        # started again for the next request (sessions_revived) while the baseline's goes on
+        assert got_copies >= 1485, got_copies
         res = labctl(tmp_path, "compare", "--window", "60s", "--json", "--report",
                      str(tmp_path / "report"))
         assert res.returncode == 3, res.stdout + res.stderr
@@ -132,10 +134,7 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         slow = next(f for f in doc["flags"] if f["kind"] == "latency")
         assert 150 <= slow["shift"] <= 260, slow
         err = next(f for f in doc["flags"] if f["kind"] == "errors")
-        # 20 % answered 500, but nginx closes a keep-alive connection after a 500, and the
-        # copies that follow on it are partly lost (a known gap, see the closing note): the
-        # matched share of 500s comes out lower than 20 %
-        assert 0.03 <= err["shift"] <= 0.28, err
+        assert 0.12 <= err["shift"] <= 0.28, err     # 20 % answered 500
         assert (tmp_path / "report" / "report.html").exists()
     finally:
         down = labctl(tmp_path, "down", str(inv))
