@@ -115,6 +115,7 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
             r["verdict"] for r in runs]
         _break_candidate(info)
         before = _copies(info, "target2")
+        broken_at = time.time()
         _traffic(info, 1500)
         # the candidate is 200 ms slower on a seventh of the requests: its copies trail
         got_copies = _settle(lambda: _copies(info, "target2") - before, 1500, 120)
@@ -123,7 +124,9 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         # nginx closes a keep-alive connection after a 500: the candidate's copy of it is
         # started again for the next request (sessions_revived) while the baseline's goes on
         assert got_copies >= 1485, got_copies
-        res = labctl(tmp_path, "compare", "--window", "60s", "--json", "--report",
+
+        window = f"{time.time() - broken_at + 0.5:.1f}s"    # only what followed the break
+        res = labctl(tmp_path, "compare", "--window", window, "--json", "--report",
                      str(tmp_path / "report"))
         assert res.returncode == 3, res.stdout + res.stderr
         doc = json.loads(res.stdout)
