@@ -68,7 +68,7 @@ class InterceptDaemon:
             self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.listener.bind((opts.bind, opts.port))
-            self.listener.listen(128)
+            self.listener.listen(LISTEN_BACKLOG)
             self.listener.setblocking(False)
         except (ProtocolError, BpfError) as exc:
             raise SetupError(str(exc)) from None
@@ -82,6 +82,9 @@ class InterceptDaemon:
         self.started_at = time.time()
         self.exit_code = 0
         self._flush_timer: Optional[TimerHandle] = None
+        self._peer_log_start, self._peer_log_count, self._peer_log_skipped = 0.0, 0, 0
+        for name in ("accept_errors", "clients_refused_busy", "log_lines_skipped"):
+            self.counters.setdefault(name, 0)
         # --netem-*: response frames held, dropped or reordered on their way to tcpcopy
         try:
             shaping = read_netem(opts.netem_file, opts.netem)
@@ -219,28 +222,68 @@ class InterceptDaemon:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self.log.error("accept failed", errno=exc.errno)
+                # out of descriptors (EMFILE/ENFILE) or the like: the pending connection stays
+                # in the backlog and the listener stays readable, so stop watching it for a
+                # while instead of spinning at full CPU
+                self.counters["accept_errors"] += 1
+                self._peer_log("error", "accept failed", exc.errno)
+                self.loop.remove_reader(self.listener)
+                self.loop.call_later(ACCEPT_BACKOFF, self._resume_accept)
                 return
             sock.setblocking(False)
+            if self._pending_auth() >= MAX_PENDING_AUTH:
+                # a connect flood: never more than this many peers that have not proved the key
+                self.counters["clients_refused_busy"] += 1
+                self._peer_log("warn", f"refused {host}:{port}: {MAX_PENDING_AUTH} peers "
+                                       "still authenticating")
+                sock.close()
+                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = _Client(sock, f"{host}:{port}", ServerChannel(self.key, self.loop.time()))
             self.clients[sock.fileno()] = client
             self.counters["clients_accepted"] += 1
-            self.log.notice(f"it adds fd:{sock.fileno()} ({client.addr})")
+            self._peer_log("notice", f"it adds fd:{sock.fileno()} ({client.addr})")
             self.loop.add_reader(sock, partial(self._on_readable, client))
             if client.chan.deadline is not None:
                 client.timer = self.loop.call_at(client.chan.deadline,
                                                  partial(self._on_auth_timeout, client))
             self._send(client, client.chan.take_output())
 
+    def _resume_accept(self) -> None:
+        self.loop.add_reader(self.listener, self._on_accept)
+
+    def _pending_auth(self) -> int:
+        return sum(1 for c in self.clients.values() if not c.chan.authenticated)
+
+    def _peer_log(self, level: str, msg: str, errno: Optional[int] = None) -> None:
+        """Lines about peers (connects, rejections, closes), at most PEER_LOG_BURST per
+        PEER_LOG_WINDOW s: a flood of hostile peers must not flood the log; the lines left out
+        are counted and summed up in the next line that gets through."""
+        now = self.loop.time()
+        if now - self._peer_log_start >= PEER_LOG_WINDOW:
+            if self._peer_log_skipped:
+                self.log.warn(f"{self._peer_log_skipped} log lines about peers left out in "
+                              f"the last {PEER_LOG_WINDOW:g} s")
+            self._peer_log_start, self._peer_log_count, self._peer_log_skipped = now, 0, 0
+        if self._peer_log_count >= PEER_LOG_BURST:
+            self._peer_log_skipped += 1
+            self.counters["log_lines_skipped"] += 1
+            return
+        self._peer_log_count += 1
+        self.log.log(level, msg, errno)
+
     def _on_auth_timeout(self, client: _Client) -> None:
+        client.timer = None
+        if client.chan.closed and not client.chan.authenticated:
+            self._close(client, "authentication timeout")       # closed by a late read
+            return
         closed = client.chan.check_timeout(self.loop.time())
         if closed is not None:
             self._reject(client, closed)
 
     def _reject(self, client: _Client, closed: Closed) -> None:
         self.counters["clients_rejected_auth"] += 1
-        self.log.warn(f"rejected {client.addr}: {closed.reason}")
+        self._peer_log("warn", f"rejected {client.addr}: {closed.reason}")
         self._close(client, closed.reason)
 
     def _on_readable(self, client: _Client) -> None:
@@ -331,8 +374,8 @@ class InterceptDaemon:
             client.timer.cancel()
         dropped = self.router.drop_connection(fd)
         self.counters["clients_closed"] += 1
-        self.log.notice(f"release tunnel resources, fd:{fd} ({client.addr}: {reason}, "
-                        f"{dropped} routes dropped)")
+        self._peer_log("notice", f"release tunnel resources, fd:{fd} ({client.addr}: {reason}, "
+                                 f"{dropped} routes dropped)")
         client.sock.close()
 
     # -- timers ------------------------------------------------------------------------------
@@ -372,6 +415,13 @@ class InterceptDaemon:
             write_stats(self.opts.stats_file, doc)
         except OSError as exc:
             self.log.error(f"stats file {self.opts.stats_file}", errno=exc.errno)
+
+
+LISTEN_BACKLOG = 1024       # connections the kernel queues before intercept accepts them
+MAX_PENDING_AUTH = 128     # peers connected that have not proved the key yet, at most
+ACCEPT_BACKOFF = 0.5       # s without accepting after accept() failed (EMFILE …)
+PEER_LOG_BURST = 50        # log lines about peers per PEER_LOG_WINDOW, at most
+PEER_LOG_WINDOW = 10.0
 
 
 def ip_port(ip: int, port: int) -> str:

@@ -34,17 +34,24 @@ def format_log_line(level: str, msg: str, now: float) -> str:
     return f"{time.strftime('%Y/%m/%d %H:%M:%S', lt)} +{ms:03d} [{level}] {msg}"
 
 
+LOG_MAX_BYTES = 16 << 20     # a log file is rotated (PATH.1) past this size
+
+
 class Logger:
     """Line logger with the original format. Never raises on write errors (logs are best-effort)."""
 
     def __init__(self, path: Optional[str] = None, min_level: str = "info",
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, max_bytes: int = LOG_MAX_BYTES) -> None:
         self.path = path
         self._rank = LEVELS.index(min_level) if min_level in LEVELS else LEVELS.index("info")
         self._clock = clock
         self._fh: Optional[IO[str]] = None
+        self.max_bytes = max_bytes
+        self._size = 0
         if path is not None:
             self._fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            with contextlib.suppress(OSError):
+                self._size = os.fstat(self._fh.fileno()).st_size
 
     def log(self, level: str, msg: str, errno: Optional[int] = None) -> None:
         if level in LEVELS and LEVELS.index(level) > self._rank:
@@ -53,7 +60,19 @@ class Logger:
             msg = f"{msg} ({os.strerror(errno)})"
         line = format_log_line(level, msg, self._clock()) + "\n"
         with contextlib.suppress(OSError, ValueError):
+            if self._fh is not None and self._size + len(line) > self.max_bytes:
+                self._rotate()
             (self._fh or sys.stderr).write(line)
+            self._size += len(line)
+
+    def _rotate(self) -> None:
+        """The log grew past ``max_bytes``: it becomes ``PATH.1`` (one old file is kept) and a
+        new one starts, so a daemon that runs for days never fills the disk."""
+        assert self._fh is not None and self.path is not None
+        self._fh.close()
+        os.replace(self.path, self.path + ".1")
+        self._fh = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._size = 0
 
     def error(self, msg: str, errno: Optional[int] = None) -> None:
         self.log("error", msg, errno)

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(openssh-server nginx iptables iproute2 tcpdump conntrack libpcap0.8 wrk ethtool
-      redis-server redis-tools procps python3-venv curl)
+      redis-server redis-tools procps python3-venv curl
+      chromium)  # chromium: the report tests render the HTML reports headless
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -93,7 +93,13 @@ class _Channel:
         if self._closed is not None:
             return False
         self._buf += data
-        return self.authenticated or (self.check_timeout(now) is None and self._auth(events))
+        if self.authenticated:
+            return True
+        late = self.check_timeout(now)
+        if late is not None:            # bytes after the deadline: the caller must close it
+            events.append(late)
+            return False
+        return self._auth(events)
 
     def _auth(self, events: List[Any]) -> bool:
         raise NotImplementedError

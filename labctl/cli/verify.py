@@ -17,9 +17,12 @@ from rich.live import Live
 
 from labctl.cli.app import app
 from labctl.cli.render import verify as rv
+from labctl.drill.steps import watch_records
 from labctl.errors import UsageError, VerifyFailed
 from labctl.hosts.journal import local_state_root
 from labctl.inventory.models import Inventory
+from labctl.report import verify as rp
+from labctl.report.series import Traffic
 from labctl.transport.pool import HostPool
 from labctl.up.run import resolve
 from labctl.verify import fetch as core
@@ -67,6 +70,10 @@ def verify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     target: Optional[str] = typer.Option(None, "--target",
                                          help="Compare only this target (hosts.targets)."),
+    report_dir: Optional[Path] = typer.Option(
+        None, "--report", metavar="DIR", help="Also write report.html (plots inline), "
+        "report.md and report.json into DIR (after the last refresh with --watch; with "
+        "several targets, give --target)."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict
     (with several targets: one ledger and verdict per target; PASS only if all pass)."""
@@ -77,6 +84,10 @@ def verify_cmd(
     if interval <= 0:
         raise UsageError(f"--interval {interval:g}: expected seconds > 0")
     inv = resolve_inventory(inventory)
+    if report_dir is not None and len(inv.targets) > 1 and target is None:
+        raise UsageError("--report writes one target's report; this inventory has "
+                         f"{len(inv.targets)} targets",
+                         hint="add --target " + " or --target ".join(t.name for t in inv.targets))
     seconds = parse_duration(window) if window is not None else None
     scope = core.resolve_scope(inv, since_up, seconds)
     console = Console()
@@ -90,6 +101,10 @@ def verify_cmd(
             typer.echo(view.json(report))
         else:
             console.print(view.render(report))
+    if report_dir is not None:
+        single = report.targets[0].report if isinstance(report, TargetsReport) else report
+        paths = write_report(session, single, inventory, report_dir)
+        typer.echo("report: " + ", ".join(str(p) for p in paths), err=as_json)
     if not report.verdict.passed:
         word = "INCONCLUSIVE" if report.verdict.inconclusive else "FAIL"
         raise VerifyFailed(f"verdict {word}: " + "; ".join(report.verdict.reasons),
@@ -117,6 +132,24 @@ class _View:
         if isinstance(report, TargetsReport):
             return rv.verify_targets_json(report)
         return rv.verify_json(report)
+
+
+def write_report(session: core.Watch, report: LedgerReport, inventory: Optional[Path],
+                 directory: Path) -> list[Path]:
+    """The verify report of this session's last refresh, written into `directory`."""
+    online, target = watch_records(session, session.targets[0].name)
+    rep = rp.VerifyReport(report, Traffic(online, target, report.window), session.inv.lab,
+                          str(inventory) if inventory else "(the lab that is up)",
+                          _scope_text(session.scope), time.time())
+    return rp.write_report(rep, directory)
+
+
+def _scope_text(scope: core.Scope) -> str:
+    if scope.window is not None:
+        return f"the last {scope.window:g} s"
+    if scope.marks is not None:
+        return f"everything logged since `up` marked the logs ({rp.when(scope.marks.taken_at)})"
+    return f"everything logged since `up` finished ({rp.when(scope.since)})"
 
 
 def _watch(session: _View, report: Report, console: Console, interval: float) -> Report:

@@ -9,7 +9,7 @@ overrides into inventory YAML) and the result dataclasses `DrillResult` / `StepR
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 import yaml
@@ -26,6 +26,7 @@ from labctl.drill.runbook import (
     WaitStep,
 )
 from labctl.verify.ledger import LedgerReport
+from labctl.verify.logparse import LogRecord
 
 #: Steps that need the copy setup to be up (after an `up`, before a `down`).
 NEEDS_UP = ("fault", "verify")
@@ -50,7 +51,9 @@ class StepResult:
 
     `status` is "skipped" until the step ran, then "ok" or "failed" (an error, or an unmet
     check). `started_at` is wall-clock time, `duration` seconds; `details` are the step's own
-    figures (plain values: the report shows them as key/value rows); `ledger` is set by verify.
+    figures (plain values: the report shows them as key/value rows); `ledger` is set by verify,
+    and `records` with the access-log records it compared (online hosts', target's), which the
+    report draws its plots from and never writes out (see `json_fields`).
     """
 
     index: int  # 1-based, as in the runbook
@@ -63,6 +66,12 @@ class StepResult:
     checks: list[Check] = field(default_factory=list)
     error: str = ""
     ledger: Optional[LedgerReport] = None
+    records: Optional[tuple[list[LogRecord], list[LogRecord]]] = field(default=None,
+                                                                        repr=False)
+
+    def json_fields(self) -> dict[str, Any]:
+        """The step as it is written to result.json: every field but `records`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "records"}
 
 
 @dataclass

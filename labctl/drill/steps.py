@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from labctl.drill.context import (
     Background,
@@ -45,6 +45,8 @@ from labctl.lab.inventory import write_lab_inventory
 from labctl.up import down as up_down
 from labctl.up import run as up_run
 from labctl.verify import fetch as vf
+from labctl.verify import selection as vs
+from labctl.verify.logparse import LogRecord
 
 #: How long a verify waits for background traffic to finish before judging.
 JOIN_BEFORE_VERIFY = 300.0
@@ -138,8 +140,9 @@ class LiveSteps(StepExecutor):
             settle(ctx, step.settle, step.settle_timeout)
         inv = ctx.inventory
         scope = vf.Scope(marks=ctx.marks) if ctx.marks else vf.resolve_scope(inv, True, None)
-        report = vf.run_verify(inv, ctx.hosts(), scope)
-        res.ledger = report
+        watch = vf.Watch(inv, ctx.hosts(), scope)
+        report = watch.refresh()
+        res.ledger, res.records = report, watch_records(watch)
         buckets = copier_latency(ctx)
         window = window_latency(buckets, ctx.latency_marks)
         res.checks = check_verify(step, report) + check_latency(step, window)
@@ -187,6 +190,22 @@ class LiveSteps(StepExecutor):
 
     def close(self, ctx: Context) -> None:
         ctx.close_pool()
+
+
+def watch_records(watch: vf.Watch, target: Optional[str] = None
+                  ) -> tuple[list[LogRecord], list[LogRecord]]:
+    """The records a verify compared (for the report's plots): the online hosts' requests
+    copies were expected of (with engine.select, the selected ones, as the ledger counts
+    them), and everything `target` (default: the first target) logged."""
+    target = target or watch.inv.targets[0].name
+    onlines = {h.name for h in watch.inv.hosts.online}
+    online = [r for (host, _), recs in watch.records.items() if host in onlines for r in recs]
+    sel = vs.for_inventory(watch.inv)
+    if sel is not None:
+        kept = vs.split(sel, online).kept
+        online = [r for r in online if id(r) in kept]
+    return online, [r for (host, _), recs in watch.records.items() if host == target
+                    for r in recs]
 
 
 # ---------------------------------------------------------------- prepare

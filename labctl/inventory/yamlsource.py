@@ -89,10 +89,43 @@ def compose_mapping(text: str, source: str,
     `error(message, hint=...)` naming `source:line`."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        too_big = root is not None and expanded_size(root) > MAX_EXPANDED_NODES
+    except RecursionError:
+        raise error(f"{source}: nested too deeply to be an inventory or runbook",
+                    hint="check the file: lists or mappings nest thousands of levels") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise error(f"{where}: not valid YAML: {problem}",
                     hint="check indentation and quoting near that line") from None
+    if too_big:
+        raise error(f"{source}: aliases expand to more than {MAX_EXPANDED_NODES:,} YAML nodes",
+                    hint="an inventory or runbook never needs that many; a file of nested "
+                         "aliases (a 'billion laughs' YAML bomb) is refused before it expands")
     return root if isinstance(root, yaml.MappingNode) else None
+
+
+MAX_EXPANDED_NODES = 100_000
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has once every alias is expanded (aliases are shared node
+    objects after `compose`; each is counted once per use, in time linear in the file)."""
+    memo: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        memo[key] = 1                       # (a recursive alias counts once)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        total = min(total, MAX_EXPANDED_NODES + 1)
+        memo[key] = total
+        return total
+
+    return size(root)

@@ -74,6 +74,13 @@ def test_smoke_drill_passes_and_reports(drill_env: dict[str, Any],
     assert "| 1000 (online 1000) |" in md.replace("online requests ", "")
     assert "**Engine counters**" in md and "requests_sent=" in md
     assert "PASSED" in html and "<script" not in html
+    # the plots: the drill's traffic as one timeline and the counters of its verify step
+    assert set(result["plots"]) == {"rate", "ratio", "latency", "status", "counters"}
+    rate = result["plots"]["rate"]["data"]
+    assert round(sum(rate["online_rps"]) * rate["bin_seconds"]) == 1000
+    assert result["plots"]["latency"]["data"]["online"]["samples"] == 1000
+    assert html.count("<svg") == 5 and "step starts" in html
+    assert all("records" not in s for s in result["steps"])
     assert [c["action"] for c in result["cleanup"]] == ["destroy lab"]
     assert_nothing_left(drill_env["name"])
 

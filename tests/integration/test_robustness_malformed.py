@@ -332,3 +332,69 @@ def test_hostile_channel_peers_and_route_flood_during_live_copy(rig: Rig) -> Non
     assert rig.stats("intercept").get("routes", 0) <= 300
     assert any(i.get("connections", 0) > 0 for i in rig.stats("tcpcopy").get("intercepts", []))
     assert ratio >= 0.99, (ratio, ic, tc)
+
+
+CONNECT_FLOOD = r"""
+import json, selectors, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sel = selectors.DefaultSelector()
+t0 = time.monotonic()
+for i in range(n):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))
+    sel.register(s, selectors.EVENT_READ, (i, time.monotonic()))
+connect_time = time.monotonic() - t0
+closed, got, first = {}, {}, {}
+deadline = time.monotonic() + 12
+while time.monotonic() < deadline and len(closed) < n:
+    for key, _ in sel.select(timeout=0.1):
+        i, at = key.data
+        try:
+            data = key.fileobj.recv(4096)
+        except BlockingIOError:
+            continue
+        except OSError:
+            data = b""
+        now = time.monotonic()
+        if data:
+            got[i] = got.get(i, 0) + len(data)
+            first.setdefault(i, now)
+        else:
+            # how long a peer that got the challenge was left open after it
+            closed[i] = now - first[i] if i in first else 0.0
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+print(json.dumps({"connected": n, "closed": len(closed), "connect_s": connect_time,
+                  "challenged": len(first),
+                  "latest_close": max(closed.values(), default=None),
+                  "max_bytes": max(got.values(), default=0)}))
+"""
+
+
+def test_a_connect_flood_on_the_channel_port_is_bounded_and_closed(rig: Rig) -> None:
+    """1,000 concurrent connections that never authenticate, during a live copy: at most 128
+    wait for the handshake at a time (the rest are refused at once), every challenged one is
+    closed within 1.5 s of its challenge, all are closed, none gets more than the 20-byte
+    challenge, and the copy goes on."""
+    rig.route_pool_via_assistant()
+    rig.start_intercept()
+    intercept = rig.procs[-1]
+    rig.start_tcpcopy()
+    gen = rig.spawn("client", [sys.executable, "-m", "labctl.lab.traffic", "--url",
+                               f"http://{rig.online}", "--requests", "600", "--rate", "150",
+                               "--mode", "keepalive", "--connections", "2", "--seq-query",
+                               "--json", "--timeout", "20"], "gen")
+    res = subprocess.run([*rig.lab.ns_argv("online"), sys.executable, "-c", CONNECT_FLOOD,
+                          rig.assistant, "36524", "1000"], capture_output=True, text=True,
+                         timeout=60, check=True)
+    flood = json.loads(res.stdout.strip().splitlines()[-1])
+    assert gen.wait(60) == 0
+    copies = settle(rig, 600, timeout=30)
+    ic = rig.stats("intercept")["counters"]
+    print(f"flood={flood} intercept={ic}")
+    assert intercept.poll() is None
+    assert flood["closed"] == flood["connected"] and flood["latest_close"] < 1.5, flood
+    assert flood["max_bytes"] <= 20, flood
+    assert ic["clients_refused_busy"] > 0 and ic["clients_rejected_auth"] > 0, ic
+    assert fidelity(rig.online_truth(), copies) >= 0.999

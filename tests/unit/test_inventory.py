@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 
 import pytest
 
+from labctl.drill.runbook import RunbookError, parse_runbook
 from labctl.errors import ExitCode, InventoryError
 from labctl.inventory.load import load_inventory, parse_inventory, pool_network
 from labctl.lab.inventory import render_lab_inventory
@@ -107,3 +109,21 @@ def test_local_inventory_matches_the_real_lab_plan() -> None:
     assert (ROOT / "inventories/local.yaml").read_text() == render_lab_inventory(info)
     inv = parse_inventory(render_lab_inventory(plan_lab("zz9", 77), "two-server"))
     assert inv.hosts.online[0].known_hosts == "/run/labctl-lab/zz9/known_hosts"
+
+
+def test_yaml_bombs_and_deep_nesting_are_refused_fast() -> None:
+    """Nested aliases (a 'billion laughs' bomb of a few hundred bytes) are refused before they
+    expand; a file nested thousands of levels deep is refused, not a traceback."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdef", "bcdefg"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    bomb = "\n".join(lines) + "\n"
+    assert len(bomb) < 400
+    started = time.monotonic()
+    with pytest.raises(InventoryError, match="aliases expand to more than 100,000"):
+        parse_inventory(bomb, "bomb.yaml")
+    with pytest.raises(RunbookError, match="aliases expand"):
+        parse_runbook(bomb, "bomb.yaml")
+    assert time.monotonic() - started < 2.0
+    with pytest.raises(InventoryError, match="nested too deeply"):
+        parse_inventory("a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")

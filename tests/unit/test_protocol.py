@@ -169,6 +169,17 @@ def test_silent_peer_times_out() -> None:
     assert C.AUTH_TIMEOUT < 1.0
 
 
+def test_bytes_after_the_deadline_close_the_peer_at_once() -> None:
+    """A peer whose first bytes arrive after the auth deadline but before the timer fired:
+    the read itself must report the close (it used to be closed silently, socket left open)."""
+    server = C.ServerChannel(KEY, 10.0)
+    client = C.ClientChannel(KEY, 10.0)
+    client.feed(server.take_output(), 10.0)
+    events = server.feed(client.take_output(), 10.0 + C.AUTH_TIMEOUT + 0.01)
+    assert events == [C.Closed("authentication timeout", True)] and server.closed
+    assert server.check_timeout(20.0) is None          # reported once, by the read
+
+
 def test_fake_intercept_gets_no_routes() -> None:
     client = C.ClientChannel(KEY, 0.0)
     client.register(1, 2, 3, 4)
