@@ -69,3 +69,10 @@ class DrillFailed(LabctlError):
     """A drill runbook's expectations did not hold."""
 
     exit_code = ExitCode.DRILL_FAILED
+
+
+class CompareFailed(LabctlError):
+    """`labctl compare` flagged a regression of the candidate (or could judge nothing):
+    exit 3, like a verify whose verdict did not hold."""
+
+    exit_code = ExitCode.VERIFY_FAILED

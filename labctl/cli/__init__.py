@@ -1,10 +1,10 @@
 """The `labctl` command line: parse, call the core, render, map errors to exit codes.
 
 `app` (labctl.cli.app) is the typer application; each group of commands lives in its own module
-(`ops`, `demo`, `lab`, `verify`, `drill`) and registers itself on `app` when imported, which this
-package does at import. `render/` turns reports into rich tables and JSON; `console` holds the
-rich consoles and the progress spinner. `main` is the console entry point and the one place that
-turns errors into messages and exit codes.
+(`ops`, `demo`, `lab`, `verify`, `compare`, `drill`) and registers itself on `app` when
+imported, which this package does at import. `render/` turns reports into rich tables and
+JSON; `console` holds the rich consoles and the progress spinner. `main` is the console entry
+point and the one place that turns errors into messages and exit codes.
 
 May import: every labctl package (cli is the top layer). Only labctl.cli imports typer or rich.
 """
@@ -26,6 +26,7 @@ from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.cli import ops  # noqa: F401  (up, plan, status, down)
 from labctl.cli import demo  # noqa: F401
 from labctl.cli import verify  # noqa: F401  (verify, diagnose)
+from labctl.cli import compare  # noqa: F401
 from labctl.cli import drill  # noqa: F401
 from labctl.cli import lab  # noqa: F401  (the `lab` group is listed last anyway)
 # isort: on

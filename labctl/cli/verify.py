@@ -73,7 +73,7 @@ def verify_cmd(
     report_dir: Optional[Path] = typer.Option(
         None, "--report", metavar="DIR", help="Also write report.html (plots inline), "
         "report.md and report.json into DIR (after the last refresh with --watch; with "
-        "several targets, give --target)."),
+        "several targets, of the --target one)."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict
     (with several targets: one ledger and verdict per target; PASS only if all pass)."""
@@ -84,16 +84,17 @@ def verify_cmd(
     if interval <= 0:
         raise UsageError(f"--interval {interval:g}: expected seconds > 0")
     inv = resolve_inventory(inventory)
-    if report_dir is not None and len(inv.targets) > 1 and target is None:
-        raise UsageError("--report writes one target's report; this inventory has "
-                         f"{len(inv.targets)} targets",
-                         hint="add --target " + " or --target ".join(t.name for t in inv.targets))
+    several = len(inv.targets) > 1 and target is None
+    if report_dir is not None and several:
+        raise UsageError("--report with several targets: name the one to report on "
+                         "(--target NAME)", hint="targets: " + ", ".join(
+                             t.name for t in inv.targets))
     seconds = parse_duration(window) if window is not None else None
     scope = core.resolve_scope(inv, since_up, seconds)
     console = Console()
     with _pool(inv) as pool:
         session = core.Watch(inv, pool, scope, only=target)
-        view = _View(session, several=len(inv.targets) > 1)
+        view = _View(session, several=several)
         report = view.refresh()
         if watch:
             report = _watch(view, report, console, interval)
@@ -101,14 +102,31 @@ def verify_cmd(
             typer.echo(view.json(report))
         else:
             console.print(view.render(report))
-    if report_dir is not None:
-        single = report.targets[0].report if isinstance(report, TargetsReport) else report
-        paths = write_report(session, single, inventory, report_dir)
-        typer.echo("report: " + ", ".join(str(p) for p in paths), err=as_json)
+        if report_dir is not None and isinstance(report, LedgerReport):
+            paths = write_report(session, report, inventory, report_dir)
+            typer.echo("report: " + ", ".join(str(p) for p in paths), err=as_json)
     if not report.verdict.passed:
         word = "INCONCLUSIVE" if report.verdict.inconclusive else "FAIL"
         raise VerifyFailed(f"verdict {word}: " + "; ".join(report.verdict.reasons),
                            hint="see the attribution table (or --json) for where copies went")
+
+
+def write_report(session: core.Watch, report: LedgerReport, inventory: Optional[Path],
+                 directory: Path) -> list[Path]:
+    """The verify report of this session's last refresh, written into `directory`."""
+    online, target = watch_records(session)
+    rep = rp.VerifyReport(report, Traffic(online, target, report.window), session.inv.lab,
+                          str(inventory) if inventory else "(the lab that is up)",
+                          _scope_text(session.scope), time.time())
+    return rp.write_report(rep, directory)
+
+
+def _scope_text(scope: core.Scope) -> str:
+    if scope.window is not None:
+        return f"the last {scope.window:g} s"
+    if scope.marks is not None:
+        return f"everything logged since `up` marked the logs ({rp.when(scope.marks.taken_at)})"
+    return f"everything logged since `up` finished ({rp.when(scope.since)})"
 
 
 Report = Union[LedgerReport, TargetsReport]
@@ -132,24 +150,6 @@ class _View:
         if isinstance(report, TargetsReport):
             return rv.verify_targets_json(report)
         return rv.verify_json(report)
-
-
-def write_report(session: core.Watch, report: LedgerReport, inventory: Optional[Path],
-                 directory: Path) -> list[Path]:
-    """The verify report of this session's last refresh, written into `directory`."""
-    online, target = watch_records(session, session.targets[0].name)
-    rep = rp.VerifyReport(report, Traffic(online, target, report.window), session.inv.lab,
-                          str(inventory) if inventory else "(the lab that is up)",
-                          _scope_text(session.scope), time.time())
-    return rp.write_report(rep, directory)
-
-
-def _scope_text(scope: core.Scope) -> str:
-    if scope.window is not None:
-        return f"the last {scope.window:g} s"
-    if scope.marks is not None:
-        return f"everything logged since `up` marked the logs ({rp.when(scope.marks.taken_at)})"
-    return f"everything logged since `up` finished ({rp.when(scope.since)})"
 
 
 def _watch(session: _View, report: Report, console: Console, interval: float) -> Report:

@@ -20,6 +20,7 @@ from typing import IO, Callable, Optional, Protocol
 
 from labctl.drill.model import DrillResult, StepResult
 from labctl.drill.runbook import (
+    CompareStep,
     DownStep,
     FaultStep,
     Runbook,
@@ -138,6 +139,9 @@ class StepExecutor(Protocol):
     def wait(self, ctx: Context, step: WaitStep, res: StepResult) -> None: ...
 
     def verify(self, ctx: Context, step: VerifyStep, res: StepResult) -> None: ...
+
+    def compare(self, ctx: Context, step: CompareStep, res: StepResult) -> None:
+        """`labctl compare` over the traffic since the last mark (the mark stays)."""
 
     def apply_fault(self, ctx: Context, step: FaultStep) -> Fault:
         """Inject a fault (`step.kind` is one of FAULT_PAIRS); the Fault knows its revert."""

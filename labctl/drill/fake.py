@@ -8,12 +8,13 @@ Unit tests run the real `run_drill` through it (no root, no network, no sleeping
                    "destroy lab", "close"]
 
 Each call is recorded as a label: `prepare`, `up`, `down`, `traffic`, `wait`, `verify`,
-`fault <kind>`, `revert <kind>`, `stop traffic`, `teardown`, `destroy lab`, `close`. `fail`,
-`unmet` and `interrupt` name labels, or `label#k` for the k-th call with that label (1-based):
-`fail` raises LabctlError("boom", hint="look here"), `interrupt` raises KeyboardInterrupt,
-`unmet` makes a verify's verdict check fail. The fake keeps the context contract: `up` sets
-`ctx.up`, `down`/`teardown` clear it, `prepare` plans (without building) the runbook's lab so
-that cleanup destroys it. Background traffic is not modelled (`ctx.background` stays None).
+`compare`, `fault <kind>`, `revert <kind>`, `stop traffic`, `teardown`, `destroy lab`,
+`close`. `fail`, `unmet` and `interrupt` name labels, or `label#k` for the k-th call with that
+label (1-based): `fail` raises LabctlError("boom", hint="look here"), `interrupt` raises
+KeyboardInterrupt, `unmet` makes a verify's (or compare's) verdict check fail. The fake keeps
+the context contract: `up` sets `ctx.up`, `down`/`teardown` clear it, `prepare` plans
+(without building) the runbook's lab so that cleanup destroys it. Background traffic is not
+modelled (`ctx.background` stays None).
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from dataclasses import dataclass, field
 
 from labctl.drill.context import Context, Fault, StepExecutor
 from labctl.drill.model import Check, DrillResult, StepResult
-from labctl.drill.runbook import DownStep, FaultStep, TrafficStep, UpStep, VerifyStep, WaitStep
+from labctl.drill.runbook import (
+    CompareStep,
+    DownStep,
+    FaultStep,
+    TrafficStep,
+    UpStep,
+    VerifyStep,
+    WaitStep,
+)
 from labctl.errors import LabctlError
 from labctl.lab import plan_lab
 
@@ -73,6 +82,12 @@ class FakeSteps(StepExecutor):
         got = {"pass": "fail", "fail": "pass"}[step.expect] if unmet else step.expect
         res.checks = [Check("verdict", not unmet, f"ledger verdict {got.upper()} "
                                                   f"(expected {step.expect})")]
+
+    def compare(self, ctx: Context, step: CompareStep, res: StepResult) -> None:
+        unmet = bool(self._call("compare") & set(self.unmet))
+        want = "PASS" if step.expect == "pass" else "REGRESSION"
+        got = {"PASS": "REGRESSION", "REGRESSION": "PASS"}[want] if unmet else want
+        res.checks = [Check("verdict", not unmet, f"compare verdict {got} (expected {want})")]
 
     def apply_fault(self, ctx: Context, step: FaultStep) -> Fault:
         self._call(f"fault {step.kind}")

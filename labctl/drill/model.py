@@ -14,9 +14,12 @@ from typing import Any, Optional
 
 import yaml
 
+from labctl.compare.document import verdict_word
+from labctl.compare.types import CompareReport
 from labctl.drill.runbook import (
     FAULT_ENDS,
     FAULT_PAIRS,
+    CompareStep,
     FaultStep,
     Runbook,
     RunbookError,
@@ -29,7 +32,7 @@ from labctl.verify.ledger import LedgerReport
 from labctl.verify.logparse import LogRecord
 
 #: Steps that need the copy setup to be up (after an `up`, before a `down`).
-NEEDS_UP = ("fault", "verify")
+NEEDS_UP = ("fault", "verify", "compare")
 
 
 # ---------------------------------------------------------------- results
@@ -66,6 +69,7 @@ class StepResult:
     checks: list[Check] = field(default_factory=list)
     error: str = ""
     ledger: Optional[LedgerReport] = None
+    comparison: Optional[CompareReport] = None
     records: Optional[tuple[list[LogRecord], list[LogRecord]]] = field(default=None,
                                                                         repr=False)
 
@@ -279,6 +283,24 @@ def verify_details(r: LedgerReport) -> dict[str, Any]:
             "copy ratio": None if r.copy_ratio is None else round(r.copy_ratio, 4),
             "expected ratio": r.expected_ratio, "missing": r.attribution.missing,
             "ledger verdict": "PASS" if r.verdict.passed else "FAIL"}
+
+
+def check_compare(step: CompareStep, report: CompareReport) -> list[Check]:
+    """A compare step's expectation against the comparison's verdict (INCONCLUSIVE meets
+    neither `pass` nor `regression`)."""
+    word = verdict_word(report)
+    want = "PASS" if step.expect == "pass" else "REGRESSION"
+    why = "" if report.verdict.passed else ": " + "; ".join(report.verdict.reasons)
+    return [Check("verdict", word == want,
+                  f"compare verdict {word} (expected {want}){why}")]
+
+
+def compare_details(r: CompareReport) -> dict[str, Any]:
+    """A compare step's headline figures (the step's `details`)."""
+    return {"matched requests": r.matched, "endpoints": len(r.endpoints),
+            "judged": sum(1 for e in r.endpoints if e.judged), "noise": r.noise,
+            "flags": [f"{f.endpoint}: {f.summary}" for f in r.flags],
+            "compare verdict": verdict_word(r)}
 
 
 def apply_overrides(inventory_text: str, overrides: dict[str, Any]) -> str:

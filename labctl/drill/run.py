@@ -33,6 +33,7 @@ from labctl.drill.model import (
 )
 from labctl.drill.runbook import (
     FAULT_ENDS,
+    CompareStep,
     DownStep,
     FaultStep,
     Step,
@@ -118,6 +119,8 @@ def execute(ctx: Context, executor: StepExecutor, step: Step, res: StepResult) -
         executor.wait(ctx, step, res)
     elif isinstance(step, VerifyStep):
         executor.verify(ctx, step, res)
+    elif isinstance(step, CompareStep):
+        executor.compare(ctx, step, res)
     else:
         _fault(ctx, executor, step, res)
 

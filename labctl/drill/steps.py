@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from labctl.compare.fetch import compared_targets, run_compare
 from labctl.drill.context import (
     Background,
     Context,
@@ -30,15 +31,26 @@ from labctl.drill.model import (
     DrillResult,
     StepResult,
     apply_overrides,
+    check_compare,
     check_latency,
     check_verify,
+    compare_details,
     verify_details,
     window_latency,
 )
-from labctl.drill.runbook import DownStep, FaultStep, TrafficStep, UpStep, VerifyStep, WaitStep
+from labctl.drill.runbook import (
+    CompareStep,
+    DownStep,
+    FaultStep,
+    TrafficStep,
+    UpStep,
+    VerifyStep,
+    WaitStep,
+)
 from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.hosts import daemons as dm
 from labctl.inventory.load import parse_inventory
+from labctl.inventory.models import HostSpec
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab
 from labctl.lab import destroy_lab as destroy_local_lab
 from labctl.lab.inventory import write_lab_inventory
@@ -64,7 +76,7 @@ class LiveSteps(StepExecutor):
         rb = ctx.runbook
         overrides = rb.engine.as_update()
         if rb.lab is not None:
-            text = _build_lab(ctx, rb.lab.topology)
+            text = _build_lab(ctx, rb.lab.topology, rb.lab.targets)
             result.topology = rb.lab.topology
         else:
             path = _inventory_path(str(rb.inventory), result.source)
@@ -152,6 +164,22 @@ class LiveSteps(StepExecutor):
         ctx.marks = vf.mark_logs(inv, ctx.hosts())  # the next verify sees only what follows
         ctx.latency_marks = buckets
 
+    def compare(self, ctx: Context, step: CompareStep, res: StepResult) -> None:
+        """Baseline vs candidate over what happened since the last mark, judged by the step;
+        the mark stays where it is (a verify after this sees the same traffic)."""
+        inv = ctx.inventory
+        targets = compared_targets(inv)  # a usage error before waiting on anything
+        if ctx.background is not None:
+            join_traffic(ctx, JOIN_BEFORE_VERIFY)
+        if step.settle:
+            for spec in targets.values():
+                settle(ctx, step.settle, step.settle_timeout, spec)
+        scope = vf.Scope(marks=ctx.marks) if ctx.marks else vf.resolve_scope(inv, True, None)
+        report = run_compare(inv, ctx.hosts(), scope)
+        res.comparison = report
+        res.checks = check_compare(step, report)
+        res.details = compare_details(report)
+
     def apply_fault(self, ctx: Context, step: FaultStep) -> Fault:
         return inject(ctx, step)
 
@@ -192,14 +220,14 @@ class LiveSteps(StepExecutor):
         ctx.close_pool()
 
 
-def watch_records(watch: vf.Watch, target: Optional[str] = None
-                  ) -> tuple[list[LogRecord], list[LogRecord]]:
+def watch_records(watch: vf.Watch) -> tuple[list[LogRecord], list[LogRecord]]:
     """The records a verify compared (for the report's plots): the online hosts' requests
     copies were expected of (with engine.select, the selected ones, as the ledger counts
-    them), and everything `target` (default: the first target) logged."""
-    target = target or watch.inv.targets[0].name
-    onlines = {h.name for h in watch.inv.hosts.online}
-    online = [r for (host, _), recs in watch.records.items() if host in onlines for r in recs]
+    them), and everything the target logged."""
+    targets = {t.name for t in watch.inv.targets}
+    target = watch.targets[0].name          # the (first) target this watch compares
+    online = [r for (host, _), recs in watch.records.items() if host not in targets
+              for r in recs]
     sel = vs.for_inventory(watch.inv)
     if sel is not None:
         kept = vs.split(sel, online).kept
@@ -211,10 +239,11 @@ def watch_records(watch: vf.Watch, target: Optional[str] = None
 # ---------------------------------------------------------------- prepare
 
 
-def _build_lab(ctx: Context, topology: str) -> str:
+def _build_lab(ctx: Context, topology: str, targets: int = 1) -> str:
     """Build the drill's lab; the text of the inventory written for it."""
-    ctx.say(f"building the local lab {ctx.lab_name} ({topology})")
-    ctx.lab = build_lab(LabSpec(name=ctx.lab_name))
+    more = f", {targets} targets" if targets > 1 else ""
+    ctx.say(f"building the local lab {ctx.lab_name} ({topology}{more})")
+    ctx.lab = build_lab(LabSpec(name=ctx.lab_name, targets=targets))
     assert_routes_via_lab(ctx.lab)
     path, text = write_lab_inventory(ctx.lab, topology)
     ctx.inv_path = str(path)
@@ -274,11 +303,13 @@ def join_traffic(ctx: Context, timeout: float) -> dict[str, Any]:
     return summary
 
 
-def settle(ctx: Context, quiet: float, timeout: float) -> dict[str, Any]:
+def settle(ctx: Context, quiet: float, timeout: float,
+           target: Optional[HostSpec] = None) -> dict[str, Any]:
     """Until the target's access log has not grown for `quiet` seconds (copies stopped);
-    {"target log bytes": size}. Raises RemoteError after `timeout`."""
+    {"target log bytes": size}. Raises RemoteError after `timeout`. `target`: which target
+    (default: the first)."""
     inv = ctx.inventory
-    spec = inv.targets[0]
+    spec = target or inv.targets[0]
     path = inv.log_for(spec).path
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()

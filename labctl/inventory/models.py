@@ -2,8 +2,8 @@
 
 Loading (YAML with line numbers, error messages naming file:line) lives in `labctl.inventory.load`;
 this module only says what a valid inventory is. Every model forbids unknown keys. The `engine:`
-section is in `engine_options`, the fake client pool's arithmetic in `pool`, the shared base
-model in `base`; all are importable from here.
+section is in `engine_options`, `compare:` in `compare_options`, the fake client pool's
+arithmetic in `pool`, the shared base model in `base`; all are importable from here.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from pydantic import Field, StrictBool, StrictInt, field_validator
 from pydantic import model_validator as _model_validator
 
 from labctl.inventory.base import FieldProblem, _Frozen
+from labctl.inventory.compare_options import Compare
 from labctl.inventory.engine_options import SELECT_RULES, Engine, Select, Strings
 from labctl.inventory.pool import MAX_POOL_PER_HOST, pool_network, pool_size, split_pool
 from labctl.model import CHAIN_PREFIX
 
 __all__ = ["HOST_NAME", "LAB_NAME", "LOG_FORMATS", "MAX_POOL_PER_HOST", "SELECT_RULES",
-           "Clients", "Conntrack", "Engine", "FieldProblem", "HostSpec", "Hosts", "Intercept",
-           "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service", "Strings",
-           "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size", "split_pool"]
+           "Clients", "Compare", "Conntrack", "Engine", "FieldProblem", "HostSpec", "Hosts",
+           "Intercept", "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service",
+           "Strings", "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size",
+           "split_pool"]
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
@@ -172,6 +174,7 @@ class Inventory(_Frozen):
     engine: Engine = Engine()
     logs: Logs = Logs()
     verify: Verify = Verify()
+    compare: Compare = Compare()
     state_dir: str = Field(default="/var/lib/labctl", pattern=r"^/")
     conntrack: Conntrack = Conntrack()
     ssh: SSHOptions = SSHOptions()

@@ -17,7 +17,9 @@ NEEDS = {"rate": "access-log records with a time",
          "ratio": "online requests with a time",
          "latency": "records with $request_time (the `labctl` log format logs it)",
          "status": "access-log records",
-         "counters": "engine counters read by verify steps"}
+         "counters": "engine counters read by verify steps",
+         "compare-latency": "judged endpoints with $request_time on every side",
+         "compare-errors": "a 5xx answer on some side (there was none)"}
 
 
 @dataclass

@@ -261,3 +261,66 @@ def counters_plot(cs: CounterSteps) -> Optional[Plot]:
                "Losses are drawn only when some step counted one.")
     data = {"steps": cs.steps, "volumes": cs.volumes, "losses": cs.losses}
     return Plot(name, title, caption, to_svg(fig, name, title), data)
+
+
+#: compare sides, in drawing order, and their colors
+COMPARE_SIDES = {"online": "#1f77b4", "baseline": "#2da44e", "baseline2": "#7ee2a8",
+                 "candidate": "#cf222e"}
+
+
+def compare_latency_plot(rows: Sequence[tuple[str, dict[str, tuple[float, float, float]]]],
+                         stat: str = "p90") -> Optional[Plot]:
+    """Per endpoint (`rows`: endpoint, side -> (value, low, high) ms), one dot per side with
+    its confidence interval as a bar: a candidate slower beyond the noise stands out."""
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        return None
+    name, title = "compare-latency", f"Latency {stat} per endpoint, by side"
+    fig, (ax,) = _figure(0.9 + 0.45 * len(rows))
+    sides = [s for s in COMPARE_SIDES if any(s in per for _e, per in rows)]
+    step = 0.8 / max(1, len(sides))
+    for k, side in enumerate(sides):
+        ys, xs, lo, hi = [], [], [], []
+        for i, (_e, per) in enumerate(rows):
+            if side in per:
+                value, low, high = per[side]
+                ys.append(i - 0.4 + step * (k + 0.5))
+                xs.append(value)
+                lo.append(max(0.0, value - low))
+                hi.append(max(0.0, high - value))
+        bars = ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", color=COMPARE_SIDES[side],
+                           label=side, capsize=2, markersize=4)
+        bars[0].set_gid(f"dots-{side}")
+    ax.set_yticks(range(len(rows)), [_short(e, 36) for e, _p in rows], fontsize=8)
+    ax.invert_yaxis()
+    _finish(ax, title, f"{stat} response time (ms), bars: 99 % bootstrap interval", "endpoint")
+    caption = (f"The {stat} of $request_time on each side for the same matched requests, "
+               "with its bootstrap confidence interval. Online vs baseline shows the noise of "
+               "one version run twice; a candidate dot beyond it is a latency change.")
+    data = {"stat": stat, "endpoints": [
+        {"endpoint": e, "sides": {s: {"value": v, "low": lo_, "high": hi_}
+                                  for s, (v, lo_, hi_) in per.items()}} for e, per in rows]}
+    return Plot(name, title, caption, to_svg(fig, name, title), data)
+
+
+def compare_errors_plot(rows: Sequence[tuple[str, dict[str, float]]]) -> Optional[Plot]:
+    """Per endpoint (`rows`: endpoint, side -> 5xx share 0..1), grouped bars by side."""
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        return None
+    name, title = "compare-errors", "5xx share per endpoint, by side"
+    fig, (ax,) = _figure(3.8)
+    sides = [s for s in COMPARE_SIDES if any(s in per for _e, per in rows)]
+    width = 0.8 / max(1, len(sides))
+    for k, side in enumerate(sides):
+        xs = [i - 0.4 + width * (k + 0.5) for i in range(len(rows))]
+        heights = [100.0 * per.get(side, 0.0) for _e, per in rows]
+        bars = ax.bar(xs, heights, width, color=COMPARE_SIDES[side], label=side)
+        _gid(bars, f"bars-{side}")
+    ax.set_xticks(range(len(rows)), [_short(e) for e, _p in rows], rotation=20, ha="right",
+                  fontsize=8)
+    _finish(ax, title, "endpoint", "5xx answers (% of matched requests)")
+    caption = ("The share of server errors each side answered to the same matched requests. "
+               "Bars that differ only on the candidate are what the errors flag is about.")
+    data = {"endpoints": [{"endpoint": e, "share": per} for e, per in rows]}
+    return Plot(name, title, caption, to_svg(fig, name, title), data)

@@ -11,6 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent.parent / "labctl"
 #: What a report module other than report.drill must not import: the drill and anything acting.
 _REPORT_PURE = ("labctl.drill", "labctl.verify.fetch", "labctl.verify.diagnose", "labctl.up",
+                "labctl.compare.fetch",
                 "labctl.transport", "labctl.cli")
 #: module -> the labctl modules (or packages) it must not import.
 _NOT_RUNBOOK = ("labctl.drill.model", "labctl.drill.context", "labctl.drill.faults",
@@ -33,8 +34,8 @@ FORBIDDEN = {
                    "labctl.report", "labctl.cli"),
     "report.drill": ("labctl.drill.context", "labctl.drill.faults", "labctl.drill.steps",
                      "labctl.drill.run", "labctl.drill.fake", "labctl.cli", "labctl.up"),
-    **{f"report.{m}": _REPORT_PURE for m in ("verify", "series", "plots", "figures", "ledger",
-                                              "render")},
+    **{f"report.{m}": _REPORT_PURE for m in ("verify", "compare", "series", "plots", "figures",
+                                              "ledger", "render")},
 }
 
 

@@ -40,7 +40,8 @@ def test_good_runbook_loads_frozen_with_shorthands() -> None:
         rb.name = "other"
 
 
-@pytest.mark.parametrize("name", ["smoke", "amplify", "intercept-outage", "staging-release"])
+@pytest.mark.parametrize("name", ["smoke", "amplify", "intercept-outage", "staging-release",
+                                  "ab-compare", "staging-ab-compare"])
 def test_shipped_runbooks_validate(name: str) -> None:
     rb = load_runbook(RUNBOOKS / f"{name}.yaml")
     assert rb.name == name

@@ -99,7 +99,8 @@ def test_watch_records_keep_what_the_ledger_expects_copies_of() -> None:
     online = [LogRecord(T0 + i, "10.0.0.1", "GET", u, 200, 1, 1, None, 0.001)
               for i, u in enumerate(["/api/a", "/static/x", "/api/b", "/"])]
     target = [LogRecord(T0 + 0.1, "10.9.0.1", "GET", "/api/a", 200, 1, 1, None, 0.002)]
-    watch = SimpleNamespace(inv=inv, records={(on, "/a.log"): online, (tg, "/t.log"): target})
+    watch = SimpleNamespace(inv=inv, targets=inv.targets,
+                            records={(on, "/a.log"): online, (tg, "/t.log"): target})
     got_online, got_target = watch_records(watch)  # type: ignore[arg-type]
     assert [r.uri for r in got_online] == ["/api/a", "/api/b"] and got_target == target
     plain = parse_inventory(STAGING, "inv.yaml")

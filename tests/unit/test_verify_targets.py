@@ -153,5 +153,5 @@ def test_report_with_several_targets_needs_target(capsys: pytest.CaptureFixture[
         main(["verify", str(ab), "--report", "/nonexistent-dir"])
     err = capsys.readouterr().err
     assert exc.value.code == 2
-    assert "--report writes one target's report; this inventory has 2 targets" in err
-    assert "--target blue or --target green" in err and "Traceback" not in err
+    assert "--report with several targets: name the one to report on (--target NAME)" in err
+    assert "targets: blue, green" in err and "Traceback" not in err

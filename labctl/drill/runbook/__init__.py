@@ -27,6 +27,7 @@ from labctl.drill.runbook.steps import (
     RUNBOOK_NAME,
     STEP_KINDS,
     WAIT_CONDITIONS,
+    CompareStep,
     DownStep,
     EngineOverrides,
     FaultStep,
@@ -43,7 +44,7 @@ from labctl.drill.runbook.steps import (
 
 __all__ = [
     "BUCKETS", "FAULT_ENDS", "FAULT_KINDS", "FAULT_PAIRS", "LAB_NAME", "LAB_ONLY_FAULTS",
-    "NETEM_FIELDS", "RUNBOOK_NAME", "STEP_KINDS", "WAIT_CONDITIONS", "DownStep",
+    "NETEM_FIELDS", "RUNBOOK_NAME", "STEP_KINDS", "WAIT_CONDITIONS", "CompareStep", "DownStep",
     "EngineOverrides", "FaultStep", "InventoryRef", "LabRef", "Runbook", "RunbookError", "Step",
     "TrafficStep", "UpStep", "VerifyStep", "WaitStep", "load_runbook", "parse_runbook",
     "read_text",

@@ -33,7 +33,7 @@ FAULT_PAIRS = {"stop-intercept": "start-intercept", "drop": "end-drop",
 FAULT_ENDS = {end: start for start, end in FAULT_PAIRS.items()}
 FAULT_KINDS = (*FAULT_PAIRS, *FAULT_PAIRS.values())
 WAIT_CONDITIONS = ("traffic-done", "copies-settled", "tcpcopy-connected")
-STEP_KINDS = ("up", "traffic", "wait", "fault", "verify", "down")
+STEP_KINDS = ("up", "traffic", "wait", "fault", "verify", "compare", "down")
 #: Steps and faults that need the local lab (they act inside its namespaces).
 LAB_ONLY_FAULTS = ("stall-target", "resume-target")
 #: The engine's netem flags and the netem fault's fields.
@@ -65,10 +65,20 @@ class _Frozen(BaseModel):
 
 
 class LabRef(_Frozen):
-    """Build this local lab for the drill and destroy it afterwards."""
+    """Build this local lab for the drill and destroy it afterwards. `targets: 2` adds
+    `target2`: the lab's inventory then lists target (baseline) and target2 (candidate), what
+    a `compare` step needs (three-server only)."""
 
     name: str = Field(pattern=LAB_NAME)
     topology: Literal["three-server", "two-server"] = "three-server"
+    targets: StrictInt = Field(default=1, ge=1, le=2)
+
+    @model_validator(mode="after")
+    def _targets_need_an_assistant(self) -> LabRef:
+        if self.targets == 2 and self.topology != "three-server":
+            raise ValueError("targets: 2 needs topology: three-server (intercept on the "
+                             "assistant captures the replies of both targets)")
+        return self
 
 
 class InventoryRef(_Frozen):
@@ -255,6 +265,21 @@ class VerifyStep(_Frozen):
         return f"verify (expect {self.expect})"
 
 
+class CompareStep(_Frozen):
+    """Run `labctl compare` (baseline vs candidate target) over the traffic since the last
+    mark (`up` or the previous verify); the mark stays, so a verify after it judges the same
+    traffic. `expect: regression` for a drill that plants one."""
+
+    step: Literal["compare"] = "compare"
+    expect: Literal["pass", "regression"] = "pass"
+    #: Wait first until the targets' logs stayed quiet this long (0: compare at once).
+    settle: float = Field(default=2.0, ge=0, le=60)
+    settle_timeout: float = Field(default=60.0, gt=0, le=600)
+
+    def title(self) -> str:
+        return f"compare (expect {self.expect})"
+
+
 class DownStep(_Frozen):
     step: Literal["down"] = "down"
 
@@ -262,8 +287,8 @@ class DownStep(_Frozen):
         return "down"
 
 
-Step = Annotated[Union[UpStep, TrafficStep, WaitStep, FaultStep, VerifyStep, DownStep],
-                 Field(discriminator="step")]
+Step = Annotated[Union[UpStep, TrafficStep, WaitStep, FaultStep, VerifyStep, CompareStep,
+                       DownStep], Field(discriminator="step")]
 
 
 class Runbook(_Frozen):
