@@ -165,3 +165,14 @@ def test_saved_plan_with_two_targets_round_trips_and_applies(env: Path) -> None:
         assert any(c[0] == "python3" and "rollback" in c
                    for c in fakes[name].commands), name
     assert not any("rollback" in c for c in fakes["online1"].commands)
+
+
+def test_diagnose_picks_one_target() -> None:
+    from labctl.errors import UsageError
+    from labctl.verify.diagnose import pick_target
+
+    inv = _inv()
+    assert pick_target(inv, None).name == "blue"
+    assert pick_target(inv, "green").name == "green"
+    with pytest.raises(UsageError, match="--target pink: no such target"):
+        pick_target(inv, "pink")
