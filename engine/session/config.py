@@ -30,6 +30,9 @@ COUNTERS = (
     "target_refused", "sessions_refused", "target_resets", "synack_retrans",
     # sends the local stack refused (EPERM from a firewall): retried like a wire loss
     "send_retried",
+    # a copy whose target closed it, started again for the client's next request while the
+    # other copies of that connection (-n, several targets) went on
+    "sessions_revived",
 )
 #: with a selection (``--allow-path`` & co.): requests copied / left out, connections whose
 #: rest could not be framed or that were not HTTP/1.x, connections never opened at the target

@@ -213,7 +213,13 @@ class Engine:
             return self._take()
         if payload:
             c["clt_cont"] += 1
-        if sessions is None or sessions[0].state == CLOSED:
+        revived = None
+        if sessions is not None and len(sessions) > 1 and payload and not flags & RST and \
+                not all(s.state == CLOSED for s in sessions):
+            revived = self._revive(sessions, seq, payload, now)  # a target closed one copy
+        if revived is not None:
+            sessions = revived
+        elif sessions is None or sessions[0].state == CLOSED:
             if not payload or flags & RST:
                 c["clt_no_session"] += 1
                 return NO_ACTIONS
@@ -250,6 +256,41 @@ class Engine:
         """For the stats file: the rules and their counters (their totals refreshed in
         ``counters``), or None without a selection."""
         return None if self.selection is None else self.selection.report(self.counters)
+
+    def _revive(self, sessions: List[Session], seq: int, payload: bytes,
+                now: float) -> Optional[List[Session]]:
+        """Some copies of this client connection ended (their target closed, e.g. nginx after a
+        500) while others go on: new client data gets a new copy towards each of those
+        targets, like a first copy of a connection caught mid-way (a faked SYN). Returns the
+        connection's sessions when any copy was replaced, else None."""
+        current: List[Optional[Session]] = list(sessions)
+        replaced = False
+        for i, old in enumerate(sessions):
+            if old.state != CLOSED:
+                continue
+            if old.sel is None and not after((seq + len(payload)) & M32, old.expect):
+                continue                # a retransmission of what that copy had
+            self.destroy(old)
+            current[i] = None
+            if not self.intercepts_up or self.live >= self.cfg.max_sessions:
+                continue
+            fkey = self.mapper.allocate(old.ckey >> 64, (old.ckey >> 48) & 0xFFFF, i)
+            if fkey is None:
+                self.drop("tuple_refused")
+                continue
+            s = Session(self, old.ckey, fkey, old.route, now)
+            s.sel = old.sel
+            self.by_fake[fkey] = s
+            self.live += 1
+            self.counters["sessions_created"] += 1
+            self.counters["sessions_revived"] += 1
+            current[i] = s
+            replaced = True
+        if not replaced:
+            return None
+        alive = [x for x in current if x is not None]
+        self.by_client[alive[0].ckey] = alive
+        return alive
 
     def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
                     options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
