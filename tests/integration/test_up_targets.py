@@ -91,8 +91,9 @@ def test_two_targets_each_get_every_request(lab_factory: Callable[..., Any],
         assert t["verdict"]["passed"], (t["name"], t["verdict"])
         assert t["online_requests"] >= REQUESTS
         assert t["copy_ratio"] == pytest.approx(1.0, abs=0.001)
-    one = _verify(tmp_path, "--target", "target2")
-    assert [t["name"] for t in one["targets"]] == ["target2"] and one["verdict"]["passed"]
+    one = _verify(tmp_path, "--target", "target2")       # that target alone, single-target shape
+    assert one["schema"] == "labctl.verify/1" and one["verdict"]["passed"]
+    assert one["target_matched"] >= want
     text = labctl(tmp_path, "verify")
     assert text.returncode == 0, text.stdout + text.stderr
     assert "2 of 2 targets pass" in text.stdout
@@ -105,3 +106,31 @@ def test_two_targets_each_get_every_request(lab_factory: Callable[..., Any],
     down = labctl(tmp_path, "down", str(inv))
     assert down.returncode == 0, down.stdout + down.stderr
     assert tagged(info) == [] and snapshot(info) == before
+
+
+def test_cli_lab_up_targets_2_status_down(tmp_path: Path) -> None:
+    from labctl.lab.net import existing_namespaces
+    from tests.integration.conftest import unique_lab_name
+
+    name = unique_lab_name()
+    try:
+        up = labctl(tmp_path, "lab", "up", "--name", name, "--targets", "2", "--json")
+        assert up.returncode == 0, up.stderr
+        doc = json.loads(up.stdout)
+        t2 = doc["hosts"]["target2"]
+        assert t2["netns"] == f"lc-{name}-target2" and t2["address"].endswith(".21")
+        inventory = Path(doc["inventories"]["three-server"]).read_text()
+        assert "  targets:\n" in inventory and "role: candidate" in inventory
+        st = labctl(tmp_path, "lab", "status", "--name", name, "--json")
+        assert st.returncode == 0, st.stderr
+        hosts = {h["role"]: h for h in json.loads(st.stdout)["hosts"]}
+        assert set(hosts) == {"client", "online", "target", "target2", "assistant"}
+        assert hosts["target2"]["up"] and {s["name"] for s in hosts["target2"]["services"]} == {
+            "sshd", "nginx"}
+        text = labctl(tmp_path, "lab", "status", "--name", name)
+        assert "target2" in text.stdout
+    finally:
+        down = labctl(tmp_path, "lab", "down", "--name", name)
+    assert down.returncode == 0 and "destroyed" in down.stdout, down.stderr
+    assert not any(ns.startswith(f"lc-{name}-") for ns in existing_namespaces())
+    assert not Path(f"/run/labctl-lab/{name}").exists()

@@ -123,3 +123,15 @@ def test_two_server_supports_exactly_one_target() -> None:
         "clients: {pool: [192.168.50.x], networks: [192.168.50.0/24]}", "")
     assert "hosts.targets: two-server topology supports exactly one target (2 given)" in _error(
         text)
+
+
+def test_documented_ab_inventory_validates() -> None:
+    from pathlib import Path
+
+    from labctl.inventory.load import load_inventory
+
+    root = Path(__file__).resolve().parents[2]
+    inv = load_inventory(root / "inventories/staging-ab.yaml")
+    assert [(t.name, inv.target_role(t)) for t in inv.targets] == [
+        ("blue", "baseline"), ("green", "candidate")]
+    assert inv.topology == "three-server" and inv.intercept_host.name == "assistant"

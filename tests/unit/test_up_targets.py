@@ -135,3 +135,44 @@ def test_up_then_down_touches_both_targets(env: Path) -> None:
                 "252") in fakes[name].commands
         journal = load_local("staging-ab", name)
         assert journal is not None and journal.state == "down"
+
+
+def test_saved_plan_with_two_targets_round_trips_and_applies(env: Path) -> None:
+    from labctl.up import saved_plan
+
+    fakes: dict[str, FakeTransport] = {}
+
+    def factory(spec: Any) -> FakeTransport:
+        return fakes.setdefault(spec.name, simulated_host(spec.name))
+
+    opts = ops.UpOptions(factory=factory, fresh_factory=lambda s: simulated_host(s.name),
+                         operator_facts=OperatorFacts())
+    report = ops.plan(_inv(), opts)
+    assert report.plan is not None and not report.refused
+    plan = report.plan
+    assert [c.host for c in plan.changes] == ["blue", "green", "assistant", "online1"]
+    path = str(env / "ab-plan.json")
+    saved_plan.save(path, plan, str(AB), AB.read_text(), fix=False)
+    saved = saved_plan.load(path)
+    assert saved_plan.differences(saved, plan.lab, AB.read_text(), plan) == []
+    tcpcopy = saved.changes[-1]["daemon"]["args"]
+    assert "80-192.168.44.137:80,80-192.168.44.138:80" in tcpcopy
+    up = ops.up(_inv(), ops.UpOptions(factory=factory, fresh_factory=lambda s: simulated_host(
+        s.name), operator_facts=OperatorFacts(), saved_plan=saved,
+        inventory_text=AB.read_text()))
+    assert up.ok and not up.stale
+    for name in ("blue", "green"):          # each guarded route gets its own dead-man
+        assert any(c[0] == "python3" and "rollback" in c
+                   for c in fakes[name].commands), name
+    assert not any("rollback" in c for c in fakes["online1"].commands)
+
+
+def test_diagnose_picks_one_target() -> None:
+    from labctl.errors import UsageError
+    from labctl.verify.diagnose import pick_target
+
+    inv = _inv()
+    assert pick_target(inv, None).name == "blue"
+    assert pick_target(inv, "green").name == "green"
+    with pytest.raises(UsageError, match="--target pink: no such target"):
+        pick_target(inv, "pink")

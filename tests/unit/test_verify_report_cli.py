@@ -95,7 +95,7 @@ def test_watch_records_keep_what_the_ledger_expects_copies_of() -> None:
     ledger counts them), so a healthy copy plots at ratio 1; the target side is everything
     it logged."""
     inv = inv_with("allow_path: /api")
-    on, tg = inv.hosts.online[0].name, inv.hosts.target.name
+    on, tg = inv.hosts.online[0].name, inv.targets[0].name
     online = [LogRecord(T0 + i, "10.0.0.1", "GET", u, 200, 1, 1, None, 0.001)
               for i, u in enumerate(["/api/a", "/static/x", "/api/b", "/"])]
     target = [LogRecord(T0 + 0.1, "10.9.0.1", "GET", "/api/a", 200, 1, 1, None, 0.002)]

@@ -143,3 +143,15 @@ def test_single_target_ledger_is_the_plain_ledger() -> None:
     inp = L.LedgerInput({"on1": recs}, [], daemons=[d])
     one = vt.build_all(inp, [vt.TargetInput("t", "plain", "10.0.0.1", recs)])
     assert one.targets[0].report == L.build(L.LedgerInput({"on1": recs}, recs, daemons=[d]))
+
+
+def test_report_with_several_targets_needs_target(capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.cli import main
+
+    ab = Path(__file__).resolve().parents[2] / "inventories/staging-ab.yaml"
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(ab), "--report", "/nonexistent-dir"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "--report with several targets: name the one to report on (--target NAME)" in err
+    assert "targets: blue, green" in err and "Traceback" not in err

@@ -21,13 +21,13 @@ The JSON documents are stable (keys are only ever added; a change of meaning bum
   engine_selected, engine_skipped: int|null}: with a selection, `online_requests` counts every
   online request and the expectation, ratios, endpoints, status mix and latency cover the
   selected ones only.
-- `labctl verify --json` with several targets (`hosts.targets`), or with `--target NAME` on such
-  an inventory (`labctl.verify-targets/1`): `schema`; `verdict` {passed, reasons (each prefixed
+- `labctl verify --json` with several targets (`hosts.targets`, no `--target`)
+  (`labctl.verify-targets/1`): `schema`; `verdict` {passed, reasons (each prefixed
   `target NAME: `), tolerance, inconclusive} (passed only if every target's verdict passed);
   `targets` [{`name`, `role` (baseline|candidate|plain), `address`, then every key of a
   `labctl.verify/1` document but `schema`: that target's ledger against the online hosts}].
-  With one target (`hosts.target`, or `hosts.targets` with one entry) the document is
-  `labctl.verify/1` unchanged.
+  With one target (`hosts.target`, `hosts.targets` with one entry, or `--target NAME`) the
+  document is `labctl.verify/1` unchanged.
 - `labctl diagnose --json` (`labctl.diagnose/1`): `schema`; `steps` [{question, status
   (ok|broken|skipped), evidence, fix}]; `broken` (the first broken step, or null); `notes` [str].
 """
