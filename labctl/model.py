@@ -45,6 +45,7 @@ class ChangeKind(str, enum.Enum):
     SYSCTL = "sysctl"
     FILE = "file"
     DAEMON = "daemon"
+    QDISC = "qdisc"     # a drill's netem qdisc (journaled, so `down` removes it)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -32,9 +33,10 @@ from labctl.drill.context import Context, Fault, daemon_record, wait_tcpcopy_con
 from labctl.drill.runbook import FaultStep
 from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.hosts import daemons as dm
+from labctl.hosts import journal as jr
 from labctl.hosts.journal import DaemonRecord
 from labctl.inventory.models import HostSpec
-from labctl.model import CHAIN_PREFIX
+from labctl.model import CHAIN_PREFIX, Change, ChangeKind
 
 READY_TIMEOUT = 30.0
 Injector = Callable[[Context, FaultStep], Fault]
@@ -282,6 +284,9 @@ def netem(ctx: Context, step: FaultStep) -> Fault:
 
 
 def _tc_netem(ctx: Context, target: HostSpec, shaping: NetemSpec) -> Fault:
+    """A netem qdisc on the target's interface towards the assistant, journaled on the target
+    like every change of `up` (planned, applied, undone): `down` removes it even when the drill
+    never got to its revert."""
     inv = ctx.inventory
     peer = inv.intercept_host if inv.hosts.assistant is not None else inv.hosts.online[0]
     out = ctx.run(target, ["ip", "-o", "-4", "route", "get", str(peer.address)])
@@ -289,13 +294,38 @@ def _tc_netem(ctx: Context, target: HostSpec, shaping: NetemSpec) -> Fault:
     if "dev" not in words:
         raise RemoteError(f"netem: no route to {peer.address} on the target", host=target.name)
     dev = words[words.index("dev") + 1]
-    ctx.run(target, tc_netem_argv(dev, shaping))
+    t = ctx.hosts().transport(target.name)
+    path = jr.journal_path(inv.remote_dir(target))
+    journal = jr.read_remote(t, path, sudo=target.sudo)
+    if journal is None:
+        raise RemoteError("netem: no journal on the target", host=target.name,
+                          hint="is the copy setup up? (`labctl status`)")
+    change = Change(target.name, f"netem:{dev}", ChangeKind.QDISC,
+                    f"netem {shaping.describe()} on {dev} (drill)",
+                    (tuple(tc_netem_argv(dev, shaping)),), (("tc", "qdisc", "del", "dev", dev,
+                                                              "root"),))
+    entry = journal.plan_entry(change, jr.Snapshot(), time.time())
+    jr.write_remote(t, path, journal, sudo=target.sudo)
+    ctx.run(target, list(change.apply[0]))
+    journal.mark(entry, "applied", time.time())
+    jr.write_remote(t, path, journal, sudo=target.sudo)
+    jr.save_local(journal)
 
     def remove() -> None:
-        ctx.run(target, ["tc", "qdisc", "del", "dev", dev, "root"])
+        ctx.run(target, list(change.undo[0]))
+        t2 = ctx.hosts().transport(target.name)
+        now = jr.read_remote(t2, path, sudo=target.sudo)
+        if now is None:
+            return                      # `down` already took the journal away
+        for e in now.entries:
+            if e.seq == entry.seq and e.step == entry.step and e.may_be_in_place:
+                now.mark(e, "undone", time.time(), "end-netem")
+                jr.write_remote(t2, path, now, sudo=target.sudo)
+                jr.save_local(now)
+                break
 
-    return Fault("netem", f"{shaping.describe()} on {target.name} {dev} (mechanism: tc netem)",
-                 remove)
+    return Fault("netem", f"{shaping.describe()} on {target.name} {dev} (mechanism: tc netem, "
+                          "journaled)", remove)
 
 
 def _engine_netem(ctx: Context, shaping: NetemSpec, why: str) -> Fault:

@@ -14,8 +14,10 @@ from labctl.drill.model import check_latency, window_latency
 from labctl.drill.runbook import FaultStep, TrafficStep, VerifyStep, parse_runbook
 from labctl.drill.steps import LiveSteps, traffic_argv
 from labctl.errors import RemoteError, UsageError
+from labctl.hosts import journal as jr
 from labctl.inventory.load import load_inventory
 from labctl.lab import plan_lab
+from labctl.transport.base import Result
 from labctl.transport.fake import FakeTransport
 from labctl.transport.pool import HostPool
 
@@ -107,19 +109,42 @@ def test_traffic_argv_runs_the_generator_in_the_client_namespace() -> None:
     assert argv[argv.index("--post-sizes") + 1] == "0,64k" and argv[-2:] == ["--rate", "50"]
 
 
-def test_netem_on_a_target_with_the_qdisc_uses_tc_and_removes_exactly_it(
+def _journaled(fake: FakeTransport, path: str, journal: jr.Journal) -> None:
+    """`cat` and `mv -f` of the host's journal, kept in `fake.files` (what `put` writes)."""
+    fake.files[path] = journal.to_json().encode()
+
+    def cat(argv: tuple[str, ...]) -> Result:
+        data = fake.files.get(argv[1])
+        return Result(fake.host, argv, 0 if data is not None else 1,
+                      data.decode() if data else "", "" if data else "No such file")
+
+    def mv(argv: tuple[str, ...]) -> Result:
+        fake.files[argv[3]] = fake.files.pop(argv[2])
+        return Result(fake.host, argv, 0)
+
+    fake.on(["cat", path], handler=cat)
+    fake.on_prefix(["mv", "-f"], handler=mv)
+
+
+def test_netem_on_a_target_with_the_qdisc_uses_tc_journals_and_removes_exactly_it(
         ctx: Context, hosts: dict[str, FakeTransport]) -> None:
     target = hosts["target"]
+    path = jr.journal_path(ctx.inventory.remote_dir(ctx.inventory.targets[0]))
+    _journaled(target, path, jr.new_journal("staging", "target", "r1", 1.0))
     target.on(["sh", "-c", "test -d /sys/module/sch_netem || modprobe -n -q sch_netem"])
     target.on(["ip", "-o", "-4", "route", "get", "192.168.44.136"],
               stdout="192.168.44.136 dev eth1 src 192.168.44.137 uid 0\\    cache")
     target.on_prefix(["tc", "qdisc"])
     fault = inject(ctx, FaultStep(kind="netem", delay_ms=50, jitter_ms=5, loss_percent=1))
-    assert target.commands[-1] == ("tc", "qdisc", "replace", "dev", "eth1", "root", "netem",
-                                   "delay", "50ms", "5ms", "loss", "1%")
+    assert ("tc", "qdisc", "replace", "dev", "eth1", "root", "netem", "delay", "50ms", "5ms",
+            "loss", "1%") in target.commands
     assert "mechanism: tc netem" in fault.description and "eth1" in fault.description
+    (entry,) = json.loads(target.files[path])["entries"]    # `down` would undo it
+    assert entry["kind"] == "qdisc" and entry["status"] == "applied"
+    assert entry["undo"] == [["tc", "qdisc", "del", "dev", "eth1", "root"]]
     fault.revert()
-    assert target.commands[-1] == ("tc", "qdisc", "del", "dev", "eth1", "root")
+    assert ("tc", "qdisc", "del", "dev", "eth1", "root") in target.commands
+    assert json.loads(target.files[path])["entries"][0]["status"] == "undone"
     assert not hosts["online1"].commands         # production traffic is never shaped
 
 
