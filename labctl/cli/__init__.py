@@ -54,7 +54,9 @@ def main(argv: Optional[list[str]] = None, hooks: Hooks = NO_HOOKS) -> int:
         if _app.DEBUG:
             raise
         if _is_usage_error(exc):
-            typer.echo(f"error: {exc}", err=True)
+            # click's own wording names the option ("Invalid value for '--deadman': ...")
+            fmt = getattr(exc, "format_message", None)
+            typer.echo(f"error: {fmt() if callable(fmt) else exc}", err=True)
             return _exit(int(ExitCode.USAGE))
         typer.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         typer.echo("hint: run again with --debug for the traceback", err=True)

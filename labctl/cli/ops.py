@@ -37,11 +37,12 @@ def up(
         None, "--plan", help="Apply only if this saved plan (`labctl plan --out`) is still "
                              "what `up` would do; refuse a stale one."),
     deadman: float = typer.Option(
-        DEFAULT_AFTER, "--deadman", envvar="LABCTL_DEADMAN_SECONDS", min=1.0,
+        DEFAULT_AFTER, "--deadman", envvar="LABCTL_DEADMAN_SECONDS", min=1.0, max=86400.0,
         help="Seconds after which the dead-man timer on a host undoes the changes unless a new "
              "SSH connection confirmed them (never shorter than the guard timeout + 10 s)."),
     guard_timeout: float = typer.Option(
         DEFAULT_GUARD_TIMEOUT, "--guard-timeout", envvar="LABCTL_GUARD_TIMEOUT", min=1.0,
+        max=3600.0,
         help="Seconds a guarded change (route, DROP rule) may stay unanswered before labctl "
              "concludes that it cut SSH and leaves that host to its dead-man timer."),
 ) -> None:
