@@ -190,7 +190,9 @@ def test_p4_send_errors_are_counted_never_fatal_and_copying_resumes(rig: Rig) ->
         assert not res.get("errors"), res
         time.sleep(1.0)
         c = rig.stats("tcpcopy").get("counters", {})
-        assert c.get("send_errors", 0) >= 50, c
+        # every send refused: each is counted and retried like a wire loss (RTO backoff), so
+        # fewer sends are tried than there are packets; none of them kills the daemon
+        assert c.get("send_errors", 0) >= 10 and c.get("send_retried", 0) > 0, c
         assert proc.poll() is None
     finally:
         rig.ns("online", ["iptables", "-D", *rule], check=False)
@@ -207,7 +209,7 @@ def test_p4_send_errors_are_counted_never_fatal_and_copying_resumes(rig: Rig) ->
     log = (rig.dir / "tcpcopy.log").read_text()
     print(f"P4 blocked_copies={blocked_copies} after={ratio:.4f} counters={st['counters']}")
     assert proc.poll() is None and st["state"] == "running"
-    assert blocked_copies == 0 and sum(want.values()) == 300
+    assert sum(want.values()) == 300    # (blocked copies may still arrive late: retried)
     assert st["counters"]["send_errors"] >= c["send_errors"] > 0
     assert "send to target error" in log and log.count("send to target error") < 30
     assert ratio >= 0.99, (ratio, st["counters"])
