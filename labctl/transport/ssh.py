@@ -8,6 +8,7 @@ argv is quoted with `shlex.join` here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shlex
@@ -160,9 +161,30 @@ class SSHTransport:
         return Result(self.host, tuple(argv), code, out, err)
 
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
+        """Upload to a temporary name next to `remote_path`, set to `mode` before a byte is
+        written (a channel key must never be readable by others, not even while it uploads),
+        then renamed over `remote_path`."""
         def upload(sftp: paramiko.SFTPClient) -> None:
-            sftp.put(local_path, remote_path)
-            sftp.chmod(remote_path, mode)
+            tmp = f"{remote_path}.part-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                with sftp.open(tmp, "wb") as dst:
+                    dst.chmod(mode)
+                    with open(local_path, "rb") as src:
+                        while True:
+                            block = src.read(1 << 16)
+                            if not block:
+                                break
+                            dst.write(block)
+                try:
+                    sftp.posix_rename(tmp, remote_path)
+                except OSError:                 # no posix-rename extension on the server
+                    with contextlib.suppress(OSError):
+                        sftp.remove(remote_path)
+                    sftp.rename(tmp, remote_path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    sftp.remove(tmp)
+                raise
 
         self._sftp_do(upload, f"upload {local_path} -> {remote_path}")
 

@@ -54,3 +54,21 @@ def test_link_cut_mid_command_is_reported_within_seconds(lab: LabInfo, tmp_path:
         cut.cancel()
         subprocess.run([*lab.ns_argv("online"), "iptables", "-w", "-D", *rule], check=False,
                        capture_output=True)
+
+
+def test_an_upload_is_never_readable_beyond_its_mode(lab: LabInfo, tmp_path: Path) -> None:
+    """put(..., 0o600) creates the file 0600 before writing a byte (issue 13 review: the
+    channel key was written with the server's default mode, then chmodded), replaces an
+    existing file, and leaves no temporary file behind."""
+    inv = parse_inventory(render_lab_inventory(lab), str(tmp_path / "inventory.yaml"))
+    src = tmp_path / "secret"
+    src.write_bytes(b"k" * 200_000)
+    remote = f"{lab.dir}/target/put-test.key"
+    with HostPool.open(inv) as pool:
+        t = pool.transport("target")
+        t.run(["sh", "-c", f"echo old > {remote}; chmod 644 {remote}"]).check()
+        t.put(str(src), remote, mode=0o600)
+        mode = t.run(["stat", "-c", "%a %s", remote]).check().stdout.split()
+        left = t.run(["sh", "-c", f"ls {remote}.part-* 2>/dev/null | wc -l"]).check().stdout
+        t.run(["rm", "-f", remote]).check()
+    assert mode == ["600", "200000"] and left.strip() == "0"
