@@ -277,6 +277,22 @@ def check_service(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[F
                               hint="start the service on the target or open the firewall")
 
 
+def check_target_listens(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
+    """Something listens on every copied port of every target (its own socket table): else
+    every copy is refused (a RST to each SYN). A warning: the service may start later."""
+    for service, target, address in inv.copy_destinations():
+        hf = facts.get(target.name)
+        if hf is None or hf.unreachable or hf.listeners is None:
+            continue
+        if not any(lst.port == service.target_port and lst.covers(address)
+                   for lst in hf.listeners):
+            yield Finding("target.not_listening", WARN, target.name,
+                          f"nothing listens on {address}:{service.target_port}: the target "
+                          "would refuse every copy",
+                          hint="start the service under test, or fix services[].target_port "
+                               "(tcpcopy counts the refusals as target_refused)")
+
+
 def check_intercept_port(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
     spec = inv.intercept_host
     hf = facts.get(spec.name)
@@ -313,7 +329,7 @@ def check_datalink(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[
 _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], ...] = (
     check_reachable, check_python, check_privilege, check_ip_forward, check_conntrack,
     check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
-    check_service, check_intercept_port, check_datalink,
+    check_service, check_target_listens, check_intercept_port, check_datalink,
 )
 
 

@@ -276,3 +276,15 @@ def test_blocking_and_force() -> None:
 def test_zz_every_check_id_has_fired() -> None:
     # Runs last in this module (name order within the file is definition order).
     assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)
+
+
+def test_nothing_listening_on_a_copied_target_port_is_a_warning() -> None:
+    """A typo in target_port, or the service not started: the target's own socket table says
+    so before `up` (a warning: the service may start later)."""
+    inv = inventory()
+    facts = with_host(healthy(inv), "target", listeners=(Listener("0.0.0.0", 22),
+                                                        Listener("127.0.0.1", 80)))
+    found = [f for f in run_checks(inv, facts, operator()) if f.id == "target.not_listening"]
+    assert len(found) == 1 and found[0].severity == Severity.WARN and found[0].host == "target"
+    assert "192.168.44.137:80" in found[0].message
+    assert "target.not_listening" not in ids(run_checks(inv, healthy(inv), operator()))
