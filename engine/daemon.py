@@ -4,9 +4,12 @@ the ``--netem-file`` of the copy path's conditions."""
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Dict, Optional, TypeVar
 
-from engine.netem import NetemSpec, parse_file
+from engine.netem import Netem, NetemSpec, parse_file
+from engine.stats import Logger
+
+T = TypeVar("T")
 
 
 def daemonize(workdir: Optional[str] = "/") -> None:
@@ -52,3 +55,27 @@ def read_netem(path: Optional[str], flags: NetemSpec) -> NetemSpec:
         return parse_file(text)
     except ValueError as exc:
         raise ValueError(f"--netem-file {path}: {exc}") from None
+
+
+def reload_netem(current: Optional[Netem[T]], path: Optional[str], flags: NetemSpec,
+                 counters: Dict[str, int], log: Logger, what: str) -> Optional[Netem[T]]:
+    """SIGHUP: read ``--netem-file`` again (a drill changed the conditions of ``what``, the
+    copies or the response frames). Returns the shaper to use from now on: None once no
+    condition is active and nothing is held (the direct path again); a bad file is logged,
+    counted (``netem_file_errors``) and changes nothing."""
+    if not path:
+        log.warn("SIGHUP ignored: no --netem-file")
+        return current
+    try:
+        spec = read_netem(path, flags)
+    except ValueError as exc:
+        counters["netem_file_errors"] = counters.get("netem_file_errors", 0) + 1
+        log.error(f"{exc}; conditions unchanged")
+        return current
+    log.notice(f"netem on {what}: {spec.describe()}")
+    if current is None:
+        return Netem(spec, counters, seed=os.getpid()) if spec.active else None
+    if spec.active or len(current):
+        current.reconfigure(spec)           # (held items still go at their times)
+        return current
+    return None

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, filter_for_expression
-from engine.daemon import read_netem, write_pidfile
+from engine.daemon import read_netem, reload_netem, write_pidfile
 from engine.loop import Loop, TimerHandle
 from engine.netem import Netem
 from engine.options.intercept import InterceptOptions
@@ -123,24 +123,9 @@ class InterceptDaemon:
         return self.exit_code
 
     def _reload_netem(self) -> None:
-        """SIGHUP: read ``--netem-file`` again (a drill changed the return path's conditions)."""
-        if not self.opts.netem_file:
-            self.log.warn("SIGHUP ignored: no --netem-file")
-            return
-        try:
-            spec = read_netem(self.opts.netem_file, self.opts.netem)
-        except ValueError as exc:
-            self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
-            self.log.error(f"{exc}; conditions unchanged")
-            return
-        if self.netem is None:
-            if spec.active:
-                self.netem = Netem(spec, self.counters, seed=os.getpid())
-        elif spec.active or len(self.netem):
-            self.netem.reconfigure(spec)        # (held items still go at their times)
-        else:
-            self.netem = None                   # nothing held: back to the direct path
-        self.log.notice(f"netem on the response frames: {spec.describe()}")
+        """SIGHUP: read ``--netem-file`` again (``engine.daemon.reload_netem``)."""
+        self.netem = reload_netem(self.netem, self.opts.netem_file, self.opts.netem,
+                                  self.counters, self.log, "the response frames")
 
     def _on_signal(self) -> None:
         self.log.notice("intercept is exiting on a signal")

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from engine import INTERNAL_VERSION, __version__
 from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import BpfError, compile_expression, tcp_port_filter
-from engine.daemon import daemonize, read_netem, write_pidfile
+from engine.daemon import daemonize, read_netem, reload_netem, write_pidfile
 from engine.loop import INF, Loop
 from engine.netem import Netem
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
@@ -262,24 +262,9 @@ class Tcpcopy:
                 self.counters["sessions_no_intercept"] += 1
 
     def _reload_netem(self) -> None:
-        """SIGHUP: read ``--netem-file`` again (a drill changed the copy path's conditions)."""
-        if not self.opts.netem_file:
-            self.log.warn("SIGHUP ignored: no --netem-file")
-            return
-        try:
-            spec = read_netem(self.opts.netem_file, self.opts.netem)
-        except ValueError as exc:
-            self.counters["netem_file_errors"] = self.counters.get("netem_file_errors", 0) + 1
-            self.log.error(f"{exc}; conditions unchanged")
-            return
-        if self.netem is None:
-            if spec.active:
-                self.netem = Netem(spec, self.counters, seed=os.getpid())
-        elif spec.active or len(self.netem):
-            self.netem.reconfigure(spec)        # (held items still go at their times)
-        else:
-            self.netem = None                   # nothing held: back to the direct path
-        self.log.notice(f"netem on the copies: {spec.describe()}")
+        """SIGHUP: read ``--netem-file`` again (``engine.daemon.reload_netem``)."""
+        self.netem = reload_netem(self.netem, self.opts.netem_file, self.opts.netem,
+                                  self.counters, self.log, "the copies")
         self._after_batch(self.loop.time())
 
     def _send(self, act: SendPacket, now: float) -> None:
