@@ -25,6 +25,7 @@ from engine.session import (
     CLOSED,
     INF,
     M32,
+    SYN_SENT,
     Session,
     after,
     due,
@@ -435,6 +436,12 @@ class Engine:
                 finish(s, now, "sessions_shed")
             else:
                 self.counters["send_retried"] += 1
+                if s.state == SYN_SENT:
+                    # our SYN never left: try again soon (not after the 1 s SYN timeout), and
+                    # the target's handshake clock starts again (it never saw the SYN)
+                    s.rto_at = now + self.cfg.rto_min
+                    s.hs_at = now + self.cfg.handshake_timeout
+                    self.arm(s, s.rto_at)
         return self._take()
 
     # ------------------------------------------------------------------ queries

@@ -611,3 +611,23 @@ def test_random_event_sequences_never_raise(events: List[Tuple[int, int, int, in
             eng.flush(t)
     assert eng.buffered_total >= 0
     assert struct.calcsize("!I") == 4
+
+
+def test_a_refused_syn_is_sent_again_soon_and_its_handshake_clock_restarts() -> None:
+    """The local stack refused our SYN (EPERM): it never reached the target, so it goes again
+    after rto_min, not after the 1 s SYN timeout, and the handshake timeout starts again (two
+    refusals in a row used to end the session as no SYN-ACK, losing a keep-alive connection)."""
+    eng = engine()
+    eng.on_client_packet(cpkt(CISN, 0, SYN, opts=syn_opts()), 0.0)
+    (syn,) = sends(eng)
+    (fkey,) = eng.by_fake
+    eng.on_send_error(fkey, 0.0)
+    deadline = eng.next_deadline()
+    assert deadline is not None and deadline <= eng.cfg.rto_min + 1e-9
+    eng.on_timer(deadline)
+    (again,) = sends(eng)
+    assert again.tcp.flags == SYN and again.tcp.seq == syn.tcp.seq
+    eng.on_send_error(fkey, 2.9)                # refused again, just before the 3 s timeout
+    while (d := eng.next_deadline()) is not None and d < 2.9 + eng.cfg.handshake_timeout:
+        eng.on_timer(d)
+    assert eng.counters["sessions_no_synack"] == 0 and eng.sessions_active == 1
