@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.integration.copyrig import REPO, log_requests, wait_for
+from tests.integration.test_compare_lab import _copies
 from tests.integration.test_up_down_helpers import labctl, write_inventory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -36,11 +37,6 @@ REGRESSIONS = {
         location = /api/body { return 200 "api, and a longer body than the baseline's\\n"; }
 ''',
 }
-
-
-def _copies(info: Any, role: str) -> int:
-    prefix = info.fake_pool.rsplit(".", 1)[0] + "."
-    return sum(log_requests(info.hosts[role].access_log, prefix).values())
 
 
 def _by_path(info: Any, role: str) -> dict[str, int]:
