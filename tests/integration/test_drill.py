@@ -112,7 +112,7 @@ def test_unmet_expectation_exits_4_and_still_cleans_up(
     runbook = drill_env["tmp"] / "wrong.yaml"
     runbook.write_text(
         "name: wrong-expectation\ninventory: {lab: {name: wrong}}\nsteps:\n  - up\n"
-        "  - fault: {kind: drop, percent: 30}\n"
+        "  - fault: {kind: drop, percent: 100}\n"  # a partial refusal is retried
         "  - traffic: {requests: 200, mode: new, rate: 400}\n"
         "  - verify: {expect: pass}\n")
     code, _ = run_drill(runbook, drill_env, capsys)
