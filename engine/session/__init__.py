@@ -14,7 +14,8 @@ With a selection (``--allow-path`` & co.), ``selected`` (``ClientSelect``: the c
 in order, framed, selected, mapped to the copied sequence space) and ``intake`` (its segments
 to every replica) sit in front of ``client``.
 Beside them: ``table`` (the session table ``Engine``: events in, typed actions out),
-``config`` (knobs, counters, address mapping) and ``packets`` (hot-path packet building).
+``admit`` (which client connections get copies, their replicas and fake tuples), ``config``
+(knobs, counters, address mapping) and ``packets`` (hot-path packet building).
 The events a table calls are re-exported here.
 """
 

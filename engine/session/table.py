@@ -32,24 +32,20 @@ from engine.session import (
     finish,
     on_data,
     on_response,
-    on_syn,
     on_timer,
     send_ack,
 )
+from engine.session.admit import SESSION_OVERHEAD, client_syn, create, revive
 from engine.session.config import (
     COUNTERS,
     SELECT_COUNTERS,
     AddressMapper,
     Route,
     SessionConfig,
-    sample_keep,
 )
 from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
-from engine.session.selected import ClientSelect
 
-SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
-#                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
 SEND_FAILS_MAX = 12              # refused sends in a row (no ACK progress) before shedding
 MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
 #                                  memory shows in RSS late, if at all: do not shed twice for it)
@@ -209,15 +205,15 @@ class Engine:
         sessions = self.by_client.get(ckey)
         if flags & SYN:
             if not flags & ACK:
-                self._client_syn(ckey, saddr, sport, seq, win, data[ihl + 20:start], route,
-                                 sessions, now)
+                client_syn(self, ckey, saddr, sport, seq, win, data[ihl + 20:start], route,
+                           sessions, now)
             return self._take()
         if payload:
             c["clt_cont"] += 1
         revived = None
         if sessions is not None and len(sessions) > 1 and payload and not flags & RST and \
                 not all(s.state == CLOSED for s in sessions):
-            revived = self._revive(sessions, seq, payload, now)  # a target closed one copy
+            revived = revive(self, sessions, seq, payload, now)  # a target closed one copy
         if revived is not None:
             sessions = revived
         elif sessions is None or sessions[0].state == CLOSED:
@@ -234,7 +230,7 @@ class Engine:
             if self.cfg.only_full:
                 self.drop("clt_no_session")
                 return self._take()
-            sessions = self._create(ckey, saddr, sport, route, now)
+            sessions = create(self, ckey, saddr, sport, route, now)
             if sessions is None:
                 return self._take()
         tsval = None
@@ -257,102 +253,6 @@ class Engine:
         """For the stats file: the rules and their counters (their totals refreshed in
         ``counters``), or None without a selection."""
         return None if self.selection is None else self.selection.report(self.counters)
-
-    def _revive(self, sessions: List[Session], seq: int, payload: bytes,
-                now: float) -> Optional[List[Session]]:
-        """Some copies of this client connection ended (their target closed, e.g. nginx after a
-        500) while others go on: new client data gets a new copy towards each of those
-        targets, like a first copy of a connection caught mid-way (a faked SYN). Returns the
-        connection's sessions when any copy was replaced, else None."""
-        current: List[Optional[Session]] = list(sessions)
-        replaced = False
-        for i, old in enumerate(sessions):
-            if old.state != CLOSED:
-                continue
-            if old.sel is None and not after((seq + len(payload)) & M32, old.expect):
-                continue                # a retransmission of what that copy had
-            self.destroy(old)
-            current[i] = None
-            if not self.intercepts_up or self.live >= self.cfg.max_sessions:
-                continue
-            fkey = self.mapper.allocate(old.ckey >> 64, (old.ckey >> 48) & 0xFFFF, i)
-            if fkey is None:
-                self.drop("tuple_refused")
-                continue
-            s = Session(self, old.ckey, fkey, old.route, now)
-            s.sel = old.sel
-            self.by_fake[fkey] = s
-            self.live += 1
-            self.counters["sessions_created"] += 1
-            self.counters["sessions_revived"] += 1
-            current[i] = s
-            replaced = True
-        if not replaced:
-            return None
-        alive = [x for x in current if x is not None]
-        self.by_client[alive[0].ckey] = alive
-        return alive
-
-    def _client_syn(self, ckey: int, saddr: int, sport: int, seq: int, win: int,
-                    options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
-                    now: float) -> None:
-        self.counters["clt_syn"] += 1
-        if sessions is not None:
-            old = sessions[0]
-            if old.state != CLOSED and not old.faked and old.isn == seq:
-                self.counters["clt_con_retrans"] += 1      # the client retransmitted its SYN
-                return
-            for s in list(sessions):
-                if s.state != CLOSED:
-                    finish(s, now, "sessions_obsolete")
-                self.destroy(s)
-        created = self._create(ckey, saddr, sport, route, now)
-        if created is not None:
-            if self.selection is not None:
-                sel = ClientSelect(self.selection, (seq + 1) & M32, self.counters)
-                for s in created:
-                    s.sel = sel
-            for s in created:
-                on_syn(s, seq, win, options, now)
-
-    def _create(self, ckey: int, saddr: int, sport: int, routes: Tuple[Route, ...],
-                now: float) -> Optional[List[Session]]:
-        """The sessions of one client connection: ``-n`` replicas towards each target."""
-        cfg = self.cfg
-        if not sample_keep(saddr, sport, cfg.sample_pct):
-            self.drop("sampled_out")
-            return None
-        if not self.intercepts_up:
-            self.drop("sessions_no_intercept")
-            return None
-        copies = cfg.replicas * len(routes)
-        if self.live + copies > cfg.max_sessions:
-            self.drop("table_full")
-            return None
-        if (self.buffered_total + (self.live + copies) * SESSION_OVERHEAD
-                > cfg.memory_limit):
-            self.drop("memory_shed")        # -m by estimate: empty sessions cost memory too
-            return None
-        out: List[Session] = []
-        mapper = self.mapper
-        for i in range(copies):         # one fake tuple per copy: intercept routes by it
-            route = routes[i // cfg.replicas]
-            pref = (mapper.fake_ip(saddr, i) << 16) | mapper.preferred_port(sport, i)
-            fkey = mapper.allocate(saddr, sport, i)
-            if fkey is None:
-                self.drop("tuple_refused")
-                continue
-            if fkey != pref:
-                self.counters["tuple_remapped"] += 1
-            s = Session(self, ckey, fkey, route, now)
-            self.by_fake[fkey] = s
-            self.live += 1
-            self.counters["sessions_created"] += 1
-            out.append(s)
-        if not out:
-            return None
-        self.by_client[ckey] = out
-        return out
 
     def on_response_record(self, rec: bytes, now: float) -> Actions:
         """One response record (IP header, TCP header, options) from intercept, as it came off

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from engine.packets import ACK, RST, SYN
 from engine.session import CLOSED, OOO_MAX, finish
-from engine.session.table import MEMORY_SETTLE, SESSION_OVERHEAD, Engine
+from engine.session.admit import SESSION_OVERHEAD
+from engine.session.table import MEMORY_SETTLE, Engine
 from tests.unit.test_session import CISN, OISN, TISN, cpkt, engine, established, rec, req, sends
 
 EXPECT = CISN + 1

@@ -1,0 +1,140 @@
+"""Admission: which client connections get copies, and their sessions' fake tuples (pure).
+
+A client connection is admitted when it is sampled in (``-r``), an intercept is connected, the
+table has room (``--max-sessions``) and the memory estimate allows it (``-m``); it then gets
+``-n`` replicas towards each target of its port, each with its own fake tuple from the
+``AddressMapper`` (intercept routes the responses by it). ``create`` builds them, ``client_syn``
+handles a client SYN (a retransmission, or a new connection replacing an old one) and
+``revive`` replaces the copies a target closed while the others of the connection go on.
+Functions over the table (``Admitting``, implemented by ``engine.session.table.Engine``).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Protocol, Tuple
+
+from engine.session import CLOSED, M32, Host, Session, after, finish, on_syn
+from engine.session.config import AddressMapper, Route, sample_keep
+from engine.session.selected import ClientSelect
+
+SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
+#                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
+
+
+class Admitting(Host, Protocol):
+    """What admission uses of the session table."""
+
+    mapper: AddressMapper
+    by_client: Dict[int, List[Session]]
+    by_fake: Dict[int, Session]
+    live: int
+    intercepts_up: bool
+
+    def drop(self, reason: str) -> None: ...
+
+
+def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route, ...],
+           now: float) -> Optional[List[Session]]:
+    """The sessions of one client connection: ``-n`` replicas towards each target (None if
+    it is not admitted; the reason is counted)."""
+    cfg = t.cfg
+    if not sample_keep(saddr, sport, cfg.sample_pct):
+        t.drop("sampled_out")
+        return None
+    if not t.intercepts_up:
+        t.drop("sessions_no_intercept")
+        return None
+    copies = cfg.replicas * len(routes)
+    if t.live + copies > cfg.max_sessions:
+        t.drop("table_full")
+        return None
+    if (t.buffered_total + (t.live + copies) * SESSION_OVERHEAD
+            > cfg.memory_limit):
+        t.drop("memory_shed")        # -m by estimate: empty sessions cost memory too
+        return None
+    out: List[Session] = []
+    mapper = t.mapper
+    counters = t.counters
+    for i in range(copies):         # one fake tuple per copy: intercept routes by it
+        route = routes[i // cfg.replicas]
+        pref = (mapper.fake_ip(saddr, i) << 16) | mapper.preferred_port(sport, i)
+        fkey = mapper.allocate(saddr, sport, i)
+        if fkey is None:
+            t.drop("tuple_refused")
+            continue
+        if fkey != pref:
+            counters["tuple_remapped"] += 1
+        s = Session(t, ckey, fkey, route, now)
+        t.by_fake[fkey] = s
+        t.live += 1
+        counters["sessions_created"] += 1
+        out.append(s)
+    if not out:
+        return None
+    t.by_client[ckey] = out
+    return out
+
+
+def client_syn(t: Admitting, ckey: int, saddr: int, sport: int, seq: int, win: int,
+               options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
+               now: float) -> None:
+    """A client SYN: a retransmission of the current one is counted; otherwise the old
+    copies of that tuple end and new ones start their handshakes."""
+    t.counters["clt_syn"] += 1
+    if sessions is not None:
+        old = sessions[0]
+        if old.state != CLOSED and not old.faked and old.isn == seq:
+            t.counters["clt_con_retrans"] += 1      # the client retransmitted its SYN
+            return
+        for s in list(sessions):
+            if s.state != CLOSED:
+                finish(s, now, "sessions_obsolete")
+            t.destroy(s)
+    created = create(t, ckey, saddr, sport, route, now)
+    if created is not None:
+        selection = t.cfg.selection
+        if selection is not None:
+            sel = ClientSelect(selection, (seq + 1) & M32, t.counters)
+            for s in created:
+                s.sel = sel
+        for s in created:
+            on_syn(s, seq, win, options, now)
+
+
+def revive(t: Admitting, sessions: List[Session], seq: int, payload: bytes,
+           now: float) -> Optional[List[Session]]:
+    """Some copies of this client connection ended (their target closed, e.g. nginx after a
+    500) while others go on: new client data gets a new copy towards each of those targets,
+    like a first copy of a connection caught mid-way (a faked SYN). Returns the connection's
+    sessions when any copy was replaced, else None."""
+    current: List[Optional[Session]] = list(sessions)
+    replaced = False
+    for i, old in enumerate(sessions):
+        if old.state != CLOSED:
+            continue
+        if old.sel is None and not after((seq + len(payload)) & M32, old.expect):
+            continue                # a retransmission of what that copy had
+        t.destroy(old)
+        current[i] = None
+        if not t.intercepts_up or t.live >= t.cfg.max_sessions:
+            continue
+        fkey = t.mapper.allocate(old.ckey >> 64, (old.ckey >> 48) & 0xFFFF, i)
+        if fkey is None:
+            t.drop("tuple_refused")
+            continue
+        s = Session(t, old.ckey, fkey, old.route, now)
+        s.sel = old.sel
+        t.by_fake[fkey] = s
+        t.live += 1
+        t.counters["sessions_created"] += 1
+        t.counters["sessions_revived"] += 1
+        current[i] = s
+        replaced = True
+    if not replaced:
+        return None
+    alive = [x for x in current if x is not None]
+    t.by_client[alive[0].ckey] = alive
+    return alive
+
+
+__all__ = ["SESSION_OVERHEAD", "Admitting", "client_syn", "create", "revive"]
