@@ -65,6 +65,12 @@ class VerifyFailed(LabctlError):
     exit_code = ExitCode.VERIFY_FAILED
 
 
+class BrokenLinkFound(LabctlError):
+    """`labctl diagnose` found a broken link of the copy path: exit 3, like a failed verify."""
+
+    exit_code = ExitCode.VERIFY_FAILED
+
+
 class DrillFailed(LabctlError):
     """A drill runbook's expectations did not hold."""
 

@@ -18,7 +18,7 @@ from rich.live import Live
 from labctl.cli.app import app
 from labctl.cli.render import verify as rv
 from labctl.drill.steps import watch_records
-from labctl.errors import UsageError, VerifyFailed
+from labctl.errors import BrokenLinkFound, UsageError, VerifyFailed
 from labctl.hosts.journal import local_state_root
 from labctl.inventory.models import Inventory
 from labctl.report import verify as rp
@@ -192,7 +192,9 @@ def diagnose_cmd(
     target: Optional[str] = typer.Option(
         None, "--target", help="With several targets: the one to diagnose (default: first)."),
 ) -> None:
-    """Capture briefly on every host and name the first broken link of the copy path."""
+    """Capture briefly on every host and name the first broken link of the copy path.
+
+    Exit code 3 when a broken link is found, 0 when none is."""
     inv = resolve_inventory(inventory, "diagnose")
     with _pool(inv) as pool:
         diagnosis = run_diagnose(inv, pool, seconds, target=target)
@@ -200,3 +202,6 @@ def diagnose_cmd(
         typer.echo(rv.diagnose_json(diagnosis))
     else:
         Console().print(rv.diagnosis_view(diagnosis))
+    if diagnosis.broken is not None:
+        b = diagnosis.broken        # scripts: `labctl diagnose || ...`
+        raise BrokenLinkFound(f"broken link: {b.question}: {b.evidence}", hint=b.fix or None)

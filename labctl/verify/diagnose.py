@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from labctl.errors import UsageError
+from labctl.facts.base import FactParseError
+from labctl.facts.sockets import LISTENERS
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Transport
 from labctl.transport.pool import HostPool
@@ -55,7 +57,8 @@ def read_pcap(path: str) -> list[tree.Pkt]:
                                                 - 4 * int(tcp.dataofs))))
             elif ICMP in ip:
                 out.append(tree.Pkt(t, ip.src, ip.dst, direction=direction,
-                                    icmp_type=int(ip[ICMP].type)))
+                                    icmp_type=int(ip[ICMP].type),
+                                    icmp_code=int(ip[ICMP].code)))
     return out
 
 
@@ -133,9 +136,19 @@ def _target_facts(t: Transport, inv: Inventory, spec: HostSpec
     keys = ["net.ipv4.conf.all.rp_filter"] + ([f"net.ipv4.conf.{dev}.rp_filter"] if dev else [])
     values = [_int(t.run(["sysctl", "-n", k], sudo=spec.sudo).stdout) for k in keys]
     known = [v for v in values if v is not None]
+    netstat = t.run(["cat", "/proc/net/netstat"]).stdout
     return {"route_via": via, "rp_filter": max(known) if known else None,
-            "rpf": parse_netstat(t.run(["cat", "/proc/net/netstat"]).stdout,
-                                 "IPReversePathFilter")}
+            "rpf": parse_netstat(netstat, "IPReversePathFilter"),
+            "overflows": parse_netstat(netstat, "ListenOverflows")}
+
+
+def _listeners(t: Transport, spec: HostSpec) -> Optional[list[tuple[str, int]]]:
+    """The target's listening TCP sockets (`ss -Hltn`), None when they cannot be read."""
+    res = t.run(list(LISTENERS.argv), sudo=spec.sudo)
+    try:
+        return [(lst.address, lst.port) for lst in LISTENERS.parse(res)]
+    except FactParseError:
+        return None
 
 
 def _filter(inv: Inventory) -> str:
@@ -170,11 +183,12 @@ def run_diagnose(inv: Inventory, pool: HostPool, seconds: float = 5.0,
         return out
 
     before = daemons()
-    rpf_before = _target_facts(pool.transport(spec.name), inv, spec)["rpf"]
+    tfacts0 = _target_facts(pool.transport(spec.name), inv, spec)
     remote = {h.name: f"{inv.remote_dir(h)}/{PCAP_NAME}" for h in inv.all_hosts()}
     caps = pool.each(lambda s, t: _capture(t, s, remote[s.name], seconds, _filter(inv)), hosts)
     after = daemons()
     tfacts = _target_facts(pool.transport(spec.name), inv, spec)
+    listeners = _listeners(pool.transport(spec.name), spec)
     with tempfile.TemporaryDirectory(prefix="labctl-diagnose-") as tmp:
         pkts = pool.each(lambda s, t: _fetch_pcap(t, s, remote[s.name], Path(tmp) / s.name),
                          [h for h in hosts if caps[h].ok])
@@ -185,7 +199,7 @@ def run_diagnose(inv: Inventory, pool: HostPool, seconds: float = 5.0,
     notes += [f"reading the capture of {h} failed: {o.error}" for h, o in pkts.items()
               if not o.ok]
     captures = _captures(inv, spec, {h: o.value for h, o in pkts.items() if o.ok})
-    facts = _facts(inv, spec, pool, before, after, tfacts, rpf_before)
+    facts = _facts(inv, spec, pool, before, after, tfacts, tfacts0, listeners)
     diagnosis = tree.walk(captures, facts)
     diagnosis.notes.extend(notes)
     return diagnosis
@@ -203,7 +217,8 @@ def _captures(inv: Inventory, target: HostSpec,
 
 def _facts(inv: Inventory, target: HostSpec, pool: HostPool, before: list[L.DaemonStats],
            after: list[L.DaemonStats], tfacts: dict[str, Optional[int | str]],
-           rpf_before: Optional[int | str]) -> tree.Facts:
+           tfacts0: dict[str, Optional[int | str]],
+           listeners: Optional[list[tuple[str, int]]]) -> tree.Facts:
     ip_forward = None
     if inv.hosts.assistant is not None:
         a = inv.hosts.assistant
@@ -215,6 +230,8 @@ def _facts(inv: Inventory, target: HostSpec, pool: HostPool, before: list[L.Daem
         conntrack.append(L.Conntrack(spec.name, count, cmax))
     r0, r1 = _routed(before), _routed(after)
     rpf, via, rp = tfacts["rpf"], tfacts["route_via"], tfacts["rp_filter"]
+    rpf_before = tfacts0["rpf"]
+    ov, ov0 = tfacts["overflows"], tfacts0["overflows"]
     return tree.Facts(
         pool=[str(n) for n in inv.clients.pool_networks()]
         or [f"{h.address}/32" for h in inv.hosts.online],
@@ -230,4 +247,6 @@ def _facts(inv: Inventory, target: HostSpec, pool: HostPool, before: list[L.Daem
         else None,
         route_via=via if isinstance(via, str) else None,
         conntrack=conntrack,
+        target_listeners=listeners,
+        listen_overflows=ov - ov0 if isinstance(ov, int) and isinstance(ov0, int) else None,
     )

@@ -2,10 +2,13 @@
 
 It walks the path a copied session takes, in order, the way tcpcopy users do by hand (study §5.3,
 §7): daemons up -> conntrack headroom -> client traffic at online -> copies leave online ->
-copies reach the target -> the target answers (else: rp_filter, bad checksums, nothing listening)
--> answers reach the assistant (else: the target's route is missing) -> the assistant black-holes
-them (ip_forward=0) -> intercept passes them to tcpcopy -> no RST right after a SYN-ACK (a leak
-to a real client). The first step that fails is the broken link, with its fix.
+copies reach the target -> something listens on the copied ports -> the target answers (else:
+rp_filter, bad checksums, a silent firewall) -> it accepts rather than resets (RST to the SYNs:
+nothing listens, or a REJECT) -> its accept queue keeps up (SYN-ACKs repeated, ListenOverflows)
+-> the path fits the copied segments (ICMP "fragmentation needed") -> answers reach the
+assistant (else: the target's route is missing) -> the assistant black-holes them
+(ip_forward=0) -> intercept passes them to tcpcopy -> no RST right after a SYN-ACK (a leak to
+a real client). The first step that fails is the broken link, with its fix.
 
 Packets are small values (`Pkt`) made from the captures by `labctl.verify.diagnose`
 (scapy lives there).
@@ -41,6 +44,7 @@ class Pkt:
     csum_ok: Optional[bool] = None
     icmp_type: Optional[int] = None
     payload: int = 0
+    icmp_code: Optional[int] = None
 
     @property
     def syn(self) -> bool:
@@ -70,6 +74,10 @@ class Facts:
     rp_filter_drops: Optional[int] = None
     route_via: Optional[str] = None
     conntrack: Sequence[Conntrack] = ()
+    #: the target's listening sockets as (address, port); "0.0.0.0"/"*"/"::" = every address
+    target_listeners: Optional[Sequence[tuple[str, int]]] = None
+    #: TcpExtListenOverflows on the target, increase during the capture
+    listen_overflows: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +228,90 @@ def check_target_answers(c: Captures, f: Facts, n: _Net) -> Step:
                 "dropping the pool addresses?")
 
 
+WILDCARDS = ("0.0.0.0", "*", "::", "[::]")
+BACKLOG_SHARE = 0.05       # SYN-ACKs repeated for more than this share of the copied SYNs
+ICMP_UNREACH, FRAG_NEEDED = 3, 4
+
+
+def check_target_listens(c: Captures, f: Facts, n: _Net) -> Step:
+    q = "something listens on the copied ports of the target"
+    if f.target_listeners is None:
+        return Step(q, "skipped", "the target's socket table could not be read (ss -Hltn)")
+    missing = [f"{a}:{p}" for a in f.target_addresses for p in f.service_ports
+               if not any(lp == p and (la in WILDCARDS or la == a)
+                          for la, lp in f.target_listeners)]
+    wanted = len(f.target_addresses) * len(f.service_ports)
+    if missing and len(missing) == wanted:
+        return Step(q, "broken", "nothing listens on " + ", ".join(missing[:4])
+                    + " (the target's ss -ltn): it refuses every copy with a RST",
+                    "start the service under test on the target, or fix services[].target_port")
+    if missing:
+        return Step(q, "ok", "listening; not on " + ", ".join(missing[:4])
+                    + " (a port only the other side of a mapping uses?)")
+    return Step(q, "ok", f"listening on {wanted} copied address:port pair(s)")
+
+
+def _refusals(pkts: Sequence[Pkt], n: _Net) -> tuple[int, int]:
+    """(RSTs the target sent to copied connections, SYN-ACKs it sent)."""
+    rsts = _count(pkts, lambda p: p.direction == OUTBOUND and n.answer(p) and p.rst)
+    synacks = _count(pkts, lambda p: p.direction == OUTBOUND and n.answer(p) and p.synack)
+    return rsts, synacks
+
+
+def check_target_accepts(c: Captures, f: Facts, n: _Net) -> Step:
+    q = "the target accepts the copies (SYN-ACK, not RST)"
+    if c.target is None:
+        return Step(q, "skipped", "no capture from the target")
+    rsts, synacks = _refusals(c.target, n)
+    if rsts and not synacks:
+        ports = sorted({p.sport for p in c.target
+                        if p.direction == OUTBOUND and n.answer(p) and p.rst})
+        where = ", ".join(f"{a}:{p}" for a in f.target_addresses for p in ports[:3])
+        return Step(q, "broken", f"the target refused the copies: {rsts} RSTs and no SYN-ACK "
+                    f"from {where}",
+                    "nothing listens there (start the service, check services[].target_port) "
+                    "or a firewall REJECTs the client pool on the target")
+    return Step(q, "ok", f"{synacks} SYN-ACKs, {rsts} RSTs")
+
+
+def check_target_backlog(c: Captures, f: Facts, n: _Net) -> Step:
+    q = "the target's accept queue keeps up (no SYN-ACK repeated, no listen overflow)"
+    if c.target is None and f.listen_overflows is None:
+        return Step(q, "skipped", "no capture from the target")
+    seen: set[tuple[str, int, str, int]] = set()
+    repeated = 0
+    for p in c.target or ():
+        if p.direction == OUTBOUND and p.synack and n.answer(p):
+            key = (p.src, p.sport, p.dst, p.dport)
+            if key in seen:
+                repeated += 1
+            seen.add(key)
+    over = f.listen_overflows or 0
+    if over > 0 or (seen and repeated > BACKLOG_SHARE * len(seen)):
+        return Step(q, "broken", f"TcpExtListenOverflows +{over}, {repeated} SYN-ACKs repeated "
+                    f"for {len(seen)} copied connections: the service does not accept fast "
+                    "enough (its listen backlog is full)",
+                    "raise the service's backlog (nginx: listen ... backlog=N; "
+                    "net.core.somaxconn), give it more workers, or copy less (-r, --safe)")
+    return Step(q, "ok", f"{repeated} SYN-ACKs repeated, ListenOverflows +{over}")
+
+
+def check_path_mtu(c: Captures, f: Facts, n: _Net) -> Step:
+    q = "the path to the target fits the copied segments (no ICMP fragmentation needed)"
+    pkts = [*(c.online or ()), *(c.target or ())]
+    if c.online is None and c.target is None:
+        return Step(q, "skipped", "no capture")
+    need = [p for p in pkts if p.icmp_type == ICMP_UNREACH and p.icmp_code == FRAG_NEEDED]
+    if need:
+        return Step(q, "broken", f"{len(need)} ICMP 'fragmentation needed' from "
+                    + ", ".join(sorted({p.src for p in need})[:3])
+                    + ": copied segments are larger than the path MTU (the C tool's 'Message "
+                    "too long')",
+                    "give tcpcopy the path's MTU (tcpcopy -M MTU), or raise the MTU of the "
+                    "link to the target")
+    return Step(q, "ok", "no 'fragmentation needed'")
+
+
 def check_answers_reach_assistant(c: Captures, f: Facts, n: _Net) -> Step:
     q = ROUTE_QUESTION
     if c.assistant is None:
@@ -291,7 +383,8 @@ def rst_after_synack(pkts: Sequence[Pkt], n: _Net) -> int:
 
 TREE: tuple[Check, ...] = (
     check_daemons, check_conntrack, check_client_traffic, check_copies_leave,
-    check_copies_arrive, check_target_answers, check_answers_reach_assistant,
+    check_copies_arrive, check_target_listens, check_target_answers, check_target_accepts,
+    check_target_backlog, check_path_mtu, check_answers_reach_assistant,
     check_blackhole, check_intercept, check_rst_leak,
 )
 

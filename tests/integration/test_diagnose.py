@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from labctl.lab import services
+from tests.integration.copyrig import wait_for
 from tests.integration.test_verify import CopyLab, copy_lab_factory, run_cli
 
 pytestmark = pytest.mark.integration
@@ -41,8 +44,10 @@ def background_traffic(lab: CopyLab, seconds: float = 12.0) -> Iterator[None]:
 def diagnose(lab: CopyLab, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     with background_traffic(lab):
         code, out = run_cli(capsys, "diagnose", str(lab.path), "--seconds", "3", "--json")
-    assert code == 0, out
-    return dict(json.loads(out))
+    d = dict(json.loads(out))
+    # documented: 3 when a broken link is found, 0 when none is
+    assert code == (3 if first_broken(d) else 0), out
+    return d
 
 
 def first_broken(d: dict[str, Any]) -> Optional[dict[str, Any]]:
@@ -79,7 +84,32 @@ def test_diagnose_names_the_broken_link(copy_lab_factory: Callable[..., CopyLab]
     assert step is not None and "ip_forward=0" in step["question"], d
     assert "net.ipv4.ip_forward=0" in step["fix"]
 
-    # 3. intercept stopped (by its own pidfile)
+    # 3. the target refuses the copies: a firewall REJECTs the pool with RSTs
+    reject = ["INPUT", "-p", "tcp", "-s", pool, "-j", "REJECT", "--reject-with", "tcp-reset"]
+    lab.ns("target", "iptables", "-w", "-I", *reject)
+    try:
+        d = diagnose(lab, capsys)
+    finally:
+        lab.ns("target", "iptables", "-w", "-D", *reject, check=False)
+    step = first_broken(d)
+    assert step is not None and "accepts the copies" in step["question"], d
+    assert "refused the copies" in step["evidence"] and "REJECT" in step["fix"]
+
+    # 4. the service under test stopped (its nginx, by pidfile): nothing listens on :80
+    host = lab.info.hosts["target"]
+    pidf = services.pid_file(host, "nginx")
+    lab.ns("target", "kill", "-TERM", pidf.read_text().split()[0])
+    wait_for(lambda: not pidf.exists(), 15, "target nginx stopped")
+    try:
+        d = diagnose(lab, capsys)
+    finally:
+        subprocess.run(services.start_argv(lab.info, host, "nginx"), check=False, timeout=60)
+        services.wait_pid_file(host, "nginx", time.monotonic() + 15)
+    step = first_broken(d)
+    assert step is not None and "listens on the copied ports" in step["question"], d
+    assert ":80" in step["evidence"] and "target_port" in step["fix"]
+
+    # 5. intercept stopped (by its own pidfile)
     pidfile = Path(lab.inv.remote_dir(lab.inv.intercept_host)) / "intercept.pid"
     pid = int(pidfile.read_text().strip())
     lab.ns("assistant", "kill", "-TERM", str(pid))

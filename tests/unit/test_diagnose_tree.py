@@ -32,13 +32,23 @@ def frame(t: float, src: str, dst: str, sport: int, dport: int, flags: str, pktt
 
 
 def session(port: int, t: float = 0.0, route_ok: bool = True, forward: bool = False,
-            rst: bool = False, bad_csum: bool = False, answer: bool = True
+            rst: bool = False, bad_csum: bool = False, answer: bool = True,
+            refuse: bool = False, repeat_synack: bool = False, frag_needed: bool = False
             ) -> dict[str, list[Any]]:
     """The frames each host sees for one copied session."""
     online = [frame(t, CLIENT, ONLINE, port, 80, "S", IN),
               frame(t + 0.001, FAKE, TARGET, port, 80, "S", OUT)]
     target = [frame(t + 0.002, FAKE, TARGET, port, 80, "S", IN, bad_csum=bad_csum)]
     assistant: list[Any] = []
+    if frag_needed:
+        icmp = CookedLinux(pkttype=IN) / IP(src="10.77.9.1", dst=FAKE) / ICMP(type=3, code=4)
+        icmp.time = t + 0.0015
+        online.append(icmp)
+    if refuse:
+        target.append(frame(t + 0.003, TARGET, FAKE, 80, port, "RA", OUT))
+        return {"online": online, "target": target, "assistant": assistant}
+    if repeat_synack:
+        target.append(frame(t + 0.0025, TARGET, FAKE, 80, port, "SA", OUT))
     if answer:
         target.append(frame(t + 0.003, TARGET, FAKE, 80, port, "SA", OUT))
         if route_ok:
@@ -73,7 +83,8 @@ def facts(**kw: object) -> tree.Facts:
         daemons=[DaemonStats("online", "tcpcopy", "running"),
                  DaemonStats("assistant", "intercept", "running")],
         intercept_routed_delta=10, ip_forward=0, rp_filter=0, rp_filter_drops=0,
-        route_via=ASSIST, conntrack=[Conntrack("online", 10, 1000), Conntrack("target", 5, 1000)])
+        route_via=ASSIST, conntrack=[Conntrack("online", 10, 1000), Conntrack("target", 5, 1000)],
+        target_listeners=[("0.0.0.0", 80), ("127.0.0.1", 22)], listen_overflows=0)
     base.update(kw)
     return tree.Facts(**base)  # type: ignore[arg-type]
 
@@ -180,3 +191,41 @@ def test_route_removed_so_target_cannot_answer_at_all(tmp_path: Path) -> None:
     d = tree.walk(captures(tmp_path, answer=False), facts(route_via=None))
     assert d.broken is not None and d.broken.question == tree.ROUTE_QUESTION
     assert "via none" in d.broken.evidence and "ip route replace" in d.broken.fix
+
+
+def test_nothing_listens_on_the_copied_port() -> None:
+    d = tree.walk(tree.Captures(None, None, None),
+                  facts(target_listeners=[("0.0.0.0", 8080), ("127.0.0.1", 80)]))
+    assert broken(d) == "something listens on the copied ports of the target"
+    assert d.broken is not None and f"{TARGET}:80" in d.broken.evidence
+    assert "services[].target_port" in d.broken.fix
+    # a listener on the target's own address counts; an unreadable table is skipped
+    ok = tree.walk(tree.Captures(None, None, None), facts(target_listeners=[(TARGET, 80)]))
+    assert ok.steps[5].status == "ok"
+    unknown = tree.walk(tree.Captures(None, None, None), facts(target_listeners=None))
+    assert unknown.steps[5].status == "skipped"
+
+
+def test_target_refuses_every_copy_with_rst(tmp_path: Path) -> None:
+    # the socket table was not readable (or the service died after it was read): the RSTs
+    # in the capture name the refusal, instead of "the target answers"
+    d = tree.walk(captures(tmp_path, refuse=True), facts(target_listeners=None))
+    assert broken(d) == "the target accepts the copies (SYN-ACK, not RST)"
+    assert d.broken is not None
+    assert "5 RSTs and no SYN-ACK" in d.broken.evidence and f"{TARGET}:80" in d.broken.evidence
+
+
+def test_accept_queue_overflow(tmp_path: Path) -> None:
+    d = tree.walk(captures(tmp_path, repeat_synack=True), facts())
+    assert broken(d) == ("the target's accept queue keeps up (no SYN-ACK repeated, no listen "
+                         "overflow)")
+    assert d.broken is not None and "5 SYN-ACKs repeated for 5" in d.broken.evidence
+    by_counter = tree.walk(captures(tmp_path), facts(listen_overflows=12))
+    assert by_counter.broken is not None and "ListenOverflows +12" in by_counter.broken.evidence
+
+
+def test_fragmentation_needed_names_the_mtu(tmp_path: Path) -> None:
+    d = tree.walk(captures(tmp_path, frag_needed=True), facts())
+    assert broken(d) == ("the path to the target fits the copied segments (no ICMP "
+                         "fragmentation needed)")
+    assert d.broken is not None and "tcpcopy -M" in d.broken.fix
