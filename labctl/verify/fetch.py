@@ -300,7 +300,8 @@ class Watch:
             allowed_sources=self._allowed(), daemons=daemons,
             conntrack=conntrack, malformed=dict(self.malformed),
             port_map={s.port: s.target_port for s in self.inv.services}, notes=notes,
-            selection=vs.for_inventory(self.inv))
+            selection=vs.for_inventory(self.inv),
+            target_ports=sorted({s.target_port for s in self.inv.services}))
         return vt.build_all(inp, [
             vt.TargetInput(t.name, inv.target_role(t), str(t.address),
                            self.records.get((t.name, inv.log_for(t).path), []))

@@ -8,12 +8,13 @@ skew between hosts). With `-n N` one online record may be matched N times.
 Every missing request (expected copies - matched copies) is attributed, in request units:
 
 - when tcpcopy reports `requests_sent` (S): the loss before sending, expected - S, goes first to
-  *capture* (kernel_drops + malformed), then to *session* emulation (sessions shed, no SYN-ACK,
-  timed out); the loss after sending, S - matched, goes first to the *target* (copies it answered
-  with 5xx/408/499, and session timeouts when the target was slow), the rest to the *path*
-  (sent but never logged by the target);
-- without `requests_sent`: capture, session, then path (send errors, responses intercept could
-  not route back), each capped by the counters.
+  *capture* (kernel_drops + malformed), then to the *target* (sessions it refused: a RST to the
+  copied SYN, `sessions_refused`), then to *session* emulation (sessions shed, no SYN-ACK, timed
+  out); the loss after sending, S - matched, goes first to the *target* (copies it answered
+  with 5xx/408/499, sessions it reset midway, and session timeouts when the target was slow),
+  the rest to the *path* (sent but never logged by the target);
+- without `requests_sent`: capture, target (refused), session, then path (send errors,
+  responses intercept could not route back), each capped by the counters.
 
 Whatever the counters cannot explain is shown as *unexplained*; the buckets always sum to the
 missing count.
@@ -221,6 +222,23 @@ def worst_endpoints(online: Sequence[LogRecord], matched: Counter[str], ratio: f
     return [r for r in rows if r.missing > 0][:limit]
 
 
+def is_error(rec: LogRecord) -> bool:
+    """An answer that is the target's own failure: 5xx, 408 (timeout) or 499 (gave up)."""
+    return rec.status is not None and (rec.status >= 500 or rec.status in ERROR_STATUSES)
+
+
+def target_errors(records: Sequence[LogRecord]) -> dict[str, tuple[int, int]]:
+    """Per endpoint with at least one error answer: (errors, answers) of the target."""
+    total: Counter[str] = Counter()
+    bad: Counter[str] = Counter()
+    for r in records:
+        ep = _endpoint_of(r)
+        total[ep] += 1
+        if is_error(r):
+            bad[ep] += 1
+    return {ep: (n, total[ep]) for ep, n in sorted(bad.items(), key=lambda x: -x[1])}
+
+
 # ---------------------------------------------------------------- the ledger
 
 
@@ -255,10 +273,11 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     expected = len(online) * inp.sample_percent * inp.multiplier / 100.0
     missing = max(0, round(expected - matched))
     lat_on, lat_tg = latency(online), latency(target_in_window)
-    errors = sum(1 for r in target_in_window
-                 if r.status is not None and (r.status >= 500 or r.status in ERROR_STATUSES))
+    by_endpoint = target_errors(target_in_window)
+    errors = sum(n for n, _ in by_endpoint.values())
     slow = (lat_tg.p99 or 0.0) - (lat_on.p99 or 0.0) >= th.slow_target_seconds
-    attribution = attribute(missing, inp.daemons, matched, errors, slow)
+    where = [f"{inp.target_address or 'target'}:{p}" for p in inp.target_ports]
+    attribution = attribute(missing, inp.daemons, matched, errors, slow, where)
     copy_ratio = matched / len(online) if online else None
     sd = sampling_sd(online, inp.sample_percent, inp.multiplier)
     tolerance = max(th.ratio_tolerance * ratio, 3 * sd)
@@ -303,6 +322,7 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
         by_mapping=[] if port_map is None else ports.by_mapping(
             online, target_in_window, [o for o, _ in pairs], port_map, ratio),
         selection=figures,
+        target_errors=by_endpoint,
     )
 
 

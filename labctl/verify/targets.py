@@ -91,6 +91,6 @@ def build_all(base: L.LedgerInput, targets: Sequence[TargetInput],
     for t in targets:
         conntrack = [c for c in base.conntrack if c.host == t.name or c.host not in names]
         inp = dataclasses.replace(base, target=t.records, daemons=daemons, conntrack=conntrack,
-                                  notes=notes)
+                                  notes=notes, target_address=t.address)
         out.append(TargetLedger(t.name, t.role, t.address, L.build(inp, th)))
     return TargetsReport(out)

@@ -80,6 +80,10 @@ class LedgerInput:
     notes: Sequence[str] = ()
     #: The inventory's engine.select: only the online requests it selects are expected.
     selection: Optional[LogSelection] = None
+    #: The copied target ports ("target:80"), to name where refusals came from.
+    target_ports: Sequence[int] = ()
+    #: This ledger's target address (set per target by labctl.verify.targets.build_all).
+    target_address: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -156,3 +160,6 @@ class LedgerReport:
     #: None without engine.select; else online_requests counts every online request and the
     #: expectation, ratios, endpoints, status mix and latency cover the selected ones only.
     selection: Optional[SelectionFigures] = None
+    #: The target's error answers (5xx/408/499) per endpoint, where it gave any:
+    #: endpoint -> (errors, copies answered).
+    target_errors: dict[str, tuple[int, int]] = field(default_factory=dict)

@@ -18,13 +18,15 @@ from typing import Any, Callable, Optional
 import pytest
 
 from labctl.cli import main
+from labctl.hosts import daemons
 from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import Inventory
-from labctl.lab import LabInfo
+from labctl.lab import LabInfo, services
 from labctl.lab.inventory import render_lab_inventory
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from tests.integration.conftest import unique_lab_name
+from tests.integration.copyrig import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -191,6 +193,45 @@ def test_verify_injected_loss_fails_and_is_attributed(
     # a SYN-ACK -- path or session emulation, not capture and not the target
     assert named.get("path", 0) + named.get("session", 0) >= 0.8 * missing, att
     assert "capture" not in named and "target" not in named
+
+
+def test_verify_blames_the_target_when_its_service_is_stopped(
+        copy_lab_factory: Callable[..., CopyLab], capsys: pytest.CaptureFixture[str]) -> None:
+    """The service under test stopped behind labctl's back (its nginx, by pidfile): every copy
+    is refused with a RST, and verify's largest bucket is the target, naming where nothing
+    listens -- not the session emulation."""
+    lab = copy_lab_factory()
+    host = lab.info.hosts["target"]
+    pidf = services.pid_file(host, "nginx")
+    lab.ns("target", "kill", "-TERM", pidf.read_text().split()[0])
+    wait_for(lambda: not pidf.exists(), 15, "target nginx stopped")
+    try:
+        truth = lab.traffic(300, mode="new", connections=4, rate=300)
+        sent = int(truth["sent"])
+        # every refused handshake has run out (tcpcopy retries a refused SYN until then)
+        wait_for(lambda: lab_counter(lab, "sessions_refused") >= sent, 30,
+                 "every copy refused")
+        code, out = run_cli(capsys, "verify", str(lab.path), "--since-up", "--json")
+    finally:
+        subprocess.run(services.start_argv(lab.info, host, "nginx"), check=False, timeout=60)
+        services.wait_pid_file(host, "nginx", time.monotonic() + 15)
+    report = json.loads(out)
+    assert code == 3 and not report["verdict"]["passed"]
+    att = report["attribution"]
+    named = {b["name"]: b for b in att["buckets"]}
+    assert att["missing"] == sent and "target" in named, att
+    assert named["target"]["requests"] >= 0.999 * sent, att
+    assert f"nothing listens on {host.address}:80" in named["target"]["evidence"], att
+    assert att["unexplained"] == 0, att
+
+
+def lab_counter(lab: CopyLab, name: str) -> int:
+    """A counter of online's tcpcopy, from its stats file."""
+    stats = Path(daemons.files(lab.inv.remote_dir(lab.inv.hosts.online[0]), "tcpcopy")["stats"])
+    try:
+        return int(json.loads(stats.read_text()).get("counters", {}).get(name, 0))
+    except (OSError, ValueError):
+        return 0
 
 
 def test_verify_sampling_30_multiplier_2(copy_lab_factory: Callable[..., CopyLab],

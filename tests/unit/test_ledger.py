@@ -186,3 +186,35 @@ def test_ledger_on_recorded_logs() -> None:
     rep = L.build(L.LedgerInput({"o": on}, [r for r in tg if r.method == "GET"]))
     assert rep.online_requests == 13 and rep.target_matched == 7
     assert rep.attribution.missing == 6
+
+
+def test_target_refusals_and_resets_are_the_targets_bucket() -> None:
+    """The service stopped on the target: its RSTs to the copied SYNs are the target's
+    failure, named with where nothing listens, not the session emulation's."""
+    on = online_mix(1000)
+    tg = [copy(r) for i, r in enumerate(on) if i % 10]  # 100 missing
+    daemons = [stats(requests_sent=930, sessions_refused=60, sessions_no_synack=5,
+                     target_resets=4)]
+    inp = L.LedgerInput({"o": on}, tg, daemons=daemons, target_ports=[80],
+                        target_address="10.77.1.20")
+    a = L.build(inp).attribution
+    got = {b.name: b.requests for b in a.buckets}
+    # before send 70: target (refused) 60, session 5, unexplained 5; after send 30: target
+    # (reset midway) 4, path 26 -- one target bucket holding both
+    assert got == {"target": 64, "session": 5, "path": 26}
+    assert a.unexplained == 5
+    target = next(b for b in a.buckets if b.name == "target")
+    assert "sessions_refused=60" in target.evidence
+    assert "nothing listens on 10.77.1.20:80" in target.evidence
+    assert "reset by the target midway=4" in target.evidence
+    assert a.buckets[0].name == "target"     # the largest cause comes first here
+
+
+def test_target_error_share_per_endpoint() -> None:
+    on = online_mix(400)
+    tg = [copy(r, status=500 if r.uri == "/slow" and i % 3 == 0 else 200)
+          for i, r in enumerate(on)]
+    rep = L.build(L.LedgerInput({"o": on}, tg))
+    assert list(rep.target_errors) == ["GET /slow"]
+    bad, total = rep.target_errors["GET /slow"]
+    assert total == 100 and bad == sum(1 for i in range(400) if i % 4 == 3 and i % 3 == 0)

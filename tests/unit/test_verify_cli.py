@@ -94,7 +94,7 @@ VERIFY_SHAPE: dict[str, Any] = {
     "latency_online": dict, "latency_target": dict, "latency_diff": dict, "leaks": int,
     "leak_sources": dict, "conntrack": list, "daemons": list, "attribution": dict,
     "verdict": dict, "malformed": dict, "window": (list, type(None)), "notes": list,
-    "by_mapping": list, "selection": (dict, type(None)),
+    "by_mapping": list, "selection": (dict, type(None)), "target_errors": dict,
 }
 
 

@@ -20,7 +20,8 @@ The JSON documents are stable (keys are only ever added; a change of meaning bum
   filtered, unjudged, target_filtered: int, filtered_by_rule {rule: int}, problems [str],
   engine_selected, engine_skipped: int|null}: with a selection, `online_requests` counts every
   online request and the expectation, ratios, endpoints, status mix and latency cover the
-  selected ones only.
+  selected ones only; `target_errors` {endpoint: [errors, answers]}: the target's 5xx/408/499
+  answers per endpoint, for endpoints with any.
 - `labctl verify --json` with several targets (`hosts.targets`, no `--target`)
   (`labctl.verify-targets/1`): `schema`; `verdict` {passed, reasons (each prefixed
   `target NAME: `), tolerance, inconclusive} (passed only if every target's verdict passed);
@@ -140,6 +141,15 @@ def endpoints_table(r: LedgerReport) -> Table:
     return t
 
 
+def target_errors_table(r: LedgerReport) -> Table:
+    t = Table(title="the target's error answers (5xx/408/499) per endpoint", title_justify="left")
+    for col in ("endpoint", "errors", "answers", "share"):
+        t.add_column(col, justify="left" if col == "endpoint" else "right")
+    for ep, (bad, total) in list(r.target_errors.items())[:10]:
+        t.add_row(ep, str(bad), str(total), _pct(100.0 * bad / total if total else 0.0))
+    return t
+
+
 def mix_table(r: LedgerReport) -> Table:
     t = Table(title="status mix and latency (s)", title_justify="left")
     t.add_column("")
@@ -160,9 +170,9 @@ def engine_table(r: LedgerReport) -> Table:
     for col in ("host", "what", "state", "figures"):
         t.add_column(col)
     keys = ("captured", "kernel_drops", "sampled_out", "sessions_created", "sessions_shed",
-            "sessions_no_synack", "sessions_timeout", "requests_selected", "requests_skipped",
-            "sessions_unselected", "requests_sent", "send_errors", "retransmit", "resp_routed",
-            "resp_unrouted")
+            "sessions_no_synack", "sessions_refused", "target_resets", "sessions_timeout",
+            "requests_selected", "requests_skipped", "sessions_unselected", "requests_sent",
+            "send_errors", "retransmit", "resp_routed", "resp_unrouted")
     for d in r.daemons:
         figures = ", ".join(f"{k}={d.counters[k]}" for k in keys if k in d.counters)
         span = " (since the mark)" if d.baseline_at is not None else ""
@@ -204,6 +214,8 @@ def ledger_view(r: LedgerReport) -> Group:
         parts.append(attribution_table(r))
     if r.worst_endpoints:
         parts.append(endpoints_table(r))
+    if r.target_errors:
+        parts.append(target_errors_table(r))
     if len(r.by_mapping) > 1:
         parts.append(mappings_table(r))
     parts += [mix_table(r), engine_table(r), verdict_text(r)]
