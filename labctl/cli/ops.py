@@ -18,6 +18,9 @@ from labctl.up.deadman import DEFAULT_AFTER
 from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.up.options import DEFAULT_GUARD_TIMEOUT
 
+STRICT_HELP = ("Treat preflight warnings as errors (e.g. nothing listens on a copied target "
+               "port, an OUTPUT rule would refuse the copies).")
+
 
 def hooks_of(ctx: typer.Context) -> Hooks:
     """The test hooks `labctl.cli.main(argv, hooks=...)` was given (NO_HOOKS for users)."""
@@ -32,6 +35,7 @@ def up(
     force: bool = typer.Option(False, "--force",
                                help="Proceed despite errors (never despite SSH refusals)."),
     fix: bool = typer.Option(False, "--fix", help="Also fix what checks can fix (ip_forward)."),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     plan_file: Optional[str] = typer.Option(
         None, "--plan", help="Apply only if this saved plan (`labctl plan --out`) is still "
@@ -52,7 +56,8 @@ def up(
     if saved is not None and saved.fix and not fix:
         fix = True                  # the plan was made with --fix: its sysctl changes are in it
     with progress() as say:
-        opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, inventory_path=res.path,
+        opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, strict=strict,
+                             inventory_path=res.path,
                              inventory_text=res.text, progress=say, saved_plan=saved,
                              deadman_seconds=deadman, guard_timeout=guard_timeout,
                              hooks=hooks_of(ctx))
@@ -61,7 +66,7 @@ def up(
     if saved is not None and report.stale:
         raise saved_plan.stale_error(saved, report.stale)
     if report.refused:
-        raise ops.refused_error(report, force, fix, opts.hooks)
+        raise ops.refused_error(report, force, fix, opts.hooks, strict)
 
 
 @app.command()
@@ -70,6 +75,7 @@ def plan(
     inventory: str = typer.Argument(..., help="Inventory YAML file."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     fix: bool = typer.Option(False, "--fix", help="Plan the fixes too (as `up --fix` would)."),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     out_file: Optional[str] = typer.Option(
         None, "--out", help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only "
                             "while it is still current."),
@@ -77,13 +83,13 @@ def plan(
     """What `up` would change, touching nothing."""
     res = ops.resolve(inventory)
     with progress() as say:
-        report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix,
+        report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix, strict=strict,
                                                        hooks=hooks_of(ctx)))
     _show(report, json_out)
     if out_file is None:
         return
     if report.refused or report.plan is None:
-        raise ops.refused_error(report, False, fix, hooks_of(ctx))
+        raise ops.refused_error(report, False, fix, hooks_of(ctx), strict)
     digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix)
     err().print(f"plan saved to {out_file} (digest {digest[:12]}); apply it with "
                 f"`labctl up {res.path} --plan {out_file}`", highlight=False)

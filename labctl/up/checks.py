@@ -15,6 +15,7 @@ from labctl.facts import HostFacts, OperatorFacts
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import ROUTE_PROTO, Change, Finding, Severity
 from labctl.up.datalink import resolve_next_hops
+from labctl.up.egress import CopyShape, refusing_rules
 from labctl.up.plan import fix_changes_for
 
 Facts = Mapping[str, HostFacts]
@@ -32,7 +33,7 @@ CHECK_IDS = (
     "target.rp_filter", "route.operator", "route.inventory_host", "route.gateway", "route.wide",
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
-    "datalink.mac_unknown",
+    "datalink.mac_unknown", "target.not_listening", "online.output_refuses",
 )
 
 
@@ -326,10 +327,30 @@ def check_datalink(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[
                           f"engine.datalink: {problem.message}", hint=problem.hint)
 
 
+def check_output_rules(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
+    """online's own OUTPUT rules that would refuse tcpcopy's raw-socket sends (a warning, with
+    the rule and the setting that avoids it); none with engine.datalink (copies skip OUTPUT)."""
+    if inv.engine.datalink:
+        return
+    for spec in inv.hosts.online:
+        hf = facts.get(spec.name)
+        if hf is None or hf.unreachable or hf.iptables is None:
+            continue
+        shape = CopyShape(pool=inv.clients.pool_networks() or [Net(f"{spec.address}/32")],
+                          targets=inv.target_addresses(),
+                          ports=sorted({s.target_port for s in inv.services}),
+                          notrack=inv.conntrack.notrack)
+        for r in refusing_rules(hf.iptables, shape):
+            yield Finding("online.output_refuses", WARN, spec.name,
+                          f"{r.table} {r.chain}: `{r.rule}` would refuse tcpcopy's sends "
+                          f"(matches {r.why})", hint=r.fix)
+
+
 _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], ...] = (
     check_reachable, check_python, check_privilege, check_ip_forward, check_conntrack,
     check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
     check_service, check_target_listens, check_intercept_port, check_datalink,
+    check_output_rules,
 )
 
 
@@ -337,9 +358,12 @@ def refusals(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.refusal]
 
 
-def blocking(findings: Iterable[Finding], force: bool = False) -> list[Finding]:
-    """Findings that stop `up`: every error, or with --force only the refusals."""
-    return [f for f in findings if f.refusal or (f.blocks and not force)]
+def blocking(findings: Iterable[Finding], force: bool = False,
+             strict: bool = False) -> list[Finding]:
+    """Findings that stop `up`: every error (with --strict every warning too), or with
+    --force only the refusals."""
+    return [f for f in findings
+            if f.refusal or ((f.blocks or (strict and f.severity is WARN)) and not force)]
 
 
 def fix_changes(inventory: Inventory, facts: Facts, findings: Iterable[Finding]) -> list[Change]:

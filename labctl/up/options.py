@@ -38,6 +38,8 @@ class UpOptions:
     dry_run: bool = False
     force: bool = False
     fix: bool = False
+    #: --strict: warnings block like errors (e.g. nothing listens on a copied target port)
+    strict: bool = False
     deadman_seconds: float = deadman.DEFAULT_AFTER
     guard_timeout: float = DEFAULT_GUARD_TIMEOUT
     #: Seconds each daemon may take to become ready (see `Readiness`).

@@ -68,10 +68,11 @@ def _make_plan(inv: Inventory, facts: dict[str, Any], fix: bool,
 
 
 def blocking(findings: list[Finding], force: bool, fix: bool = False,
-             hooks: Hooks = NO_HOOKS) -> list[Finding]:
-    """Findings that stop `up`: errors; `--force` drops non-refusals; `--fix` drops what its
-    changes fix; refusals always block (only a test hook lets them through)."""
-    out = checks.blocking(findings, force)
+             hooks: Hooks = NO_HOOKS, strict: bool = False) -> list[Finding]:
+    """Findings that stop `up`: errors (`--strict`: warnings too); `--force` drops
+    non-refusals; `--fix` drops what its changes fix; refusals always block (only a test hook
+    lets them through)."""
+    out = checks.blocking(findings, force, strict)
     if fix:
         out = [f for f in out if f.refusal or f.id not in FIXABLE]
     if hooks.allow_ssh_cut:
@@ -106,7 +107,7 @@ def plan(inv: Inventory, opts: Optional[UpOptions] = None) -> UpReport:
     opts = opts or UpOptions()
     with open_pool(inv, opts.factory, opts.progress, opts.hooks) as pool:
         pre = preflight(inv, opts, pool)
-    refused = bool(blocking(pre.findings, opts.force, opts.fix, opts.hooks))
+    refused = bool(blocking(pre.findings, opts.force, opts.fix, opts.hooks, opts.strict))
     return UpReport(inv.lab, pre.findings, pre.plan, dry_run=True, refused=refused)
 
 
@@ -116,7 +117,7 @@ def up(inv: Inventory, opts: UpOptions) -> UpReport:
     with open_pool(inv, opts.factory, opts.progress, opts.hooks) as pool:
         pre = preflight(inv, opts, pool)
         report.findings, report.plan = pre.findings, pre.plan
-        if blocking(pre.findings, opts.force, opts.fix, opts.hooks):
+        if blocking(pre.findings, opts.force, opts.fix, opts.hooks, opts.strict):
             report.refused = True
             return report
         if opts.saved_plan is not None:
@@ -167,8 +168,8 @@ def _read(p: Path) -> str:
 
 
 def refused_error(report: UpReport, force: bool = False, fix: bool = False,
-                  hooks: Hooks = NO_HOOKS) -> PreflightRefused:
-    stop = blocking(report.findings, force, fix, hooks)
+                  hooks: Hooks = NO_HOOKS, strict: bool = False) -> PreflightRefused:
+    stop = blocking(report.findings, force, fix, hooks, strict)
     ids = ", ".join(f"{f.id}@{f.host}" for f in stop)
     return PreflightRefused(
         f"preflight found {len(stop)} blocking problem(s): {ids}; nothing was changed",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from labctl.facts import HostFacts
+from labctl.facts.iptables import parse_iptables_save
 from labctl.facts.proc import Conntrack, ProcValues
 from labctl.facts.routes import Route, RouteGet
 from labctl.facts.sockets import Listener
@@ -265,17 +266,77 @@ def test_datalink_mac_unknown() -> None:
     assert "datalink.mac_unknown" not in ids(run_checks(off, routed, operator()))
 
 
+SAVE = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:EGRESS - [0:0]
+{rules}
+COMMIT
+"""
+
+
+def output_findings(inv: Inventory, rules: str) -> list[Finding]:
+    facts = with_host(healthy(inv), "online1",
+                      iptables=parse_iptables_save(SAVE.format(rules=rules)))
+    return [f for f in run_checks(inv, facts, operator()) if f.id == "online.output_refuses"]
+
+
+@pytest.mark.parametrize("rule, why", [
+    ("-A OUTPUT -p tcp -m tcp --dport 80 -j DROP", "every copy"),
+    ("-A OUTPUT -d 192.168.44.137/32 -j REJECT --reject-with icmp-port-unreachable",
+     "every copy"),
+    ("-A OUTPUT -m conntrack --ctstate INVALID -j DROP", "INVALID conntrack state"),
+    ("-A OUTPUT -p tcp -m statistic --mode random --probability 0.05 -j DROP", "a share"),
+    ("-A OUTPUT -j EGRESS\n-A EGRESS -s 192.168.50.0/24 -j DROP", "every copy"),
+])
+def test_output_rules_that_refuse_the_copies_warn(rule: str, why: str) -> None:
+    """The C tool's `raw fd (Operation not permitted)`: online's own OUTPUT refuses the
+    raw-socket sends. Named before `up`, with the setting that avoids it."""
+    inv = inventory()
+    found = output_findings(inv, rule.replace("\\n", "\n"))
+    ids(found)
+    assert len(found) == 1 and found[0].severity is Severity.WARN, found
+    assert found[0].host == "online1" and why in found[0].message
+    assert found[0].hint and "engine.datalink" in found[0].hint
+    if "INVALID" in rule:
+        assert "conntrack.notrack" in found[0].hint
+
+
+@pytest.mark.parametrize("rule", [
+    "-A OUTPUT -p tcp -m tcp --dport 443 -j DROP",        # another port
+    "-A OUTPUT -p udp -j DROP",                            # another protocol
+    "-A OUTPUT -d 10.0.0.0/8 -j DROP",                     # another destination
+    "-A OUTPUT ! -s 192.168.50.0/24 -j DROP",              # everything but the pool
+    "-A OUTPUT -p tcp --dport 80 -j ACCEPT",               # not refusing
+    "-A EGRESS -j DROP",                                   # a chain OUTPUT never jumps to
+])
+def test_output_rules_that_spare_the_copies_are_quiet(rule: str) -> None:
+    assert output_findings(inventory(), rule) == []
+
+
+def test_output_rules_checked_against_notrack_and_datalink() -> None:
+    invalid = "-A OUTPUT -m state --state INVALID -j DROP"
+    notrack = edited("staging.yaml", "notrack: false", "notrack: true")
+    assert output_findings(notrack, invalid) == []       # UNTRACKED, not INVALID
+    datalink = edited("staging.yaml", "datalink: false", "datalink: true")
+    facts = with_host(healthy(datalink), "online1",
+                      iptables=parse_iptables_save(SAVE.format(rules=invalid)))
+    assert "online.output_refuses" not in {f.id for f in run_checks(datalink, facts,
+                                                                   operator())}
+
+
 def test_blocking_and_force() -> None:
     warn = Finding("x", Severity.WARN, "h", "m")
     err = Finding("y", Severity.ERROR, "h", "m")
     ref = Finding("z", Severity.ERROR, "h", "m", refusal=True)
-    assert blocking([warn, err, ref]) == [err, ref]
-    assert blocking([warn, err, ref], force=True) == [ref]
+    info = Finding("i", Severity.INFO, "h", "m")
+    assert blocking([warn, err, ref, info]) == [err, ref]
+    assert blocking([warn, err, ref, info], force=True) == [ref]
+    # --strict: warnings block too (e.g. target.not_listening), never the notes
+    assert blocking([warn, err, ref, info], strict=True) == [warn, err, ref]
 
 
-def test_zz_every_check_id_has_fired() -> None:
-    # Runs last in this module (name order within the file is definition order).
-    assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)
 
 
 def test_nothing_listening_on_a_copied_target_port_is_a_warning() -> None:
@@ -285,6 +346,12 @@ def test_nothing_listening_on_a_copied_target_port_is_a_warning() -> None:
     facts = with_host(healthy(inv), "target", listeners=(Listener("0.0.0.0", 22),
                                                         Listener("127.0.0.1", 80)))
     found = [f for f in run_checks(inv, facts, operator()) if f.id == "target.not_listening"]
+    ids(found)
     assert len(found) == 1 and found[0].severity == Severity.WARN and found[0].host == "target"
     assert "192.168.44.137:80" in found[0].message
     assert "target.not_listening" not in ids(run_checks(inv, healthy(inv), operator()))
+
+
+def test_zz_every_check_id_has_fired() -> None:
+    # Runs last in this module (name order within the file is definition order).
+    assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)
