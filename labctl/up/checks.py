@@ -267,26 +267,32 @@ def check_service(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[F
         hf = facts.get(spec.name)
         if hf is None or hf.unreachable:
             continue
-        for service, _, address in inv.copy_destinations():
+        for service, target, address in inv.copy_destinations():
             key = f"{address}:{service.target_port}"
             ok = hf.tcp.get(key)
             if ok is None:
                 yield _unknown(spec.name, f"reachability of {key}", f"tcp:{key}", hf)
-            elif not ok:
+            elif not ok and not _not_listening(facts, target, address, service.target_port):
+                # (nothing listening there is target.not_listening's warning: the service
+                # may start later; a listening service that cannot be reached is an error)
                 yield Finding("service.unreachable", ERROR, spec.name,
                               f"cannot connect to the target service {key} from here",
                               hint="start the service on the target or open the firewall")
+
+
+def _not_listening(facts: Facts, target: HostSpec, address: IPv4, port: int) -> bool:
+    """The target's own socket table shows nothing listening on address:port."""
+    hf = facts.get(target.name)
+    if hf is None or hf.unreachable or hf.listeners is None:
+        return False
+    return not any(lst.port == port and lst.covers(address) for lst in hf.listeners)
 
 
 def check_target_listens(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
     """Something listens on every copied port of every target (its own socket table): else
     every copy is refused (a RST to each SYN). A warning: the service may start later."""
     for service, target, address in inv.copy_destinations():
-        hf = facts.get(target.name)
-        if hf is None or hf.unreachable or hf.listeners is None:
-            continue
-        if not any(lst.port == service.target_port and lst.covers(address)
-                   for lst in hf.listeners):
+        if _not_listening(facts, target, address, service.target_port):
             yield Finding("target.not_listening", WARN, target.name,
                           f"nothing listens on {address}:{service.target_port}: the target "
                           "would refuse every copy",

@@ -350,6 +350,11 @@ def test_nothing_listening_on_a_copied_target_port_is_a_warning() -> None:
     assert len(found) == 1 and found[0].severity == Severity.WARN and found[0].host == "target"
     assert "192.168.44.137:80" in found[0].message
     assert "target.not_listening" not in ids(run_checks(inv, healthy(inv), operator()))
+    # online's connect probe fails too, for the same reason: one warning, not an error (the
+    # service may start later; --strict makes it block)
+    refused = with_host(facts, "online1", tcp={"192.168.44.137:80": False})
+    got = ids(run_checks(inv, refused, operator()))
+    assert "target.not_listening" in got and "service.unreachable" not in got
 
 
 def test_zz_every_check_id_has_fired() -> None:
