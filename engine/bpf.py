@@ -10,6 +10,9 @@ Shape: a program is a list of ``(code, jt, jf, k)`` tuples, the layout of Linux
 - ``compile_expression(expr)``: a user ``-F`` expression is compiled by the system tcpdump
   (``tcpdump -ddd`` against an empty Ethernet pcap, so no interface is opened). If tcpdump is
   not installed, ``BpfError`` says so: install tcpdump or drop ``-F`` to use the built-in filter.
+- ``residue_filter(program, modulus, residue)``: ``program`` narrowed to frames whose TCP/UDP
+  destination port ``% modulus == residue`` (intercept ``--workers M``: worker j only sees the
+  responses to the fake ports of its class; ``BPF_ALU|BPF_MOD``, Linux >= 3.7).
 - ``run_filter(program, frame) -> int``: a pure-Python classic-BPF interpreter (kernel semantics:
   out-of-bounds loads reject) used by the unit tests and for diagnostics.
 """
@@ -33,7 +36,7 @@ JA, JEQ, JGT, JGE, JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 K, X = 0x00, 0x08
 RET_A = 0x10
 TAX, TXA = 0x00, 0x80
-SUB, AND_, RSH = 0x10, 0x50, 0x70
+SUB, AND_, RSH, MOD = 0x10, 0x50, 0x70, 0x90
 TCP_FIN_SYN_RST = 0x07
 ACCEPT = 262144          # snap length returned on accept
 MAX_JUMP = 255
@@ -129,6 +132,42 @@ def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
         _Label("reject"), (RET | K, 0, 0, 0),
     ]
     return _assemble(items)
+
+
+def residue_filter(program: Sequence[Insn], modulus: int, residue: int) -> List[Insn]:
+    """``program``, but a frame it accepts is kept only when its IPv4 TCP/UDP destination port
+    ``% modulus == residue`` (Ethernet, optionally one 802.1Q tag; a frame too short for the
+    port is rejected). Every accepting ``ret #k`` becomes a jump to that check (so the jumps
+    of ``program`` keep their offsets); ``modulus`` 1 returns ``program`` unchanged."""
+    if modulus <= 1:
+        return list(program)
+    if not 0 <= residue < modulus:
+        raise BpfError(f"residue {residue} is not in 0..{modulus - 1}")
+    if any(code & 0x07 == RET and code & 0x18 == RET_A for code, _jt, _jf, _k in program):
+        raise BpfError("this filter returns a computed length; it cannot be split over workers")
+    snap = max((k for code, _jt, _jf, k in program if code & 0x07 == RET), default=0) or ACCEPT
+    end = len(program)
+    out: List[Insn] = []
+    for pc, (code, jt, jf, k) in enumerate(program):
+        if code & 0x07 == RET and k:
+            out.append((JMP | JA, 0, 0, end - pc - 1))
+        else:
+            out.append((code, jt, jf, k))
+    check: List[_Item] = [
+        (LD | H | ABS, 0, 0, 12),
+        (JMP | JEQ | K, "ip", 0, 0x0800),
+        (JMP | JEQ | K, 0, "reject", 0x8100),
+        (LD | H | ABS, 0, 0, 16),
+        (JMP | JEQ | K, "vlan", "reject", 0x0800),
+        _Label("ip"), (LDX | B | MSH, 0, 0, 14), (LD | H | IND, 0, 0, 16),
+        (JMP | JA, 0, 0, 2),
+        _Label("vlan"), (LDX | B | MSH, 0, 0, 18), (LD | H | IND, 0, 0, 20),
+        (ALU | MOD | K, 0, 0, modulus),
+        (JMP | JEQ | K, 0, "reject", residue),
+        (RET | K, 0, 0, snap),
+        _Label("reject"), (RET | K, 0, 0, 0),
+    ]
+    return out + _assemble(check)
 
 
 # ---------------------------------------------------------------- -F expressions

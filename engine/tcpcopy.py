@@ -4,14 +4,19 @@ Capture (AF_PACKET + kernel BPF built from ``-x``, or ``-F``; outgoing frames ig
 ``Engine.on_client_packet``; intercept records feed ``Engine.on_response_record``; the engine's
 actions go to the raw IP sender (or the ``-o`` link sender) and to the intercept channels.
 A send error is counted and sheds its session; the process never exits for it.
+``--workers N`` (N > 1): the parent (``engine.workers``) forks N copies of this loop; worker k
+joins its capture sockets to one PACKET_FANOUT group per interface, hands out only fake ports
+with ``port % N == k`` and talks to intercept port ``P + k % M`` (``--intercept-workers M``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Union
@@ -26,11 +31,13 @@ from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, selection, usage
 from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
-from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
+from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, join_fanout, open_captures
 from engine.session.config import Route, SessionConfig
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
 from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
+from engine.workers import supervise, worker_path
+from engine.workers.process import StatsSpec
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -70,6 +77,8 @@ class Tcpcopy:
         self.loop = Loop()
         self.loop.set_alarm(self._on_engine_timer)
         self.engine = Engine(session_config(opts), seed=os.getpid())
+        if opts.workers > 1:
+            self.engine.mapper.set_worker(opts.worker, opts.workers)
         self.counters = self.engine.counters
         self.started_at = time.time()
         self.captures: List[CaptureSocket] = []
@@ -132,8 +141,24 @@ class Tcpcopy:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"capture/send socket: {exc}") from None
+        if o.workers > 1:
+            self._join_fanout()
         for cap in self.captures:
             self.loop.add_reader(cap.fileno(), self._make_reader(cap))
+
+    def _join_fanout(self) -> None:
+        """Worker of ``--workers N``: share each interface's packets with the other workers,
+        a flow always to the same one; what was queued before the join is dropped (it is in
+        the other workers' queues too)."""
+        for cap in self.captures:
+            group = fanout_group(self.opts.fanout_group, cap.ifname)
+            try:
+                join_fanout(cap.sock, group)
+            except OSError as exc:
+                raise StartupError(f"PACKET_FANOUT group {group} on {cap.ifname}: "
+                                   f"{exc.strerror or exc}") from None
+            while cap.recv_frames(256):
+                pass
 
     def _banner(self) -> None:
         o, log = self.opts, self.log
@@ -143,6 +168,9 @@ class Tcpcopy:
             online = ip_ntoa(t.online_ip) if t.online_ip else "*"
             log.notice(f"target:{online}:{t.online_port}-{ip_ntoa(t.target_ip)}:{t.target_port}")
         log.notice("TC_COMBINED mode")
+        if o.workers > 1:
+            log.notice(f"worker {o.worker} of {o.workers}: fake ports % {o.workers} == "
+                       f"{o.worker}, intercept ports +{o.worker % o.intercept_workers}")
         log.notice(f"session timeout:{int(self.engine.cfg.session_timeout)}")
         log.notice(f"keepalive timeout:{int(self.engine.cfg.keepalive_timeout)}")
         log.notice(f"parallel connections per target:{o.connections}")
@@ -428,6 +456,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"tcpcopy: -P {opts.pid_file}: {exc.strerror}", file=sys.stderr)
             return 1
     try:
+        if opts.workers > 1:
+            return run_workers(opts, log)
         return Tcpcopy(opts, log).run()
     except StartupError as exc:
         log.error(str(exc))
@@ -439,3 +469,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(opts.pid_file)
         log.close()
+
+
+def fanout_group(base: int, ifname: Optional[str]) -> int:
+    """The PACKET_FANOUT group id of one interface: the parent's pid mixed with the interface
+    index (two tcpcopy instances share a group only if their pids agree modulo 65536)."""
+    try:
+        index = socket.if_nametoindex(ifname) if ifname else 0
+    except OSError:
+        index = 0
+    return (base ^ (index * 0x9E37)) & 0xFFFF
+
+
+def worker_options(opts: TcpcopyOptions, index: int, group: int) -> TcpcopyOptions:
+    """Worker ``index``'s options: its intercept ports, its stats file, no pid file."""
+    m = opts.intercept_workers
+    return dataclasses.replace(
+        opts, worker=index, fanout_group=group, pid_file=None, daemon=False,
+        intercepts=[(host, port + index % m) for host, port in opts.intercepts],
+        stats_file=worker_path(opts.stats_file, index) if opts.stats_file else None)
+
+
+def run_workers(opts: TcpcopyOptions, log: Logger) -> int:
+    """``--workers N``: this process becomes the parent of N tcpcopy loops."""
+    group = os.getpid() & 0xFFFF
+    log.notice(f"tcpcopy version:{__version__}, {opts.workers} workers, intercept workers "
+               f"{opts.intercept_workers}")
+
+    def worker(k: int) -> int:
+        wlog = Logger(opts.log_file, tag=f"[w{k}]", follow=True)
+        try:
+            return Tcpcopy(worker_options(opts, k, group), wlog).run()
+        except StartupError as exc:
+            wlog.error(str(exc))
+            if opts.log_file and not opts.daemon:
+                print(f"tcpcopy: worker {k}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            wlog.close()
+
+    return supervise(opts.workers, worker, log,
+                     StatsSpec("tcpcopy", __version__, opts.stats_file, opts.stats_interval))
