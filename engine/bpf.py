@@ -13,8 +13,12 @@ Shape: a program is a list of ``(code, jt, jf, k)`` tuples, the layout of Linux
 - ``residue_filter(program, modulus, residue)``: ``program`` narrowed to frames whose TCP/UDP
   destination port ``% modulus == residue`` (intercept ``--workers M``: worker j only sees the
   responses to the fake ports of its class; ``BPF_ALU|BPF_MOD``, Linux >= 3.7).
-- ``run_filter(program, frame) -> int``: a pure-Python classic-BPF interpreter (kernel semantics:
-  out-of-bounds loads reject) used by the unit tests and for diagnostics.
+- ``drop_outgoing(program)``: ``program`` behind a first check of the packet type (the
+  ``SKF_AD_PKTTYPE`` ancillary load) that rejects frames this host sends: a socket in a
+  PACKET_FANOUT group is not covered by its own ``PACKET_IGNORE_OUTGOING`` (the group's hook
+  is), so tcpcopy's workers would capture their own copies without it.
+- ``run_filter(program, frame, pkttype=0) -> int``: a pure-Python classic-BPF interpreter
+  (kernel semantics: out-of-bounds loads reject) used by the unit tests and for diagnostics.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ SUB, AND_, RSH, MOD = 0x10, 0x50, 0x70, 0x90
 TCP_FIN_SYN_RST = 0x07
 ACCEPT = 262144          # snap length returned on accept
 MAX_JUMP = 255
+SKF_AD_PKTTYPE = 0xFFFFF000 + 4     # ancillary load: the sll_pkttype of the frame
+PACKET_OUTGOING = 4
 
 
 class BpfError(ValueError):
@@ -132,6 +138,12 @@ def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
         _Label("reject"), (RET | K, 0, 0, 0),
     ]
     return _assemble(items)
+
+
+def drop_outgoing(program: Sequence[Insn]) -> List[Insn]:
+    """``program`` for frames not sent by this host (pkttype != PACKET_OUTGOING)."""
+    return [(LD | W | ABS, 0, 0, SKF_AD_PKTTYPE), (JMP | JEQ | K, 0, 1, PACKET_OUTGOING),
+            (RET | K, 0, 0, 0), *program]
 
 
 def residue_filter(program: Sequence[Insn], modulus: int, residue: int) -> List[Insn]:
@@ -262,8 +274,10 @@ _ALU = {
 }
 
 
-def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096) -> int:
-    """Run a classic BPF program over ``frame``; returns the accept length (0 = reject)."""
+def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096,
+               pkttype: int = 0) -> int:
+    """Run a classic BPF program over ``frame``; returns the accept length (0 = reject).
+    ``pkttype``: what the ``SKF_AD_PKTTYPE`` ancillary load gives (0: to this host)."""
     a = x = pc = 0
     mem = [0] * 16
     for _ in range(max_steps):
@@ -283,6 +297,8 @@ def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096) -> 
                 val = len(frame)
             elif mode == MEM:
                 val = mem[k & 15]
+            elif mode == ABS and k == SKF_AD_PKTTYPE:
+                val = pkttype
             else:
                 val = _load(frame, k + (x if mode == IND else 0), size)
             if val is None:

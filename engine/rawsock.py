@@ -162,7 +162,7 @@ def join_fanout(sock: socket.socket, group_id: int,
     (hash: the flow's symmetric hash, so a flow always lands on the same member; defrag: IP
     fragments are reassembled first). All members must be bound alike (same interface and
     protocol) and use the same mode, else the kernel refuses with EINVAL. Raises OSError."""
-    sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (group_id & 0xFFFF) | (mode << 16))
+    sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", (group_id & 0xFFFF) | (mode << 16)))
 
 
 # ---------------------------------------------------------------- senders

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
 from engine.actions import Action, RegisterRoute, SendPacket
-from engine.bpf import BpfError, compile_expression, tcp_port_filter
+from engine.bpf import BpfError, compile_expression, drop_outgoing, tcp_port_filter
 from engine.daemon import daemonize, read_netem, reload_netem, write_pidfile
 from engine.loop import INF, Loop
 from engine.netem import Netem
@@ -107,6 +107,12 @@ class Tcpcopy:
     # ------------------------------------------------------------------ start-up
 
     def _filter(self) -> list:
+        program = self._client_filter()
+        # a socket in a fanout group is not covered by PACKET_IGNORE_OUTGOING: the workers
+        # would capture the copies they send; the kernel filter drops them instead
+        return drop_outgoing(program) if self.opts.workers > 1 else program
+
+    def _client_filter(self) -> list:
         o = self.opts
         if o.bpf_filter:
             try:

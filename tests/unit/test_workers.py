@@ -317,3 +317,13 @@ def test_parent_forwards_sigterm_and_merges(tmp_path: Path) -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def test_drop_outgoing_rejects_what_this_host_sends_and_the_kernel_accepts_it() -> None:
+    prog = bpf.drop_outgoing(bpf.tcp_port_filter([80], [], "src"))
+    frame = response(40000)
+    assert bpf.run_filter(prog, frame) and bpf.run_filter(prog, frame, pkttype=3)
+    assert not bpf.run_filter(prog, frame, pkttype=bpf.PACKET_OUTGOING)
+    assert not bpf.run_filter(prog, response(40000, 81))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        attach_filter(s, prog)
