@@ -12,11 +12,9 @@ with ``port % N == k`` and talks to intercept port ``P + k % M`` (``--intercept-
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Union
@@ -31,13 +29,12 @@ from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, selection, usage
 from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
-from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, join_fanout, open_captures
+from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
 from engine.session.config import Route, SessionConfig
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
 from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
-from engine.workers import supervise, worker_path
-from engine.workers.process import StatsSpec
+from engine.workers.tcpcopy import join_groups, run_workers
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -107,12 +104,6 @@ class Tcpcopy:
     # ------------------------------------------------------------------ start-up
 
     def _filter(self) -> list:
-        program = self._client_filter()
-        # a socket in a fanout group is not covered by PACKET_IGNORE_OUTGOING: the workers
-        # would capture the copies they send; the kernel filter drops them instead
-        return drop_outgoing(program) if self.opts.workers > 1 else program
-
-    def _client_filter(self) -> list:
         o = self.opts
         if o.bpf_filter:
             try:
@@ -142,29 +133,23 @@ class Tcpcopy:
                 self.offline = OfflineFeeder(source, self.loop, self.engine, self._collect,
                                              self._after_batch, self.log, o.drain_timeout)
             else:
-                self.captures = open_captures(o.interfaces or None, self._filter())
+                program = self._filter()
+                if o.workers > 1:
+                    # a socket in a fanout group is not covered by PACKET_IGNORE_OUTGOING: the
+                    # workers would capture the copies they send; the kernel filter drops them
+                    program = drop_outgoing(program)
+                self.captures = open_captures(o.interfaces or None, program)
         except OfflineError as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"capture/send socket: {exc}") from None
         if o.workers > 1:
-            self._join_fanout()
+            try:
+                join_groups(self.captures, o.fanout_group)
+            except OSError as exc:
+                raise StartupError(exc.strerror or str(exc)) from None
         for cap in self.captures:
             self.loop.add_reader(cap.fileno(), self._make_reader(cap))
-
-    def _join_fanout(self) -> None:
-        """Worker of ``--workers N``: share each interface's packets with the other workers,
-        a flow always to the same one; what was queued before the join is dropped (it is in
-        the other workers' queues too)."""
-        for cap in self.captures:
-            group = fanout_group(self.opts.fanout_group, cap.ifname)
-            try:
-                join_fanout(cap.sock, group)
-            except OSError as exc:
-                raise StartupError(f"PACKET_FANOUT group {group} on {cap.ifname}: "
-                                   f"{exc.strerror or exc}") from None
-            while cap.recv_frames(256):
-                pass
 
     def _banner(self) -> None:
         o, log = self.opts, self.log
@@ -434,6 +419,17 @@ class Tcpcopy:
         self.loop.close()
 
 
+def run_one(opts: TcpcopyOptions, log: Logger) -> int:
+    """One tcpcopy loop (the process, or one worker of ``--workers``)."""
+    try:
+        return Tcpcopy(opts, log).run()
+    except StartupError as exc:
+        log.error(str(exc))
+        if not opts.daemon and opts.log_file:
+            print(f"tcpcopy: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -463,56 +459,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
     try:
         if opts.workers > 1:
-            return run_workers(opts, log)
-        return Tcpcopy(opts, log).run()
-    except StartupError as exc:
-        log.error(str(exc))
-        if not opts.daemon and opts.log_file:
-            print(f"tcpcopy: {exc}", file=sys.stderr)
-        return 1
+            return run_workers(opts, log, run_one)
+        return run_one(opts, log)
     finally:
         if opts.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(opts.pid_file)
         log.close()
 
-
-def fanout_group(base: int, ifname: Optional[str]) -> int:
-    """The PACKET_FANOUT group id of one interface: the parent's pid mixed with the interface
-    index (two tcpcopy instances share a group only if their pids agree modulo 65536)."""
-    try:
-        index = socket.if_nametoindex(ifname) if ifname else 0
-    except OSError:
-        index = 0
-    return (base ^ (index * 0x9E37)) & 0xFFFF
-
-
-def worker_options(opts: TcpcopyOptions, index: int, group: int) -> TcpcopyOptions:
-    """Worker ``index``'s options: its intercept ports, its stats file, no pid file."""
-    m = opts.intercept_workers
-    return dataclasses.replace(
-        opts, worker=index, fanout_group=group, pid_file=None, daemon=False,
-        intercepts=[(host, port + index % m) for host, port in opts.intercepts],
-        stats_file=worker_path(opts.stats_file, index) if opts.stats_file else None)
-
-
-def run_workers(opts: TcpcopyOptions, log: Logger) -> int:
-    """``--workers N``: this process becomes the parent of N tcpcopy loops."""
-    group = os.getpid() & 0xFFFF
-    log.notice(f"tcpcopy version:{__version__}, {opts.workers} workers, intercept workers "
-               f"{opts.intercept_workers}")
-
-    def worker(k: int) -> int:
-        wlog = Logger(opts.log_file, tag=f"[w{k}]", follow=True)
-        try:
-            return Tcpcopy(worker_options(opts, k, group), wlog).run()
-        except StartupError as exc:
-            wlog.error(str(exc))
-            if opts.log_file and not opts.daemon:
-                print(f"tcpcopy: worker {k}: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            wlog.close()
-
-    return supervise(opts.workers, worker, log,
-                     StatsSpec("tcpcopy", __version__, opts.stats_file, opts.stats_interval))

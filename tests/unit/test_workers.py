@@ -16,7 +16,6 @@ import pytest
 
 from engine import bpf
 from engine.intercept import main as intercept_main
-from engine.intercept import worker_options as intercept_worker_options
 from engine.options import OptionsError, parse_tcpcopy_args
 from engine.options.intercept import UsageError, parse_args
 from engine.packets import ACK, SYN, ip_aton
@@ -24,11 +23,12 @@ from engine.rawsock import attach_filter
 from engine.session.config import MAX_PORT_TRIES, AddressMapper, residue_port
 from engine.session.packets import build_packet
 from engine.stats import Logger
-from engine.tcpcopy import fanout_group
 from engine.tcpcopy import main as tcpcopy_main
-from engine.tcpcopy import worker_options as tcpcopy_worker_options
 from engine.workers import merge_stats, supervise, worker_path
+from engine.workers.intercept import worker_options as intercept_worker_options
 from engine.workers.process import StatsSpec
+from engine.workers.tcpcopy import fanout_group
+from engine.workers.tcpcopy import worker_options as tcpcopy_worker_options
 
 BASE = ["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"]
 
