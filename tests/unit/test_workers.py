@@ -327,3 +327,32 @@ def test_drop_outgoing_rejects_what_this_host_sends_and_the_kernel_accepts_it() 
     assert not bpf.run_filter(prog, response(40000, 81))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         attach_filter(s, prog)
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    stats = str(tmp_path / "s.json")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = supervise(2, _stats_worker(stats, -1), Logger(str(tmp_path / "p.log")),
+                             StatsSpec("tcpcopy", "1", stats, 0.05))
+        finally:
+            os._exit(code)
+    try:
+        _wait(Path(stats))
+        workers = [w["pid"] for w in json.loads(Path(stats).read_text())["per_worker"]]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+    def alive(p: int) -> bool:     # an exited orphan may stay a zombie until init reaps it
+        try:
+            return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers):
+        assert time.monotonic() < deadline, "a worker outlived its killed parent"
+        time.sleep(0.05)
