@@ -34,7 +34,7 @@ from engine.session.config import Route, SessionConfig
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
 from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
-from engine.workers.tcpcopy import join_groups, run_workers
+from engine.workers.tcpcopy import join_groups, run_workers, wait_for_all
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -148,6 +148,9 @@ class Tcpcopy:
                 join_groups(self.captures, o.fanout_group)
             except OSError as exc:
                 raise StartupError(exc.strerror or str(exc)) from None
+            if not wait_for_all(self.captures, self.loop.run_once, lambda: self._stopping,
+                                self.loop.time) and not self._stopping:
+                self.log.warn("not every worker joined its capture groups in time; going on")
         for cap in self.captures:
             self.loop.add_reader(cap.fileno(), self._make_reader(cap))
 
@@ -392,6 +395,8 @@ class Tcpcopy:
             if self._stopping:
                 return 0
             self._open()
+            if self._stopping:
+                return 0
             self.log.notice("send the first packets here")
             if self.offline is not None:
                 self.offline.begin()

@@ -14,6 +14,12 @@
 
 It returns when every worker has exited: 0, or 1 if any worker failed. A worker whose parent
 dies gets SIGTERM (``PR_SET_PDEATHSIG``), so a killed parent leaves no worker behind.
+
+``supervise(..., with_line=True)``: a worker calls ``start_line()`` to get its ``StartLine``
+(None when there is none), ``arrive()``s when it is ready (tcpcopy: its sockets joined their
+fanout groups) and polls ``passed()``: true once every worker has arrived (the parent then
+closes the "go" pipe). Until the last tcpcopy worker joins, the kernel spreads the flows over
+fewer sockets; nobody reads a packet before the line, and what was queued is dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -47,16 +54,56 @@ class StatsSpec(NamedTuple):
     interval: float
 
 
+class StartLine:
+    """Two pipes: workers write one byte each to "ready"; the parent closes "go" (every
+    worker sees it readable, at EOF) once all have."""
+
+    def __init__(self) -> None:
+        self.ready_r, self.ready_w = os.pipe()
+        self.go_r, self.go_w = os.pipe()
+        self.arrived = 0
+
+    def worker_side(self) -> None:
+        os.close(self.ready_r)
+        os.close(self.go_w)
+
+    def parent_side(self) -> None:
+        os.close(self.ready_w)
+        os.close(self.go_r)
+
+    def arrive(self) -> None:
+        """(worker) This worker is ready."""
+        with contextlib.suppress(OSError):
+            os.write(self.ready_w, b"r")
+
+    def passed(self, timeout: float = 0.0) -> bool:
+        """(worker) Every worker has arrived (waits at most ``timeout``)."""
+        return bool(select.select([self.go_r], [], [], timeout)[0])
+
+
+_LINE: Optional[StartLine] = None
+
+
+def start_line() -> Optional[StartLine]:
+    """In a worker of ``supervise(..., start_line=True)``: its start line, else None."""
+    return _LINE
+
+
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask the kernel to send ``sig`` to this process when its parent exits (best effort)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
-def _child(index: int, parent: int, run_worker: Callable[[int], int]) -> NoReturn:
+def _child(index: int, parent: int, run_worker: Callable[[int], int],
+           line: Optional[StartLine]) -> NoReturn:
+    global _LINE
     code = 1
     try:
         die_with_parent()
+        if line is not None:
+            line.worker_side()
+            _LINE = line
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)   # until the worker's loop handles it
@@ -99,8 +146,10 @@ def describe_status(status: int) -> str:
 
 
 class _Parent:
-    def __init__(self, pids: Dict[int, int], count: int, log: Logger, stats: StatsSpec) -> None:
+    def __init__(self, pids: Dict[int, int], count: int, log: Logger, stats: StatsSpec,
+                 line: Optional[StartLine]) -> None:
         self.pids, self.count, self.log, self.stats = pids, count, log, stats
+        self.line = line
         self.loop = Loop()
         self.started_at = time.time()
         self.stopping = False
@@ -113,12 +162,33 @@ class _Parent:
         loop.add_signal_handler(signal.SIGINT, partial(self.stop, signal.SIGINT))
         loop.add_signal_handler(signal.SIGHUP, self._forward_hup)
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        if self.line is not None:
+            loop.add_reader(self.line.ready_r, self._on_ready)
         self._tick()
         if self.pids:
             loop.run()
         self.merge("exited")
+        if self.line is not None:
+            os.close(self.line.ready_r)
+            os.close(self.line.go_w)
         loop.close()
         return 1 if self.failed else 0
+
+    def _on_ready(self) -> None:
+        line = self.line
+        assert line is not None
+        try:
+            got = os.read(line.ready_r, 256)
+        except (BlockingIOError, InterruptedError):
+            return
+        line.arrived += len(got)
+        if line.arrived >= self.count or not got:       # all there (or all gone): go
+            self.loop.remove_reader(line.ready_r)
+            os.close(line.ready_r)
+            os.close(line.go_w)
+            self.line = None
+            if got:
+                self.log.notice(f"all {self.count} workers ready")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if not self.stopping:
@@ -194,11 +264,13 @@ class _Parent:
 
 
 def supervise(count: int, run_worker: Callable[[int], int], log: Logger, stats: StatsSpec,
-              after_fork: Optional[Callable[[], None]] = None) -> int:
+              after_fork: Optional[Callable[[], None]] = None, with_line: bool = False) -> int:
     """Fork ``count`` workers running ``run_worker(k)``; in this process, look after them
     until all have exited (see the module doc). ``after_fork`` runs in the parent once all
-    are forked (e.g. to close the sockets only the workers use). Returns 0 or 1."""
+    are forked (e.g. to close the sockets only the workers use); ``with_line``: the workers
+    get a ``start_line()``. Returns 0 or 1."""
     parent = os.getpid()
+    line = StartLine() if with_line else None
     pids: Dict[int, int] = {}
     for k in range(count):
         try:
@@ -213,9 +285,11 @@ def supervise(count: int, run_worker: Callable[[int], int], log: Logger, stats: 
                     os.waitpid(started, 0)
             return 1
         if pid == 0:
-            _child(k, parent, run_worker)
+            _child(k, parent, run_worker, line)
         pids[pid] = k
         log.notice(f"worker {k} started (pid {pid})")
+    if line is not None:
+        line.parent_side()
     if after_fork is not None:
         after_fork()
-    return _Parent(pids, count, log, stats).run()
+    return _Parent(pids, count, log, stats, line).run()

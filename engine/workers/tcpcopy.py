@@ -16,7 +16,9 @@ from engine.options import TcpcopyOptions
 from engine.rawsock import CaptureSocket, join_fanout
 from engine.stats import Logger
 from engine.workers.merge import worker_path
-from engine.workers.process import StatsSpec, supervise
+from engine.workers.process import StatsSpec, start_line, supervise
+
+START_LINE_TIMEOUT = 30.0
 
 
 def fanout_group(base: int, ifname: Optional[str]) -> int:
@@ -31,8 +33,7 @@ def fanout_group(base: int, ifname: Optional[str]) -> int:
 
 def join_groups(captures: Sequence[CaptureSocket], base: int) -> None:
     """A worker's capture sockets join their interface's group: the kernel then shares each
-    interface's packets among the workers, a flow always to the same one. What was queued
-    before the join is dropped (the other workers' sockets queued it too). Raises OSError
+    interface's packets among the workers, a flow always to the same one. Raises OSError
     with a message naming the group and interface."""
     for cap in captures:
         group = fanout_group(base, cap.ifname)
@@ -41,8 +42,28 @@ def join_groups(captures: Sequence[CaptureSocket], base: int) -> None:
         except OSError as exc:
             raise OSError(exc.errno, f"PACKET_FANOUT group {group} on {cap.ifname}: "
                                      f"{exc.strerror or exc}") from None
+
+
+def wait_for_all(captures: Sequence[CaptureSocket], run_once: Callable[[float], None],
+                 stopping: Callable[[], bool], clock: Callable[[], float],
+                 timeout: float = START_LINE_TIMEOUT) -> bool:
+    """After ``join_groups``: wait (running the loop, so a stop and the channel are served)
+    until every worker has joined its groups, then drop what the sockets queued meanwhile
+    (until the last worker joined, the kernel spread the flows over fewer sockets: a flow
+    could have started on one worker and gone on on another). False after ``timeout``."""
+    line = start_line()
+    if line is None:
+        return True
+    line.arrive()
+    deadline = clock() + timeout
+    done = line.passed()
+    while not done and not stopping() and clock() < deadline:
+        run_once(0.05)
+        done = line.passed()
+    for cap in captures:
         while cap.recv_frames(256):
             pass
+    return done
 
 
 def worker_options(opts: TcpcopyOptions, index: int, group: int) -> TcpcopyOptions:
@@ -70,4 +91,5 @@ def run_workers(opts: TcpcopyOptions, log: Logger,
             wlog.close()
 
     return supervise(opts.workers, worker, log,
-                     StatsSpec("tcpcopy", __version__, opts.stats_file, opts.stats_interval))
+                     StatsSpec("tcpcopy", __version__, opts.stats_file, opts.stats_interval),
+                     with_line=True)

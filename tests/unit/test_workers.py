@@ -26,7 +26,7 @@ from engine.stats import Logger
 from engine.tcpcopy import main as tcpcopy_main
 from engine.workers import merge_stats, supervise, worker_path
 from engine.workers.intercept import worker_options as intercept_worker_options
-from engine.workers.process import StatsSpec
+from engine.workers.process import StatsSpec, start_line
 from engine.workers.tcpcopy import fanout_group
 from engine.workers.tcpcopy import worker_options as tcpcopy_worker_options
 
@@ -356,3 +356,23 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     while any(alive(p) for p in workers):
         assert time.monotonic() < deadline, "a worker outlived its killed parent"
         time.sleep(0.05)
+
+
+def test_no_worker_passes_the_start_line_before_all_arrived(tmp_path: Path) -> None:
+    def run(k: int) -> int:
+        line = start_line()
+        assert line is not None
+        time.sleep(0.3 * k)
+        arrived = time.time()
+        line.arrive()
+        ok = line.passed(10.0)
+        (tmp_path / f"w{k}").write_text(json.dumps([arrived, time.time(), ok]))
+        return 0
+
+    log = Logger(str(tmp_path / "p.log"))
+    assert supervise(3, run, log, StatsSpec("tcpcopy", "1", None, 0.05), with_line=True) == 0
+    log.close()
+    got = [json.loads((tmp_path / f"w{k}").read_text()) for k in range(3)]
+    assert all(ok for _a, _p, ok in got)
+    assert min(p for _a, p, _ok in got) >= max(a for a, _p, _ok in got)
+    assert start_line() is None         # (this process is no worker)
