@@ -10,8 +10,15 @@ Shape: a program is a list of ``(code, jt, jf, k)`` tuples, the layout of Linux
 - ``compile_expression(expr)``: a user ``-F`` expression is compiled by the system tcpdump
   (``tcpdump -ddd`` against an empty Ethernet pcap, so no interface is opened). If tcpdump is
   not installed, ``BpfError`` says so: install tcpdump or drop ``-F`` to use the built-in filter.
-- ``run_filter(program, frame) -> int``: a pure-Python classic-BPF interpreter (kernel semantics:
-  out-of-bounds loads reject) used by the unit tests and for diagnostics.
+- ``residue_filter(program, modulus, residue)``: ``program`` narrowed to frames whose TCP/UDP
+  destination port ``% modulus == residue`` (intercept ``--workers M``: worker j only sees the
+  responses to the fake ports of its class; ``BPF_ALU|BPF_MOD``, Linux >= 3.7).
+- ``drop_outgoing(program)``: ``program`` behind a first check of the packet type (the
+  ``SKF_AD_PKTTYPE`` ancillary load) that rejects frames this host sends: a socket in a
+  PACKET_FANOUT group is not covered by its own ``PACKET_IGNORE_OUTGOING`` (the group's hook
+  is), so tcpcopy's workers would capture their own copies without it.
+- ``run_filter(program, frame, pkttype=0) -> int``: a pure-Python classic-BPF interpreter
+  (kernel semantics: out-of-bounds loads reject) used by the unit tests and for diagnostics.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ JA, JEQ, JGT, JGE, JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 K, X = 0x00, 0x08
 RET_A = 0x10
 TAX, TXA = 0x00, 0x80
-SUB, AND_, RSH = 0x10, 0x50, 0x70
+SUB, AND_, RSH, MOD = 0x10, 0x50, 0x70, 0x90
 TCP_FIN_SYN_RST = 0x07
 ACCEPT = 262144          # snap length returned on accept
 MAX_JUMP = 255
+SKF_AD_PKTTYPE = 0xFFFFF000 + 4     # ancillary load: the sll_pkttype of the frame
+PACKET_OUTGOING = 4
 
 
 class BpfError(ValueError):
@@ -131,6 +140,48 @@ def tcp_port_filter(ports: Iterable[int], hosts: Iterable[int] = (),
     return _assemble(items)
 
 
+def drop_outgoing(program: Sequence[Insn]) -> List[Insn]:
+    """``program`` for frames not sent by this host (pkttype != PACKET_OUTGOING)."""
+    return [(LD | W | ABS, 0, 0, SKF_AD_PKTTYPE), (JMP | JEQ | K, 0, 1, PACKET_OUTGOING),
+            (RET | K, 0, 0, 0), *program]
+
+
+def residue_filter(program: Sequence[Insn], modulus: int, residue: int) -> List[Insn]:
+    """``program``, but a frame it accepts is kept only when its IPv4 TCP/UDP destination port
+    ``% modulus == residue`` (Ethernet, optionally one 802.1Q tag; a frame too short for the
+    port is rejected). Every accepting ``ret #k`` becomes a jump to that check (so the jumps
+    of ``program`` keep their offsets); ``modulus`` 1 returns ``program`` unchanged."""
+    if modulus <= 1:
+        return list(program)
+    if not 0 <= residue < modulus:
+        raise BpfError(f"residue {residue} is not in 0..{modulus - 1}")
+    if any(code & 0x07 == RET and code & 0x18 == RET_A for code, _jt, _jf, _k in program):
+        raise BpfError("this filter returns a computed length; it cannot be split over workers")
+    snap = max((k for code, _jt, _jf, k in program if code & 0x07 == RET), default=0) or ACCEPT
+    end = len(program)
+    out: List[Insn] = []
+    for pc, (code, jt, jf, k) in enumerate(program):
+        if code & 0x07 == RET and k:
+            out.append((JMP | JA, 0, 0, end - pc - 1))
+        else:
+            out.append((code, jt, jf, k))
+    check: List[_Item] = [
+        (LD | H | ABS, 0, 0, 12),
+        (JMP | JEQ | K, "ip", 0, 0x0800),
+        (JMP | JEQ | K, 0, "reject", 0x8100),
+        (LD | H | ABS, 0, 0, 16),
+        (JMP | JEQ | K, "vlan", "reject", 0x0800),
+        _Label("ip"), (LDX | B | MSH, 0, 0, 14), (LD | H | IND, 0, 0, 16),
+        (JMP | JA, 0, 0, 2),
+        _Label("vlan"), (LDX | B | MSH, 0, 0, 18), (LD | H | IND, 0, 0, 20),
+        (ALU | MOD | K, 0, 0, modulus),
+        (JMP | JEQ | K, 0, "reject", residue),
+        (RET | K, 0, 0, snap),
+        _Label("reject"), (RET | K, 0, 0, 0),
+    ]
+    return out + _assemble(check)
+
+
 # ---------------------------------------------------------------- -F expressions
 
 
@@ -223,8 +274,10 @@ _ALU = {
 }
 
 
-def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096) -> int:
-    """Run a classic BPF program over ``frame``; returns the accept length (0 = reject)."""
+def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096,
+               pkttype: int = 0) -> int:
+    """Run a classic BPF program over ``frame``; returns the accept length (0 = reject).
+    ``pkttype``: what the ``SKF_AD_PKTTYPE`` ancillary load gives (0: to this host)."""
     a = x = pc = 0
     mem = [0] * 16
     for _ in range(max_steps):
@@ -244,6 +297,8 @@ def run_filter(program: Sequence[Insn], frame: bytes, max_steps: int = 4096) -> 
                 val = len(frame)
             elif mode == MEM:
                 val = mem[k & 15]
+            elif mode == ABS and k == SKF_AD_PKTTYPE:
+                val = pkttype
             else:
                 val = _load(frame, k + (x if mode == IND else 0), size)
             if val is None:

@@ -1,6 +1,8 @@
 """intercept daemon: process wiring only (flags: ``engine.options.intercept``, the I/O loop:
 ``engine.intercept_loop``). Exit codes: 0 clean exit (SIGTERM/SIGINT), 1 runtime failure,
-2 usage error (one line naming the flag)."""
+2 usage error (one line naming the flag). ``--workers M``: M daemons (worker j listens on
+``-p`` + j and captures the responses to fake ports ``% M == j``) are set up here, then forked
+(``engine.workers.intercept``); this process keeps the pid file and writes the merged stats file."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from engine.daemon import daemonize
 from engine.intercept_loop import InterceptDaemon, SetupError
 from engine.options.intercept import USAGE, InterceptOptions, UsageError, parse_args
 from engine.stats import print_out
+from engine.workers.intercept import run_workers
 
 __all__ = ["USAGE", "InterceptOptions", "UsageError", "main", "parse_args"]
 
@@ -27,6 +30,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print_out(f"intercept version:{__version__}" if "-v" in args or "--version" in args
                   else USAGE)
         return 0
+    if opts.workers > 1:
+        return run_workers(opts)
     try:
         daemon = InterceptDaemon(opts)       # opens sockets as the caller (errors seen here)
     except SetupError as exc:

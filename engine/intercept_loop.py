@@ -17,7 +17,7 @@ from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
-from engine.bpf import BpfError, filter_for_expression
+from engine.bpf import BpfError, filter_for_expression, residue_filter
 from engine.daemon import read_netem, reload_netem, write_pidfile
 from engine.loop import Loop, TimerHandle
 from engine.netem import Netem
@@ -59,10 +59,14 @@ class _Client:
 class InterceptDaemon:
     def __init__(self, opts: InterceptOptions) -> None:
         self.opts = opts
-        self.log = Logger(opts.log_file) if opts.log_file else Logger(None)
+        # a worker of --workers M: its lines tagged in the shared log, which the parent rotates
+        tag = f"[w{opts.worker}]" if opts.workers > 1 else ""
+        self.log = Logger(opts.log_file, tag=tag, follow=bool(tag))
         try:
             self.key = load_key(opts.key_file) if opts.key_file else None
-            program = filter_for_expression(opts.filter)
+            # worker j of M sees only the responses to fake ports p with p % M == j
+            program = residue_filter(filter_for_expression(opts.filter), opts.workers,
+                                     opts.worker)
             self.captures: List[CaptureSocket] = open_captures(
                 opts.interfaces or None, program, ignore_outgoing=False)
             self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -143,6 +147,15 @@ class InterceptDaemon:
         if self.opts.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(self.opts.pid_file)
+        self.log.close()
+
+    def discard(self) -> None:
+        """Close this daemon's sockets without running it (``--workers``: the parent and the
+        other workers hold copies of every worker's sockets after the fork)."""
+        for cap in self.captures:
+            cap.close()
+        self.listener.close()
+        self.loop.close()
         self.log.close()
 
     def _write_pidfile(self) -> None:

@@ -8,6 +8,9 @@
   ``PACKET_STATISTICS`` (the kernel resets them on every read, so they are accumulated here).
 - ``open_captures(ifnames|None, program, ...)``: one socket per interface; None = every
   interface that is up and not loopback (``list_interfaces()``).
+- ``join_fanout(sock, group_id, mode)``: joins a bound capture socket to a ``PACKET_FANOUT``
+  group (``tcpcopy --workers N``: every worker's socket on an interface joins one group, mode
+  hash + defrag, so all packets of a flow reach the same worker).
 - ``RawIPSender``: ``AF_INET/SOCK_RAW/IPPROTO_RAW`` with ``IP_HDRINCL``. ``LinkSender(ifname,
   dst_mac=None)``: Ethernet frames on ``-o IFACE``; source MAC from sysfs, destination MAC
   given (the next hop's) or looked up per destination IP in ``/proc/net/arp`` (on-link targets
@@ -33,6 +36,9 @@ SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT = 18
+PACKET_FANOUT_HASH = 0
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 ARPHRD_LOOPBACK = 772
 FRAME_BUFFER = 262144            # GRO/GSO super-frames can exceed the MTU
 
@@ -147,6 +153,16 @@ def open_captures(ifnames: Optional[Sequence[str]], program: Sequence[Insn],
             s.close()
         raise OSError(exc.errno, f"capture on {name}: {exc.strerror}") from None
     return socks
+
+
+def join_fanout(sock: socket.socket, group_id: int,
+                mode: int = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) -> None:
+    """Join the bound AF_PACKET ``sock`` to fanout group ``group_id`` (0..65535) of this network
+    namespace: each packet then goes to ONE member socket of the group, chosen by ``mode``
+    (hash: the flow's symmetric hash, so a flow always lands on the same member; defrag: IP
+    fragments are reassembled first). All members must be bound alike (same interface and
+    protocol) and use the same mode, else the kernel refuses with EINVAL. Raises OSError."""
+    sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", (group_id & 0xFFFF) | (mode << 16)))
 
 
 # ---------------------------------------------------------------- senders

@@ -2,7 +2,9 @@
 
 - ``format_log_line(level, msg, now)`` -> ``YYYY/MM/DD HH:MM:SS +mmm [level] msg`` (study §6).
 - ``Logger(path=None, min_level="info")``: appends formatted lines to ``path`` (stderr when None);
-  ``logger.info("...")`` etc.; an errno is appended as `` (strerror)`` via ``errno=``.
+  ``logger.info("...")`` etc.; an errno is appended as `` (strerror)`` via ``errno=``. A worker
+  of ``--workers N`` logs with ``tag="[wK]"`` and ``follow=True``: it never rotates the shared
+  file itself but reopens ``path`` (within a second) once the parent (``rotate_shared()``) did.
 - ``stats_document(...)`` builds the contract dict; ``write_stats(path, doc)`` writes it atomically
   (tmp file in the same directory + fsync + rename), so readers never see a partial file.
 """
@@ -41,8 +43,12 @@ class Logger:
     """Line logger with the original format. Never raises on write errors (logs are best-effort)."""
 
     def __init__(self, path: Optional[str] = None, min_level: str = "info",
-                 clock: Any = time.time, max_bytes: int = LOG_MAX_BYTES) -> None:
+                 clock: Any = time.time, max_bytes: int = LOG_MAX_BYTES, tag: str = "",
+                 follow: bool = False) -> None:
         self.path = path
+        self.tag = f"{tag} " if tag else ""
+        self.follow = follow
+        self._checked = 0.0
         self._rank = LEVELS.index(min_level) if min_level in LEVELS else LEVELS.index("info")
         self._clock = clock
         self._fh: Optional[IO[str]] = None
@@ -58,10 +64,16 @@ class Logger:
             return
         if errno:
             msg = f"{msg} ({os.strerror(errno)})"
-        line = format_log_line(level, msg, self._clock()) + "\n"
+        now = self._clock()
+        line = format_log_line(level, self.tag + msg, now) + "\n"
         with contextlib.suppress(OSError, ValueError):
-            if self._fh is not None and self._size + len(line) > self.max_bytes:
-                self._rotate()
+            if self._fh is not None:
+                if self.follow:
+                    if now - self._checked >= 1.0:
+                        self._checked = now
+                        self._reopen_if_moved()
+                elif self._size + len(line) > self.max_bytes:
+                    self._rotate()
             (self._fh or sys.stderr).write(line)
             self._size += len(line)
 
@@ -73,6 +85,26 @@ class Logger:
         os.replace(self.path, self.path + ".1")
         self._fh = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._size = 0
+
+    def _reopen_if_moved(self) -> None:
+        """follow mode: another process rotated ``path``; write to the new file."""
+        assert self._fh is not None and self.path is not None
+        try:
+            moved = os.stat(self.path).st_ino != os.fstat(self._fh.fileno()).st_ino
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self._fh.close()
+            self._fh = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+    def rotate_shared(self) -> None:
+        """The parent of workers: rotate when the file (written by every worker, each line one
+        O_APPEND write) grew past ``max_bytes``; the workers follow within a second."""
+        if self._fh is None or self.path is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if os.fstat(self._fh.fileno()).st_size > self.max_bytes:
+                self._rotate()
 
     def error(self, msg: str, errno: Optional[int] = None) -> None:
         self.log("error", msg, errno)

@@ -4,6 +4,9 @@ Capture (AF_PACKET + kernel BPF built from ``-x``, or ``-F``; outgoing frames ig
 ``Engine.on_client_packet``; intercept records feed ``Engine.on_response_record``; the engine's
 actions go to the raw IP sender (or the ``-o`` link sender) and to the intercept channels.
 A send error is counted and sheds its session; the process never exits for it.
+``--workers N`` (N > 1): the parent (``engine.workers``) forks N copies of this loop; worker k
+joins its capture sockets to one PACKET_FANOUT group per interface, hands out only fake ports
+with ``port % N == k`` and talks to intercept port ``P + k % M`` (``--intercept-workers M``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from engine import INTERNAL_VERSION, __version__
 from engine.actions import Action, RegisterRoute, SendPacket
-from engine.bpf import BpfError, compile_expression, tcp_port_filter
+from engine.bpf import BpfError, compile_expression, drop_outgoing, tcp_port_filter
 from engine.daemon import daemonize, read_netem, reload_netem, write_pidfile
 from engine.loop import INF, Loop
 from engine.netem import Netem
@@ -31,6 +34,7 @@ from engine.session.config import Route, SessionConfig
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
 from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
+from engine.workers.tcpcopy import join_groups, run_workers, wait_for_all
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
@@ -70,6 +74,8 @@ class Tcpcopy:
         self.loop = Loop()
         self.loop.set_alarm(self._on_engine_timer)
         self.engine = Engine(session_config(opts), seed=os.getpid())
+        if opts.workers > 1:
+            self.engine.mapper.set_worker(opts.worker, opts.workers)
         self.counters = self.engine.counters
         self.started_at = time.time()
         self.captures: List[CaptureSocket] = []
@@ -127,11 +133,24 @@ class Tcpcopy:
                 self.offline = OfflineFeeder(source, self.loop, self.engine, self._collect,
                                              self._after_batch, self.log, o.drain_timeout)
             else:
-                self.captures = open_captures(o.interfaces or None, self._filter())
+                program = self._filter()
+                if o.workers > 1:
+                    # a socket in a fanout group is not covered by PACKET_IGNORE_OUTGOING: the
+                    # workers would capture the copies they send; the kernel filter drops them
+                    program = drop_outgoing(program)
+                self.captures = open_captures(o.interfaces or None, program)
         except OfflineError as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"capture/send socket: {exc}") from None
+        if o.workers > 1:
+            try:
+                join_groups(self.captures, o.fanout_group)
+            except OSError as exc:
+                raise StartupError(exc.strerror or str(exc)) from None
+            if not wait_for_all(self.captures, self.loop.run_once, lambda: self._stopping,
+                                self.loop.time) and not self._stopping:
+                self.log.warn("not every worker joined its capture groups in time; going on")
         for cap in self.captures:
             self.loop.add_reader(cap.fileno(), self._make_reader(cap))
 
@@ -143,6 +162,9 @@ class Tcpcopy:
             online = ip_ntoa(t.online_ip) if t.online_ip else "*"
             log.notice(f"target:{online}:{t.online_port}-{ip_ntoa(t.target_ip)}:{t.target_port}")
         log.notice("TC_COMBINED mode")
+        if o.workers > 1:
+            log.notice(f"worker {o.worker} of {o.workers}: fake ports % {o.workers} == "
+                       f"{o.worker}, intercept ports +{o.worker % o.intercept_workers}")
         log.notice(f"session timeout:{int(self.engine.cfg.session_timeout)}")
         log.notice(f"keepalive timeout:{int(self.engine.cfg.keepalive_timeout)}")
         log.notice(f"parallel connections per target:{o.connections}")
@@ -373,6 +395,8 @@ class Tcpcopy:
             if self._stopping:
                 return 0
             self._open()
+            if self._stopping:
+                return 0
             self.log.notice("send the first packets here")
             if self.offline is not None:
                 self.offline.begin()
@@ -398,6 +422,17 @@ class Tcpcopy:
             sender.close()
         self.intercepts.close()
         self.loop.close()
+
+
+def run_one(opts: TcpcopyOptions, log: Logger) -> int:
+    """One tcpcopy loop (the process, or one worker of ``--workers``)."""
+    try:
+        return Tcpcopy(opts, log).run()
+    except StartupError as exc:
+        log.error(str(exc))
+        if not opts.daemon and opts.log_file:
+            print(f"tcpcopy: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -428,14 +463,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"tcpcopy: -P {opts.pid_file}: {exc.strerror}", file=sys.stderr)
             return 1
     try:
-        return Tcpcopy(opts, log).run()
-    except StartupError as exc:
-        log.error(str(exc))
-        if not opts.daemon and opts.log_file:
-            print(f"tcpcopy: {exc}", file=sys.stderr)
-        return 1
+        if opts.workers > 1:
+            return run_workers(opts, log, run_one)
+        return run_one(opts, log)
     finally:
         if opts.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(opts.pid_file)
         log.close()
+

@@ -9,6 +9,8 @@ Flags (original, study §1.2, plus long forms and the new options):
   --max-routes N (1000000)  --max-delayed N (65536)
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
+  --workers M (1)            M worker processes; worker j listens on PORT + j and forwards
+                             the responses whose destination port % M == j
 Exit codes: 0 clean exit (SIGTERM/SIGINT), 1 runtime failure, 2 usage error (one line naming
 the flag). Without -l, log lines go to stderr (to /dev/null when daemonized).
 """
@@ -45,6 +47,9 @@ class InterceptOptions:
     #: network conditions applied to the response frames forwarded to tcpcopy
     netem: NetemSpec = field(default_factory=NetemSpec)
     netem_file: Optional[str] = None
+    workers: int = 1
+    #: set by the parent for one worker process (not a flag): its index
+    worker: int = 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +73,7 @@ def _parser() -> _Parser:
     p.add_argument("--stats-interval", default="1.0")
     p.add_argument("--max-routes", default="1000000")
     p.add_argument("--max-delayed", default="65536")
+    p.add_argument("--workers", default="1")
     add_flags(p)
     return p
 
@@ -109,8 +115,12 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
     bad = check_spec(shaping)
     if bad is not None:
         raise UsageError(f"{bad[0]}: {bad[1]}")
+    port = _int(ns.port, "-p", 1, 65535)
+    workers = _int(ns.workers, "--workers", 1, 64)
+    if port + workers - 1 > 65535:
+        raise UsageError(f"--workers: ports {port}..{port + workers - 1} go past 65535")
     return InterceptOptions(
-        filter=ns.filter, interfaces=ifaces, port=_int(ns.port, "-p", 1, 65535), bind=ns.bind,
+        filter=ns.filter, interfaces=ifaces, port=port, bind=ns.bind, workers=workers,
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, key_file=ns.key_file,
         stats_file=ns.stats_file, stats_interval=interval,
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),

@@ -6,7 +6,8 @@ forms; new long-only options: ``--key-file``, ``--stats-file``, ``--stats-interv
 ``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``. Offline replay (the C
 tool's offline build, whose ``-i FILE`` clashes with our live ``-i`` interfaces): ``--pcap FILE``
 with ``-a`` (acceleration), ``-I`` (idle gaps over this many ms are skipped), ``-T`` (times to
-replay the file) and ``--drain-timeout``.
+replay the file) and ``--drain-timeout``. ``--workers N`` / ``--intercept-workers M``: N worker
+processes (``engine.workers``), worker k talking to intercept port ``P + k % M``; M divides N.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.packets import PacketError, ip_aton, mac_aton
 DEFAULT_INTERCEPT_PORT = 36524
 MAX_INTERCEPTS = 32
 MAX_FAKE_IPS = 4096
+MAX_WORKERS = 64
 
 
 class OptionsError(ValueError):
@@ -85,6 +87,12 @@ class TcpcopyOptions:
     #: network conditions applied to the copies this tcpcopy sends (``engine.netem``)
     netem: NetemSpec = field(default_factory=NetemSpec)
     netem_file: Optional[str] = None
+    workers: int = 1
+    intercept_workers: int = 1
+    #: set by the parent for one worker process (not flags): its index and the base id of its
+    #: PACKET_FANOUT groups
+    worker: int = 0
+    fanout_group: int = 0
     show_help: bool = False
     show_version: bool = False
 
@@ -202,6 +210,11 @@ def _parser() -> _Parser:
       help='per-session buffer cap; a session over it is shed and counted (%(default)s)')
     a("--reconnect-interval", type=float, default=2.0,
       help='seconds between intercept reconnect attempts with -L (%(default)s)')
+    a("--workers", type=int, default=1, metavar="N",
+      help='worker processes, flows spread over them by the kernel (1-64, %(default)s)')
+    a("--intercept-workers", type=int, default=1, metavar="M",
+      help='workers of each intercept (its --workers): worker k uses intercept port P + k %% M; '
+           'M must divide --workers (%(default)s)')
     return p
 
 
@@ -342,6 +355,16 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.idle_skip, 0, 10**9, "-I")
     _check_range(ns.repeat, 1, 10**6, "-T")
     _check_range(ns.drain_timeout, 0, 86400, "--drain-timeout")
+    _check_range(ns.workers, 1, MAX_WORKERS, "--workers")
+    _check_range(ns.intercept_workers, 1, MAX_WORKERS, "--intercept-workers")
+    if ns.workers % ns.intercept_workers:
+        raise OptionsError(f"--intercept-workers: {ns.intercept_workers} does not divide "
+                           f"--workers {ns.workers}")
+    if ns.workers > 1 and ns.pcap is not None:
+        raise OptionsError("--workers: offline replay (--pcap) runs in one process")
+    if any(p + ns.intercept_workers - 1 > 65535 for _h, p in intercepts):
+        raise OptionsError(f"--intercept-workers: intercept ports P..P+{ns.intercept_workers - 1}"
+                           " go past 65535")
     fake_ips = parse_fake_ips(_split(ns.client_ips), [t.target_ip for t in transfers])
     rules = tuple(ns.rules)
     safe_methods = tuple(m.strip().upper() for m in ns.safe_methods.split(",") if m.strip())
@@ -367,7 +390,8 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
         capture_acks=ns.capture_acks, select_rules=rules, safe=ns.safe,
         safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http,
-        netem=shaping, netem_file=ns.netem_file)
+        netem=shaping, netem_file=ns.netem_file, workers=ns.workers,
+        intercept_workers=ns.intercept_workers)
 
 
 def selection(opts: TcpcopyOptions) -> Optional[Selection]:

@@ -4,7 +4,8 @@
 - ``SessionConfig``: every knob of the emulator, with the tcpcopy defaults.
 - ``COUNTERS``: the loss/activity counter names (snake_case forms of study §6 plus new ones).
 - ``AddressMapper``: ``-c`` sticky round-robin mapping, ``-f``/``-n`` port shifts, and a
-  collision-free allocator of fake (ip, port) tuples.
+  collision-free allocator of fake (ip, port) tuples; with ``--workers N`` worker k only ever
+  uses ports with ``port % N == k`` (``set_worker``), so no two workers share a tuple.
 - ``sample_keep``: deterministic ``-r`` sampling per (client ip, port).
 """
 
@@ -157,13 +158,25 @@ def _wrap_port(port: int) -> int:
     return port if port < 65536 else 1024 + (port - 65536) % 64512
 
 
+def residue_port(port: int, index: int, count: int) -> int:
+    """The port nearest to ``port`` (1..65535) with ``port % count == index`` (ties: upward)."""
+    if count <= 1:
+        return port
+    up = port + (index - port) % count
+    down = up - count if up != port else up
+    if up > 65535 or (down >= 1 and port - down < up - port):
+        return down
+    return up
+
+
 class AddressMapper:
     """Maps a real client (ip, port, replica) to a unique fake (ip, port) tuple.
 
     The fake IP is sticky per real client IP (and replica) and assigned round-robin over the
-    ``-c`` pool; the preferred port is the client's port shifted by ``-f``/``-n``. If that tuple
-    is in use by another live session, nearby ports (then other pool IPs) are tried; a tuple
-    that cannot be found is refused (the caller counts it).
+    ``-c`` pool; the preferred port is the client's port shifted by ``-f``/``-n`` (and, for a
+    worker of ``--workers N``, moved to the nearest port of its residue class). If that tuple
+    is in use by another live session, nearby ports of the same class (then other pool IPs)
+    are tried; a tuple that cannot be found is refused (the caller counts it).
     """
 
     def __init__(self, pool: List[int], port_shift: int = 0, rand_shift: int = 0) -> None:
@@ -173,6 +186,19 @@ class AddressMapper:
         self._sticky: Dict[int, int] = {}
         self._next = 0
         self.used: Set[int] = set()
+        self.worker, self.workers = 0, 1
+        # the fallback search walks the ports first + i * count (i < span) of the class
+        self._first, self._span, self._step = 1024, 64512, 97
+
+    def set_worker(self, index: int, count: int) -> None:
+        """This process is worker ``index`` of ``count``: every port it hands out from now on
+        satisfies ``port % count == index`` (the classes of two workers never meet)."""
+        if not 0 <= index < count:
+            raise ValueError(f"worker {index} of {count}")
+        self.worker, self.workers = index, count
+        self._first = 1024 + (index - 1024) % count
+        self._span = (65535 - self._first) // count + 1
+        self._step = 97 if self._span % 97 else 89
 
     def fake_ip(self, client_ip: int, replica: int) -> int:
         if not self.pool:
@@ -189,7 +215,10 @@ class AddressMapper:
         add = self.f_add
         if replica:
             add += ((2 * replica - 1) << 5) + self.rand_shift
-        return _wrap_port(client_port + add) if add else client_port
+        port = _wrap_port(client_port + add) if add else client_port
+        if self.workers > 1:
+            return residue_port(port, self.worker, self.workers)
+        return port
 
     def allocate(self, client_ip: int, client_port: int, replica: int) -> Optional[int]:
         """A free fake key ``(ip << 16) | port`` (now marked used), or None if none is free."""
@@ -201,9 +230,11 @@ class AddressMapper:
             used.add(key)
             return key
         ips = [ip] + [p for p in self.pool if p != ip]
+        first, span, step, count = self._first, self._span, self._step, self.workers
+        start = (port - first) // count
         for cand_ip in ips:
             for i in range(1, MAX_PORT_TRIES):
-                cand = (cand_ip << 16) | (1024 + (port - 1024 + i * 97) % 64512)
+                cand = (cand_ip << 16) | (first + count * ((start + i * step) % span))
                 if cand not in used:
                     used.add(cand)
                     return cand
