@@ -46,9 +46,17 @@ def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
 
 
 def list_interfaces(sysfs: str = "/sys/class/net") -> List[str]:
-    """Interfaces that are up and not loopback, in if_nameindex order."""
+    """Interfaces that are up and not loopback, in ifindex order (what ``if_nameindex()``
+    gives; read from sysfs because PyPy 3.9's ``socket`` has no ``if_nameindex``)."""
+    indexed = []
+    for name in os.listdir(sysfs):
+        try:
+            with open(os.path.join(sysfs, name, "ifindex")) as fh:
+                indexed.append((int(fh.read()), name))
+        except (OSError, ValueError):
+            continue                                 # gone meanwhile, or not an interface
     out = []
-    for _idx, name in socket.if_nameindex():
+    for _idx, name in sorted(indexed):
         try:
             with open(os.path.join(sysfs, name, "type")) as fh:
                 if int(fh.read()) == ARPHRD_LOOPBACK:

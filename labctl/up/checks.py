@@ -16,6 +16,7 @@ from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import ROUTE_PROTO, Change, Finding, Severity
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.plan import fix_changes_for
+from labctl.up.runtime import check_runtime
 
 Facts = Mapping[str, HostFacts]
 Net = ipaddress.IPv4Network
@@ -32,7 +33,7 @@ CHECK_IDS = (
     "target.rp_filter", "route.operator", "route.inventory_host", "route.gateway", "route.wide",
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
-    "datalink.mac_unknown",
+    "datalink.mac_unknown", "runtime.unavailable",
 )
 
 
@@ -329,7 +330,7 @@ def check_datalink(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[
 _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], ...] = (
     check_reachable, check_python, check_privilege, check_ip_forward, check_conntrack,
     check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
-    check_service, check_target_listens, check_intercept_port, check_datalink,
+    check_service, check_target_listens, check_intercept_port, check_datalink, check_runtime,
 )
 
 
