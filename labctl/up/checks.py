@@ -33,7 +33,7 @@ CHECK_IDS = (
     "target.rp_filter", "route.operator", "route.inventory_host", "route.gateway", "route.wide",
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
-    "datalink.mac_unknown", "runtime.unavailable",
+    "datalink.mac_unknown", "runtime.unavailable", "runtime.memory",
 )
 
 

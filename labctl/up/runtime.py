@@ -8,6 +8,10 @@
   host (the `cpus` fact, `nproc`), at most AUTO_WORKERS_MAX. tcpcopy also needs the intercept
   host's count (`--intercept-workers`): intercept with N workers listens on ports P..P+N-1.
 
+PyPy's resident size is about ten times CPython's (lab, 2,000 req/s: tcpcopy 260 MB peak under
+pypy3, 28 MB under python3), and tcpcopy sheds sessions while its RSS exceeds `engine.memory_mb`:
+tcpcopy under pypy3 with memory_mb below PYPY_MIN_MEMORY_MB is the warning `runtime.memory`.
+
 `resolve(inv, host, facts)` is used both by the preflight check (`check_runtime`, findings) and
 by the daemon plan (labctl.up.launch, which refuses when a choice cannot be made).
 """
@@ -26,6 +30,8 @@ from labctl.model import Finding, Severity
 Facts = Mapping[str, HostFacts]
 MIN_PYTHON = (3, 9)
 PYTHON3, PYPY3 = "python3", "pypy3"
+#: tcpcopy's -m (engine.memory_mb) under which PyPy's own footprint would trigger shedding.
+PYPY_MIN_MEMORY_MB = 384
 WORKERS_HINT = "set engine.workers to a number, or make `nproc` answer on the host"
 PYPY_HINT = ("install pypy3 on the host yourself (Debian/Ubuntu: apt-get install pypy3; "
              "labctl never installs anything), or set engine.runtime: auto or python3")
@@ -95,7 +101,9 @@ def hint_for(problem: str) -> str:
 
 def check_runtime(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
     """`runtime.unavailable` (ERROR): engine.runtime or engine.workers cannot be honoured on a
-    daemon host; `facts.unknown` (WARN) when auto fell back to python3 for want of the fact."""
+    daemon host; `facts.unknown` (WARN) when auto fell back to python3 for want of the fact;
+    `runtime.memory` (WARN): tcpcopy would run under pypy3 with too small an engine.memory_mb."""
+    online = {h.name for h in inv.hosts.online}
     for spec in daemon_hosts(inv):
         hf = facts.get(spec.name)
         if hf is None or hf.unreachable:
@@ -107,3 +115,10 @@ def check_runtime(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[F
         for note in chosen.notes:
             yield Finding("facts.unknown", Severity.WARN, spec.name, note,
                           hint="make `pypy3 --version` answer, or set engine.runtime")
+        mb = inv.engine.memory_mb
+        if spec.name in online and chosen.runtime == PYPY3 and mb < PYPY_MIN_MEMORY_MB:
+            yield Finding("runtime.memory", Severity.WARN, spec.name,
+                          f"tcpcopy would run under pypy3 with engine.memory_mb {mb}: PyPy "
+                          f"alone takes about 250 MB resident, and tcpcopy sheds sessions "
+                          f"above memory_mb", hint=f"raise engine.memory_mb to at least "
+                          f"{PYPY_MIN_MEMORY_MB}, or set engine.runtime: python3")
