@@ -16,7 +16,7 @@ from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import ROUTE_PROTO, Change, Finding, Severity
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.plan import fix_changes_for
-from labctl.up.runtime import check_runtime
+from labctl.up.runtime import MIN_PYTHON, check_runtime
 
 Facts = Mapping[str, HostFacts]
 Net = ipaddress.IPv4Network
@@ -25,7 +25,6 @@ ERROR, WARN, INFO = Severity.ERROR, Severity.WARN, Severity.INFO
 
 #: Narrowest prefix length allowed for a routed client network (wider is refused).
 MIN_CLIENT_PREFIX = 16
-MIN_PYTHON = (3, 9)
 
 CHECK_IDS = (
     "host.unreachable", "facts.unknown", "python.missing", "privilege.missing",

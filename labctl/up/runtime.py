@@ -28,7 +28,7 @@ from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Finding, Severity
 
 Facts = Mapping[str, HostFacts]
-MIN_PYTHON = (3, 9)
+MIN_PYTHON = (3, 9)  # the engine's oldest Python, for python3 (checks.py) and pypy3 alike
 PYTHON3, PYPY3 = "python3", "pypy3"
 #: tcpcopy's -m (engine.memory_mb) under which PyPy's own footprint would trigger shedding.
 PYPY_MIN_MEMORY_MB = 384

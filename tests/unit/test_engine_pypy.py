@@ -22,8 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "tests" / "unit"
 ENGINE = ROOT / "engine"
-PYPY_VENV = ROOT / ".venv-pypy"
-PYPY = PYPY_VENV / "bin" / "python"
+#: The checkout's own .venv-pypy, else the one next to the venv running this test (a git
+#: worktree tested with the main checkout's .venv uses the main checkout's .venv-pypy).
+CANDIDATES = (ROOT / ".venv-pypy", Path(sys.prefix).parent / ".venv-pypy")
 INSTALL = "run `bash scripts/install.sh` (it installs pypy3 and builds .venv-pypy)"
 
 ENGINE_TESTS = (
@@ -93,9 +94,11 @@ def test_labctl_tests_are_not_engine_only() -> None:
 
 
 def _pypy() -> Path:
-    if not PYPY.exists():
-        pytest.fail(f"the pypy venv {PYPY_VENV} is missing: {INSTALL}", pytrace=False)
-    return PYPY
+    for venv in CANDIDATES:
+        if (venv / "bin" / "python").exists():
+            return venv / "bin" / "python"
+    pytest.fail(f"no pypy venv ({', '.join(map(str, dict.fromkeys(CANDIDATES)))}): {INSTALL}",
+                pytrace=False)
 
 
 def _run_pypy(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -154,7 +157,7 @@ def test_engine_unit_tests_pass_under_pypy3() -> None:
     impl = _run_pypy(["-c", "import platform, sys; print(platform.python_implementation(), "
                       "*sys.version_info[:2])"], timeout=60)
     assert impl.stdout.split() == ["PyPy", "3", "9"], \
-        f"{PYPY} is not PyPy 3.9 ({impl.stdout.strip()}{impl.stderr.strip()}): {INSTALL}"
+        f"{_pypy()} is not PyPy 3.9 ({impl.stdout.strip()}{impl.stderr.strip()}): {INSTALL}"
     files = [str(UNIT / f"{m}.py") for m in ENGINE_TESTS]
     proc = _run_pypy(["-m", "pytest", "-q", "-p", "no:cacheprovider", *files], timeout=900)
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
