@@ -288,6 +288,14 @@ def test_pypy3_asked_for_but_absent_is_an_error_naming_each_daemon_host() -> Non
                and "never installs" in f.hint for f in found)
 
 
+def test_two_server_asks_the_target_which_runs_intercept() -> None:
+    base = two_server()
+    inv = base.model_copy(update={"engine": base.engine.model_copy(update={"runtime": "pypy3"})})
+    found = [f for f in run_checks(inv, healthy(inv), operator())
+             if f.id == "runtime.unavailable"]
+    assert sorted(f.host for f in found) == ["online1", "target"]
+
+
 def test_pypy3_present_passes_and_an_old_one_does_not() -> None:
     inv = engine_with(runtime="pypy3")
     ok = PypyVersion(True, PythonVersion(True, 3, 9, 16), "7.3.11")
