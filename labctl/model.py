@@ -76,6 +76,8 @@ class DaemonLaunch:
     log_file: str
     ready: Readiness
     unit: str = ""  # the systemd unit where the host runs systemd, else ""
+    runtime: str = "python3"  # the interpreter on the host: "python3" | "pypy3"
+    workers: int = 1  # engine workers (engine.workers, resolved for the host)
 
 
 @dataclass(frozen=True)

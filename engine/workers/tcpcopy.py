@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 from typing import Callable, Optional, Sequence
 
 from engine import __version__
 from engine.options import TcpcopyOptions
-from engine.rawsock import CaptureSocket, join_fanout
+from engine.rawsock import CaptureSocket, interface_index, join_fanout
 from engine.stats import Logger
 from engine.workers.merge import worker_path
 from engine.workers.process import StatsSpec, start_line, supervise
@@ -24,10 +23,7 @@ START_LINE_TIMEOUT = 30.0
 def fanout_group(base: int, ifname: Optional[str]) -> int:
     """The PACKET_FANOUT group id of one interface: the parent's pid mixed with the interface
     index (two tcpcopy instances share a group only if their pids agree modulo 65536)."""
-    try:
-        index = socket.if_nametoindex(ifname) if ifname else 0
-    except OSError:
-        index = 0
+    index = interface_index(ifname) if ifname else 0
     return (base ^ (index * 0x9E37)) & 0xFFFF
 
 

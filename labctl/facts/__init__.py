@@ -36,13 +36,16 @@ from labctl.facts.routes import (
 )
 from labctl.facts.sockets import LISTENERS, Listener, tcp_probe_fact
 from labctl.facts.system import (
+    CPUS,
     IPTABLES_VERSION,
+    PYPY,
     PYTHON,
     SSH_CONNECTION,
     SUDO,
     SYSTEMD,
     UID,
     IptablesVersion,
+    PypyVersion,
     PythonVersion,
     SSHConnection,
 )
@@ -62,6 +65,7 @@ __all__ = [
     "Neighbour",
     "OperatorFacts",
     "ProcValues",
+    "PypyVersion",
     "PythonVersion",
     "Route",
     "RouteGet",
@@ -85,6 +89,9 @@ class HostFacts:
     role: str
     address: IPv4
     python: Optional[PythonVersion] = None
+    #: hosts that run a daemon (online, and the intercept host): `pypy3 --version` and `nproc`
+    pypy: Optional[PypyVersion] = None
+    cpus: Optional[int] = None
     uid: Optional[int] = None
     sudo: Optional[bool] = None  # `sudo -n true` worked (only asked when uid != 0)
     systemd: Optional[bool] = None
@@ -134,9 +141,11 @@ class HostFacts:
         return itf.ifname if itf else None
 
 
-def _facts_for(inventory: Inventory, role: str) -> list[Fact[Any]]:
+def _facts_for(inventory: Inventory, spec: HostSpec, role: str) -> list[Fact[Any]]:
     facts: list[Fact[Any]] = [PYTHON, UID, SYSTEMD, SSH_CONNECTION, PROC_VALUES, ROUTES, ADDRS,
                               IPTABLES_VERSION, IPTABLES, LISTENERS]
+    if role == "online" or spec.name == inventory.intercept_host.name:
+        facts += [PYPY, CPUS]  # engine.runtime and engine.workers: auto
     if role == "target" and inventory.hosts.assistant is not None:
         facts.append(route_get_fact(inventory.hosts.assistant.address))
     if role == "online":
@@ -149,8 +158,8 @@ def _facts_for(inventory: Inventory, role: str) -> list[Fact[Any]]:
     return facts
 
 
-_SIMPLE = {"python", "uid", "systemd", "proc_values", "routes", "addrs", "iptables_version",
-           "iptables", "listeners", "neighbours"}
+_SIMPLE = {"python", "pypy", "cpus", "uid", "systemd", "proc_values", "routes", "addrs",
+           "iptables_version", "iptables", "listeners", "neighbours"}
 _FIELD = {"proc_values": "proc", "addrs": "interfaces", "ssh_connection": "ssh"}
 
 
@@ -161,7 +170,7 @@ def gather_host_facts(transport: Transport, spec: HostSpec, role: str,
     unknown: dict[str, str] = {}
     route_gets: dict[str, RouteGet] = {}
     tcp: dict[str, bool] = {}
-    results = run_facts(transport, _facts_for(inventory, role))
+    results = run_facts(transport, _facts_for(inventory, spec, role))
     if any(r.name == "uid" and r.known and r.value != 0 for r in results):
         results.append(run_fact(transport, SUDO))
     for r in results:

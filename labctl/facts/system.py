@@ -1,4 +1,5 @@
-"""Host basics: python3, identity and sudo, systemd, the SSH connection, iptables flavour."""
+"""Host basics: python3 (and pypy3), identity and sudo, systemd, the SSH connection, iptables
+flavour, the CPU count."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from labctl.facts.base import NOT_FOUND, Fact, FactParseError, require_ok, to_in
 from labctl.transport.base import Result
 
 _PY_RE = re.compile(r"Python (\d+)\.(\d+)(?:\.(\d+))?")
+_PYPY_RE = re.compile(r"\[PyPy (\d[\w.+~-]*)")
 _IPT_RE = re.compile(r"iptables v(\S+)(?: \((\w[\w-]*)\))?")
 
 
@@ -38,6 +40,42 @@ def parse_python(result: Result) -> PythonVersion:
     if not m:
         raise FactParseError(f"no 'Python X.Y' in {text.strip()[:60]!r}")
     return PythonVersion(True, int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+@dataclass(frozen=True)
+class PypyVersion:
+    """`pypy3 --version`: the Python language level it implements and PyPy's own version;
+    `present=False` when pypy3 is not installed."""
+
+    present: bool
+    python: PythonVersion = PythonVersion(False)
+    pypy: str = ""
+
+    def at_least(self, major: int, minor: int) -> bool:
+        return self.present and self.python.at_least(major, minor)
+
+    def __str__(self) -> str:
+        return f"PyPy {self.pypy} (Python {self.python})" if self.present else "absent"
+
+
+def parse_pypy(result: Result) -> PypyVersion:
+    """`pypy3 --version` prints `Python 3.9.16 (7.3.11+dfsg-...)` then `[PyPy 7.3.11 ...]`."""
+    if result.exit_code == NOT_FOUND:
+        return PypyVersion(present=False)
+    text = require_ok(result) + result.stderr
+    python = parse_python(result)
+    m = _PYPY_RE.search(text)
+    if not m:
+        raise FactParseError(f"no '[PyPy X.Y]' in {text.strip()[:80]!r} (is pypy3 PyPy?)")
+    return PypyVersion(True, python, m.group(1))
+
+
+def parse_cpus(result: Result) -> int:
+    """`nproc`: the CPUs this host's processes may run on (>= 1)."""
+    count = to_int(require_ok(result), "nproc")
+    if count < 1:
+        raise FactParseError(f"nproc: expected a positive count, got {count}")
+    return count
 
 
 def parse_uid(result: Result) -> int:
@@ -92,6 +130,8 @@ def parse_iptables_version(result: Result) -> IptablesVersion:
 
 
 PYTHON = Fact("python", ("python3", "--version"), parse_python)
+PYPY = Fact("pypy", ("pypy3", "--version"), parse_pypy)
+CPUS = Fact("cpus", ("nproc",), parse_cpus)
 UID = Fact("uid", ("id", "-u"), parse_uid)
 SUDO = Fact("sudo", ("sudo", "-n", "true"), parse_exit_zero)
 SYSTEMD = Fact("systemd", ("test", "-d", "/run/systemd/system"), parse_exit_zero)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Callable, Optional
 
@@ -53,6 +53,8 @@ class DaemonSpec:
 
     name: str  # "intercept" | "tcpcopy"
     args: tuple[str, ...]
+    runtime: str = PYTHON  # the interpreter on the host: "python3" | "pypy3"
+    workers: int = 1  # engine workers (their flags are in `args`; kept here for status)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class DaemonStatus:
     state: str
     counters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    runtime: str = PYTHON  # the interpreter it was started with (from the journal)
+    workers: int = 1
 
 
 def unit_name(lab: str, name: str) -> str:
@@ -84,7 +88,7 @@ def netem_file(record: DaemonRecord) -> str:
 
 def engine_argv(pyz: str, hdir: str, spec: DaemonSpec) -> list[str]:
     f = files(hdir, spec.name)
-    return [PYTHON, pyz, spec.name, *spec.args, "--pid-file", f["pid"],
+    return [spec.runtime, pyz, spec.name, *spec.args, "--pid-file", f["pid"],
             "--stats-file", f["stats"], "--log-file", f["log"], "--netem-file", f["netem"]]
 
 
@@ -95,7 +99,7 @@ def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) 
         return ["systemd-run", "--unit", unit_name(lab, spec.name), "--collect",
                 "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=10", *inner]
     f = files(hdir, spec.name)
-    return [PYTHON, pyz, "detach", "--pid-file", f["pid"], "--log-file", f["log"] + ".out",
+    return [spec.runtime, pyz, "detach", "--pid-file", f["pid"], "--log-file", f["log"] + ".out",
             "--", *inner]
 
 
@@ -104,6 +108,7 @@ def record_for(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -
     return DaemonRecord(
         name=spec.name, argv=launch_argv(pyz, hdir, lab, spec, systemd), pid_file=f["pid"],
         stats_file=f["stats"], log_file=f["log"], unit=unit_name(lab, spec.name) if systemd else "",
+        runtime=spec.runtime, workers=spec.workers,
     )
 
 
@@ -239,7 +244,8 @@ def status(
 ) -> DaemonStatus:
     pid = current_pid(transport, record, sudo)
     stats = read_stats(transport, record.stats_file, sudo) or record.final_stats or {}
-    return summarize(record.name, pid, stats, now())
+    return replace(summarize(record.name, pid, stats, now()), runtime=record.runtime,
+                   workers=record.workers)
 
 
 def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -> DaemonStatus:

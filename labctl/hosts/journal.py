@@ -82,6 +82,8 @@ class DaemonRecord:
     stats_file: str
     log_file: str
     unit: str = ""
+    runtime: str = "python3"  # the interpreter (journals of older labctl: python3)
+    workers: int = 1
     pid: Optional[int] = None
     started_at: Optional[float] = None
     stopped_at: Optional[float] = None

@@ -3,7 +3,7 @@ each selection rule checked with the engine's own parser."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, field_validator
 from pydantic import model_validator as _model_validator
@@ -81,6 +81,17 @@ class Select(_Frozen):
                                     on_unparsable=self.on_unparsable, non_http=self.non_http)
 
 
+def _workers(value: Any) -> Any:
+    """engine.workers: one clear message instead of one per branch of the union."""
+    if value == "auto" or (type(value) is int and 1 <= value <= 64):
+        return value
+    raise ValueError("a whole number from 1 to 64, or 'auto'")
+
+
+#: engine.workers: auto never asks for more workers than this, whatever the CPU count.
+AUTO_WORKERS_MAX = 16
+
+
 class Engine(_Frozen):
     sample_percent: StrictInt = Field(default=100, ge=1, le=100)
     multiplier: StrictInt = Field(default=1, ge=1, le=64)
@@ -96,3 +107,9 @@ class Engine(_Frozen):
     capture_acks: StrictBool = False
     #: tcpcopy's per-request HTTP selection; None: copy every request (no selection flags).
     select: Optional[Select] = None
+    #: The interpreter the daemons run under: auto = pypy3 where the host has it (facts),
+    #: else python3. labctl never installs either.
+    runtime: Literal["auto", "python3", "pypy3"] = "auto"
+    #: Engine workers per daemon (tcpcopy --workers/--intercept-workers, intercept --workers);
+    #: auto = the daemon host's CPU count (facts), at most AUTO_WORKERS_MAX.
+    workers: Annotated[Union[int, Literal["auto"]], BeforeValidator(_workers)] = 1

@@ -5,6 +5,7 @@
     plan         pure: (inventory, facts) -> ordered, tagged, idempotent route/rule/sysctl Changes
     launch       pure: the daemon Changes (launch argv, stop argv, files, readiness probe)
     engine_args  pure: inventory -> tcpcopy/intercept flags; datalink: next hops from facts
+    runtime      pure: each daemon's interpreter (engine.runtime) and workers (engine.workers)
     saved_plan   `plan --out` / `up --plan`: structured plan files, staleness by field
     options      UpOptions / UpReport (what an `up` is asked, what it did); hooks: test seams
     run          plan() and up(): connect -> facts -> checks -> plan -> execute

@@ -17,6 +17,7 @@ from labctl.model import ROUTE_PROTO, Change, Finding, Severity
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.egress import CopyShape, refusing_rules
 from labctl.up.plan import fix_changes_for
+from labctl.up.runtime import MIN_PYTHON, check_runtime
 
 Facts = Mapping[str, HostFacts]
 Net = ipaddress.IPv4Network
@@ -25,7 +26,6 @@ ERROR, WARN, INFO = Severity.ERROR, Severity.WARN, Severity.INFO
 
 #: Narrowest prefix length allowed for a routed client network (wider is refused).
 MIN_CLIENT_PREFIX = 16
-MIN_PYTHON = (3, 9)
 
 CHECK_IDS = (
     "host.unreachable", "facts.unknown", "python.missing", "privilege.missing",
@@ -34,6 +34,7 @@ CHECK_IDS = (
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
     "datalink.mac_unknown", "target.not_listening", "online.output_refuses",
+    "runtime.unavailable", "runtime.memory",
 )
 
 
@@ -356,7 +357,7 @@ _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], .
     check_reachable, check_python, check_privilege, check_ip_forward, check_conntrack,
     check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
     check_service, check_target_listens, check_intercept_port, check_datalink,
-    check_output_rules,
+    check_output_rules, check_runtime,
 )
 
 

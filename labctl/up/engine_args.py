@@ -31,6 +31,19 @@ class EnginePaths:
     #: see labctl.up.datalink)
     output_device: Optional[str] = None
     next_hop_macs: Mapping[str, str] = field(default_factory=dict)
+    #: engine.workers resolved for this daemon's host, and (tcpcopy) for the intercept host;
+    #: 1 = no flag at all (the argv of a single-worker engine stays as it always was)
+    workers: int = 1
+    intercept_workers: int = 1
+
+
+def _workers(paths: EnginePaths, tcpcopy: bool) -> list[str]:
+    """`--workers N` (N > 1); tcpcopy also `--intercept-workers M` (M > 1): intercept with M
+    workers listens on its port P..P+M-1, one channel per worker."""
+    out = ["--workers", str(paths.workers)] if paths.workers > 1 else []
+    if tcpcopy and paths.intercept_workers > 1:
+        out += ["--intercept-workers", str(paths.intercept_workers)]
+    return out
 
 
 def _common(paths: EnginePaths) -> list[str]:
@@ -77,7 +90,7 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
             "-p", str(inv.intercept.port), "-c", ",".join(inv.pool(online)),
             "-C", str(e.connections), "-t", str(e.session_timeout),
             "-k", str(e.keepalive_timeout), "-m", str(e.memory_mb),
-            "--max-sessions", str(e.max_sessions)]
+            "--max-sessions", str(e.max_sessions), *_workers(paths, tcpcopy=True)]
     if e.multiplier > 1:
         argv += ["-n", str(e.multiplier)]
     if e.sample_percent < 100:
@@ -153,4 +166,4 @@ def intercept_argv(inv: Inventory, paths: EnginePaths) -> list[str]:
     argv = ["-F", response_filter(inv), "-p", str(inv.intercept.port), "-b", str(bind)]
     if paths.interface:
         argv += ["-i", paths.interface]
-    return argv + _common(paths)
+    return argv + _workers(paths, tcpcopy=False) + _common(paths)

@@ -20,6 +20,7 @@ from labctl.model import Change, ChangeKind, DaemonLaunch, Readiness
 from labctl.up.datalink import resolve_next_hops
 from labctl.up.engine_args import EnginePaths, intercept_argv, tcpcopy_argv
 from labctl.up.options import KEY_NAME
+from labctl.up.runtime import hint_for, resolve
 from labctl.up.ship import remote_pyz
 
 
@@ -28,9 +29,12 @@ def key_path(inv: Inventory, host: str) -> str:
     return f"{host_dir(inv.state_dir, inv.lab, host)}/{KEY_NAME}"
 
 
-def _tcpcopy_paths(inv: Inventory, online: HostSpec, facts: dict[str, Any]) -> EnginePaths:
-    """tcpcopy's key file, and with engine.datalink its `-o` device and next-hop MACs."""
-    paths = EnginePaths(key_file=key_path(inv, online.name))
+def _tcpcopy_paths(inv: Inventory, online: HostSpec, facts: dict[str, Any], workers: int,
+                   intercept_workers: int) -> EnginePaths:
+    """tcpcopy's key file and workers, and with engine.datalink its `-o` device and next-hop
+    MACs."""
+    paths = EnginePaths(key_file=key_path(inv, online.name), workers=workers,
+                        intercept_workers=intercept_workers)
     if not inv.engine.datalink:
         return paths
     res = resolve_next_hops(inv, online, facts)
@@ -47,26 +51,43 @@ def daemon_change(inv: Inventory, host: str, spec: dm.DaemonSpec, ready: Readine
     hdir = host_dir(inv.state_dir, inv.lab, host)
     rec = dm.record_for(remote_pyz(hdir), hdir, inv.lab, spec, systemd)
     launch = DaemonLaunch(spec.name, spec.args, rec.pid_file, rec.stats_file, rec.log_file,
-                          ready, rec.unit)
+                          ready, rec.unit, spec.runtime, spec.workers)
     return Change(host, f"daemon:{spec.name}", ChangeKind.DAEMON, f"start {spec.name}",
                   (tuple(rec.argv),), tuple(tuple(a) for a in dm.undo_argvs(rec)),
                   daemon=launch)
 
 
+def host_engine(inv: Inventory, host: str, facts: dict[str, Any]) -> tuple[str, int]:
+    """(runtime, workers) of the daemon on `host`; LabctlError naming the host when the
+    facts cannot settle them (the `runtime.unavailable` finding says the same at preflight)."""
+    chosen = resolve(inv, host, facts)
+    if chosen.runtime is None or chosen.workers is None:
+        raise LabctlError(chosen.problems[0] if chosen.problems else "engine.runtime: unknown",
+                          hint=hint_for(chosen.problems[0]) if chosen.problems else None,
+                          host=host)
+    return chosen.runtime, chosen.workers
+
+
 def daemon_changes(inv: Inventory, facts: dict[str, Any]) -> list[Change]:
-    """Every daemon `up` starts, in start order. Raises LabctlError (naming the host) when
-    one cannot be built from these facts (e.g. engine.datalink with no next-hop MAC)."""
+    """Every daemon `up` starts, in start order, each under its host's interpreter
+    (engine.runtime) with its workers (engine.workers). Raises LabctlError (naming the host)
+    when one cannot be built from these facts (e.g. engine.datalink with no next-hop MAC)."""
     def systemd(name: str) -> bool:
         return bool(getattr(facts.get(name), "systemd", False))
 
     ihost = inv.intercept_host
+    iruntime, iworkers = host_engine(inv, ihost.name, facts)
     ifname = getattr(facts.get(ihost.name), "ifname", None)
-    iargs = intercept_argv(inv, EnginePaths(key_file=key_path(inv, ihost.name), interface=ifname))
-    out = [daemon_change(inv, ihost.name, dm.DaemonSpec("intercept", tuple(iargs)),
-                         Readiness("listening", inv.intercept.port), systemd(ihost.name))]
+    iargs = intercept_argv(inv, EnginePaths(key_file=key_path(inv, ihost.name), interface=ifname,
+                                            workers=iworkers))
+    ispec = dm.DaemonSpec("intercept", tuple(iargs), iruntime, iworkers)
+    out = [daemon_change(inv, ihost.name, ispec, Readiness("listening", inv.intercept.port),
+                         systemd(ihost.name))]
     for online in inv.hosts.online:
-        targs = tcpcopy_argv(inv, online, _tcpcopy_paths(inv, online, facts))
-        out.append(daemon_change(inv, online.name, dm.DaemonSpec("tcpcopy", tuple(targs)),
+        runtime, workers = host_engine(inv, online.name, facts)
+        targs = tcpcopy_argv(inv, online, _tcpcopy_paths(inv, online, facts, workers, iworkers))
+        out.append(daemon_change(inv, online.name,
+                                 dm.DaemonSpec("tcpcopy", tuple(targs), runtime, workers),
                                  Readiness("connected"), systemd(online.name)))
     return out
 
@@ -77,4 +98,5 @@ def record_of(change: Change) -> DaemonRecord:
     if d is None:
         raise ValueError(f"{change.step} is not a daemon change")
     return DaemonRecord(name=d.name, argv=list(change.apply[0]), pid_file=d.pid_file,
-                        stats_file=d.stats_file, log_file=d.log_file, unit=d.unit)
+                        stats_file=d.stats_file, log_file=d.log_file, unit=d.unit,
+                        runtime=d.runtime, workers=d.workers)

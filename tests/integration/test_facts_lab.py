@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -47,6 +49,14 @@ def test_facts_over_ssh_and_checks_fire(lab: LabInfo, tmp_path: Path) -> None:
         assert facts["online"].tcp == {f"{lab.hosts['target'].address}:80": True}
         assert any(li.port == 80 for li in facts["online"].listeners or ())
         assert facts["assistant"].ip_forward == 1
+        # the daemon hosts (online, assistant) say whether pypy3 is there, and their CPUs: the
+        # lab's hosts share this machine's files, so its pypy3 (if any) is theirs
+        here = shutil.which("pypy3") is not None
+        for role in ("online", "assistant"):
+            pypy = facts[role].pypy
+            assert pypy is not None and pypy.present == here, (role, pypy)
+            assert facts[role].cpus == len(os.sched_getaffinity(0)), (role, facts[role].cpus)
+        assert target.pypy is None and target.cpus is None  # not asked: runs no daemon
         assert all(not f.unknown for f in facts.values()), {h: f.unknown for h, f in facts.items()}
         # the same transport is reused: one connection per host for the whole gathering
         assert all(isinstance(t, SSHTransport) for t in pool.transports.values())

@@ -10,7 +10,7 @@ from labctl.facts.iptables import Ruleset
 from labctl.facts.proc import Conntrack, ProcValues
 from labctl.facts.routes import Interface, Route, RouteGet
 from labctl.facts.sockets import Listener
-from labctl.facts.system import PythonVersion, SSHConnection
+from labctl.facts.system import PypyVersion, PythonVersion, SSHConnection
 from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 
@@ -51,6 +51,9 @@ def healthy(inv: Inventory) -> dict[str, HostFacts]:
             iptables=Ruleset(True, {}),
             listeners=(Listener("0.0.0.0", 22), Listener(str(spec.address), 80)),
             route_gets=route_gets, tcp=tcp,
+            # daemon hosts: no pypy3 (engine.runtime auto -> python3), two CPUs
+            **({"pypy": PypyVersion(False), "cpus": 2}
+               if role == "online" or spec.name == inv.intercept_host.name else {}),
         )
     return out
 

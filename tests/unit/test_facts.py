@@ -25,6 +25,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 
 PARSERS: dict[str, Callable[[Result, str], Any]] = {
     "python": lambda r, a: system.parse_python(r),
+    "pypy": lambda r, a: system.parse_pypy(r),
+    "cpus": lambda r, a: system.parse_cpus(r),
     "ssh_connection": lambda r, a: system.parse_ssh_connection(r),
     "iptables_version": lambda r, a: system.parse_iptables_version(r),
     "proc_values": lambda r, a: proc.parse_proc_values(r),
@@ -206,3 +208,17 @@ def test_parsers_raise_fact_parse_error_on_garbage(parser: Callable[[Result], An
                                                    result: Result) -> None:
     with pytest.raises(FactParseError):
         parser(result)
+
+
+def test_a_pypy3_that_is_not_pypy_is_not_understood() -> None:
+    """`pypy3` pointing at CPython (a local alias): the version line lacks `[PyPy X]`."""
+    result = Result("h", ("pypy3", "--version"), 0, "Python 3.11.2\n")
+    with pytest.raises(FactParseError, match="PyPy"):
+        system.parse_pypy(result)
+
+
+def test_cpus_must_be_a_positive_count() -> None:
+    with pytest.raises(FactParseError, match="nproc"):
+        system.parse_cpus(Result("h", ("nproc",), 0, "0\n"))
+    with pytest.raises(FactParseError, match="nproc"):
+        system.parse_cpus(Result("h", ("nproc",), 0, "two\n"))

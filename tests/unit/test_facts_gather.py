@@ -19,9 +19,15 @@ def _out(fact: str, case: str) -> str:
     return (FIX / fact / f"{case}.out").read_text()
 
 
+def _err(fact: str, case: str) -> str:
+    return (FIX / fact / f"{case}.err").read_text()
+
+
 def scripted(host: str) -> FakeTransport:
     fake = FakeTransport(host)
     fake.on(["python3", "--version"], stdout=_out("python", "debian12"))
+    fake.on(["pypy3", "--version"], exit_code=127, stderr=_err("pypy", "absent-tool"))
+    fake.on(["nproc"], stdout=_out("cpus", "two-cores"))
     fake.on(["id", "-u"], stdout="0\n")
     fake.on(["test", "-d", "/run/systemd/system"], exit_code=1)
     fake.on(["printenv", "SSH_CONNECTION"], stdout="192.168.44.1 50000 192.168.44.137 22\n")
@@ -101,3 +107,19 @@ def test_unscripted_commands_still_raise() -> None:
 def test_operator_facts() -> None:
     fake = FakeTransport("op").on(["ip", "-j", "addr", "show"], stdout=_out("addrs", "target-ns"))
     assert [str(a) for a in gather_operator_facts(fake).addresses] == ["127.0.0.1", "10.77.249.20"]
+
+
+def test_daemon_hosts_gather_pypy3_and_the_cpu_count() -> None:
+    """Online hosts and the intercept host (assistant, or the target in two-server) say
+    whether pypy3 is there and how many CPUs they have; other hosts are not asked."""
+    inv = load_inventory(ROOT / "inventories/staging.yaml")
+    online = scripted("online1")
+    online.on(["pypy3", "--version"], stdout=_out("pypy", "debian12"))
+    facts = gather_host_facts(online, inv.hosts.online[0], "online", inv)
+    assert facts.pypy is not None and facts.pypy.present and facts.pypy.pypy == "7.3.11"
+    assert str(facts.pypy.python) == "3.9.16" and facts.cpus == 2
+    assistant = gather_host_facts(scripted("assistant"), inv.hosts.assistant, "assistant", inv)
+    assert assistant.pypy is not None and not assistant.pypy.present and assistant.cpus == 2
+    target = scripted("target")
+    assert gather_host_facts(target, inv.targets[0], "target", inv).pypy is None
+    assert ("pypy3", "--version") not in target.commands and ("nproc",) not in target.commands

@@ -48,7 +48,8 @@ def test_plan_from_facts_gathered_over_fake_transports() -> None:
     assert any("ip_forward is already 0" in n for n in plan.notes)
     for fake in pool.transports.values():
         assert isinstance(fake, FakeTransport)
-        assert all(cmd[0] in (*READ_ONLY, "id", "test", "printenv", "ss", "iptables-save")
+        assert all(cmd[0] in (*READ_ONLY, "id", "test", "printenv", "ss", "iptables-save",
+                              "pypy3", "nproc")
                    for cmd in fake.commands)
         assert not any(c in ("add", "del", "-A", "-I", "-N", "-D", "-w") for cmd in fake.commands
                        for c in cmd[:4] if cmd[0] != "python3")

@@ -51,7 +51,9 @@ def plan_table(plan: Plan) -> Table:
 def change_text(change: Change) -> str:
     if change.daemon is None:
         return change.description
-    return f"start {change.daemon.name} (command line below)"
+    d = change.daemon
+    workers = f"{d.workers} worker" + ("s" if d.workers != 1 else "")
+    return f"start {d.name} under {d.runtime}, {workers} (command line below)"
 
 
 def daemon_commands(plan: Plan) -> RenderableType:
@@ -146,7 +148,7 @@ def status_renderable(report: StatusReport) -> RenderableType:
                 "labctl iptables"):
         hosts.add_column(col, overflow="fold")
     daemons = Table(title="daemons")
-    for col in ("host", "daemon", "state", "pid", "uptime", "key counters"):
+    for col in ("host", "daemon", "runtime", "state", "pid", "uptime", "key counters"):
         daemons.add_column(col, overflow="fold")
     for h in report.hosts:
         entries = " ".join(f"{k}={v}" for k, v in sorted(h.entries.items())) or "-"
@@ -154,7 +156,9 @@ def status_renderable(report: StatusReport) -> RenderableType:
                       "armed" if h.deadman_armed else "-",
                       "\n".join(h.tagged_routes) or "-", "\n".join(h.labctl_rules) or "-")
         for d in h.daemons:
-            daemons.add_row(h.host, d.name, Text(d.state, style="green" if d.alive else "dim"),
+            runtime = d.runtime + (f", {d.workers} workers" if d.workers != 1 else "")
+            daemons.add_row(h.host, d.name, runtime,
+                            Text(d.state, style="green" if d.alive else "dim"),
                             str(d.pid or "-"), _uptime(d), _counters(d))
     return Group(hosts, daemons)
 
