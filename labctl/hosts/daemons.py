@@ -254,7 +254,8 @@ def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -
     started = stats.get("started_at")
     uptime = at - float(started) if pid is not None and isinstance(started, (int, float)) else None
     keys = KEY_COUNTERS.get(name, ())
-    shown = ("intercepts", "sessions_active", "listen", "clients", "select")
+    shown = ("intercepts", "sessions_active", "listen", "clients", "select", "listens",
+             "per_worker")
     extra: dict[str, Any] = {k: stats[k] for k in shown if k in stats}
     return DaemonStatus(
         name=name, alive=pid is not None, pid=pid, uptime=uptime,

@@ -1,0 +1,69 @@
+"""`labctl up` with `engine.workers: 2`: tcpcopy and intercept each run two workers (intercept
+listening on its port and the next), the copy is complete, both workers carried traffic, and
+`down` restores everything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.hosts import daemons
+from labctl.inventory.load import parse_inventory
+from tests.integration.test_up_down_helpers import labctl, ns_run, snapshot, tagged, write_inventory
+from tests.integration.test_up_pypy import _wait_copies
+
+pytestmark = pytest.mark.integration
+
+REQUESTS = 1000
+MIN_RATIO = 0.999
+
+
+def _two_workers(text: str) -> str:
+    assert "datalink: false" in text
+    return text.replace("datalink: false", "datalink: false, workers: 2, runtime: python3")
+
+
+def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None:
+    inv = write_inventory(lab, tmp_path, edit=_two_workers)
+    before = snapshot(lab)
+    plan = labctl(tmp_path, "plan", str(inv))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    shown = " ".join(plan.stdout.split())
+    assert "--workers 2 --intercept-workers 2" in shown and "2 workers" in shown, shown
+    up = labctl(tmp_path, "up", str(inv))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        listening = ns_run(lab, "assistant", "ss", "-Hltn")
+        assert ":36524 " in listening and ":36525 " in listening, listening
+        out = subprocess.run(
+            [*lab.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
+             f"http://{lab.hosts['online'].address}", "--requests", str(REQUESTS),
+             "--mode", "mixed", "--connections", "8", "--json"],
+            capture_output=True, text=True, timeout=300, check=True)
+        sent = int(json.loads(out.stdout)["sent"])
+        assert sent == REQUESTS
+        prefix = str(lab.fake_pool).rsplit(".", 1)[0] + "."
+        copied = _wait_copies(lab, prefix, sent)
+        assert copied >= MIN_RATIO * sent, f"{copied} of {sent} requests copied by 2 workers"
+        st = labctl(tmp_path, "status", "--json")
+        assert st.returncode == 0, st.stderr
+        tcpcopy = next(d for h in json.loads(st.stdout)["hosts"] for d in h["daemons"]
+                       if d["name"] == "tcpcopy")
+        assert tcpcopy["workers"] == 2 and len(tcpcopy["extra"]["per_worker"]) == 2, tcpcopy
+        parsed = parse_inventory(inv.read_text(), source=str(inv))
+        stats_path = daemons.files(parsed.remote_dir(parsed.hosts.online[0]), "tcpcopy")["stats"]
+        stats = json.loads(Path(stats_path).read_text())
+        created = [w["counters"]["sessions_created"] for w in stats["per_worker"]]
+        assert len(created) == 2 and all(n > 0 for n in created), created   # both worked
+        assert stats["counters"]["sessions_created"] == sum(created)
+    finally:
+        down = labctl(tmp_path, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert snapshot(lab) == before
+    assert tagged(lab) == []
+
