@@ -116,7 +116,14 @@ def undo_argvs(record: DaemonRecord) -> list[list[str]]:
     """What the dead-man runs to stop a daemon (best effort; `down` stops them gracefully)."""
     if record.unit:
         return [["systemctl", "stop", record.unit]]
-    return [["pkill", "-TERM", "-F", record.pid_file]]
+    # only the pid in the file AND a process whose command line names this daemon's stats
+    # file (pgrep's criteria are ANDed): a pid reused by another process is never signalled
+    return [["pkill", "-TERM", "-F", record.pid_file, "-f", ere_literal(record.stats_file)]]
+
+
+def ere_literal(text: str) -> str:
+    """`text` as a POSIX extended regular expression matching itself."""
+    return "".join("\\" + c if c in ".[]()*+?{}|^$\\" else c for c in text)
 
 
 def start(

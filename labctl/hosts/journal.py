@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -235,7 +236,15 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 def save_local(journal: Journal, root: Optional[Path] = None) -> Path:
+    """Keep a copy of the journal on the operator's machine, named by its lab and host (which
+    must be plain names: a journal read from a host must not choose where it is written)."""
+    for what, name in (("lab", journal.lab), ("host", journal.host)):
+        if not LOCAL_NAME.match(name) or ".." in name:
+            raise ValueError(f"journal {what} {name!r} is not a plain name")
     path = local_lab_dir(journal.lab, root) / f"{journal.host}.journal.json"
     _atomic_write(path, journal.to_json())
     return path

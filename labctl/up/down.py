@@ -32,6 +32,8 @@ from labctl.transport.base import Transport
 from labctl.transport.pool import Factory, HostPool
 from labctl.up import deadman
 from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
+from labctl.up.plan import chain_name
+from labctl.up.trust import check_journal
 
 TAGGED_ROUTES = ("ip", "-4", "route", "show", "table", "all", "proto", str(ROUTE_PROTO))
 
@@ -128,8 +130,16 @@ def sweep_iptables_argvs(ruleset: Ruleset, lab: str) -> list[list[str]]:
 
 # -- status -----------------------------------------------------------------------------------
 def read_journal(t: Transport, inv: Inventory, name: str) -> Optional[Journal]:
+    """The host's journal (else the local copy), refused unless it fits what labctl could
+    have written for this lab and host (`labctl.up.trust`)."""
     hdir = host_dir(inv.state_dir, inv.lab, name)
-    return read_remote(t, journal_path(hdir), sudo=True) or load_local(inv.lab, name)
+    chain = chain_name(inv)
+    remote = check_journal(read_remote(t, journal_path(hdir), sudo=True), inv.lab, name, hdir,
+                           chain, f"{journal_path(hdir)} on {name}")
+    if remote is not None:
+        return remote
+    return check_journal(load_local(inv.lab, name), inv.lab, name, hdir, chain,
+                         f"kept locally for {name}")
 
 
 def host_status(t: Transport, inv: Inventory, spec: HostSpec) -> HostStatus:
