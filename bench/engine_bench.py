@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ from bench.sidebyside import procs, report  # noqa: E402
 from bench.sidebyside.copiers import Copier, Ours, Theirs, check_bindir  # noqa: E402
 from bench.sidebyside.procs import cpu_split, hwm_mb  # noqa: E402
 from bench.sidebyside.scenarios import describe_all, run_one, scenarios  # noqa: E402
+from labctl.errors import LabctlError  # noqa: E402
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
@@ -154,6 +156,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--lab-prefix", default="h7b", help="lab name prefix (default h7b)")
     a = p.parse_args(argv)
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", a.lab_prefix):
+        p.error("--lab-prefix: 1-4 characters, a lowercase letter then letters/digits "
+                "(4 random hex digits are appended to name the lab)")
     if a.rounds < 1:
         p.error("--rounds: must be at least 1")
     if a.quick:
@@ -171,7 +176,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if os.geteuid() != 0:
         print("engine_bench: needs root (builds a network-namespace lab)", file=sys.stderr)
         return 2
-    result = run(a)
+    try:
+        result = run(a)
+    except LabctlError as exc:
+        print(f"engine_bench: {exc.message}", file=sys.stderr)
+        return 1
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(report.table(result["summary"], result["latency"]))
     print(f"JSON: {a.out}")
