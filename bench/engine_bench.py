@@ -1,7 +1,7 @@
 """Engine benchmark (not a test): ours side by side with the C tcpcopy/intercept, one lab.
 
     sudo .venv/bin/python bench/engine_bench.py [--against DIR] [--rounds R] [--quick]
-        [--out FILE] [--no-pin] [--lab-prefix h7b]
+        [--out FILE] [--no-pin] [--scenarios NAME,...] [--keep-logs DIR] [--lab-prefix h7b]
 
 Builds its own lab (name ``<--lab-prefix>NNNN``; 3-server layout: intercept on the assistant,
 tcpcopy on online, the fake-client pool routed via the assistant) and runs four scenarios:
@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from bench.sidebyside import procs, report  # noqa: E402
 from bench.sidebyside.copiers import Copier, Ours, Theirs, check_bindir  # noqa: E402
 from bench.sidebyside.procs import cpu_split, hwm_mb  # noqa: E402
-from bench.sidebyside.scenarios import describe_all, run_one, scenarios  # noqa: E402
+from bench.sidebyside.scenarios import Scenario, describe_all, run_one, scenarios  # noqa: E402
 from labctl.errors import LabctlError  # noqa: E402
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
@@ -98,12 +98,17 @@ def box() -> Dict[str, Any]:
             "loadavg_before": list(os.getloadavg()), "host": platform.node()}
 
 
+def chosen(a: argparse.Namespace) -> List[Scenario]:
+    return [sc for sc in scenarios(a.quick) if not a.scenarios or sc.name in a.scenarios]
+
+
 def run(a: argparse.Namespace) -> Dict[str, Any]:
     result: Dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "box": box(),
         "quick": a.quick, "rounds": a.rounds, "against": a.against,
-        "scenarios": describe_all(a.quick),
+        "scenarios": {k: v for k, v in describe_all(a.quick).items()
+                      if not a.scenarios or k in a.scenarios},
     }
     pinning = pin_cpus(not a.no_pin)
     name = a.lab_prefix + secrets.token_hex(2)
@@ -125,7 +130,7 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
         n = 0
         for rnd in range(a.rounds):
             order = copiers if rnd % 2 == 0 else copiers[::-1]
-            for sc in scenarios(a.quick):
+            for sc in chosen(a):
                 sides: List[Optional[Copier]] = [*order]
                 if sc.client == "paced":
                     sides.insert(0, None)            # latency with the copier off
@@ -138,8 +143,10 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
     finally:
         rig.close()
         destroy_lab(name)
+        if a.keep_logs:
+            shutil.copytree(workdir, a.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    names = [sc.name for sc in scenarios(a.quick)]
+    names = [sc.name for sc in chosen(a)]
     result.update(pinning=pinning, runs=runs, summary=report.summarize(runs, names),
                   latency=report.latency(runs, names),
                   finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -154,11 +161,23 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "bench" / "engine_bench.json"))
     p.add_argument("--quick", action="store_true", help="1 s per scenario, one round (CI smoke)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--scenarios", metavar="NAME,...",
+                   help="run only these scenarios (default all: " + ",".join(
+                       sc.name for sc in scenarios(False)) + ")")
+    p.add_argument("--keep-logs", metavar="DIR",
+                   help="copy the daemons' logs, stats and client output of every run to DIR")
     p.add_argument("--lab-prefix", default="h7b", help="lab name prefix (default h7b)")
     a = p.parse_args(argv)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", a.lab_prefix):
         p.error("--lab-prefix: 1-4 characters, a lowercase letter then letters/digits "
                 "(4 random hex digits are appended to name the lab)")
+    if a.scenarios:
+        a.scenarios = [x.strip() for x in a.scenarios.split(",") if x.strip()]
+        known = {sc.name for sc in scenarios(False)}
+        unknown = [x for x in a.scenarios if x not in known]
+        if unknown or not a.scenarios:
+            p.error(f"--scenarios: unknown {','.join(unknown) or '(empty)'}; "
+                    f"choose from {','.join(sorted(known))}")
     if a.rounds < 1:
         p.error("--rounds: must be at least 1")
     if a.quick:

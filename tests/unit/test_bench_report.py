@@ -54,7 +54,8 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     for argv, word in ((["--against", str(tmp_path)], "no file tcpcopy"),
                        (["--lab-prefix", "Toolong"], "--lab-prefix"),
-                       (["--rounds", "0"], "--rounds")):
+                       (["--rounds", "0"], "--rounds"),
+                       (["--scenarios", "paced-ka,nope"], "unknown nope")):
         with pytest.raises(SystemExit) as exc:
             parse_args(argv)
         assert exc.value.code == 2
