@@ -113,6 +113,20 @@ def wait_copies(tail: LogTail, want: int, quiet: float, limit: float) -> None:
         time.sleep(0.05)
 
 
+def settled_count(tail: LogTail, tag: str, limit: float = 5.0) -> int:
+    """Tagged lines once two counts 0.2 s apart agree (nginx logs a request after answering
+    it, so the last lines may land just after the client ends)."""
+    deadline = time.monotonic() + limit
+    n = tail.tagged(tag)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        again = tail.tagged(tag)
+        if again == n:
+            break
+        n = again
+    return n
+
+
 def per_10k(seconds: float, copied: int) -> Optional[float]:
     return round(seconds / copied * 1e4, 3) if copied else None
 
@@ -130,10 +144,11 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         t0 = time.monotonic()
         row["client"] = client_load(rig, sc, tag)
         t_end = time.monotonic()
-        online = online_log.tagged(tag)
+        online = settled_count(online_log, tag)
         if copier:
             target_log.last_growth = t_end
             wait_copies(target_log, online, quiet, limit)
+            online = online_log.tagged(tag)
         cpu1 = {k: procs.cpu_split(p) for k, p in pids.items()}
         rss = {k: round(procs.hwm_mb(p), 1) for k, p in pids.items()}
         drops = copier.drops_before_stop() if copier else {}
