@@ -149,7 +149,8 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
     names = [sc.name for sc in chosen(a)]
     result.update(pinning=pinning, runs=runs, summary=report.summarize(runs, names),
                   latency=report.latency(runs, names),
-                  finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                  finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  loadavg_after=list(os.getloadavg()))
     return result
 
 

@@ -170,6 +170,7 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         cpu_s={k: round(u + s, 2) for k, (u, s) in cpu.items()},
         cpu_user_s={k: round(u, 2) for k, (u, _) in cpu.items()},
         cpu_s_per_10k={k: per_10k(u + s, copied) for k, (u, s) in cpu.items()},
+        cpu_s_per_10k_online={k: per_10k(u + s, online) for k, (u, s) in cpu.items()},
         rss_mb=rss, tcpcopy_counters=copier.final_counters(tag),
     )
     return row
