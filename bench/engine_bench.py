@@ -201,6 +201,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except LabctlError as exc:
         print(f"engine_bench: {exc.message}", file=sys.stderr)
         return 1
+    except (RuntimeError, AssertionError) as exc:      # a copier did not start (lab is gone)
+        print(f"engine_bench: {exc}", file=sys.stderr)
+        return 1
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(report.table(result["summary"], result["latency"]))
     print(f"JSON: {a.out}")

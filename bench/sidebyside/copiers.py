@@ -46,8 +46,10 @@ class Copier:
         for name, p in (("intercept", ic), ("tcpcopy", tc)):
             if p.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"{self.side} {name} exited at start (status {p.returncode});"
-                                   f" see {self.rig.dir}/{run}-{name}.out")
+                out = self.rig.dir / f"{run}-{name}.out"
+                tail = out.read_text(errors="replace").strip()[-300:] if out.exists() else ""
+                raise RuntimeError(f"{self.side} {name} exited at start (status {p.returncode}): "
+                                   + (" / ".join(tail.splitlines()) or "no output"))
         self.pids = {"tcpcopy": tc.pid, "intercept": ic.pid}
         return self.pids
 
