@@ -1,7 +1,8 @@
 """Engine benchmark (not a test): ours side by side with the C tcpcopy/intercept, one lab.
 
     sudo .venv/bin/python bench/engine_bench.py [--against DIR] [--rounds R] [--quick]
-        [--out FILE] [--no-pin] [--scenarios NAME,...] [--keep-logs DIR] [--lab-prefix h7b]
+        [--out FILE] [--no-pin] [--client-cpu rest|online] [--scenarios NAME,...]
+        [--keep-logs DIR] [--lab-prefix h7b]
 
 Builds its own lab (name ``<--lab-prefix>NNNN``; 3-server layout: intercept on the assistant,
 tcpcopy on online, the fake-client pool routed via the assistant) and runs four scenarios:
@@ -18,9 +19,10 @@ capture drops, CPU (utime+stime of tcpcopy and intercept from /proc per 10,000 c
 peak RSS (VmHWM). The paced scenarios also run once per round with no copier: the generator's
 per-request latency gives online p50/p99/p99.9 with the copier off, theirs, ours. Unless
 ``--no-pin``, the online nginx (master and worker) runs on the first CPU and everything else
-this bench starts (target nginx, copiers, clients) on the second. Prints one table with the
-ratios ours/theirs and writes JSON (``--out``). ``--quick``: every scenario for 1 s, one
-round, no thresholds (CI smoke; works without ``--against``).
+this bench starts (target nginx, copiers, clients) on the second; ``--client-cpu online`` puts
+the clients on the online nginx's CPU instead, so that the copiers do not compete with them.
+Prints one table with the ratios ours/theirs and writes JSON (``--out``). ``--quick``: every
+scenario for 1 s, one round, no thresholds (CI smoke; works without ``--against``).
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
         if a.against:
             copiers.append(Theirs(rig, Path(a.against)))
         result["versions"] = {c.side: c.versions() for c in copiers}
+        client_cpus = None
+        if pinning and a.client_cpu == "online":
+            client_cpus = {pinning["online_nginx_cpu"]}
+            pinning["client_cpu"] = pinning["online_nginx_cpu"]
         quiet = 1.0 if a.quick else 3.0
         limit = 20.0 if a.quick else 180.0
         n = 0
@@ -136,7 +142,7 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
                     sides.insert(0, None)            # latency with the copier off
                 for copier in sides:
                     n += 1
-                    row = run_one(rig, sc, copier, f"b{n}r{rnd}", quiet, limit)
+                    row = run_one(rig, sc, copier, f"b{n}r{rnd}", quiet, limit, client_cpus)
                     row["round"] = rnd
                     runs.append(row)
                     print(json.dumps(row), flush=True)
@@ -162,6 +168,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "bench" / "engine_bench.json"))
     p.add_argument("--quick", action="store_true", help="1 s per scenario, one round (CI smoke)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--client-cpu", choices=("rest", "online"), default="rest",
+                   help="where the pinned client (generator, wrk) runs: with the copiers "
+                        "(rest, default) or with the online nginx (online)")
     p.add_argument("--scenarios", metavar="NAME,...",
                    help="run only these scenarios (default all: " + ",".join(
                        sc.name for sc in scenarios(False)) + ")")

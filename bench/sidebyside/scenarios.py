@@ -10,10 +10,12 @@ pair is stopped. Requests and copies are the lines with the tag in the online an
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from bench.sidebyside import procs
 from bench.sidebyside.copiers import Copier
@@ -84,8 +86,29 @@ class LogTail:
         return n
 
 
-def client_load(rig: Rig, sc: Scenario, tag: str) -> Dict[str, Any]:
-    """Send the scenario's load; the generator's JSON summary or wrk's last lines."""
+@contextlib.contextmanager
+def affinity(cpus: Optional[Set[int]]) -> Iterator[None]:
+    """Run the block (and the processes it starts) on ``cpus``; None: leave it as it is."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def client_load(rig: Rig, sc: Scenario, tag: str,
+                cpus: Optional[Set[int]] = None) -> Dict[str, Any]:
+    """Send the scenario's load (on ``cpus`` if given); the generator's JSON summary or
+    wrk's last lines."""
+    with affinity(cpus):
+        return _client_load(rig, sc, tag)
+
+
+def _client_load(rig: Rig, sc: Scenario, tag: str) -> Dict[str, Any]:
     if sc.client == "paced":
         total = int(sc.rate * sc.seconds)
         res = rig.traffic("--requests", str(total), "--mode", sc.mode, "--connections",
@@ -132,7 +155,7 @@ def per_10k(seconds: float, copied: int) -> Optional[float]:
 
 
 def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: float,
-            limit: float) -> Dict[str, Any]:
+            limit: float, client_cpus: Optional[Set[int]] = None) -> Dict[str, Any]:
     """One measured run; the row of the JSON's ``runs``."""
     row: Dict[str, Any] = {"scenario": sc.name, "side": copier.side if copier else "off",
                            "tag": tag}
@@ -142,7 +165,7 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         target_log = LogTail(rig.lab.host("target").access_log)
         cpu0 = {k: procs.cpu_split(p) for k, p in pids.items()}
         t0 = time.monotonic()
-        row["client"] = client_load(rig, sc, tag)
+        row["client"] = client_load(rig, sc, tag, client_cpus)
         t_end = time.monotonic()
         online = settled_count(online_log, tag)
         if copier:
