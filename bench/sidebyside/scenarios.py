@@ -167,11 +167,14 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         t0 = time.monotonic()
         row["client"] = client_load(rig, sc, tag, client_cpus)
         t_end = time.monotonic()
-        online = settled_count(online_log, tag)
+        target_log.poll()                   # the copies so far; only later lines move the trail
+        target_log.last_growth = t_end
+        want = online_log.tagged(tag)
         if copier:
-            target_log.last_growth = t_end
+            wait_copies(target_log, want, quiet, limit)
+        online = settled_count(online_log, tag)
+        if copier and online > want:        # nginx logged a few more after the client ended
             wait_copies(target_log, online, quiet, limit)
-            online = online_log.tagged(tag)
         cpu1 = {k: procs.cpu_split(p) for k, p in pids.items()}
         rss = {k: round(procs.hwm_mb(p), 1) for k, p in pids.items()}
         drops = copier.drops_before_stop() if copier else {}
