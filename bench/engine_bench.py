@@ -1,14 +1,28 @@
-"""Engine benchmark (not a test): copy fidelity, CPU and memory of tcpcopy + intercept.
+"""Engine benchmark (not a test): ours side by side with the C tcpcopy/intercept, one lab.
 
-    sudo .venv/bin/python bench/engine_bench.py [--out bench/engine_bench.json] [--quick]
+    sudo .venv/bin/python bench/engine_bench.py [--against DIR] [--rounds R] [--quick]
+        [--out FILE] [--no-pin] [--client-cpu rest|online] [--scenarios NAME,...]
+        [--keep-logs DIR] [--lab-prefix h7b]
 
-Builds its own lab (name ``<--lab-prefix>NNNN``, default ``h7b``), runs intercept on the
-assistant and tcpcopy on online (3-server topology), then for the keep-alive and
-new-connection mixes sends stepped request rates with the lab traffic generator, and
-finally unpaced wrk runs (10 and 50 keep-alive connections). Per step: requests online vs
-copies at the target (same method/URI/body length), tcpcopy and intercept CPU seconds
-(utime+stime from /proc/PID/stat) per 10,000 copied requests. Prints a table and writes
-JSON with the highest rate copied at >= 99.9 % per mix and the peak RSS (VmHWM) of both daemons.
+Builds its own lab (name ``<--lab-prefix>NNNN``; 3-server layout: intercept on the assistant,
+tcpcopy on online, the fake-client pool routed via the assistant) and runs four scenarios:
+paced 1,000 req/s keep-alive (10 connections) and new connection per request, 10 s each
+(lab traffic generator); ``wrk -t1 -c10`` keep-alive 20 s; ``wrk -t1 -c50`` with
+``Connection: close`` 10 s. ``--against DIR`` (DIR holds the C ``tcpcopy`` and ``intercept``
+executables, e.g. from ``bench/build_c_tools.sh``) runs their pair on the same scenarios,
+interleaved with ours: each round runs every scenario with ours and theirs, the order of the
+two swapped every round. Every run starts a fresh pair, so CPU, RSS and counters are per run.
+
+Per run: requests online vs copies at the target (access-log lines with the run's URI tag),
+fidelity (copies/requests), the trail (last copy at the target minus client end), kernel
+capture drops, CPU (utime+stime of tcpcopy and intercept from /proc per 10,000 copied requests),
+peak RSS (VmHWM). The paced scenarios also run once per round with no copier: the generator's
+per-request latency gives online p50/p99/p99.9 with the copier off, theirs, ours. Unless
+``--no-pin``, the online nginx (master and worker) runs on the first CPU and everything else
+this bench starts (target nginx, copiers, clients) on the second; ``--client-cpu online`` puts
+the clients on the online nginx's CPU instead, so that the copiers do not compete with them.
+Prints one table with the ratios ours/theirs and writes JSON (``--out``). ``--quick``: every
+scenario for 1 s, one round, no thresholds (CI smoke; works without ``--against``).
 """
 
 from __future__ import annotations
@@ -16,43 +30,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labctl.lab import LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
+from bench.sidebyside import procs, report  # noqa: E402
+from bench.sidebyside.copiers import Copier, Ours, Theirs, check_bindir  # noqa: E402
+from bench.sidebyside.procs import cpu_split, hwm_mb  # noqa: E402
+from bench.sidebyside.scenarios import Scenario, describe_all, run_one, scenarios  # noqa: E402
+from labctl.errors import LabctlError  # noqa: E402
+from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_split(pid: int) -> Tuple[float, float]:
-    """(user, system) CPU seconds of a process."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK, int(fields[12]) / CLK
-
-
-def hwm_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+__all__ = ["count_tag", "cpu_split", "hwm_mb", "main", "wait_quiet"]
 
 
 def count_tag(counter: Any, tag: str) -> int:
+    """Requests in a ``log_requests`` multiset whose URI contains ``tag`` (engine_ab, profile)."""
     return sum(n for k, n in counter.items() if tag in k[1])
 
 
 def wait_quiet(rig: Rig, tag: str, want: int, limit: float = 60.0) -> int:
+    """Copies with ``tag`` once there are ``want`` or none came for 3 s (engine_ab, profile)."""
     last, since, start = -1, time.monotonic(), time.monotonic()
     while True:
         n = count_tag(rig.target_copies(), tag)
@@ -61,127 +70,152 @@ def wait_quiet(rig: Rig, tag: str, want: int, limit: float = 60.0) -> int:
             last, since = n, now
         if n >= want or now - since > 3.0 or now - start > limit:
             return n
+        time.sleep(0.2)
 
 
-def add_cpu(row: Dict[str, Any], pids: Dict[str, int], cpu0: Dict[str, Tuple[float, float]],
-            cpu1: Dict[str, Tuple[float, float]], copied: int) -> None:
-    for k in pids:
-        user = cpu1[k][0] - cpu0[k][0]
-        used = user + cpu1[k][1] - cpu0[k][1]
-        row[f"{k}_cpu_s"] = round(used, 2)
-        row[f"{k}_user_s"] = round(user, 2)
-        row[f"{k}_cpu_s_per_10k"] = round(used / copied * 10000, 3) if copied else None
+def pin_cpus(pin: bool) -> Optional[Dict[str, Any]]:
+    """Pin this process (and so every child it starts) to the second allowed CPU; the online
+    nginx is moved to the first once the lab is up. None when not pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[1]})
+    return {"online_nginx_cpu": cpus[0], "rest_cpu": cpus[1]}
 
 
-def step(rig: Rig, pids: Dict[str, int], mix: str, rate: int, seconds: float,
-         conns: int, tag: str) -> Dict[str, Any]:
-    total = int(rate * seconds)
-    cpu0 = {k: cpu_split(p) for k, p in pids.items()}
-    t0 = time.monotonic()
-    res = rig.traffic("--requests", str(total), "--mode", mix, "--connections", str(conns),
-                      "--rate", str(rate), "--get-paths", f"/?{tag}", timeout=seconds * 4 + 60)
-    elapsed = time.monotonic() - t0
-    online = count_tag(rig.online_truth(), tag)
-    copied = wait_quiet(rig, tag, online)
-    cpu1 = {k: cpu_split(p) for k, p in pids.items()}
-    row: Dict[str, Any] = {
-        "mix": mix, "rate_asked": rate, "rate_achieved": round(online / elapsed, 1),
-        "connections": conns, "online": online, "copied": copied,
-        "fidelity": round(copied / online, 5) if online else 0.0,
-        "client_errors": sum(res.get("errors", {}).values()) if isinstance(
-            res.get("errors"), dict) else res.get("errors"),
+def pin_online_nginx(lab: LabInfo, pinning: Dict[str, Any]) -> None:
+    pid = int((lab.host("online").dir / "nginx.pid").read_text().split()[0])
+    pinning["online_nginx_pids"] = procs.pin(procs.descendants(pid),
+                                             {pinning["online_nginx_cpu"]})
+
+
+def box() -> Dict[str, Any]:
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                            "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return {"commit": head + ("+dirty" if dirty else ""), "kernel": platform.release(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "loadavg_before": list(os.getloadavg()), "host": platform.node()}
+
+
+def chosen(a: argparse.Namespace) -> List[Scenario]:
+    return [sc for sc in scenarios(a.quick) if not a.scenarios or sc.name in a.scenarios]
+
+
+def run(a: argparse.Namespace) -> Dict[str, Any]:
+    result: Dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "box": box(),
+        "quick": a.quick, "rounds": a.rounds, "against": a.against,
+        "scenarios": {k: v for k, v in describe_all(a.quick).items()
+                      if not a.scenarios or k in a.scenarios},
     }
-    add_cpu(row, pids, cpu0, cpu1, copied)
-    return row
-
-
-def wrk_step(rig: Rig, pids: Dict[str, int], conns: int, seconds: int) -> Dict[str, Any]:
-    before_t = sum(rig.target_copies().values())
-    before_o = sum(rig.online_truth().values())
-    cpu0 = {k: cpu_split(p) for k, p in pids.items()}
-    out = rig.ns("client", ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-                            f"http://{rig.online}/"]).stdout
-    online = sum(rig.online_truth().values()) - before_o
-    t_end = time.monotonic()
-    copied = wait_quiet(rig, "/", before_t + online) - before_t
-    drain = time.monotonic() - t_end
-    cpu1 = {k: cpu_split(p) for k, p in pids.items()}
-    row: Dict[str, Any] = {"mix": f"wrk-keepalive-c{conns}", "rate_achieved":
-                           round(online / seconds, 1), "connections": conns, "online": online,
-                           "copied": copied, "fidelity": round(copied / online, 5) if online
-                           else 0.0, "drain_s": round(drain, 1),
-                           "wrk": out.strip().splitlines()[-2:]}
-    add_cpu(row, pids, cpu0, cpu1, copied)
-    return row
-
-
-def run(quick: bool, wrk_only: bool = False, prefix: str = "h7b") -> Dict[str, Any]:
-    name = prefix + secrets.token_hex(2)
-    workdir = Path(tempfile.mkdtemp(prefix="h7bench-"))
+    pinning = pin_cpus(not a.no_pin)
+    name = a.lab_prefix + secrets.token_hex(2)
+    workdir = Path(tempfile.mkdtemp(prefix="enginebench-"))
     lab = build_lab(LabSpec(name=name))
-    assert_routes_via_lab(lab)
+    runs: List[Dict[str, Any]] = []
     rig = Rig(lab, workdir)
-    rows: List[Dict[str, Any]] = []
     try:
+        assert_routes_via_lab(lab)
+        if pinning:
+            pin_online_nginx(lab, pinning)
         rig.route_pool_via_assistant()
-        rig.start_intercept()
-        rig.start_tcpcopy()
-        pids = {"intercept": rig.procs[0].pid, "tcpcopy": rig.procs[1].pid}
-        seconds = 4.0 if quick else 8.0
-        plan: List[Tuple[str, List[int], int]] = [
-            ("keepalive", [500, 1000, 2000, 4000] if quick else [500, 1000, 2000, 3000, 4000,
-                                                                  6000], 10),
-            ("new", [250, 500, 1000, 2000] if quick else [250, 500, 1000, 1500, 2000, 3000], 10),
-        ]
-        if wrk_only:
-            plan = []
+        copiers: List[Copier] = [Ours(rig)]
+        if a.against:
+            copiers.append(Theirs(rig, Path(a.against)))
+        result["versions"] = {c.side: c.versions() for c in copiers}
+        client_cpus = None
+        if pinning and a.client_cpu == "online":
+            client_cpus = {pinning["online_nginx_cpu"]}
+            pinning["client_cpu"] = pinning["online_nginx_cpu"]
+        quiet = 1.0 if a.quick else 3.0
+        limit = 20.0 if a.quick else 180.0
         n = 0
-        for mix, rates, conns in plan:
-            for rate in rates:
-                n += 1
-                row = step(rig, pids, mix, rate, seconds, conns, f"s{n}x")
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        if shutil.which("wrk"):
-            for conns in (10, 50):
-                row = wrk_step(rig, pids, conns, 5 if quick else 10)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        peak = {k: round(hwm_mb(p), 1) for k, p in pids.items()}
-        counters = rig.stats("tcpcopy").get("counters", {})
+        for rnd in range(a.rounds):
+            order = copiers if rnd % 2 == 0 else copiers[::-1]
+            for sc in chosen(a):
+                sides: List[Optional[Copier]] = [*order]
+                if sc.client == "paced":
+                    sides.insert(0, None)            # latency with the copier off
+                for copier in sides:
+                    n += 1
+                    row = run_one(rig, sc, copier, f"b{n}r{rnd}", quiet, limit, client_cpus)
+                    row["round"] = rnd
+                    runs.append(row)
+                    print(json.dumps(row), flush=True)
     finally:
         rig.close()
         destroy_lab(name)
+        if a.keep_logs:
+            shutil.copytree(workdir, a.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    best: Dict[str, Any] = {}
-    for mix in ("keepalive", "new"):
-        ok = [r for r in rows if r["mix"] == mix and r["fidelity"] >= 0.999]
-        best[mix] = max((r["rate_achieved"] for r in ok), default=0.0)
-    return {"rows": rows, "best_rate_at_999": best, "peak_rss_mb": peak,
-            "tcpcopy_counters": {k: v for k, v in counters.items() if v},
-            "when": time.time()}
+    names = [sc.name for sc in chosen(a)]
+    result.update(pinning=pinning, runs=runs, summary=report.summarize(runs, names),
+                  latency=report.latency(runs, names),
+                  finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  loadavg_after=list(os.getloadavg()))
+    return result
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--against", metavar="DIR",
+                   help="directory with the C tcpcopy and intercept executables to compare with")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of every scenario (default 2)")
     p.add_argument("--out", default=str(REPO / "bench" / "engine_bench.json"))
-    p.add_argument("--quick", action="store_true", help="shorter steps (CI smoke)")
-    p.add_argument("--wrk-only", action="store_true", help="only the unpaced wrk runs")
+    p.add_argument("--quick", action="store_true", help="1 s per scenario, one round (CI smoke)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--client-cpu", choices=("rest", "online"), default="rest",
+                   help="where the pinned client (generator, wrk) runs: with the copiers "
+                        "(rest, default) or with the online nginx (online)")
+    p.add_argument("--scenarios", metavar="NAME,...",
+                   help="run only these scenarios (default all: " + ",".join(
+                       sc.name for sc in scenarios(False)) + ")")
+    p.add_argument("--keep-logs", metavar="DIR",
+                   help="copy the daemons' logs, stats and client output of every run to DIR")
     p.add_argument("--lab-prefix", default="h7b", help="lab name prefix (default h7b)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", a.lab_prefix):
+        p.error("--lab-prefix: 1-4 characters, a lowercase letter then letters/digits "
+                "(4 random hex digits are appended to name the lab)")
+    if a.scenarios:
+        a.scenarios = [x.strip() for x in a.scenarios.split(",") if x.strip()]
+        known = {sc.name for sc in scenarios(False)}
+        unknown = [x for x in a.scenarios if x not in known]
+        if unknown or not a.scenarios:
+            p.error(f"--scenarios: unknown {','.join(unknown) or '(empty)'}; "
+                    f"choose from {','.join(sorted(known))}")
+    if a.rounds < 1:
+        p.error("--rounds: must be at least 1")
+    if a.quick:
+        a.rounds = 1
+    if a.against:
+        a.against = str(Path(a.against).resolve())
+        problem = check_bindir(Path(a.against))
+        if problem:
+            p.error(problem)
+    return a
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = parse_args(argv)
     if os.geteuid() != 0:
         print("engine_bench: needs root (builds a network-namespace lab)", file=sys.stderr)
         return 2
-    result = run(a.quick, a.wrk_only, a.lab_prefix)
+    try:
+        result = run(a)
+    except LabctlError as exc:
+        print(f"engine_bench: {exc.message}", file=sys.stderr)
+        return 1
+    except (RuntimeError, AssertionError) as exc:      # a copier did not start (lab is gone)
+        print(f"engine_bench: {exc}", file=sys.stderr)
+        return 1
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'mix':<22}{'rate':>8}{'online':>8}{'copied':>8}{'fid':>9}{'tc s/10k':>10}"
-          f"{'ic s/10k':>10}")
-    for r in result["rows"]:
-        print(f"{r['mix']:<22}{r['rate_achieved']:>8}{r['online']:>8}{r['copied']:>8}"
-              f"{r['fidelity']:>9}{r.get('tcpcopy_cpu_s_per_10k')!s:>10}"
-              f"{r.get('intercept_cpu_s_per_10k')!s:>10}")
-    print("best rate at >= 99.9 %:", result["best_rate_at_999"], "peak RSS MB:",
-          result["peak_rss_mb"])
+    print(report.table(result["summary"], result["latency"]))
+    print(f"JSON: {a.out}")
     return 0
 
 

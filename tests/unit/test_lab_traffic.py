@@ -105,3 +105,16 @@ def test_request_replaces_the_default_plan_in_check_args() -> None:
     traffic.check_args(a)
     assert [i.key() for i in a.items] == ["GET /api/a 0", "POST /api/b 10"]
     assert a.hosts == ["a.example"]
+
+
+def test_latency_percentiles_nearest_rank() -> None:
+    assert traffic.percentiles([]) == {"p50": None, "p99": None, "p99.9": None, "max": None}
+    ms = traffic.percentiles([i / 1000 for i in range(1, 1001)])   # 1 ms .. 1000 ms
+    assert ms == {"p50": 500.0, "p99": 990.0, "p99.9": 999.0, "max": 1000.0}
+    t = traffic.Tally()
+    t.latencies.append(0.002)
+    other = traffic.Tally()
+    other.latencies.append(0.004)
+    t.merge(other)
+    s = traffic.summarize(t, traffic.build_plan(["/"], []), 1.0, {})
+    assert s["latency_ms"] == {"p50": 2.0, "p99": 4.0, "p99.9": 4.0, "max": 4.0}

@@ -15,7 +15,9 @@ compare them byte for byte; an answer from /echo or /api/ must be the body's len
 
 The summary is the truth of what was sent: attempted, sent (request fully written), ok (2xx
 with a correct /echo or /api/ answer), errors, and per (method, uri, body_len, host, chunked)
-counts. Exit status: 0 all ok, 1 some requests failed, 2 bad usage. The pure plan (requests,
+counts, and `latency_ms` (p50/p99/p99.9/max of the ok requests, from the moment a worker
+takes a request after pacing until its whole answer is read; includes the connect of a new
+connection). Exit status: 0 all ok, 1 some requests failed, 2 bad usage. The pure plan (requests,
 bodies) is `labctl.lab.traffic.plan`; `python -m labctl.lab.traffic` runs `main`.
 """
 
@@ -25,6 +27,7 @@ import argparse
 import http.client
 import ipaddress
 import json
+import math
 import os
 import random
 import socket
@@ -67,11 +70,26 @@ class Tally:
         self.status: Counter[str] = Counter()
         self.error_kinds: Counter[str] = Counter()
         self.connections = 0
+        self.latencies: list[float] = []
 
     def merge(self, other: Tally) -> None:
         for name in ("attempted", "sent", "ok", "status", "error_kinds"):
             getattr(self, name).update(getattr(other, name))
         self.connections += other.connections
+        self.latencies.extend(other.latencies)
+
+
+def percentiles(values: list[float]) -> dict[str, Optional[float]]:
+    """p50/p99/p99.9/max of `values` in milliseconds (nearest rank; None when empty)."""
+    ordered = sorted(values)
+    out: dict[str, Optional[float]] = {}
+    for name, q in (("p50", 0.50), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)):
+        if not ordered:
+            out[name] = None
+            continue
+        rank = max(1, math.ceil(round(len(ordered) * q, 6)))
+        out[name] = round(ordered[rank - 1] * 1000, 3)
+    return out
 
 
 def summarize(
@@ -96,6 +114,7 @@ def summarize(
         "status": dict(tally.status), "connections_opened": tally.connections,
         "by_request": by_request, "elapsed": round(elapsed, 6),
         "rate": round(ok / elapsed, 3) if elapsed > 0 else 0.0,
+        "latency_ms": percentiles(tally.latencies),
     }
 
 
@@ -165,6 +184,7 @@ class Worker(threading.Thread):
         item = self.plan[n % len(self.plan)]
         key = item.key()
         self.tally.attempted[key] += 1
+        t0 = time.perf_counter()
         try:
             if self.conn is None:
                 self.conn = self.connect()
@@ -187,6 +207,7 @@ class Worker(threading.Thread):
             self.tally.error_kinds["echo_mismatch"] += 1
         else:
             self.tally.ok[key] += 1
+            self.tally.latencies.append(time.perf_counter() - t0)
 
     def send(self, item: Item, n: int, last: bool) -> None:
         assert self.conn is not None

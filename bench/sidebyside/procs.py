@@ -1,0 +1,116 @@
+"""What the bench reads of the processes it started, and CPU pinning (Linux /proc only)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, List, Optional, Set, Tuple
+
+CLK = os.sysconf("SC_CLK_TCK")
+CHANNEL_PORT = 36524        # intercept's channel port: the same default in ours and in the C tool
+
+
+def cpu_split(pid: int) -> Tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK, int(fields[12]) / CLK
+
+
+def cpu_total(pid: int) -> float:
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def hwm_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) in MB; 0.0 if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def socket_inodes(pid: int) -> Set[str]:
+    """Inodes of the sockets a process holds open."""
+    out = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(link[8:-1])
+    return out
+
+
+def raw_socket_drops(pid: int) -> Optional[int]:
+    """Packets the kernel dropped on the process's AF_INET raw sockets (``drops`` column of
+    /proc/PID/net/raw); None if it holds none (e.g. a packet socket, whose drops /proc
+    does not show)."""
+    try:
+        mine = socket_inodes(pid)
+        lines = Path(f"/proc/{pid}/net/raw").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    found, drops = False, 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 13 and parts[9] in mine:
+            found = True
+            drops += int(parts[-1])
+    return drops if found else None
+
+
+def tcp_states(pid: int) -> List[Tuple[int, int, str]]:
+    """(local port, remote port, state hex) of every TCP socket in the process's namespace."""
+    try:
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        out.append((int(parts[1].split(":")[1], 16), int(parts[2].split(":")[1], 16), parts[3]))
+    return out
+
+
+def listens(pid: int, port: int = CHANNEL_PORT) -> bool:
+    return any(lp == port and st == "0A" for lp, _, st in tcp_states(pid))
+
+
+def connected_to(pid: int, port: int = CHANNEL_PORT) -> bool:
+    return any(rp == port and st == "01" for _, rp, st in tcp_states(pid))
+
+
+def descendants(pid: int) -> List[int]:
+    """The process and all its descendants (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return out
+
+
+def pin(pids: Iterable[int], cpus: Set[int]) -> List[int]:
+    """Pin every thread of the given processes to ``cpus``; the pids pinned."""
+    done = []
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:
+                continue
+        done.append(pid)
+    return done
