@@ -32,6 +32,7 @@ from labctl.transport.base import Transport
 from labctl.transport.pool import Factory, HostPool
 from labctl.up import deadman
 from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
+from labctl.up.launch import key_path
 from labctl.up.plan import chain_name
 from labctl.up.trust import check_journal
 
@@ -205,6 +206,8 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
     run.save()
     for entry in todo:
         undo(run, entry)
+    if j.daemons:       # the channel key was shipped with them: it must not outlive the lab
+        run.transport.run(["rm", "-f", key_path(inv, run.name)], sudo=True)
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
     run.save()

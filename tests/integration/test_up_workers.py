@@ -14,6 +14,7 @@ import pytest
 
 from labctl.hosts import daemons
 from labctl.inventory.load import parse_inventory
+from labctl.up.launch import key_path
 from tests.integration.test_up_down_helpers import labctl, ns_run, snapshot, tagged, write_inventory
 from tests.integration.test_up_pypy import _wait_copies
 
@@ -38,6 +39,8 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
     up = labctl(tmp_path, "up", str(inv))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        shipped = parse_inventory(inv.read_text(), source=str(inv))
+        assert Path(key_path(shipped, shipped.intercept_host.name)).exists()
         listening = ns_run(lab, "assistant", "ss", "-Hltn")
         assert ":36524 " in listening and ":36525 " in listening, listening
         out = subprocess.run(
@@ -66,4 +69,9 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
     assert down.returncode == 0, down.stdout + down.stderr
     assert snapshot(lab) == before
     assert tagged(lab) == []
+    # the channel key does not outlive the lab (the lab's hosts share this filesystem)
+    parsed = parse_inventory(inv.read_text(), source=str(inv))
+    keys = [Path(key_path(parsed, h.name)) for h in (parsed.hosts.online[0],
+                                                      parsed.intercept_host)]
+    assert not any(k.exists() for k in keys), keys
 
