@@ -35,6 +35,14 @@ HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 LOG_FORMATS = ("combined", "labctl")
 
 
+def _absolute(value: Optional[str]) -> Optional[str]:
+    """Log paths are absolute: a relative one depends on the remote working directory, and one
+    starting with `-` would be read as an option by the commands that get it."""
+    if value is not None and not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path (start it with /)")
+    return value
+
+
 class HostSpec(_Frozen):
     """One SSH-reachable host."""
 
@@ -48,6 +56,8 @@ class HostSpec(_Frozen):
     #: This host's nginx access log when it is not `logs.online.path` / `logs.target.path`
     #: (hosts laid out differently, or hosts sharing one filesystem like the local lab).
     access_log: Optional[str] = Field(default=None, min_length=1)
+
+    _log_absolute = field_validator("access_log")(_absolute)
 
 
 #: What a target is for: `baseline` (the version in production) and `candidate` (the version
@@ -126,6 +136,8 @@ class LogSpec(_Frozen):
     path: str = Field(min_length=1)
     #: `combined`, `labctl`, or an nginx `log_format` string (contains `$`).
     format: str = "combined"
+
+    _path_absolute = field_validator("path")(_absolute)
 
     @field_validator("format")
     @classmethod

@@ -34,7 +34,7 @@ CHECK_IDS = (
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
     "datalink.mac_unknown", "target.not_listening", "online.output_refuses",
-    "runtime.unavailable", "runtime.memory",
+    "runtime.unavailable", "runtime.memory", "ssh.host_key_unchecked",
 )
 
 
@@ -63,6 +63,19 @@ def check_reachable(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable
         if hf.unreachable is not None:
             yield Finding("host.unreachable", ERROR, hf.host, hf.unreachable,
                           hint="fix SSH access to this host (see the inventory's hosts section)")
+
+
+def check_host_keys(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
+    """ssh.strict_host_key_checking: false is loud, per host: its key is not verified, so a
+    man-in-the-middle could take the root session labctl opens."""
+    if inv.ssh.strict_host_key_checking:
+        return
+    for spec in inv.all_hosts():
+        yield Finding("ssh.host_key_unchecked", WARN, spec.name,
+                      "ssh.strict_host_key_checking is false: this host's key is not checked, "
+                      "so anyone in the path could answer as it (and receive root commands)",
+                      hint="put its key in known_hosts (verify the fingerprint) and remove "
+                           "strict_host_key_checking: false")
 
 
 def check_python(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
@@ -354,7 +367,7 @@ def check_output_rules(inv: Inventory, facts: Facts, op: OperatorFacts) -> Itera
 
 
 _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], ...] = (
-    check_reachable, check_python, check_privilege, check_ip_forward, check_conntrack,
+    check_reachable, check_host_keys, check_python, check_privilege, check_ip_forward, check_conntrack,
     check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
     check_service, check_target_listens, check_intercept_port, check_datalink,
     check_output_rules, check_runtime,

@@ -426,6 +426,18 @@ def test_nothing_listening_on_a_copied_target_port_is_a_warning() -> None:
     assert "target.not_listening" in got and "service.unreachable" not in got
 
 
+def test_unchecked_host_keys_are_loud_per_host() -> None:
+    inv = edited("staging.yaml", "strict_host_key_checking: true",
+                 "strict_host_key_checking: false")
+    found = [f for f in run_checks(inv, healthy(inv), operator())
+             if f.id == "ssh.host_key_unchecked"]
+    ids(found)
+    assert sorted(f.host for f in found) == sorted(h.name for h in inv.all_hosts())
+    assert all(f.severity is Severity.WARN and "not checked" in f.message for f in found)
+    assert "ssh.host_key_unchecked" not in ids(run_checks(inventory(), healthy(inventory()),
+                                                          operator()))
+
+
 def test_zz_every_check_id_has_fired() -> None:
     # Runs last in this module (name order within the file is definition order).
     assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)

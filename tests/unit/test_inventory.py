@@ -127,3 +127,20 @@ def test_yaml_bombs_and_deep_nesting_are_refused_fast() -> None:
     assert time.monotonic() - started < 2.0
     with pytest.raises(InventoryError, match="nested too deeply"):
         parse_inventory("a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("path: /var/log/nginx/access.log,", "path: \"-rf\",", "logs.online.path"),
+    ("path: /var/log/nginx/access.log,", "path: logs/access.log,", "logs.online.path"),
+])
+def test_log_paths_must_be_absolute(old: str, new: str, field: str) -> None:
+    """A relative log path depends on the remote working directory; one starting with `-`
+    would be read as an option by the commands that get it."""
+    text = (ROOT / "inventories/staging.yaml").read_text()
+    assert old in text
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text.replace(old, new, 1), "s.yaml")
+    assert field in info.value.message and "not an absolute path" in info.value.message
+    bad_host = text.replace("sudo: false}", "sudo: false, access_log: -x}", 1)
+    with pytest.raises(InventoryError, match="access_log"):
+        parse_inventory(bad_host, "s.yaml")
