@@ -367,9 +367,9 @@ def check_output_rules(inv: Inventory, facts: Facts, op: OperatorFacts) -> Itera
 
 
 _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], ...] = (
-    check_reachable, check_host_keys, check_python, check_privilege, check_ip_forward, check_conntrack,
-    check_rp_filter, check_client_route, check_on_link, check_pool, check_drop_rule,
-    check_service, check_target_listens, check_intercept_port, check_datalink,
+    check_reachable, check_host_keys, check_python, check_privilege, check_ip_forward,
+    check_conntrack, check_rp_filter, check_client_route, check_on_link, check_pool,
+    check_drop_rule, check_service, check_target_listens, check_intercept_port, check_datalink,
     check_output_rules, check_runtime,
 )
 
