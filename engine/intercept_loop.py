@@ -399,7 +399,7 @@ class InterceptDaemon:
 
     def _write_stats(self, state: str) -> None:
         self.counters["kernel_drops"] = sum(cap.stats()[1] for cap in self.captures)
-        if not self.opts.stats_file:
+        if not self.opts.stats_file and not self.opts.metrics_file:
             return
         doc = stats_document(
             "intercept", __version__, os.getpid(), self.started_at, time.time(), state,
@@ -410,9 +410,10 @@ class InterceptDaemon:
             **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
                if self.netem is not None else {}))
         try:
-            write_stats(self.opts.stats_file, doc)
+            write_stats(self.opts.stats_file, doc, self.opts.metrics_file)
         except OSError as exc:
-            self.log.error(f"stats file {self.opts.stats_file}", errno=exc.errno)
+            self.log.error(f"stats file {self.opts.stats_file or self.opts.metrics_file}",
+                           errno=exc.errno)
 
 
 LISTEN_BACKLOG = 1024       # connections the kernel queues before intercept accepts them

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import IO, Any, Dict, List, Mapping, Optional
 
+from engine.metrics import prometheus_text, write_metrics
+
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 
 
@@ -137,8 +139,14 @@ def stats_document(tool: str, version: str, pid: int, started_at: float, updated
     return doc
 
 
-def write_stats(path: str, doc: Mapping[str, Any]) -> None:
-    """Atomically replace ``path`` with the JSON document. Raises OSError."""
+def write_stats(path: Optional[str], doc: Mapping[str, Any],
+                metrics_file: Optional[str] = None) -> None:
+    """Atomically replace ``path`` with the JSON document (and ``metrics_file`` with its
+    Prometheus text, ``engine.metrics``). Raises OSError."""
+    if metrics_file:
+        write_metrics(metrics_file, prometheus_text([(doc, {})]))
+    if not path:
+        return
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:

@@ -341,7 +341,7 @@ class Tcpcopy:
             self._after_batch(now)
 
     def _write_stats(self, state: str = "running") -> None:
-        if not self.opts.stats_file:
+        if not self.opts.stats_file and not self.opts.metrics_file:
             return
         report = self.engine.selection_report()     # also refreshes its counters
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
@@ -353,9 +353,10 @@ class Tcpcopy:
                              **({"select": report} if report is not None else {}),
                              **({"offline": self.offline.summary()} if self.offline else {}))
         try:
-            write_stats(self.opts.stats_file, doc)
+            write_stats(self.opts.stats_file, doc, self.opts.metrics_file)
         except OSError as exc:
-            self.log.error(f"stats file {self.opts.stats_file}", exc.errno)
+            self.log.error(f"stats file {self.opts.stats_file or self.opts.metrics_file}",
+                           exc.errno)
 
     def _stats_tick(self) -> None:
         self._write_stats()

@@ -6,6 +6,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   -p/--port PORT             channel port (36524)      -b/--bind ADDR  listen address (0.0.0.0)
   -l/--log-file PATH  -P/--pid-file PATH  -d/--daemon  -h/--help  -v/--version
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
+  --metrics-file PATH        the counters in the Prometheus text format too (atomically)
   --max-routes N (1000000)  --max-delayed N (65536)
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
@@ -41,6 +42,7 @@ class InterceptOptions:
     daemon: bool = False
     key_file: Optional[str] = None
     stats_file: Optional[str] = None
+    metrics_file: Optional[str] = None
     stats_interval: float = 1.0
     max_routes: int = 1_000_000
     max_delayed: int = 65536
@@ -70,6 +72,7 @@ def _parser() -> _Parser:
     p.add_argument("-v", "--version", action="store_true")
     p.add_argument("--key-file")
     p.add_argument("--stats-file")
+    p.add_argument("--metrics-file")
     p.add_argument("--stats-interval", default="1.0")
     p.add_argument("--max-routes", default="1000000")
     p.add_argument("--max-delayed", default="65536")
@@ -119,10 +122,13 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
     workers = _int(ns.workers, "--workers", 1, 64)
     if port + workers - 1 > 65535:
         raise UsageError(f"--workers: ports {port}..{port + workers - 1} go past 65535")
+    if ns.metrics_file and workers > 1 and not ns.stats_file:
+        raise UsageError("--metrics-file with --workers needs --stats-file (the workers' "
+                         "counters are merged through it)")
     return InterceptOptions(
         filter=ns.filter, interfaces=ifaces, port=port, bind=ns.bind, workers=workers,
         log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon, key_file=ns.key_file,
-        stats_file=ns.stats_file, stats_interval=interval,
+        stats_file=ns.stats_file, metrics_file=ns.metrics_file, stats_interval=interval,
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
         max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping,
         netem_file=ns.netem_file)

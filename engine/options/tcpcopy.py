@@ -68,6 +68,7 @@ class TcpcopyOptions:
     output_device: Optional[str] = None
     key_file: Optional[str] = None
     stats_file: Optional[str] = None
+    metrics_file: Optional[str] = None
     stats_interval: float = 1.0
     max_sessions: int = 65536
     session_buffer_bytes: int = 16 * 1024 * 1024
@@ -204,6 +205,9 @@ def _parser() -> _Parser:
       help='write counters as JSON here (atomically)')
     a("--stats-interval", type=float, default=1.0,
       help='seconds between stats-file writes (%(default)s)')
+    a("--metrics-file", metavar="PATH",
+      help='also write the counters in the Prometheus text format here (atomically, with '
+           'the stats file: for node_exporter\'s textfile collector)')
     a("--max-sessions", type=int, default=65536,
       help='session table cap; sessions beyond it are counted as table_full (%(default)s)')
     a("--session-buffer-bytes", type=int, default=16 * 1024 * 1024,
@@ -356,6 +360,9 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.repeat, 1, 10**6, "-T")
     _check_range(ns.drain_timeout, 0, 86400, "--drain-timeout")
     _check_range(ns.workers, 1, MAX_WORKERS, "--workers")
+    if ns.metrics_file and ns.workers > 1 and not ns.stats_file:
+        raise OptionsError("--metrics-file with --workers needs --stats-file (the workers' "
+                          "counters are merged through it)")
     _check_range(ns.intercept_workers, 1, MAX_WORKERS, "--intercept-workers")
     if ns.workers % ns.intercept_workers:
         raise OptionsError(f"--intercept-workers: {ns.intercept_workers} does not divide "
@@ -384,7 +391,8 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         mss=ns.mss, log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon,
         only_full=ns.only_full, no_wait=ns.no_wait, lonely=ns.lonely, bpf_filter=ns.filter,
         interfaces=_split(ns.interface), output_device=ns.output_device,
-        key_file=ns.key_file, stats_file=ns.stats_file, stats_interval=ns.stats_interval,
+        key_file=ns.key_file, stats_file=ns.stats_file, metrics_file=ns.metrics_file,
+        stats_interval=ns.stats_interval,
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
         reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,

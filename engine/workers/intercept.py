@@ -26,7 +26,8 @@ def worker_options(opts: InterceptOptions, index: int) -> InterceptOptions:
     """Worker ``index``'s options: its port, its stats file, no pid file."""
     return dataclasses.replace(
         opts, worker=index, port=opts.port + index, pid_file=None, daemon=False,
-        stats_file=worker_path(opts.stats_file, index) if opts.stats_file else None)
+        stats_file=worker_path(opts.stats_file, index) if opts.stats_file else None,
+        metrics_file=None)            # the parent writes the merged metrics
 
 
 def run_workers(opts: InterceptOptions) -> int:
@@ -68,7 +69,7 @@ def run_workers(opts: InterceptOptions) -> int:
 
         return supervise(opts.workers, worker, log,
                          StatsSpec("intercept", __version__, opts.stats_file,
-                                   opts.stats_interval), after_fork)
+                                   opts.stats_interval, opts.metrics_file), after_fork)
     finally:
         if opts.pid_file:
             with contextlib.suppress(OSError):

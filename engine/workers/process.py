@@ -52,6 +52,7 @@ class StatsSpec(NamedTuple):
     version: str
     path: Optional[str]
     interval: float
+    metrics: Optional[str] = None       # --metrics-file: the merged counters, Prometheus text
 
 
 class StartLine:
@@ -258,7 +259,7 @@ class _Parent:
         doc = merge_stats(spec.tool, spec.version, os.getpid(), self.started_at, time.time(),
                           state, [d or {"state": "missing"} for d in docs])
         try:
-            write_stats(spec.path, doc)
+            write_stats(spec.path, doc, spec.metrics)
         except OSError as exc:
             self.log.error(f"stats file {spec.path}", exc.errno)
 

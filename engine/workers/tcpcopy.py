@@ -68,7 +68,8 @@ def worker_options(opts: TcpcopyOptions, index: int, group: int) -> TcpcopyOptio
     return dataclasses.replace(
         opts, worker=index, fanout_group=group, pid_file=None, daemon=False,
         intercepts=[(host, port + index % m) for host, port in opts.intercepts],
-        stats_file=worker_path(opts.stats_file, index) if opts.stats_file else None)
+        stats_file=worker_path(opts.stats_file, index) if opts.stats_file else None,
+        metrics_file=None)            # the parent writes the merged metrics
 
 
 def run_workers(opts: TcpcopyOptions, log: Logger,
@@ -87,5 +88,6 @@ def run_workers(opts: TcpcopyOptions, log: Logger,
             wlog.close()
 
     return supervise(opts.workers, worker, log,
-                     StatsSpec("tcpcopy", __version__, opts.stats_file, opts.stats_interval),
+                     StatsSpec("tcpcopy", __version__, opts.stats_file, opts.stats_interval,
+                               opts.metrics_file),
                      with_line=True)

@@ -3,6 +3,7 @@ that build options, call labctl.up.run / labctl.up.down, and render the result."
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -107,11 +108,16 @@ def _show(report: ops.UpReport, json_out: bool) -> None:
 def status(
     inventory: Optional[str] = typer.Argument(None, help="Inventory (default: the known lab)."),
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    prometheus: bool = typer.Option(
+        False, "--prometheus", help="Print every daemon's counters in the Prometheus text "
+                                    "format (labels lab, host), the original counter names."),
 ) -> None:
     """Daemons, counters, tagged routes/rules and journal state, per host."""
     res = ops.resolve(inventory)
     report = ops_down.status(res.inventory)
-    if json_out:
+    if prometheus:
+        sys.stdout.write(render.status_prometheus(report))
+    elif json_out:
         out().print_json(dumps(report))
     else:
         out().print(render.status_renderable(report))

@@ -68,6 +68,10 @@ class DaemonStatus:
     extra: dict[str, Any] = field(default_factory=dict)
     runtime: str = PYTHON  # the interpreter it was started with (from the journal)
     workers: int = 1
+    #: every counter of its stats file (`counters` holds the key ones shown in tables), and
+    #: when that file was written (for `status --prometheus`)
+    all_counters: dict[str, int] = field(default_factory=dict)
+    updated_at: Optional[float] = None
 
 
 def unit_name(lab: str, name: str) -> str:
@@ -268,4 +272,8 @@ def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -
         name=name, alive=pid is not None, pid=pid, uptime=uptime,
         state="running" if pid is not None else str(stats.get("state", "stopped")),
         counters={k: int(counters[k]) for k in keys if k in counters}, extra=extra,
+        all_counters={k: int(v) for k, v in counters.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        updated_at=float(stats["updated_at"]) if isinstance(stats.get("updated_at"),
+                                                            (int, float)) else None,
     )

@@ -3,6 +3,7 @@ each selection rule checked with the engine's own parser."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, field_validator
@@ -113,3 +114,27 @@ class Engine(_Frozen):
     #: Engine workers per daemon (tcpcopy --workers/--intercept-workers, intercept --workers);
     #: auto = the daemon host's CPU count (facts), at most AUTO_WORKERS_MAX.
     workers: Annotated[Union[int, Literal["auto"]], BeforeValidator(_workers)] = 1
+    #: Where each daemon also writes its counters in the Prometheus text format (for
+    #: node_exporter's textfile collector): an absolute path ending in .prom, where `{daemon}`
+    #: (tcpcopy/intercept) and `{host}` are replaced. None: no metrics file.
+    metrics_file: Optional[str] = None
+
+    @field_validator("metrics_file")
+    @classmethod
+    def _metrics_path(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        if not value.startswith("/") or not value.endswith(".prom"):
+            raise ValueError(f"{value!r}: an absolute path ending in .prom (node_exporter's "
+                             "textfile collector reads *.prom)")
+        unknown = set(re.findall(r"{([^}]*)}", value)) - {"daemon", "host"}
+        if unknown:
+            raise ValueError(f"{value!r}: unknown placeholder {{{sorted(unknown)[0]}}} "
+                             "(only {daemon} and {host})")
+        return value
+
+    def metrics_path(self, daemon: str, host: str) -> Optional[str]:
+        """`metrics_file` for one daemon on one host (placeholders replaced), or None."""
+        if self.metrics_file is None:
+            return None
+        return self.metrics_file.replace("{daemon}", daemon).replace("{host}", host)

@@ -208,6 +208,10 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
         undo(run, entry)
     if j.daemons:       # the channel key was shipped with them: it must not outlive the lab
         run.transport.run(["rm", "-f", key_path(inv, run.name)], sudo=True)
+    for d in j.daemons:     # nor a metrics file that dashboards would still read
+        metrics = inv.engine.metrics_path(d.name, run.name)
+        if metrics:
+            run.transport.run(["rm", "-f", metrics], sudo=True)
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
     run.save()

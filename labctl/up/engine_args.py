@@ -23,6 +23,8 @@ class EnginePaths:
 
     key_file: Optional[str] = None
     stats_file: Optional[str] = None
+    #: engine.metrics_file for this daemon (placeholders replaced)
+    metrics_file: Optional[str] = None
     pid_file: Optional[str] = None
     log_file: Optional[str] = None
     #: intercept `-i`: the capture interface (the intercept host's interface, from facts)
@@ -49,6 +51,7 @@ def _workers(paths: EnginePaths, tcpcopy: bool) -> list[str]:
 def _common(paths: EnginePaths) -> list[str]:
     out: list[str] = []
     for flag, value in (("--key-file", paths.key_file), ("--stats-file", paths.stats_file),
+                        ("--metrics-file", paths.metrics_file),
                         ("-P", paths.pid_file), ("-l", paths.log_file)):
         if value:
             out += [flag, value]

@@ -34,7 +34,8 @@ def _tcpcopy_paths(inv: Inventory, online: HostSpec, facts: dict[str, Any], work
     """tcpcopy's key file and workers, and with engine.datalink its `-o` device and next-hop
     MACs."""
     paths = EnginePaths(key_file=key_path(inv, online.name), workers=workers,
-                        intercept_workers=intercept_workers)
+                        intercept_workers=intercept_workers,
+                        metrics_file=inv.engine.metrics_path("tcpcopy", online.name))
     if not inv.engine.datalink:
         return paths
     res = resolve_next_hops(inv, online, facts)
@@ -78,8 +79,9 @@ def daemon_changes(inv: Inventory, facts: dict[str, Any]) -> list[Change]:
     ihost = inv.intercept_host
     iruntime, iworkers = host_engine(inv, ihost.name, facts)
     ifname = getattr(facts.get(ihost.name), "ifname", None)
-    iargs = intercept_argv(inv, EnginePaths(key_file=key_path(inv, ihost.name), interface=ifname,
-                                            workers=iworkers))
+    iargs = intercept_argv(inv, EnginePaths(
+        key_file=key_path(inv, ihost.name), interface=ifname, workers=iworkers,
+        metrics_file=inv.engine.metrics_path("intercept", ihost.name)))
     ispec = dm.DaemonSpec("intercept", tuple(iargs), iruntime, iworkers)
     out = [daemon_change(inv, ihost.name, ispec, Readiness("listening", inv.intercept.port),
                          systemd(ihost.name))]

@@ -15,6 +15,7 @@ import pytest
 from labctl.hosts import daemons
 from labctl.inventory.load import parse_inventory
 from labctl.up.launch import key_path
+from tests.integration.copyrig import wait_for
 from tests.integration.test_up_down_helpers import labctl, ns_run, snapshot, tagged, write_inventory
 from tests.integration.test_up_pypy import _wait_copies
 
@@ -24,13 +25,17 @@ REQUESTS = 1000
 MIN_RATIO = 0.999
 
 
-def _two_workers(text: str) -> str:
-    assert "datalink: false" in text
-    return text.replace("datalink: false", "datalink: false, workers: 2, runtime: python3")
-
-
 def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None:
-    inv = write_inventory(lab, tmp_path, edit=_two_workers)
+    """... and with engine.metrics_file each daemon writes its (merged) counters in the
+    Prometheus text format, `status --prometheus` prints them, `down` removes the files."""
+    prom = f"{tmp_path}/{{host}}-{{daemon}}.prom"
+
+    def edit(text: str) -> str:
+        assert "datalink: false" in text
+        return text.replace("datalink: false", "datalink: false, workers: 2, runtime: python3, "
+                            f"metrics_file: '{prom}'")
+
+    inv = write_inventory(lab, tmp_path, edit=edit)
     before = snapshot(lab)
     plan = labctl(tmp_path, "plan", str(inv))
     assert plan.returncode == 0, plan.stdout + plan.stderr
@@ -64,6 +69,15 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
         created = [w["counters"]["sessions_created"] for w in stats["per_worker"]]
         assert len(created) == 2 and all(n > 0 for n in created), created   # both worked
         assert stats["counters"]["sessions_created"] == sum(created)
+        # the parent's metrics file: the merged counters, under their original names
+        metrics = tmp_path / "online-tcpcopy.prom"
+        assert (tmp_path / "assistant-intercept.prom").exists()
+        wait_for(lambda: f"tcpcopy_sessions_created {sum(created)}" in metrics.read_text(), 10,
+                 "the metrics file to catch up with the stats file")
+        shown = labctl(tmp_path, "status", "--prometheus")
+        assert shown.returncode == 0, shown.stderr
+        assert f'tcpcopy_requests_sent{{host="online",lab="{lab.name}"}}' in shown.stdout
+        assert "# TYPE intercept_resp_routed counter" in shown.stdout
     finally:
         down = labctl(tmp_path, "down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -74,4 +88,5 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
     keys = [Path(key_path(parsed, h.name)) for h in (parsed.hosts.online[0],
                                                       parsed.intercept_host)]
     assert not any(k.exists() for k in keys), keys
+    assert not list(tmp_path.glob("*.prom"))        # down removed the metrics files
 

@@ -366,7 +366,15 @@ def test_no_worker_passes_the_start_line_before_all_arrived(tmp_path: Path) -> N
         arrived = time.time()
         line.arrive()
         ok = line.passed(10.0)
-        (tmp_path / f"w{k}").write_text(json.dumps([arrived, time.time(), ok]))
+        tmp = tmp_path / f".w{k}"
+        tmp.write_text(json.dumps([arrived, time.time(), ok]))
+        tmp.rename(tmp_path / f"w{k}")          # whole, or not there
+        # exit only once every worker wrote its file: the first worker to exit makes the
+        # parent stop the others, which must not cut their writes short
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not all(
+                (tmp_path / f"w{i}").exists() for i in range(3)):
+            time.sleep(0.01)
         return 0
 
     log = Logger(str(tmp_path / "p.log"))

@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from engine.metrics import prometheus_text
 from labctl.hosts.daemons import KEY_COUNTERS, DaemonStatus
 from labctl.model import Change, Finding, Plan, Severity
 from labctl.up.down import DownReport, StatusReport
@@ -140,6 +141,21 @@ def selection_lines(select: Any) -> list[str]:
 
 def _uptime(d: DaemonStatus) -> str:
     return f"{d.uptime:.0f}s" if d.uptime is not None else "-"
+
+
+def status_prometheus(report: StatusReport) -> str:
+    """Every daemon's counters in the Prometheus text format (engine.metrics), labelled with
+    the lab and host: what `--prometheus` prints, the same families the daemons write to
+    engine.metrics_file."""
+    docs = []
+    for h in report.hosts:
+        for d in h.daemons:
+            doc: dict[str, Any] = {"tool": d.name, "state": "running" if d.alive else d.state,
+                                   "counters": d.all_counters, "updated_at": d.updated_at}
+            if "sessions_active" in d.extra:
+                doc["sessions_active"] = d.extra["sessions_active"]
+            docs.append((doc, {"lab": report.lab, "host": h.host}))
+    return prometheus_text(docs)
 
 
 def status_renderable(report: StatusReport) -> RenderableType:

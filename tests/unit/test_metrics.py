@@ -1,0 +1,59 @@
+"""The daemons' counters in the Prometheus text format (engine.metrics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.metrics import metric_name, prometheus_text, samples, write_metrics
+from engine.options import parse_tcpcopy_args
+from engine.stats import stats_document, write_stats
+
+
+def doc(tool: str = "tcpcopy", state: str = "running", **counters: int) -> dict:
+    return stats_document(tool, "1.0", 42, 100.0, 200.5, state, counters, sessions_active=7)
+
+
+def test_original_counter_names_as_families() -> None:
+    text = prometheus_text([(doc(captured=10, requests_sent=9), {"host": "online1"})])
+    lines = text.splitlines()
+    assert "# TYPE tcpcopy_captured counter" in lines
+    assert 'tcpcopy_captured{host="online1"} 10' in lines
+    assert 'tcpcopy_requests_sent{host="online1"} 9' in lines
+    assert "# TYPE tcpcopy_sessions_active gauge" in lines
+    assert 'tcpcopy_sessions_active{host="online1"} 7' in lines
+    assert 'tcpcopy_up{host="online1"} 1' in lines
+    assert 'tcpcopy_stats_updated_seconds{host="online1"} 200.5' in lines
+    # one HELP/TYPE per family even with several daemons
+    two = prometheus_text([(doc(captured=1), {"host": "a"}), (doc(captured=2), {"host": "b"})])
+    assert two.count("# TYPE tcpcopy_captured counter") == 1
+    assert 'tcpcopy_captured{host="b"} 2' in two
+
+
+def test_exited_daemon_and_label_escaping() -> None:
+    text = prometheus_text([(doc("intercept", "exited", resp_routed=3),
+                             {"lab": 'we"ird\\lab\nx'})])
+    assert 'intercept_up{lab="we\\"ird\\\\lab\\nx"} 0' in text
+    assert metric_name("tcpcopy", "a-b.c") == "tcpcopy_a_b_c"
+    assert [n for n, _k, _v in samples({"tool": "x", "counters": {"b": True}})] == ["x_up"]
+
+
+def test_write_stats_also_writes_the_metrics_file_atomically(tmp_path: Path) -> None:
+    stats, prom = tmp_path / "s.json", tmp_path / "m.prom"
+    write_stats(str(stats), doc(captured=5), str(prom))
+    assert json.loads(stats.read_text())["counters"]["captured"] == 5
+    assert "tcpcopy_captured 5" in prom.read_text().splitlines()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp left
+    write_stats(None, doc(captured=6), str(prom))           # metrics without a stats file
+    assert "tcpcopy_captured 6" in prom.read_text().splitlines()
+    write_metrics(str(prom), "")
+    assert prom.read_text() == ""
+
+
+def test_metrics_with_workers_needs_the_stats_file() -> None:
+    base = ["-x", "80-10.0.0.2:80", "-s", "10.0.0.3", "--metrics-file", "/tmp/m.prom"]
+    assert parse_tcpcopy_args(base).metrics_file == "/tmp/m.prom"
+    with pytest.raises(ValueError, match="--metrics-file with --workers needs --stats-file"):
+        parse_tcpcopy_args([*base, "--workers", "2"])
