@@ -7,6 +7,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   -l/--log-file PATH  -P/--pid-file PATH  -d/--daemon  -h/--help  -v/--version
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --max-routes N (1000000)  --max-delayed N (65536)
+  --capture-ring-mb MB (64)  TPACKET_V3 capture ring per capture socket (0 = recv())
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
 Exit codes: 0 clean exit (SIGTERM/SIGINT), 1 runtime failure, 2 usage error (one line naming
@@ -22,6 +23,9 @@ from typing import List, NoReturn, Optional, Sequence
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
+
+DEFAULT_CAPTURE_RING_MB = 64
+MAX_CAPTURE_RING_MB = 4096
 
 
 class UsageError(ValueError):
@@ -42,6 +46,8 @@ class InterceptOptions:
     stats_interval: float = 1.0
     max_routes: int = 1_000_000
     max_delayed: int = 65536
+    #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
+    capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
     #: network conditions applied to the response frames forwarded to tcpcopy
     netem: NetemSpec = field(default_factory=NetemSpec)
     netem_file: Optional[str] = None
@@ -68,6 +74,7 @@ def _parser() -> _Parser:
     p.add_argument("--stats-interval", default="1.0")
     p.add_argument("--max-routes", default="1000000")
     p.add_argument("--max-delayed", default="65536")
+    p.add_argument("--capture-ring-mb", default=str(DEFAULT_CAPTURE_RING_MB))
     add_flags(p)
     return p
 
@@ -115,4 +122,5 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
         stats_file=ns.stats_file, stats_interval=interval,
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
         max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping,
+        capture_ring_mb=_int(ns.capture_ring_mb, "--capture-ring-mb", 0, MAX_CAPTURE_RING_MB),
         netem_file=ns.netem_file)
