@@ -39,8 +39,12 @@ PACKET_IGNORE_OUTGOING = 23
 ARPHRD_LOOPBACK = 772
 FRAME_BUFFER = 262144            # GRO/GSO super-frames can exceed the MTU
 DEFAULT_RING_BYTES = 64 << 20    # per capture socket; kernel memory, allocated at setup
-RING_BLOCK = 1 << 20             # a frame longer than a block (minus 48) is truncated
-RING_SMALL_BLOCK = 256 << 10     # rings under 8 blocks of 1 MiB
+# A V3 block is handed over when full or RING_RETIRE_MS after it was opened, so a reader that
+# stalls loses nothing for blocks x min(retire, fill time): 64 MiB = 512 blocks >= 1 s. Small
+# blocks keep that high at every rate; a frame longer than a block (minus its 48-byte header
+# and the frame's 82-byte lead) is truncated: 128 KiB holds any 64 KiB GRO/GSO super-frame.
+RING_BLOCK = 128 << 10
+RING_RETIRE_MS = 2               # the most a captured frame waits in a partly filled block
 RING_FRAME = 2048                # only has to divide the block (V3 frames are variable)
 RING_RETIRE_MS = 1               # a partly filled block is handed over after this long
 
@@ -140,8 +144,7 @@ class CaptureSocket:
         return sock
 
     def _setup_ring(self, sock: socket.socket, ring_bytes: int) -> None:
-        block = RING_BLOCK if ring_bytes >= 8 * RING_BLOCK else RING_SMALL_BLOCK
-        req, block, block_nr = ring_request(ring_bytes, block, RING_FRAME, RING_RETIRE_MS)
+        req, block, block_nr = ring_request(ring_bytes, RING_BLOCK, RING_FRAME, RING_RETIRE_MS)
         try:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
