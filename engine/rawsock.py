@@ -3,9 +3,12 @@
 - ``CaptureSocket(ifname, program, ignore_outgoing=True, rcvbuf=64 MiB)``: an
   ``AF_PACKET/SOCK_RAW/ETH_P_ALL`` socket with the classic BPF ``program`` attached BEFORE bind
   (so no unfiltered frame is ever queued), ``PACKET_IGNORE_OUTGOING`` (never re-capture our own
-  output, netns findings P10), ``SO_RCVBUFFORCE``, non-blocking. ``recv_frames(limit)`` returns up
-  to ``limit`` whole Ethernet frames; ``stats()`` returns cumulative (packets, drops) from
-  ``PACKET_STATISTICS`` (the kernel resets them on every read, so they are accumulated here).
+  output, netns findings P10), non-blocking, and a TPACKET_V3 memory-mapped ring of
+  ``ring_bytes`` (``engine.ring`` walks it; set up after bind; 0 or a refused ring:
+  ``recv()`` with ``SO_RCVBUFFORCE``). ``recv_frames(limit)`` returns up to ``limit`` whole
+  Ethernet frames; ``stats()`` returns cumulative (packets, drops) from ``PACKET_STATISTICS``
+  (the kernel resets them on every read, so they are accumulated here; ``freezes`` too).
+  ``capture_banner``/``capture_counters``: the daemons' start-up lines and counters.
 - ``open_captures(ifnames|None, program, ...)``: one socket per interface; None = every
   interface that is up and not loopback (``list_interfaces()``).
 - ``RawIPSender``: ``AF_INET/SOCK_RAW/IPPROTO_RAW`` with ``IP_HDRINCL``. ``LinkSender(ifname,
@@ -38,15 +41,17 @@ PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23
 ARPHRD_LOOPBACK = 772
 FRAME_BUFFER = 262144            # GRO/GSO super-frames can exceed the MTU
-DEFAULT_RING_BYTES = 64 << 20    # per capture socket; kernel memory, allocated at setup
+DEFAULT_RING_BYTES = 128 << 20   # per capture socket; kernel memory, allocated at setup
 # A V3 block is handed over when full or RING_RETIRE_MS after it was opened, so a reader that
-# stalls loses nothing for blocks x min(retire, fill time): 64 MiB = 512 blocks >= 1 s. Small
-# blocks keep that high at every rate; a frame longer than a block (minus its 48-byte header
-# and the frame's 82-byte lead) is truncated: 128 KiB holds any 64 KiB GRO/GSO super-frame.
+# stalls loses nothing for about blocks x min(retire, fill time): 128 MiB = 1024 blocks, 1 s
+# (a frame of 300 bytes at 20k frames/s fills 6 KB of a block per ms). Many small blocks keep
+# that high; a frame longer than a block (minus its 48-byte header and the frame's 82-byte
+# lead) is truncated: 128 KiB holds one 64 KiB GRO/GSO super-frame, so such frames use half
+# of the ring. In the lab, 64 MiB (512 blocks) lost frames where recv() with a 64 MiB
+# SO_RCVBUF did not; 128 MiB lost none.
 RING_BLOCK = 128 << 10
-RING_RETIRE_MS = 2               # the most a captured frame waits in a partly filled block
+RING_RETIRE_MS = 1               # the most a captured frame waits in a partly filled block
 RING_FRAME = 2048                # only has to divide the block (V3 frames are variable)
-RING_RETIRE_MS = 1               # a partly filled block is handed over after this long
 
 
 def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
