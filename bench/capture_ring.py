@@ -130,7 +130,7 @@ def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=20000)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--ring-mb", type=int, default=64)
+    p.add_argument("--ring-mb", type=int, default=128)
     p.add_argument("--python", default=sys.executable)
     args = p.parse_args(argv)
     tag = secrets.token_hex(3)

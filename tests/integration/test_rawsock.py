@@ -211,3 +211,45 @@ def test_burst_arrives_whole_through_the_ring_after_a_fanout_join(ns_pair: NsPai
     assert result["truncated"] == 0 and result["bad"] == 0 and result["freezes"] == 0
     assert result["block_nr"] == 1024 and result["blocks"] >= 1
     assert result["wakes"] < BURST
+
+
+CAPTURE_REFUSED = r"""
+import json, select, sys
+from engine import bpf, packets as P, rawsock
+rawsock.RING_FRAME = 24             # not a multiple of 16: the kernel refuses the ring (EINVAL)
+cap = rawsock.CaptureSocket("eth0", bpf.tcp_port_filter([80], direction="dst"))
+print(json.dumps({"ring": cap.ring_bytes, "banner": rawsock.capture_banner([cap])}), flush=True)
+ep = select.epoll()
+ep.register(cap.fileno(), select.EPOLLIN)
+seen = []
+while len(seen) < int(sys.argv[1]) and ep.poll(10):
+    for f in cap.recv_frames():
+        seen.append(P.parse_ipv4_tcp(f, P.strip_ethernet(f)[1]).tcp.sport)
+print(json.dumps({"seen": seen, "stats": cap.stats()}), flush=True)
+cap.close()
+"""
+
+
+@pytest.mark.integration
+def test_refused_ring_falls_back_to_recv_with_one_log_line(ns_pair: NsPair) -> None:
+    cap = subprocess.Popen([*ns_pair.argv(ns_pair.b), PY, "-c", CAPTURE_REFUSED, "2"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert cap.stdout is not None
+        ready = json.loads(cap.stdout.readline() or "{}")
+        assert ready.get("ring") == 0, cap.stderr.read() if cap.stderr else ""
+        assert len(ready["banner"]) == 1, ready
+        assert ready["banner"][0].startswith("no TPACKET_V3 capture ring of 128 MiB on eth0: ")
+        assert ready["banner"][0].endswith("; capturing with recv()")
+        sent = subprocess.run([*ns_pair.argv(ns_pair.a), PY, "-c", SEND, ns_pair.a_ip,
+                               ns_pair.b_ip, "40000:80,40001:22,40002:80"], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+        assert sent.stdout.strip() == "0", sent.stderr
+        out, err = cap.communicate(timeout=30)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert sorted(result["seen"]) == [40000, 40002], err
+    assert result["stats"] == [2, 0]
