@@ -30,6 +30,9 @@ from bench.engine_bench import count_tag, cpu_split, wait_quiet  # noqa: E402
 from labctl.lab import LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
+LOSSES = ("kernel_drops", "ring_freezes", "capture_truncated", "malformed", "clt_gap",
+          "sessions_shed", "sessions_no_synack", "sessions_timeout", "send_errors", "table_full")
+
 
 class TreeRig(Rig):
     """A Rig whose daemons import ``engine`` from another source tree."""
@@ -70,7 +73,9 @@ def one(rig: TreeRig, tree: Path, a: argparse.Namespace, tag: str) -> Dict[str, 
     row: Dict[str, Any] = {"tree": str(tree), "online": online, "copied": copied,
                            "rate": round(online / elapsed),
                            "captured_per_copy": round(
-                               counters.get("captured", 0) / max(copied, 1), 2)}
+                               counters.get("captured", 0) / max(copied, 1), 2),
+                           # tcpcopy's loss counters that are not zero (kernel_drops & co.)
+                           "losses": {k: v for k, v in counters.items() if v and k in LOSSES}}
     for k in pids:
         u = cpu1[k][0] - cpu0[k][0]
         s = cpu1[k][1] - cpu0[k][1]
