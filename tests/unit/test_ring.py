@@ -171,3 +171,20 @@ def test_bad_capture_ring_values_name_the_flag(value: str,
     assert intercept.main(["-F", "tcp", "--capture-ring-mb", value]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("--capture-ring-mb" in line for line in err)
+
+
+def test_capture_banner_one_line_per_kind() -> None:
+    from types import SimpleNamespace
+
+    from engine.rawsock import capture_banner
+    ring = SimpleNamespace(block_nr=1024, block_size=128 << 10)
+    caps = [SimpleNamespace(ifname="eth0", ring=ring, ring_bytes=128 << 20, ring_error=None),
+            SimpleNamespace(ifname="eth1", ring=ring, ring_bytes=128 << 20, ring_error=None),
+            SimpleNamespace(ifname="eth2", ring=None, ring_bytes=0, ring_error="no ring: x"),
+            SimpleNamespace(ifname="eth3", ring=None, ring_bytes=0, ring_error="no ring: x")]
+    assert capture_banner(caps) == [  # type: ignore[arg-type]
+        "capture ring: TPACKET_V3, 128 MiB per socket (1024 blocks of 128 KiB, retire 1 ms) "
+        "on eth0,eth1", "no ring: x"]
+    plain = [SimpleNamespace(ifname=None, ring=None, ring_bytes=0, ring_error=None)]
+    assert capture_banner(plain) == [  # type: ignore[arg-type]
+        "capture with recv(), no ring (--capture-ring-mb 0) on all"]
