@@ -41,16 +41,17 @@ PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23
 ARPHRD_LOOPBACK = 772
 FRAME_BUFFER = 262144            # GRO/GSO super-frames can exceed the MTU
-DEFAULT_RING_BYTES = 128 << 20   # per capture socket; kernel memory, allocated at setup
-# A V3 block is handed over when full or RING_RETIRE_MS after it was opened, so a reader that
-# stalls loses nothing for about blocks x min(retire, fill time): 128 MiB = 1024 blocks, 1 s
-# (a frame of 300 bytes at 20k frames/s fills 6 KB of a block per ms). Many small blocks keep
-# that high; a frame longer than a block (minus its 48-byte header and the frame's 82-byte
-# lead) is truncated: 128 KiB holds one 64 KiB GRO/GSO super-frame, so such frames use half
-# of the ring. In the lab, 64 MiB (512 blocks) lost frames where recv() with a 64 MiB
-# SO_RCVBUF did not; 128 MiB lost none.
+DEFAULT_RING_BYTES = 256 << 20   # per capture socket; kernel memory, allocated at setup
+# A V3 block is handed over when full or RING_RETIRE_MS after it was opened, so below
+# block / retire bytes per second (32 MB/s) every block is closed by the timer, mostly empty,
+# and what a stalled reader may fall behind is blocks x retire (256 MiB: 2048 x 4 ms = 8 s);
+# above it, ring bytes / rate. recv() with its 64 MiB SO_RCVBUF (128 MiB of skb truesize)
+# held 161k small frames (6.5 s at 25k frames/s). In the lab, 128 MiB with a 1 ms retire
+# (1 s) lost 22k-30k frames of 120k at 5,000 connections/s, with 4 ms (4 s) none there but 45k
+# at 7,500/s; 256 MiB with 4 ms lost none. A frame longer than a block (minus its 48-byte
+# header and the frame's 82-byte lead) is truncated: 128 KiB holds one 64 KiB GRO/GSO frame.
 RING_BLOCK = 128 << 10
-RING_RETIRE_MS = 1               # the most a captured frame waits in a partly filled block
+RING_RETIRE_MS = 4               # the most a captured frame waits in a partly filled block
 RING_FRAME = 2048                # only has to divide the block (V3 frames are variable)
 
 

@@ -7,7 +7,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   -l/--log-file PATH  -P/--pid-file PATH  -d/--daemon  -h/--help  -v/--version
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --max-routes N (1000000)  --max-delayed N (65536)
-  --capture-ring-mb MB (128) TPACKET_V3 capture ring per capture socket (0 = recv())
+  --capture-ring-mb MB (256) TPACKET_V3 capture ring per capture socket (0 = recv())
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
 Exit codes: 0 clean exit (SIGTERM/SIGINT), 1 runtime failure, 2 usage error (one line naming
@@ -24,7 +24,7 @@ from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
 
-DEFAULT_CAPTURE_RING_MB = 128
+DEFAULT_CAPTURE_RING_MB = 256
 MAX_CAPTURE_RING_MB = 4096
 
 

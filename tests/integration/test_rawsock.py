@@ -187,14 +187,14 @@ cap.close()
 
 @pytest.mark.integration
 def test_burst_arrives_whole_through_the_ring_after_a_fanout_join(ns_pair: NsPair) -> None:
-    """3000 frames (~1 MB of ring) through the default ring (128 MiB, 1024 blocks): every one
+    """3000 frames (~1 MB of ring) through the default ring (256 MiB, 2048 blocks): every one
     arrives once, in order, in fewer wake-ups than frames, and ``stats()`` counts them all."""
     cap = subprocess.Popen([*ns_pair.argv(ns_pair.b), PY, "-c", CAPTURE_BURST, str(BURST)],
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert cap.stdout is not None
         ready = json.loads(cap.stdout.readline() or "{}")
-        assert ready.get("ready") == 128 << 20, cap.stderr.read() if cap.stderr else ""
+        assert ready.get("ready") == 256 << 20, cap.stderr.read() if cap.stderr else ""
         sent = subprocess.run([*ns_pair.argv(ns_pair.a), PY, "-c", SEND_BURST, ns_pair.a_ip,
                                ns_pair.b_ip, str(BURST)], cwd=REPO, capture_output=True,
                               text=True, timeout=60)
@@ -209,7 +209,7 @@ def test_burst_arrives_whole_through_the_ring_after_a_fanout_join(ns_pair: NsPai
     assert result["seqs"] == list(range(BURST)), (missing, result["stats"], err)
     assert result["stats"] == [BURST, 0]
     assert result["truncated"] == 0 and result["bad"] == 0 and result["freezes"] == 0
-    assert result["block_nr"] == 1024 and result["blocks"] >= 1
+    assert result["block_nr"] == 2048 and result["blocks"] >= 1
     assert result["wakes"] < BURST
 
 
@@ -239,7 +239,7 @@ def test_refused_ring_falls_back_to_recv_with_one_log_line(ns_pair: NsPair) -> N
         ready = json.loads(cap.stdout.readline() or "{}")
         assert ready.get("ring") == 0, cap.stderr.read() if cap.stderr else ""
         assert len(ready["banner"]) == 1, ready
-        assert ready["banner"][0].startswith("no TPACKET_V3 capture ring of 128 MiB on eth0: ")
+        assert ready["banner"][0].startswith("no TPACKET_V3 capture ring of 256 MiB on eth0: ")
         assert ready["banner"][0].endswith("; capturing with recv()")
         sent = subprocess.run([*ns_pair.argv(ns_pair.a), PY, "-c", SEND, ns_pair.a_ip,
                                ns_pair.b_ip, "40000:80,40001:22,40002:80"], cwd=REPO,

@@ -150,11 +150,11 @@ BASE = ["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"]
 
 
 def test_capture_ring_flag_defaults_and_values() -> None:
-    assert parse_tcpcopy_args(BASE).capture_ring_mb == 128
+    assert parse_tcpcopy_args(BASE).capture_ring_mb == 256
     assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "0"]).capture_ring_mb == 0
-    assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "256"]).capture_ring_mb == 256
+    assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "32"]).capture_ring_mb == 32
     opts = parse_args(["-F", "tcp and src port 80"])
-    assert opts is not None and opts.capture_ring_mb == 128
+    assert opts is not None and opts.capture_ring_mb == 256
     opts = parse_args(["-F", "tcp and src port 80", "--capture-ring-mb", "0"])
     assert opts is not None and opts.capture_ring_mb == 0
 
@@ -177,13 +177,13 @@ def test_capture_banner_one_line_per_kind() -> None:
     from types import SimpleNamespace
 
     from engine.rawsock import capture_banner
-    ring = SimpleNamespace(block_nr=1024, block_size=128 << 10)
-    caps = [SimpleNamespace(ifname="eth0", ring=ring, ring_bytes=128 << 20, ring_error=None),
-            SimpleNamespace(ifname="eth1", ring=ring, ring_bytes=128 << 20, ring_error=None),
+    ring = SimpleNamespace(block_nr=2048, block_size=128 << 10)
+    caps = [SimpleNamespace(ifname="eth0", ring=ring, ring_bytes=256 << 20, ring_error=None),
+            SimpleNamespace(ifname="eth1", ring=ring, ring_bytes=256 << 20, ring_error=None),
             SimpleNamespace(ifname="eth2", ring=None, ring_bytes=0, ring_error="no ring: x"),
             SimpleNamespace(ifname="eth3", ring=None, ring_bytes=0, ring_error="no ring: x")]
     assert capture_banner(caps) == [  # type: ignore[arg-type]
-        "capture ring: TPACKET_V3, 128 MiB per socket (1024 blocks of 128 KiB, retire 1 ms) "
+        "capture ring: TPACKET_V3, 256 MiB per socket (2048 blocks of 128 KiB, retire 4 ms) "
         "on eth0,eth1", "no ring: x"]
     plain = [SimpleNamespace(ifname=None, ring=None, ring_bytes=0, ring_error=None)]
     assert capture_banner(plain) == [  # type: ignore[arg-type]
