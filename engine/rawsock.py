@@ -4,7 +4,7 @@
   ``AF_PACKET/SOCK_RAW/ETH_P_ALL`` socket with the classic BPF ``program`` attached BEFORE bind
   (so no unfiltered frame is ever queued), ``PACKET_IGNORE_OUTGOING`` (never re-capture our own
   output, netns findings P10), non-blocking, and a TPACKET_V3 memory-mapped ring of
-  ``ring_bytes`` (``engine.ring`` walks it; set up after bind; 0 or a refused ring:
+  ``ring_bytes`` (``engine.ring`` walks it; set up before bind; 0 or a refused ring:
   ``recv()`` with ``SO_RCVBUFFORCE``). ``recv_frames(limit)`` returns up to ``limit`` whole
   Ethernet frames; ``stats()`` returns cumulative (packets, drops) from ``PACKET_STATISTICS``
   (the kernel resets them on every read, so they are accumulated here; ``freezes`` too).
@@ -96,7 +96,8 @@ class CaptureSocket:
     """One filtered, non-blocking AF_PACKET capture socket bound to ``ifname`` (None = all).
 
     ``ring_bytes`` > 0: frames come from a TPACKET_V3 memory-mapped ring of about that size
-    (set up after bind, inside the constructor, so ``sock`` can still join a fanout group);
+    (set up before bind, inside the constructor, so ``sock`` can still join a fanout group;
+    frames of other interfaces that came in before bind are skipped by their ``sll_ifindex``);
     if the kernel refuses the ring, ``ring_error`` says why and the socket falls back to
     ``recv()`` (the caller logs it). 0: ``recv()`` one frame per system call.
     """
@@ -132,24 +133,26 @@ class CaptureSocket:
             _drain(sock)
             if ignore_outgoing:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            if not ring_bytes:
+            if ring_bytes:
+                # before bind: allocating the ring takes tens of ms, and frames of the bound
+                # interface that came in meanwhile would be lost (setting the ring up purges
+                # the socket's queue); the reader skips the other interfaces' frames
+                self._setup_ring(sock, ring_bytes,
+                                 socket.if_nametoindex(self.ifname) if self.ifname else 0)
+            else:
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
                 except OSError:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.bind((self.ifname or "", ETH_P_ALL))
             _drain(sock)
-            if ring_bytes:
-                # after bind: the ring never holds a frame of another interface (setting it
-                # up also purges what was queued meanwhile)
-                self._setup_ring(sock, ring_bytes)
         except BaseException:
             self._unmap()
             sock.close()
             raise
         return sock
 
-    def _setup_ring(self, sock: socket.socket, ring_bytes: int) -> None:
+    def _setup_ring(self, sock: socket.socket, ring_bytes: int, ifindex: int) -> None:
         req, block, block_nr = ring_request(ring_bytes, RING_BLOCK, RING_FRAME, RING_RETIRE_MS)
         try:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
@@ -160,7 +163,7 @@ class CaptureSocket:
             raise _RingRefused(f"no TPACKET_V3 capture ring of {ring_bytes >> 20} MiB on "
                                f"{self.ifname or 'all'}: {exc.strerror or exc}; "
                                "capturing with recv()") from None
-        self.ring = RingReader(self._mmap, block, block_nr)
+        self.ring = RingReader(self._mmap, block, block_nr, ifindex)
 
     def _unmap(self) -> None:
         self.ring = None

@@ -31,10 +31,10 @@ def frame(i: int, size: int = 60) -> bytes:
 
 
 def fill(buf: Any, block: int, frames: Sequence[bytes], status: int = TP_STATUS_USER,
-         lengths: Sequence[int] = ()) -> List[int]:
+         lengths: Sequence[int] = (), ifindexes: Sequence[int] = ()) -> List[int]:
     """Write one block as the kernel would: descriptor, then frames chained by tp_next_offset.
-    ``lengths`` overrides tp_len (a longer wire length = a truncated frame). Returns the frame
-    header offsets (relative to the block)."""
+    ``lengths`` overrides tp_len (a longer wire length = a truncated frame), ``ifindexes`` the
+    sockaddr_ll's interface (default 7). Returns the frame header offsets (in the block)."""
     base = block * BLOCK
     buf[base:base + BLOCK] = bytes(BLOCK)
     offs, off = [], BLOCK_DESC_SIZE
@@ -44,6 +44,9 @@ def fill(buf: Any, block: int, frames: Sequence[bytes], status: int = TP_STATUS_
         last = i == len(frames) - 1
         struct.pack_into("=IIIIIIHH", buf, base + off, 0 if last else nxt, 1, 2, len(data),
                          wire, 1, MAC, MAC + 14)
+        # struct sockaddr_ll after the header: family, protocol, ifindex
+        struct.pack_into("=HHi", buf, base + off + 48, 17, 8,
+                         ifindexes[i] if i < len(ifindexes) else 7)
         buf[base + off + MAC:base + off + MAC + len(data)] = data
         offs.append(off)
         off += nxt
@@ -113,6 +116,17 @@ def test_truncated_frame_is_counted_and_skipped() -> None:
     fill(buf, 0, [frame(1), frame(2, 200), frame(3)], lengths=[60, 65000, 60])
     assert r.read(64) == [frame(1), frame(3)]
     assert r.truncated == 1 and status(buf, 0) == TP_STATUS_KERNEL
+
+
+def test_frames_of_another_interface_are_skipped_when_bound() -> None:
+    buf = mmap.mmap(-1, BLOCK * 2)
+    fill(buf, 0, [frame(1), frame(2), frame(3)], ifindexes=[3, 7, 3])
+    r = RingReader(buf, BLOCK, 2, ifindex=7)
+    assert r.read(64) == [frame(2)] and r.foreign == 2
+    fill(buf, 0, [frame(1), frame(2), frame(3)], ifindexes=[3, 7, 3])
+    fill(buf, 1, [frame(4), frame(5)], ifindexes=[3, 7])
+    assert RingReader(buf, BLOCK, 2).read(64) == [frame(1), frame(2), frame(3), frame(4),
+                                                 frame(5)]
 
 
 def test_empty_block_and_a_frame_chain_leaving_the_block_are_released() -> None:
