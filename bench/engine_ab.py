@@ -52,6 +52,10 @@ class TreeRig(Rig):
 def one(rig: TreeRig, tree: Path, a: argparse.Namespace, tag: str) -> Dict[str, Any]:
     rig.tree = tree
     rig.procs = []
+    # the previous round's stats files would make the readiness waits pass at once (traffic
+    # then started before the new tcpcopy captured: copies lost in neither daemon's counters)
+    for name in ("intercept", "tcpcopy"):
+        (rig.dir / f"{name}.json").unlink(missing_ok=True)
     rig.start_intercept()
     rig.start_tcpcopy()
     pids = {"intercept": rig.procs[0].pid, "tcpcopy": rig.procs[1].pid}

@@ -96,8 +96,9 @@ class CaptureSocket:
     """One filtered, non-blocking AF_PACKET capture socket bound to ``ifname`` (None = all).
 
     ``ring_bytes`` > 0: frames come from a TPACKET_V3 memory-mapped ring of about that size
-    (set up before bind, inside the constructor, so ``sock`` can still join a fanout group;
-    frames of other interfaces that came in before bind are skipped by their ``sll_ifindex``);
+    (set up before bind on a socket opened with protocol 0, which receives nothing before
+    bind: nothing is queued or dropped while the kernel allocates the ring; all inside the
+    constructor, so ``sock`` can still join a fanout group);
     if the kernel refuses the ring, ``ring_error`` says why and the socket falls back to
     ``recv()`` (the caller logs it). 0: ``recv()`` one frame per system call.
     """
@@ -124,7 +125,10 @@ class CaptureSocket:
 
     def _open(self, program: Sequence[Insn], ignore_outgoing: bool, rcvbuf: int,
               ring_bytes: int) -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # with the ring, protocol 0: the socket receives nothing until bind names ETH_P_ALL, so
+        # nothing is queued (and dropped, and counted) while the kernel allocates the ring
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                             0 if ring_bytes else socket.htons(ETH_P_ALL))
         try:
             # a socket created with a protocol already receives; drain anything queued before
             # the filter was attached, then bind (attach-before-bind, findings §5)
@@ -134,9 +138,8 @@ class CaptureSocket:
             if ignore_outgoing:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             if ring_bytes:
-                # before bind: allocating the ring takes tens of ms, and frames of the bound
-                # interface that came in meanwhile would be lost (setting the ring up purges
-                # the socket's queue); the reader skips the other interfaces' frames
+                # before bind (allocating it takes tens of ms); the walker also skips any frame
+                # of another interface, should one be there
                 self._setup_ring(sock, ring_bytes,
                                  socket.if_nametoindex(self.ifname) if self.ifname else 0)
             else:
