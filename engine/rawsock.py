@@ -63,10 +63,26 @@ def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def interface_index(name: str, sysfs: str = "/sys/class/net") -> int:
+    """The interface's index (``if_nametoindex``, read from sysfs: PyPy 3.9 lacks it); 0 when
+    there is no such interface."""
+    try:
+        with open(os.path.join(sysfs, name, "ifindex")) as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return 0
+
+
 def list_interfaces(sysfs: str = "/sys/class/net") -> List[str]:
-    """Interfaces that are up and not loopback, in if_nameindex order."""
+    """Interfaces that are up and not loopback, in ifindex order (what ``if_nameindex()``
+    gives; read from sysfs because PyPy 3.9's ``socket`` has no ``if_nameindex``)."""
+    indexed = []
+    for name in os.listdir(sysfs):
+        index = interface_index(name, sysfs)
+        if index:                                    # else gone meanwhile, or not an interface
+            indexed.append((index, name))
     out = []
-    for _idx, name in socket.if_nameindex():
+    for _idx, name in sorted(indexed):
         try:
             with open(os.path.join(sysfs, name, "type")) as fh:
                 if int(fh.read()) == ARPHRD_LOOPBACK:
@@ -141,7 +157,7 @@ class CaptureSocket:
                 # before bind (allocating it takes tens of ms); the walker also skips any frame
                 # of another interface, should one be there
                 self._setup_ring(sock, ring_bytes,
-                                 socket.if_nametoindex(self.ifname) if self.ifname else 0)
+                                 interface_index(self.ifname) if self.ifname else 0)
             else:
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
