@@ -30,6 +30,9 @@ from bench.engine_bench import count_tag, cpu_split, wait_quiet  # noqa: E402
 from labctl.lab import LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
+LOSSES = ("kernel_drops", "ring_freezes", "capture_truncated", "malformed", "clt_gap",
+          "sessions_shed", "sessions_no_synack", "sessions_timeout", "send_errors", "table_full")
+
 
 class TreeRig(Rig):
     """A Rig whose daemons import ``engine`` from another source tree."""
@@ -49,6 +52,10 @@ class TreeRig(Rig):
 def one(rig: TreeRig, tree: Path, a: argparse.Namespace, tag: str) -> Dict[str, Any]:
     rig.tree = tree
     rig.procs = []
+    # the previous round's stats files would make the readiness waits pass at once (traffic
+    # then started before the new tcpcopy captured: copies lost in neither daemon's counters)
+    for name in ("intercept", "tcpcopy"):
+        (rig.dir / f"{name}.json").unlink(missing_ok=True)
     rig.start_intercept()
     rig.start_tcpcopy()
     pids = {"intercept": rig.procs[0].pid, "tcpcopy": rig.procs[1].pid}
@@ -70,7 +77,9 @@ def one(rig: TreeRig, tree: Path, a: argparse.Namespace, tag: str) -> Dict[str, 
     row: Dict[str, Any] = {"tree": str(tree), "online": online, "copied": copied,
                            "rate": round(online / elapsed),
                            "captured_per_copy": round(
-                               counters.get("captured", 0) / max(copied, 1), 2)}
+                               counters.get("captured", 0) / max(copied, 1), 2),
+                           # tcpcopy's loss counters that are not zero (kernel_drops & co.)
+                           "losses": {k: v for k, v in counters.items() if v and k in LOSSES}}
     for k in pids:
         u = cpu1[k][0] - cpu0[k][0]
         s = cpu1[k][1] - cpu0[k][1]

@@ -34,7 +34,7 @@ from engine.protocol import (
     ServerChannel,
     load_key,
 )
-from engine.rawsock import CaptureSocket, open_captures
+from engine.rawsock import CaptureSocket, capture_banner, capture_counters, open_captures
 from engine.router import Router, classify_frame
 from engine.stats import Logger, stats_document, write_stats
 
@@ -68,7 +68,8 @@ class InterceptDaemon:
             program = residue_filter(filter_for_expression(opts.filter), opts.workers,
                                      opts.worker)
             self.captures: List[CaptureSocket] = open_captures(
-                opts.interfaces or None, program, ignore_outgoing=False)
+                opts.interfaces or None, program, ignore_outgoing=False,
+                ring_bytes=opts.capture_ring_mb << 20)
             self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.listener.bind((opts.bind, opts.port))
@@ -109,6 +110,8 @@ class InterceptDaemon:
         self.log.notice(f"listen {self.opts.bind}:{self.opts.port}, capture on "
                         f"{','.join(c.ifname or 'all' for c in self.captures)}"
                         f"{', channel auth on' if self.key else ''}")
+        for line in capture_banner(self.captures):
+            self.log.notice(line)
         loop = self.loop
         for cap in self.captures:
             loop.add_reader(cap.sock, partial(self._on_capture, cap))
@@ -398,7 +401,7 @@ class InterceptDaemon:
                       f"unrouted:{c['resp_unrouted']}, kernel drops:{c['kernel_drops']}")
 
     def _write_stats(self, state: str) -> None:
-        self.counters["kernel_drops"] = sum(cap.stats()[1] for cap in self.captures)
+        self.counters.update(capture_counters(self.captures))
         if not self.opts.stats_file and not self.opts.metrics_file:
             return
         doc = stats_document(

@@ -29,7 +29,14 @@ from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, selection, usage
 from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
 from engine.protocol import ProtocolError, load_key
-from engine.rawsock import CaptureSocket, LinkSender, RawIPSender, open_captures
+from engine.rawsock import (
+    CaptureSocket,
+    LinkSender,
+    RawIPSender,
+    capture_banner,
+    capture_counters,
+    open_captures,
+)
 from engine.session.config import Route, SessionConfig
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
@@ -138,7 +145,8 @@ class Tcpcopy:
                     # a socket in a fanout group is not covered by PACKET_IGNORE_OUTGOING: the
                     # workers would capture the copies they send; the kernel filter drops them
                     program = drop_outgoing(program)
-                self.captures = open_captures(o.interfaces or None, program)
+                self.captures = open_captures(o.interfaces or None, program,
+                                              ring_bytes=o.capture_ring_mb << 20)
         except OfflineError as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:
@@ -153,6 +161,8 @@ class Tcpcopy:
                 self.log.warn("not every worker joined its capture groups in time; going on")
         for cap in self.captures:
             self.loop.add_reader(cap.fileno(), self._make_reader(cap))
+        for line in capture_banner(self.captures):
+            self.log.notice(line)
 
     def _banner(self) -> None:
         o, log = self.opts, self.log
@@ -315,8 +325,7 @@ class Tcpcopy:
         now = self.loop.time()
         ic = self.intercepts
         ic.check_timeouts(now)
-        drops = sum(cap.stats()[1] for cap in self.captures)
-        self.counters["kernel_drops"] = drops
+        self.counters.update(capture_counters(self.captures))
         if not ic.any_ready() and self.engine.intercepts_up:
             self.engine.intercepts_up = False
             if not self.opts.lonely:
@@ -334,7 +343,9 @@ class Tcpcopy:
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _check_memory(self, now: float) -> None:
-        shed = self.engine.check_memory(current_rss_kb() * 1024, now)
+        # the capture rings' pages are resident once touched, but they are not ours to shed
+        rings = sum(cap.ring_resident_bytes() for cap in self.captures)
+        shed = self.engine.check_memory(current_rss_kb() * 1024 - rings, now)
         if shed.sessions:
             self.log.warn(f"occupies too much memory, limit:{self.opts.memory_mb * 1024}")
             self._dispatch(shed.actions, now)

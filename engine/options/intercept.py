@@ -8,6 +8,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --metrics-file PATH        the counters in the Prometheus text format too (atomically)
   --max-routes N (1000000)  --max-delayed N (65536)
+  --capture-ring-mb MB (256) TPACKET_V3 capture ring per capture socket (0 = recv())
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
   --workers M (1)            M worker processes; worker j listens on PORT + j and forwards
@@ -25,6 +26,9 @@ from typing import List, NoReturn, Optional, Sequence
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
+
+DEFAULT_CAPTURE_RING_MB = 0      # recv(); the ring allocates its memory up front (docs)
+MAX_CAPTURE_RING_MB = 4096
 
 
 class UsageError(ValueError):
@@ -46,6 +50,8 @@ class InterceptOptions:
     stats_interval: float = 1.0
     max_routes: int = 1_000_000
     max_delayed: int = 65536
+    #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
+    capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
     #: network conditions applied to the response frames forwarded to tcpcopy
     netem: NetemSpec = field(default_factory=NetemSpec)
     netem_file: Optional[str] = None
@@ -77,6 +83,7 @@ def _parser() -> _Parser:
     p.add_argument("--max-routes", default="1000000")
     p.add_argument("--max-delayed", default="65536")
     p.add_argument("--workers", default="1")
+    p.add_argument("--capture-ring-mb", default=str(DEFAULT_CAPTURE_RING_MB))
     add_flags(p)
     return p
 
@@ -131,4 +138,5 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
         stats_file=ns.stats_file, metrics_file=ns.metrics_file, stats_interval=interval,
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
         max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping,
+        capture_ring_mb=_int(ns.capture_ring_mb, "--capture-ring-mb", 0, MAX_CAPTURE_RING_MB),
         netem_file=ns.netem_file)

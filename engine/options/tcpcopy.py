@@ -3,11 +3,12 @@
 ``parse_tcpcopy_args(argv) -> TcpcopyOptions`` raises ``OptionsError`` with a one-line message
 naming the flag (the daemon prints it and exits 2). Original short flags (study §1) plus long
 forms; new long-only options: ``--key-file``, ``--stats-file``, ``--stats-interval``,
-``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``. Offline replay (the C
-tool's offline build, whose ``-i FILE`` clashes with our live ``-i`` interfaces): ``--pcap FILE``
-with ``-a`` (acceleration), ``-I`` (idle gaps over this many ms are skipped), ``-T`` (times to
-replay the file) and ``--drain-timeout``. ``--workers N`` / ``--intercept-workers M``: N worker
-processes (``engine.workers``), worker k talking to intercept port ``P + k % M``; M divides N.
+``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``,
+``--capture-ring-mb``. Offline replay (the C tool's offline build, whose ``-i FILE`` clashes
+with our live ``-i`` interfaces): ``--pcap FILE`` with ``-a`` (acceleration), ``-I`` (idle gaps
+over this many ms are skipped), ``-T`` (times to replay the file) and ``--drain-timeout``.
+``--workers N`` / ``--intercept-workers M``: N worker processes (``engine.workers``), worker k
+talking to intercept port ``P + k % M``; M divides N.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ DEFAULT_INTERCEPT_PORT = 36524
 MAX_INTERCEPTS = 32
 MAX_FAKE_IPS = 4096
 MAX_WORKERS = 64
+DEFAULT_CAPTURE_RING_MB = 0      # recv(); the ring allocates its memory up front (docs)
+MAX_CAPTURE_RING_MB = 4096
 
 
 class OptionsError(ValueError):
@@ -74,6 +77,8 @@ class TcpcopyOptions:
     session_buffer_bytes: int = 16 * 1024 * 1024
     reconnect_interval: float = 2.0
     capture_acks: bool = False
+    #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
+    capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
     pcap: Optional[str] = None
     accelerate: float = 1.0
     idle_skip_ms: int = 0
@@ -173,6 +178,9 @@ def _parser() -> _Parser:
     a("--capture-acks", action="store_true",
       help="also capture the client's pure ACKs (the kernel filter drops them by default); "
            "holds a first request until the target's greeting (SMTP, MySQL, FTP)")
+    a("--capture-ring-mb", type=int, default=DEFAULT_CAPTURE_RING_MB, metavar="MB",
+      help="memory-mapped TPACKET_V3 capture ring per capture socket, in MiB; one wake-up "
+           "reads a whole block of frames (%(default)s; 0 = recv() one frame at a time)")
     a("--pcap", metavar="FILE",
       help='offline replay: read client packets from this pcap file instead of capturing')
     a("-a", "--accelerate", type=float, default=1.0,
@@ -349,6 +357,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.max_sessions, 1, 10**8, "--max-sessions")
     _check_range(ns.session_buffer_bytes, 4096, 1 << 40, "--session-buffer-bytes")
     _check_range(ns.reconnect_interval, 0.05, 3600, "--reconnect-interval")
+    _check_range(ns.capture_ring_mb, 0, MAX_CAPTURE_RING_MB, "--capture-ring-mb")
     if ns.pcap is not None:
         if ns.interface or ns.filter:
             raise OptionsError("--pcap: -i and -F are for live capture; drop them "
@@ -396,7 +405,8 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
         reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
-        capture_acks=ns.capture_acks, select_rules=rules, safe=ns.safe,
+        capture_acks=ns.capture_acks, capture_ring_mb=ns.capture_ring_mb, select_rules=rules,
+        safe=ns.safe,
         safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http,
         netem=shaping, netem_file=ns.netem_file, workers=ns.workers,
         intercept_workers=ns.intercept_workers)

@@ -102,6 +102,7 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
         argv.append("-L")
     if e.no_wait:
         argv.append("-W")
+    argv += _ring(inv)
     if e.capture_acks:
         argv.append("--capture-acks")
     if e.select is not None:
@@ -169,4 +170,10 @@ def intercept_argv(inv: Inventory, paths: EnginePaths) -> list[str]:
     argv = ["-F", response_filter(inv), "-p", str(inv.intercept.port), "-b", str(bind)]
     if paths.interface:
         argv += ["-i", paths.interface]
-    return argv + _workers(paths, tcpcopy=False) + _common(paths)
+    return argv + _ring(inv) + _workers(paths, tcpcopy=False) + _common(paths)
+
+
+def _ring(inv: Inventory) -> list[str]:
+    """`--capture-ring-mb N` when engine.capture_ring_mb asks for a ring (0: recv(), no flag)."""
+    n = inv.engine.capture_ring_mb
+    return ["--capture-ring-mb", str(n)] if n else []

@@ -1,4 +1,6 @@
-"""engine.rawsock in two ad-hoc namespaces (h2-*): filtered capture, statistics, no re-capture."""
+"""engine.rawsock in two ad-hoc namespaces (h2-*): filtered capture, statistics, no re-capture,
+with the TPACKET_V3 ring and with recv() (ring 0); a burst read whole through the ring after the
+socket joined a fanout group."""
 
 from __future__ import annotations
 
@@ -80,8 +82,9 @@ import json, sys, time
 from engine import bpf, packets as P
 from engine.rawsock import CaptureSocket, RawIPSender, open_captures, list_interfaces
 prog = bpf.tcp_port_filter([80], direction="dst")
-caps = open_captures(None, prog)
-print(json.dumps({"ready": [c.ifname for c in caps]}), flush=True)
+caps = open_captures(None, prog, ring_bytes=int(sys.argv[4]) << 20)
+print(json.dumps({"ready": [c.ifname for c in caps], "rings": [c.ring_bytes for c in caps]}),
+      flush=True)
 sys.stdin.readline()                      # the peer has sent
 own = RawIPSender()                       # our own output: dport 80 too, must not be seen
 pkt = P.Packet(P.IPv4Header(P.ip_aton(sys.argv[1]), P.ip_aton(sys.argv[2])),
@@ -107,14 +110,16 @@ print(json.dumps({"seen": seen, "stats": [c.stats() for c in caps], "own_errs": 
 
 
 @pytest.mark.integration
-def test_filtered_capture_stats_and_no_recapture(ns_pair: NsPair) -> None:
+@pytest.mark.parametrize("ring_mb", [64, 0])
+def test_filtered_capture_stats_and_no_recapture(ns_pair: NsPair, ring_mb: int) -> None:
     cap = subprocess.Popen([*ns_pair.argv(ns_pair.b), PY, "-c", CAPTURE, ns_pair.b_ip,
-                            ns_pair.a_ip, "3"], cwd=REPO, stdin=subprocess.PIPE,
+                            ns_pair.a_ip, "3", str(ring_mb)], cwd=REPO, stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert cap.stdout is not None and cap.stdin is not None
         ready = json.loads(cap.stdout.readline() or "{}")
         assert ready.get("ready") == ["eth0"], cap.stderr.read() if cap.stderr else ""
+        assert ready["rings"] == [ring_mb << 20]
         sent = subprocess.run([*ns_pair.argv(ns_pair.a), PY, "-c", SEND, ns_pair.a_ip,
                                ns_pair.b_ip, "40000:80,40001:81,40002:80,40003:22,40004:80"],
                               cwd=REPO, capture_output=True, text=True, timeout=30)
@@ -133,3 +138,118 @@ def test_filtered_capture_stats_and_no_recapture(ns_pair: NsPair) -> None:
     packets, drops = result["stats"][0]
     assert packets == 3 and drops == 0
     assert result["ifaces"] == ["eth0"]
+
+
+BURST = 3000
+SEND_BURST = r"""
+import sys
+from engine import packets as P
+from engine.rawsock import RawIPSender
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = RawIPSender()
+errs = 0
+for i in range(n):
+    pkt = P.Packet(P.IPv4Header(P.ip_aton(src), P.ip_aton(dst), ident=i & 0xFFFF),
+                   P.TCPHeader(20000 + i % 40000, 80, i, 1, flags=P.ACK | P.PSH),
+                   i.to_bytes(4, "big") * 50)
+    errs += s.send(pkt.with_checksums().to_bytes(), P.ip_aton(dst)) != 0
+print(errs)
+"""
+
+CAPTURE_BURST = r"""
+import json, select, sys, time
+from engine import bpf, packets as P
+from engine.rawsock import CaptureSocket
+n = int(sys.argv[1])
+cap = CaptureSocket("eth0", bpf.tcp_port_filter([80], direction="dst"))   # the default ring
+# what another helper's --workers does after construction: PACKET_FANOUT, hash mode (0)
+cap.sock.setsockopt(263, 18, 0x5A5A | (0 << 16))
+print(json.dumps({"ready": cap.ring_bytes}), flush=True)
+ep = select.epoll()
+ep.register(cap.fileno(), select.EPOLLIN)
+seqs, wakes = [], 0
+deadline = time.monotonic() + 20
+while len(seqs) < n and time.monotonic() < deadline:
+    if not ep.poll(0.5):
+        continue
+    wakes += 1
+    for f in cap.recv_frames(256):
+        p = P.parse_ipv4_tcp(f, P.strip_ethernet(f)[1])
+        seqs.append(p.tcp.seq)
+        assert p.payload == p.tcp.seq.to_bytes(4, "big") * 50
+r = cap.ring
+print(json.dumps({"seqs": seqs, "stats": cap.stats(), "wakes": wakes, "blocks": r.blocks,
+                  "block_nr": r.block_nr, "truncated": cap.truncated, "bad": r.bad_blocks,
+                  "freezes": cap.freezes}), flush=True)
+cap.close()
+"""
+
+
+@pytest.mark.integration
+def test_burst_arrives_whole_through_the_ring_after_a_fanout_join(ns_pair: NsPair) -> None:
+    """3000 frames (~1 MB of ring) through the default ring (256 MiB, 2048 blocks): every one
+    arrives once, in order, in fewer wake-ups than frames, and ``stats()`` counts them all."""
+    cap = subprocess.Popen([*ns_pair.argv(ns_pair.b), PY, "-c", CAPTURE_BURST, str(BURST)],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert cap.stdout is not None
+        ready = json.loads(cap.stdout.readline() or "{}")
+        assert ready.get("ready") == 256 << 20, cap.stderr.read() if cap.stderr else ""
+        sent = subprocess.run([*ns_pair.argv(ns_pair.a), PY, "-c", SEND_BURST, ns_pair.a_ip,
+                               ns_pair.b_ip, str(BURST)], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert sent.stdout.strip() == "0", sent.stderr
+        out, err = cap.communicate(timeout=60)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    missing = sorted(set(range(BURST)) - set(result["seqs"]))
+    assert result["seqs"] == list(range(BURST)), (missing, result["stats"], err)
+    assert result["stats"] == [BURST, 0]
+    assert result["truncated"] == 0 and result["bad"] == 0 and result["freezes"] == 0
+    assert result["block_nr"] == 2048 and result["blocks"] >= 1
+    assert result["wakes"] < BURST
+
+
+CAPTURE_REFUSED = r"""
+import json, select, sys
+from engine import bpf, packets as P, rawsock
+rawsock.RING_FRAME = 24             # not a multiple of 16: the kernel refuses the ring (EINVAL)
+cap = rawsock.CaptureSocket("eth0", bpf.tcp_port_filter([80], direction="dst"))
+print(json.dumps({"ring": cap.ring_bytes, "banner": rawsock.capture_banner([cap])}), flush=True)
+ep = select.epoll()
+ep.register(cap.fileno(), select.EPOLLIN)
+seen = []
+while len(seen) < int(sys.argv[1]) and ep.poll(10):
+    for f in cap.recv_frames():
+        seen.append(P.parse_ipv4_tcp(f, P.strip_ethernet(f)[1]).tcp.sport)
+print(json.dumps({"seen": seen, "stats": cap.stats()}), flush=True)
+cap.close()
+"""
+
+
+@pytest.mark.integration
+def test_refused_ring_falls_back_to_recv_with_one_log_line(ns_pair: NsPair) -> None:
+    cap = subprocess.Popen([*ns_pair.argv(ns_pair.b), PY, "-c", CAPTURE_REFUSED, "2"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert cap.stdout is not None
+        ready = json.loads(cap.stdout.readline() or "{}")
+        assert ready.get("ring") == 0, cap.stderr.read() if cap.stderr else ""
+        assert len(ready["banner"]) == 1, ready
+        assert ready["banner"][0].startswith("no TPACKET_V3 capture ring of 256 MiB on eth0: ")
+        assert ready["banner"][0].endswith("; capturing with recv()")
+        sent = subprocess.run([*ns_pair.argv(ns_pair.a), PY, "-c", SEND, ns_pair.a_ip,
+                               ns_pair.b_ip, "40000:80,40001:22,40002:80"], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+        assert sent.stdout.strip() == "0", sent.stderr
+        out, err = cap.communicate(timeout=30)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert sorted(result["seen"]) == [40000, 40002], err
+    assert result["stats"] == [2, 0]
