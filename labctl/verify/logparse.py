@@ -181,7 +181,10 @@ class LogFormat:
                 if older.regex.match(line):
                     return older.parse_line(line)
             raise ValueError(f"does not match log_format {self.name!r}")
-        return _record(m.groupdict())
+        try:
+            return _record(m.groupdict())
+        except (KeyError, OverflowError) as exc:  # e.g. a month name that is no month
+            raise ValueError(f"a field does not convert: {exc!r}") from None
 
 
 def _literal(text: str) -> str:

@@ -444,6 +444,10 @@ def replay(target: str, data: bytes) -> None:
     if target == "logformat":
         fmt, _, line = data.decode().partition("\n")
         test_custom_log_formats_raise_only_value_error.hypothesis.inner_test(fmt, line)  # type: ignore[attr-defined]
+    elif target == "logline":
+        fmt, _, line = data.decode().partition("\n")
+        with contextlib.suppress(ValueError):
+            LogFormat(fmt).parse_line(line)
     elif target == "inventory":
         test_inventory_loader_raises_only_inventory_error.hypothesis.inner_test(  # type: ignore[attr-defined]
             data.decode())
