@@ -24,7 +24,7 @@ import re
 import struct
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -82,17 +82,30 @@ T = TypeVar("T")
 SLOWEST: Dict[str, float] = {}       # target -> its slowest input, in s (printed at the end)
 
 
-def timed(target: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` once and assert it took under LIMIT_S: its wall time, or its CPU time when the
-    wall time includes a scheduler pause (``fn`` may change state: it is never run twice)."""
-    t0, c0 = time.perf_counter(), time.thread_time()
-    out = fn(*args)
-    took = time.perf_counter() - t0
-    if took >= LIMIT_S:
-        took = time.thread_time() - c0
+def timed(target: str, fn: Callable[..., T], *args: Any, tries: int = 1) -> T:
+    """Run ``fn(*args)`` and assert it took under LIMIT_S, whether it returned or raised: its
+    wall time, or its CPU time when the wall time includes a scheduler pause. A pure parser
+    (``tries=3``) that was slow is timed again and its fastest run counts; a call that changes
+    state (the default) runs once."""
+    out: Any = None
+    error: Optional[BaseException] = None
+    for _attempt in range(tries):
+        out, error = None, None
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            out = fn(*args)
+        except Exception as exc:  # re-raised below, after the time check
+            error = exc
+        took = time.perf_counter() - t0
+        if took >= LIMIT_S:
+            took = time.thread_time() - c0
+        if took < LIMIT_S:
+            break
     SLOWEST[target] = max(SLOWEST.get(target, 0.0), took)
     assert took < LIMIT_S, f"{target}: one input took {took * 1000:.1f} ms (limit 100 ms)"
-    return out
+    if error is not None:
+        raise error
+    return out  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -176,7 +189,7 @@ def test_header_fields_raise_only_packet_error(data: bytes, offset: int,
         for fn, args in ((header.fields, (buf, min(offset, len(buf)))), (header.view, (buf,)),
                          (header.record_fields, (buf,)), (header.record_view, (buf,))):
             try:
-                timed("header", fn, *args)
+                timed("header", fn, *args, tries=3)
             except PacketError as exc:
                 assert exc.reason in {"truncated", "version", "ihl", "protocol", "fragment",
                                       "doff", "length"}, exc.reason
@@ -231,7 +244,7 @@ def read_all(data: bytes) -> int:
 @given(pcaps())
 def test_pcap_reader_raises_only_pcap_error(data: bytes) -> None:
     try:
-        timed("pcap", read_all, data)
+        timed("pcap", read_all, data, tries=3)
     except PcapError as exc:
         assert str(exc).startswith("fuzz.pcap: ")
 
@@ -354,7 +367,7 @@ def test_log_line_parser_raises_only_value_error(fmt: str, seed: str,
     line = mutate(seed.encode(), edits).decode("utf-8", "replace")
     parser = LogFormat(fmt)
     with contextlib.suppress(ValueError):
-        timed("logline", parser.parse_line, line)
+        timed("logline", parser.parse_line, line, tries=3)
 
 
 @FUZZ
@@ -362,11 +375,11 @@ def test_log_line_parser_raises_only_value_error(fmt: str, seed: str,
        st.text(alphabet="ab1 \"[]-:.", max_size=60))
 def test_custom_log_formats_raise_only_value_error(fmt: str, line: str) -> None:
     try:
-        parser = timed("logline", LogFormat, fmt)
+        parser = timed("logline", LogFormat, fmt, tries=3)
     except ValueError:
         return
     with contextlib.suppress(ValueError):
-        timed("logline", parser.parse_line, line)
+        timed("logline", parser.parse_line, line, tries=3)
 
 
 # ------------------------------------------------------------------ inventories and runbooks
@@ -414,7 +427,7 @@ def mutated_yaml(draw: st.DrawFn, seeds: List[str]) -> str:
 @given(mutated_yaml(INV_SEEDS))
 def test_inventory_loader_raises_only_inventory_error(text: str) -> None:
     try:
-        timed("inventory", parse_inventory, text, "fuzz.yaml")
+        timed("inventory", parse_inventory, text, "fuzz.yaml", tries=3)
     except InventoryError as exc:
         assert names_the_line(exc.message), exc.message
 
@@ -423,7 +436,7 @@ def test_inventory_loader_raises_only_inventory_error(text: str) -> None:
 @given(mutated_yaml(RUNBOOK_SEEDS))
 def test_runbook_loader_raises_only_runbook_error(text: str) -> None:
     try:
-        timed("runbook", parse_runbook, text, "fuzz.yaml")
+        timed("runbook", parse_runbook, text, "fuzz.yaml", tries=3)
     except RunbookError as exc:
         assert names_the_line(exc.message), exc.message
 
@@ -435,7 +448,7 @@ def test_inventory_file_bytes_raise_only_inventory_error(tmp_path_factory: pytes
     path = tmp_path_factory.mktemp("inv") / "inv.yaml"
     path.write_bytes(seed.encode()[:200] + junk)
     with contextlib.suppress(InventoryError):
-        timed("inventory", load_inventory, path)
+        timed("inventory", load_inventory, path, tries=3)
 
 
 # ------------------------------------------------------------------ kept crashers
