@@ -93,6 +93,11 @@ def compose_mapping(text: str, source: str,
     except RecursionError:
         raise error(f"{source}: nested too deeply to be an inventory or runbook",
                     hint="check the file: lists or mappings nest thousands of levels") from None
+    except yaml.reader.ReaderError as exc:  # a control character: name its line, not offset
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "?")
+        raise error(f"{source}:{line}: not valid YAML: character U+{char:04X} is not allowed "
+                    "in YAML text", hint="remove the control character") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source

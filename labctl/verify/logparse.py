@@ -137,7 +137,10 @@ class LogFormat:
         self.source = NAMED_FORMATS.get(fmt, fmt)
         self.name = name or (fmt if fmt in NAMED_FORMATS else "custom")
         self.variables: list[str] = []
-        self.regex = re.compile(self._compile(self.source))
+        try:
+            self.regex = re.compile(self._compile(self.source))
+        except re.error as exc:  # a format no nginx would load; one clear line, not a traceback
+            raise LogFormatError(f"log_format {self.source!r}: {exc}") from None
         self.older = [LogFormat(old, self.name) for old in OLDER_FORMATS.get(fmt, ())]
 
     def _compile(self, fmt: str) -> str:
@@ -167,6 +170,8 @@ class LogFormat:
         if var in self.variables:  # a repeated variable: match it, capture it once
             return f"(?:{pattern})"
         self.variables.append(var)
+        if not var.isidentifier():  # nginx's $1..$9 (regex captures): not a group name
+            return f"({pattern})"
         return f"(?P<{var}>{pattern})"
 
     def parse_line(self, line: str) -> LogRecord:
@@ -176,7 +181,10 @@ class LogFormat:
                 if older.regex.match(line):
                     return older.parse_line(line)
             raise ValueError(f"does not match log_format {self.name!r}")
-        return _record(m.groupdict())
+        try:
+            return _record(m.groupdict())
+        except (KeyError, OverflowError) as exc:  # e.g. a month name that is no month
+            raise ValueError(f"a field does not convert: {exc!r}") from None
 
 
 def _literal(text: str) -> str:

@@ -154,6 +154,19 @@ def test_auth_wrong_key_rejected_both_ways() -> None:
     assert server.take_output() == C.PROOF_MAGIC[:0]   # no proof, no records
 
 
+def test_a_replayed_handshake_is_refused() -> None:
+    """F3: a peer that recorded a good tcpcopy's RESPONSE and plays it to intercept again gets
+    no proof and no record: the server's nonce is fresh for each connection."""
+    client, first = C.ClientChannel(KEY, 0.0), C.ServerChannel(KEY, 0.0)
+    client.feed(first.take_output())
+    recorded = client.take_output()
+    assert C.Authenticated() in first.feed(recorded)
+    again = C.ServerChannel(KEY, 0.0)
+    challenge = again.take_output()
+    assert again.feed(recorded) == [C.Closed("bad authentication code", True)]
+    assert again.take_output() == b"" and not again.ready and len(challenge) == 20
+
+
 def test_keyless_c_tcpcopy_rejected_by_keyed_intercept() -> None:
     server = C.ServerChannel(KEY, 0.0)
     assert server.take_output().startswith(C.CHALLENGE_MAGIC)
