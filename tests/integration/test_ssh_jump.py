@@ -3,6 +3,9 @@ forwards to the target), a jump host whose key is unknown, and an ssh config's H
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -100,3 +103,31 @@ def test_ssh_config_alias_hostname_user_port_and_proxyjump(lab: LabInfo, tmp_pat
     assert (name, user) == (target.hostname, "root")
     peer, _, server, port = conn.split()
     assert (peer, server, int(port)) == (assistant.address, target.address, target.ssh_port)
+
+
+def test_keys_from_the_agent_for_host_and_jump_host(lab: LabInfo, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `key` anywhere: the lab key is offered by an ssh-agent (our own, on our own socket,
+    killed by its pid), for the bastion and for the host behind it."""
+    sock = tmp_path / "agent.sock"
+    # Without -D the agent forks once its socket listens, and prints its pid.
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], check=True, capture_output=True,
+                         text=True).stdout
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", out).group(1))  # type: ignore[union-attr]
+    try:
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"}
+        subprocess.run(["ssh-add", str(lab.ssh_key)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        a = lab.host("assistant")
+        jump = JumpSpec(address=a.address, port=a.ssh_port, known_hosts=str(lab.known_hosts))
+        spec = _target(lab, key=None, jump=jump)
+        t = SSHTransport(spec, SSHOptions(connect_timeout=5, config=False))
+        try:
+            assert _peer(t) == a.address
+        finally:
+            t.close()
+        monkeypatch.delenv("SSH_AUTH_SOCK")       # no agent, no key: refused
+        with pytest.raises(RemoteError, match=f"jump host {a.address}"):
+            SSHTransport(spec, SSHOptions(connect_timeout=5, config=False)).connect()
+    finally:
+        os.kill(pid, signal.SIGTERM)
