@@ -2,8 +2,8 @@
 
 Loading (YAML with line numbers, error messages naming file:line) lives in `labctl.inventory.load`;
 this module only says what a valid inventory is. Every model forbids unknown keys. The `engine:`
-section is in `engine_options`, `compare:` in `compare_options`, the fake client pool's
-arithmetic in `pool`, the shared base model in `base`; all are importable from here.
+section is in `engine_options`, `compare:` in `compare_options`, `ssh:` in `ssh_options`, the
+fake client pool's arithmetic in `pool`, the shared base model in `base`; all importable here.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from labctl.inventory.base import FieldProblem, _Frozen
 from labctl.inventory.compare_options import Compare
 from labctl.inventory.engine_options import SELECT_RULES, Engine, Select, Strings
 from labctl.inventory.pool import MAX_POOL_PER_HOST, pool_network, pool_size, split_pool
+from labctl.inventory.ssh_options import HostJump, JumpSpec, SSHOptions
 from labctl.model import CHAIN_PREFIX
 
 __all__ = ["HOST_NAME", "LAB_NAME", "LOG_FORMATS", "MAX_POOL_PER_HOST", "SELECT_RULES",
            "Clients", "Compare", "Conntrack", "Engine", "FieldProblem", "HostSpec", "Hosts",
-           "Intercept", "Inventory", "LogSpec", "Logs", "Role", "SSHOptions", "Select", "Service",
-           "Strings", "TargetRole", "TargetSpec", "Verify", "pool_network", "pool_size",
-           "split_pool"]
+           "Intercept", "Inventory", "JumpSpec", "LogSpec", "Logs", "Role", "SSHOptions",
+           "Select", "Service", "Strings", "TargetRole", "TargetSpec", "Verify", "pool_network",
+           "pool_size", "split_pool"]
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
@@ -56,6 +57,9 @@ class HostSpec(_Frozen):
     #: This host's nginx access log when it is not `logs.online.path` / `logs.target.path`
     #: (hosts laid out differently, or hosts sharing one filesystem like the local lab).
     access_log: Optional[str] = Field(default=None, min_length=1)
+    #: This host's bastion, or `none` to connect directly; unset: `ssh.jump`, else the ssh
+    #: config's ProxyJump (labctl.transport.sshroute).
+    jump: Optional[HostJump] = None
 
     _log_absolute = field_validator("access_log")(_absolute)
 
@@ -164,11 +168,6 @@ class Conntrack(_Frozen):
     max_usage: float = Field(default=0.8, gt=0, le=1)
     expected_sessions: StrictInt = Field(default=10000, ge=0)
     notrack: StrictBool = False
-
-
-class SSHOptions(_Frozen):
-    connect_timeout: float = Field(default=10, gt=0)
-    strict_host_key_checking: StrictBool = True
 
 
 Role = Literal["online", "target", "assistant"]

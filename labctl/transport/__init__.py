@@ -2,10 +2,11 @@
 implementation, a local one and a fake.
 
 `base` (the protocol, `Result`), `batch` (several argvs in one round trip), `ssh.SSHTransport`
-(paramiko), `local.LocalTransport` (this machine), `fake.FakeTransport` (tests: scripted answers,
-raises on anything unscripted), `pool.HostPool` (one transport per inventory host, in parallel,
-one `Outcome` per host). `ssh` is imported lazily by `pool.ssh_factory`, so importing this
-package does not load paramiko.
+(paramiko; `sshroute` resolves the inventory and `~/.ssh/config` into the host's and the jump
+host's endpoints, as data), `local.LocalTransport` (this machine), `fake.FakeTransport` (tests:
+scripted answers, raises on anything unscripted), `pool.HostPool` (one transport per inventory
+host, in parallel, one `Outcome` per host). `ssh` and `sshroute` are imported lazily by
+`pool.ssh_factory`, so importing this package does not load paramiko.
 
 May import: labctl.errors, labctl.inventory (the host specs and SSH options) only.
 """

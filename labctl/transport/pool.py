@@ -67,9 +67,11 @@ def run_parallel(items: Mapping[str, V], fn: Callable[[V], T],
 
 
 def ssh_factory(inventory: Inventory) -> Factory:
-    from labctl.transport.ssh import SSHTransport  # lazy: paramiko (~0.06 s); fakes don't need it
+    from labctl.transport.ssh import SSHTransport  # lazy: paramiko (~0.06 s); fakes don't
+    from labctl.transport.sshroute import load_ssh_config  # lazy: need it (paramiko)
 
-    return lambda spec: SSHTransport(spec, inventory.ssh)
+    config = load_ssh_config(inventory.ssh)     # once for every host; errors name the file
+    return lambda spec: SSHTransport(spec, inventory.ssh, config)
 
 
 class HostPool:

@@ -1,9 +1,13 @@
 """SSH transport on paramiko: one connection per host, reused for every command of a run.
 
 We drive `paramiko.SSHClient` directly rather than through `fabric.Connection`, because fabric
-installs `AutoAddPolicy` and reads `~/.ssh/config`; here host keys are checked strictly against the
-inventory's known_hosts file (`RejectPolicy`), and nothing outside the inventory changes behaviour.
-argv is quoted with `shlex.join` here and nowhere else.
+installs `AutoAddPolicy`; here host keys are checked strictly (`RejectPolicy`) against the
+inventory's known_hosts files, the jump host's as well. The operator's `~/.ssh/config` is read
+(paramiko's parser; `ssh.config: false` turns it off) for Host aliases, HostName, User, Port,
+IdentityFile and ProxyJump; a bastion (`ssh.jump`, a host's `jump:`, or ProxyJump) is reached
+first and the host through a `direct-tcpip` channel of it. Who wins over whom, and which keys
+are offered (the inventory's `key`, else IdentityFiles and the agent), is decided as plain data
+in labctl.transport.sshroute. argv is quoted with `shlex.join` here and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import paramiko
 from labctl.errors import RemoteError
 from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
+from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 65536
@@ -42,46 +47,93 @@ def remote_command(argv: Sequence[str], *, sudo: bool = False) -> str:
 class SSHTransport:
     """`Transport` over SSH to one inventory host. Connects lazily or via `connect()`."""
 
-    def __init__(self, spec: HostSpec, options: Optional[SSHOptions] = None):
+    def __init__(self, spec: HostSpec, options: Optional[SSHOptions] = None,
+                 ssh_config: Optional[paramiko.SSHConfig] = None):
         self.spec = spec
         self.host = spec.name
         self.options = options or SSHOptions()
+        #: Parsed by the pool once for every host; None: read at connect (if enabled).
+        self._ssh_config = ssh_config
         self._client: Optional[paramiko.SSHClient] = None
+        self._jump_client: Optional[paramiko.SSHClient] = None
 
     # -- connection ----------------------------------------------------------------------
+    def route(self) -> Route:
+        """Where this host's connection goes (and through which bastion)."""
+        config = self._ssh_config if self._ssh_config is not None \
+            else load_ssh_config(self.options)
+        path = os.path.expanduser(self.options.config_file)
+        return resolve_route(self.spec, self.options, config, path)
+
     def connect(self) -> None:
-        """Open the connection (idempotent); raises RemoteError naming the host with a hint."""
+        """Open the connection (idempotent); raises RemoteError naming the host (and the jump
+        host, when that is the hop that failed) with a hint."""
         if self._client is not None:
             return
+        route = self.route()
+        jump_client, sock = None, None
+        if route.jump is not None:
+            jump_client = self._open(route.jump)
+            sock = self._forward(jump_client, route)
+        try:
+            client = self._open(route.target, sock, via=route.jump)
+        except BaseException:
+            if jump_client is not None:
+                jump_client.close()
+            raise
+        self._client, self._jump_client = client, jump_client
+
+    def _open(self, end: Endpoint, sock: Optional[paramiko.Channel] = None,
+              via: Optional[Endpoint] = None) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
-        self._load_host_keys(client)
+        self._load_host_keys(client, end)
+        timeout = self.options.connect_timeout
         kwargs: dict[str, object] = {
-            "hostname": str(self.spec.address),
-            "port": self.spec.port,
-            "username": self.spec.user,
-            "timeout": self.options.connect_timeout,
-            "banner_timeout": self.options.connect_timeout,
-            "auth_timeout": self.options.connect_timeout,
+            "hostname": end.hostname, "port": end.port, "username": end.user,
+            "timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout,
+            "look_for_keys": False, "allow_agent": end.allow_agent,
         }
-        if self.spec.key:
-            key = os.path.expanduser(self.spec.key)
-            kwargs.update(key_filename=key, look_for_keys=False, allow_agent=False)
+        if end.key_files:
+            kwargs["key_filename"] = list(end.key_files)
+        if sock is not None:
+            kwargs["sock"] = sock
         try:
             client.connect(**kwargs)
         except Exception as exc:
             client.close()
-            raise self._connect_error(exc) from None
-        self._client = client
+            raise self._connect_error(end, exc, via) from None
+        return client
 
-    def _load_host_keys(self, client: paramiko.SSHClient) -> None:
-        path = os.path.expanduser(self.spec.known_hosts)
+    def _forward(self, jump_client: paramiko.SSHClient, route: Route) -> paramiko.Channel:
+        """A direct-tcpip channel from the bastion to the host's SSH port."""
+        assert route.jump is not None
+        target = (route.target.hostname, route.target.port)
+        try:
+            transport = jump_client.get_transport()
+            if transport is None:
+                raise paramiko.SSHException("connection closed")
+            return transport.open_channel("direct-tcpip", target, ("127.0.0.1", 0),
+                                          timeout=self.options.connect_timeout)
+        except Exception as exc:
+            jump_client.close()
+            raise RemoteError(
+                f"{route.jump.label}: cannot open a channel to {target[0]}:{target[1]}: "
+                f"{exc or type(exc).__name__}",
+                hint="the bastion's sshd must allow TCP forwarding (AllowTcpForwarding yes) and "
+                     "reach the host's address and port",
+                host=self.host,
+            ) from None
+
+    def _load_host_keys(self, client: paramiko.SSHClient, end: Endpoint) -> None:
+        path = end.known_hosts
         if self.options.strict_host_key_checking:
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             try:
                 client.load_host_keys(path)
             except OSError as exc:
+                where = "" if end.label.startswith("host ") else f"{end.label}: "
                 raise RemoteError(
-                    f"cannot read known_hosts {path}: {exc.strerror or exc}",
+                    f"{where}cannot read known_hosts {path}: {exc.strerror or exc}",
                     hint="strict host-key checking needs the host's key in known_hosts "
                     "(verify its fingerprint, then `ssh-keyscan` it into that file)",
                     host=self.host,
@@ -92,28 +144,38 @@ class SSHTransport:
             if os.path.exists(path):
                 client.load_host_keys(path)
 
-    def _connect_error(self, exc: Exception) -> RemoteError:
-        target = f"{self.spec.user}@{self.spec.address}:{self.spec.port}"
+    def _connect_error(self, end: Endpoint, exc: Exception,
+                       via: Optional[Endpoint] = None) -> RemoteError:
+        target = f"{end.user}@{end.hostname}:{end.port}"
+        keyscan = f"ssh-keyscan -p {end.port} {end.hostname}"
         if isinstance(exc, paramiko.BadHostKeyException):
             hint = (
-                f"the host key differs from {self.spec.known_hosts}; if the host was "
+                f"the host key differs from {end.known_hosts}; if the host was "
                 "reinstalled, verify the new fingerprint and update that file"
             )
         elif isinstance(exc, paramiko.AuthenticationException):
-            hint = f"check user {self.spec.user!r} and key {self.spec.key or '(default)'}"
+            keys = ", ".join(end.key_files) or "none"
+            agent = " and the SSH agent" if end.allow_agent else ""
+            hint = f"check user {end.user!r}; keys tried: {keys}{agent}"
         elif isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
             hint = (
-                f"host key unknown: add it to {self.spec.known_hosts} after verifying the "
-                f"fingerprint (ssh-keyscan -p {self.spec.port} {self.spec.address})"
+                f"host key not in known_hosts: add it to {end.known_hosts} after verifying the "
+                f"fingerprint ({keyscan}" + (f", run where {via.label} is)" if via else ")")
             )
         elif isinstance(exc, (socket.timeout, TimeoutError)):
             hint = "no answer within ssh.connect_timeout: check the address, port and firewalls"
         elif isinstance(exc, OSError):
             hint = "check that sshd runs there and the address/port are right"
         else:
-            hint = "check the host's SSH settings in the inventory"
+            hint = "check the host's SSH settings in the inventory (and the ssh config)"
         detail = str(exc) or type(exc).__name__
-        return RemoteError(f"cannot connect to {target}: {detail}", hint=hint, host=self.host)
+        if end.label.startswith("jump host"):
+            message = f"{end.label}: cannot connect to {target}: {detail}"
+        elif via is not None:
+            message = f"cannot connect to {target} via {via.label}: {detail}"
+        else:
+            message = f"cannot connect to {target}: {detail}"
+        return RemoteError(message, hint=hint, host=self.host)
 
     def _transport(self) -> paramiko.Transport:
         self.connect()
@@ -218,8 +280,10 @@ class SSHTransport:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        jump, self._jump_client = self._jump_client, None
+        for c in (client, jump):
+            if c is not None:
+                c.close()
 
 
 def _answers(transport: Optional[paramiko.Transport]) -> bool:

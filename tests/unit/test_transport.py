@@ -111,12 +111,12 @@ def test_ssh_is_strict_and_key_only(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setattr(paramiko, "SSHClient", _RecordingClient)
     spec = HostSpec(name="t", address="10.0.0.9", key="/k/id", known_hosts=str(known))  # type: ignore[arg-type]
     with pytest.raises(RemoteError) as info:
-        SSHTransport(spec, SSHOptions(connect_timeout=3)).connect()
+        SSHTransport(spec, SSHOptions(connect_timeout=3, config=False)).connect()
     client = _RecordingClient.instances[-1]
     assert isinstance(client.policy, paramiko.RejectPolicy)
     assert client.host_keys == [str(known)]
     assert client.kwargs["look_for_keys"] is False and client.kwargs["allow_agent"] is False
-    assert client.kwargs["key_filename"] == "/k/id" and client.kwargs["timeout"] == 3
+    assert client.kwargs["key_filename"] == ["/k/id"] and client.kwargs["timeout"] == 3
     assert info.value.host == "t"
     assert "ssh-keyscan" in (info.value.hint or "")
 
