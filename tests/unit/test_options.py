@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from engine import bpf
 from engine.options import OptionsError, Transfer, parse_tcpcopy_args, parse_transfer
 from engine.packets import ip_aton
+from engine.tcpcopy.setup import capture_program
 
 BASE = ["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"]
 
@@ -96,15 +96,10 @@ def test_errors_name_the_flag(argv: list, flag: str) -> None:
 
 
 def test_capture_acks_selects_the_kernel_filter() -> None:
-    from engine import bpf
-    from engine.tcpcopy import Tcpcopy
-
     base = ["-x", "80-10.0.0.2:80", "-s", "10.0.0.3"]
     dropping = parse_tcpcopy_args(base)
     keeping = parse_tcpcopy_args([*base, "--capture-acks"])
     assert not dropping.capture_acks and keeping.capture_acks
-    def built(opts: object) -> list:
-        return Tcpcopy._filter(SimpleNamespace(opts=opts))  # type: ignore[arg-type]
-
-    assert built(dropping) == bpf.tcp_port_filter([80], (), "dst", skip_pure_acks=True)
-    assert built(keeping) == bpf.tcp_port_filter([80], (), "dst")
+    assert capture_program(dropping) == bpf.tcp_port_filter([80], (), "dst",
+                                                            skip_pure_acks=True)
+    assert capture_program(keeping) == bpf.tcp_port_filter([80], (), "dst")

@@ -1,76 +1,46 @@
-"""The tcpcopy daemon: flags, wiring and the I/O loop around the sans-I/O session table.
-
-Capture (AF_PACKET + kernel BPF built from ``-x``, or ``-F``; outgoing frames ignored) feeds
-``Engine.on_client_packet``; intercept records feed ``Engine.on_response_record``; the engine's
-actions go to the raw IP sender (or the ``-o`` link sender) and to the intercept channels.
-A send error is counted and sheds its session; the process never exits for it.
-``--workers N`` (N > 1): the parent (``engine.workers``) forks N copies of this loop; worker k
-joins its capture sockets to one PACKET_FANOUT group per interface, hands out only fake ports
-with ``port % N == k`` and talks to intercept port ``P + k % M`` (``--intercept-workers M``).
-"""
+"""The tcpcopy loop: capture -> session table -> senders and intercept channels (one process,
+or one worker of ``--workers``). Its parts come from ``engine.tcpcopy.setup``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
-import sys
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
-from engine import INTERNAL_VERSION, __version__
+from engine import __version__
 from engine.actions import Action, RegisterRoute, SendPacket
-from engine.bpf import BpfError, compile_expression, drop_outgoing, tcp_port_filter
-from engine.daemon import daemonize, read_netem, reload_netem, write_pidfile
+from engine.bpf import drop_outgoing
+from engine.daemon import read_netem, reload_netem
 from engine.loop import INF, Loop
 from engine.netem import Netem
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
-from engine.options import OptionsError, TcpcopyOptions, parse_tcpcopy_args, selection, usage
-from engine.packets import ETH_P_IP, PacketError, ip_ntoa, strip_ethernet
+from engine.options import TcpcopyOptions
+from engine.packets import ETH_P_IP, PacketError, strip_ethernet
 from engine.protocol import ProtocolError, load_key
 from engine.rawsock import (
     CaptureSocket,
-    LinkSender,
-    RawIPSender,
     capture_banner,
     capture_counters,
     open_captures,
 )
-from engine.session.config import Route, SessionConfig
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.sessnet import Intercepts, Server
-from engine.stats import Logger, print_out, stat_lines, stats_document, write_stats
-from engine.workers.tcpcopy import join_groups, run_workers, wait_for_all
+from engine.stats import Logger, stat_lines, stats_document, write_stats
+from engine.tcpcopy.setup import (
+    Sender,
+    StartupError,
+    banner_lines,
+    capture_program,
+    current_rss_kb,
+    make_senders,
+    session_config,
+)
+from engine.workers.tcpcopy import join_groups, wait_for_all
 
 LOG_INTERVAL = 30.0
 HOUSEKEEPING = 0.5
-Sender = Union[RawIPSender, LinkSender]
-
-
-class StartupError(Exception):
-    """tcpcopy cannot start (message for the log/stderr)."""
-
-
-def session_config(o: TcpcopyOptions) -> SessionConfig:
-    routes = [Route(t.online_ip, t.online_port, t.target_ip, t.target_port, t.src_mac,
-                    t.target_mac) for t in o.transfers]
-    return SessionConfig(
-        routes, fake_ips=o.fake_ips, replicas=o.replicas, port_shift=o.port_shift,
-        sample_pct=o.sample_pct, session_timeout=o.session_timeout,
-        keepalive_timeout=o.keepalive_timeout, mtu=o.mtu, mss=o.mss, only_full=o.only_full,
-        no_wait=o.no_wait, max_sessions=o.max_sessions,
-        session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20,
-        selection=selection(o))
-
-
-def current_rss_kb() -> int:
-    """Resident set size now (not the peak: shedding must be able to bring it back down)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * resource.getpagesize() // 1024
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class Tcpcopy:
@@ -110,37 +80,16 @@ class Tcpcopy:
 
     # ------------------------------------------------------------------ start-up
 
-    def _filter(self) -> list:
-        o = self.opts
-        if o.bpf_filter:
-            try:
-                return compile_expression(o.bpf_filter)
-            except BpfError as exc:
-                raise StartupError(str(exc)) from None
-        hosts = [t.online_ip for t in o.transfers]
-        # the client's pure ACKs carry nothing a copy needs except the third handshake ACK
-        # (greeting pacing, --capture-acks): dropping them in the kernel halves the packets
-        # handled per keep-alive request
-        return tcp_port_filter([t.online_port for t in o.transfers],
-                               hosts if all(hosts) else (), "dst",
-                               skip_pure_acks=not o.capture_acks)
-
     def _open(self) -> None:
         o = self.opts
         try:
-            if o.output_device:
-                for route in self.engine.cfg.routes:
-                    self.senders[route.index] = LinkSender(o.output_device, route.target_mac)
-            else:
-                raw = RawIPSender()
-                for route in self.engine.cfg.routes:
-                    self.senders[route.index] = raw
+            self.senders = make_senders(o, self.engine.cfg.routes)
             if o.pcap:
                 source = OfflineSource(o.pcap, o.accelerate, o.idle_skip_ms / 1000.0, o.repeat)
                 self.offline = OfflineFeeder(source, self.loop, self.engine, self._collect,
                                              self._after_batch, self.log, o.drain_timeout)
             else:
-                program = self._filter()
+                program = capture_program(o)
                 if o.workers > 1:
                     # a socket in a fanout group is not covered by PACKET_IGNORE_OUTGOING: the
                     # workers would capture the copies they send; the kernel filter drops them
@@ -165,27 +114,8 @@ class Tcpcopy:
             self.log.notice(line)
 
     def _banner(self) -> None:
-        o, log = self.opts, self.log
-        log.notice(f"tcpcopy version:{__version__}")
-        log.notice(f"tcpcopy internal version:{INTERNAL_VERSION}")
-        for t in o.transfers:
-            online = ip_ntoa(t.online_ip) if t.online_ip else "*"
-            log.notice(f"target:{online}:{t.online_port}-{ip_ntoa(t.target_ip)}:{t.target_port}")
-        log.notice("TC_COMBINED mode")
-        if o.workers > 1:
-            log.notice(f"worker {o.worker} of {o.workers}: fake ports % {o.workers} == "
-                       f"{o.worker}, intercept ports +{o.worker % o.intercept_workers}")
-        log.notice(f"session timeout:{int(self.engine.cfg.session_timeout)}")
-        log.notice(f"keepalive timeout:{int(self.engine.cfg.keepalive_timeout)}")
-        log.notice(f"parallel connections per target:{o.connections}")
-        log.notice("s parameter:" + ",".join(f"{h}:{p}" for h, p in o.intercepts))
-        if self.netem is not None:
-            log.notice(f"netem on the copies: {self.netem.spec.describe()}")
-        if o.select_rules or o.safe:
-            rules = [f"{f} {v}" for f, v in o.select_rules] + (["--safe"] if o.safe else [])
-            log.notice("copying only: " + "; ".join(rules))
-        if o.bpf_filter:
-            log.notice(f"filter = {o.bpf_filter}")
+        for line in banner_lines(self.opts, self.engine.cfg, self.netem):
+            self.log.notice(line)
 
     def _wait_connected(self) -> None:
         """Connect before capturing (like the C tool); without -L all must succeed."""
@@ -434,53 +364,3 @@ class Tcpcopy:
             sender.close()
         self.intercepts.close()
         self.loop.close()
-
-
-def run_one(opts: TcpcopyOptions, log: Logger) -> int:
-    """One tcpcopy loop (the process, or one worker of ``--workers``)."""
-    try:
-        return Tcpcopy(opts, log).run()
-    except StartupError as exc:
-        log.error(str(exc))
-        if not opts.daemon and opts.log_file:
-            print(f"tcpcopy: {exc}", file=sys.stderr)
-        return 1
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        opts = parse_tcpcopy_args(args)
-    except OptionsError as exc:
-        print(f"tcpcopy: {exc}", file=sys.stderr)
-        return 2
-    if opts.show_help:
-        print_out(usage())
-        return 0
-    if opts.show_version:
-        print_out(f"tcpcopy {__version__} (labctl engine, internal version {INTERNAL_VERSION})")
-        return 0
-    try:
-        log = Logger(opts.log_file)
-    except OSError as exc:
-        print(f"tcpcopy: -l {opts.log_file}: {exc.strerror}", file=sys.stderr)
-        return 1
-    if opts.daemon:
-        daemonize()
-    if opts.pid_file:
-        try:
-            write_pidfile(opts.pid_file)
-        except OSError as exc:
-            log.error(f"-P {opts.pid_file}", exc.errno)
-            print(f"tcpcopy: -P {opts.pid_file}: {exc.strerror}", file=sys.stderr)
-            return 1
-    try:
-        if opts.workers > 1:
-            return run_workers(opts, log, run_one)
-        return run_one(opts, log)
-    finally:
-        if opts.pid_file:
-            with contextlib.suppress(OSError):
-                os.unlink(opts.pid_file)
-        log.close()
-
