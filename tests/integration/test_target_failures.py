@@ -92,8 +92,9 @@ def test_target_error_share_per_endpoint(copy_lab_factory: Callable[..., CopyLab
     errors = report["target_errors"]
     assert list(errors) == ["GET /oops"], errors
     bad, total = errors["GET /oops"]
-    # one request in six is GET /oops (3 GETs, then POST /echo with 3 body sizes)
-    assert bad == total and total >= sent // 6, errors
+    # one request in six is GET /oops (3 GETs, then POST /echo with 3 body sizes); nginx
+    # closes a keep-alive connection after a 500, so a copy or two may be lost restarting it
+    assert bad == total and total >= 0.9 * (sent // 6), errors
     # the online server answered them all: it is the target's failure, not the copy's
     assert _error_lines(host.access_log) > before
     assert code in (0, 3), out
