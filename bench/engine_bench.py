@@ -33,6 +33,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -123,7 +124,8 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
         if pinning:
             pin_online_nginx(lab, pinning)
         rig.route_pool_via_assistant()
-        copiers: List[Copier] = [Ours(rig)]
+        copiers: List[Copier] = [Ours(rig, a.ours_python or sys.executable,
+                                      shlex.split(a.ours_args or ""))]
         if a.against:
             copiers.append(Theirs(rig, Path(a.against)))
         result["versions"] = {c.side: c.versions() for c in copiers}
@@ -177,6 +179,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--keep-logs", metavar="DIR",
                    help="copy the daemons' logs, stats and client output of every run to DIR")
     p.add_argument("--lab-prefix", default="h7b", help="lab name prefix (default h7b)")
+    p.add_argument("--ours-python", metavar="PATH",
+                   help="the interpreter that runs our engine (default: this one; e.g. "
+                        ".venv-pypy/bin/python for PyPy)")
+    p.add_argument("--ours-args", metavar="FLAGS",
+                   help="extra flags for both of our daemons, e.g. '--capture-ring-mb 256'")
     a = p.parse_args(argv)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", a.lab_prefix):
         p.error("--lab-prefix: 1-4 characters, a lowercase letter then letters/digits "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from bench.sidebyside import procs
 from tests.integration.copyrig import Rig, read_json, wait_for
@@ -73,9 +73,16 @@ class Copier:
 
 
 class Ours(Copier):
-    """``python -m engine tcpcopy|intercept`` of this tree, stats every second (the default)."""
+    """``python -m engine tcpcopy|intercept`` of this tree, stats every second (the default);
+    ``python`` runs it (e.g. a pypy3), ``extra`` flags go to both daemons (e.g. a capture
+    ring)."""
 
     side = "ours"
+
+    def __init__(self, rig: Rig, python: str = sys.executable,
+                 extra: Sequence[str] = ()) -> None:
+        super().__init__(rig)
+        self.python, self.extra = python, list(extra)
 
     def argv(self, tool: str, run: str) -> List[str]:
         rig = self.rig
@@ -83,7 +90,7 @@ class Ours(Copier):
             args = ["-i", "eth0", "-F", "tcp and src port 80"]
         else:
             args = ["-x", f"80-{rig.target}:80", "-s", rig.assistant, "-c", f"{rig.fake_prefix}x"]
-        return [sys.executable, "-m", "engine", tool, *args, "--key-file", str(rig.key),
+        return [self.python, "-m", "engine", tool, *args, *self.extra, "--key-file", str(rig.key),
                 "--stats-file", str(rig.dir / f"{run}-{tool}.json"),
                 "-l", str(rig.dir / f"{run}-{tool}.log")]
 
@@ -99,7 +106,8 @@ class Ours(Copier):
         return {k: v for k, v in doc.get("counters", {}).items() if v}
 
     def versions(self) -> Dict[str, str]:
-        return {"python": sys.version.split()[0], "executable": sys.executable}
+        return {"python": sys.version.split()[0] if self.python == sys.executable else "",
+                "executable": self.python, "flags": " ".join(self.extra)}
 
 
 class Theirs(Copier):
