@@ -9,6 +9,7 @@ and after). The decision itself is `labctl.verify.tree.walk` (pure).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import tempfile
 import time
@@ -54,7 +55,8 @@ def read_pcap(path: str) -> list[tree.Pkt]:
                 out.append(tree.Pkt(t, ip.src, ip.dst, int(tcp.sport), int(tcp.dport),
                                     str(tcp.flags), direction, tcp_checksum_ok(ip),
                                     payload=max(0, int(ip.len) - 4 * int(ip.ihl)
-                                                - 4 * int(tcp.dataofs))))
+                                                - 4 * int(tcp.dataofs)),
+                                    length=int(ip.len)))
             elif ICMP in ip:
                 out.append(tree.Pkt(t, ip.src, ip.dst, direction=direction,
                                     icmp_type=int(ip[ICMP].type),
@@ -137,9 +139,12 @@ def _target_facts(t: Transport, inv: Inventory, spec: HostSpec
     values = [_int(t.run(["sysctl", "-n", k], sudo=spec.sudo).stdout) for k in keys]
     known = [v for v in values if v is not None]
     netstat = t.run(["cat", "/proc/net/netstat"]).stdout
+    mtu = None
+    if dev and re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", dev):
+        mtu = _int(t.run(["cat", f"/sys/class/net/{dev.split('@')[0]}/mtu"]).stdout)
     return {"route_via": via, "rp_filter": max(known) if known else None,
             "rpf": parse_netstat(netstat, "IPReversePathFilter"),
-            "overflows": parse_netstat(netstat, "ListenOverflows")}
+            "overflows": parse_netstat(netstat, "ListenOverflows"), "mtu": mtu}
 
 
 def _listeners(t: Transport, spec: HostSpec) -> Optional[list[tuple[str, int]]]:
@@ -249,4 +254,5 @@ def _facts(inv: Inventory, target: HostSpec, pool: HostPool, before: list[L.Daem
         conntrack=conntrack,
         target_listeners=listeners,
         listen_overflows=ov - ov0 if isinstance(ov, int) and isinstance(ov0, int) else None,
+        target_mtu=tfacts["mtu"] if isinstance(tfacts["mtu"], int) else None,
     )

@@ -45,6 +45,7 @@ class Pkt:
     icmp_type: Optional[int] = None
     payload: int = 0
     icmp_code: Optional[int] = None
+    length: int = 0          # the IP packet's total length
 
     @property
     def syn(self) -> bool:
@@ -78,6 +79,8 @@ class Facts:
     target_listeners: Optional[Sequence[tuple[str, int]]] = None
     #: TcpExtListenOverflows on the target, increase during the capture
     listen_overflows: Optional[int] = None
+    #: the MTU of the target's link towards online (where the copies come in)
+    target_mtu: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -297,10 +300,18 @@ def check_target_backlog(c: Captures, f: Facts, n: _Net) -> Step:
 
 
 def check_path_mtu(c: Captures, f: Facts, n: _Net) -> Step:
-    q = "the path to the target fits the copied segments (no ICMP fragmentation needed)"
-    pkts = [*(c.online or ()), *(c.target or ())]
+    q = "the copied packets fit the path to the target (MTU)"
     if c.online is None and c.target is None:
         return Step(q, "skipped", "no capture")
+    copies = [p.length for p in c.online or () if p.direction == OUTBOUND and n.copy(p)]
+    biggest = max(copies, default=0)
+    if f.target_mtu and biggest > f.target_mtu:
+        return Step(q, "broken", f"copies of up to {biggest} bytes leave online but the "
+                    f"target's link MTU is {f.target_mtu}: the larger ones never arrive (the C "
+                    "tool's 'Message too long' class)",
+                    f"give tcpcopy the path's MTU (tcpcopy -M {f.target_mtu}), or raise the "
+                    "MTU of the target's link")
+    pkts = [*(c.online or ()), *(c.target or ())]
     need = [p for p in pkts if p.icmp_type == ICMP_UNREACH and p.icmp_code == FRAG_NEEDED]
     if need:
         return Step(q, "broken", f"{len(need)} ICMP 'fragmentation needed' from "
@@ -309,7 +320,8 @@ def check_path_mtu(c: Captures, f: Facts, n: _Net) -> Step:
                     "too long')",
                     "give tcpcopy the path's MTU (tcpcopy -M MTU), or raise the MTU of the "
                     "link to the target")
-    return Step(q, "ok", "no 'fragmentation needed'")
+    mtu = f"target MTU {f.target_mtu}" if f.target_mtu else "target MTU unknown"
+    return Step(q, "ok", f"largest copy {biggest} bytes, {mtu}, no 'fragmentation needed'")
 
 
 def check_answers_reach_assistant(c: Captures, f: Facts, n: _Net) -> Step:

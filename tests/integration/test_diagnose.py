@@ -23,12 +23,13 @@ __all__ = ["copy_lab_factory"]  # the fixture, re-used
 
 
 @contextmanager
-def background_traffic(lab: CopyLab, seconds: float = 12.0) -> Iterator[None]:
+def background_traffic(lab: CopyLab, seconds: float = 12.0,
+                       extra: tuple[str, ...] = ()) -> Iterator[None]:
     """New-connection client traffic at ~40 req/s while the body runs; always stopped."""
     url = f"http://{lab.info.hosts['online'].address}"
     argv = [*lab.info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
             url, "--requests", str(int(40 * seconds)), "--rate", "40", "--mode", "new",
-            "--timeout", "2", "--json"]
+            "--timeout", "2", "--json", *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -41,8 +42,9 @@ def background_traffic(lab: CopyLab, seconds: float = 12.0) -> Iterator[None]:
             proc.wait()
 
 
-def diagnose(lab: CopyLab, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    with background_traffic(lab):
+def diagnose(lab: CopyLab, capsys: pytest.CaptureFixture[str],
+             extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    with background_traffic(lab, extra=extra):
         code, out = run_cli(capsys, "diagnose", str(lab.path), "--seconds", "3", "--json")
     d = dict(json.loads(out))
     # documented: 3 when a broken link is found, 0 when none is
@@ -109,7 +111,20 @@ def test_diagnose_names_the_broken_link(copy_lab_factory: Callable[..., CopyLab]
     assert step is not None and "listens on the copied ports" in step["question"], d
     assert ":80" in step["evidence"] and "target_port" in step["fix"]
 
-    # 5. intercept stopped (by its own pidfile)
+    # 5. the target's link takes less than the copies: MTU 1000 while 1500-byte copies of
+    #    large POST bodies leave online (they vanish on arrival; no ICMP comes back)
+    dev = lab.ns("target", "ip", "-o", "route", "get",
+                 str(lab.info.hosts["online"].address)).stdout.split("dev ")[1].split()[0]
+    lab.ns("target", "ip", "link", "set", "dev", dev, "mtu", "1000")
+    try:
+        d = diagnose(lab, capsys, extra=("--post-sizes", "8000", "--get-paths", ""))
+    finally:
+        lab.ns("target", "ip", "link", "set", "dev", dev, "mtu", "1500", check=False)
+    step = first_broken(d)
+    assert step is not None and "(MTU)" in step["question"], d
+    assert "target's link MTU is 1000" in step["evidence"] and "tcpcopy -M 1000" in step["fix"]
+
+    # 6. intercept stopped (by its own pidfile)
     pidfile = Path(lab.inv.remote_dir(lab.inv.intercept_host)) / "intercept.pid"
     pid = int(pidfile.read_text().strip())
     lab.ns("assistant", "kill", "-TERM", str(pid))

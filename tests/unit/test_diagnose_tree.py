@@ -33,11 +33,13 @@ def frame(t: float, src: str, dst: str, sport: int, dport: int, flags: str, pktt
 
 def session(port: int, t: float = 0.0, route_ok: bool = True, forward: bool = False,
             rst: bool = False, bad_csum: bool = False, answer: bool = True,
-            refuse: bool = False, repeat_synack: bool = False, frag_needed: bool = False
-            ) -> dict[str, list[Any]]:
+            refuse: bool = False, repeat_synack: bool = False, frag_needed: bool = False,
+            load: bytes = b"") -> dict[str, list[Any]]:
     """The frames each host sees for one copied session."""
     online = [frame(t, CLIENT, ONLINE, port, 80, "S", IN),
               frame(t + 0.001, FAKE, TARGET, port, 80, "S", OUT)]
+    if load:
+        online.append(frame(t + 0.0011, FAKE, TARGET, port, 80, "PA", OUT, load=load))
     target = [frame(t + 0.002, FAKE, TARGET, port, 80, "S", IN, bad_csum=bad_csum)]
     assistant: list[Any] = []
     if frag_needed:
@@ -226,6 +228,16 @@ def test_accept_queue_overflow(tmp_path: Path) -> None:
 
 def test_fragmentation_needed_names_the_mtu(tmp_path: Path) -> None:
     d = tree.walk(captures(tmp_path, frag_needed=True), facts())
-    assert broken(d) == ("the path to the target fits the copied segments (no ICMP "
-                         "fragmentation needed)")
+    assert broken(d) == "the copied packets fit the path to the target (MTU)"
     assert d.broken is not None and "tcpcopy -M" in d.broken.fix
+
+
+def test_copies_bigger_than_the_targets_mtu(tmp_path: Path) -> None:
+    """Full-size copies leave online, but the target's link takes less: named with the MTU
+    to give tcpcopy (the big copies vanish on arrival, no ICMP comes back to online)."""
+    c = captures(tmp_path, load=b"x" * 1400)
+    d = tree.walk(c, facts(target_mtu=1000))
+    assert broken(d) == "the copied packets fit the path to the target (MTU)"
+    assert d.broken is not None and "target's link MTU is 1000" in d.broken.evidence
+    assert "tcpcopy -M 1000" in d.broken.fix
+    assert tree.walk(c, facts(target_mtu=1500)).broken is None
