@@ -19,30 +19,19 @@ from typing import List, NoReturn, Optional, Sequence, Tuple
 
 from engine.http.select import SAFE_METHODS, RuleError, Selection
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
-from engine.packets import PacketError, ip_aton, mac_aton
+from engine.options.addresses import (
+    OptionsError,
+    Transfer,
+    parse_fake_ips,
+    parse_intercepts,
+    parse_transfer,
+    split_items,
+)
 
 DEFAULT_INTERCEPT_PORT = 36524
-MAX_INTERCEPTS = 32
-MAX_FAKE_IPS = 4096
 MAX_WORKERS = 64
 DEFAULT_CAPTURE_RING_MB = 0      # recv(); the ring allocates its memory up front (docs)
 MAX_CAPTURE_RING_MB = 4096
-
-
-class OptionsError(ValueError):
-    """Bad or contradictory command-line input; the message names the flag."""
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """One ``-x`` item: ``[onlineIP:]port[@mac]-targetIP:targetPort[@mac]`` (online_ip 0 = any)."""
-
-    online_ip: int
-    online_port: int
-    target_ip: int
-    target_port: int
-    src_mac: Optional[bytes] = None
-    target_mac: Optional[bytes] = None
 
 
 @dataclass(frozen=True)
@@ -234,92 +223,6 @@ def usage() -> str:
     return _parser().format_help()
 
 
-def _split(values: Sequence[str]) -> List[str]:
-    return [item.strip() for v in values for item in v.split(",") if item.strip()]
-
-
-def _port(text: str, flag: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise OptionsError(f"{flag}: bad port {text!r} (1-65535)")
-    return port
-
-
-def _ip(text: str, flag: str) -> int:
-    try:
-        return ip_aton(text)
-    except PacketError:
-        raise OptionsError(f"{flag}: bad IPv4 address {text!r}") from None
-
-
-def _side(text: str, flag: str) -> Tuple[str, Optional[bytes]]:
-    if "@" not in text:
-        return text, None
-    addr, mac = text.split("@", 1)
-    try:
-        return addr, mac_aton(mac)
-    except PacketError:
-        raise OptionsError(f"{flag}: bad MAC address {mac!r} in {text!r}") from None
-
-
-def parse_transfer(item: str) -> Transfer:
-    """``[onlineIP:]port[@mac]-targetIP:targetPort[@mac]``."""
-    if item.count("-") != 1:
-        raise OptionsError(f"-x: expected [onlineIP:]port-targetIP:targetPort, got {item!r}")
-    left, right = item.split("-")
-    left, src_mac = _side(left, "-x")
-    right, dst_mac = _side(right, "-x")
-    online_ip = 0
-    if ":" in left:
-        ip_text, port_text = left.rsplit(":", 1)
-        online_ip = _ip(ip_text, "-x")
-    else:
-        port_text = left
-    if ":" not in right:
-        raise OptionsError(f"-x: target must be targetIP:targetPort in {item!r}")
-    tip, tport = right.rsplit(":", 1)
-    return Transfer(online_ip, _port(port_text, "-x"), _ip(tip, "-x"), _port(tport, "-x"),
-                    src_mac, dst_mac)
-
-
-def parse_fake_ips(items: Sequence[str], skip: Sequence[int] = ()) -> List[int]:
-    """``-c`` items: addresses or ``a.b.c.x`` (= .1-.254); addresses in ``skip`` are left out."""
-    out: List[int] = []
-    for item in items:
-        if "*" in item:
-            raise OptionsError(f"-c: use x instead of * in {item!r}")
-        if item.endswith(".x"):
-            base = _ip(item[:-2] + ".0", "-c")
-            out.extend(base + i for i in range(1, 255))
-        else:
-            out.append(_ip(item, "-c"))
-    seen = set(skip)
-    result = []
-    for ip in out:
-        if ip not in seen:
-            seen.add(ip)
-            result.append(ip)
-    if len(result) > MAX_FAKE_IPS:
-        raise OptionsError(f"-c: {len(result)} addresses, at most {MAX_FAKE_IPS}")
-    if items and not result:
-        raise OptionsError("-c: no usable address (all equal to a -x target)")
-    return result
-
-
-def _intercepts(items: Sequence[str], default_port: int) -> List[Tuple[str, int]]:
-    out = []
-    for item in items:
-        host, _, port = item.partition(":")
-        _ip(host, "-s")
-        out.append((host, _port(port, "-s") if port else default_port))
-    if len(out) > MAX_INTERCEPTS:
-        raise OptionsError(f"-s: {len(out)} intercepts, at most {MAX_INTERCEPTS}")
-    return out
-
-
 def _check_range(value: float, lo: float, hi: float, flag: str) -> None:
     if not lo <= value <= hi:
         raise OptionsError(f"{flag}: {value:g} out of range ({lo:g}-{hi:g})")
@@ -332,11 +235,11 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         raise OptionsError(f"unknown argument {rest[0]!r}")
     if ns.help or ns.version:
         return TcpcopyOptions(show_help=ns.help, show_version=ns.version)
-    transfers = [parse_transfer(i) for i in _split(ns.transfer)]
+    transfers = [parse_transfer(i) for i in split_items(ns.transfer)]
     if not transfers:
         raise OptionsError("-x is required (e.g. -x 80-10.0.0.2:80)")
     _check_range(ns.port, 1, 65535, "-p")
-    intercepts = _intercepts(_split(ns.intercepts), ns.port)
+    intercepts = parse_intercepts(split_items(ns.intercepts), ns.port)
     if not intercepts:
         raise OptionsError("-s is required (the intercept address(es))")
     if ns.output_device and any(t.target_mac is None for t in transfers):
@@ -381,7 +284,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     if any(p + ns.intercept_workers - 1 > 65535 for _h, p in intercepts):
         raise OptionsError(f"--intercept-workers: intercept ports P..P+{ns.intercept_workers - 1}"
                            " go past 65535")
-    fake_ips = parse_fake_ips(_split(ns.client_ips), [t.target_ip for t in transfers])
+    fake_ips = parse_fake_ips(split_items(ns.client_ips), [t.target_ip for t in transfers])
     rules = tuple(ns.rules)
     safe_methods = tuple(m.strip().upper() for m in ns.safe_methods.split(",") if m.strip())
     try:
@@ -399,7 +302,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         keepalive_timeout=ns.keepalive_timeout, memory_mb=ns.memory_limit, mtu=ns.mtu,
         mss=ns.mss, log_file=ns.log_file, pid_file=ns.pid_file, daemon=ns.daemon,
         only_full=ns.only_full, no_wait=ns.no_wait, lonely=ns.lonely, bpf_filter=ns.filter,
-        interfaces=_split(ns.interface), output_device=ns.output_device,
+        interfaces=split_items(ns.interface), output_device=ns.output_device,
         key_file=ns.key_file, stats_file=ns.stats_file, metrics_file=ns.metrics_file,
         stats_interval=ns.stats_interval,
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
