@@ -23,7 +23,9 @@ PYTHON = "python3"
 #: the daemon does not report is left out (the selection ones exist only with engine.select).
 KEY_COUNTERS = {
     "tcpcopy": ("captured", "clt_syn", "sessions_created", "requests_sent", "resp", "sent",
-                "send_errors", "kernel_drops", "sessions_shed", "requests_selected",
+                "send_errors", "send_retried", "kernel_drops", "sessions_shed",
+                "sessions_no_synack", "sessions_refused", "target_resets", "synack_retrans",
+                "requests_selected",
                 "requests_skipped", "sessions_unselected", "streams_unparsable",
                 "streams_non_http"),
     "intercept": ("captured", "resp_routed", "resp_unrouted", "frames_sent", "clients_accepted",

@@ -9,7 +9,8 @@ import pytest
 
 from engine.metrics import metric_name, prometheus_text, samples, write_metrics
 from engine.options import parse_tcpcopy_args
-from engine.stats import stats_document, write_stats
+from engine.session.config import COUNTERS
+from engine.stats import stat_lines, stats_document, write_stats
 
 
 def doc(tool: str = "tcpcopy", state: str = "running", **counters: int) -> dict:
@@ -57,3 +58,11 @@ def test_metrics_with_workers_needs_the_stats_file() -> None:
     assert parse_tcpcopy_args(base).metrics_file == "/tmp/m.prom"
     with pytest.raises(ValueError, match="--metrics-file with --workers needs --stats-file"):
         parse_tcpcopy_args([*base, "--workers", "2"])
+
+
+def test_the_log_lines_name_the_targets_own_failures() -> None:
+    c = dict.fromkeys(COUNTERS, 0)
+    c.update(target_refused=7, sessions_refused=3, target_resets=2, synack_retrans=1,
+             send_retried=5)
+    assert stat_lines(c, 0)[-1] == ("target: refused:7 (sessions:3),resets:2,syn-ack "
+                                    "repeated:1,sends refused and retried:5")
