@@ -13,6 +13,7 @@ from tests.integration.test_up_down_helpers import (
     ns_run,
     snapshot,
     tagged,
+    wait_copies,
     write_inventory,
 )
 
@@ -28,20 +29,6 @@ def _traffic(info: Any, n: int) -> dict[str, Any]:
          f"http://{info.hosts['online'].address}", "--requests", str(n), "--mode", "mixed",
          "--json"], capture_output=True, text=True, timeout=120, check=True)
     return dict(json.loads(out.stdout))
-
-
-def _copies(info: Any, prefix: str) -> int:
-    log = Path(info.hosts["target"].access_log)
-    return sum(1 for ln in log.read_text().splitlines() if ln.startswith(prefix))
-
-
-def _wait_copies(info: Any, prefix: str, want: int, timeout: float = 20) -> int:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while _copies(info, prefix) < want and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return _copies(info, prefix)
 
 
 @pytest.mark.parametrize("topology", ["three-server", "two-server"])
@@ -62,7 +49,7 @@ def test_up_traffic_down_restores_everything(lab: Any, tmp_path: Path, topology:
     assert sent == 40
     prefix = (str(lab.fake_pool).rsplit(".", 1)[0] + "." if topology == "three-server"
               else f"{lab.hosts['online'].address} ")
-    assert _wait_copies(lab, prefix, sent) >= sent  # every request reached the target
+    assert wait_copies(lab, prefix, sent, timeout=20) >= sent  # every request reached the target
 
     down = labctl(tmp_path, "down", "--json")
     assert down.returncode == 0, down.stdout + down.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,33 @@ def tagged(info: Any) -> list[str]:
             if "labctl-engine.pyz" in cmd:
                 found.append(f"{h}: process {pid} {cmd}")
     return found
+
+
+def send_mixed(info: Any, requests: int, connections: int = 4) -> int:
+    """Mixed lab traffic from the client namespace; how many requests were sent."""
+    out = subprocess.run(
+        [*info.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
+         f"http://{info.hosts['online'].address}", "--requests", str(requests), "--mode",
+         "mixed", "--connections", str(connections), "--json"],
+        capture_output=True, text=True, timeout=300, check=True)
+    return int(json.loads(out.stdout)["sent"])
+
+
+def pool_prefix(info: Any) -> str:
+    """The fake pool's first three octets and a dot: how copies show in the target's log."""
+    return str(info.fake_pool).rsplit(".", 1)[0] + "."
+
+
+def copies(info: Any, prefix: str) -> int:
+    """Lines of the target's access log from addresses starting with `prefix`."""
+    log = Path(info.hosts["target"].access_log)
+    return sum(1 for ln in log.read_text().splitlines() if ln.startswith(prefix))
+
+
+def wait_copies(info: Any, prefix: str, want: int, timeout: float = 60) -> int:
+    """Until the target logged `want` copies (or `timeout` s); the count then."""
+    deadline = time.monotonic() + timeout
+    while copies(info, prefix) < want and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return copies(info, prefix)
+

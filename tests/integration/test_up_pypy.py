@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +15,11 @@ import pytest
 from tests.integration.test_up_down_helpers import (
     labctl,
     ns_run,
+    pool_prefix,
+    send_mixed,
     snapshot,
     tagged,
+    wait_copies,
     write_inventory,
 )
 
@@ -51,18 +51,6 @@ def _engine_processes(info: Any, role: str) -> dict[str, str]:
     return out
 
 
-def _copies(info: Any, prefix: str) -> int:
-    log = Path(info.hosts["target"].access_log)
-    return sum(1 for ln in log.read_text().splitlines() if ln.startswith(prefix))
-
-
-def _wait_copies(info: Any, prefix: str, want: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while _copies(info, prefix) < want and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return _copies(info, prefix)
-
-
 def test_up_with_pypy3_copies_traffic_and_status_says_pypy3(lab: Any, tmp_path: Path) -> None:
     if shutil.which("pypy3") is None:
         pytest.fail("pypy3 is not installed on this machine: run `bash scripts/install.sh`",
@@ -86,15 +74,9 @@ def test_up_with_pypy3_copies_traffic_and_status_says_pypy3(lab: Any, tmp_path: 
         assert set(running) == {"tcpcopy", "intercept"}, running
         assert all("pypy" in exe for exe in running.values()), running
 
-        out = subprocess.run(
-            [*lab.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
-             f"http://{lab.hosts['online'].address}", "--requests", str(REQUESTS),
-             "--mode", "mixed", "--connections", "4", "--json"],
-            capture_output=True, text=True, timeout=300, check=True)
-        sent = int(json.loads(out.stdout)["sent"])
+        sent = send_mixed(lab, REQUESTS)
         assert sent == REQUESTS
-        prefix = str(lab.fake_pool).rsplit(".", 1)[0] + "."
-        copied = _wait_copies(lab, prefix, sent)
+        copied = wait_copies(lab, pool_prefix(lab), sent)
         assert copied >= MIN_RATIO * sent, f"{copied} of {sent} requests copied under pypy3"
     finally:
         down = labctl(tmp_path, "down")

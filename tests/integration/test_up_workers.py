@@ -5,8 +5,6 @@ listening on its port and the next), the copy is complete, both workers carried 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,16 @@ from labctl.hosts import daemons
 from labctl.inventory.load import parse_inventory
 from labctl.up.launch import key_path
 from tests.integration.copyrig import wait_for
-from tests.integration.test_up_down_helpers import labctl, ns_run, snapshot, tagged, write_inventory
-from tests.integration.test_up_pypy import _wait_copies
+from tests.integration.test_up_down_helpers import (
+    labctl,
+    ns_run,
+    pool_prefix,
+    send_mixed,
+    snapshot,
+    tagged,
+    wait_copies,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +54,9 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
         assert Path(key_path(shipped, shipped.intercept_host.name)).exists()
         listening = ns_run(lab, "assistant", "ss", "-Hltn")
         assert ":36524 " in listening and ":36525 " in listening, listening
-        out = subprocess.run(
-            [*lab.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
-             f"http://{lab.hosts['online'].address}", "--requests", str(REQUESTS),
-             "--mode", "mixed", "--connections", "8", "--json"],
-            capture_output=True, text=True, timeout=300, check=True)
-        sent = int(json.loads(out.stdout)["sent"])
+        sent = send_mixed(lab, REQUESTS, connections=8)
         assert sent == REQUESTS
-        prefix = str(lab.fake_pool).rsplit(".", 1)[0] + "."
-        copied = _wait_copies(lab, prefix, sent)
+        copied = wait_copies(lab, pool_prefix(lab), sent)
         assert copied >= MIN_RATIO * sent, f"{copied} of {sent} requests copied by 2 workers"
         st = labctl(tmp_path, "status", "--json")
         assert st.returncode == 0, st.stderr
