@@ -1,4 +1,4 @@
-"""nginx access-log parsing (pure): any `log_format` string compiled to a regex, records as values.
+"""nginx `log_format` strings compiled to regexes; access-log lines parsed into records.
 
 A format is a string of literals and `$variables` (or `${variables}`), exactly as written in
 nginx's `log_format` directive. Each variable becomes one capture group: well-known variables
@@ -6,9 +6,6 @@ get a precise pattern, any other variable matches up to the next literal charact
 (so `"$http_user_agent"` captures everything between the quotes, and `$connection` one token).
 A line that does not match, or whose fields do not convert, is counted as malformed with its line
 number — never fatal.
-
-Also here: URI normalisation for matching, and the pure part of reading a log that may have been
-rotated since the last read (`plan_reads`).
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Optional
-from urllib.parse import parse_qsl, quote, unquote
 
 COMBINED = (
     '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
@@ -59,9 +55,6 @@ _KNOWN: dict[str, str] = {
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _MONTHS = {m: i for i, m in enumerate(
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
-#: RFC 3986 unreserved characters: percent-encoding them is noise, so decode it.
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
 class LogFormatError(ValueError):
@@ -310,89 +303,6 @@ def complete_prefix(data: bytes) -> bytes:
     """The part of `data` up to and including its last newline (what `parse_text` consumes)."""
     cut = data.rfind(b"\n")
     return data[: cut + 1] if cut >= 0 else b""
-
-
-# ---------------------------------------------------------------- URIs
-
-
-def _decode_unreserved(text: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        ch = chr(int(m.group(1), 16))
-        return ch if ch in _UNRESERVED else "%" + m.group(1).upper()
-
-    return _PCT.sub(repl, text)
-
-
-def normalise_uri(uri: Optional[str], sort_query: bool = False) -> str:
-    """A canonical form for matching: unreserved `%XX` decoded, other escapes upper-cased,
-    a trailing `?` and any `#fragment` dropped, optionally query parameters sorted."""
-    if not uri:
-        return ""
-    uri = uri.split("#", 1)[0]
-    path, sep, query = uri.partition("?")
-    path = _decode_unreserved(path) or "/"
-    if not sep or not query:
-        return path
-    if sort_query:
-        pairs = sorted(parse_qsl(query, keep_blank_values=True))
-        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
-    else:
-        query = _decode_unreserved(query)
-    return f"{path}?{query}"
-
-
-def endpoint(uri: Optional[str]) -> str:
-    """The path part of a URI (for per-endpoint figures), decoded."""
-    if not uri:
-        return "-"
-    return unquote(uri.split("?", 1)[0].split("#", 1)[0]) or "/"
-
-
-# ---------------------------------------------------------------- rotated logs
-
-
-@dataclass(frozen=True)
-class FileState:
-    """What we know of a log file on a host: its size and inode (None if unknown/absent)."""
-
-    path: str
-    size: int
-    inode: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class ReadSpec:
-    """Read `path` from byte `start` to its end."""
-
-    path: str
-    start: int
-    reason: str
-
-
-def plan_reads(offset: int, current: FileState, rotated: Optional[FileState] = None,
-               inode_at_offset: Optional[int] = None) -> list[ReadSpec]:
-    """Which bytes hold the lines written since `offset` was recorded in `current.path`.
-
-    - Same file (inode unchanged or unknown) and not shorter: read it from `offset`.
-    - Rotated (inode changed, or the file shrank): the old file is now `rotated` (`.1`): read its
-      tail from `offset` when it is the same file (or at least that long), then the new file
-      from 0. Without a usable `.1`, the new file from 0 — the lines in between are gone.
-    """
-    same_inode = inode_at_offset is None or current.inode is None or \
-        current.inode == inode_at_offset
-    if same_inode and current.size >= offset:
-        return [ReadSpec(current.path, offset, "new bytes since offset")]
-    reads: list[ReadSpec] = []
-    if rotated is not None and _is_old_file(rotated, offset, inode_at_offset):
-        reads.append(ReadSpec(rotated.path, offset, "rest of the rotated log"))
-    reads.append(ReadSpec(current.path, 0, "log rotated: new file from its start"))
-    return reads
-
-
-def _is_old_file(rotated: FileState, offset: int, inode: Optional[int]) -> bool:
-    if inode is not None and rotated.inode is not None:
-        return rotated.inode == inode
-    return rotated.size >= offset
 
 
 def filter_time(records: Sequence[LogRecord], start: Optional[float],
