@@ -71,10 +71,14 @@ def check_host_keys(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable
     if inv.ssh.strict_host_key_checking:
         return
     for spec in inv.all_hosts():
+        jump = spec.jump if spec.jump is not None else inv.ssh.jump
+        via = (f" (nor is its jump host {jump.address}'s)" if jump is not None and jump != "none"
+               else "")
         yield Finding("ssh.host_key_unchecked", WARN, spec.name,
-                      "ssh.strict_host_key_checking is false: this host's key is not checked, "
+                      "ssh.strict_host_key_checking is false: this host's key is not "
+                      f"checked{via}, "
                       "so anyone in the path could answer as it (and receive root commands)",
-                      hint="put its key in known_hosts (verify the fingerprint) and remove "
+                      hint="put the keys in known_hosts (verify the fingerprints) and remove "
                            "strict_host_key_checking: false")
 
 

@@ -438,6 +438,14 @@ def test_unchecked_host_keys_are_loud_per_host() -> None:
                                                           operator()))
 
 
+def test_unchecked_host_keys_name_the_jump_host_too() -> None:
+    inv = edited("staging.yaml", "strict_host_key_checking: true",
+                 "strict_host_key_checking: false\n  jump: {address: bastion.example.net}")
+    found = [f for f in run_checks(inv, healthy(inv), operator())
+             if f.id == "ssh.host_key_unchecked"]
+    assert found and all("jump host bastion.example.net" in f.message for f in found)
+
+
 def test_zz_every_check_id_has_fired() -> None:
     # Runs last in this module (name order within the file is definition order).
     assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)
