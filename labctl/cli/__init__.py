@@ -39,7 +39,7 @@ def main(argv: Optional[list[str]] = None, hooks: Hooks = NO_HOOKS) -> int:
     `hooks` (tests only, see labctl.up.hooks) reach `up` and `plan` as the click context's obj."""
     _app.DEBUG = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        _app.app(args=argv, standalone_mode=False, obj=hooks)
+        _app.app(args=argv, prog_name="labctl", standalone_mode=False, obj=hooks)
     except LabctlError as exc:
         if _app.DEBUG:
             raise

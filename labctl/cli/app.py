@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import typer
 
+from labctl.cli.help import Typer
+
 #: Show tracebacks instead of rendered errors (`--debug`); set by `main` and the root callback.
 DEBUG = False
 
-app = typer.Typer(
+app = Typer(
     name="labctl",
     help="Copy live TCP traffic from an online server to a target server, and run the copy lab.",
     no_args_is_help=True,

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from labctl.cli.app import app
+from labctl.cli.help import Typer
 from labctl.errors import ExitCode
 from labctl.lab import LabInfo, LabSpec, LabStatus, build_lab, destroy_lab, lab_status
 from labctl.lab.inventory import TOPOLOGIES, remove_lab_inventories, write_lab_inventory
@@ -17,7 +18,7 @@ DEFAULT_NAME = "demo"  # inventories/local.yaml describes this lab at index 1
 NAME_HELP = ("Lab name: 1-8 characters, a lowercase letter then lowercase letters or digits. "
              "Several labs can exist side by side.")
 
-lab_app = typer.Typer(
+lab_app = Typer(
     name="lab", help="The built-in local lab: client, online, target and assistant in network "
     "namespaces, with real sshd and nginx.", no_args_is_help=True,
 )
