@@ -3,8 +3,9 @@
 `app` (labctl.cli.app) is the typer application; each group of commands lives in its own module
 (`ops`, `demo`, `lab`, `verify`, `compare`, `drill`) and registers itself on `app` when
 imported, which this package does at import. `render/` turns reports into rich tables and
-JSON; `console` holds the rich consoles and the progress spinner. `main` is the console entry
-point and the one place that turns errors into messages and exit codes.
+JSON; `console` holds the rich consoles and the progress spinner; `help` makes every
+command's help and usage readable (no `<bool>` for flags, `INVENTORY` for arguments). `main`
+is the console entry point and the one place that turns errors into messages and exit codes.
 
 May import: every labctl package (cli is the top layer). Only labctl.cli imports typer or rich.
 """

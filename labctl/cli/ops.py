@@ -11,7 +11,8 @@ import typer
 from labctl.cli.app import app
 from labctl.cli.console import err, out, progress
 from labctl.cli.render import ops as render
-from labctl.plain import dumps
+from labctl.cli.render.findings import finding_groups_json
+from labctl.plain import dumps, plain
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from labctl.up import saved_plan
@@ -81,24 +82,26 @@ def plan(
         None, "--out", help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only "
                             "while it is still current."),
 ) -> None:
-    """What `up` would change, touching nothing."""
+    """What `up` would change, touching nothing. Exit 1 when `up` would be refused (errors, or
+    warnings with --strict), 0 when it would go ahead."""
     res = ops.resolve(inventory)
     with progress() as say:
         report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix, strict=strict,
                                                        hooks=hooks_of(ctx)))
     _show(report, json_out)
+    if report.refused or report.plan is None:  # exit 1, as scripts expect of a plan `up` refuses
+        raise ops.refused_error(report, False, fix, hooks_of(ctx), strict, planning=True)
     if out_file is None:
         return
-    if report.refused or report.plan is None:
-        raise ops.refused_error(report, False, fix, hooks_of(ctx), strict)
     digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix)
     err().print(f"plan saved to {out_file} (digest {digest[:12]}); apply it with "
                 f"`labctl up {res.path} --plan {out_file}`", highlight=False)
 
 
 def _show(report: ops.UpReport, json_out: bool) -> None:
-    if json_out:
-        out().print_json(dumps(report))
+    if json_out:  # every finding as it is, and the grouped form people read
+        doc = {**plain(report), "finding_groups": finding_groups_json(report.findings)}
+        out().print_json(dumps(doc))
     else:
         # soft_wrap: tables still fit the terminal, but a daemon's command line is never cut
         out().print(render.up_renderable(report), soft_wrap=True)

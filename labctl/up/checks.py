@@ -169,11 +169,13 @@ def _rp_filter(spec: HostSpec, facts: Facts) -> Iterable[Finding]:
 
 # -- the client route on the target (three-server) ---------------------------------------
 def _operator_addresses(facts: Facts, op: OperatorFacts) -> set[IPv4]:
+    """This machine's addresses and the SSH sources the hosts see; never loopback (127.0.0.0/8
+    is every machine's own, not an address a route on the target could take from us)."""
     found = set(op.addresses)
     for hf in facts.values():
         if hf.ssh is not None and isinstance(hf.ssh.client, IPv4):
             found.add(hf.ssh.client)
-    return found
+    return {a for a in found if not a.is_loopback}
 
 
 def check_client_route(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:

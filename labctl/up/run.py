@@ -25,6 +25,7 @@ from labctl.transport.pool import Factory, HostPool
 from labctl.up import checks
 from labctl.up.checks import run_checks
 from labctl.up.execute import UpRun
+from labctl.up.findings import short_refs
 from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.up.launch import daemon_changes
 from labctl.up.options import (
@@ -168,10 +169,14 @@ def _read(p: Path) -> str:
 
 
 def refused_error(report: UpReport, force: bool = False, fix: bool = False,
-                  hooks: Hooks = NO_HOOKS, strict: bool = False) -> PreflightRefused:
+                  hooks: Hooks = NO_HOOKS, strict: bool = False,
+                  planning: bool = False) -> PreflightRefused:
+    """The refusal `up` raises (`planning`: `plan`'s, saying that `up` would refuse); the
+    blocking checks one per id, their hosts compact (`service.unreachable@online[1-16]`)."""
     stop = blocking(report.findings, force, fix, hooks, strict)
-    ids = ", ".join(f"{f.id}@{f.host}" for f in stop)
+    lead = "`up` would be refused: " if planning else ""
     return PreflightRefused(
-        f"preflight found {len(stop)} blocking problem(s): {ids}; nothing was changed",
+        f"{lead}preflight found {len(stop)} blocking problem(s): {short_refs(stop)}; "
+        "nothing was changed",
         hint="fix them (see the hints above); --force skips errors but never the SSH refusals",
     )

@@ -37,9 +37,13 @@ def test_copied_port_where_nothing_listens(lab_factory: Callable[..., LabInfo], 
 
     code, out = run_cli(capsys, "plan", str(path), "--strict", "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["refused"] is True, out   # the warning blocks under --strict
+    assert code == 1 and doc["refused"] is True, out   # the warning blocks under --strict
     found = [f for f in doc["findings"] if f["id"] == "target.not_listening"]
     assert found and f"{target}:8081" in found[0]["message"], out
+    grouped = [g for g in doc["finding_groups"] if g["id"] == "target.not_listening"]
+    assert grouped and grouped[0]["hosts"] == ["target"], out
+    code, out = run_cli(capsys, "plan", str(path))      # a warning only: `up` would go ahead
+    assert code == 0 and "target.not_listening" in out, out
     code, out = run_cli(capsys, "up", str(path), "--strict")
     assert code == 1 and "refused: nothing was changed" in out, out
 

@@ -446,6 +446,24 @@ def test_unchecked_host_keys_name_the_jump_host_too() -> None:
     assert found and all("jump host bastion.example.net" in f.message for f in found)
 
 
+def test_loopback_is_never_the_operators_address() -> None:
+    """127.0.0.0/8 is every machine's own (the operator's `lo`, or the source a host sees
+    through a local forward): a client network holding it cuts no SSH session. A real
+    operator address in the same inventory still is refused."""
+    inv = edited("staging.yaml", "networks: [192.168.50.0/24]",
+                 "networks: [192.168.50.0/24, 127.0.0.0/16]")
+    facts = healthy(inv)
+    old = facts["target"].ssh
+    assert old is not None and A("127.0.0.1") in operator().addresses
+    looped = with_host(facts, "target", ssh=dataclasses.replace(old, client=A("127.0.0.2")))
+    found = [f for f in run_checks(inv, looped, operator()) if f.id.startswith("route.")]
+    assert found == [], found
+    real = with_host(facts, "target", ssh=dataclasses.replace(old, client=A("192.168.50.9")))
+    found = [f for f in run_checks(inv, real, operator()) if f.id == "route.operator"]
+    ids(found)
+    assert len(found) == 1 and "the operator's address 192.168.50.9:" in found[0].message
+
+
 def test_zz_every_check_id_has_fired() -> None:
     # Runs last in this module (name order within the file is definition order).
     assert set(CHECK_IDS) <= FIRED, sorted(set(CHECK_IDS) - FIRED)

@@ -13,28 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.metrics import prometheus_text
+from labctl.cli.render.findings import findings_renderable
 from labctl.hosts.daemons import KEY_COUNTERS, DaemonStatus
-from labctl.model import Change, Finding, Plan, Severity
+from labctl.model import Change, Plan
 from labctl.up.down import DownReport, StatusReport
 from labctl.up.run import UpReport
 
-SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARN: "yellow", Severity.INFO: "dim"}
 STATUS_STYLE = {"applied": "green", "noop": "dim", "failed": "bold red", "undone": "cyan",
                 "undo-failed": "bold red", "planned": "yellow"}
-
-
-def findings_table(findings: list[Finding]) -> Table:
-    table = Table(title="preflight checks", show_lines=False)
-    for col in ("severity", "host", "check", "message", "hint"):
-        table.add_column(col, overflow="fold")
-    order = {Severity.ERROR: 0, Severity.WARN: 1, Severity.INFO: 2}
-    for f in sorted(findings, key=lambda f: (order.get(f.severity, 3), f.host, f.id)):
-        sev = f.severity.value + (" (refusal)" if f.refusal else "")
-        table.add_row(Text(sev, style=SEVERITY_STYLE.get(f.severity, "")), f.host, f.id,
-                      f.message, f.hint)
-    if not findings:
-        table.add_row("ok", "*", "-", "no findings", "")
-    return table
 
 
 def plan_table(plan: Plan) -> Table:
@@ -76,7 +62,7 @@ def plan_notes(plan: Plan) -> RenderableType:
 
 
 def up_renderable(report: UpReport) -> RenderableType:
-    parts: list[RenderableType] = [findings_table(report.findings)]
+    parts: list[RenderableType] = [findings_renderable(report.findings)]
     if report.plan is not None:
         parts.append(plan_table(report.plan))
         if report.plan.daemons:
