@@ -40,8 +40,9 @@ def up(
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     plan_file: Optional[str] = typer.Option(
-        None, "--plan", help="Apply only if this saved plan (`labctl plan --out`) is still "
-                             "what `up` would do; refuse a stale one."),
+        None, "--plan", metavar="FILE",
+        help="Apply only if this saved plan (`labctl plan --out`) is still what `up` would do; "
+             "refuse a stale one."),
     deadman: float = typer.Option(
         DEFAULT_AFTER, "--deadman", envvar="LABCTL_DEADMAN_SECONDS", min=1.0, max=86400.0,
         help="Seconds after which the dead-man timer on a host undoes the changes unless a new "
@@ -79,8 +80,9 @@ def plan(
     fix: bool = typer.Option(False, "--fix", help="Plan the fixes too (as `up --fix` would)."),
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     out_file: Optional[str] = typer.Option(
-        None, "--out", help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only "
-                            "while it is still current."),
+        None, "--out", metavar="FILE",
+        help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only while it is "
+             "still current."),
 ) -> None:
     """What `up` would change, touching nothing. Exit 1 when `up` would be refused (errors, or
     warnings with --strict), 0 when it would go ahead."""

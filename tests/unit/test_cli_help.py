@@ -63,6 +63,7 @@ def test_positional_arguments_are_upper_case_in_usage_and_panel(
     assert re.search(r"\* +INVENTORY +Inventory YAML file", up), up
     assert re.search(r"--dry-run +Show the plan", up), up      # a flag: no value column
     assert re.search(r"--deadman +<float range>", up), up      # a value option keeps its type
+    assert re.search(r"--plan +FILE", up), up                  # ... or says what it names
     status = render_help(["status"], capsys)
     assert "Usage: labctl status [OPTIONS] [INVENTORY]" in status, status
     drill = render_help(["drill"], capsys)
