@@ -63,12 +63,14 @@ def group_findings(findings: Iterable[Finding]) -> list[FindingGroup]:
 
 
 def short_refs(findings: Iterable[Finding]) -> str:
-    """`id@hosts` per check, e.g. `service.unreachable@online[1-16], route.operator@target`:
-    the one-line summary of blocking findings in a refusal message."""
+    """`id@hosts` per check, e.g. `service.unreachable@online[1-16], route.operator@target,
+    python.missing@assistant,target`: the one-line summary of blocking findings in a refusal
+    message (a check's hosts without spaces, so they read as one item)."""
     hosts: dict[str, list[str]] = {}
     for f in findings:
         hosts.setdefault(f.id, []).append(f.host)
-    return ", ".join(f"{check}@{host_list(_hosts(names))}" for check, names in hosts.items())
+    return ", ".join(f"{check}@{host_list(_hosts(names), sep=',')}"
+                     for check, names in hosts.items())
 
 
 def _hosts(names: Iterable[str]) -> tuple[str, ...]:
@@ -170,7 +172,7 @@ def _balanced(text: str) -> bool:
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
 
-def host_list(hosts: Sequence[str]) -> str:
+def host_list(hosts: Sequence[str], sep: str = ", ") -> str:
     """Host names, numbered runs in brackets: `online[1-16]`, `web-[01-03,07], target`.
     Three or more names with the same stem are bracketed (where the first of them stood);
     other names are kept as they are, in order."""
@@ -189,7 +191,7 @@ def host_list(hosts: Sequence[str]) -> str:
             shown.add(stem[0])
             (prefix, width), numbers = stem[0], stems[stem[0]]
             parts.append(f"{prefix}[{_ranges(numbers, width)}]")
-    return ", ".join(parts)
+    return sep.join(parts)
 
 
 def _stem(name: str) -> Optional[tuple[tuple[str, int], int]]:

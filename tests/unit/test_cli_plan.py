@@ -126,7 +126,7 @@ def test_plan_exits_0_when_up_would_go_ahead_and_1_with_strict_warnings(
     assert "preflight checks: 18 warnings" in out
     code, out, err = run(capsys, "plan", str(fleet["path"]), "--strict")
     assert code == 1, out + err
-    assert "ssh.host_key_unchecked@assistant, online[1-16], target" in " ".join(err.split())
+    assert "ssh.host_key_unchecked@assistant,online[1-16],target;" in " ".join(err.split())
     fleet["findings"] = []
     code, out, err = run(capsys, "plan", str(fleet["path"]), "--strict")
     assert code == 0 and "preflight checks: no findings" in out, out + err

@@ -95,4 +95,6 @@ def test_severity_refusal_and_hint_separate_groups_and_order_them() -> None:
 def test_short_refs_name_each_check_once_with_its_hosts() -> None:
     findings = [Finding("service.unreachable", E, h, "m") for h in reversed(onlines(16))]
     findings.append(Finding("route.operator", E, "target", "m", refusal=True))
-    assert short_refs(findings) == "service.unreachable@online[1-16], route.operator@target"
+    findings += [Finding("python.missing", E, h, "m") for h in ("target", "assistant")]
+    assert short_refs(findings) == ("service.unreachable@online[1-16], route.operator@target, "
+                                    "python.missing@assistant,target")
