@@ -25,6 +25,7 @@ import paramiko
 from labctl.errors import RemoteError
 from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
+from labctl.transport.batch import SUDO_PREFIX
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
 
 DEFAULT_TIMEOUT = 60.0
@@ -40,7 +41,7 @@ def remote_command(argv: Sequence[str], *, sudo: bool = False) -> str:
     """The one place argv becomes a command line: quoted, optionally via `sudo -n --`."""
     if not argv:
         raise ValueError("empty argv")
-    words = ["sudo", "-n", "--", *argv] if sudo else list(argv)
+    words = [*SUDO_PREFIX, *argv] if sudo else list(argv)
     return shlex.join(words)
 
 
@@ -56,6 +57,7 @@ class SSHTransport:
         self._ssh_config = ssh_config
         self._client: Optional[paramiko.SSHClient] = None
         self._jump_client: Optional[paramiko.SSHClient] = None
+        self._user = ""  # the login user, once connected
 
     # -- connection ----------------------------------------------------------------------
     def route(self) -> Route:
@@ -82,6 +84,7 @@ class SSHTransport:
                 jump_client.close()
             raise
         self._client, self._jump_client = client, jump_client
+        self._user = route.target.user
 
     def _open(self, end: Endpoint, sock: Optional[paramiko.Channel] = None,
               via: Optional[Endpoint] = None) -> paramiko.SSHClient:
@@ -191,13 +194,15 @@ class SSHTransport:
 
     # -- commands ------------------------------------------------------------------------
     def wants_sudo(self, sudo: bool) -> bool:
-        return sudo and self.spec.sudo and self.spec.user != "root"
+        """`sudo -n --` for privileged commands on `sudo: true` hosts, unless the login user
+        (the inventory's, or the ssh config's once connected) is root."""
+        return sudo and self.spec.sudo and (self._user or self.spec.user) != "root"
 
     def run(
         self,
         argv: Sequence[str],
         *,
-        sudo: bool = False,
+        sudo: bool = True,
         timeout: Optional[float] = None,
         stdin: Optional[str] = None,
     ) -> Result:
@@ -225,18 +230,15 @@ class SSHTransport:
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
         """Upload to a temporary name next to `remote_path`, set to `mode` before a byte is
         written (a channel key must never be readable by others, not even while it uploads),
-        then renamed over `remote_path`."""
+        then renamed over `remote_path`. Through sudo: see `_put_via_sudo`."""
+        if self.wants_sudo(True):
+            self._put_via_sudo(local_path, remote_path, mode)
+            return
+
         def upload(sftp: paramiko.SFTPClient) -> None:
-            tmp = f"{remote_path}.part-{os.getpid()}-{time.monotonic_ns()}"
+            tmp = _part_name(remote_path)
             try:
-                with sftp.open(tmp, "wb") as dst:
-                    dst.chmod(mode)
-                    with open(local_path, "rb") as src:
-                        while True:
-                            block = src.read(1 << 16)
-                            if not block:
-                                break
-                            dst.write(block)
+                _write(sftp, tmp, local_path, mode)
                 try:
                     sftp.posix_rename(tmp, remote_path)
                 except OSError:                 # no posix-rename extension on the server
@@ -250,11 +252,50 @@ class SSHTransport:
 
         self._sftp_do(upload, f"upload {local_path} -> {remote_path}")
 
-    def get(self, remote_path: str, local_path: str) -> None:
-        def download(sftp: paramiko.SFTPClient) -> None:
-            sftp.get(remote_path, local_path)
+    def _put_via_sudo(self, local_path: str, remote_path: str, mode: int) -> None:
+        """A non-root login cannot write root's state dirs: the bytes go over SFTP into a
+        private temp file of the login user (`mktemp`: 0600 from its creation), then
+        `sudo -n install -m MODE -o root -g root` copies it to a temporary name next to
+        `remote_path` (install creates its copy 0600 and sets MODE once written) and
+        `sudo -n mv -f` renames that over `remote_path`. The temp file is removed either way."""
+        tmp = self._private_temp()
+        part = _part_name(remote_path)
+        try:
+            self._sftp_do(lambda sftp: _write(sftp, tmp, local_path, 0o600),
+                          f"upload {local_path} -> {tmp}")
+            self.run(["install", "-m", f"{mode:o}", "-o", "root", "-g", "root", tmp, part],
+                     sudo=True).check()
+            moved = self.run(["mv", "-f", part, remote_path], sudo=True)
+            if not moved.ok:
+                self.run(["rm", "-f", part], sudo=True)
+                moved.check()
+        finally:
+            self.run(["rm", "-f", tmp], sudo=False)
 
-        self._sftp_do(download, f"download {remote_path} -> {local_path}")
+    def get(self, remote_path: str, local_path: str) -> None:
+        """Download over SFTP; through sudo, root first copies the file into a private temp
+        file of the login user (`sudo -n install -m 600 -o UID`), removed afterwards."""
+        if not self.wants_sudo(True):
+            self._sftp_do(lambda sftp: sftp.get(remote_path, local_path),
+                          f"download {remote_path} -> {local_path}")
+            return
+        tmp = self._private_temp()
+        try:
+            uid = self.run(["id", "-u"], sudo=False).check().stdout.strip()
+            self.run(["install", "-m", "600", "-o", uid, remote_path, tmp], sudo=True).check()
+            self._sftp_do(lambda sftp: sftp.get(tmp, local_path),
+                          f"download {remote_path} -> {local_path}")
+        finally:
+            self.run(["rm", "-f", tmp], sudo=False)
+
+    def _private_temp(self) -> str:
+        """A new empty file only the login user can read (`mktemp`, mode 0600)."""
+        path = self.run(["mktemp", "-t", "labctl.XXXXXXXXXX"], sudo=False).check().stdout
+        if not path.strip().startswith("/"):
+            raise RemoteError(f"mktemp printed no path: {path.strip()[:80]!r}",
+                              hint="the login user needs a writable temp dir ($TMPDIR or /tmp)",
+                              host=self.host)
+        return path.strip()
 
     def _sftp_do(self, action: Callable[[paramiko.SFTPClient], None], what: str) -> None:
         try:
@@ -284,6 +325,22 @@ class SSHTransport:
         for c in (client, jump):
             if c is not None:
                 c.close()
+
+
+def _part_name(path: str) -> str:
+    return f"{path}.part-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def _write(sftp: paramiko.SFTPClient, path: str, local_path: str, mode: int) -> None:
+    """Write `local_path` to `path` over SFTP, chmod `mode` before the first byte."""
+    with sftp.open(path, "wb") as dst:
+        dst.chmod(mode)
+        with open(local_path, "rb") as src:
+            while True:
+                block = src.read(1 << 16)
+                if not block:
+                    break
+                dst.write(block)
 
 
 def _answers(transport: Optional[paramiko.Transport]) -> bool:

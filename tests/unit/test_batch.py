@@ -62,7 +62,7 @@ class Counting(FakeTransport):
     round_trips: int = 0
     depth: int = 0
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: Optional[float] = None,
+    def run(self, argv: Sequence[str], *, sudo: bool = True, timeout: Optional[float] = None,
             stdin: Optional[str] = None) -> Result:
         self.round_trips += self.depth == 0
         self.depth += 1
