@@ -1,6 +1,7 @@
 """`labctl plan`, `up`, `status` and `down`: from facts to changes on the hosts, and back.
 
     checks       pure: (inventory, facts, operator facts) -> findings (refusals protect SSH)
+    sudo         sudo hosts: the programs a plan runs there, `sudo -n -l` each, the findings
     egress       pure: which of online's OUTPUT rules would refuse the copies (for checks)
     plan         pure: (inventory, facts) -> ordered, tagged, idempotent route/rule/sysctl Changes
     launch       pure: the daemon Changes (launch argv, stop argv, files, readiness probe)
