@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import pytest
 
+from labctl.inventory.models import HostSpec, SSHOptions
+from labctl.transport.ssh import SSHTransport
 from tests.integration.test_up_down_helpers import (
     copies,
     labctl,
@@ -157,3 +159,35 @@ def test_a_user_without_the_sudo_rights_is_refused_before_any_change(
         assert snapshot(lab) == before and tagged(lab) == []
         assert _state_files(lab) == []
         assert _temp_files_of(name) == []
+
+
+def test_put_and_get_through_sudo_into_a_root_only_dir(lab: Any, tmp_path: Path,
+                                                       lab_user: Callable[[str], str]) -> None:
+    """SSHTransport as a sudo user: an upload lands root-owned with its mode in a 0700 dir of
+    root's that the user cannot even list, a download reads it back; no temp file is left."""
+    name = lab_user("NOPASSWD: ALL")
+    private = Path(lab.dir, "sudo-put")
+    private.mkdir(mode=0o700)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\x00key material\xff" * 1000)
+    online = lab.host("online")
+    spec = HostSpec(name=online.hostname, address=online.address,  # type: ignore[arg-type]
+                    port=online.ssh_port, user=name, key=str(lab.ssh_key),
+                    known_hosts=str(lab.known_hosts), sudo=True)
+    t = SSHTransport(spec, SSHOptions(connect_timeout=5, config=False))
+    try:
+        assert t.run(["id", "-u"], sudo=False).check().stdout.strip() != "0"
+        assert t.run(["id", "-u"]).check().stdout.strip() == "0"  # privileged by default
+        assert not t.run(["ls", str(private)], sudo=False).ok
+        t.put(str(secret), str(private / "channel.key"), mode=0o600)
+        t.put(str(secret), str(private / "engine.pyz"), mode=0o755)
+        back = tmp_path / "back"
+        t.get(str(private / "channel.key"), str(back))
+    finally:
+        t.close()
+    assert back.read_bytes() == secret.read_bytes()
+    for file, mode in (("channel.key", 0o600), ("engine.pyz", 0o755)):
+        st = (private / file).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, mode), file
+    assert sorted(p.name for p in private.iterdir()) == ["channel.key", "engine.pyz"]
+    assert _temp_files_of(name) == []
