@@ -130,6 +130,11 @@ def test_up_copies_and_down_restores_as_a_sudo_user(lab: Any, tmp_path: Path,
     want = start + math.ceil(sent * 0.999)
     got = wait_copies(lab, prefix, want, timeout=60)
     assert got >= want, f"{got - start} of {sent} requests copied"
+    # verify reads both access logs and the daemons' stats through sudo as well
+    res = labctl(tmp_path, "verify", str(inv), "--since-up", "--json")
+    doc = json.loads(res.stdout or "{}")
+    assert doc.get("online_requests") == sent, (res.returncode, res.stderr[-2000:])
+    assert doc["copy_ratio"] >= 0.999, doc["verdict"]
 
     down = labctl(tmp_path, "down", "--json")
     assert down.returncode == 0, down.stdout + down.stderr
