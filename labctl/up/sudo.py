@@ -5,7 +5,7 @@ On a `sudo: true` host whose login user is not root, every privileged command ru
 allowed without a password; a program that is not would otherwise fail halfway through `up`.
 `programs` lists them per host (pure: the plan's own argvs plus labctl's housekeeping),
 `ask` runs `sudo -n -l PROGRAM` for each (one round trip, as the login user; exit 0 when sudo
-would run it), `findings` names every refused program with the host (pure).
+would run it; `id -un` names the user), `findings` names every refused program with the host (pure).
 """
 
 from __future__ import annotations
@@ -63,13 +63,18 @@ def list_argv(program: str) -> list[str]:
     return ["sudo", "-n", "-l", program]
 
 
-def ask(transport: Transport, names: Sequence[str]) -> dict[str, Result]:
-    """`sudo -n -l NAME` for each name, as the login user (one round trip when possible)."""
-    argvs = [list_argv(n) for n in names]
+WHOAMI = ("id", "-un")
+
+
+def ask(transport: Transport, names: Sequence[str]) -> tuple[str, dict[str, Result]]:
+    """The login user's name (it may come from the ssh config) and `sudo -n -l NAME` for each
+    name, as that user (one round trip when possible)."""
+    argvs = [list(WHOAMI), *(list_argv(n) for n in names)]
     results = run_batch(transport, argvs, sudo=False)
     if results is None:
         results = [transport.run(a, sudo=False) for a in argvs]
-    return dict(zip(names, results))
+    user = results[0].stdout.strip() if results[0].ok else ""
+    return user, dict(zip(names, results[1:]))
 
 
 def findings(host: str, user: str, answers: Mapping[str, Result]) -> list[Finding]:
@@ -101,7 +106,8 @@ def check(inv: Inventory, plan: Plan, facts: Mapping[str, HostFacts],
         if not needs_sudo(spec, hf):
             return []
         names = programs(plan, spec.name, bool(hf and hf.systemd))
-        return findings(spec.name, spec.user, ask(t, names))
+        user, answers = ask(t, names)
+        return findings(spec.name, user or spec.user, answers)
 
     out: list[Finding] = []
     for name, outcome in pool.each(one).items():

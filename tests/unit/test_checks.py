@@ -125,6 +125,7 @@ def test_non_root_login_without_sudo_true_is_an_error_even_when_sudo_works() -> 
 
 def _sudo_fake(refuse: set[str]) -> FakeTransport:
     fake = FakeTransport("target", sudo_user=True)
+    fake.on(["id", "-un"], stdout="ops\n")
     fake.on_prefix(["sudo", "-n", "-l"], handler=lambda argv: Result(
         "target", argv, 1 if argv[3] in refuse else 0, "" if argv[3] in refuse
         else f"/usr/sbin/{argv[3]}\n"))
@@ -143,7 +144,8 @@ def test_sudo_rights_of_every_planned_program_are_asked_and_refusals_name_host_a
                     FakeTransport(spec.name))
     found = sudo.check(inv, the_plan, facts, pool)
     ids(found)
-    asked = [c.argv[3] for c in fake.calls]
+    assert fake.calls[0].argv == ("id", "-un")
+    asked = [c.argv[3] for c in fake.calls[1:]]
     assert asked == names and all(not c.sudo for c in fake.calls)  # as the login user
     assert [(f.id, f.host, f.severity) for f in found] == [
         ("privilege.sudo_command", "target", Severity.ERROR)]
