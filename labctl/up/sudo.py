@@ -87,14 +87,21 @@ def findings(host: str, user: str, answers: Mapping[str, Result]) -> list[Findin
     return [Finding(
         CHECK_ID, Severity.ERROR, host,
         f"user {user!r} may not run {shown} through `sudo -n` (`sudo -n -l "
-        f"{refused[0]}` failed{': ' + why if why else ''}); labctl runs these here as root",
+        f"{refused[0]}`: {why or 'not allowed'}); labctl runs these here as root",
         hint=f"allow them without a password in /etc/sudoers.d (e.g. `{user} ALL=(root) "
              "NOPASSWD: ALL`; the command list is in docs/operations.md, \"Non-root users "
              "with sudo\"), or log in as root")]
 
 
+#: sudo's warnings that say nothing about the rights (a host whose own name does not
+#: resolve gets this on every sudo call).
+_NOISE = ("sudo: unable to resolve host",)
+
+
 def _reason(res: Result) -> str:
-    lines = (res.stderr.strip() or res.stdout.strip()).splitlines()
+    """What sudo said about the refusal; "" when it said nothing (denied rights print none)."""
+    lines = [ln.strip() for ln in (res.stderr + "\n" + res.stdout).splitlines()
+             if ln.strip() and not ln.strip().startswith(_NOISE)]
     return lines[-1][:120] if lines else ""
 
 

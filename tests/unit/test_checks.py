@@ -161,11 +161,14 @@ def test_sudo_rights_of_every_planned_program_are_asked_and_refusals_name_host_a
 
 
 def test_sudo_findings_quote_what_sudo_said() -> None:
-    answers = {"ip": Result("h", ("sudo",), 1, "", "sudo: a password is required\n"),
+    noise = "sudo: unable to resolve host h: Name or service not known\n"
+    answers = {"ip": Result("h", ("sudo",), 1, "", noise + "sudo: a password is required\n"),
                "true": Result("h", ("sudo",), 0, "/usr/bin/true\n")}
     (f,) = sudo.findings("h", "ops", answers)
-    assert "`ip`" in f.message and "a password is required" in f.message
+    assert "`ip`" in f.message and "`sudo -n -l ip`: sudo: a password is required" in f.message
     assert "`true`" not in f.message
+    (f,) = sudo.findings("h", "ops", {"ip": Result("h", ("sudo",), 1, "", noise)})
+    assert "`sudo -n -l ip`: not allowed" in f.message and "resolve" not in f.message
 
 
 def test_assistant_ip_forward_and_its_fix() -> None:
