@@ -12,7 +12,6 @@ in labctl.transport.sshroute. argv is quoted with `shlex.join` here and nowhere 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import shlex
@@ -24,6 +23,7 @@ import paramiko
 
 from labctl.errors import RemoteError
 from labctl.inventory.models import HostSpec, SSHOptions
+from labctl.transport import files
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
 from labctl.transport.batch import SUDO_PREFIX
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
@@ -230,74 +230,21 @@ class SSHTransport:
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
         """Upload to a temporary name next to `remote_path`, set to `mode` before a byte is
         written (a channel key must never be readable by others, not even while it uploads),
-        then renamed over `remote_path`. Through sudo: see `_put_via_sudo`."""
+        then renamed over `remote_path`; through sudo via a private temp file (`files`)."""
         if self.wants_sudo(True):
-            self._put_via_sudo(local_path, remote_path, mode)
-            return
-
-        def upload(sftp: paramiko.SFTPClient) -> None:
-            tmp = _part_name(remote_path)
-            try:
-                _write(sftp, tmp, local_path, mode)
-                try:
-                    sftp.posix_rename(tmp, remote_path)
-                except OSError:                 # no posix-rename extension on the server
-                    with contextlib.suppress(OSError):
-                        sftp.remove(remote_path)
-                    sftp.rename(tmp, remote_path)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    sftp.remove(tmp)
-                raise
-
-        self._sftp_do(upload, f"upload {local_path} -> {remote_path}")
-
-    def _put_via_sudo(self, local_path: str, remote_path: str, mode: int) -> None:
-        """A non-root login cannot write root's state dirs: the bytes go over SFTP into a
-        private temp file of the login user (`mktemp`: 0600 from its creation), then
-        `sudo -n install -m MODE -o root -g root` copies it to a temporary name next to
-        `remote_path` (install creates its copy 0600 and sets MODE once written) and
-        `sudo -n mv -f` renames that over `remote_path`. The temp file is removed either way."""
-        tmp = self._private_temp()
-        part = _part_name(remote_path)
-        try:
-            self._sftp_do(lambda sftp: _write(sftp, tmp, local_path, 0o600),
-                          f"upload {local_path} -> {tmp}")
-            self.run(["install", "-m", f"{mode:o}", "-o", "root", "-g", "root", tmp, part],
-                     sudo=True).check()
-            moved = self.run(["mv", "-f", part, remote_path], sudo=True)
-            if not moved.ok:
-                self.run(["rm", "-f", part], sudo=True)
-                moved.check()
-        finally:
-            self.run(["rm", "-f", tmp], sudo=False)
+            files.put_via_sudo(self, local_path, remote_path, mode)
+        else:
+            self.sftp_do(lambda sftp: files.upload(sftp, local_path, remote_path, mode),
+                         f"upload {local_path} -> {remote_path}")
 
     def get(self, remote_path: str, local_path: str) -> None:
-        """Download over SFTP; through sudo, root first copies the file into a private temp
-        file of the login user (`sudo -n install -m 600 -o UID`), removed afterwards."""
-        if not self.wants_sudo(True):
-            self._sftp_do(lambda sftp: sftp.get(remote_path, local_path),
-                          f"download {remote_path} -> {local_path}")
-            return
-        tmp = self._private_temp()
-        try:
-            uid = self.run(["id", "-u"], sudo=False).check().stdout.strip()
-            self.run(["install", "-m", "600", "-o", uid, remote_path, tmp], sudo=True).check()
-            self._sftp_do(lambda sftp: sftp.get(tmp, local_path),
-                          f"download {remote_path} -> {local_path}")
-        finally:
-            self.run(["rm", "-f", tmp], sudo=False)
+        if self.wants_sudo(True):
+            files.get_via_sudo(self, remote_path, local_path)
+        else:
+            self.sftp_do(lambda sftp: sftp.get(remote_path, local_path),
+                         f"download {remote_path} -> {local_path}")
 
-    def _private_temp(self) -> str:
-        """A new empty file only the login user can read (`mktemp`, mode 0600)."""
-        path = self.run(["mktemp", "-t", "labctl.XXXXXXXXXX"], sudo=False).check().stdout
-        if not path.strip().startswith("/"):
-            raise RemoteError(f"mktemp printed no path: {path.strip()[:80]!r}",
-                              hint="the login user needs a writable temp dir ($TMPDIR or /tmp)",
-                              host=self.host)
-        return path.strip()
-
-    def _sftp_do(self, action: Callable[[paramiko.SFTPClient], None], what: str) -> None:
+    def sftp_do(self, action: Callable[[paramiko.SFTPClient], None], what: str) -> None:
         try:
             sftp = paramiko.SFTPClient.from_transport(self._transport())
             if sftp is None:
@@ -325,22 +272,6 @@ class SSHTransport:
         for c in (client, jump):
             if c is not None:
                 c.close()
-
-
-def _part_name(path: str) -> str:
-    return f"{path}.part-{os.getpid()}-{time.monotonic_ns()}"
-
-
-def _write(sftp: paramiko.SFTPClient, path: str, local_path: str, mode: int) -> None:
-    """Write `local_path` to `path` over SFTP, chmod `mode` before the first byte."""
-    with sftp.open(path, "wb") as dst:
-        dst.chmod(mode)
-        with open(local_path, "rb") as src:
-            while True:
-                block = src.read(1 << 16)
-                if not block:
-                    break
-                dst.write(block)
 
 
 def _answers(transport: Optional[paramiko.Transport]) -> bool:
