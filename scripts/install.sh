@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(openssh-server nginx iptables iproute2 tcpdump conntrack libpcap0.8 wrk ethtool
       redis-server redis-tools procps python3-venv curl
+      sudo  # tests/integration/test_sudo.py: a non-root lab user with password-less sudo
       pypy3 pypy3-venv  # the engine's unit tests also run under PyPy 3.9 (.venv-pypy)
       chromium)  # chromium: the report tests render the HTML reports headless
 missing=()

@@ -107,7 +107,7 @@ class Context:
     def run(self, spec: HostSpec, argv: list[str], check: bool = True) -> str:
         """Run `argv` on the host (with its sudo setting); its stdout. Raises on failure
         unless `check` is false."""
-        res = self.hosts().transport(spec.name).run(argv, sudo=spec.sudo)
+        res = self.hosts().transport(spec.name).run(argv)
         if check:
             res.check()
         return res.stdout
@@ -178,5 +178,4 @@ def wait_tcpcopy_connected(ctx: Context, timeout: float) -> None:
     """Until every online host's tcpcopy is connected to intercept (raises after `timeout`)."""
     for spec in ctx.inventory.hosts.online:
         rec = daemon_record(ctx, spec, "tcpcopy")
-        dm.wait_connected(ctx.hosts().transport(spec.name), rec, timeout=timeout,
-                          sudo=spec.sudo)
+        dm.wait_connected(ctx.hosts().transport(spec.name), rec, timeout=timeout)

@@ -56,15 +56,14 @@ def stop_intercept(ctx: Context, step: FaultStep) -> Fault:
     t = ctx.hosts().transport(spec.name)
     rec = daemon_record(ctx, spec, "intercept")
     ctx.say(f"[{spec.name}] stopping intercept")
-    dm.stop(t, rec, sudo=spec.sudo)
+    dm.stop(t, rec)
 
     def restart() -> None:
         ctx.say(f"[{spec.name}] starting intercept again")
         t2 = ctx.hosts().transport(spec.name)
         rec.stopped_at = None
-        dm.start(t2, rec, sudo=spec.sudo)
-        dm.wait_listening(t2, rec, ctx.inventory.intercept.port, timeout=READY_TIMEOUT,
-                          sudo=spec.sudo)
+        dm.start(t2, rec)
+        dm.wait_listening(t2, rec, ctx.inventory.intercept.port, timeout=READY_TIMEOUT)
         wait_tcpcopy_connected(ctx, READY_TIMEOUT)
 
     return Fault("stop-intercept", f"intercept stopped on {spec.name}", restart)
@@ -111,7 +110,7 @@ def drop(ctx: Context, step: FaultStep) -> Fault:
         errors = []
         for spec in done:
             for argv in revert:
-                res = ctx.hosts().transport(spec.name).run(argv, sudo=spec.sudo)
+                res = ctx.hosts().transport(spec.name).run(argv)
                 if not res.ok and "No chain" not in res.stderr and "does a matching" not in \
                         res.stderr and "Bad rule" not in res.stderr:
                     errors.append(f"[{spec.name}] {' '.join(argv)}: {res.stderr.strip()}")
@@ -260,7 +259,7 @@ def tc_netem_argv(dev: str, spec: NetemSpec) -> list[str]:
 def target_has_netem(ctx: Context, spec: HostSpec) -> bool:
     """Whether the target's kernel has the netem qdisc (loaded, or loadable)."""
     probe = ["sh", "-c", "test -d /sys/module/sch_netem || modprobe -n -q sch_netem"]
-    return ctx.hosts().transport(spec.name).run(probe, sudo=spec.sudo).ok
+    return ctx.hosts().transport(spec.name).run(probe).ok
 
 
 def netem(ctx: Context, step: FaultStep) -> Fault:
@@ -296,7 +295,7 @@ def _tc_netem(ctx: Context, target: HostSpec, shaping: NetemSpec) -> Fault:
     dev = words[words.index("dev") + 1]
     t = ctx.hosts().transport(target.name)
     path = jr.journal_path(inv.remote_dir(target))
-    journal = jr.read_remote(t, path, sudo=target.sudo)
+    journal = jr.read_remote(t, path)
     if journal is None:
         raise RemoteError("netem: no journal on the target", host=target.name,
                           hint="is the copy setup up? (`labctl status`)")
@@ -305,22 +304,22 @@ def _tc_netem(ctx: Context, target: HostSpec, shaping: NetemSpec) -> Fault:
                     (tuple(tc_netem_argv(dev, shaping)),), (("tc", "qdisc", "del", "dev", dev,
                                                               "root"),))
     entry = journal.plan_entry(change, jr.Snapshot(), time.time())
-    jr.write_remote(t, path, journal, sudo=target.sudo)
+    jr.write_remote(t, path, journal)
     ctx.run(target, list(change.apply[0]))
     journal.mark(entry, "applied", time.time())
-    jr.write_remote(t, path, journal, sudo=target.sudo)
+    jr.write_remote(t, path, journal)
     jr.save_local(journal)
 
     def remove() -> None:
         ctx.run(target, list(change.undo[0]))
         t2 = ctx.hosts().transport(target.name)
-        now = jr.read_remote(t2, path, sudo=target.sudo)
+        now = jr.read_remote(t2, path)
         if now is None:
             return                      # `down` already took the journal away
         for e in now.entries:
             if e.seq == entry.seq and e.step == entry.step and e.may_be_in_place:
                 now.mark(e, "undone", time.time(), "end-netem")
-                jr.write_remote(t2, path, now, sudo=target.sudo)
+                jr.write_remote(t2, path, now)
                 jr.save_local(now)
                 break
 
@@ -343,7 +342,7 @@ def _engine_netem(ctx: Context, shaping: NetemSpec, why: str) -> Fault:
         t = ctx.hosts().transport(spec.name)
         path = dm.netem_file(rec)
         if text is None:
-            t.run(["rm", "-f", path], sudo=spec.sudo).check()
+            t.run(["rm", "-f", path]).check()
         else:
             with tempfile.NamedTemporaryFile("w", suffix=".netem", delete=False) as fh:
                 fh.write(text)
@@ -351,12 +350,12 @@ def _engine_netem(ctx: Context, shaping: NetemSpec, why: str) -> Fault:
                 t.put(fh.name, path + ".tmp")
             finally:
                 os.unlink(fh.name)
-            t.run(["mv", "-f", path + ".tmp", path], sudo=spec.sudo).check()
-        t.run(["pkill", "-HUP", "-F", rec.pid_file], sudo=spec.sudo).check()
+            t.run(["mv", "-f", path + ".tmp", path]).check()
+        t.run(["pkill", "-HUP", "-F", rec.pid_file]).check()
         want = None if text is None else shaping._asdict()
         dm.Poller().until(f"tcpcopy to apply {'no' if text is None else 'the'} netem conditions",
                           spec.name, READY_TIMEOUT,
-                          lambda: _netem_now(t, rec, spec.sudo) == want)
+                          lambda: _netem_now(t, rec) == want)
 
     def undo() -> None:
         for spec, rec in done:
@@ -374,9 +373,9 @@ def _engine_netem(ctx: Context, shaping: NetemSpec, why: str) -> Fault:
                           f"{names}{why})", undo)
 
 
-def _netem_now(t: Any, rec: DaemonRecord, sudo: bool) -> Optional[dict[str, float]]:
+def _netem_now(t: Any, rec: DaemonRecord) -> Optional[dict[str, float]]:
     """The conditions tcpcopy reports in its stats (None: none)."""
-    stats = dm.read_stats(t, rec.stats_file, sudo=sudo) or {}
+    stats = dm.read_stats(t, rec.stats_file) or {}
     now = stats.get("netem")
     values = {k: (now or {}).get(k, 0) for k in NetemSpec._fields}
     return values if any(values.values()) else None

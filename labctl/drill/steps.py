@@ -335,8 +335,7 @@ def copier_latency(ctx: Context) -> dict[str, int]:
             rec = daemon_record(ctx, spec, "tcpcopy")
         except LabctlError:
             continue
-        stats = dm.read_stats(ctx.hosts().transport(spec.name), rec.stats_file,
-                              sudo=spec.sudo) or {}
+        stats = dm.read_stats(ctx.hosts().transport(spec.name), rec.stats_file) or {}
         for bound, n in ((stats.get("target_response_ms") or {}).get("buckets") or {}).items():
             if isinstance(n, int):
                 total[bound] = total.get(bound, 0) + n

@@ -182,7 +182,7 @@ def journal_path(hdir: str) -> str:
 
 
 # -- remote I/O -------------------------------------------------------------------------------
-def take_snapshot(transport: Transport, sudo: bool = False) -> Snapshot:
+def take_snapshot(transport: Transport, sudo: bool = True) -> Snapshot:
     """`ip route show table all` + `iptables-save` (read-only); failures recorded as text."""
     argvs = list(SNAPSHOT_ARGVS.values())
     results = run_batch(transport, argvs, sudo=sudo)  # one round trip
@@ -194,7 +194,7 @@ def take_snapshot(transport: Transport, sudo: bool = False) -> Snapshot:
     return Snapshot(**out)
 
 
-def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool = False) -> None:
+def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool = True) -> None:
     """Atomic on the host: upload to a temp name next to it, then `mv -f` over it."""
     fd, local = tempfile.mkstemp(prefix="labctl-journal-", suffix=".json")
     try:
@@ -207,7 +207,7 @@ def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool =
         os.unlink(local)
 
 
-def read_remote(transport: Transport, path: str, sudo: bool = False) -> Optional[Journal]:
+def read_remote(transport: Transport, path: str, sudo: bool = True) -> Optional[Journal]:
     """The host's journal, or None when there is none."""
     res = transport.run(["cat", path], sudo=sudo)
     if not res.ok:

@@ -1,6 +1,9 @@
 """The transport interface: run an argv on a host and get a `Result` value back.
 
 Commands are argv lists, never shell strings; quoting happens once, at the transport edge.
+Commands are privileged by default (`sudo=True`): on a `sudo: true` host with a non-root user
+they run through `sudo -n --`, so a call site cannot forget it; the few that must run as the
+login user (facts such as `id -u`, private temp files) say `sudo=False`.
 """
 
 from __future__ import annotations
@@ -69,19 +72,24 @@ class Transport(Protocol):
         self,
         argv: Sequence[str],
         *,
-        sudo: bool = False,
+        sudo: bool = True,
         timeout: Optional[float] = None,
         stdin: Optional[str] = None,
     ) -> Result:
-        """Run argv; never raises on a non-zero exit (call `.check()`), raises on a lost link."""
+        """Run argv (as root: directly, or through `sudo -n` when `wants_sudo(sudo)`); never
+        raises on a non-zero exit (call `.check()`), raises on a lost link."""
+        ...
+
+    def wants_sudo(self, sudo: bool) -> bool:
+        """Whether a command run with this `sudo` flag goes through `sudo -n --` here."""
         ...
 
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
-        """Copy a local file to the host."""
+        """Copy a local file to the host, owned by root (through sudo where needed)."""
         ...
 
     def get(self, remote_path: str, local_path: str) -> None:
-        """Copy a file from the host."""
+        """Copy a file from the host (one only root may read as well)."""
         ...
 
     def close(self) -> None:

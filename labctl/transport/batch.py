@@ -9,6 +9,10 @@ run alone (exit 127 when the tool is missing, as with a single command).
     argv = batch_argv(argvs, token)         # pure
     results = split(result, argvs, token)   # pure; None if the output is not a whole batch
     frame(results, token)                   # pure: what a host prints (FakeTransport uses it)
+
+On a host where commands go through sudo (`transport.wants_sudo`), each argv inside the batch
+is run as `sudo -n -- ARGV` and the `sh` around them as the login user: the sudo rights a host
+needs are the programs labctl runs, never a shell.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ while [ $# -gt 0 ]; do
   shift "$n"
 done
 """
+
+
+#: How one privileged argv runs on a sudo host (labctl.transport.ssh uses the same words).
+SUDO_PREFIX = ("sudo", "-n", "--")
 
 
 def new_token() -> str:
@@ -91,10 +99,15 @@ def split(result: Result, argvs: Sequence[Sequence[str]], token: str) -> Optiona
     return out if not text.strip() else None
 
 
-def run_batch(transport: Transport, argvs: Sequence[Sequence[str]], *, sudo: bool = False,
+def run_batch(transport: Transport, argvs: Sequence[Sequence[str]], *, sudo: bool = True,
               timeout: Optional[float] = None) -> Optional[list[Result]]:
     """Run every argv in one round trip; None when the host could not run it as a batch
-    (callers then run the argvs one by one). Raises like `Transport.run` on a lost link."""
+    (callers then run the argvs one by one). Raises like `Transport.run` on a lost link.
+    Privileged by default like `Transport.run`; through sudo each argv is prefixed inside."""
     token = new_token()
-    res = transport.run(batch_argv(argvs, token), sudo=sudo, timeout=timeout)
+    if transport.wants_sudo(sudo):
+        inner = [[*SUDO_PREFIX, *argv] for argv in argvs]
+        res = transport.run(batch_argv(inner, token), sudo=False, timeout=timeout)
+    else:
+        res = transport.run(batch_argv(argvs, token), sudo=sudo, timeout=timeout)
     return split(res, argvs, token)

@@ -10,7 +10,9 @@ Unit tests use it so that no test can ever run a real command by accident:
     fake.commands == [("sysctl", "-n", "net.ipv4.ip_forward")]
 
 A batch (labctl.transport.batch) is answered argv by argv from the same rules, and the calls
-record the argvs inside it, not the wrapper.
+record the argvs inside it, not the wrapper. `FakeTransport(sudo_user=True)` plays a non-root
+`sudo: true` host: `wants_sudo(True)` is true, and an argv run as `sudo -n -- ARGV` (inside a
+batch) is answered and recorded as ARGV with `sudo=True`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from labctl.transport.base import CallLog, Result
-from labctl.transport.batch import frame, unbatch_argv
+from labctl.transport.batch import SUDO_PREFIX, frame, unbatch_argv
 
 Answer = Union[Result, Callable[[tuple[str, ...]], Result]]
 
@@ -72,6 +74,7 @@ class FakeTransport:
     log: CallLog = field(default_factory=CallLog)
     closed: bool = False
     connected: bool = False
+    sudo_user: bool = False
     _rules: list[_Rule] = field(default_factory=list)
 
     # -- scripting -----------------------------------------------------------------------
@@ -103,7 +106,10 @@ class FakeTransport:
     def connect(self) -> None:
         self.connected = True
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: Optional[float] = None,
+    def wants_sudo(self, sudo: bool) -> bool:
+        return sudo and self.sudo_user
+
+    def run(self, argv: Sequence[str], *, sudo: bool = True, timeout: Optional[float] = None,
             stdin: Optional[str] = None) -> Result:
         key = tuple(argv) if not isinstance(argv, str) else ()
         if not key or not all(isinstance(a, str) for a in key):
@@ -113,6 +119,8 @@ class FakeTransport:
             token, argvs = batch
             results = [self.run(a, sudo=sudo, timeout=timeout) for a in argvs]
             return Result(self.host, key, 0, frame(results, token))
+        if self.sudo_user and key[:3] == SUDO_PREFIX and len(key) > 3:
+            return self.run(key[3:], sudo=True, timeout=timeout, stdin=stdin)
         self.calls.append(Call(key, sudo, stdin, timeout))
         self.log.calls.append(key)
         rule = self._find(key)

@@ -20,7 +20,11 @@ class LocalTransport:
     def connect(self) -> None:
         """Nothing to open."""
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: Optional[float] = None,
+    def wants_sudo(self, sudo: bool) -> bool:
+        """Never: the operator's own commands and the lab's namespaces run as labctl's user."""
+        return False
+
+    def run(self, argv: Sequence[str], *, sudo: bool = True, timeout: Optional[float] = None,
             stdin: Optional[str] = None) -> Result:
         full = [*self.prefix, *argv]
         try:

@@ -12,7 +12,6 @@ in labctl.transport.sshroute. argv is quoted with `shlex.join` here and nowhere 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import shlex
@@ -24,7 +23,9 @@ import paramiko
 
 from labctl.errors import RemoteError
 from labctl.inventory.models import HostSpec, SSHOptions
+from labctl.transport import files
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
+from labctl.transport.batch import SUDO_PREFIX
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
 
 DEFAULT_TIMEOUT = 60.0
@@ -40,7 +41,7 @@ def remote_command(argv: Sequence[str], *, sudo: bool = False) -> str:
     """The one place argv becomes a command line: quoted, optionally via `sudo -n --`."""
     if not argv:
         raise ValueError("empty argv")
-    words = ["sudo", "-n", "--", *argv] if sudo else list(argv)
+    words = [*SUDO_PREFIX, *argv] if sudo else list(argv)
     return shlex.join(words)
 
 
@@ -56,6 +57,7 @@ class SSHTransport:
         self._ssh_config = ssh_config
         self._client: Optional[paramiko.SSHClient] = None
         self._jump_client: Optional[paramiko.SSHClient] = None
+        self._user = ""  # the login user, once connected
 
     # -- connection ----------------------------------------------------------------------
     def route(self) -> Route:
@@ -82,6 +84,7 @@ class SSHTransport:
                 jump_client.close()
             raise
         self._client, self._jump_client = client, jump_client
+        self._user = route.target.user
 
     def _open(self, end: Endpoint, sock: Optional[paramiko.Channel] = None,
               via: Optional[Endpoint] = None) -> paramiko.SSHClient:
@@ -191,13 +194,15 @@ class SSHTransport:
 
     # -- commands ------------------------------------------------------------------------
     def wants_sudo(self, sudo: bool) -> bool:
-        return sudo and self.spec.sudo and self.spec.user != "root"
+        """`sudo -n --` for privileged commands on `sudo: true` hosts, unless the login user
+        (the inventory's, or the ssh config's once connected) is root."""
+        return sudo and self.spec.sudo and (self._user or self.spec.user) != "root"
 
     def run(
         self,
         argv: Sequence[str],
         *,
-        sudo: bool = False,
+        sudo: bool = True,
         timeout: Optional[float] = None,
         stdin: Optional[str] = None,
     ) -> Result:
@@ -225,38 +230,21 @@ class SSHTransport:
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
         """Upload to a temporary name next to `remote_path`, set to `mode` before a byte is
         written (a channel key must never be readable by others, not even while it uploads),
-        then renamed over `remote_path`."""
-        def upload(sftp: paramiko.SFTPClient) -> None:
-            tmp = f"{remote_path}.part-{os.getpid()}-{time.monotonic_ns()}"
-            try:
-                with sftp.open(tmp, "wb") as dst:
-                    dst.chmod(mode)
-                    with open(local_path, "rb") as src:
-                        while True:
-                            block = src.read(1 << 16)
-                            if not block:
-                                break
-                            dst.write(block)
-                try:
-                    sftp.posix_rename(tmp, remote_path)
-                except OSError:                 # no posix-rename extension on the server
-                    with contextlib.suppress(OSError):
-                        sftp.remove(remote_path)
-                    sftp.rename(tmp, remote_path)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    sftp.remove(tmp)
-                raise
-
-        self._sftp_do(upload, f"upload {local_path} -> {remote_path}")
+        then renamed over `remote_path`; through sudo via a private temp file (`files`)."""
+        if self.wants_sudo(True):
+            files.put_via_sudo(self, local_path, remote_path, mode)
+        else:
+            self.sftp_do(lambda sftp: files.upload(sftp, local_path, remote_path, mode),
+                         f"upload {local_path} -> {remote_path}")
 
     def get(self, remote_path: str, local_path: str) -> None:
-        def download(sftp: paramiko.SFTPClient) -> None:
-            sftp.get(remote_path, local_path)
+        if self.wants_sudo(True):
+            files.get_via_sudo(self, remote_path, local_path)
+        else:
+            self.sftp_do(lambda sftp: sftp.get(remote_path, local_path),
+                         f"download {remote_path} -> {local_path}")
 
-        self._sftp_do(download, f"download {remote_path} -> {local_path}")
-
-    def _sftp_do(self, action: Callable[[paramiko.SFTPClient], None], what: str) -> None:
+    def sftp_do(self, action: Callable[[paramiko.SFTPClient], None], what: str) -> None:
         try:
             sftp = paramiko.SFTPClient.from_transport(self._transport())
             if sftp is None:

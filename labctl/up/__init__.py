@@ -2,6 +2,7 @@
 
     checks       pure: (inventory, facts, operator facts) -> findings (refusals protect SSH)
     findings     pure: findings grouped per check and subject (hosts listed, `online[1-16]`)
+    sudo         sudo hosts: the programs a plan runs there, `sudo -n -l` each, the findings
     egress       pure: which of online's OUTPUT rules would refuse the copies (for checks)
     plan         pure: (inventory, facts) -> ordered, tagged, idempotent route/rule/sysctl Changes
     launch       pure: the daemon Changes (launch argv, stop argv, files, readiness probe)

@@ -35,6 +35,7 @@ CHECK_IDS = (
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
     "datalink.mac_unknown", "target.not_listening", "online.output_refuses",
     "runtime.unavailable", "runtime.memory", "ssh.host_key_unchecked",
+    "privilege.sudo_command",  # labctl.up.sudo: needs the plan, so it runs after these
 )
 
 
@@ -93,6 +94,7 @@ def check_python(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Fi
 
 
 def check_privilege(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable[Finding]:
+    sudo = {h.name: h.sudo for h in inv.all_hosts()}
     for hf in _reachable(facts):
         if hf.privileged is None:
             yield _unknown(hf.host, "root/sudo", "uid", hf)
@@ -100,6 +102,12 @@ def check_privilege(inv: Inventory, facts: Facts, op: OperatorFacts) -> Iterable
             yield Finding("privilege.missing", ERROR, hf.host,
                           "neither root nor passwordless sudo (`sudo -n true` failed)",
                           hint="connect as root, or allow NOPASSWD sudo and set sudo: true")
+        elif hf.uid != 0 and not sudo.get(hf.host, False):
+            yield Finding("privilege.missing", ERROR, hf.host,
+                          f"the login user (uid {hf.uid}) is not root and the host has no "
+                          "`sudo: true`: labctl's changes would fail",
+                          hint="set sudo: true on this host (passwordless sudo works here), "
+                               "or connect as root")
 
 
 # -- assistant, conntrack, rp_filter -------------------------------------------------------

@@ -60,7 +60,7 @@ def arm_argv(pyz: str, hdir: str, lab: str, after: float, systemd: bool) -> list
 
 def arm(
     transport: Transport, pyz: str, hdir: str, lab: str, after: float, systemd: bool,
-    sudo: bool = False, now: Callable[[], float] = time.time,
+    sudo: bool = True, now: Callable[[], float] = time.time,
 ) -> DeadmanRecord:
     """Arm the timer; returns the record to keep in the journal."""
     p = paths(hdir)
@@ -73,7 +73,7 @@ def arm(
     )
 
 
-def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = False) -> Optional[int]:
+def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = True) -> Optional[int]:
     """The pid of a still-running detached timer (checked against /proc/PID/cmdline)."""
     if not record.pid_file:
         return None
@@ -85,7 +85,7 @@ def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = False) -
     return pid if cmd.ok and "rollback" in cmd.stdout else None
 
 
-def is_armed(transport: Transport, record: Optional[DeadmanRecord], sudo: bool = False) -> bool:
+def is_armed(transport: Transport, record: Optional[DeadmanRecord], sudo: bool = True) -> bool:
     if record is None or record.confirmed_at:
         return False
     if record.mechanism == "systemd":
@@ -95,7 +95,7 @@ def is_armed(transport: Transport, record: Optional[DeadmanRecord], sudo: bool =
 
 
 def cancel(
-    transport: Transport, record: DeadmanRecord, sudo: bool = False, wait: float = 60.0,
+    transport: Transport, record: DeadmanRecord, sudo: bool = True, wait: float = 60.0,
     sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Create the confirm file and stop the timer; waits until a detached timer has exited
@@ -121,7 +121,7 @@ def cancel(
 
 
 def confirm(
-    fresh: Transport, record: DeadmanRecord, sudo: bool = False,
+    fresh: Transport, record: DeadmanRecord, sudo: bool = True,
     now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
 ) -> DeadmanRecord:
     """Confirm over `fresh` (a NEW connection): cancels the rollback. Returns the updated record."""

@@ -2,7 +2,8 @@
 labctl.up.down.
 
 `up`: connect all hosts (parallel) -> facts -> preflight checks (errors block; `--force` skips
-non-refusal errors only) -> plan (every change, the daemons included) -> the apply half in
+non-refusal errors only) -> plan (every change, the daemons included) -> on sudo hosts, the
+sudo rights of every program the plan runs there (labctl.up.sudo) -> the apply half in
 labctl.up.execute (lock, ship, journal, changes with a dead-man timer before each host's first
 guarded one, daemons, confirm over NEW connections, log marks, local state). Any failure after
 the lock undoes what was applied, newest first, and reports per host.
@@ -22,7 +23,7 @@ from labctl.inventory.load import load_inventory, parse_inventory
 from labctl.inventory.models import Inventory
 from labctl.model import Finding, Plan
 from labctl.transport.pool import Factory, HostPool
-from labctl.up import checks
+from labctl.up import checks, sudo
 from labctl.up.checks import run_checks
 from labctl.up.execute import UpRun
 from labctl.up.findings import short_refs
@@ -91,6 +92,8 @@ def preflight(inv: Inventory, opts: UpOptions, pool: HostPool) -> Preflight:
     findings = list(run_checks(inv, facts, operator))
     opts.hooks.after("checks")
     the_plan, daemon_error = _make_plan(inv, facts, opts.fix, findings)
+    # sudo hosts: may the login user run every program of this plan through `sudo -n`?
+    findings = sudo.sorted_findings([*findings, *sudo.check(inv, the_plan, facts, pool)])
     opts.hooks.after("plan")
     return Preflight(facts, findings, the_plan, daemon_error)
 

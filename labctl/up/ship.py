@@ -127,13 +127,13 @@ def parse_sha256sum(stdout: str) -> Optional[str]:
     return word if len(word) == 64 and all(c in "0123456789abcdef" for c in word) else None
 
 
-def remote_sha256(transport: Transport, path: str, sudo: bool = False) -> Optional[str]:
+def remote_sha256(transport: Transport, path: str, sudo: bool = True) -> Optional[str]:
     res = transport.run(["sha256sum", path], sudo=sudo)
     return parse_sha256sum(res.stdout) if res.ok else None
 
 
 def ship(
-    transport: Transport, artifact: EngineArtifact, host_dir: str, sudo: bool = False
+    transport: Transport, artifact: EngineArtifact, host_dir: str, sudo: bool = True
 ) -> ShipOutcome:
     """Make `<host_dir>/labctl-engine.pyz` hold exactly `artifact`; upload only when needed."""
     target = remote_pyz(host_dir)

@@ -107,10 +107,10 @@ def _int(text: str) -> Optional[int]:
 
 
 def _capture(t: Transport, spec: HostSpec, remote: str, seconds: float, filt: str) -> str:
-    t.run(["mkdir", "-p", str(Path(remote).parent)], sudo=spec.sudo).check()
+    t.run(["mkdir", "-p", str(Path(remote).parent)]).check()
     argv = ["timeout", "-s", "INT", f"{seconds:g}", "tcpdump", "-i", "any", "-nn", "-U",
             "-s", str(SNAPLEN), "-c", str(MAX_PACKETS), "-w", remote, filt]
-    res = t.run(argv, sudo=spec.sudo, timeout=seconds + 30)
+    res = t.run(argv, timeout=seconds + 30)
     if res.exit_code not in (0, 124):
         res.check()
     return remote
@@ -120,7 +120,7 @@ def _fetch_pcap(t: Transport, spec: HostSpec, remote: str, local: Path) -> list[
     try:
         t.get(remote, str(local))
     finally:
-        t.run(["rm", "-f", remote], sudo=spec.sudo)
+        t.run(["rm", "-f", remote])
     return read_pcap(str(local))
 
 
@@ -132,11 +132,11 @@ def _target_facts(t: Transport, inv: Inventory, spec: HostSpec
                   ) -> dict[str, Optional[int | str]]:
     pool = inv.clients.pool_networks() or [ipaddress.IPv4Network(f"{inv.hosts.online[0].address}")]
     probe = str(next(iter(pool[0].hosts()), pool[0].network_address))
-    via, _ = parse_route_get(t.run(["ip", "-o", "route", "get", probe], sudo=spec.sudo).stdout)
+    via, _ = parse_route_get(t.run(["ip", "-o", "route", "get", probe]).stdout)
     _, dev = parse_route_get(t.run(["ip", "-o", "route", "get",
-                                    str(inv.hosts.online[0].address)], sudo=spec.sudo).stdout)
+                                    str(inv.hosts.online[0].address)]).stdout)
     keys = ["net.ipv4.conf.all.rp_filter"] + ([f"net.ipv4.conf.{dev}.rp_filter"] if dev else [])
-    values = [_int(t.run(["sysctl", "-n", k], sudo=spec.sudo).stdout) for k in keys]
+    values = [_int(t.run(["sysctl", "-n", k]).stdout) for k in keys]
     known = [v for v in values if v is not None]
     netstat = t.run(["cat", "/proc/net/netstat"]).stdout
     mtu = None
@@ -149,7 +149,7 @@ def _target_facts(t: Transport, inv: Inventory, spec: HostSpec
 
 def _listeners(t: Transport, spec: HostSpec) -> Optional[list[tuple[str, int]]]:
     """The target's listening TCP sockets (`ss -Hltn`), None when they cannot be read."""
-    res = t.run(list(LISTENERS.argv), sudo=spec.sudo)
+    res = t.run(list(LISTENERS.argv))
     try:
         return [(lst.address, lst.port) for lst in LISTENERS.parse(res)]
     except FactParseError:
@@ -228,7 +228,7 @@ def _facts(inv: Inventory, target: HostSpec, pool: HostPool, before: list[L.Daem
     if inv.hosts.assistant is not None:
         a = inv.hosts.assistant
         ip_forward = _int(pool.transport(a.name).run(
-            ["sysctl", "-n", "net.ipv4.ip_forward"], sudo=a.sudo).stdout)
+            ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout)
     conntrack = []
     for spec in [*inv.hosts.online, target]:
         count, cmax = verify.fetch_conntrack(pool.transport(spec.name), spec)

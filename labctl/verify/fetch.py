@@ -90,7 +90,7 @@ class Fetched:
 
 
 def _stat(t: Transport, spec: HostSpec, path: str) -> tuple[lp.FileState, Optional[lp.FileState]]:
-    res = t.run(["stat", "-c", "%n %s %i", path, path + ".1"], sudo=spec.sudo)
+    res = t.run(["stat", "-c", "%n %s %i", path, path + ".1"])
     found: dict[str, lp.FileState] = {}
     for line in res.stdout.splitlines():
         name, size, inode = line.rsplit(" ", 2)
@@ -103,7 +103,7 @@ def _stat(t: Transport, spec: HostSpec, path: str) -> tuple[lp.FileState, Option
 
 
 def _read_once(t: Transport, spec: HostSpec, path: str, start: int) -> bytes:
-    res = t.run(["tail", "-c", f"+{start + 1}", path], sudo=spec.sudo, timeout=300)
+    res = t.run(["tail", "-c", f"+{start + 1}", path], timeout=300)
     if not res.ok:
         raise RemoteError(f"cannot read {path} from byte {start}: {res.stderr.strip()}",
                           host=t.host)

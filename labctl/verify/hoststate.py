@@ -22,7 +22,7 @@ def fetch_daemons(t: Transport, inv: Inventory, spec: HostSpec, now: float
                   ) -> list[L.DaemonStats]:
     """The engine daemons `up` started on this host (from its journal), with their counters."""
     journal = jr.load_local(inv.lab, spec.name) or jr.read_remote(
-        t, jr.journal_path(inv.remote_dir(spec)), sudo=spec.sudo)
+        t, jr.journal_path(inv.remote_dir(spec)))
     if journal is None:
         return []
     return [daemon_stats(t, spec, rec, now) for rec in journal.daemons if not rec.stopped_at]
@@ -30,8 +30,8 @@ def fetch_daemons(t: Transport, inv: Inventory, spec: HostSpec, now: float
 
 def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
                  ) -> L.DaemonStats:
-    stats = dmn.read_stats(t, rec.stats_file, sudo=spec.sudo)
-    pid = dmn.current_pid(t, rec, sudo=spec.sudo)
+    stats = dmn.read_stats(t, rec.stats_file)
+    pid = dmn.current_pid(t, rec)
     if stats is None:
         return L.DaemonStats(spec.name, rec.name, "missing", {},
                              detail=f"no stats file {rec.stats_file}")
@@ -50,7 +50,7 @@ def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
 
 
 def fetch_conntrack(t: Transport, spec: HostSpec) -> tuple[Optional[int], Optional[int]]:
-    res = t.run(["cat", *CONNTRACK], sudo=spec.sudo)
+    res = t.run(["cat", *CONNTRACK])
     words = res.stdout.split()
     if len(words) != 2 or not all(w.isdigit() for w in words):
         return None, None

@@ -62,7 +62,7 @@ class Counting(FakeTransport):
     round_trips: int = 0
     depth: int = 0
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: Optional[float] = None,
+    def run(self, argv: Sequence[str], *, sudo: bool = True, timeout: Optional[float] = None,
             stdin: Optional[str] = None) -> Result:
         self.round_trips += self.depth == 0
         self.depth += 1
@@ -93,3 +93,44 @@ def test_snapshot_is_one_round_trip() -> None:
     snap = take_snapshot(fake)
     assert snap.routes.strip() and "COMMIT" in snap.iptables
     assert fake.round_trips == 1
+
+
+class Outer(FakeTransport):
+    """Records the sudo flag of each round trip (the batch wrapper) as well."""
+
+    outer: list[bool] = []
+    inner_argvs: list[tuple[str, ...]] = []
+
+    def run(self, argv: Sequence[str], *, sudo: bool = True, timeout: Optional[float] = None,
+            stdin: Optional[str] = None) -> Result:
+        if unbatch_argv(tuple(argv)) is not None:
+            self.outer.append(sudo)
+            inner = unbatch_argv(tuple(argv))
+            assert inner is not None
+            self.inner_argvs = inner[1]
+        return super().run(argv, sudo=sudo, timeout=timeout, stdin=stdin)
+
+
+def test_a_sudo_host_runs_sudo_per_argv_inside_a_shell_it_runs_as_itself() -> None:
+    """Sudo rights for the programs, never for `sh`: the batch is the login user's shell and
+    each argv inside it is `sudo -n -- ARGV`."""
+    fake = Outer("web", sudo_user=True)
+    fake.outer = []
+    fake.on(["iptables-save"], stdout="*filter\nCOMMIT\n").on(["id", "-u"], stdout="1000\n")
+    results = run_batch(fake, [("iptables-save",), ("id", "-u")])
+    assert results is not None and [r.argv for r in results] == [("iptables-save",), ("id", "-u")]
+    assert results[0].stdout == "*filter\nCOMMIT\n"
+    assert fake.outer == [False]
+    assert fake.inner_argvs == [("sudo", "-n", "--", "iptables-save"),
+                                ("sudo", "-n", "--", "id", "-u")]
+    assert [(c.argv, c.sudo) for c in fake.calls] == [(("iptables-save",), True),
+                                                      (("id", "-u"), True)]
+    # not privileged: no sudo inside, the wrapper itself unprivileged
+    fake.outer = []
+    assert run_batch(fake, [("id", "-u")], sudo=False) is not None
+    assert fake.outer == [False] and fake.inner_argvs == [("id", "-u")]
+    # a root login (no sudo wanted): the wrapper carries the flag as before
+    root = Outer("db")
+    root.outer = []
+    root.on(["id", "-u"], stdout="0\n")
+    assert run_batch(root, [("id", "-u")]) is not None and root.outer == [True]

@@ -16,8 +16,11 @@ from labctl.facts.system import PypyVersion, PythonVersion
 from labctl.inventory.load import parse_inventory
 from labctl.inventory.models import Inventory
 from labctl.model import ChangeKind, Finding, Severity
+from labctl.transport import Result
+from labctl.up import sudo
 from labctl.up.checks import CHECK_IDS, blocking, fix_changes, run_checks
 from tests.unit.checks_facts import ROOT, A, N, healthy, inventory, operator
+from tests.unit.test_sudo_rights import sudo_target
 
 FIRED: set[str] = set()
 
@@ -95,11 +98,27 @@ def test_unknown_facts_warn() -> None:
 
 
 def test_no_root_no_sudo() -> None:
-    inv = inventory()
+    inv = sudo_target()
     facts = with_host(healthy(inv), "target", uid=1000, sudo=False)
     assert "privilege.missing" in ids(run_checks(inv, facts, operator()))
     facts = with_host(healthy(inv), "target", uid=1000, sudo=True)
     assert "privilege.missing" not in ids(run_checks(inv, facts, operator()))
+
+
+def test_non_root_login_without_sudo_true_is_an_error_even_when_sudo_works() -> None:
+    inv = inventory()  # target: sudo: false
+    facts = with_host(healthy(inv), "target", uid=1000, sudo=True)
+    found = [f for f in run_checks(inv, facts, operator()) if f.id == "privilege.missing"]
+    assert [f.host for f in found] == ["target"] and "sudo: true" in found[0].hint
+
+
+def test_a_refused_sudo_program_is_an_error_naming_host_and_program() -> None:
+    """privilege.sudo_command (labctl.up.sudo, run after the plan; tests/unit/test_sudo_rights.py
+    asks a fake host)."""
+    denied = Result("web", ("sudo", "-n", "-l", "iptables"), 1)
+    found = sudo.findings("web", "ops", {"iptables": denied})
+    assert ids(found) == {"privilege.sudo_command"} and blocking(found)
+    assert found[0].host == "web" and "`iptables`" in found[0].message
 
 
 def test_assistant_ip_forward_and_its_fix() -> None:

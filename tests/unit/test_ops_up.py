@@ -209,3 +209,24 @@ def test_a_daemon_that_never_gets_ready_rolls_everything_back(env: Path) -> None
     assert ("kill", "-TERM", "4242") in online.commands  # tcpcopy stopped
     assert ("kill", "-TERM", "4242") in hosts.fakes["assistant"].commands  # intercept too
     assert any(c[:3] == ("ip", "route", "del") for c in hosts.fakes["target"].commands)
+
+
+def test_every_command_after_the_facts_is_privileged_dead_man_and_down_included(
+        env: Path) -> None:
+    """Issue 13: with `sudo: true` the dead-man was armed and cancelled without sudo. Every
+    command `up` (lock, ship, journal, changes, dead-man arm and confirm, daemons) and `down`
+    (undo, sweep) runs after the facts must ask for privilege, so a sudo host runs it through
+    `sudo -n`; only the facts choose per command."""
+    hosts = Hosts()
+    inv = _inv()
+    assert ops.up(inv, _opts(hosts, guard_timeout=3.0)).ok
+    assert ops_down.down(inv, factory=hosts.factory).ok
+    fakes = [*hosts.fakes.values(), *(f for fs in hosts.fresh.values() for f in fs)]
+    assert _arm_calls(hosts.fakes["target"]) and hosts.fresh["target"]
+    for fake in fakes:
+        calls = [c for c in fake.calls if not c.argv[0].startswith("<")]
+        first = next((i for i, c in enumerate(calls) if c.argv[:2] == ("mkdir", "-p")), 0)
+        unprivileged = [c.argv for c in calls[first:] if not c.sudo]
+        assert unprivileged == [], (fake.host, unprivileged)
+    confirm = [c for f in hosts.fresh["target"] for c in f.calls if c.argv[0] == "touch"]
+    assert confirm and all(c.sudo for c in confirm)  # the dead-man's cancel
