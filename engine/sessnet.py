@@ -3,8 +3,9 @@
 ``Intercepts`` owns ``-C`` TCP connections to every intercept of ``-s``: non-blocking connect,
 ``engine.protocol.ClientChannel`` for auth/hello/framing, round-robin registration (every
 intercept learns every route, study §2.2), response records handed to a callback, loss
-detection and (with ``-L``) reconnection every ``reconnect_interval`` seconds followed by
-re-registration of the routes of live sessions (a fix of the C tool, study §2.6).
+detection (``on_lost``) and (with ``-L``, ``engine.tcpcopy.channel``) reconnection with a short
+backoff followed by re-registration of the routes of live sessions (a fix of the C tool, study
+§2.6).
 """
 
 from __future__ import annotations
@@ -146,12 +147,14 @@ class Intercepts:
     def __init__(self, loop: Loop, servers: Iterable[Tuple[str, int]], per_server: int,
                  key: Optional[bytes], sink: RecordSink, counters: Dict[str, int],
                  log: Logger, on_ready: Callable[[Server], None],
-                 after_batch: Callable[[float], None]) -> None:
+                 after_batch: Callable[[float], None],
+                 on_lost: Optional[Callable[[Server], None]] = None) -> None:
         self.loop, self.key, self.sink, self.counters, self.log = loop, key, sink, counters, log
         self.servers = [Server(h, p) for h, p in servers]
         self.per_server = per_server
         self.on_ready = on_ready
         self.after_batch = after_batch
+        self.on_lost = on_lost
 
     def connect_all(self) -> None:
         for srv in self.servers:
@@ -182,6 +185,8 @@ class Intercepts:
             return
         conn.close()
         self.log.error(f"Recv socket({conn.server.addr}) error: {reason}")
+        if self.on_lost is not None:
+            self.on_lost(conn.server)
 
     def check_timeouts(self, now: float) -> None:
         for srv in self.servers:
