@@ -3,8 +3,7 @@
 Events: ``on_client_packet(ip_bytes, now)`` (a captured client->online packet),
 ``on_response_record(record, now)`` (a 64-byte response record from intercept),
 ``on_timer(now)`` when ``next_deadline()`` has passed, ``flush(now)`` after a batch of events
-(sends the ACKs still owed to the target), ``on_send_error(fkey, now)``, ``channel_down`` /
-``channel_up`` (no intercept connected / one back: ``engine.session.hold``).
+(sends the ACKs still owed to the target), ``on_send_error(fkey, now)``; ``channel_down/up``.
 Every event method RETURNS the actions it caused, in order: typed values of
 ``engine.actions`` (``SendPacket``, ``RegisterRoute``, ``Drop`` with ``record_drops``). Timers
 are the engine's own (one heap for all sessions): after a batch the daemon asks
@@ -352,8 +351,7 @@ class Engine:
         return pause(self, now)
 
     def channel_up(self, now: float) -> Tuple[int, Actions]:
-        """An intercept knows every live route again: how many held sessions resume, and
-        their packets."""
+        """An intercept is back: (held sessions resumed, their packets)."""
         return resume(self, now), self._take()
 
     # ------------------------------------------------------------------ queries

@@ -8,6 +8,7 @@ from typing import List
 
 from engine.packets import ACK, FIN, PSH, RST, SYN, Packet
 from engine.session import INF
+from engine.stats import stat_lines
 from tests.unit.test_session import (
     CISN,
     OISN,
@@ -133,3 +134,14 @@ def test_a_repeated_loss_counts_once_and_a_second_outage_holds_again() -> None:
     eng.on_response_record(rec(TISN, CISN + 1, SYN | ACK), 2.5)   # a late SYN-ACK still helps
     eng.flush(2.5)
     assert any(p.payload == REQ for p in sends(eng))
+
+
+def test_the_periodic_log_names_the_outage_counters() -> None:
+    eng = engine(hold_timeout=30.0)
+    client_connection(eng, 0.0)
+    eng.channel_down(0.1)
+    eng.channel_up(1.0)
+    eng.counters["channel_reconnects"] += 1
+    line = next(x for x in stat_lines(eng.counters, eng.sessions_active)
+                if x.startswith("intercept outages:"))
+    assert line == "intercept outages: reconnects:1,held:1,resumed:1,hold expired:0"
