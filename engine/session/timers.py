@@ -63,12 +63,12 @@ def on_timer(s: Session, now: float) -> None:
         if s.ack_pending and s.state == ESTABLISHED:
             send_ack(s)
     if now >= s.eor_at:
+        s.eor_at = INF          # first: the pump below may send a request and arm it again
         if s.waiting_resp:
             response_ended(s, now, fast=False)
             pump(s, now)
             if s.ack_pending and s.state == ESTABLISHED:
                 send_ack(s)
-        s.eor_at = INF
     if now >= s.lag_at:
         s.lag_at = INF
         if s.state == ESTABLISHED:
