@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import List
 
+from engine.options import parse_tcpcopy_args
 from engine.packets import ACK, FIN, PSH, RST, SYN, Packet
 from engine.session import INF
 from engine.stats import stat_lines
+from engine.tcpcopy.setup import session_config
 from tests.unit.test_session import (
     CISN,
     OISN,
@@ -145,3 +147,13 @@ def test_the_periodic_log_names_the_outage_counters() -> None:
     line = next(x for x in stat_lines(eng.counters, eng.sessions_active)
                 if x.startswith("intercept outages:"))
     assert line == "intercept outages: reconnects:1,held:1,resumed:1,hold expired:0"
+
+
+def test_the_daemon_holds_only_with_lonely() -> None:
+    """`--hold-timeout` reaches the table only with -L: without it tcpcopy exits when the
+    last intercept is lost, and a session is never held."""
+    base = ["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"]
+    assert session_config(parse_tcpcopy_args([*base, "-L"])).hold_timeout == 30.0
+    assert session_config(parse_tcpcopy_args([*base, "-L", "--hold-timeout", "0"])
+                          ).hold_timeout == 0.0
+    assert session_config(parse_tcpcopy_args(base)).hold_timeout == 0.0
