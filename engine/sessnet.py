@@ -19,6 +19,7 @@ from engine.protocol import Authenticated, ClientChannel, Closed, Malformed, Rec
 from engine.stats import Logger
 
 CONNECT_TIMEOUT = 3.0
+FAIL_LOG_INTERVAL = 30.0      # s: failed reconnects to one intercept are logged once per this
 RECV_BUFFER = 262144          # preallocated: recv(262144) would mmap/mremap/munmap per read
 
 
@@ -136,6 +137,7 @@ class Server:
         self.rr = 0
         self.authenticated = False
         self.ever_ready = False
+        self.quiet_until = 0.0      # failed connects are not logged again before this
 
     def ready_conns(self) -> List[Conn]:
         return [c for c in self.conns if c.ready]
@@ -174,6 +176,7 @@ class Intercepts:
         srv = conn.server
         first = not any(c.ready for c in srv.conns if c is not conn)
         if first:
+            srv.quiet_until = 0.0
             if srv.ever_ready:
                 self.counters["channel_reconnects"] += 1
             srv.ever_ready = True
@@ -184,7 +187,12 @@ class Intercepts:
         if not conn.alive:
             return
         conn.close()
-        self.log.error(f"Recv socket({conn.server.addr}) error: {reason}")
+        srv = conn.server
+        now = self.loop.time()
+        if conn.connected or now >= srv.quiet_until:
+            self.log.error(f"Recv socket({srv.addr}) error: {reason}")
+            if not conn.connected:      # retried every few tenths of a second (-L): no flood
+                srv.quiet_until = now + FAIL_LOG_INTERVAL
         if self.on_lost is not None:
             self.on_lost(conn.server)
 

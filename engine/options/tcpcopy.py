@@ -64,7 +64,7 @@ class TcpcopyOptions:
     stats_interval: float = 1.0
     max_sessions: int = 65536
     session_buffer_bytes: int = 16 * 1024 * 1024
-    reconnect_interval: float = 2.0
+    reconnect_interval: float = 0.5
     hold_timeout: float = 30.0
     capture_acks: bool = False
     #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
@@ -210,7 +210,7 @@ def _parser() -> _Parser:
       help='session table cap; sessions beyond it are counted as table_full (%(default)s)')
     a("--session-buffer-bytes", type=int, default=16 * 1024 * 1024,
       help='per-session buffer cap; a session over it is shed and counted (%(default)s)')
-    a("--reconnect-interval", type=float, default=2.0,
+    a("--reconnect-interval", type=float, default=0.5,
       help='longest delay between intercept reconnect attempts with -L; the first comes '
            '0.1 s after the loss, doubling (%(default)s)')
     a("--hold-timeout", type=float, default=30.0, metavar="SECONDS",

@@ -18,7 +18,7 @@ def test_minimal_defaults() -> None:
     assert o.intercepts == [("10.77.1.30", 36524)]
     assert (o.connections, o.replicas, o.sample_pct, o.mtu, o.mss) == (2, 1, 0, 1500, 1460)
     assert o.session_timeout == 600 and o.keepalive_timeout is None and o.memory_mb == 2048
-    assert not o.lonely and o.reconnect_interval == 2.0 and o.stats_interval == 1.0
+    assert not o.lonely and o.reconnect_interval == 0.5 and o.stats_interval == 1.0
     assert o.hold_timeout == 30.0
 
 
