@@ -88,21 +88,20 @@ def test_smoke_drill_passes_and_reports(drill_env: dict[str, Any],
 def test_intercept_outage_drill_holds_the_copy(drill_env: dict[str, Any],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 12: intercept stopped for 3 s during 300 new connections/s; tcpcopy holds the
-    sessions of the outage and resumes them, so >= 99 % of that run is still copied
-    (measured: 49.8 % before the sessions were held, 100 % since)."""
+    sessions of the outage and resumes them, so >= 99 % of that run is still copied."""
     code, out = run_drill(RUNBOOKS / "intercept-outage.yaml", drill_env, capsys)
     md, _, result = read_reports(drill_env)
     steps = result["steps"]
     assert code == 0, out["reasons"]
     first, second = steps[7], steps[9]
     ledger = first["ledger"]
-    assert ledger["online_requests"] == 1500
+    assert ledger["online_requests"] == 3000
     assert ledger["copy_ratio"] >= 0.99, ledger["attribution"]
     assert all(c["ok"] for c in first["checks"])
     tcpcopy = next(d for d in ledger["daemons"] if d["tool"] == "tcpcopy")["counters"]
-    # the outage was real and the sessions were held through it, then resumed
+    # the outage was real, inside the run, and its sessions were held through it, then resumed
     assert tcpcopy["channel_reconnects"] >= 1
-    assert tcpcopy["sessions_held"] >= 300 and tcpcopy["sessions_resumed"] >= 300, tcpcopy
+    assert tcpcopy["sessions_held"] >= 100 and tcpcopy["sessions_resumed"] >= 100, tcpcopy
     assert tcpcopy["sessions_hold_expired"] == 0 and tcpcopy["sessions_no_intercept"] == 0
     # after the restart a new burst is copied completely
     assert second["ledger"]["verdict"]["passed"] is True
