@@ -3,8 +3,9 @@
 ``Intercepts`` owns ``-C`` TCP connections to every intercept of ``-s``: non-blocking connect,
 ``engine.protocol.ClientChannel`` for auth/hello/framing, round-robin registration (every
 intercept learns every route, study §2.2), response records handed to a callback, loss
-detection and (with ``-L``) reconnection every ``reconnect_interval`` seconds followed by
-re-registration of the routes of live sessions (a fix of the C tool, study §2.6).
+detection (``on_lost``) and (with ``-L``, ``engine.tcpcopy.channel``) reconnection with a short
+backoff followed by re-registration of the routes of live sessions (a fix of the C tool, study
+§2.6).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from engine.protocol import Authenticated, ClientChannel, Closed, Malformed, Rec
 from engine.stats import Logger
 
 CONNECT_TIMEOUT = 3.0
+FAIL_LOG_INTERVAL = 30.0      # s: failed reconnects to one intercept are logged once per this
 RECV_BUFFER = 262144          # preallocated: recv(262144) would mmap/mremap/munmap per read
 
 
@@ -135,6 +137,7 @@ class Server:
         self.rr = 0
         self.authenticated = False
         self.ever_ready = False
+        self.quiet_until = 0.0      # failed connects are not logged again before this
 
     def ready_conns(self) -> List[Conn]:
         return [c for c in self.conns if c.ready]
@@ -146,12 +149,14 @@ class Intercepts:
     def __init__(self, loop: Loop, servers: Iterable[Tuple[str, int]], per_server: int,
                  key: Optional[bytes], sink: RecordSink, counters: Dict[str, int],
                  log: Logger, on_ready: Callable[[Server], None],
-                 after_batch: Callable[[float], None]) -> None:
+                 after_batch: Callable[[float], None],
+                 on_lost: Optional[Callable[[Server], None]] = None) -> None:
         self.loop, self.key, self.sink, self.counters, self.log = loop, key, sink, counters, log
         self.servers = [Server(h, p) for h, p in servers]
         self.per_server = per_server
         self.on_ready = on_ready
         self.after_batch = after_batch
+        self.on_lost = on_lost
 
     def connect_all(self) -> None:
         for srv in self.servers:
@@ -171,6 +176,7 @@ class Intercepts:
         srv = conn.server
         first = not any(c.ready for c in srv.conns if c is not conn)
         if first:
+            srv.quiet_until = 0.0
             if srv.ever_ready:
                 self.counters["channel_reconnects"] += 1
             srv.ever_ready = True
@@ -181,7 +187,14 @@ class Intercepts:
         if not conn.alive:
             return
         conn.close()
-        self.log.error(f"Recv socket({conn.server.addr}) error: {reason}")
+        srv = conn.server
+        now = self.loop.time()
+        if conn.connected or now >= srv.quiet_until:
+            self.log.error(f"Recv socket({srv.addr}) error: {reason}")
+            if not conn.connected:      # retried every few tenths of a second (-L): no flood
+                srv.quiet_until = now + FAIL_LOG_INTERVAL
+        if self.on_lost is not None:
+            self.on_lost(conn.server)
 
     def check_timeouts(self, now: float) -> None:
         for srv in self.servers:

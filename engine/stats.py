@@ -184,6 +184,8 @@ def stat_lines(c: Dict[str, int], active: int) -> List[str]:
         f"shed:{c['sessions_shed']},no syn-ack:{c['sessions_no_synack']},"
         f"timeout:{c['sessions_timeout']},send errors:{c['send_errors']},"
         f"no intercept:{c['sessions_no_intercept']},tuple refused:{c['tuple_refused']}",
+        f"intercept outages: reconnects:{c['channel_reconnects']},held:{c['sessions_held']},"
+        f"resumed:{c['sessions_resumed']},hold expired:{c['sessions_hold_expired']}",
         f"target: refused:{c['target_refused']} (sessions:{c['sessions_refused']}),"
         f"resets:{c['target_resets']},syn-ack repeated:{c['synack_retrans']},"
         f"sends refused and retried:{c['send_retried']}",

@@ -3,7 +3,7 @@
 ``parse_tcpcopy_args(argv) -> TcpcopyOptions`` raises ``OptionsError`` with a one-line message
 naming the flag (the daemon prints it and exits 2). Original short flags (study §1) plus long
 forms; new long-only options: ``--key-file``, ``--stats-file``, ``--stats-interval``,
-``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``,
+``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``, ``--hold-timeout``,
 ``--capture-ring-mb``. Offline replay (the C tool's offline build, whose ``-i FILE`` clashes
 with our live ``-i`` interfaces): ``--pcap FILE`` with ``-a`` (acceleration), ``-I`` (idle gaps
 over this many ms are skipped), ``-T`` (times to replay the file) and ``--drain-timeout``.
@@ -64,7 +64,8 @@ class TcpcopyOptions:
     stats_interval: float = 1.0
     max_sessions: int = 65536
     session_buffer_bytes: int = 16 * 1024 * 1024
-    reconnect_interval: float = 2.0
+    reconnect_interval: float = 0.5
+    hold_timeout: float = 30.0
     capture_acks: bool = False
     #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
     capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
@@ -209,8 +210,12 @@ def _parser() -> _Parser:
       help='session table cap; sessions beyond it are counted as table_full (%(default)s)')
     a("--session-buffer-bytes", type=int, default=16 * 1024 * 1024,
       help='per-session buffer cap; a session over it is shed and counted (%(default)s)')
-    a("--reconnect-interval", type=float, default=2.0,
-      help='seconds between intercept reconnect attempts with -L (%(default)s)')
+    a("--reconnect-interval", type=float, default=0.5,
+      help='longest delay between intercept reconnect attempts with -L; the first comes '
+           '0.1 s after the loss, doubling (%(default)s)')
+    a("--hold-timeout", type=float, default=30.0, metavar="SECONDS",
+      help='with -L, hold sessions this long while no intercept is connected, to resume them '
+           'when one is back (%(default)s; 0: refuse new sessions then)')
     a("--workers", type=int, default=1, metavar="N",
       help='worker processes, flows spread over them by the kernel (1-64, %(default)s)')
     a("--intercept-workers", type=int, default=1, metavar="M",
@@ -260,6 +265,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.max_sessions, 1, 10**8, "--max-sessions")
     _check_range(ns.session_buffer_bytes, 4096, 1 << 40, "--session-buffer-bytes")
     _check_range(ns.reconnect_interval, 0.05, 3600, "--reconnect-interval")
+    _check_range(ns.hold_timeout, 0, 86400, "--hold-timeout")
     _check_range(ns.capture_ring_mb, 0, MAX_CAPTURE_RING_MB, "--capture-ring-mb")
     if ns.pcap is not None:
         if ns.interface or ns.filter:
@@ -306,7 +312,8 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         key_file=ns.key_file, stats_file=ns.stats_file, metrics_file=ns.metrics_file,
         stats_interval=ns.stats_interval,
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
-        reconnect_interval=ns.reconnect_interval, pcap=ns.pcap, accelerate=ns.accelerate,
+        reconnect_interval=ns.reconnect_interval, hold_timeout=ns.hold_timeout, pcap=ns.pcap,
+        accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
         capture_acks=ns.capture_acks, capture_ring_mb=ns.capture_ring_mb, select_rules=rules,
         safe=ns.safe,

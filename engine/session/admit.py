@@ -1,11 +1,12 @@
 """Admission: which client connections get copies, and their sessions' fake tuples (pure).
 
-A client connection is admitted when it is sampled in (``-r``), an intercept is connected, the
-table has room (``--max-sessions``) and the memory estimate allows it (``-m``); it then gets
-``-n`` replicas towards each target of its port, each with its own fake tuple from the
-``AddressMapper`` (intercept routes the responses by it). ``create`` builds them, ``client_syn``
-handles a client SYN (a retransmission, or a new connection replacing an old one) and
-``revive`` replaces the copies a target closed while the others of the connection go on.
+A client connection is admitted when it is sampled in (``-r``), an intercept is connected (or
+the table holds sessions through an outage, ``engine.session.hold``), the table has room
+(``--max-sessions``) and the memory estimate allows it (``-m``); it then gets ``-n`` replicas
+towards each target of its port, each with its own fake tuple from the ``AddressMapper``
+(intercept routes the responses by it). ``create`` builds them, ``client_syn`` handles a client
+SYN (a retransmission, or a new connection replacing an old one) and ``revive`` replaces the
+copies a target closed while the others of the connection go on.
 Functions over the table (``Admitting``, implemented by ``engine.session.table.Engine``).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Protocol, Tuple
 
-from engine.session import CLOSED, M32, Host, Session, after, finish, on_syn
+from engine.session import CLOSED, INF, M32, Host, Session, after, finish, on_syn
 from engine.session.config import AddressMapper, Route, sample_keep
 from engine.session.selected import ClientSelect
 
@@ -41,8 +42,9 @@ def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route,
     if not sample_keep(saddr, sport, cfg.sample_pct):
         t.drop("sampled_out")
         return None
-    if not t.intercepts_up:
-        t.drop("sessions_no_intercept")
+    held = not t.intercepts_up
+    if held and t.down_since == INF:
+        t.drop("sessions_no_intercept")     # not holding (engine.session.hold): refused
         return None
     copies = cfg.replicas * len(routes)
     if t.live + copies > cfg.max_sessions:
@@ -68,6 +70,8 @@ def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route,
         t.by_fake[fkey] = s
         t.live += 1
         counters["sessions_created"] += 1
+        if held:
+            counters["sessions_held"] += 1
         out.append(s)
     if not out:
         return None
@@ -116,7 +120,7 @@ def revive(t: Admitting, sessions: List[Session], seq: int, payload: bytes,
             continue                # a retransmission of what that copy had
         t.destroy(old)
         current[i] = None
-        if not t.intercepts_up or t.live >= t.cfg.max_sessions:
+        if (not t.intercepts_up and t.down_since == INF) or t.live >= t.cfg.max_sessions:
             continue
         fkey = t.mapper.allocate(old.ckey >> 64, (old.ckey >> 48) & 0xFFFF, i)
         if fkey is None:
@@ -128,6 +132,8 @@ def revive(t: Admitting, sessions: List[Session], seq: int, payload: bytes,
         t.live += 1
         t.counters["sessions_created"] += 1
         t.counters["sessions_revived"] += 1
+        if not t.intercepts_up:
+            t.counters["sessions_held"] += 1
         current[i] = s
         replaced = True
     if not replaced:

@@ -34,6 +34,9 @@ COUNTERS = (
     # a copy whose target closed it, started again for the client's next request while the
     # other copies of that connection (-n, several targets) went on
     "sessions_revived",
+    # an intercept outage (-L): sessions held while no intercept was connected, those resumed
+    # when one was back, those given up after --hold-timeout (engine.session.hold)
+    "sessions_held", "sessions_resumed", "sessions_hold_expired",
 )
 #: with a selection (``--allow-path`` & co.): requests copied / left out, connections whose
 #: rest could not be framed or that were not HTTP/1.x, connections never opened at the target
@@ -76,6 +79,7 @@ class SessionConfig:
         "eor_min",
         "fake_ips",
         "handshake_timeout",
+        "hold_timeout",
         "keepalive_timeout",
         "max_sessions",
         "memory_limit",
@@ -109,7 +113,7 @@ class SessionConfig:
                  rto_max: float = 3.0, eor_min: float = 0.005, eor_max: float = 0.05,
                  resp_wait: float = 2.0, rtt_default: float = 0.005, ack_delay: float = 0.02,
                  eor_lag: float = 0.25, record_drops: bool = False,
-                 selection: Optional[Selection] = None) -> None:
+                 selection: Optional[Selection] = None, hold_timeout: float = 0.0) -> None:
         self.routes = routes
         self.fake_ips = list(fake_ips or [])
         self.replicas = max(1, replicas)
@@ -127,6 +131,9 @@ class SessionConfig:
         # quiet period before giving up on a target response shorter than the online one
         # (longer than the target's minimum RTO, 200 ms, so a stalled bulk response is waited for)
         self.eor_lag = eor_lag
+        # how long sessions are held while no intercept is connected (0: new sessions are
+        # refused then, as without -L; engine.session.hold)
+        self.hold_timeout = hold_timeout
         # per-request selection; None when no rule could skip anything (the emulator then
         # never frames: today's path, at today's cost)
         self.selection = (None if selection is None or selection.selects_everything

@@ -43,6 +43,7 @@ class Host(Protocol):
     counters: Dict[str, int]
     buffered_total: int
     seg_max: int
+    down_since: float           # when the intercept channel went down while holding, else INF
 
     def emit(self, sess: Session, packet: bytes) -> None: ...
     def register(self, sess: Session) -> None: ...

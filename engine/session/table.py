@@ -3,7 +3,7 @@
 Events: ``on_client_packet(ip_bytes, now)`` (a captured client->online packet),
 ``on_response_record(record, now)`` (a 64-byte response record from intercept),
 ``on_timer(now)`` when ``next_deadline()`` has passed, ``flush(now)`` after a batch of events
-(sends the ACKs still owed to the target), ``on_send_error(fkey, now)``.
+(sends the ACKs still owed to the target), ``on_send_error(fkey, now)``; ``channel_down/up``.
 Every event method RETURNS the actions it caused, in order: typed values of
 ``engine.actions`` (``SendPacket``, ``RegisterRoute``, ``Drop`` with ``record_drops``). Timers
 are the engine's own (one heap for all sessions): after a batch the daemon asks
@@ -43,6 +43,7 @@ from engine.session.config import (
     Route,
     SessionConfig,
 )
+from engine.session.hold import pause, resume
 from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
 
@@ -93,6 +94,7 @@ class Engine:
         self.seg_max = max(64, cfg.mtu - 52)
         self.full_sizes = {576, 1492, 1500, cfg.mtu}
         self.intercepts_up = True
+        self.down_since = INF             # when the channel went down while holding
         self.mem_settle_at = 0.0
         # the target's response time per copied request, as the copier sees it: request sent
         # (by the emulator; --netem-delay holds it after that) to the first response byte
@@ -343,6 +345,14 @@ class Engine:
                     s.hs_at = now + self.cfg.handshake_timeout
                     self.arm(s, s.rto_at)
         return self._take()
+
+    def channel_down(self, now: float) -> int:
+        """No intercept is connected: hold the sessions (``engine.session.hold``)."""
+        return pause(self, now)
+
+    def channel_up(self, now: float) -> Tuple[int, Actions]:
+        """An intercept is back: (held sessions resumed, their packets)."""
+        return resume(self, now), self._take()
 
     # ------------------------------------------------------------------ queries
 

@@ -11,6 +11,7 @@ from engine.session.state import (
     INF,
     M32,
     SYN_SENT,
+    SYN_WAIT,
     Session,
 )
 from engine.session.target import (
@@ -28,7 +29,14 @@ def on_timer(s: Session, now: float) -> None:
         else:
             eng.arm(s, s.tw_at)
         return
-    if now >= s.hs_at:
+    down = eng.down_since
+    if down != INF:
+        # held through an intercept outage (engine.session.hold): the target's answers cannot
+        # arrive, so its clocks (handshake, response silence) stop, for --hold-timeout at most
+        if s.state != SYN_WAIT and now >= max(s.syn_at, down) + cfg.hold_timeout:
+            finish(s, now, "sessions_hold_expired")
+            return
+    elif now >= s.hs_at:
         finish(s, now, "sessions_refused" if s.target_reset else "sessions_no_synack")
         return
     if now >= s.fin_at:
@@ -55,12 +63,12 @@ def on_timer(s: Session, now: float) -> None:
         if s.ack_pending and s.state == ESTABLISHED:
             send_ack(s)
     if now >= s.eor_at:
+        s.eor_at = INF          # first: the pump below may send a request and arm it again
         if s.waiting_resp:
             response_ended(s, now, fast=False)
             pump(s, now)
             if s.ack_pending and s.state == ESTABLISHED:
                 send_ack(s)
-        s.eor_at = INF
     if now >= s.lag_at:
         s.lag_at = INF
         if s.state == ESTABLISHED:
@@ -69,7 +77,7 @@ def on_timer(s: Session, now: float) -> None:
         return
     # a held SYN (nothing selected yet) waits for the client only: keep-alive idle time
     busy = bool(s.buf or s.unacked) or (s.state != ESTABLISHED and not s.syn_held)
-    if busy and now - s.last_resp >= cfg.session_timeout:
+    if busy and down == INF and now - s.last_resp >= cfg.session_timeout:
         finish(s, now, "sessions_unselected" if s.syn_held else "sessions_timeout")
         return
     if now - s.last_act >= cfg.keepalive_timeout:
@@ -85,6 +93,11 @@ def due(s: Session) -> float:
     cfg = s.eng.cfg
     # a held SYN (nothing selected yet) waits for the client only: keep-alive idle time
     busy = bool(s.buf or s.unacked) or (s.state != ESTABLISHED and not s.syn_held)
+    down = s.eng.down_since
+    if down != INF:             # held (engine.session.hold): no handshake or silence deadline
+        return min(s.fin_at, s.rto_at, s.eor_at, s.ack_at, s.lag_at,
+                   s.last_act + cfg.keepalive_timeout,
+                   INF if s.state == SYN_WAIT else max(s.syn_at, down) + cfg.hold_timeout)
     return min(s.hs_at, s.fin_at, s.rto_at, s.eor_at, s.ack_at, s.lag_at,
                s.last_act + cfg.keepalive_timeout,
                (s.last_resp + cfg.session_timeout) if busy else INF)

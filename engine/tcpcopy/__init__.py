@@ -9,8 +9,8 @@ joins its capture sockets to one PACKET_FANOUT group per interface, hands out on
 with ``port % N == k`` and talks to intercept port ``P + k % M`` (``--intercept-workers M``).
 
 The package: ``setup`` (from the flags to the parts: session config, kernel filter, senders,
-start-up lines), ``daemon`` (the ``Tcpcopy`` loop), ``cli`` (``main``: flags, ``-d``, pid
-file, workers).
+start-up lines), ``daemon`` (the ``Tcpcopy`` loop), ``channel`` (an intercept lost and back:
+hold, reconnect, resume), ``cli`` (``main``: flags, ``-d``, pid file, workers).
 """
 
 from engine.tcpcopy.cli import main, run_one

@@ -26,8 +26,8 @@ from engine.rawsock import (
     open_captures,
 )
 from engine.session.table import NO_ACTIONS, Actions, Engine
-from engine.sessnet import Intercepts, Server
 from engine.stats import Logger, stat_lines, stats_document, write_stats
+from engine.tcpcopy.channel import Channel
 from engine.tcpcopy.setup import (
     Sender,
     StartupError,
@@ -59,7 +59,6 @@ class Tcpcopy:
         self.senders: Dict[int, Sender] = {}
         self.pending: List[Action] = []     # actions of the current batch (see _after_batch)
         self.exit_code = 0
-        self.reconnect_at = 0.0
         self.offline: Optional[OfflineFeeder] = None
         # --netem-*: copies held, dropped or reordered on their way out (None: sent at once)
         try:
@@ -74,9 +73,9 @@ class Tcpcopy:
                 key = load_key(opts.key_file)
             except (ProtocolError, OSError) as exc:
                 raise StartupError(f"--key-file: {exc}") from None
-        self.intercepts = Intercepts(
-            self.loop, opts.intercepts, opts.connections, key, self._on_record, self.counters,
-            log, self._on_intercept_ready, self._after_batch)
+        self.channel = Channel(opts, self.loop, self.engine, log, key, self._on_record,
+                               self._after_batch, self._collect, self._lost_exit)
+        self.intercepts = self.channel.intercepts
 
     # ------------------------------------------------------------------ start-up
 
@@ -221,7 +220,10 @@ class Tcpcopy:
                     self._send_error_log(err)
                     self._dispatch(more, now)
             elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):
-                self.counters["sessions_no_intercept"] += 1
+                if self.channel.holding:
+                    self.channel.all_lost(now)   # held: registered again once one is back
+                else:
+                    self.counters["sessions_no_intercept"] += 1
 
     def _reload_netem(self) -> None:
         """SIGHUP: read ``--netem-file`` again (``engine.daemon.reload_netem``)."""
@@ -243,32 +245,20 @@ class Tcpcopy:
         if n & (n - 1) == 0:          # 1, 2, 4, 8, ...: visible but never a flood
             self.log.error(f"send to target error (count {n})", err)
 
-    def _on_intercept_ready(self, srv: Server) -> None:
-        n = self.intercepts.register_on(srv, self.engine.live_routes())
-        if n:
-            self.log.notice(f"re-registered {n} live routes on {srv.addr}")
-        self.engine.intercepts_up = True
+    def _lost_exit(self) -> None:
+        """Every intercept is lost and -L was not given."""
+        self.exit_code = 1
+        self.loop.stop()
 
     # ------------------------------------------------------------------ housekeeping
 
     def _housekeeping(self) -> None:
         now = self.loop.time()
-        ic = self.intercepts
-        ic.check_timeouts(now)
+        self.intercepts.check_timeouts(now)
         self.counters.update(capture_counters(self.captures))
-        if not ic.any_ready() and self.engine.intercepts_up:
-            self.engine.intercepts_up = False
-            if not self.opts.lonely:
-                self.log.error("all intercept connections are lost, tcpcopy exits")
-                self.exit_code = 1
-                self.loop.stop()
-                return
-            self.log.warn("all intercept connections are lost; copying paused (-L)")
-        if self.opts.lonely and now >= self.reconnect_at:
-            self.reconnect_at = now + self.opts.reconnect_interval
-            for srv in ic.servers:
-                if len([c for c in srv.conns if c.alive]) < ic.per_server:
-                    ic.connect(srv)
+        self.channel.housekeeping(now)
+        if self.exit_code:
+            return
         self._check_memory(now)
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
@@ -345,6 +335,7 @@ class Tcpcopy:
             self.loop.call_later(HOUSEKEEPING, self._housekeeping)
             self.loop.call_later(LOG_INTERVAL, self._log_tick)
             self._stats_tick()
+            self.channel.running = True
             self.loop.run()
         finally:
             self._shutdown()

@@ -54,6 +54,8 @@ def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
     resets = counter_sum(daemons, tc, "target_resets") or 0
     # sessions tcpcopy could not open because no intercept channel was up (intercept outage)
     no_icpt = counter_sum(daemons, tc, "sessions_no_intercept") or 0
+    # sessions held through an outage (-L) that outlasted tcpcopy's --hold-timeout
+    expired = counter_sum(daemons, tc, "sessions_hold_expired") or 0
     timeouts = counter_sum(daemons, tc, "sessions_timeout") or 0
     send_errors = counter_sum(daemons, tc, "send_errors") or 0
     unrouted = counter_sum(daemons, "intercept", "resp_unrouted") or 0
@@ -63,12 +65,13 @@ def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
     refused_why = (f"the target refused the copies: sessions_refused={refused} (a RST to "
                    f"the SYN: nothing listens{where}, or a firewall REJECT)")
     ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}" + (
-        f", no intercept connected={no_icpt}" if no_icpt else "")
+        f", no intercept connected={no_icpt}" if no_icpt else "") + (
+        f", held past --hold-timeout={expired}" if expired else "")
     buckets: list[Bucket] = []
     if sent is None:
         left = _take(buckets, missing, "capture", drops, cap_why)
         left = _take(buckets, left, "target", refused, refused_why)
-        left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
+        left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt + expired,
                      ses_why)
         left = _take(buckets, left, "path", send_errors + unrouted,
                      f"send errors={send_errors}, responses not routed back={unrouted}")
@@ -77,7 +80,7 @@ def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
     post = missing - pre
     left = _take(buckets, pre, "capture", drops, cap_why)
     left = _take(buckets, left, "target", refused, refused_why)
-    left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt,
+    left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt + expired,
                  ses_why)
     unexplained = left
     slow = timeouts if target_slow else 0

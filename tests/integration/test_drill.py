@@ -85,25 +85,29 @@ def test_smoke_drill_passes_and_reports(drill_env: dict[str, Any],
     assert_nothing_left(drill_env["name"])
 
 
-def test_intercept_outage_drill_fails_then_passes(drill_env: dict[str, Any],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_intercept_outage_drill_holds_the_copy(drill_env: dict[str, Any],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12: intercept stopped for 3 s during 300 new connections/s; tcpcopy holds the
+    sessions of the outage and resumes them, so >= 99 % of that run is still copied."""
     code, out = run_drill(RUNBOOKS / "intercept-outage.yaml", drill_env, capsys)
     md, _, result = read_reports(drill_env)
     steps = result["steps"]
     assert code == 0, out["reasons"]
     first, second = steps[7], steps[9]
-    # the outage cost copies, the ledger said FAIL and blamed session emulation
-    assert first["ledger"]["verdict"]["passed"] is False
-    att = first["ledger"]["attribution"]
-    session = sum(b["requests"] for b in att["buckets"] if b["name"] == "session")
-    assert att["missing"] > 0 and session >= 0.5 * att["missing"], att
+    ledger = first["ledger"]
+    assert ledger["online_requests"] == 3000
+    assert ledger["copy_ratio"] >= 0.99, ledger["attribution"]
     assert all(c["ok"] for c in first["checks"])
+    tcpcopy = next(d for d in ledger["daemons"] if d["tool"] == "tcpcopy")["counters"]
+    # the outage was real, inside the run, and its sessions were held through it, then resumed
+    assert tcpcopy["channel_reconnects"] >= 1
+    assert tcpcopy["sessions_held"] >= 100 and tcpcopy["sessions_resumed"] >= 100, tcpcopy
+    assert tcpcopy["sessions_hold_expired"] == 0 and tcpcopy["sessions_no_intercept"] == 0
     # after the restart a new burst is copied completely
     assert second["ledger"]["verdict"]["passed"] is True
     assert second["ledger"]["online_requests"] == 1000
-    assert "- [x] verdict: ledger verdict FAIL (expected fail)" in md
-    assert "- [x] verdict: ledger verdict PASS (expected pass)" in md
-    assert "no intercept connected=" in md
+    assert md.count("- [x] verdict: ledger verdict PASS (expected pass)") == 2
+    assert "sessions_held=" in md and "sessions_resumed=" in md
     assert_nothing_left(drill_env["name"])
 
 

@@ -73,16 +73,21 @@ def test_intercept_lost_and_back_with_lonely(rig: Rig) -> None:
     wait_for(lambda: all(i["connections"] == 0 for i in rig.stats("tcpcopy")["intercepts"]),
              10, "tcpcopy notices the lost intercept")
     rig.traffic("--requests", "100", "--mode", "new", "--get-paths", "/?phase=2")
-    time.sleep(1.0)
+    # the sessions of the outage are held (engine.session.hold), not refused
+    wait_for(lambda: rig.stats("tcpcopy")["counters"]["sessions_held"] >= 100, 10,
+             "tcpcopy holds the sessions of the outage")
     assert tcpcopy.poll() is None, "tcpcopy exited although -L was given"
-    counters = rig.stats("tcpcopy")["counters"]
-    assert counters["sessions_no_intercept"] >= 100
+    assert rig.stats("tcpcopy")["counters"]["sessions_no_intercept"] == 0
 
     rig.start_intercept(name="intercept2")
     wait_for(lambda: rig.stats("tcpcopy")["counters"]["channel_reconnects"] >= 1, 15,
              "tcpcopy reconnects")
+    # ... and resumed once intercept is back: phase 2 is copied after all
+    wait_for(lambda: sum(n for k, n in rig.target_copies().items() if "phase=2" in k[1]) >= 100,
+             20, "the held phase 2 copies")
+    assert rig.stats("tcpcopy")["counters"]["sessions_resumed"] >= 100
     rig.traffic("--requests", "200", "--mode", "new", "--get-paths", "/?phase=3")
-    settle(rig, 400, timeout=20)
+    settle(rig, 500, timeout=20)
     phase3 = sum(n for k, n in rig.target_copies().items() if "phase=3" in k[1])
     assert phase3 >= 200 * 0.999
     assert tcpcopy.poll() is None

@@ -128,3 +128,11 @@ def test_intercept_outage_loss_is_attributed_to_session() -> None:
     assert all(c.ok for c in checks), checks
     assert report.attribution.unexplained == 0
     assert "no intercept connected=43" in report.attribution.buckets[0].evidence
+
+
+def test_sessions_held_past_the_hold_timeout_are_attributed_to_session() -> None:
+    """An outage longer than tcpcopy's --hold-timeout gives its held sessions up
+    (`sessions_hold_expired`): the ledger names them in `session`, not `unexplained`."""
+    report = ledger(100, 70, (tcpcopy(requests_sent=70, sessions_hold_expired=30),))
+    assert report.attribution.unexplained == 0
+    assert "held past --hold-timeout=30" in report.attribution.buckets[0].evidence

@@ -18,7 +18,8 @@ def test_minimal_defaults() -> None:
     assert o.intercepts == [("10.77.1.30", 36524)]
     assert (o.connections, o.replicas, o.sample_pct, o.mtu, o.mss) == (2, 1, 0, 1500, 1460)
     assert o.session_timeout == 600 and o.keepalive_timeout is None and o.memory_mb == 2048
-    assert not o.lonely and o.reconnect_interval == 2.0 and o.stats_interval == 1.0
+    assert not o.lonely and o.reconnect_interval == 0.5 and o.stats_interval == 1.0
+    assert o.hold_timeout == 30.0
 
 
 def test_all_short_flags() -> None:
@@ -44,8 +45,9 @@ def test_long_and_new_options() -> None:
                             "--key-file", "/k", "--stats-file", "/s.json",
                             "--stats-interval", "0.5", "--max-sessions", "100",
                             "--session-buffer-bytes", "1048576", "--lonely",
-                            "--reconnect-interval", "1"])
+                            "--reconnect-interval", "1", "--hold-timeout", "10"])
     assert o.key_file == "/k" and o.stats_file == "/s.json" and o.stats_interval == 0.5
+    assert o.reconnect_interval == 1.0 and o.hold_timeout == 10.0
     assert o.max_sessions == 100 and o.session_buffer_bytes == 1048576 and o.lonely
 
 
@@ -83,6 +85,8 @@ def test_help_and_version() -> None:
     ([*BASE, "-M", "1500", "-D", "1480"], "-D"),
     ([*BASE, "-o", "eth0"], "-x"),
     ([*BASE, "--stats-interval", "0"], "--stats-interval"),
+    ([*BASE, "--hold-timeout", "-1"], "--hold-timeout"),
+    ([*BASE, "--hold-timeout", "soon"], "--hold-timeout"),
     ([*BASE, "--bogus"], "--bogus"),
     ([*BASE, "-Z"], "-Z"),
     ([*BASE, "-n", "two"], "-n"),

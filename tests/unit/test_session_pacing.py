@@ -130,3 +130,29 @@ def test_target_stalled_after_a_full_segment_gets_resp_wait() -> None:
         assert [p for p in sends(eng) if p.payload] == [], deadline
     assert body(eng, 2.5, 4 * 1448, BODY, CISN + 9)[0].payload == b"GET /"
     assert eng.counters["pacing_lag"] == 0
+
+
+def test_each_unanswered_request_still_lets_the_next_go_after_resp_wait() -> None:
+    """The target acknowledges the requests but its responses never arrive (lost, e.g. in an
+    intercept outage): every request is ended by the resp_wait timer and the next one goes.
+    The request the timer itself sent keeps its own timer (it used to be cleared right after
+    being armed: the session then hung until its -t timeout, the client's later requests never
+    copied)."""
+    eng = engine()
+    established(eng)
+    reqs = [b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(4)]
+    n = len(reqs[0])
+    for i, r in enumerate(reqs):
+        eng.on_client_packet(req(CISN + 1 + i * n, OISN + 1 + i * 100, r), 0.01 + i * 1e-3)
+    sent = [p.payload for p in sends(eng) if p.payload]
+    now = 0.01
+    while len(set(sent)) < 4 and now < 10.0:
+        # the target acknowledges what was sent, and answers nothing we hear
+        eng.on_response_record(rec(TISN + 1, CISN + 1 + len(set(sent)) * n, ACK), now)
+        when = eng.next_deadline()
+        assert when is not None, f"no timer left with {4 - len(set(sent))} requests to send"
+        now = when
+        eng.on_timer(now)
+        sent += [p.payload for p in sends(eng) if p.payload]
+    assert sent == reqs and now < 3 * eng.cfg.resp_wait + 1.0, (sent, now)
+    assert eng.counters["pacing_timer"] == 3 and eng.counters["sessions_timeout"] == 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 from typing import List, Tuple
 
+import pytest
+
 from engine.loop import Loop
 from engine.options import parse_tcpcopy_args
 from engine.packets import ACK, PSH, SYN, ip_aton, parse_ipv4_tcp
@@ -41,8 +43,9 @@ class Capture:
         return out
 
 
-def daemon(sender: ScriptedSender) -> Tcpcopy:
-    opts = parse_tcpcopy_args(["-x", "80-10.77.1.20:80", "-s", "10.77.1.30", "-L"])
+def daemon(sender: ScriptedSender, lonely: bool = True) -> Tcpcopy:
+    opts = parse_tcpcopy_args(["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"]
+                              + (["-L"] if lonely else []))
     tc = Tcpcopy(opts, Logger(None, min_level="crit"))
     tc.loop = Loop(clock=lambda: 100.0)
     tc.senders = {0: sender}  # type: ignore[dict-item]
@@ -53,15 +56,21 @@ def frame(sport: int, seq: int, flags: int, payload: bytes = b"") -> bytes:
     return ETH + build_packet(CLIENT, ONLINE, 1, sport, 80, seq, 0, flags, 502, b"", payload, 0)
 
 
-def test_batch_of_syns_sends_in_order_and_counts_unregistered_routes() -> None:
+@pytest.mark.parametrize("lonely", [True, False])
+def test_batch_of_syns_sends_in_order_and_counts_unregistered_routes(lonely: bool) -> None:
     sender = ScriptedSender([])
-    tc = daemon(sender)
+    tc = daemon(sender, lonely)
     tc._make_reader(Capture([frame(40000, 10, SYN), frame(40001, 20, SYN)]))()  # type: ignore
     assert [parse_ipv4_tcp(p).tcp.sport for p, _ in sender.sent] == [40000, 40001]
     assert all(parse_ipv4_tcp(p).tcp.flags == SYN for p, _ in sender.sent)
     assert {dst for _, dst in sender.sent} == {ip_aton("10.77.1.20")}
-    # no intercept is connected: each RegisterRoute action is counted, never lost silently
-    assert tc.counters["sessions_no_intercept"] == 2
+    # no intercept is connected: each RegisterRoute action is counted, never lost silently;
+    # with -L the first failed registration puts the table on hold (engine.session.hold):
+    # both sessions are held, to be registered again and resumed once an intercept is back
+    held, refused = (2, 0) if lonely else (0, 2)
+    assert tc.counters["sessions_held"] == held
+    assert tc.counters["sessions_no_intercept"] == refused
+    assert tc.engine.sessions_active == 2
     assert tc.loop.alarm_at == 101.0            # the SYNs' retransmission timer
 
 
