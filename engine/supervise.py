@@ -81,10 +81,10 @@ class BoundedLog:
                     sys.stderr.write(data.decode("utf-8", "replace"))
             return
         with contextlib.suppress(OSError, ValueError):
-            if self._size and self._size + len(data) > self.max_bytes:
+            if self.path and self._size and self._size + len(data) > self.max_bytes:
                 self._fh.close()
                 self._fh = None
-                os.replace(self.path, self.path + ".1")  # type: ignore[arg-type]
+                os.replace(self.path, self.path + ".1")
                 self._open()
                 if self._fh is None:
                     return

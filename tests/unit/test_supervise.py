@@ -19,7 +19,7 @@ from engine.supervise import Backoff, BoundedLog, describe_exit, parse_args
 ROOT = Path(__file__).resolve().parents[2]
 #: A stand-in daemon: writes its pid file, says hello on stdout and stderr, runs until SIGTERM.
 CHILD = ("import os, signal, sys, time\n"
-         "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+         "with open(sys.argv[1] + '.tmp', 'w') as fh: fh.write(str(os.getpid()))\n"
          "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
          "print('hello from', os.getpid(), flush=True)\n"
          "sys.stderr.write('to stderr\\n'); sys.stderr.flush()\n"
