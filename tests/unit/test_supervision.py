@@ -6,11 +6,19 @@ the inventory key and its rendering (table and --prometheus)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
+from engine.rollback import roll_back
+from labctl.cli import main
+from labctl.cli import ops as cli_ops
 from labctl.cli.ops import supervised
 from labctl.cli.render.ops import status_prometheus, status_renderable
 from labctl.errors import RemoteError
@@ -206,3 +214,69 @@ def test_render_shows_restarts_and_prometheus_counts_them() -> None:
     console = Console(width=200, record=True)
     console.print(status_renderable(report))
     assert "2 (engine, last signal 9 (SIGKILL))" in console.export_text()
+
+
+def test_status_watch_renders_until_ctrl_c(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`status --watch --interval S` renders, sleeps S, renders again; Ctrl-C ends it (exit 0)."""
+    st = daemons.summarize("tcpcopy", 41, {"counters": {}}, 10.0)
+    st.supervisor, st.supervisor_alive, st.restarts = "engine", True, 1
+    calls: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        calls.append(seconds)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_ops.ops, "resolve", lambda path: SimpleNamespace(inventory=None))
+    monkeypatch.setattr(cli_ops.ops_down, "status", lambda inv: StatusReport(
+        "demo", [HostStatus("online1", "up", daemons=[st])]))
+    monkeypatch.setattr(cli_ops.time, "sleep", fake_sleep)
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as done:
+        main(["status", "--watch", "--interval", "0.5"])
+    assert done.value.code == 0
+    assert calls == [0.5, 0.5]
+    assert capsys.readouterr().out.count("1 (engine)") == 2
+
+
+def test_dead_man_undo_stops_a_real_supervisor_before_its_daemon(tmp_path: Path) -> None:
+    """The journal's undo argvs of a supervised daemon, run by the engine's rollback against
+    real processes: the supervisor ends (no restart) and so does the daemon."""
+    hdir = str(tmp_path)
+    rec = daemons.record_for("labctl-engine.pyz", hdir, "demo",
+                             daemons.DaemonSpec("tcpcopy", (), supervise=True), systemd=False)
+    child = ("import os, signal, sys, time\n"
+             "with open(sys.argv[1] + '.tmp', 'w') as fh: fh.write(str(os.getpid()))\n"
+             "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+             "signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))\n"
+             "while True: time.sleep(0.05)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sup = subprocess.Popen(
+        [sys.executable, "-m", "engine", "supervise", "--pid-file", rec.supervisor_pid_file,
+         "--state-file", rec.supervisor_state_file, "--backoff-min", "0.05", "--",
+         sys.executable, "-c", child, rec.pid_file, "tcpcopy", "--stats-file", rec.stats_file],
+        env=env)
+    try:
+        deadline = time.monotonic() + 15
+        while not (Path(rec.pid_file).exists() and Path(rec.supervisor_pid_file).exists()):
+            assert time.monotonic() < deadline, "the supervised child did not start"
+            time.sleep(0.02)
+        child_pid = int(Path(rec.pid_file).read_text())
+        journal = {"entries": [{"step": "daemon:tcpcopy", "status": "applied",
+                                "undo": daemons.undo_argvs(rec), "probe": None}]}
+        path = tmp_path / "journal.json"
+        path.write_text(json.dumps(journal))
+        assert roll_back(str(path)) == 1
+        assert sup.wait(timeout=15) == 0                 # the supervisor ended, not restarting
+        state = json.loads(Path(rec.supervisor_state_file).read_text())
+        assert state["state"] == "stopped" and state["restarts"] == 0
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child_pid}").exists() and \
+                Path(f"/proc/{child_pid}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the daemon outlived the dead-man's undo"
+            time.sleep(0.02)
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
