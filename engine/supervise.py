@@ -244,7 +244,7 @@ class Supervisor:
         """The back-off, cut short by a stop request."""
         end = time.monotonic() + delay
         while not self.stopping and time.monotonic() < end:
-            time.sleep(min(POLL, end - time.monotonic()))
+            time.sleep(max(0.0, min(POLL, end - time.monotonic())))
 
     def run(self) -> int:
         self.log.line("notice", f"supervising: {' '.join(self.command)}")
