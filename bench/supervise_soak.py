@@ -282,10 +282,17 @@ def run_traffic(info: LabInfo, tmp: Path, duration: float, rate: float,
     t_last = last_tcpcopy - start_wall
     tail = [v for t, v in rss if t >= t_last + (duration - t_last) * 0.2]
     med = sorted(tail)[len(tail) // 2] if tail else 0
+    quarter = max(1, len(tail) // 4)
+    first, last = sorted(tail[:quarter]), sorted(tail[-quarter:])
+    step = max(1, len(rss) // 80)
     result["rss_kb"] = {"samples": len(rss), "after_warmup": len(tail), "median": med,
                         "min": min(tail, default=0), "max": max(tail, default=0),
                         "flat": bool(tail) and all(abs(v - med) <= RSS_BAND * med
-                                                   for v in tail)}
+                                                   for v in tail),
+                        # the median of the last quarter of the samples over the first's
+                        "drift": round(last[len(last) // 2] / first[len(first) // 2], 3)
+                        if tail else None,
+                        "series": rss[::step]}
     st = labctl(tmp, "status", "--json", timeout=120)
     doc = json.loads(st.stdout) if st.returncode == 0 else {"hosts": []}
     result["status_restarts"] = {d["name"]: d.get("restarts") for h in doc["hosts"]
@@ -317,7 +324,8 @@ def report(r: Dict[str, Any]) -> str:
                  f"{c['outside_copied']}/{c['outside_windows']} = {c['outside_ratio']}; "
                  f"inside {c['during_copied']}/{c['during_windows']}")
     lines.append(f"  tcpcopy RSS after warm-up: {m['min']}..{m['max']} kB (median {m['median']},"
-                 f" {m['after_warmup']} samples) flat={m['flat']}")
+                 f" {m['after_warmup']} samples, last quarter / first quarter "
+                 f"{m['drift']}) flat={m['flat']}")
     lines.append(f"  status restarts: {r['status_restarts']}")
     lines.append("  goals: " + ", ".join(f"{k}={'ok' if v else 'MISSED'}"
                                           for k, v in r["goals"].items()))
