@@ -246,6 +246,7 @@ def run_traffic(info: LabInfo, tmp: Path, duration: float, rate: float,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     kills: List[Dict[str, Any]] = []
     rss: List[Tuple[float, int]] = []
+    active: List[Tuple[float, Any]] = []   # tcpcopy's sessions_active beside each sample
     start, start_wall = time.monotonic(), time.time()
     plan = [(duration * 0.25, tcpcopy), (duration * 0.5, tcpcopy), (duration * 0.75, intercept)]
     try:
@@ -262,6 +263,7 @@ def run_traffic(info: LabInfo, tmp: Path, duration: float, rate: float,
             value = tcpcopy.rss_kb()
             if value:
                 rss.append((round(elapsed, 1), value))
+                active.append((round(elapsed, 1), tcpcopy.stats().get("sessions_active")))
             if elapsed > duration * 3 + 120:
                 raise AssertionError("the traffic did not finish in time")
             time.sleep(min(2.0, max(0.05, duration / 100)))
@@ -292,7 +294,7 @@ def run_traffic(info: LabInfo, tmp: Path, duration: float, rate: float,
                         # the median of the last quarter of the samples over the first's
                         "drift": round(last[len(last) // 2] / first[len(first) // 2], 3)
                         if tail else None,
-                        "series": rss[::step]}
+                        "series": rss[::step], "sessions_active": active[::step]}
     st = labctl(tmp, "status", "--json", timeout=120)
     doc = json.loads(st.stdout) if st.returncode == 0 else {"hosts": []}
     result["status_restarts"] = {d["name"]: d.get("restarts") for h in doc["hosts"]
