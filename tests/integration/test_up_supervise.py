@@ -79,6 +79,9 @@ def test_dead_man_stops_the_supervisor_before_the_daemon(lab: Any, tmp_path: Pat
         time.sleep(0.1)
     state = json.loads(Path(sup_state).read_text())
     assert state["state"] == "stopped" and state["restarts"] == 0, state
+    entry = next(e for e in json.loads(journal.read_text())["entries"]
+                 if e["step"] == "daemon:tcpcopy")
+    assert entry["status"] == "undone" and entry["reason"] == "undone by dead-man timer", entry
     down = labctl(tmp_path, "down", str(inv))
     assert down.returncode == 0, down.stdout + down.stderr
     assert snapshot(lab) == before
