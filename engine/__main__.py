@@ -15,6 +15,10 @@ def main() -> int:
         from engine.rollback import spawn_main  # lazy: load only the tool asked for
 
         return spawn_main(sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "supervise":  # engine.supervise (hot backup)
+        from engine.supervise import main as supervise  # lazy: load only the tool asked for
+
+        return supervise(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] not in ("tcpcopy", "intercept"):
         print(usage, file=sys.stderr)
         return 2

@@ -74,6 +74,8 @@ def undo_entry(entry: Dict[str, Any]) -> str:
     failures = []
     for argv in entry.get("undo") or []:
         res = _run(list(argv))
+        if res.returncode == 1 and argv[:1] == ["pkill"]:
+            continue        # no such process: the daemon (or its supervisor) already stopped
         if res.returncode != 0:
             tail = (res.stderr or res.stdout or b"").decode("utf-8", "replace").strip()
             failures.append(f"`{' '.join(argv)}` exited {res.returncode}: {tail[-200:]}")

@@ -78,6 +78,9 @@ class DaemonLaunch:
     unit: str = ""  # the systemd unit where the host runs systemd, else ""
     runtime: str = "python3"  # the interpreter on the host: "python3" | "pypy3"
     workers: int = 1  # engine workers (engine.workers, resolved for the host)
+    #: engine.supervise: "engine" (the engine's supervisor), "systemd" (the unit restarts it),
+    #: "" (not supervised)
+    supervisor: str = ""
 
 
 @dataclass(frozen=True)

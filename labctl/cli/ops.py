@@ -4,6 +4,7 @@ that build options, call labctl.up.run / labctl.up.down, and render the result."
 from __future__ import annotations
 
 import sys
+import time
 from typing import Optional
 
 import typer
@@ -12,6 +13,7 @@ from labctl.cli.app import app
 from labctl.cli.console import err, out, progress
 from labctl.cli.render import ops as render
 from labctl.cli.render.findings import finding_groups_json
+from labctl.inventory.models import Inventory
 from labctl.plain import dumps, plain
 from labctl.up import down as ops_down
 from labctl.up import run as ops
@@ -20,8 +22,17 @@ from labctl.up.deadman import DEFAULT_AFTER
 from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.up.options import DEFAULT_GUARD_TIMEOUT
 
+SUPERVISE_HELP = ("Keep the daemons running (engine.supervise: restarted with back-off when "
+                  "they exit; `down` stops the supervision first).")
 STRICT_HELP = ("Treat preflight warnings as errors (e.g. nothing listens on a copied target "
                "port, an OUTPUT rule would refuse the copies).")
+
+
+def supervised(inv: Inventory, supervise: bool) -> Inventory:
+    """`--supervise`: the inventory with engine.supervise on (unchanged without the flag)."""
+    if not supervise:
+        return inv
+    return inv.model_copy(update={"engine": inv.engine.model_copy(update={"supervise": True})})
 
 
 def hooks_of(ctx: typer.Context) -> Hooks:
@@ -38,6 +49,7 @@ def up(
                                help="Proceed despite errors (never despite SSH refusals)."),
     fix: bool = typer.Option(False, "--fix", help="Also fix what checks can fix (ip_forward)."),
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
+    supervise: bool = typer.Option(False, "--supervise", help=SUPERVISE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     plan_file: Optional[str] = typer.Option(
         None, "--plan", metavar="FILE",
@@ -64,7 +76,7 @@ def up(
                              inventory_text=res.text, progress=say, saved_plan=saved,
                              deadman_seconds=deadman, guard_timeout=guard_timeout,
                              hooks=hooks_of(ctx))
-        report = ops.up(res.inventory, opts)
+        report = ops.up(supervised(res.inventory, supervise), opts)
     _show(report, json_out)
     if saved is not None and report.stale:
         raise saved_plan.stale_error(saved, report.stale)
@@ -79,6 +91,7 @@ def plan(
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     fix: bool = typer.Option(False, "--fix", help="Plan the fixes too (as `up --fix` would)."),
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
+    supervise: bool = typer.Option(False, "--supervise", help=SUPERVISE_HELP),
     out_file: Optional[str] = typer.Option(
         None, "--out", metavar="FILE",
         help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only while it is "
@@ -88,8 +101,9 @@ def plan(
     warnings with --strict), 0 when it would go ahead."""
     res = ops.resolve(inventory)
     with progress() as say:
-        report = ops.plan(res.inventory, ops.UpOptions(progress=say, fix=fix, strict=strict,
-                                                       hooks=hooks_of(ctx)))
+        report = ops.plan(supervised(res.inventory, supervise),
+                          ops.UpOptions(progress=say, fix=fix, strict=strict,
+                                        hooks=hooks_of(ctx)))
     _show(report, json_out)
     if report.refused or report.plan is None:  # exit 1, as scripts expect of a plan `up` refuses
         raise ops.refused_error(report, False, fix, hooks_of(ctx), strict, planning=True)
@@ -116,16 +130,32 @@ def status(
     prometheus: bool = typer.Option(
         False, "--prometheus", help="Print every daemon's counters in the Prometheus text "
                                     "format (labels lab, host), the original counter names."),
+    watch: bool = typer.Option(False, "--watch", help="Show it again every --interval seconds "
+                                                      "until Ctrl-C (a live view)."),
+    interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0,
+                                   help="Seconds between two views with --watch."),
 ) -> None:
-    """Daemons, counters, tagged routes/rules and journal state, per host."""
+    """Daemons (with their restarts when supervised), counters, tagged routes/rules and journal
+    state, per host."""
     res = ops.resolve(inventory)
-    report = ops_down.status(res.inventory)
-    if prometheus:
-        sys.stdout.write(render.status_prometheus(report))
-    elif json_out:
-        out().print_json(dumps(report))
-    else:
-        out().print(render.status_renderable(report))
+    try:
+        while True:
+            report = ops_down.status(res.inventory)
+            if prometheus:
+                sys.stdout.write(render.status_prometheus(report))
+                sys.stdout.flush()
+            elif json_out:
+                out().print_json(dumps(report))
+            else:
+                if watch:
+                    out().clear()
+                out().print(render.status_renderable(report))
+            if not watch:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:           # --watch ends with Ctrl-C
+        if not watch:
+            raise
 
 
 @app.command()

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any, Callable, Optional
 
 from labctl.errors import RemoteError
+from labctl.hosts import supervision as sv
 from labctl.hosts.journal import DaemonRecord
 from labctl.transport.base import Transport
 
@@ -57,6 +58,7 @@ class DaemonSpec:
     args: tuple[str, ...]
     runtime: str = PYTHON  # the interpreter on the host: "python3" | "pypy3"
     workers: int = 1  # engine workers (their flags are in `args`; kept here for status)
+    supervise: bool = False  # engine.supervise: restarted when it exits (labctl.hosts.supervision)
 
 
 @dataclass
@@ -74,6 +76,12 @@ class DaemonStatus:
     #: when that file was written (for `status --prometheus`)
     all_counters: dict[str, int] = field(default_factory=dict)
     updated_at: Optional[float] = None
+    #: engine.supervise: "engine" | "systemd" ("" not supervised), whether the supervisor (or
+    #: unit) is active, how often it restarted the daemon and how the daemon last exited
+    supervisor: str = ""
+    supervisor_alive: bool = False
+    restarts: Optional[int] = None
+    last_exit: str = ""
 
 
 def unit_name(lab: str, name: str) -> str:
@@ -102,8 +110,12 @@ def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) 
     """The argv that starts `spec` detached from the SSH session (pure)."""
     inner = engine_argv(pyz, hdir, spec)
     if systemd:
+        restart = sv.systemd_properties() if spec.supervise else []
         return ["systemd-run", "--unit", unit_name(lab, spec.name), "--collect",
-                "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=10", *inner]
+                "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=10", *restart,
+                *inner]
+    if spec.supervise:
+        return sv.engine_argv(spec.runtime, pyz, hdir, spec.name, inner)
     f = files(hdir, spec.name)
     return [spec.runtime, pyz, "detach", "--pid-file", f["pid"], "--log-file", f["log"] + ".out",
             "--", *inner]
@@ -111,10 +123,15 @@ def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) 
 
 def record_for(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -> DaemonRecord:
     f = files(hdir, spec.name)
+    engine_sv = spec.supervise and not systemd
+    sf = sv.files(hdir, spec.name)
     return DaemonRecord(
         name=spec.name, argv=launch_argv(pyz, hdir, lab, spec, systemd), pid_file=f["pid"],
         stats_file=f["stats"], log_file=f["log"], unit=unit_name(lab, spec.name) if systemd else "",
         runtime=spec.runtime, workers=spec.workers,
+        supervisor=(sv.SYSTEMD if systemd else sv.ENGINE) if spec.supervise else "",
+        supervisor_pid_file=sf["pid"] if engine_sv else "",
+        supervisor_state_file=sf["state"] if engine_sv else "",
     )
 
 
@@ -122,9 +139,11 @@ def undo_argvs(record: DaemonRecord) -> list[list[str]]:
     """What the dead-man runs to stop a daemon (best effort; `down` stops them gracefully)."""
     if record.unit:
         return [["systemctl", "stop", record.unit]]
+    first = [sv.undo_argv(record)] if record.supervisor == sv.ENGINE else []  # no restart
     # only the pid in the file AND a process whose command line names this daemon's stats
     # file (pgrep's criteria are ANDed): a pid reused by another process is never signalled
-    return [["pkill", "-TERM", "-F", record.pid_file, "-f", ere_literal(record.stats_file)]]
+    return [*first,
+            ["pkill", "-TERM", "-F", record.pid_file, "-f", ere_literal(record.stats_file)]]
 
 
 def ere_literal(text: str) -> str:
@@ -138,10 +157,17 @@ def start(
 ) -> DaemonRecord:
     """Run the launch argv; the record gets the pid (from the detach output or the pidfile)."""
     # a fresh start: no stats of an earlier run, no conditions a crashed drill left behind
-    transport.run(["rm", "-f", record.stats_file, netem_file(record)], sudo=sudo).check()
+    # (and for a supervised one no pid or state of an earlier run)
+    stale = [record.pid_file, record.supervisor_state_file] if record.supervisor else []
+    transport.run(["rm", "-f", record.stats_file, netem_file(record), *[f for f in stale if f]],
+                  sudo=sudo).check()
     res = transport.run(record.argv, sudo=sudo).check()
     word = res.stdout.strip().split()[-1] if res.stdout.strip() else ""
-    record.pid = int(word) if word.isdigit() else None
+    pid = int(word) if word.isdigit() else None
+    if record.supervisor == sv.ENGINE:
+        record.supervisor_pid = pid  # the daemon's own pid is in its pidfile
+    else:
+        record.pid = pid
     record.started_at = now()
     return record
 
@@ -173,8 +199,22 @@ def current_pid(transport: Transport, record: DaemonRecord, sudo: bool = True) -
 
 
 def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> str:
-    res = transport.run(["tail", "-n", "15", record.log_file, record.log_file + ".out"], sudo=sudo)
+    logs = [record.log_file, record.log_file + ".out"]
+    if record.supervisor == sv.ENGINE:
+        logs.append(sv.files(str(PurePosixPath(record.pid_file).parent), record.name)["log"])
+    res = transport.run(["tail", "-n", "15", *logs], sudo=sudo)
     return res.stdout.strip() if res.ok or res.stdout else "(no log)"
+
+
+def gone(transport: Transport, record: DaemonRecord, sudo: bool = True) -> bool:
+    """The daemon died during start-up: not running; a supervised one, also when its
+    supervisor is gone or already had to restart it (a daemon that cannot start would be
+    restarted for ever: `up` fails at once instead, with the log tail)."""
+    if record.supervisor != sv.ENGINE:
+        return current_pid(transport, record, sudo) is None
+    if sv.supervisor_pid(transport, record, sudo) is None:
+        return current_pid(transport, record, sudo) is None
+    return bool(sv.restarts_of(sv.read_state(transport, record, sudo)))
 
 
 def _died(transport: Transport, record: DaemonRecord, sudo: bool) -> RemoteError:
@@ -193,7 +233,7 @@ def wait_listening(
         res = transport.run(["ss", "-Hltn", "sport", "=", f":{port}"], sudo=sudo)
         if res.ok and res.stdout.strip():
             return True
-        if current_pid(transport, record, sudo) is None:
+        if gone(transport, record, sudo):
             raise _died(transport, record, sudo)
         return False
 
@@ -221,7 +261,7 @@ def wait_connected(
         if is_connected(stats):
             seen.update(stats or {})
             return True
-        if current_pid(transport, record, sudo) is None:
+        if gone(transport, record, sudo):
             raise _died(transport, record, sudo)
         return False
 
@@ -233,8 +273,18 @@ def stop(
     transport: Transport, record: DaemonRecord, grace: float = 10.0,
     poller: Optional[Poller] = None, sudo: bool = True, now: Callable[[], float] = time.time,
 ) -> DaemonRecord:
-    """SIGTERM (or `systemctl stop`), wait up to `grace`, then SIGKILL; keep the final stats."""
+    """SIGTERM (or `systemctl stop`), wait up to `grace`, then SIGKILL; keep the final stats.
+    A daemon under the engine's supervisor: the supervisor first (it passes the SIGTERM on and
+    exits once the daemon did, so nothing restarts it), then the daemon if it is still there."""
     poller = poller or Poller()
+    sup = sv.supervisor_pid(transport, record, sudo)
+    if sup is not None:
+        transport.run(["kill", "-TERM", str(sup)], sudo=sudo)
+        try:
+            poller.until(f"{record.name}'s supervisor to exit", transport.host, grace,
+                         lambda: sv.supervisor_pid(transport, record, sudo) is None)
+        except RemoteError:
+            transport.run(["kill", "-KILL", str(sup)], sudo=sudo)
     pid = current_pid(transport, record, sudo)
     if record.unit:
         transport.run(["systemctl", "stop", record.unit], sudo=sudo)
@@ -257,8 +307,14 @@ def status(
 ) -> DaemonStatus:
     pid = current_pid(transport, record, sudo)
     stats = read_stats(transport, record.stats_file, sudo) or record.final_stats or {}
-    return replace(summarize(record.name, pid, stats, now()), runtime=record.runtime,
-                   workers=record.workers)
+    st = replace(summarize(record.name, pid, stats, now()), runtime=record.runtime,
+                 workers=record.workers)
+    seen = sv.inspect(transport, record, sudo)
+    if seen is not None:
+        st = replace(st, supervisor=seen.mechanism, supervisor_alive=seen.alive,
+                     restarts=seen.restarts, last_exit=seen.last_exit,
+                     state="restarting" if seen.alive and pid is None else st.state)
+    return st
 
 
 def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -> DaemonStatus:

@@ -85,6 +85,12 @@ class DaemonRecord:
     unit: str = ""
     runtime: str = "python3"  # the interpreter (journals of older labctl: python3)
     workers: int = 1
+    #: engine.supervise: "engine" (the engine's supervisor, its pidfile and state file),
+    #: "systemd" (the unit restarts it), "" (not supervised; journals of older labctl)
+    supervisor: str = ""
+    supervisor_pid_file: str = ""
+    supervisor_state_file: str = ""
+    supervisor_pid: Optional[int] = None
     pid: Optional[int] = None
     started_at: Optional[float] = None
     stopped_at: Optional[float] = None

@@ -121,6 +121,10 @@ class Engine(_Frozen):
     #: node_exporter's textfile collector): an absolute path ending in .prom, where `{daemon}`
     #: (tcpcopy/intercept) and `{host}` are replaced. None: no metrics file.
     metrics_file: Optional[str] = None
+    #: Hot backup: keep the daemons running, restarted with back-off when they exit (systemd's
+    #: Restart=on-failure where the host runs systemd, else the engine's own supervisor);
+    #: `labctl up --supervise` turns it on for one run.
+    supervise: StrictBool = False
 
     @field_validator("metrics_file")
     @classmethod

@@ -10,10 +10,12 @@ a saved plan records it, apply starts it and waits for its readiness, rollback a
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 
 from labctl.errors import LabctlError
 from labctl.hosts import daemons as dm
+from labctl.hosts import supervision as sv
 from labctl.hosts.journal import DaemonRecord, host_dir
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change, ChangeKind, DaemonLaunch, Readiness
@@ -52,7 +54,7 @@ def daemon_change(inv: Inventory, host: str, spec: dm.DaemonSpec, ready: Readine
     hdir = host_dir(inv.state_dir, inv.lab, host)
     rec = dm.record_for(remote_pyz(hdir), hdir, inv.lab, spec, systemd)
     launch = DaemonLaunch(spec.name, spec.args, rec.pid_file, rec.stats_file, rec.log_file,
-                          ready, rec.unit, spec.runtime, spec.workers)
+                          ready, rec.unit, spec.runtime, spec.workers, rec.supervisor)
     return Change(host, f"daemon:{spec.name}", ChangeKind.DAEMON, f"start {spec.name}",
                   (tuple(rec.argv),), tuple(tuple(a) for a in dm.undo_argvs(rec)),
                   daemon=launch)
@@ -82,14 +84,16 @@ def daemon_changes(inv: Inventory, facts: dict[str, Any]) -> list[Change]:
     iargs = intercept_argv(inv, EnginePaths(
         key_file=key_path(inv, ihost.name), interface=ifname, workers=iworkers,
         metrics_file=inv.engine.metrics_path("intercept", ihost.name)))
-    ispec = dm.DaemonSpec("intercept", tuple(iargs), iruntime, iworkers)
+    supervise = inv.engine.supervise
+    ispec = dm.DaemonSpec("intercept", tuple(iargs), iruntime, iworkers, supervise)
     out = [daemon_change(inv, ihost.name, ispec, Readiness("listening", inv.intercept.port),
                          systemd(ihost.name))]
     for online in inv.hosts.online:
         runtime, workers = host_engine(inv, online.name, facts)
         targs = tcpcopy_argv(inv, online, _tcpcopy_paths(inv, online, facts, workers, iworkers))
         out.append(daemon_change(inv, online.name,
-                                 dm.DaemonSpec("tcpcopy", tuple(targs), runtime, workers),
+                                 dm.DaemonSpec("tcpcopy", tuple(targs), runtime, workers,
+                                               supervise),
                                  Readiness("connected"), systemd(online.name)))
     return out
 
@@ -99,6 +103,10 @@ def record_of(change: Change) -> DaemonRecord:
     d = change.daemon
     if d is None:
         raise ValueError(f"{change.step} is not a daemon change")
+    engine_sv = d.supervisor == sv.ENGINE
+    sf = sv.files(str(PurePosixPath(d.pid_file).parent), d.name)
     return DaemonRecord(name=d.name, argv=list(change.apply[0]), pid_file=d.pid_file,
                         stats_file=d.stats_file, log_file=d.log_file, unit=d.unit,
-                        runtime=d.runtime, workers=d.workers)
+                        runtime=d.runtime, workers=d.workers, supervisor=d.supervisor,
+                        supervisor_pid_file=sf["pid"] if engine_sv else "",
+                        supervisor_state_file=sf["state"] if engine_sv else "")

@@ -112,7 +112,8 @@ def journal_problems(j: Journal, lab: str, host: str, hdir: str, chain: str) -> 
         if dm.unit and not dm.unit.startswith(f"labctl-{lab}-"):
             out.append(f"its dead-man timer names unit {dm.unit!r}, not one of this lab's")
     for d in j.daemons:
-        files = (d.pid_file, d.stats_file, d.log_file)
+        files = (d.pid_file, d.stats_file, d.log_file,
+                 *(f for f in (d.supervisor_pid_file, d.supervisor_state_file) if f))
         if not SAFE_NAME.match(d.name) or not all(_in_dir(f, hdir) for f in files):
             out.append(f"daemon {d.name!r} has files outside {hdir}")
         if d.unit and not d.unit.startswith(f"labctl-{lab}-"):

@@ -96,3 +96,13 @@ def test_sigterm_before_deadline_disarms(tmp_path: Path) -> None:
     _wait_gone(pid, 5)
     assert (tmp_path / "a").exists()
     assert "disarmed" in (tmp_path / "log").read_text()
+
+
+def test_a_pkill_that_finds_nothing_is_not_an_undo_error(tmp_path: Path) -> None:
+    """A daemon (or its supervisor) that already stopped: pkill exits 1, nothing to undo."""
+    pid_file = tmp_path / "tcpcopy.pid"
+    pid_file.write_text("999999\n")
+    gone = ["pkill", "-TERM", "-F", str(pid_file), "-f", "labctl-no-such-daemon-zz"]
+    assert rollback.undo_entry({"undo": [gone]}) == "undone by dead-man timer"
+    failing = [sys.executable, "-c", "raise SystemExit(1)"]
+    assert "with errors" in rollback.undo_entry({"undo": [failing]})

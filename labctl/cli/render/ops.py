@@ -136,8 +136,11 @@ def status_prometheus(report: StatusReport) -> str:
     docs = []
     for h in report.hosts:
         for d in h.daemons:
+            counters = dict(d.all_counters)
+            if d.restarts is not None:       # a supervised daemon: how often it restarted
+                counters["restarts"] = d.restarts
             doc: dict[str, Any] = {"tool": d.name, "state": "running" if d.alive else d.state,
-                                   "counters": d.all_counters, "updated_at": d.updated_at}
+                                   "counters": counters, "updated_at": d.updated_at}
             if "sessions_active" in d.extra:
                 doc["sessions_active"] = d.extra["sessions_active"]
             docs.append((doc, {"lab": report.lab, "host": h.host}))
@@ -150,7 +153,8 @@ def status_renderable(report: StatusReport) -> RenderableType:
                 "labctl iptables"):
         hosts.add_column(col, overflow="fold")
     daemons = Table(title="daemons")
-    for col in ("host", "daemon", "runtime", "state", "pid", "uptime", "key counters"):
+    for col in ("host", "daemon", "runtime", "state", "pid", "uptime", "restarts",
+                "key counters"):
         daemons.add_column(col, overflow="fold")
     for h in report.hosts:
         entries = " ".join(f"{k}={v}" for k, v in sorted(h.entries.items())) or "-"
@@ -161,8 +165,18 @@ def status_renderable(report: StatusReport) -> RenderableType:
             runtime = d.runtime + (f", {d.workers} workers" if d.workers != 1 else "")
             daemons.add_row(h.host, d.name, runtime,
                             Text(d.state, style="green" if d.alive else "dim"),
-                            str(d.pid or "-"), _uptime(d), _counters(d))
+                            str(d.pid or "-"), _uptime(d), _restarts(d), _counters(d))
     return Group(hosts, daemons)
+
+
+def _restarts(d: DaemonStatus) -> str:
+    """`-` (not supervised), else the count, the mechanism and the last exit."""
+    if not d.supervisor:
+        return "-"
+    count = "?" if d.restarts is None else str(d.restarts)
+    text = f"{count} ({d.supervisor}"
+    text += f", last {d.last_exit})" if d.last_exit and d.restarts else ")"
+    return text if d.supervisor_alive else f"{text} supervisor down"
 
 
 def _final(name: str, stats: dict[str, Any]) -> str:
