@@ -6,11 +6,11 @@ a host that a guarded change cut off is left to its own dead-man timer (see `Pat
 Daemons are changes of the plan like any other (built by labctl.up.launch): a DAEMON change is
 journaled, started, and waited on until its `Readiness` holds.
 
-Every phase runs across hosts at once (bounded by the pool's `parallel`): the changes in three
-stages, each host's own changes in plan order within a stage: routes/rules/sysctls, then the
-daemons that listen (intercept), then the daemons that connect to them (tcpcopy). A stage waits
-for every host, so one host failing never loses the others' outcomes; the rollback then undoes
-each host's changes newest first, hosts in parallel.
+Every phase runs across hosts at once (bounded by the pool's `parallel`): the changes in two
+stages, each host's own changes in plan order within a stage: routes/rules/sysctls and the
+daemons that listen (intercept: the `changes` checkpoint follows them), then the daemons that
+connect to those (tcpcopy). A stage waits for every host, so one host failing never loses the
+others' outcomes; the rollback then undoes each host's changes newest first, hosts in parallel.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
@@ -37,7 +37,7 @@ from labctl.hosts.journal import (
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
 from labctl.transport.base import CommandFailed, ConnectionLost, Transport
-from labctl.transport.pool import HostPool, Outcome, ssh_factory
+from labctl.transport.pool import HostPool, ssh_factory
 from labctl.up import deadman
 from labctl.up.apply import (
     ALIVE,
@@ -50,6 +50,7 @@ from labctl.up.apply import (
     release_lock,
     undo,
 )
+from labctl.up.fanout import first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
 from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship
@@ -87,13 +88,15 @@ class UpRun:
             self.save_record("up")
             self.checkpoint("state")
         except (LabctlError, OSError) as exc:
-            self.report.errors.update(_host_errors(exc))
+            self.report.errors.update(host_errors(exc))
             self.note_cut(exc)
             self.say(f"up failed: {getattr(exc, 'message', exc)}; rolling back")
             self.roll_back()
             self.save_record("failed")
             if self.cut:
                 raise self.cut_error() from exc
+            if len(self.report.errors) > 1:   # several hosts failed: name every one
+                raise hosts_error(self.report.errors, getattr(exc, "hint", None)) from exc
             raise
         finally:
             unlock = {n: n for n in self.locked if n not in self.cut}
@@ -181,33 +184,29 @@ class UpRun:
         """Every change of the plan: routes, rules and sysctls, then the listening daemons, then
         the connecting ones; hosts in parallel, each host's changes in plan order."""
         assert self.report.plan is not None
-        self.stage("apply", [c for c in self.report.plan.changes if c.daemon is None],
-                   self.apply_change)
+        changes = self.report.plan.changes
+        first = [c for c in changes if c.daemon is None or c.daemon.ready.kind == "listening"]
+        self.stage("apply", first, self.apply_or_start)
         self.checkpoint("changes")
-        daemons = self.report.plan.daemons
-        listen = [c for c in daemons if c.daemon is not None and c.daemon.ready.kind == "listening"]
-        self.stage("start", listen, self.start_daemon)
-        self.stage("start", [c for c in daemons if c not in listen], self.start_daemon)
+        self.stage("start", [c for c in changes if c not in first], self.start_daemon)
         self.checkpoint("daemons")
 
+    def apply_or_start(self, change: Change) -> None:
+        if change.daemon is None:
+            self.apply_change(change)
+        else:
+            self.start_daemon(change)
+
     def stage(self, phase: str, changes: list[Change], do: Callable[[Change], None]) -> None:
-        """`do` each change; hosts in parallel, each host's changes in order. Every host's
-        failure is reported (and checked for a cut path); the first one is raised."""
-        by_host: dict[str, list[Change]] = {}
-        for change in changes:
-            by_host.setdefault(change.host, []).append(change)
-
-        def host_changes(host: str) -> None:
-            for change in by_host[host]:
-                do(change)
-
-        outcomes = self.pool.run({h: h for h in by_host}, host_changes, phase, str)
-        first = _first_failure(outcomes)
+        """`do` each change (labctl.up.fanout.run_stage). Every host's failure is reported
+        (and checked for a cut path); the first one is raised."""
+        outcomes = run_stage(self.pool, phase, changes, do)
+        first = first_failure(outcomes)
         if first is None:
             return
         for out in outcomes.values():
             if out.error is not None and out.error is not first:
-                self.report.errors.update(_host_errors(out.error, out.host))
+                self.report.errors.update(host_errors(out.error, out.host))
                 self.note_cut(out.error)
         raise first
 
@@ -382,15 +381,6 @@ class UpRun:
 
 def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
-
-
-def _host_errors(exc: BaseException, host: Optional[str] = None) -> dict[str, str]:
-    host = getattr(exc, "host", None) or host or "*"
-    return {host: getattr(exc, "message", None) or str(exc)}
-
-
-def _first_failure(outcomes: dict[str, Outcome[None]]) -> Optional[BaseException]:
-    return next((o.error for o in outcomes.values() if o.error is not None), None)
 
 
 def _run_name(run: HostRun) -> str:
