@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -32,6 +31,7 @@ from labctl.hosts.journal import (
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
 from labctl.transport.batch import run_batch
+from labctl.transport.files import write_text
 from labctl.up.hooks import NO_HOOKS, Hooks
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
@@ -254,13 +254,7 @@ def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str
 
 
 def _write_owner(transport: Transport, lock: str, sudo: bool) -> None:
-    fd, local = tempfile.mkstemp(prefix="labctl-lock-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_owner(), fh)
-        transport.put(local, f"{lock}/owner.json")
-    finally:
-        os.unlink(local)
+    write_text(transport, f"{lock}/owner.json", json.dumps(_owner()), sudo=sudo).check()
 
 
 def _read_owner(transport: Transport, lock: str, sudo: bool) -> Optional[dict[str, object]]:
