@@ -1,7 +1,8 @@
 """How labctl reaches hosts: one interface (`Transport`: `run(argv) -> Result`), an SSH
 implementation, a local one and a fake.
 
-`base` (the protocol, `Result`), `batch` (several argvs in one round trip), `ssh.SSHTransport`
+`base` (the protocol, `Result`), `batch` (several argvs in one round trip), `files` (a file
+written atomically in one command, its text on stdin), `ssh.SSHTransport`
 (paramiko; `sshroute` resolves the inventory and `~/.ssh/config` into the host's and the jump
 host's endpoints, as data), `local.LocalTransport` (this machine), `fake.FakeTransport` (tests:
 scripted answers, raises on anything unscripted), `pool.HostPool` (one transport per inventory
