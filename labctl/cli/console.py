@@ -1,15 +1,24 @@
-"""The two rich consoles (created on first use, then shared) and the progress spinner."""
+"""The two rich consoles (created on first use, then shared), the progress spinner and the live
+per-host table of fleet commands (`hosts_progress`)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Callable
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
+
+from labctl.cli.render.hosts import HostBoard
+
+Say = Callable[[str], None]
+Watch = Callable[[str, str, str], None]
 
 
 @cache
@@ -40,3 +49,52 @@ def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
                                 overflow="ellipsis"))
 
         yield say
+
+
+def _unwatched(host: str, phase: str, state: str) -> None:
+    """No per-host table (--json): hears nothing."""
+
+
+@contextmanager
+def hosts_progress(hosts: list[str], board: bool = True) -> Iterator[tuple[Say, Watch]]:
+    """(say, watch) for a command working on many hosts. On a terminal one live display: the
+    latest message and a table of every host's phase and state (kept on screen at the end);
+    elsewhere `say` prints lines and `watch` one plain line per host and finished phase.
+    `board=False` (--json): the spinner only, no per-host output."""
+    if not board:
+        with progress() as say:
+            yield say, _unwatched
+        return
+    console = err()
+    table = HostBoard(hosts)
+    lock = threading.Lock()
+    if not console.is_terminal:
+        def say_plain(msg: str) -> None:
+            console.print(f"· {escape(msg)}", highlight=False)
+
+        def watch_plain(host: str, phase: str, state: str) -> None:
+            with lock:
+                table.update(host, phase, state, time.monotonic())
+                if state != "running":
+                    console.print(escape(table.line(host, time.monotonic())), highlight=False)
+
+        yield say_plain, watch_plain
+        return
+    latest = ["starting"]
+
+    def render() -> Group:
+        with lock:
+            return Group(Text(latest[0], no_wrap=True, overflow="ellipsis", style="dim"),
+                         table.table(time.monotonic()))
+
+    with Live(get_renderable=render, console=console, refresh_per_second=8,
+              transient=False):
+        def say(msg: str) -> None:
+            console.print(f"[dim]·[/dim] {escape(msg)}", highlight=False)
+            latest[0] = msg.splitlines()[0] if msg else ""
+
+        def watch(host: str, phase: str, state: str) -> None:
+            with lock:
+                table.update(host, phase, state, time.monotonic())
+
+        yield say, watch

@@ -13,6 +13,7 @@ from labctl.cli.help import Typer
 from labctl.errors import ExitCode
 from labctl.lab import LabInfo, LabSpec, LabStatus, build_lab, destroy_lab, lab_status
 from labctl.lab.inventory import TOPOLOGIES, remove_lab_inventories, write_lab_inventory
+from labctl.lab.spec import MAX_ONLINE
 
 DEFAULT_NAME = "demo"  # inventories/local.yaml describes this lab at index 1
 NAME_HELP = ("Lab name: 1-8 characters, a lowercase letter then lowercase letters or digits. "
@@ -32,9 +33,10 @@ def up(
         None, "--index", help="Force lab index N (10.77-79.N.0/24); default: first free one."),
     as_json: bool = typer.Option(False, "--json", help="Print the lab (lab.json contents plus "
                                  "the inventory paths and build time) as JSON."),
-    online: int = typer.Option(1, "--online", min=1, max=2,
-                               help="Online servers: 1, or 2 (`online2` at .11: several online "
-                                    "servers copied to one target)."),
+    online: int = typer.Option(1, "--online", min=1, max=MAX_ONLINE,
+                               help="Online servers: 1 to 16 (`online2` at .11, `onlineK` at "
+                                    ".100+K: several online servers copied to one target, each "
+                                    "with its own share of the fake-client pool)."),
     targets: int = typer.Option(1, "--targets", min=1, max=2,
                                 help="Targets: 1, or 2 (`target2` at .21: every session copied "
                                      "to both; the inventory names them baseline and "

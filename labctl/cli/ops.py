@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from labctl.cli.app import app
-from labctl.cli.console import err, out, progress
+from labctl.cli.console import err, hosts_progress, out
 from labctl.cli.render import ops as render
 from labctl.cli.render.findings import finding_groups_json
 from labctl.inventory.models import Inventory
@@ -24,6 +24,8 @@ from labctl.up.options import DEFAULT_GUARD_TIMEOUT
 
 SUPERVISE_HELP = ("Keep the daemons running (engine.supervise: restarted with back-off when "
                   "they exit; `down` stops the supervision first).")
+PARALLEL_HELP = ("Work on at most N hosts at once (every phase: connect, facts, ship, apply, "
+                 "start, confirm); default 32.")
 STRICT_HELP = ("Treat preflight warnings as errors (e.g. nothing listens on a copied target "
                "port, an OUTPUT rule would refuse the copies).")
 
@@ -64,18 +66,19 @@ def up(
         max=3600.0,
         help="Seconds a guarded change (route, DROP rule) may stay unanswered before labctl "
              "concludes that it cut SSH and leaves that host to its dead-man timer."),
+    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
     res = ops.resolve(inventory)
     saved = saved_plan.load(plan_file) if plan_file else None
     if saved is not None and saved.fix and not fix:
         fix = True                  # the plan was made with --fix: its sysctl changes are in it
-    with progress() as say:
+    with hosts_progress(_names(res), board=not json_out) as (say, watch):
         opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, strict=strict,
                              inventory_path=res.path,
                              inventory_text=res.text, progress=say, saved_plan=saved,
                              deadman_seconds=deadman, guard_timeout=guard_timeout,
-                             hooks=hooks_of(ctx))
+                             hooks=hooks_of(ctx), parallel=parallel, watch=watch)
         report = ops.up(supervised(res.inventory, supervise), opts)
     _show(report, json_out)
     if saved is not None and report.stale:
@@ -96,14 +99,15 @@ def plan(
         None, "--out", metavar="FILE",
         help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only while it is "
              "still current."),
+    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
 ) -> None:
     """What `up` would change, touching nothing. Exit 1 when `up` would be refused (errors, or
     warnings with --strict), 0 when it would go ahead."""
     res = ops.resolve(inventory)
-    with progress() as say:
+    with hosts_progress(_names(res), board=not json_out) as (say, watch):
         report = ops.plan(supervised(res.inventory, supervise),
                           ops.UpOptions(progress=say, fix=fix, strict=strict,
-                                        hooks=hooks_of(ctx)))
+                                        hooks=hooks_of(ctx), parallel=parallel, watch=watch))
     _show(report, json_out)
     if report.refused or report.plan is None:  # exit 1, as scripts expect of a plan `up` refuses
         raise ops.refused_error(report, False, fix, hooks_of(ctx), strict, planning=True)
@@ -112,6 +116,10 @@ def plan(
     digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix)
     err().print(f"plan saved to {out_file} (digest {digest[:12]}); apply it with "
                 f"`labctl up {res.path} --plan {out_file}`", highlight=False)
+
+
+def _names(res: ops.Resolved) -> list[str]:
+    return [h.name for h in res.inventory.all_hosts()]
 
 
 def _show(report: ops.UpReport, json_out: bool) -> None:
@@ -134,13 +142,14 @@ def status(
                                                       "until Ctrl-C (a live view)."),
     interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0,
                                    help="Seconds between two views with --watch."),
+    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
 ) -> None:
     """Daemons (with their restarts when supervised), counters, tagged routes/rules and journal
     state, per host."""
     res = ops.resolve(inventory)
     try:
         while True:
-            report = ops_down.status(res.inventory)
+            report = ops_down.status(res.inventory, parallel=parallel)
             if prometheus:
                 sys.stdout.write(render.status_prometheus(report))
                 sys.stdout.flush()
@@ -162,12 +171,13 @@ def status(
 def down(
     inventory: Optional[str] = typer.Argument(None, help="Inventory (default: the known lab)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
 ) -> None:
     """Stop the daemons (keeping final counters) and undo exactly what `up` changed."""
     res = ops.resolve(inventory)
-    with progress() as say:
+    with hosts_progress(_names(res), board=not json_out) as (say, watch):
         say(f"taking lab {res.inventory.lab} down")
-        report = ops_down.down(res.inventory)
+        report = ops_down.down(res.inventory, parallel=parallel, watch=watch)
     if json_out:
         out().print_json(dumps(report))
     else:

@@ -56,8 +56,8 @@ def resolve_inventory(path: Optional[Path], command: str = "verify") -> Inventor
                  "up first (`labctl lab up` then `labctl up inventories/local.yaml`)") from exc
 
 
-def _pool(inv: Inventory) -> HostPool:
-    return HostPool.open(inv)
+def _pool(inv: Inventory, parallel: Optional[int] = None) -> HostPool:
+    return HostPool.open(inv, parallel=parallel)
 
 
 @app.command("verify")
@@ -74,6 +74,8 @@ def verify_cmd(
         None, "--report", metavar="DIR", help="Also write report.html (plots inline), "
         "report.md and report.json into DIR (after the last refresh with --watch; with "
         "several targets, of the --target one)."),
+    parallel: int = typer.Option(32, "--parallel", min=1, max=1024,
+                                 help="Read at most N hosts at once; default 32."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict
     (with several targets: one ledger and verdict per target; PASS only if all pass)."""
@@ -92,7 +94,7 @@ def verify_cmd(
     seconds = parse_duration(window) if window is not None else None
     scope = core.resolve_scope(inv, since_up, seconds)
     console = Console()
-    with _pool(inv) as pool:
+    with _pool(inv, parallel) as pool:
         session = core.Watch(inv, pool, scope, only=target)
         view = _View(session, several=several)
         report = view.refresh()

@@ -189,7 +189,8 @@ def gather_host_facts(transport: Transport, spec: HostSpec, role: str,
 def gather_facts(pool: HostPool, inventory: Inventory) -> dict[str, HostFacts]:
     """Facts of every inventory host, gathered in parallel; unreachable hosts are marked."""
     roles = {h.name: role for role, h in inventory.hosts_by_role()}
-    outcomes = pool.each(lambda spec, t: gather_host_facts(t, spec, roles[spec.name], inventory))
+    outcomes = pool.each(lambda spec, t: gather_host_facts(t, spec, roles[spec.name], inventory),
+                         phase="facts")
     out: dict[str, HostFacts] = {}
     for name, outcome in outcomes.items():
         spec = pool.specs[name]

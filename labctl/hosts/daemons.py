@@ -18,6 +18,7 @@ from labctl.errors import RemoteError
 from labctl.hosts import supervision as sv
 from labctl.hosts.journal import DaemonRecord
 from labctl.transport.base import Transport
+from labctl.transport.batch import run_batch
 
 PYTHON = "python3"
 #: Counters `status` shows per daemon (the rest stay in the stats file / --json). A counter
@@ -36,18 +37,25 @@ KEY_COUNTERS = {
 
 @dataclass
 class Poller:
-    """Clock and sleep for waiting on conditions (tests pass fakes: no real sleeping)."""
+    """Clock and sleep for waiting on conditions (tests pass fakes: no real sleeping). The
+    first wait is `interval`; each next one is `backoff` times longer, up to `max_interval`:
+    a daemon that is ready at once is seen at once, and a fleet of hosts waiting on slow
+    starts does not flood them (and the operator) with checks."""
 
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    interval: float = 0.2
+    interval: float = 0.1
+    backoff: float = 1.5
+    max_interval: float = 0.5
 
     def until(self, what: str, host: str, timeout: float, check: Callable[[], bool]) -> None:
         deadline = self.clock() + timeout
+        wait = self.interval
         while not check():
             if self.clock() >= deadline:
                 raise RemoteError(f"timed out after {timeout:g}s waiting for {what}", host=host)
-            self.sleep(self.interval)
+            self.sleep(wait)
+            wait = min(wait * self.backoff, max(self.interval, self.max_interval))
 
 
 @dataclass(frozen=True)
@@ -157,11 +165,17 @@ def start(
 ) -> DaemonRecord:
     """Run the launch argv; the record gets the pid (from the detach output or the pidfile)."""
     # a fresh start: no stats of an earlier run, no conditions a crashed drill left behind
-    # (and for a supervised one no pid or state of an earlier run)
+    # (and for a supervised one no pid or state of an earlier run); both in one round trip
+    # where the host runs batches
     stale = [record.pid_file, record.supervisor_state_file] if record.supervisor else []
-    transport.run(["rm", "-f", record.stats_file, netem_file(record), *[f for f in stale if f]],
-                  sudo=sudo).check()
-    res = transport.run(record.argv, sudo=sudo).check()
+    clean = ["rm", "-f", record.stats_file, netem_file(record), *[f for f in stale if f]]
+    both = run_batch(transport, [clean, list(record.argv)], sudo=sudo)
+    if both is None:
+        transport.run(clean, sudo=sudo).check()
+        res = transport.run(record.argv, sudo=sudo).check()
+    else:
+        both[0].check()
+        res = both[1].check()
     word = res.stdout.strip().split()[-1] if res.stdout.strip() else ""
     pid = int(word) if word.isdigit() else None
     if record.supervisor == sv.ENGINE:

@@ -17,7 +17,6 @@ import os
 import re
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional
@@ -26,6 +25,7 @@ from labctl.errors import RemoteError, UsageError
 from labctl.model import Change
 from labctl.transport.base import Transport
 from labctl.transport.batch import run_batch
+from labctl.transport.textfile import write_text
 
 VERSION = 1
 JOURNAL_NAME = "journal.json"
@@ -201,16 +201,9 @@ def take_snapshot(transport: Transport, sudo: bool = True) -> Snapshot:
 
 
 def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool = True) -> None:
-    """Atomic on the host: upload to a temp name next to it, then `mv -f` over it."""
-    fd, local = tempfile.mkstemp(prefix="labctl-journal-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(journal.to_json())
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-        transport.put(local, tmp, mode=0o600)
-        transport.run(["mv", "-f", tmp, path], sudo=sudo).check()
-    finally:
-        os.unlink(local)
+    """Atomic on the host, one round trip: the JSON to a temp name next to it (mode 600), then
+    `mv -f` over it (labctl.transport.textfile)."""
+    write_text(transport, path, journal.to_json(), sudo=sudo).check()
 
 
 def read_remote(transport: Transport, path: str, sudo: bool = True) -> Optional[Journal]:

@@ -8,6 +8,7 @@ Topology of lab N (namespaces lc-<name>-<role>, plus lc-<name>-router):
 
     root ns  lc-<name>-op 10.77.N.1 --veth-- router: br0 10.77.N.254 (bridge), p-client 10.78.N.1
     online 10.77.N.10, target 10.77.N.20, assistant 10.77.N.30 (eth0, bridged in the router)
+    with `online_hosts` 2..16 also online2 10.77.N.11 and online3..online16 at 10.77.N.103-.116
     client 10.78.N.10 (+ .11-.19) default via 10.78.N.1
     routes: root/online/assistant 10.78.N.0/24 via 10.77.N.254; target 10.78.N.0/24 via the
     assistant; ip_forward: router 1, everything else 0; bridge-nf-call-* 0 in the router;

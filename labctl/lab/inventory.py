@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 
 from labctl.hosts.journal import local_lab_dir
-from labctl.lab.spec import LabInfo
+from labctl.lab.spec import ONLINE_ROLES, LabInfo
 
 TOPOLOGIES = ("three-server", "two-server")
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "inventory"
@@ -32,6 +32,7 @@ def render_lab_inventory(info: LabInfo, topology: str = "three-server") -> str:
     return env.get_template("local.yaml.j2").render(
         info=info,
         hosts=info.hosts,
+        onlines=[h for role, h in info.hosts.items() if role in ONLINE_ROLES],
         topology=topology,
         pool=f"{pool_prefix}.x",
         lab_net=lab_net,

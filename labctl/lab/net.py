@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from labctl.errors import LabError
-from labctl.lab.spec import TARGET_ROLES, LabInfo
+from labctl.lab.spec import ONLINE_ROLES, TARGET_ROLES, LabInfo
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -25,7 +25,7 @@ NETNS_DIR = Path("/run/netns")
 BRIDGE = "br0"
 ROUTER_OP_PORT = "p-op"
 CLIENT_GW_IF = "p-client"
-PORT_NAMES = {"online": "p-online", "online2": "p-online2", "target": "p-target",
+PORT_NAMES = {**{role: f"p-{role}" for role in ONLINE_ROLES}, "target": "p-target",
               "target2": "p-target2", "assistant": "p-assist"}
 OFFLOAD_ARGS = ("tx", "off", "tso", "off", "gso", "off")
 CMD_TIMEOUT = 20.0

@@ -2,6 +2,8 @@
 
 Lab N uses 10.77.N.0/24 for online/target/assistant (+ router and operator), 10.78.N.0/24 for the
 client, and reserves 10.79.N.0/24 as the fake-client pool (not routed by the lab itself).
+Online hosts: `online` .10, `online2` .11, and with `--online N` up to `online16`: `onlineK`
+(K = 3..16) at .100+K, clear of the targets (.20, .21), the assistant (.30) and the router.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ DEFAULT_BASE_DIR = Path("/run/labctl-lab")
 NAME_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
 MAX_INDEX = 250
 ROLES = ("client", "online", "target", "assistant")
+#: Most online hosts a lab may have (`online`, `online2` ... `online16`: fan-in at fleet size).
+MAX_ONLINE = 16
+#: Every online role, in order: `online`, then `online2` .. `online16`.
+ONLINE_ROLES = ("online", *(f"online{k}" for k in range(2, MAX_ONLINE + 1)))
 #: With `online_hosts=2` (fan-in: several online servers copied to one target).
 ROLES_2 = ("client", "online", "online2", "target", "assistant")
 #: Every role a lab may have: `target2` with `targets=2` (one client copied to two targets).
-ALL_ROLES = ("client", "online", "online2", "target", "target2", "assistant")
-SERVER_ROLES = ("online", "online2", "target", "target2", "assistant")
-NGINX_ROLES = ("online", "online2", "target", "target2")
-ONLINE_ROLES = ("online", "online2")
+ALL_ROLES = ("client", *ONLINE_ROLES, "target", "target2", "assistant")
+SERVER_ROLES = (*ONLINE_ROLES, "target", "target2", "assistant")
+NGINX_ROLES = (*ONLINE_ROLES, "target", "target2")
 TARGET_ROLES = ("target", "target2")
-HOST_OCTET = {"online": 10, "online2": 11, "target": 20, "target2": 21, "assistant": 30}
+HOST_OCTET = {"online": 10, "online2": 11, "target": 20, "target2": 21, "assistant": 30,
+              **{f"online{k}": 100 + k for k in range(3, MAX_ONLINE + 1)}}
 CLIENT_OCTET = 10
 CLIENT_EXTRA_OCTETS = tuple(range(11, 20))
 ROUTER_OCTET = 254
@@ -106,7 +112,7 @@ class LabSpec:
     base_dir: Path = DEFAULT_BASE_DIR
     index: Optional[int] = None
     offloads_off: bool = True
-    #: 1, or 2 for a second online server `online2` (10.77.N.11) beside `online`.
+    #: 1 to 16 online servers: `online`, `online2` (10.77.N.11), `onlineK` (10.77.N.100+K).
     online_hosts: int = 1
     #: 1, or 2 for a second target `target2` (10.77.N.21) beside `target`.
     targets: int = 1
@@ -213,7 +219,7 @@ def _jsonable(v: Any) -> Any:
 
 def lab_roles(online_hosts: int = 1, targets: int = 1) -> tuple[str, ...]:
     """The host roles of a lab, in ALL_ROLES order."""
-    skip = {"online2"} if online_hosts == 1 else set()
+    skip = set(ONLINE_ROLES[online_hosts:])
     skip |= {"target2"} if targets == 1 else set()
     return tuple(r for r in ALL_ROLES if r not in skip)
 
@@ -224,8 +230,8 @@ def plan_lab(name: str, index: int, base_dir: Path = DEFAULT_BASE_DIR,
     validate_name(name)
     if not 1 <= index <= MAX_INDEX:
         raise UsageError(f"lab index {index} out of range 1..{MAX_INDEX}")
-    if online_hosts not in (1, 2):
-        raise UsageError(f"a lab has 1 or 2 online hosts, not {online_hosts}")
+    if not 1 <= online_hosts <= MAX_ONLINE:
+        raise UsageError(f"a lab has 1 to {MAX_ONLINE} online hosts, not {online_hosts}")
     if targets not in (1, 2):
         raise UsageError(f"a lab has 1 or 2 targets, not {targets}")
     lab_net, client_net, fake_pool = lab_nets(index)

@@ -12,7 +12,9 @@ Unit tests use it so that no test can ever run a real command by accident:
 A batch (labctl.transport.batch) is answered argv by argv from the same rules, and the calls
 record the argvs inside it, not the wrapper. `FakeTransport(sudo_user=True)` plays a non-root
 `sudo: true` host: `wants_sudo(True)` is true, and an argv run as `sudo -n -- ARGV` (inside a
-batch) is answered and recorded as ARGV with `sudo=True`.
+batch) is answered and recorded as ARGV with `sudo=True`. A file write
+(labctl.transport.textfile) that no rule answers stores its stdin in `files` under the final
+path, as the host would.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from labctl.transport.base import CallLog, Result
 from labctl.transport.batch import SUDO_PREFIX, frame, unbatch_argv
+from labctl.transport.textfile import unwrite_argv
 
 Answer = Union[Result, Callable[[tuple[str, ...]], Result]]
 
@@ -123,6 +126,10 @@ class FakeTransport:
             return self.run(key[3:], sudo=True, timeout=timeout, stdin=stdin)
         self.calls.append(Call(key, sudo, stdin, timeout))
         self.log.calls.append(key)
+        write = unwrite_argv(key)
+        if write is not None and self._match(key) is None:  # unless scripted: the file is written
+            self.files[write[1]] = (stdin or "").encode()
+            return Result(self.host, key, 0)
         rule = self._find(key)
         if rule.times is not None:
             rule.times -= 1
@@ -132,12 +139,18 @@ class FakeTransport:
             return rule.handler(key)
         return Result(self.host, key, rule.exit_code, rule.stdout, rule.stderr)
 
-    def _find(self, argv: tuple[str, ...]) -> _Rule:
+    def _match(self, argv: tuple[str, ...]) -> Optional[_Rule]:
         for kind in ("exact", "prefix", "regex"):
             for rule in reversed(self._rules):
                 if rule.kind == kind and rule.matches(argv):
                     return rule
-        raise UnscriptedCommand(f"[{self.host}] unscripted command: {argv!r}")
+        return None
+
+    def _find(self, argv: tuple[str, ...]) -> _Rule:
+        rule = self._match(argv)
+        if rule is None:
+            raise UnscriptedCommand(f"[{self.host}] unscripted command: {argv!r}")
+        return rule
 
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
         self.calls.append(Call(("<put>", local_path, remote_path, oct(mode))))

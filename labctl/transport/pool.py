@@ -4,7 +4,10 @@
         outcomes = pool.each(lambda spec, t: t.run(["uname", "-r"]).check().stdout)
         for name, outcome in outcomes.items(): ...    # one Outcome per host, failures included
 
-Tests pass `factory=lambda spec: fakes[spec.name]`.
+Tests pass `factory=lambda spec: fakes[spec.name]`. `parallel` bounds how many hosts are worked
+on at once (`--parallel N`, default `MAX_WORKERS`); `watch(host, phase, state)` hears each host
+start ("running") and end ("ok" / "failed") every phase named in `each(..., phase=...)` (the CLI's
+live per-host table).
 """
 
 from __future__ import annotations
@@ -21,8 +24,15 @@ T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
 
-MAX_WORKERS = 16
+#: Hosts worked on at once unless `--parallel N` says otherwise.
+MAX_WORKERS = 32
 Factory = Callable[[HostSpec], Transport]
+#: watch(host, phase, state): state is "running", "ok" or "failed".
+Watch = Callable[[str, str, str], None]
+
+
+def _unwatched(host: str, phase: str, state: str) -> None:
+    """The default watcher: hears nothing."""
 
 
 @dataclass(frozen=True)
@@ -74,19 +84,40 @@ def ssh_factory(inventory: Inventory) -> Factory:
     return lambda spec: SSHTransport(spec, inventory.ssh, config)
 
 
+def watched(fn: Callable[[V], T], watch: Watch, phase: str,
+            host_of: Callable[[V], str]) -> Callable[[V], T]:
+    """`fn`, telling `watch` when each host starts and ends `phase`."""
+    def run(item: V) -> T:
+        host = host_of(item)
+        watch(host, phase, "running")
+        try:
+            value = fn(item)
+        except BaseException:
+            watch(host, phase, "failed")
+            raise
+        watch(host, phase, "ok")
+        return value
+
+    return run
+
+
 class HostPool:
     """One transport per inventory host, reused for a whole run."""
 
-    def __init__(self, inventory: Inventory, factory: Optional[Factory] = None):
+    def __init__(self, inventory: Inventory, factory: Optional[Factory] = None,
+                 parallel: Optional[int] = None, watch: Optional[Watch] = None):
         self.inventory = inventory
         self._factory = factory or ssh_factory(inventory)
         self.specs: dict[str, HostSpec] = {h.name: h for h in inventory.all_hosts()}
         self.transports: dict[str, Transport] = {}
+        self.parallel = max(1, parallel or MAX_WORKERS)
+        self.watch: Watch = watch or _unwatched
 
     @classmethod
-    def open(cls, inventory: Inventory, factory: Optional[Factory] = None) -> HostPool:
+    def open(cls, inventory: Inventory, factory: Optional[Factory] = None,
+             parallel: Optional[int] = None, watch: Optional[Watch] = None) -> HostPool:
         """Connect to every host in parallel; raises one RemoteError listing every failure."""
-        pool = cls(inventory, factory)
+        pool = cls(inventory, factory, parallel, watch)
         failed = [o for o in pool.connect_all().values() if not o.ok]
         if failed:
             pool.close()
@@ -102,7 +133,14 @@ class HostPool:
                 connect_fn()
             self.transports[spec.name] = transport
 
-        return run_parallel(self.specs, connect)
+        return self.run(self.specs, connect, "connect", lambda spec: spec.name)
+
+    def run(self, items: Mapping[str, V], fn: Callable[[V], T], phase: Optional[str] = None,
+            host_of: Optional[Callable[[V], str]] = None) -> dict[str, Outcome[T]]:
+        """`run_parallel` within this pool's bound, watched as `phase` when one is named."""
+        if phase is not None and host_of is not None:
+            fn = watched(fn, self.watch, phase, host_of)
+        return run_parallel(items, fn, self.parallel)
 
     def transport(self, name: str) -> Transport:
         if name not in self.transports:
@@ -111,11 +149,13 @@ class HostPool:
         return self.transports[name]
 
     def each(self, fn: Callable[[HostSpec, Transport], T],
-             hosts: Optional[list[str]] = None) -> dict[str, Outcome[T]]:
-        """`fn(spec, transport)` on every (or the named) host in parallel."""
+             hosts: Optional[list[str]] = None,
+             phase: Optional[str] = None) -> dict[str, Outcome[T]]:
+        """`fn(spec, transport)` on every (or the named) host in parallel (watched as `phase`)."""
         names = hosts if hosts is not None else list(self.specs)
         chosen = {n: self.specs[n] for n in names}
-        return run_parallel(chosen, lambda spec: fn(spec, self.transport(spec.name)))
+        return self.run(chosen, lambda spec: fn(spec, self.transport(spec.name)), phase,
+                        lambda spec: spec.name)
 
     def close(self) -> None:
         for transport in self.transports.values():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -31,6 +30,8 @@ from labctl.hosts.journal import (
 )
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
+from labctl.transport.batch import run_batch
+from labctl.transport.textfile import write_text
 from labctl.up.hooks import NO_HOOKS, Hooks
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
@@ -228,9 +229,14 @@ def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str
     """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
     notes: list[str] = []
     lock = lock_dir(hdir)
-    transport.run(["mkdir", "-p", hdir], sudo=sudo).check()
-    for _ in range(2):
-        res = transport.run(["mkdir", lock], sudo=sudo)
+    first = run_batch(transport, [["mkdir", "-p", hdir], ["mkdir", lock]], sudo=sudo)
+    if first is None:                       # no batches on this host: one command at a time
+        transport.run(["mkdir", "-p", hdir], sudo=sudo).check()
+    else:
+        first[0].check()
+    for attempt in range(2):
+        res = first[1] if first is not None and attempt == 0 else \
+            transport.run(["mkdir", lock], sudo=sudo)
         if res.ok:
             _write_owner(transport, lock, sudo)
             return notes
@@ -248,13 +254,7 @@ def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str
 
 
 def _write_owner(transport: Transport, lock: str, sudo: bool) -> None:
-    fd, local = tempfile.mkstemp(prefix="labctl-lock-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_owner(), fh)
-        transport.put(local, f"{lock}/owner.json")
-    finally:
-        os.unlink(local)
+    write_text(transport, f"{lock}/owner.json", json.dumps(_owner()), sudo=sudo).check()
 
 
 def _read_owner(transport: Transport, lock: str, sudo: bool) -> Optional[dict[str, object]]:

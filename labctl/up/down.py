@@ -29,7 +29,7 @@ from labctl.hosts.journal import (
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
 from labctl.transport.base import Transport
-from labctl.transport.pool import Factory, HostPool
+from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import deadman
 from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
 from labctl.up.launch import key_path
@@ -161,11 +161,12 @@ def host_status(t: Transport, inv: Inventory, spec: HostSpec) -> HostStatus:
     return st
 
 
-def status(inv: Inventory, factory: Optional[Factory] = None) -> StatusReport:
+def status(inv: Inventory, factory: Optional[Factory] = None, parallel: Optional[int] = None,
+           watch: Optional[Watch] = None) -> StatusReport:
     """Per host: journal state, dead-man, daemons (pid/uptime/counters), tagged routes/rules."""
-    pool = HostPool(inv, factory)
+    pool = HostPool(inv, factory, parallel, watch)
     try:
-        outcomes = pool.each(lambda spec, t: host_status(t, inv, spec))
+        outcomes = pool.each(lambda spec, t: host_status(t, inv, spec), phase="status")
     finally:
         pool.close()
     hosts = []
@@ -251,11 +252,13 @@ def _sweep_tags(t: Transport, inv: Inventory, name: str, notes: list[str]) -> Ho
     return HostDown(name, summary, steps=steps, leftovers=_leftovers(t, inv))
 
 
-def down(inv: Inventory, factory: Optional[Factory] = None) -> DownReport:
-    """Undo `up` on every host (in parallel); per-host outcomes, failures included."""
-    pool = HostPool(inv, factory)
+def down(inv: Inventory, factory: Optional[Factory] = None, parallel: Optional[int] = None,
+         watch: Optional[Watch] = None) -> DownReport:
+    """Undo `up` on every host (in parallel, at most `parallel` at once); per-host outcomes,
+    failures included."""
+    pool = HostPool(inv, factory, parallel, watch)
     try:
-        outcomes = pool.each(lambda spec, t: down_host(t, inv, spec))
+        outcomes = pool.each(lambda spec, t: down_host(t, inv, spec), phase="down")
     finally:
         pool.close()
     hosts: list[HostDown] = []

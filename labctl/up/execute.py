@@ -5,6 +5,12 @@ a host that a guarded change cut off is left to its own dead-man timer (see `Pat
 `labctl.up.run.up` runs it; the options and report types live in labctl.up.options.
 Daemons are changes of the plan like any other (built by labctl.up.launch): a DAEMON change is
 journaled, started, and waited on until its `Readiness` holds.
+
+Every phase runs across hosts at once (bounded by the pool's `parallel`): the changes in two
+stages, each host's own changes in plan order within a stage: routes/rules/sysctls and the
+daemons that listen (intercept: the `changes` checkpoint follows them), then the daemons that
+connect to those (tcpcopy). A stage waits for every host, so one host failing never loses the
+others' outcomes; the rollback then undoes each host's changes newest first, hosts in parallel.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,7 @@ from labctl.hosts.journal import (
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
 from labctl.transport.base import CommandFailed, ConnectionLost, Transport
-from labctl.transport.pool import HostPool, run_parallel, ssh_factory
+from labctl.transport.pool import HostPool, ssh_factory
 from labctl.up import deadman
 from labctl.up.apply import (
     ALIVE,
@@ -43,6 +50,7 @@ from labctl.up.apply import (
     release_lock,
     undo,
 )
+from labctl.up.fanout import first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
 from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship
@@ -80,18 +88,20 @@ class UpRun:
             self.save_record("up")
             self.checkpoint("state")
         except (LabctlError, OSError) as exc:
-            self.report.errors.update(_host_errors(exc))
+            self.report.errors.update(host_errors(exc))
             self.note_cut(exc)
             self.say(f"up failed: {getattr(exc, 'message', exc)}; rolling back")
             self.roll_back()
             self.save_record("failed")
             if self.cut:
                 raise self.cut_error() from exc
+            if len(self.report.errors) > 1:   # several hosts failed: name every one
+                raise hosts_error(self.report.errors, getattr(exc, "hint", None)) from exc
             raise
         finally:
-            for name in self.locked:
-                if name not in self.cut:
-                    release_lock(self.pool.transport(name), self.runs_dir(name))
+            unlock = {n: n for n in self.locked if n not in self.cut}
+            self.pool.run(unlock, lambda n: release_lock(self.pool.transport(n),
+                                                         self.runs_dir(n)), "unlock", str)
 
     def runs_dir(self, name: str) -> str:
         return host_dir(self.inv.state_dir, self.inv.lab, name)
@@ -102,8 +112,8 @@ class UpRun:
             self.locked.append(spec.name)
             return notes
 
-        for out in self.pool.each(lock_one).values():  # every host tried; first error raised
-            self.report.notes += out.unwrap()
+        for out in self.pool.each(lock_one, phase="lock").values():  # every host tried
+            self.report.notes += out.unwrap()                             # first error raised
         self.checkpoint("lock")
 
     def save_record(self, state: str) -> None:
@@ -124,7 +134,7 @@ class UpRun:
                 t.put(str(key), self.key_path(spec.name), mode=0o600)
             return out
 
-        outcomes = self.pool.each(ship_one)
+        outcomes = self.pool.each(ship_one, phase="ship")
         self.report.shipped += [out.unwrap() for out in outcomes.values()]
         self.checkpoint("ship")
 
@@ -153,7 +163,7 @@ class UpRun:
             run.save()
             return run
 
-        outcomes = self.pool.each(journal_one)
+        outcomes = self.pool.each(journal_one, phase="journal")
         self.runs = {name: self.runs[name] for name in outcomes if name in self.runs}
         for out in outcomes.values():
             out.unwrap()
@@ -171,15 +181,34 @@ class UpRun:
         self.checkpoint("deadman")
 
     def apply(self) -> None:
-        """Every change of the plan in order: routes, rules and sysctls, then the daemons."""
+        """Every change of the plan: routes, rules and sysctls, then the listening daemons, then
+        the connecting ones; hosts in parallel, each host's changes in plan order."""
         assert self.report.plan is not None
-        for change in self.report.plan.changes:
-            if change.daemon is None:
-                self.apply_change(change)
+        changes = self.report.plan.changes
+        first = [c for c in changes if c.daemon is None or c.daemon.ready.kind == "listening"]
+        self.stage("apply", first, self.apply_or_start)
         self.checkpoint("changes")
-        for change in self.report.plan.daemons:
-            self.start_daemon(change)
+        self.stage("start", [c for c in changes if c not in first], self.start_daemon)
         self.checkpoint("daemons")
+
+    def apply_or_start(self, change: Change) -> None:
+        if change.daemon is None:
+            self.apply_change(change)
+        else:
+            self.start_daemon(change)
+
+    def stage(self, phase: str, changes: list[Change], do: Callable[[Change], None]) -> None:
+        """`do` each change (labctl.up.fanout.run_stage). Every host's failure is reported
+        (and checked for a cut path); the first one is raised."""
+        outcomes = run_stage(self.pool, phase, changes, do)
+        first = first_failure(outcomes)
+        if first is None:
+            return
+        for out in outcomes.values():
+            if out.error is not None and out.error is not first:
+                self.report.errors.update(host_errors(out.error, out.host))
+                self.note_cut(out.error)
+        raise first
 
     def apply_change(self, change: Change) -> None:
         run = self.runs[change.host]
@@ -249,7 +278,7 @@ class UpRun:
             run.journal.state = "up"
             run.save()
 
-        for out in run_parallel(self.runs, confirm_one).values():
+        for out in self.pool.run(self.runs, confirm_one, "confirm", _run_name).values():
             out.unwrap()
         self.checkpoint("confirm")
 
@@ -320,8 +349,16 @@ class UpRun:
             self.say(str(self.cut[name].message) + "; leaving it to the dead-man rollback")
             self.runs[name].journal.state = "failed"
             save_local(self.runs[name].journal)
-        for name, idx in reversed(self.order):
-            run = self.runs[name]
+        per_host: dict[str, list[int]] = {name: [] for name in self.runs}
+        for name, idx in self.order:
+            per_host[name].append(idx)
+        self.pool.run({n: n for n in per_host},
+                      lambda name: self.roll_back_host(name, per_host[name]), "rollback", str)
+
+    def roll_back_host(self, name: str, indices: list[int]) -> None:
+        """One host's part of the rollback: its entries newest first, then the dead-man off."""
+        run = self.runs[name]
+        for idx in reversed(indices):
             if idx >= len(run.journal.entries) or not self.reachable(name):
                 continue  # (the change failed before it was journaled)
             entry = run.journal.entries[idx]
@@ -331,22 +368,20 @@ class UpRun:
                 self.report.steps.append(undo(run, entry))
             except (LabctlError, OSError) as exc:
                 self.report.errors.setdefault(name, f"rollback: {exc}")
-        for name, run in self.runs.items():
-            if name in self.cut:
-                continue
-            try:
-                if run.journal.deadman is not None:
-                    deadman.cancel(run.transport, run.journal.deadman)
-                run.journal.state = "rolled_back"
-                run.save()
-            except (LabctlError, OSError) as exc:
-                self.report.errors.setdefault(name, f"rollback: {exc}")
+        if name in self.cut:
+            return
+        try:
+            if run.journal.deadman is not None:
+                deadman.cancel(run.transport, run.journal.deadman)
+            run.journal.state = "rolled_back"
+            run.save()
+        except (LabctlError, OSError) as exc:
+            self.report.errors.setdefault(name, f"rollback: {exc}")
 
 
 def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
-def _host_errors(exc: BaseException) -> dict[str, str]:
-    host = getattr(exc, "host", None) or "*"
-    return {host: getattr(exc, "message", None) or str(exc)}
+def _run_name(run: HostRun) -> str:
+    return run.name

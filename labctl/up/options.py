@@ -9,7 +9,7 @@ from typing import Callable, Optional
 from labctl.facts import OperatorFacts
 from labctl.hosts.daemons import DaemonStatus
 from labctl.model import Finding, Plan
-from labctl.transport.pool import Factory
+from labctl.transport.pool import Factory, Watch
 from labctl.up import deadman
 from labctl.up.apply import StepOutcome
 from labctl.up.hooks import NO_HOOKS, Hooks
@@ -56,6 +56,10 @@ class UpOptions:
     operator_facts: Optional[OperatorFacts] = None
     #: Fault-injection seams (tests only; see labctl.up.hooks).
     hooks: Hooks = NO_HOOKS
+    #: `--parallel N`: hosts worked on at once (None: labctl.transport.pool.MAX_WORKERS).
+    parallel: Optional[int] = None
+    #: Hears each host start and end each phase (the CLI's live per-host table).
+    watch: Optional[Watch] = None
 
 
 @dataclass

@@ -22,7 +22,7 @@ from labctl.hosts.journal import known_labs, load_record
 from labctl.inventory.load import load_inventory, parse_inventory
 from labctl.inventory.models import Inventory
 from labctl.model import Finding, Plan
-from labctl.transport.pool import Factory, HostPool
+from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import checks, sudo
 from labctl.up.checks import run_checks
 from labctl.up.execute import UpRun
@@ -99,9 +99,10 @@ def preflight(inv: Inventory, opts: UpOptions, pool: HostPool) -> Preflight:
 
 
 def open_pool(inv: Inventory, factory: Optional[Factory], progress: Progress,
-              hooks: Hooks = NO_HOOKS) -> HostPool:
+              hooks: Hooks = NO_HOOKS, parallel: Optional[int] = None,
+              watch: Optional[Watch] = None) -> HostPool:
     progress(f"connecting to {len(inv.all_hosts())} hosts")
-    pool = HostPool.open(inv, factory)
+    pool = HostPool.open(inv, factory, parallel, watch)
     hooks.after("connect")
     return pool
 
@@ -109,7 +110,8 @@ def open_pool(inv: Inventory, factory: Optional[Factory], progress: Progress,
 def plan(inv: Inventory, opts: Optional[UpOptions] = None) -> UpReport:
     """What `up` would do; touches nothing (read-only commands only)."""
     opts = opts or UpOptions()
-    with open_pool(inv, opts.factory, opts.progress, opts.hooks) as pool:
+    with open_pool(inv, opts.factory, opts.progress, opts.hooks, opts.parallel,
+                   opts.watch) as pool:
         pre = preflight(inv, opts, pool)
     refused = bool(blocking(pre.findings, opts.force, opts.fix, opts.hooks, opts.strict))
     return UpReport(inv.lab, pre.findings, pre.plan, dry_run=True, refused=refused)
@@ -118,7 +120,8 @@ def plan(inv: Inventory, opts: Optional[UpOptions] = None) -> UpReport:
 def up(inv: Inventory, opts: UpOptions) -> UpReport:
     """Preflight, plan, and (unless dry-run or refused) apply and launch. See module doc."""
     report = UpReport(inv.lab, dry_run=opts.dry_run)
-    with open_pool(inv, opts.factory, opts.progress, opts.hooks) as pool:
+    with open_pool(inv, opts.factory, opts.progress, opts.hooks, opts.parallel,
+                   opts.watch) as pool:
         pre = preflight(inv, opts, pool)
         report.findings, report.plan = pre.findings, pre.plan
         if blocking(pre.findings, opts.force, opts.fix, opts.hooks, opts.strict):

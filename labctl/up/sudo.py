@@ -27,9 +27,11 @@ CHECK_ID = "privilege.sudo_command"
 #: What labctl runs through sudo on every host it changes, whatever the plan: the lock, the
 #: engine and journal uploads (install + mv), the snapshots and `down`'s sweep (ip,
 #: iptables-save, iptables), daemon start/readiness/stop (rm, cat, ss, tail, kill), the
-#: dead-man's confirm (touch), the liveness check (true) and `verify`'s log reads (stat, tail).
+#: dead-man's confirm (touch), the liveness check (true), `verify`'s log reads (stat, tail) and
+#: the journal and lock-owner writes (sh: `umask 077 && cat > tmp && mv -f tmp file`, one round
+#: trip, labctl.transport.textfile).
 HOUSEKEEPING = ("cat", "install", "ip", "iptables", "iptables-save", "kill", "mkdir", "mv",
-                "rm", "sha256sum", "ss", "stat", "tail", "touch", "true")
+                "rm", "sh", "sha256sum", "ss", "stat", "tail", "touch", "true")
 #: The dead-man timer: a transient systemd timer, or the engine's detached rollback.
 DEADMAN_SYSTEMD = ("systemd-run", "systemctl")
 DEADMAN_DETACHED = (PYTHON,)

@@ -195,7 +195,7 @@ def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
         current, _ = _stat(t, spec, path)
         return LogMark(spec.name, path, current.size, current.inode), fetch_conntrack(t, spec)[0]
 
-    for name, outcome in pool.each(one, hosts=list(roles)).items():  # hosts in parallel
+    for name, outcome in pool.each(one, hosts=list(roles), phase="marks").items():
         mark, count = outcome.unwrap()
         marks.logs.append(mark)
         if count is not None:

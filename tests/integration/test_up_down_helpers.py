@@ -68,8 +68,9 @@ def normal_routes(text: str) -> str:
 
 
 def servers(info: Any) -> list[str]:
-    """The lab's server roles (with `online2` / `target2` when the lab has them)."""
-    return [h for h in (*HOSTS, "online2", "target2") if h in info.hosts]
+    """The lab's server roles (with `online2`.. `online16` / `target2` when the lab has them)."""
+    extra = [r for r in info.hosts if r not in HOSTS and r != "client"]
+    return [h for h in (*HOSTS, *extra) if h in info.hosts]
 
 
 def snapshot(info: Any) -> dict[str, tuple[str, str]]:

@@ -13,6 +13,7 @@ from labctl.hosts.journal import Journal, new_journal
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed
 from labctl.transport.fake import FakeTransport
+from labctl.transport.textfile import unwrite_argv
 from labctl.up import apply as ap
 from labctl.up.hooks import NO_HOOKS, KillAfter
 
@@ -42,21 +43,25 @@ def _run(fake: FakeTransport) -> ap.HostRun:
                       clock=lambda: 1.0)
 
 
+def _writes(fake: FakeTransport) -> list[int]:
+    """Indexes of the calls that wrote the journal (labctl.transport.files)."""
+    return [i for i, c in enumerate(fake.calls) if unwrite_argv(c.argv) is not None]
+
+
 def _journal_written(fake: FakeTransport) -> Journal:
-    last = [c for c in fake.calls if c.argv[0] == "<put>"][-1]
-    return Journal.from_json(fake.files[last.argv[2]].decode())
+    last = fake.calls[_writes(fake)[-1]]
+    return Journal.from_json(last.stdin or "")
 
 
 def test_journal_is_written_before_the_change_runs() -> None:
     fake = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
     out = ap.apply_change(_run(fake), ROUTE)
     assert out.status == "applied" and out.changed
-    kinds = [c.argv[0] for c in fake.calls]
-    first_put, add = kinds.index("<put>"), fake.calls.index(
+    first_write, add = _writes(fake)[0], fake.calls.index(
         next(c for c in fake.calls if c.argv == ADD))
-    assert first_put < add
+    assert first_write < add
     # the journal written before the add already lists it as planned, with a snapshot
-    before = Journal.from_json(fake.files[fake.calls[first_put].argv[2]].decode())
+    before = Journal.from_json(fake.calls[first_write].stdin or "")
     assert before.entries[0].status == "planned"
     assert before.entries[0].snapshot.routes.startswith("default via")
     assert _journal_written(fake).entries[0].status == "applied"

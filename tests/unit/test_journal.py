@@ -9,7 +9,9 @@ import pytest
 
 from labctl.hosts import journal as jr
 from labctl.model import Change, ChangeKind
+from labctl.transport.base import CommandFailed
 from labctl.transport.fake import FakeTransport
+from labctl.transport.textfile import unwrite_argv
 
 ROUTE = Change(
     host="target", step="route-clientnet", kind=ChangeKind.ROUTE,
@@ -46,15 +48,26 @@ def test_from_json_garbage_is_a_clear_error() -> None:
         jr.Journal.from_json("[1, 2", where="x:/j")
 
 
-def test_write_remote_uploads_then_renames_atomically() -> None:
-    fake = FakeTransport("target").on_prefix(["mv", "-f"])
+def test_write_remote_is_one_atomic_command_with_the_json_on_stdin() -> None:
+    fake = FakeTransport("target")
     j = jr.new_journal("demo", "target", "run1", now=1.0)
     jr.write_remote(fake, "/s/demo/target/journal.json", j)
-    (put,) = [c for c in fake.calls if c.argv[0] == "<put>"]
-    tmp = put.argv[2]
+    (call,) = fake.calls
+    tmp, path = unwrite_argv(call.argv) or ("", "")
     assert tmp.startswith("/s/demo/target/journal.json.tmp-")
-    assert fake.commands == [("mv", "-f", tmp, "/s/demo/target/journal.json")]
-    assert jr.Journal.from_json(fake.files[tmp].decode()) == j
+    assert path == "/s/demo/target/journal.json"
+    assert call.argv[:2] == ("sh", "-c") and 'cat > "$1" && mv -f "$1" "$2"' in call.argv[2]
+    assert jr.Journal.from_json(call.stdin or "") == j
+    assert jr.Journal.from_json(fake.files[path].decode()) == j
+
+
+def test_write_remote_failure_removes_the_temp_file_and_raises() -> None:
+    fake = FakeTransport("target").on_prefix(["sh", "-c"], exit_code=1, stderr="disk full")
+    fake.on_prefix(["rm", "-f"])
+    with pytest.raises(CommandFailed, match="disk full"):
+        jr.write_remote(fake, "/s/j.json", jr.new_journal("demo", "target", "run1", now=1.0))
+    assert fake.commands[-1][:2] == ("rm", "-f") and fake.commands[-1][2].startswith(
+        "/s/j.json.tmp-")
 
 
 def test_read_remote_missing_is_none() -> None:

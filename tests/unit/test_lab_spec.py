@@ -115,8 +115,38 @@ def test_second_online_host_plan_and_links() -> None:
     assert "p-online2" in net.offload_links(two)[0][two.router_ns]
     # destroy knows every namespace a lab of either shape may own
     assert "lc-fan-online2" in namespaces_of("fan")
-    with pytest.raises(UsageError):
-        plan_lab("fan", 3, online_hosts=3)
+    with pytest.raises(UsageError, match="1 to 16 online hosts"):
+        plan_lab("fan", 3, online_hosts=17)
+
+
+def test_sixteen_online_hosts_plan_addresses_ports_and_pools() -> None:
+    """`--online 16`: online, online2, online3..online16 at .103-.116 (clear of the targets,
+    the assistant, the router and the operator), a router port each, every namespace known to
+    destroy, and a disjoint share of the fake-client pool each in the lab's inventory."""
+    from itertools import combinations
+
+    from labctl.inventory.load import parse_inventory
+    from labctl.lab import net
+    from labctl.lab.inventory import render_lab_inventory
+    from labctl.lab.spec import namespaces_of
+
+    info = plan_lab("fleet", 5, online_hosts=16)
+    onlines = [r for r in info.hosts if r.startswith("online")]
+    assert onlines == ["online", "online2", *(f"online{k}" for k in range(3, 17))]
+    addresses = [h.address for h in info.hosts.values()] + [info.router_address,
+                                                            info.operator_address]
+    assert len(set(addresses)) == len(addresses)
+    assert info.hosts["online16"].address == "10.77.5.116"
+    assert all(info.hosts[r].has_nginx and info.hosts[r].has_sshd for r in onlines)
+    ports = net.offload_links(info)[0][info.router_ns]
+    assert all(f"p-{r}" in ports and len(f"p-{r}") <= 15 for r in onlines)
+    assert set(info.namespaces) <= set(namespaces_of("fleet"))
+    inv = parse_inventory(render_lab_inventory(info), source="lab.yaml")
+    assert [h.name for h in inv.hosts.online] == onlines
+    pools = [set(inv.pool(h)) for h in inv.hosts.online]
+    assert all(len(p) >= 15 for p in pools)
+    assert all(not a & b for a, b in combinations(pools, 2))
+    assert len({inv.log_for(h).path for h in inv.hosts.online}) == 16
 
 
 def test_second_target_plan_links_and_routes() -> None:

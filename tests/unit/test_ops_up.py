@@ -20,6 +20,7 @@ from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost
+from labctl.transport.textfile import unwrite_argv
 from labctl.up import down as ops_down
 from labctl.up import run as ops
 from labctl.up.plan import NONEMPTY
@@ -124,7 +125,7 @@ def test_deadman_armed_only_where_guarded_right_before_the_change(env: Path) -> 
     assert i_arm < i_add
     # between arming and the change: only the journal write and the change's probe
     between = argvs[i_arm + 1:i_add]
-    assert all(a[0] in ("<put>", "mv") or a[:3] == ("python3", "-c", NONEMPTY)
+    assert all(unwrite_argv(a) is not None or a[:3] == ("python3", "-c", NONEMPTY)
                for a in between), between
     for name in ("online1", "target", "assistant"):
         journal = load_local("staging", name)

@@ -229,7 +229,7 @@ def test_status_watch_renders_until_ctrl_c(monkeypatch: pytest.MonkeyPatch,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_ops.ops, "resolve", lambda path: SimpleNamespace(inventory=None))
-    monkeypatch.setattr(cli_ops.ops_down, "status", lambda inv: StatusReport(
+    monkeypatch.setattr(cli_ops.ops_down, "status", lambda inv, parallel=32: StatusReport(
         "demo", [HostStatus("online1", "up", daemons=[st])]))
     monkeypatch.setattr(cli_ops.time, "sleep", fake_sleep)
     monkeypatch.setenv("COLUMNS", "200")

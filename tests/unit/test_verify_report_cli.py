@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import pytest
 
@@ -48,8 +49,8 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         V.LogMark("on1", "/log/online.log", 0, 1), V.LogMark("on2", "/log/online.log", 0, 2),
         V.LogMark("target", "/log/target.log", 0, 3)]))
 
-    def pool(inv: Inventory) -> HostPool:
-        return HostPool(inv, factory=lambda spec: fakes[spec.name])
+    def pool(inv: Inventory, parallel: Optional[int] = None) -> HostPool:
+        return HostPool(inv, factory=lambda spec: fakes[spec.name], parallel=parallel)
 
     monkeypatch.setattr(cv, "_pool", pool)
     inv = tmp_path / "inv.yaml"
