@@ -102,6 +102,9 @@ class Engine(_Frozen):
     datalink: StrictBool = False
     connections: StrictInt = Field(default=2, ge=1, le=16)
     lonely: StrictBool = True
+    #: tcpcopy --hold-timeout (with lonely): seconds sessions are held while no intercept is
+    #: connected (restart, outage) before they are given up; 0 refuses new ones at once.
+    hold_timeout: StrictInt = Field(default=30, ge=0, le=3600)
     no_wait: StrictBool = False
     max_sessions: StrictInt = Field(default=65536, ge=1)
     #: tcpcopy --capture-acks: also capture the clients' pure ACKs (server-first protocols).

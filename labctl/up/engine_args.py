@@ -100,6 +100,8 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
         argv += ["-r", str(e.sample_percent)]
     if e.lonely:
         argv.append("-L")
+        if e.hold_timeout != 30:    # tcpcopy's own default otherwise
+            argv += ["--hold-timeout", str(e.hold_timeout)]
     if e.no_wait:
         argv.append("-W")
     argv += _ring(inv)

@@ -137,8 +137,10 @@ def test_tcpcopy_and_intercept_flags_from_staging() -> None:
     assert "-c 192.168.50.x" in text
     assert "-C 2 -t 120 -k 240 -m 512 --max-sessions 65536" in text
     assert "-L" in argv and "-W" not in argv and "-n" not in argv and "-r" not in argv
-    assert "--capture-acks" not in argv
+    assert "--capture-acks" not in argv and "--hold-timeout" not in argv  # tcpcopy's default
     assert argv[-2:] == ["--key-file", "/var/lib/labctl/staging/online1/channel.key"]
+    held = inv.model_copy(update={"engine": inv.engine.model_copy(update={"hold_timeout": 5})})
+    assert "-L --hold-timeout 5" in shlex.join(tcpcopy_argv(held, held.hosts.online[0], paths))
     iargv = intercept_argv(inv, EnginePaths(key_file="/k", interface="eth0"))
     assert iargv == ["-F", "tcp and src port 80 and src host 192.168.44.137", "-p", "36524",
                      "-b", "192.168.44.136", "-i", "eth0", "--key-file", "/k"]
