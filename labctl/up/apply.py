@@ -32,6 +32,7 @@ from labctl.hosts.journal import (
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
 from labctl.up.hooks import NO_HOOKS, Hooks
+from labctl.up.statedir import mkdir_argv
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
 SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)
@@ -228,7 +229,7 @@ def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str
     """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
     notes: list[str] = []
     lock = lock_dir(hdir)
-    transport.run(["mkdir", "-p", hdir], sudo=sudo).check()
+    transport.run(mkdir_argv(hdir), sudo=sudo).check()
     for _ in range(2):
         res = transport.run(["mkdir", lock], sudo=sudo)
         if res.ok:
