@@ -70,6 +70,12 @@ class UpRun:
     def run(self) -> None:
         try:
             self.lock()
+        except (LabctlError, OSError) as exc:
+            # nothing changed, and the local record may be the lock holder's: leave it alone
+            self.report.errors.update(_host_errors(exc))
+            self.unlock()
+            raise
+        try:
             self.forget_marks()
             self.save_record("applying")
             self.ship()
@@ -89,9 +95,13 @@ class UpRun:
                 raise self.cut_error() from exc
             raise
         finally:
-            for name in self.locked:
-                if name not in self.cut:
-                    release_lock(self.pool.transport(name), self.runs_dir(name))
+            self.unlock()
+
+    def unlock(self) -> None:
+        for name in self.locked:
+            if name not in self.cut:
+                release_lock(self.pool.transport(name), self.runs_dir(name))
+        self.locked.clear()
 
     def runs_dir(self, name: str) -> str:
         return host_dir(self.inv.state_dir, self.inv.lab, name)
@@ -102,8 +112,13 @@ class UpRun:
             self.locked.append(spec.name)
             return notes
 
-        for out in self.pool.each(lock_one).values():  # every host tried; first error raised
-            self.report.notes += out.unwrap()
+        # The first host's lock alone first: it is the lab's mutex. Two `up`s racing for every
+        # host in parallel could each win some hosts and both be refused; in this order the
+        # loser is refused at the first host, holding nothing.
+        names = [h.name for h in self.inv.all_hosts()]
+        for group in (names[:1], names[1:]):
+            for out in self.pool.each(lock_one, group).values():
+                self.report.notes += out.unwrap()  # the first error raised (all tried)
         self.checkpoint("lock")
 
     def save_record(self, state: str) -> None:

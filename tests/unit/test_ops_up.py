@@ -7,6 +7,9 @@ explicit rule (tests.unit.up_hosts: no catch-all; an unexpected command fails th
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 
 from labctl.errors import RemoteError
 from labctl.facts import OperatorFacts
-from labctl.hosts.journal import load_local
+from labctl.hosts.journal import host_dir, load_local, load_record
 from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
@@ -209,3 +212,28 @@ def test_a_daemon_that_never_gets_ready_rolls_everything_back(env: Path) -> None
     assert ("kill", "-TERM", "4242") in online.commands  # tcpcopy stopped
     assert ("kill", "-TERM", "4242") in hosts.fakes["assistant"].commands  # intercept too
     assert any(c[:3] == ("ip", "route", "del") for c in hosts.fakes["target"].commands)
+
+
+def test_a_second_up_is_refused_at_the_first_hosts_lock_holding_nothing(env: Path) -> None:
+    """The first host's lock is taken alone, before the others': an `up` that finds it held by
+    a live labctl is refused naming the holder, takes no other lock, changes nothing, and
+    leaves the local record (the holder's) alone."""
+    hosts = Hosts()
+    inv = _inv()
+    first = inv.all_hosts()[0].name
+    lock = f"{host_dir(inv.state_dir, inv.lab, first)}/lock"
+    held = hosts.factory(inv.host(first))
+    held.on(["mkdir", lock], exit_code=1, stderr="mkdir: File exists")
+    held.files[f"{lock}/owner.json"] = json.dumps(
+        {"pid": os.getpid(), "operator": socket.gethostname(), "since": 1.0}).encode()
+    with pytest.raises(Exception, match=rf"another labctl \(pid {os.getpid()} on "
+                                        rf"{socket.gethostname()}\) holds the lock {lock}"):
+        ops.up(inv, _opts(hosts))
+    for name, fake in hosts.fakes.items():
+        argvs = [c.argv for c in fake.calls]
+        assert not any(a[:1] == ("mkdir",) and a[-1].endswith("/lock") for a in argvs
+                       if name != first), (name, argvs)
+        assert not any(a[:2] in (("ip", "route"), ("iptables", "-w")) and a[2] in ("add", "-t")
+                       for a in argvs if len(a) > 2), (name, argvs)
+        assert not any(a[:2] == ("rm", "-rf") for a in argvs), (name, argvs)  # not its lock
+    assert load_record(inv.lab) is None
