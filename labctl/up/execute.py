@@ -14,7 +14,7 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
@@ -22,8 +22,10 @@ from labctl.hosts.journal import (
     LabRecord,
     Snapshot,
     host_dir,
+    journal_path,
     local_lab_dir,
     new_journal,
+    read_remote,
     save_local,
     save_record,
 )
@@ -70,6 +72,7 @@ class UpRun:
     def run(self) -> None:
         try:
             self.lock()
+            self.refuse_if_live()
         except (LabctlError, OSError) as exc:
             # nothing changed, and the local record may be the lock holder's: leave it alone
             self.report.errors.update(_host_errors(exc))
@@ -120,6 +123,25 @@ class UpRun:
             for out in self.pool.each(lock_one, group).values():
                 self.report.notes += out.unwrap()  # the first error raised (all tried)
         self.checkpoint("lock")
+
+    def refuse_if_live(self) -> None:
+        """Under the lock: a host whose journal is neither down nor rolled back still carries
+        an `up` (one that just finished beside this one, or a crashed one). A new journal
+        would orphan what that one lists, so this `up` stops here, having changed nothing."""
+        def state_of(spec: HostSpec, t: Transport) -> Optional[tuple[str, str]]:
+            j = read_remote(t, journal_path(self.runs_dir(spec.name)), sudo=True)
+            return None if j is None else (j.state, j.run_id)
+
+        live = []
+        for name, out in self.pool.each(state_of).items():
+            got = out.unwrap()
+            if got is not None and got[0] not in ("down", "rolled_back"):
+                live.append(f"{name} (journal {got[0]}, run {got[1]})")
+        if live:
+            raise LabctlError(
+                f"lab {self.inv.lab} is not down on {', '.join(sorted(live))}; nothing was "
+                "changed", hint="run `labctl down` first: it undoes exactly what that journal "
+                                "lists")
 
     def save_record(self, state: str) -> None:
         save_record(LabRecord(

@@ -18,7 +18,7 @@ import pytest
 
 from labctl.errors import RemoteError
 from labctl.facts import OperatorFacts
-from labctl.hosts.journal import host_dir, load_local, load_record
+from labctl.hosts.journal import host_dir, load_local, load_record, new_journal
 from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
@@ -237,3 +237,29 @@ def test_a_second_up_is_refused_at_the_first_hosts_lock_holding_nothing(env: Pat
                        for a in argvs if len(a) > 2), (name, argvs)
         assert not any(a[:2] == ("rm", "-rf") for a in argvs), (name, argvs)  # not its lock
     assert load_record(inv.lab) is None
+
+
+@pytest.mark.parametrize("state", ["up", "applying", "failed"])
+def test_up_on_a_host_whose_journal_is_not_down_is_refused_changing_nothing(
+        env: Path, state: str) -> None:
+    hosts = Hosts()
+    inv = _inv()
+    target = hosts.factory(inv.targets[0])
+    path = f"{host_dir(inv.state_dir, inv.lab, 'target')}/journal.json"
+    old = new_journal(inv.lab, "target", "run-before", now=1.0)
+    old.state = state
+    target.files[path] = old.to_json().encode()
+    with pytest.raises(Exception, match=rf"lab staging is not down on target \(journal {state}, "
+                                        r"run run-before\); nothing was changed"):
+        ops.up(inv, _opts(hosts))
+    assert target.files[path] == old.to_json().encode()  # the journal is untouched
+    for fake in hosts.fakes.values():
+        argvs = [c.argv for c in fake.calls]
+        assert not any(a[:3] == ("ip", "route", "add") or (
+            a[:1] == ("iptables",) and a[4:5] in (("-N",), ("-A",), ("-I",))) for a in argvs)
+        assert argvs[-1][:2] == ("rm", "-rf") and argvs[-1][2].endswith("/lock")  # released
+    for state_ok in ("down", "rolled_back"):
+        again = Hosts()
+        old.state = state_ok
+        again.factory(inv.targets[0]).files[path] = old.to_json().encode()
+        assert ops.up(inv, _opts(again)).ok
