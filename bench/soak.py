@@ -73,14 +73,24 @@ def fd_count(pid: int) -> int:
         return 0
 
 
-def sample(pids: Dict[str, int], t0: float) -> Dict[str, Any]:
-    """RSS (MB) and open fds of each daemon, its workers included."""
+def sessions_active(stats: Optional[Path]) -> Optional[int]:
+    """tcpcopy's live sessions from its stats file (None if unreadable)."""
+    try:
+        value = json.loads(stats.read_text()).get("sessions_active") if stats else None
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def sample(pids: Dict[str, int], t0: float, stats: Optional[Path] = None) -> Dict[str, Any]:
+    """RSS (MB) and open fds of each daemon, its workers included; tcpcopy's live sessions."""
     row: Dict[str, Any] = {"t": round(time.monotonic() - t0, 1)}
     for name, pid in pids.items():
         procs = descendants(pid) if os.path.exists(f"/proc/{pid}") else []
         row[name] = {"alive": bool(procs), "procs": len(procs),
                      "rss_mb": round(sum(rss_kb(p) for p in procs) / 1024, 2),
                      "fds": sum(fd_count(p) for p in procs)}
+    row["tcpcopy"]["sessions_active"] = sessions_active(stats)
     return row
 
 
@@ -180,14 +190,15 @@ def soak(lab: LabInfo, workdir: Path, a: argparse.Namespace, result: Dict[str, A
         status = json.loads(labctl_cmd(env, "status", "--json"))
         result["runtimes"] = {d["name"]: [d.get("runtime"), d.get("workers")]
                               for h in status["hosts"] for d in h["daemons"]}
+        stats = Path(lab.dir) / "state" / lab.name / "online" / "tcpcopy.stats"
         t0 = time.monotonic()
-        samples = [sample(pids, t0)]
+        samples = [sample(pids, t0, stats)]
         gen = subprocess.Popen(traffic_argv(lab, a), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         try:
             while gen.poll() is None:
                 time.sleep(max(0.0, a.interval - (time.monotonic() - t0) % a.interval))
-                samples.append(sample(pids, t0))
+                samples.append(sample(pids, t0, stats))
             out, err = gen.communicate(timeout=60)
         finally:
             if gen.poll() is None:
@@ -200,7 +211,7 @@ def soak(lab: LabInfo, workdir: Path, a: argparse.Namespace, result: Dict[str, A
         online = log_lines(lab.hosts["online"].access_log)
         prefix = str(lab.fake_pool).rsplit(".", 1)[0] + "."
         copies = settle(lab, prefix, online)
-        samples.append(sample(pids, t0))
+        samples.append(sample(pids, t0, stats))
         result["traffic"] = {k: summary.get(k) for k in ("attempted", "sent", "ok", "errors",
                                                          "connections", "latency_ms")}
         result["traffic"]["seconds"] = round(elapsed, 1)

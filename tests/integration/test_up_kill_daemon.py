@@ -67,7 +67,7 @@ def test_kill_9_of_a_daemon_then_status_and_down(lab: Any, tmp_path: Path, victi
         assert time.monotonic() < deadline, f"{victim} ({pid}) still there after SIGKILL"
         time.sleep(0.1)
     after = daemons(tmp_path)
-    assert after[victim]["alive"] is False, after[victim]
+    assert after[victim]["alive"] is False and after[victim]["state"] == "dead", after[victim]
     text = labctl(tmp_path, "status")
     assert text.returncode == 0 and "Traceback" not in text.stdout + text.stderr, text.stderr
     print(f"R1 kill -9 {victim}: status says alive={after[victim]['alive']} "
@@ -110,8 +110,8 @@ def test_two_ups_at_once_one_proceeds_the_other_is_refused_by_the_lock(
     refused_pid = next(p.pid for p, r in zip(procs, results) if r[0] != 0)
     assert f"pid {holder} " in err, err  # the holder named, not itself
     assert f"pid {refused_pid} " not in err
-    print(f"R4 two ups at once: {holder} proceeded; {refused_pid} refused: "
-          f"{err.strip().splitlines()[0][:160]}")
+    said = next(ln for ln in err.splitlines() if "holds the lock" in ln)
+    print(f"R4 two ups at once: {holder} proceeded; {refused_pid} refused: {said.strip()[:200]}")
     running = daemons(tmp_path)  # the winner's lab is intact: nothing of it was undone
     assert running["tcpcopy"]["alive"] and running["intercept"]["alive"]
     sent = send_mixed(lab, 20)
