@@ -2,7 +2,8 @@
 `labctl up` on the built-in lab, watching the daemons' memory and open files.
 
     sudo .venv/bin/python bench/soak.py [--minutes 30] [--rate 1000] [--connections 20]
-        [--interval 5] [--warmup S] [--out FILE] [--lab-prefix sk]
+        [--interval 5] [--warmup S] [--runtime auto|python3|pypy3] [--out FILE]
+        [--lab-prefix sk]
 
 Builds its own lab (name ``<--lab-prefix>`` + 4 hex digits, three-server), writes its
 inventory, runs ``labctl up`` (the real CLI: SSH, journal, dead-man, daemons), then sends
@@ -182,7 +183,10 @@ def soak(lab: LabInfo, workdir: Path, a: argparse.Namespace, result: Dict[str, A
     env = {**os.environ, "LABCTL_STATE_DIR": str(workdir / "state"),
            "XDG_CACHE_HOME": str(workdir / "cache"), "PYTHONPATH": str(REPO)}
     inv = workdir / "inventory.yaml"
-    inv.write_text(render_lab_inventory(lab))
+    text = render_lab_inventory(lab)
+    if a.runtime != "auto":
+        text = text.replace("engine: {", f"engine: {{runtime: {a.runtime}, ", 1)
+    inv.write_text(text)
     labctl_cmd(env, "up", str(inv))
     result["up"] = True
     try:
@@ -258,6 +262,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=None,
                    help="seconds ignored by the RSS/fd verdict (default 10 %% of the run, "
                         ">= 30)")
+    p.add_argument("--runtime", choices=("auto", "python3", "pypy3"), default="auto",
+                   help="the daemons' interpreter (engine.runtime; default auto: pypy3 when "
+                        "the hosts have it)")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "soak.json"))
     p.add_argument("--lab-prefix", default="sk", help="lab name prefix (1-4 characters)")
     a = p.parse_args(argv)
@@ -283,7 +290,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     result: Dict[str, Any] = {
         "command": " ".join(["soak.py", *(sys.argv[1:] if argv is None else argv)]),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "minutes": a.minutes, "rate": a.rate, "warmup_s": a.warmup, "interval_s": a.interval,
+        "minutes": a.minutes, "rate": a.rate, "runtime": a.runtime, "warmup_s": a.warmup,
+        "interval_s": a.interval,
         "loadavg_before": list(os.getloadavg()), "cpus": os.cpu_count()}
     name = a.lab_prefix + secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
