@@ -61,6 +61,8 @@ class Shed(NamedTuple):
     sessions: int
     actions: Actions
 CAPTURE_DROPS = {"protocol": "filtered", "fragment": "frag"}   # other PacketErrors: malformed
+#: Superseded timer entries tolerated beyond two per session before `compact_timers` runs.
+HEAP_SLACK = 1024
 
 
 class Engine:
@@ -123,6 +125,11 @@ class Engine:
             sess.timer_at = when
             self._tseq += 1
             heapq.heappush(self.heap, (when, self._tseq, sess))
+            if len(self.heap) > 2 * len(self.by_fake) + HEAP_SLACK:
+                # superseded entries keep closed sessions in memory until their own time
+                # (up to the idle timeout): drop them, in place (the timer loops hold it)
+                self.heap[:] = [e for e in self.heap if e[0] == e[2].timer_at]
+                heapq.heapify(self.heap)
 
     def need_ack(self, sess: Session) -> None:
         self.ack_set.add(sess)

@@ -22,6 +22,7 @@ from typing import Any, Optional
 from labctl.facts.base import Fact, FactParseError, run_fact, run_facts
 from labctl.facts.iptables import IPTABLES, Ruleset, normalise_iptables_save
 from labctl.facts.neigh import NEIGH, Neighbour
+from labctl.facts.paths import PathStat, state_dirs_fact
 from labctl.facts.proc import PROC_VALUES, Conntrack, ProcValues
 from labctl.facts.routes import (
     ADDRS,
@@ -64,6 +65,7 @@ __all__ = [
     "Listener",
     "Neighbour",
     "OperatorFacts",
+    "PathStat",
     "ProcValues",
     "PypyVersion",
     "PythonVersion",
@@ -104,6 +106,8 @@ class HostFacts:
     listeners: Optional[tuple[Listener, ...]] = None
     #: online hosts with engine.datalink: the neighbour (ARP) table
     neighbours: Optional[tuple[Neighbour, ...]] = None
+    #: owner and mode of the state_dir, its lab dir and this host's dir, those that exist
+    state_dirs: Optional[tuple[PathStat, ...]] = None
     #: `ip route get ADDR` answers, keyed by str(ADDR) (target: the assistant)
     route_gets: dict[str, RouteGet] = field(default_factory=dict)
     #: TCP probes "ADDR:PORT" -> connected (online: each service's target)
@@ -143,7 +147,8 @@ class HostFacts:
 
 def _facts_for(inventory: Inventory, spec: HostSpec, role: str) -> list[Fact[Any]]:
     facts: list[Fact[Any]] = [PYTHON, UID, SYSTEMD, SSH_CONNECTION, PROC_VALUES, ROUTES, ADDRS,
-                              IPTABLES_VERSION, IPTABLES, LISTENERS]
+                              IPTABLES_VERSION, IPTABLES, LISTENERS,
+                              state_dirs_fact(state_paths(inventory, spec))]
     if role == "online" or spec.name == inventory.intercept_host.name:
         facts += [PYPY, CPUS]  # engine.runtime and engine.workers: auto
     if role == "target" and inventory.hosts.assistant is not None:
@@ -158,8 +163,15 @@ def _facts_for(inventory: Inventory, spec: HostSpec, role: str) -> list[Fact[Any
     return facts
 
 
+def state_paths(inventory: Inventory, spec: HostSpec) -> tuple[str, ...]:
+    """The directories labctl keeps on `spec`: state_dir, state_dir/<lab>, and the host's own."""
+    hdir = inventory.remote_dir(spec)
+    lab_dir = hdir.rsplit("/", 1)[0]
+    return (lab_dir.rsplit("/", 1)[0] or "/", lab_dir, hdir)
+
+
 _SIMPLE = {"python", "pypy", "cpus", "uid", "systemd", "proc_values", "routes", "addrs",
-           "iptables_version", "iptables", "listeners", "neighbours"}
+           "iptables_version", "iptables", "listeners", "neighbours", "state_dirs"}
 _FIELD = {"proc_values": "proc", "addrs": "interfaces", "ssh_connection": "ssh"}
 
 

@@ -331,6 +331,13 @@ def status(
     return st
 
 
+def _last_state(stats: dict[str, Any]) -> str:
+    """A daemon that is not running: what it last wrote, or `dead` when it last said it was
+    running (it never got to write its exit: kill -9, a crash, the OOM killer)."""
+    last = str(stats.get("state", "stopped"))
+    return "dead" if last == "running" else last
+
+
 def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -> DaemonStatus:
     """Status from a pid (None: not running) and a stats dict (pure)."""
     counters = stats.get("counters") or {}
@@ -342,7 +349,7 @@ def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -
     extra: dict[str, Any] = {k: stats[k] for k in shown if k in stats}
     return DaemonStatus(
         name=name, alive=pid is not None, pid=pid, uptime=uptime,
-        state="running" if pid is not None else str(stats.get("state", "stopped")),
+        state="running" if pid is not None else _last_state(stats),
         counters={k: int(counters[k]) for k in keys if k in counters}, extra=extra,
         all_counters={k: int(v) for k, v in counters.items()
                       if isinstance(v, (int, float)) and not isinstance(v, bool)},

@@ -33,6 +33,7 @@ from labctl.transport.base import CommandFailed, Result, Transport
 from labctl.transport.batch import run_batch
 from labctl.transport.textfile import write_text
 from labctl.up.hooks import NO_HOOKS, Hooks
+from labctl.up.statedir import mkdir_argv
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
 SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)
@@ -229,9 +230,9 @@ def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str
     """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
     notes: list[str] = []
     lock = lock_dir(hdir)
-    first = run_batch(transport, [["mkdir", "-p", hdir], ["mkdir", lock]], sudo=sudo)
+    first = run_batch(transport, [mkdir_argv(hdir), ["mkdir", lock]], sudo=sudo)
     if first is None:                       # no batches on this host: one command at a time
-        transport.run(["mkdir", "-p", hdir], sudo=sudo).check()
+        transport.run(mkdir_argv(hdir), sudo=sudo).check()
     else:
         first[0].check()
     for attempt in range(2):

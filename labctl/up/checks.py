@@ -18,6 +18,7 @@ from labctl.up.datalink import resolve_next_hops
 from labctl.up.egress import CopyShape, refusing_rules
 from labctl.up.plan import fix_changes_for
 from labctl.up.runtime import MIN_PYTHON, check_runtime
+from labctl.up.statedir import check_state_dir
 
 Facts = Mapping[str, HostFacts]
 Net = ipaddress.IPv4Network
@@ -34,7 +35,7 @@ CHECK_IDS = (
     "route.exists", "assistant.off_link", "pool.real_clients", "pool.inventory_host",
     "pool.unrouted", "drop.ssh_port", "service.unreachable", "intercept.port_busy",
     "datalink.mac_unknown", "target.not_listening", "online.output_refuses",
-    "runtime.unavailable", "runtime.memory", "ssh.host_key_unchecked",
+    "runtime.unavailable", "runtime.memory", "ssh.host_key_unchecked", "state_dir.unsafe",
     "privilege.sudo_command",  # labctl.up.sudo: needs the plan, so it runs after these
 )
 
@@ -384,7 +385,7 @@ _CHECKS: tuple[Callable[[Inventory, Facts, OperatorFacts], Iterable[Finding]], .
     check_reachable, check_host_keys, check_python, check_privilege, check_ip_forward,
     check_conntrack, check_rp_filter, check_client_route, check_on_link, check_pool,
     check_drop_rule, check_service, check_target_listens, check_intercept_port, check_datalink,
-    check_output_rules, check_runtime,
+    check_output_rules, check_runtime, check_state_dir,
 )
 
 

@@ -46,6 +46,8 @@ class HostStatus:
     run_id: str = ""
     entries: dict[str, int] = field(default_factory=dict)  # status -> count
     deadman_armed: bool = False
+    #: "deadman" when the host's own timer rolled the changes back (labctl never confirmed)
+    rolled_back_by: str = ""
     daemons: list[dm.DaemonStatus] = field(default_factory=list)
     tagged_routes: list[str] = field(default_factory=list)
     labctl_rules: list[str] = field(default_factory=list)
@@ -152,6 +154,7 @@ def host_status(t: Transport, inv: Inventory, spec: HostSpec) -> HostStatus:
         for e in journal.entries:
             st.entries[e.status] = st.entries.get(e.status, 0) + 1
         st.deadman_armed = deadman.is_armed(t, journal.deadman, sudo=True)
+        st.rolled_back_by = journal.rolled_back_by
         st.daemons = [dm.status(t, rec) for rec in journal.daemons]
     res = t.run(list(TAGGED_ROUTES), sudo=True)
     st.tagged_routes = tagged_routes(res.stdout) if res.ok else []

@@ -3,8 +3,9 @@
 Order: sysctl fixes (`--fix`), NOTRACK rules (conntrack.notrack), then the guarded changes that
 could cut a host off: each target's client route (three-server) or the online hosts' DROP rules
 (two-server). With several targets (`hosts.targets`) every target gets what a single one gets.
-Daemons are added by `labctl.up.run`. Every change has an exact undo and a read-only probe whose
-exit 0 means "already in place".
+Daemons are added by `labctl.up.run`, right after the channel rule (`channel_changes`: only the
+online hosts may reach intercept's port on its host). Every change has an exact undo and a
+read-only probe whose exit 0 means "already in place".
 
 Tags: routes carry `proto 252`; iptables rules live in chain `LABCTL-<lab>` (raw table for
 NOTRACK, filter table for DROP) and carry `-m comment --comment labctl:<lab>:<step>`.
@@ -209,6 +210,30 @@ def drop_changes(inventory: Inventory, spec: HostSpec) -> list[Change]:
             f"drop replies from {taddr}:{s.target_port} (they belong to copied sessions)",
             guarded=True))
     return _unique(out)
+
+
+def channel_changes(inventory: Inventory, workers: int = 1) -> list[Change]:
+    """Only the online hosts may reach intercept's channel port(s) (P..P+workers-1) on its host:
+    one RETURN per online host (back to INPUT, so the host's own rules still apply to them),
+    then a DROP for every other source. The hook is inserted first in INPUT: an ACCEPT of the
+    host's own cannot let a stranger through."""
+    host = inventory.intercept_host.name
+    port = inventory.intercept.port
+    last = port + max(workers, 1) - 1
+    dport = ("-p", "tcp", "--dport", str(port) if last == port else f"{port}:{last}")
+    shown = str(port) if last == port else f"{port}-{last}"
+    out = [chain_change(inventory, host, "filter", ("INPUT",), "channel-chain", insert=True)]
+    for online in inventory.hosts.online:
+        out.append(rule_change(
+            inventory, host, "filter", f"channel-from-{online.name}",
+            ("-s", f"{online.address}/32", *dport), "RETURN",
+            f"let {online.name} ({online.address}) reach intercept's channel port {shown}"))
+    names = ", ".join(h.name for h in inventory.hosts.online)
+    out.append(rule_change(
+        inventory, host, "filter", "channel-drop", dport, "DROP",
+        f"drop every other source on intercept's channel port {shown} (only {names} may "
+        "connect)"))
+    return out
 
 
 def _unique(changes: list[Change]) -> list[Change]:

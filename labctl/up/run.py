@@ -37,7 +37,7 @@ from labctl.up.options import (
     UpOptions,
     UpReport,
 )
-from labctl.up.plan import make_plan
+from labctl.up.plan import channel_changes, make_plan
 from labctl.up.saved_plan import differences
 
 __all__ = [  # UpOptions, UpReport and the constants are re-exported for the CLI and tests
@@ -66,7 +66,11 @@ def _make_plan(inv: Inventory, facts: dict[str, Any], fix: bool,
         daemons = daemon_changes(inv, facts)
     except LabctlError as exc:
         return the_plan, exc
-    return dataclasses.replace(the_plan, changes=the_plan.changes + tuple(daemons)), None
+    iworkers = next((c.daemon.workers for c in daemons
+                     if c.daemon is not None and c.daemon.name == "intercept"), 1)
+    channel = channel_changes(inv, iworkers)
+    return dataclasses.replace(the_plan, changes=the_plan.changes + tuple(channel)
+                               + tuple(daemons)), None
 
 
 def blocking(findings: list[Finding], force: bool, fix: bool = False,

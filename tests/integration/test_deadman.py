@@ -86,6 +86,16 @@ def test_deadman_restores_ssh_within_timer_plus_5s(lab: Any, tmp_path: Path) -> 
     print(f"R2 labctl gave up {returned_at - cut_at:.1f} s after the cut; SSH restored "
           f"{restored:.1f} s after the timer was armed (timer {TIMER:g} s, bound +5 s)")
     assert restored >= TIMER - 1  # it was the timer, not something else, that restored it
+    # R3: `status` reports the host's own rollback (its journal, read over a new connection)
+    st = labctl(tmp_path, "status", str(inv), "--json")
+    assert st.returncode == 0 and "Traceback" not in st.stdout + st.stderr, st.stderr
+    hosts = {h["host"]: h for h in json.loads(st.stdout)["hosts"]}
+    states = {name: h["journal_state"] for name, h in hosts.items()}
+    assert states["target"] == "rolled_back", states
+    assert hosts["target"]["rolled_back_by"] == "deadman", hosts["target"]
+    text = labctl(tmp_path, "status", str(inv))
+    assert text.returncode == 0 and "rolled back" in text.stdout, text.stdout
+    print(f"R3 status after the cut: journal states {states}")
     down = labctl(tmp_path, "down", str(inv))
     assert down.returncode == 0, down.stdout + down.stderr
     assert "dead-man" in down.stdout

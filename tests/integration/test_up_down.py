@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_up_down_helpers import (
+    connect_from,
     labctl,
     ns_run,
     snapshot,
@@ -18,6 +19,7 @@ from tests.integration.test_up_down_helpers import (
 )
 
 pytestmark = pytest.mark.integration
+CHANNEL_PORT = 36524  # the lab inventory's intercept.port (the default)
 
 
 def _traffic(info: Any, n: int) -> dict[str, Any]:
@@ -44,6 +46,13 @@ def test_up_traffic_down_restores_everything(lab: Any, tmp_path: Path, topology:
     daemons = {d["name"]: d for h in hosts.values() for d in h["daemons"]}
     assert daemons["tcpcopy"]["alive"] and daemons["intercept"]["alive"]
     assert all(h["journal_state"] == "up" for h in hosts.values())
+    # the channel port answers only the online host (its tcpcopy is connected: the copies
+    # below); any other namespace's SYN is dropped, not refused
+    ihost = lab.hosts["assistant" if topology == "three-server" else "target"].address
+    stranger = "target" if topology == "three-server" else "assistant"
+    assert connect_from(lab, "online", ihost, CHANNEL_PORT) == "connected"
+    assert connect_from(lab, stranger, ihost, CHANNEL_PORT) == "timeout"
+    assert connect_from(lab, "client", ihost, CHANNEL_PORT) == "timeout"
 
     sent = _traffic(lab, 40)["sent"]
     assert sent == 40
@@ -58,6 +67,8 @@ def test_up_traffic_down_restores_everything(lab: Any, tmp_path: Path, topology:
     assert finals == {"tcpcopy", "intercept"}  # final counters kept
     assert snapshot(lab) == before
     assert tagged(lab) == []
+    # the rule went with `down`: nothing listens now, so the stranger is refused at once
+    assert connect_from(lab, stranger, ihost, CHANNEL_PORT) == "refused"
 
     again = labctl(tmp_path, "down")
     assert again.returncode == 0

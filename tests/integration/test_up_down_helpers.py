@@ -126,3 +126,27 @@ def wait_copies(info: Any, prefix: str, want: int, timeout: float = 60) -> int:
         time.sleep(0.25)
     return copies(info, prefix)
 
+
+
+_CONNECT = (
+    "import socket,sys\n"
+    "s=socket.socket()\n"
+    "s.settimeout(float(sys.argv[3]))\n"
+    "try:\n"
+    "    s.connect((sys.argv[1],int(sys.argv[2])))\n"
+    "    print('connected')\n"
+    "except socket.timeout:\n"
+    "    print('timeout')\n"
+    "except ConnectionRefusedError:\n"
+    "    print('refused')\n"
+    "except OSError as e:\n"
+    "    print('error', e.errno)\n"
+)
+
+
+def connect_from(info: Any, role: str, address: str, port: int, timeout: float = 3.0) -> str:
+    """A TCP connect from host `role`'s namespace: connected, timeout (dropped) or refused."""
+    out = subprocess.run([*info.ns_argv(role), sys.executable, "-c", _CONNECT, address,
+                          str(port), str(timeout)], capture_output=True, text=True,
+                         timeout=timeout + 30, check=True)
+    return out.stdout.strip()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from labctl.facts import HostFacts, OperatorFacts
 from labctl.facts.iptables import Ruleset
+from labctl.facts.paths import PathStat
 from labctl.facts.proc import Conntrack, ProcValues
 from labctl.facts.routes import Interface, Route, RouteGet
 from labctl.facts.sockets import Listener
@@ -51,6 +52,7 @@ def healthy(inv: Inventory) -> dict[str, HostFacts]:
             iptables=Ruleset(True, {}),
             listeners=(Listener("0.0.0.0", 22), Listener(str(spec.address), 80)),
             route_gets=route_gets, tcp=tcp,
+            state_dirs=(PathStat(inv.state_dir, 0, "root", 0o755, "directory"),),
             # daemon hosts: no pypy3 (engine.runtime auto -> python3), two CPUs
             **({"pypy": PypyVersion(False), "cpus": 2}
                if role == "online" or spec.name == inv.intercept_host.name else {}),

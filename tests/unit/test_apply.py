@@ -16,6 +16,7 @@ from labctl.transport.fake import FakeTransport
 from labctl.transport.textfile import unwrite_argv
 from labctl.up import apply as ap
 from labctl.up.hooks import NO_HOOKS, KillAfter
+from labctl.up.statedir import mkdir_argv
 
 HDIR = "/s/demo/target"
 ADD = ("ip", "route", "add", "10.79.1.0/24", "via", "10.77.1.30", "proto", "252")
@@ -118,17 +119,17 @@ def test_failed_undo_of_applied_entry_is_reported_and_kept() -> None:
 
 
 def test_lock_taken_refused_and_stale_broken() -> None:
-    fake = FakeTransport("target").on(["mkdir", "-p", HDIR]).on(["mkdir", HDIR + "/lock"])
+    fake = FakeTransport("target").on(mkdir_argv(HDIR)).on(["mkdir", HDIR + "/lock"])
     assert ap.acquire_lock(fake, HDIR) == []
     assert json.loads(fake.files[HDIR + "/lock/owner.json"])["pid"] == os.getpid()
 
-    busy = FakeTransport("target").on(["mkdir", "-p", HDIR])
+    busy = FakeTransport("target").on(mkdir_argv(HDIR))
     busy.on(["mkdir", HDIR + "/lock"], exit_code=1, stderr="File exists")
     busy.on(["cat", HDIR + "/lock/owner.json"], stdout=json.dumps(ap._owner()))
     with pytest.raises(LabctlError, match="holds the lock"):
         ap.acquire_lock(busy, HDIR)
 
-    stale = FakeTransport("target").on(["mkdir", "-p", HDIR]).on(["rm", "-rf", HDIR + "/lock"])
+    stale = FakeTransport("target").on(mkdir_argv(HDIR)).on(["rm", "-rf", HDIR + "/lock"])
     stale.on(["mkdir", HDIR + "/lock"])
     stale.on(["mkdir", HDIR + "/lock"], exit_code=1, times=1)
     dead = {**ap._owner(), "pid": 2**22 + 12345}

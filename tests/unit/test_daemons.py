@@ -141,3 +141,6 @@ def test_summarize() -> None:
     assert st.extra == {"listen": "10.77.1.30:36524"}
     dead = daemons.summarize("intercept", None, {"state": "exited"}, 130.0)
     assert not dead.alive and dead.uptime is None and dead.state == "exited"
+    # no pid, and its stats file last said running: it died without exiting (kill -9)
+    killed = daemons.summarize("intercept", None, stats, 130.0)
+    assert not killed.alive and killed.state == "dead" and killed.counters["captured"] == 5

@@ -39,6 +39,10 @@ def scripted(host: str) -> FakeTransport:
     fake.on(["ss", "-Hltn"], stdout=_out("listeners", "target-ns"))
     fake.on_prefix(["ip", "-j", "route", "get"], stdout=_out("route_get", "onlink"))
     fake.on_prefix(["python3", "-c"], exit_code=0)
+    # state_dir exists (root, 0755), its lab and host dirs do not yet
+    fake.on_prefix(["stat", "-L", "-c"], exit_code=1,
+                   stdout="0 root 755 directory|/var/lib/labctl\n",
+                   stderr="stat: cannot statx '/var/lib/labctl/x': No such file or directory\n")
     return fake
 
 

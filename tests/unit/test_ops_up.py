@@ -7,6 +7,9 @@ explicit rule (tests.unit.up_hosts: no catch-all; an unexpected command fails th
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 
 from labctl.errors import RemoteError
 from labctl.facts import OperatorFacts
-from labctl.hosts.journal import load_local
+from labctl.hosts.journal import host_dir, load_local, load_record, new_journal
 from labctl.inventory.load import load_inventory
 from labctl.inventory.models import Inventory
 from labctl.transport import FakeTransport
@@ -231,3 +234,54 @@ def test_every_command_after_the_facts_is_privileged_dead_man_and_down_included(
         assert unprivileged == [], (fake.host, unprivileged)
     confirm = [c for f in hosts.fresh["target"] for c in f.calls if c.argv[0] == "touch"]
     assert confirm and all(c.sudo for c in confirm)  # the dead-man's cancel
+
+
+def test_a_second_up_is_refused_at_the_first_hosts_lock_holding_nothing(env: Path) -> None:
+    """The first host's lock is taken alone, before the others': an `up` that finds it held by
+    a live labctl is refused naming the holder, takes no other lock, changes nothing, and
+    leaves the local record (the holder's) alone."""
+    hosts = Hosts()
+    inv = _inv()
+    first = inv.all_hosts()[0].name
+    lock = f"{host_dir(inv.state_dir, inv.lab, first)}/lock"
+    held = hosts.factory(inv.host(first))
+    held.on(["mkdir", lock], exit_code=1, stderr="mkdir: File exists")
+    held.files[f"{lock}/owner.json"] = json.dumps(
+        {"pid": os.getpid(), "operator": socket.gethostname(), "since": 1.0}).encode()
+    with pytest.raises(Exception, match=rf"another labctl \(pid {os.getpid()} on "
+                                        rf"{socket.gethostname()}\) holds the lock {lock}"):
+        ops.up(inv, _opts(hosts))
+    for name, fake in hosts.fakes.items():
+        argvs = [c.argv for c in fake.calls]
+        assert not any(a[:1] == ("mkdir",) and a[-1].endswith("/lock") for a in argvs
+                       if name != first), (name, argvs)
+        assert not any(a[:2] in (("ip", "route"), ("iptables", "-w")) and a[2] in ("add", "-t")
+                       for a in argvs if len(a) > 2), (name, argvs)
+        assert not any(a[:2] == ("rm", "-rf") for a in argvs), (name, argvs)  # not its lock
+    assert load_record(inv.lab) is None
+
+
+@pytest.mark.parametrize("state", ["up", "applying", "failed"])
+def test_up_on_a_host_whose_journal_is_not_down_is_refused_changing_nothing(
+        env: Path, state: str) -> None:
+    hosts = Hosts()
+    inv = _inv()
+    target = hosts.factory(inv.targets[0])
+    path = f"{host_dir(inv.state_dir, inv.lab, 'target')}/journal.json"
+    old = new_journal(inv.lab, "target", "run-before", now=1.0)
+    old.state = state
+    target.files[path] = old.to_json().encode()
+    with pytest.raises(Exception, match=rf"lab staging is not down on target \(journal {state}, "
+                                        r"run run-before\); nothing was changed"):
+        ops.up(inv, _opts(hosts))
+    assert target.files[path] == old.to_json().encode()  # the journal is untouched
+    for fake in hosts.fakes.values():
+        argvs = [c.argv for c in fake.calls]
+        assert not any(a[:3] == ("ip", "route", "add") or (
+            a[:1] == ("iptables",) and a[4:5] in (("-N",), ("-A",), ("-I",))) for a in argvs)
+        assert argvs[-1][:2] == ("rm", "-rf") and argvs[-1][2].endswith("/lock")  # released
+    for state_ok in ("down", "rolled_back"):
+        again = Hosts()
+        old.state = state_ok
+        again.factory(inv.targets[0]).files[path] = old.to_json().encode()
+        assert ops.up(inv, _opts(again)).ok

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 
 from labctl.errors import UsageError
-from labctl.facts import gather_facts
+from labctl.facts import OperatorFacts, gather_facts
 from labctl.facts.routes import Route
+from labctl.hosts.journal import Snapshot, host_dir, new_journal
 from labctl.inventory.load import parse_inventory
+from labctl.inventory.models import Inventory
 from labctl.model import ROUTE_PROTO, ChangeKind
 from labctl.transport import FakeTransport, HostPool
+from labctl.up import run as ops
 from labctl.up.engine_args import EnginePaths, intercept_argv, response_filter, tcpcopy_argv
-from labctl.up.plan import MAX_CHAIN, NONEMPTY, PlanOptions, make_plan
+from labctl.up.plan import MAX_CHAIN, NONEMPTY, PlanOptions, channel_changes, make_plan
+from labctl.up.trust import journal_problems
 from tests.unit.checks_facts import ROOT, A, N, healthy, inventory
 from tests.unit.test_checks import proc_of, two_server, with_host
 from tests.unit.test_facts_gather import scripted
+from tests.unit.up_hosts import simulated_host
 
 READ_ONLY = ("ip", "grep", "python3", "iptables", "sysctl")
 
@@ -49,7 +55,7 @@ def test_plan_from_facts_gathered_over_fake_transports() -> None:
     for fake in pool.transports.values():
         assert isinstance(fake, FakeTransport)
         assert all(cmd[0] in (*READ_ONLY, "id", "test", "printenv", "ss", "iptables-save",
-                              "pypy3", "nproc")
+                              "pypy3", "nproc", "stat")
                    for cmd in fake.commands)
         assert not any(c in ("add", "del", "-A", "-I", "-N", "-D", "-w") for cmd in fake.commands
                        for c in cmd[:4] if cmd[0] != "python3")
@@ -175,3 +181,60 @@ def test_multi_port_filter_and_datalink_refused() -> None:
     dl = inv.model_copy(update={"engine": inv.engine.model_copy(update={"datalink": True})})
     with pytest.raises(UsageError, match="datalink"):
         tcpcopy_argv(dl, dl.hosts.online[0], EnginePaths())
+
+
+def test_channel_port_is_restricted_to_the_online_hosts_on_intercepts_host() -> None:
+    inv = inventory("staging")
+    changes = channel_changes(inv)
+    assert {c.host for c in changes} == {"assistant"}
+    assert [c.step for c in changes] == ["channel-chain", "channel-from-online1", "channel-drop"]
+    chain, accept, drop = changes
+    tag = ("-m", "comment", "--comment", "labctl:staging:")
+    # the chain is jumped to first in INPUT; its rules RETURN the online host, DROP the rest
+    assert chain.apply[1][:6] == ("iptables", "-w", "-t", "filter", "-I", "INPUT")
+    assert accept.apply == (("iptables", "-w", "-t", "filter", "-A", "LABCTL-staging",
+                             "-s", "192.168.44.128/32", "-p", "tcp", "--dport", "36524",
+                             *tag[:3], "labctl:staging:channel-from-online1", "-j", "RETURN"),)
+    assert drop.apply == (("iptables", "-w", "-t", "filter", "-A", "LABCTL-staging",
+                           "-p", "tcp", "--dport", "36524",
+                           *tag[:3], "labctl:staging:channel-drop", "-j", "DROP"),)
+    for c in changes:  # exact undo (-D / -F -X) and a read-only -C probe, never guarded
+        assert c.kind is ChangeKind.IPTABLES and not c.guarded
+        assert c.probe is not None and c.probe[4] == "-C"
+        assert all(u[4] in ("-D", "-F", "-X") for u in c.undo)
+    assert "only online1 may connect" in drop.description
+
+
+def test_channel_rule_covers_every_online_host_and_intercepts_workers() -> None:
+    two = with_host_online(inventory("staging"))
+    changes = channel_changes(two, workers=3)
+    froms = [c for c in changes if c.step.startswith("channel-from-")]
+    assert [c.apply[0][7] for c in froms] == ["192.168.44.128/32", "192.168.44.129/32"]
+    assert all("36524:36526" in c.apply[0] for c in changes[1:])
+    # two-server: intercept runs on the target, so the rule is there
+    assert {c.host for c in channel_changes(two_server())} == {"target"}
+
+
+def test_channel_rule_comes_before_intercept_in_up_and_is_trusted_by_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+    inv = inventory("staging")
+    report = ops.plan(inv, ops.UpOptions(factory=lambda s: simulated_host(s.name),
+                                         operator_facts=OperatorFacts()))
+    assert report.plan is not None
+    steps = [c.step for c in report.plan.changes if c.host == "assistant"]
+    assert steps == ["channel-chain", "channel-from-online1", "channel-drop", "daemon:intercept"]
+    j = new_journal(inv.lab, "assistant", "run1", now=1.0)
+    for c in report.plan.changes:
+        if c.host == "assistant" and c.daemon is None:
+            j.plan_entry(c, Snapshot(), 1.0)
+    hdir = host_dir(inv.state_dir, inv.lab, "assistant")
+    assert journal_problems(j, inv.lab, "assistant", hdir, inv.chain) == []
+
+
+def with_host_online(inv: Inventory) -> Inventory:
+    """staging with a second online host, online2 (192.168.44.129)."""
+    text = (ROOT / "inventories/staging.yaml").read_text()
+    line = next(t for t in text.splitlines() if "name: online1" in t)
+    extra = line.replace("online1", "online2").replace("192.168.44.128", "192.168.44.129")
+    return parse_inventory(text.replace(line, line + "\n" + extra))

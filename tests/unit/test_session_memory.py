@@ -4,11 +4,23 @@ by measured RSS (an input of ``Engine.check_memory``) also sheds a table of empt
 
 from __future__ import annotations
 
-from engine.packets import ACK, RST, SYN
+from engine.packets import ACK, FIN, PSH, RST, SYN, build_tcp_options
 from engine.session import CLOSED, OOO_MAX, finish
 from engine.session.admit import SESSION_OVERHEAD
-from engine.session.table import MEMORY_SETTLE, Engine
-from tests.unit.test_session import CISN, OISN, TISN, cpkt, engine, established, rec, req, sends
+from engine.session.table import HEAP_SLACK, MEMORY_SETTLE, Engine
+from tests.unit.test_session import (
+    CISN,
+    FAKE,
+    OISN,
+    TISN,
+    cpkt,
+    engine,
+    established,
+    rec,
+    req,
+    sends,
+    syn_opts,
+)
 
 EXPECT = CISN + 1
 
@@ -146,3 +158,36 @@ def test_estimate_refuses_new_sessions_over_the_memory_cap() -> None:
     syn_table(eng, 5)
     assert eng.sessions_active == 3 and eng.counters["memory_shed"] == 2
     assert eng.counters["table_full"] == 0 and eng.counters["sessions_shed"] == 0
+
+
+def test_closed_sessions_do_not_pile_up_behind_superseded_timers() -> None:
+    """A session that idles (its keep-alive deadline goes into the timer heap) and then
+    closes leaves that far entry behind; thousands of them used to keep every closed session
+    in memory until the idle timeout (the P2 soak: tcpcopy's RSS grew for 240 s at ~95 new
+    sessions/s). The heap stays within two entries per live session + HEAP_SLACK."""
+    eng = engine(keepalive_timeout=240, session_timeout=120)
+    now, open_ = 0.0, []
+    for i in range(4 * HEAP_SLACK):
+        sport, cisn, dst = 20000 + i, 1000 + i * 7, FAKE[i % 2]
+        opts = build_tcp_options(1460, None, True, (777, 111))
+        eng.on_client_packet(cpkt(cisn, 0, SYN, opts=syn_opts(), sport=sport), now)
+        eng.on_client_packet(cpkt(cisn + 1, OISN + 1, ACK, sport=sport), now + 0.001)
+        eng.on_response_record(rec(TISN, cisn + 1, SYN | ACK, opts=opts, dport=sport, dst=dst),
+                               now + 0.002)
+        eng.on_client_packet(req(cisn + 1, OISN + 1, b"GET"), now + 0.003)
+        eng.on_response_record(rec(TISN + 1, cisn + 4, ACK | PSH, 10, dport=sport, dst=dst),
+                               now + 0.004)
+        open_.append((i + 50, cisn, sport, dst))
+        while open_ and open_[0][0] <= i:         # 50 sessions later: FIN both ways
+            _, c, sp, d = open_.pop(0)
+            eng.on_client_packet(cpkt(c + 4, OISN + 11, ACK | FIN, sport=sp), now)
+            eng.on_response_record(rec(TISN + 11, c + 5, ACK | FIN, dport=sp, dst=d), now)
+        now += 0.01
+        while (d := eng.next_deadline()) is not None and d <= now:
+            eng.on_timer(d)
+        eng.taken()
+        assert len(eng.heap) <= 2 * len(eng.by_fake) + HEAP_SLACK + 1, (i, len(eng.heap))
+    live = {id(s) for s in eng.by_fake.values()}
+    held = {id(e[2]) for e in eng.heap} - live
+    assert len(held) <= HEAP_SLACK, len(held)       # destroyed sessions still referenced
+    assert eng.counters["sessions_released"] > 3 * HEAP_SLACK

@@ -111,7 +111,7 @@ def _deadman_rules(fake: FakeTransport) -> None:
 
 def _change_rules(fake: FakeTransport) -> None:
     """The changes of the staging plan: probes say "not in place yet", the changes succeed."""
-    fake.on_prefix(["iptables", "-w", "-t"], exit_code=1)  # -C probes: not there yet
+    fake.on_regex(r"^iptables -w -t \S+ -C ", exit_code=1)  # -C probes: not there yet
     for verb in ("-N", "-A", "-I", "-D", "-F", "-X"):
         fake.on_regex(rf"^iptables -w -t \S+ {verb} ")
     routes: list[str] = []  # what labctl added (proto 252), as `ip route show` prints it

@@ -159,7 +159,8 @@ def status_renderable(report: StatusReport) -> RenderableType:
     for h in report.hosts:
         entries = " ".join(f"{k}={v}" for k, v in sorted(h.entries.items())) or "-"
         hosts.add_row(h.host, h.role or "-", h.error or h.journal_state, entries,
-                      "armed" if h.deadman_armed else "-",
+                      "armed" if h.deadman_armed else
+                      "rolled back" if h.rolled_back_by == "deadman" else "-",
                       "\n".join(h.tagged_routes) or "-", "\n".join(h.labctl_rules) or "-")
         for d in h.daemons:
             runtime = d.runtime + (f", {d.workers} workers" if d.workers != 1 else "")
