@@ -21,18 +21,15 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
 from labctl.hosts.journal import (
     LabRecord,
     Snapshot,
-    host_dir,
-    journal_path,
     local_lab_dir,
     new_journal,
-    read_remote,
     save_local,
     save_record,
 )
@@ -46,12 +43,11 @@ from labctl.up.apply import (
     HostRun,
     PathCut,
     StepOutcome,
-    acquire_lock,
     execute_change,
     prepare_change,
-    release_lock,
     undo,
 )
+from labctl.up.exclusive import refuse_if_live, release_locks, runs_dir, take_locks
 from labctl.up.fanout import first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
@@ -80,7 +76,7 @@ class UpRun:
     def run(self) -> None:
         try:
             self.lock()
-            self.refuse_if_live()
+            refuse_if_live(self.pool, self.inv)
         except (LabctlError, OSError) as exc:
             # nothing changed, and the local record may be the lock holder's: leave it alone
             self.report.errors.update(host_errors(exc))
@@ -111,47 +107,15 @@ class UpRun:
             self.unlock()
 
     def unlock(self) -> None:
-        unlock = {n: n for n in self.locked if n not in self.cut}
-        self.pool.run(unlock, lambda n: release_lock(self.pool.transport(n),
-                                                     self.runs_dir(n)), "unlock", str)
+        release_locks(self.pool, self.inv, [n for n in self.locked if n not in self.cut])
         self.locked.clear()
 
     def runs_dir(self, name: str) -> str:
-        return host_dir(self.inv.state_dir, self.inv.lab, name)
+        return runs_dir(self.inv, name)
 
     def lock(self) -> None:
-        def lock_one(spec: HostSpec, t: Transport) -> list[str]:
-            notes = acquire_lock(t, self.runs_dir(spec.name))
-            self.locked.append(spec.name)
-            return notes
-
-        # The first host's lock alone first: it is the lab's mutex. Two `up`s racing for every
-        # host in parallel could each win some hosts and both be refused; in this order the
-        # loser is refused at the first host, holding nothing.
-        names = [h.name for h in self.inv.all_hosts()]
-        for group in (names[:1], names[1:]):
-            for out in self.pool.each(lock_one, group, phase="lock").values():
-                self.report.notes += out.unwrap()  # the first error raised (all tried)
+        self.report.notes += take_locks(self.pool, self.inv, self.locked)
         self.checkpoint("lock")
-
-    def refuse_if_live(self) -> None:
-        """Under the lock: a host whose journal is neither down nor rolled back still carries
-        an `up` (one that just finished beside this one, or a crashed one). A new journal
-        would orphan what that one lists, so this `up` stops here, having changed nothing."""
-        def state_of(spec: HostSpec, t: Transport) -> Optional[tuple[str, str]]:
-            j = read_remote(t, journal_path(self.runs_dir(spec.name)), sudo=True)
-            return None if j is None else (j.state, j.run_id)
-
-        live = []
-        for name, out in self.pool.each(state_of).items():
-            got = out.unwrap()
-            if got is not None and got[0] not in ("down", "rolled_back"):
-                live.append(f"{name} (journal {got[0]}, run {got[1]})")
-        if live:
-            raise LabctlError(
-                f"lab {self.inv.lab} is not down on {', '.join(sorted(live))}; nothing was "
-                "changed", hint="run `labctl down` first: it undoes exactly what that journal "
-                                "lists")
 
     def save_record(self, state: str) -> None:
         save_record(LabRecord(
