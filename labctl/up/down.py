@@ -204,6 +204,9 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
     if not todo and not running:
         summary = f"nothing to do: already down (journal state {j.state}"
         summary += ", undone by the dead-man timer)" if j.rolled_back_by else ")"
+        if j.state not in ("down", "rolled_back"):  # an `up` killed before its first change:
+            j.state = "down"                        # its journal must not block the next `up`
+            run.save()
         return HostDown(run.name, summary, leftovers=_leftovers(run.transport, inv))
     for rec in running:  # a daemon journaled but not yet marked applied still gets stopped
         dm.stop(run.transport, rec)

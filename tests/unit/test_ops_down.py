@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,21 @@ def test_down_of_a_clean_journal_says_already_down(inv) -> None:  # type: ignore
     fake.on(["iptables-save"], stdout="")
     done = ops_down.down_host(fake, inv, spec)
     assert "already down" in done.summary and "dead-man" in done.summary
+
+
+def test_down_of_a_journal_with_nothing_applied_marks_it_down(inv) -> None:  # type: ignore[no-untyped-def]
+    """An `up` killed after writing its journals but before its first change leaves them
+    `applying` with nothing in place; `down` must mark them down, or the next `up` is refused
+    ("not down") although there is nothing to undo."""
+    spec = inv.targets[0]
+    path = f"{inv.remote_dir(spec)}/journal.json"
+    j = new_journal(inv.lab, spec.name, "r1", now=1.0)
+    j.state = "applying"
+    fake = _base(spec.name)
+    fake.on(["cat", path], stdout=j.to_json())
+    fake.on(list(ops_down.TAGGED_ROUTES), stdout="")
+    fake.on(["iptables-save"], stdout="")
+    done = ops_down.down_host(fake, inv, spec)
+    assert "nothing to do" in done.summary and not done.error
+    written = fake.files.get(path)
+    assert written is not None and json.loads(written)["state"] == "down"
