@@ -65,6 +65,14 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
         assert tcpcopy["workers"] == 2 and len(tcpcopy["extra"]["per_worker"]) == 2, tcpcopy
         parsed = parse_inventory(inv.read_text(), source=str(inv))
         stats_path = daemons.files(parsed.remote_dir(parsed.hosts.online[0]), "tcpcopy")["stats"]
+        def per_worker() -> list[int]:
+            doc = json.loads(Path(stats_path).read_text())
+            return [w["counters"]["sessions_created"] for w in doc["per_worker"]]
+
+        # the parent merges the workers' files every stats interval: wait for a merge that
+        # covers the copies just counted at the target
+        wait_for(lambda: all(n > 0 for n in per_worker()), 15,
+                 "both workers' sessions in the merged stats file")
         stats = json.loads(Path(stats_path).read_text())
         created = [w["counters"]["sessions_created"] for w in stats["per_worker"]]
         assert len(created) == 2 and all(n > 0 for n in created), created   # both worked
