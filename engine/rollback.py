@@ -70,6 +70,9 @@ def undo_entry(entry: Dict[str, Any]) -> str:
     """Undo one entry; returns the reason recorded in the journal. Never raises."""
     probe = entry.get("probe")
     if probe and _run(list(probe)).returncode != 0:
+        if entry.get("status") == "planned":  # maybe cut off between its commands: clear
+            for argv in entry.get("undo") or []:  # what its first ones made (failures expected)
+                _run(list(argv))
         return "not in place (probe failed), nothing to undo"
     failures = []
     for argv in entry.get("undo") or []:
