@@ -108,6 +108,31 @@ def test_undo_of_planned_entry_that_never_ran() -> None:
     assert out.status == "undone" and "never applied" in out.reason
 
 
+def test_undo_of_a_planned_entry_cut_off_between_its_commands_clears_what_ran() -> None:
+    """labctl killed after a chain's `-N` but before its jump: the probe (the jump) finds it
+    absent, yet the chain exists; the undo commands still run (their failures expected)."""
+    fake = _fake()
+    run = _run(fake)
+    chain = Change("target", "chain", ChangeKind.IPTABLES, "chain",
+                   (("iptables", "-N", "C"), ("iptables", "-I", "INPUT", "-j", "C")),
+                   (("iptables", "-F", "C"), ("iptables", "-D", "INPUT", "-j", "C"),
+                    ("iptables", "-X", "C")), probe=("iptables", "-C", "INPUT", "-j", "C"))
+    e = run.journal.plan_entry(chain, ap.Snapshot(), 0.0)
+    fake.on(["iptables", "-C", "INPUT", "-j", "C"], exit_code=1)
+    fake.on(["iptables", "-F", "C"]).on(["iptables", "-X", "C"])
+    fake.on(["iptables", "-D", "INPUT", "-j", "C"], exit_code=1, stderr="Bad rule")
+    out = ap.undo_entry(run, e)
+    assert out.status == "undone"
+    assert ("iptables", "-X", "C") in fake.commands      # the half-made chain is gone
+    # an applied entry whose probe finds it absent is not touched
+    fake2 = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
+    run2 = _run(fake2)
+    ap.apply_change(run2, ROUTE)
+    fake2.on(["sh-probe"], exit_code=1)
+    assert ap.undo_entry(run2, run2.journal.entries[0]).status == "undone"
+    assert DEL not in fake2.commands
+
+
 def test_failed_undo_of_applied_entry_is_reported_and_kept() -> None:
     fake = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
     run = _run(fake)
