@@ -233,6 +233,11 @@ def stale_owner(owner: dict[str, object]) -> bool:
     return same_machine and isinstance(pid, int) and not _pid_alive(pid)
 
 
+#: Seconds a lock without its owner file is given before it counts as stale (a concurrent
+#: `up` between its mkdir and its owner write; broken at once, it lost its own lock).
+OWNER_WAIT = 3.0
+
+
 def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str]:
     """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
     notes: list[str] = []
@@ -249,6 +254,11 @@ def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str
             _write_owner(transport, lock, sudo)
             return notes
         owner = _read_owner(transport, lock, sudo)
+        waited = 0.0
+        while owner is None and waited < OWNER_WAIT:  # its taker writes the owner right after
+            time.sleep(0.25)                          # its mkdir: a lock without one is being
+            waited += 0.25                            # taken, not stale, for a moment
+            owner = _read_owner(transport, lock, sudo)
         if owner is not None and not stale_owner(owner):
             raise LabctlError(
                 f"another labctl (pid {owner.get('pid')} on {owner.get('operator')}) holds "

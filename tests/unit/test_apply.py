@@ -163,6 +163,18 @@ def test_lock_taken_refused_and_stale_broken() -> None:
     assert notes and "stale" in notes[0]
 
 
+def test_a_lock_whose_owner_is_still_being_written_is_not_broken() -> None:
+    """Two `up`s at once (a CI run): the loser found the winner's lock before its owner file
+    and broke it as stale, so the winner lost its lock. A missing owner is waited for."""
+    racing = FakeTransport("target").on(mkdir_argv(HDIR))
+    racing.on(["mkdir", HDIR + "/lock"], exit_code=1, stderr="File exists")
+    racing.on(["cat", HDIR + "/lock/owner.json"], stdout=json.dumps(ap._owner()))
+    racing.on(["cat", HDIR + "/lock/owner.json"], exit_code=1, stderr="No such file", times=2)
+    with pytest.raises(LabctlError, match="holds the lock"):
+        ap.acquire_lock(racing, HDIR)
+    assert ("rm", "-rf", HDIR + "/lock") not in racing.commands
+
+
 def test_kill_hook_only_fires_on_its_step() -> None:
     killed: list[str] = []
     hooks = KillAfter("ship", kill=lambda: killed.append("SIGKILL"))
