@@ -79,6 +79,10 @@ class FakeSteps(StepExecutor):
 
     def verify(self, ctx: Context, step: VerifyStep, res: StepResult) -> None:
         unmet = bool(self._call("verify") & set(self.unmet))
+        if step.expect == "any":      # the verdict is not checked: the ratio bound fails
+            res.checks = [Check("min_ratio", not unmet, f"copy ratio {0.5 if unmet else 1.0} "
+                                                        f"(min {step.min_ratio})")]
+            return
         got = {"pass": "fail", "fail": "pass"}[step.expect] if unmet else step.expect
         res.checks = [Check("verdict", not unmet, f"ledger verdict {got.upper()} "
                                                   f"(expected {step.expect})")]

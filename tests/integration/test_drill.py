@@ -106,7 +106,8 @@ def test_intercept_outage_drill_holds_the_copy(drill_env: dict[str, Any],
     # after the restart a new burst is copied completely
     assert second["ledger"]["verdict"]["passed"] is True
     assert second["ledger"]["online_requests"] == 1000
-    assert md.count("- [x] verdict: ledger verdict PASS (expected pass)") == 2
+    assert md.count("- [x] verdict: ledger verdict PASS (expected pass)") == 1  # the 2nd burst
+    assert "(not checked: expect any)" in md    # the outage run: min_ratio 0.99 is its test
     assert "sessions_held=" in md and "sessions_resumed=" in md
     assert_nothing_left(drill_env["name"])
 

@@ -59,7 +59,7 @@ def test_unmet_expectation_fails_but_later_steps_run() -> None:
     assert not result.passed and result.verdict == "FAILED"
     assert [s.status for s in result.steps].count("ok") == 10
     assert result.steps[7].status == "failed"
-    assert "FAIL (expected pass)" in result.reasons[0]
+    assert "copy ratio 0.5 (min 0.99)" in result.reasons[0]
 
 
 def test_step_error_stops_the_rest_and_cleans_up() -> None:

@@ -228,7 +228,8 @@ class VerifyStep(_Frozen):
     """Run the loss ledger over the traffic since the previous verify (or since `up`)."""
 
     step: Literal["verify"] = "verify"
-    expect: Literal["pass", "fail"] = "pass"
+    #: the ledger's verdict expected; `any`: not checked, the bounds below are the test
+    expect: Literal["pass", "fail", "any"] = "pass"
     min_ratio: Optional[float] = Field(default=None, ge=0)
     max_ratio: Optional[float] = Field(default=None, ge=0)
     #: bucket -> the least share (0..1) of the missing copies it must explain.
