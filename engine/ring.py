@@ -44,6 +44,13 @@ BLOCK_HDR = struct.Struct("=III")
 FRAME_HDR = struct.Struct("=I8xII4xH26xi")
 _STATUS = struct.Struct("=I")
 
+# Both daemons' --capture-ring-mb: a ring unless told 0. 32 MiB is 256 blocks; at a low rate
+# the retire timer closes a block every few ms, so a reader stalled for ~1 s fills it (recv()'s
+# 64 MiB SO_RCVBUF held ~4 s); at a high rate it holds ~200k small frames. Paced at 1,000
+# req/s a ring halved the daemons' CPU per request against recv() (BENCHMARKS.md).
+DEFAULT_CAPTURE_RING_MB = 32
+MAX_CAPTURE_RING_MB = 4096
+
 
 def ring_request(ring_bytes: int, block_size: int, frame_size: int,
                  retire_ms: int) -> Tuple[bytes, int, int]:

@@ -8,7 +8,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --metrics-file PATH        the counters in the Prometheus text format too (atomically)
   --max-routes N (1000000)  --max-delayed N (65536)
-  --capture-ring-mb MB (256) TPACKET_V3 capture ring per capture socket (0 = recv())
+  --capture-ring-mb MB (32)  TPACKET_V3 capture ring per capture socket (0 = recv())
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
   --workers M (1)            M worker processes; worker j listens on PORT + j and forwards
@@ -26,9 +26,7 @@ from typing import List, NoReturn, Optional, Sequence
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
-
-DEFAULT_CAPTURE_RING_MB = 0      # recv(); the ring allocates its memory up front (docs)
-MAX_CAPTURE_RING_MB = 4096
+from engine.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
 
 
 class UsageError(ValueError):

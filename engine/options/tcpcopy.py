@@ -27,11 +27,10 @@ from engine.options.addresses import (
     parse_transfer,
     split_items,
 )
+from engine.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
 
 DEFAULT_INTERCEPT_PORT = 36524
 MAX_WORKERS = 64
-DEFAULT_CAPTURE_RING_MB = 0      # recv(); the ring allocates its memory up front (docs)
-MAX_CAPTURE_RING_MB = 4096
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,7 @@ def intercept_argv(inv: Inventory, paths: EnginePaths) -> list[str]:
 
 
 def _ring(inv: Inventory) -> list[str]:
-    """`--capture-ring-mb N` when engine.capture_ring_mb asks for a ring (0: recv(), no flag)."""
+    """`--capture-ring-mb N` when engine.capture_ring_mb is set (0: recv()); unset: no flag,
+    the engine's default ring."""
     n = inv.engine.capture_ring_mb
-    return ["--capture-ring-mb", str(n)] if n else []
+    return [] if n is None else ["--capture-ring-mb", str(n)]

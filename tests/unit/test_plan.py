@@ -150,6 +150,13 @@ def test_tcpcopy_and_intercept_flags_from_staging() -> None:
     iargv = intercept_argv(inv, EnginePaths(key_file="/k", interface="eth0"))
     assert iargv == ["-F", "tcp and src port 80 and src host 192.168.44.137", "-p", "36524",
                      "-b", "192.168.44.136", "-i", "eth0", "--key-file", "/k"]
+    assert "--capture-ring-mb" not in argv            # unset: the engine's default ring
+    for ring in (0, 64):                              # 0 is said (recv()), not dropped
+        rung = inv.model_copy(update={"engine": inv.engine.model_copy(
+            update={"capture_ring_mb": ring})})
+        flag = ["--capture-ring-mb", str(ring)]
+        assert shlex.join(flag) in shlex.join(tcpcopy_argv(rung, rung.hosts.online[0], paths))
+        assert shlex.join(flag) in shlex.join(intercept_argv(rung, EnginePaths()))
 
 
 def test_engine_flags_options_and_two_server() -> None:
