@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from engine.loop import Loop
 from engine.protocol import Authenticated, ClientChannel, Closed, Malformed, RecordSink
@@ -207,17 +207,24 @@ class Intercepts:
     def any_pending(self) -> bool:
         return any(c.alive for srv in self.servers for c in srv.conns)
 
-    def register(self, fake_ip: int, fake_port: int, target_ip: int, target_port: int) -> int:
-        """Send one CLIENT_ADD to every intercept that has a ready connection; returns count."""
+    def register(self, routes: Sequence[Tuple[int, int, int, int]]) -> int:
+        """Send a CLIENT_ADD per route (fake ip, fake port, target ip, target port) to every
+        intercept that has a ready connection, round robin over its connections, then flush
+        each connection once (one send for a batch of new sessions); returns how many
+        intercepts were reached (the same for every route)."""
         sent = 0
         for srv in self.servers:
             conns = srv.ready_conns()
-            if conns:
+            if not conns:
+                continue
+            used: Set[int] = set()
+            for fake_ip, fake_port, target_ip, target_port in routes:
                 srv.rr = (srv.rr + 1) % len(conns)
-                conn = conns[srv.rr]
-                conn.channel.register(fake_ip, fake_port, target_ip, target_port)
-                conn.flush()
-                sent += 1
+                used.add(srv.rr)
+                conns[srv.rr].channel.register(fake_ip, fake_port, target_ip, target_port)
+            for i in sorted(used):
+                conns[i].flush()
+            sent += 1
         return sent
 
     def register_on(self, srv: Server, routes: Iterable[Tuple[int, int, int, int]]) -> int:

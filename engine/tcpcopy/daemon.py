@@ -207,6 +207,14 @@ class Tcpcopy:
         senders = self.senders
         routes = self.engine.cfg.routes
         netem = self.netem
+        # Every new session of the batch is registered with intercept first, in one send per
+        # channel connection (a session's registration still precedes its SYN).
+        new = [act for act in actions if isinstance(act, RegisterRoute)]
+        if new and not self.intercepts.register(new):
+            if self.channel.holding:
+                self.channel.all_lost(now)       # held: registered again once one is back
+            else:
+                self.counters["sessions_no_intercept"] += len(new)
         for act in actions:
             if isinstance(act, SendPacket):
                 if netem is not None:
@@ -219,11 +227,6 @@ class Tcpcopy:
                     more = self.engine.on_send_error(fkey, now)
                     self._send_error_log(err)
                     self._dispatch(more, now)
-            elif isinstance(act, RegisterRoute) and not self.intercepts.register(*act):
-                if self.channel.holding:
-                    self.channel.all_lost(now)   # held: registered again once one is back
-                else:
-                    self.counters["sessions_no_intercept"] += 1
 
     def _reload_netem(self) -> None:
         """SIGHUP: read ``--netem-file`` again (``engine.daemon.reload_netem``)."""

@@ -83,3 +83,46 @@ def test_a_refused_send_is_counted_retried_later_and_the_batch_goes_on() -> None
     assert len(sender.sent) == 2     # SYN (refused), SYN; the GET waits for a SYN-ACK
     assert tc.counters["send_errors"] == 1 and tc.counters["send_retried"] == 1
     assert tc.counters["sessions_shed"] == 0 and tc.engine.sessions_active == 2
+
+
+class FakeChannel:
+    def __init__(self, events: List[object]) -> None:
+        self.events = events
+        self.routes: List[Tuple[int, ...]] = []
+
+    def register(self, *route: int) -> None:
+        self.routes.append(route)
+
+
+class FakeConn:
+    """A ready channel connection: registrations are queued, ``flush`` sends them."""
+
+    def __init__(self, events: List[object]) -> None:
+        self.ready, self.events = True, events
+        self.channel = FakeChannel(events)
+
+    def flush(self) -> None:
+        self.events.append(("flush", [r[1] for r in self.channel.routes]))
+        self.channel.routes = []
+
+
+def test_a_batch_of_new_sessions_is_registered_in_one_send_per_connection_before_its_syns(
+) -> None:
+    events: List[object] = []
+
+    class OrderedSender(ScriptedSender):
+        def send(self, packet: bytes, dst_ip: int) -> int:
+            events.append(("send", parse_ipv4_tcp(packet).tcp.flags))
+            return super().send(packet, dst_ip)
+
+    tc = daemon(OrderedSender([]), lonely=False)
+    conns = [FakeConn(events), FakeConn(events)]
+    tc.intercepts.servers[0].conns = conns  # type: ignore[assignment]
+    tc._make_reader(Capture([frame(40000 + i, 10, SYN) for i in range(3)]))()  # type: ignore
+    flushes = [e for e in events if e[0] == "flush"]  # type: ignore[index]
+    assert len(flushes) == 2                      # one send per connection, not per session
+    assert events.index(flushes[-1]) < events.index(("send", SYN))   # registered first
+    ports = sorted(p for _, batch in flushes for p in batch)  # type: ignore[misc]
+    assert len(ports) == 3 and len(set(ports)) == 3          # every session, once
+    assert tc.counters["sessions_no_intercept"] == 0 and tc.counters["sessions_held"] == 0
+    assert [e for e in events if e[0] == "send"] == [("send", SYN)] * 3  # type: ignore[index]
