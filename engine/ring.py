@@ -44,11 +44,12 @@ BLOCK_HDR = struct.Struct("=III")
 FRAME_HDR = struct.Struct("=I8xII4xH26xi")
 _STATUS = struct.Struct("=I")
 
-# Both daemons' --capture-ring-mb: a ring unless told 0. 32 MiB is 256 blocks; at a low rate
-# the retire timer closes a block every few ms, so a reader stalled for ~1 s fills it (recv()'s
-# 64 MiB SO_RCVBUF held ~4 s); at a high rate it holds ~200k small frames. Paced at 1,000
-# req/s a ring halved the daemons' CPU per request against recv() (BENCHMARKS.md).
-DEFAULT_CAPTURE_RING_MB = 32
+# Both daemons' --capture-ring-mb. The default is recv() (0): its 64 MiB SO_RCVBUF is taken
+# only when frames queue, and held a stalled reader's frames for seconds, where a ring is
+# allocated in full up front and, at 32 MiB, overflowed in the lab when a loaded box stalled
+# the daemon (kernel_drops, then a keep-alive session lost to the gap; BENCHMARKS.md). Paced
+# at 1,000 req/s a ring halves the CPU per request: opt in where CPU matters more.
+DEFAULT_CAPTURE_RING_MB = 0
 MAX_CAPTURE_RING_MB = 4096
 
 

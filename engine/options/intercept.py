@@ -8,7 +8,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --metrics-file PATH        the counters in the Prometheus text format too (atomically)
   --max-routes N (1000000)  --max-delayed N (65536)
-  --capture-ring-mb MB (32)  TPACKET_V3 capture ring per capture socket (0 = recv())
+  --capture-ring-mb MB (0)   TPACKET_V3 capture ring per capture socket (0 = recv())
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
   --workers M (1)            M worker processes; worker j listens on PORT + j and forwards

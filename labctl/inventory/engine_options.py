@@ -118,8 +118,8 @@ class Engine(_Frozen):
     #: auto = the daemon host's CPU count (facts), at most AUTO_WORKERS_MAX.
     workers: Annotated[Union[int, Literal["auto"]], BeforeValidator(_workers)] = 1
     #: Both daemons' TPACKET_V3 capture ring, MiB per capture socket and worker (kernel memory
-    #: allocated up front; about half the CPU per request of recv()); unset = the engine's
-    #: default (32), 0 = recv() one frame per system call.
+    #: allocated up front; about half the CPU per request of recv() at moderate rates); unset =
+    #: the engine's default (recv(), no ring), 0 = recv() said explicitly.
     capture_ring_mb: Optional[StrictInt] = Field(default=None, ge=0, le=4096)
     #: Where each daemon also writes its counters in the Prometheus text format (for
     #: node_exporter's textfile collector): an absolute path ending in .prom, where `{daemon}`

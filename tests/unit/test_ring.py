@@ -164,13 +164,10 @@ BASE = ["-x", "80-10.77.1.20:80", "-s", "10.77.1.30"]
 
 
 def test_capture_ring_flag_defaults_and_values() -> None:
-    assert parse_tcpcopy_args(BASE).capture_ring_mb == 32         # a ring unless told 0
-    assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "0"]).capture_ring_mb == 0
+    assert parse_tcpcopy_args(BASE).capture_ring_mb == 0          # recv() unless asked
     assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "256"]).capture_ring_mb == 256
     assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "32"]).capture_ring_mb == 32
     opts = parse_args(["-F", "tcp and src port 80"])
-    assert opts is not None and opts.capture_ring_mb == 32
-    opts = parse_args(["-F", "tcp and src port 80", "--capture-ring-mb", "0"])
     assert opts is not None and opts.capture_ring_mb == 0
     opts = parse_args(["-F", "tcp and src port 80", "--capture-ring-mb", "256"])
     assert opts is not None and opts.capture_ring_mb == 256
