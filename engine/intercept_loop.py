@@ -83,7 +83,7 @@ class InterceptDaemon:
         self.router = Router(max_routes=opts.max_routes, max_delayed=opts.max_delayed)
         self.counters = self.router.counters
         self.clients: Dict[int, _Client] = {}
-        self.loop = Loop()
+        self.loop = Loop(gather=opts.gather_ms / 1000.0)
         self.started_at = time.time()
         self.exit_code = 0
         self._flush_timer: Optional[TimerHandle] = None

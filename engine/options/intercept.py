@@ -9,6 +9,7 @@ Flags (original, study §1.2, plus long forms and the new options):
   --metrics-file PATH        the counters in the Prometheus text format too (atomically)
   --max-routes N (1000000)  --max-delayed N (65536)
   --capture-ring-mb MB (0)   TPACKET_V3 capture ring per capture socket (0 = recv())
+  --gather-ms MS (0)         an idle wake-up waits MS before handling its events (0 = off)
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
   --workers M (1)            M worker processes; worker j listens on PORT + j and forwards
@@ -23,6 +24,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import List, NoReturn, Optional, Sequence
 
+from engine.loop import DEFAULT_GATHER_MS, MAX_GATHER_MS
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
@@ -50,6 +52,8 @@ class InterceptOptions:
     max_delayed: int = 65536
     #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
     capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
+    #: an idle wake-up pauses this long before handling its events (engine.loop), ms
+    gather_ms: float = DEFAULT_GATHER_MS
     #: network conditions applied to the response frames forwarded to tcpcopy
     netem: NetemSpec = field(default_factory=NetemSpec)
     netem_file: Optional[str] = None
@@ -82,6 +86,7 @@ def _parser() -> _Parser:
     p.add_argument("--max-delayed", default="65536")
     p.add_argument("--workers", default="1")
     p.add_argument("--capture-ring-mb", default=str(DEFAULT_CAPTURE_RING_MB))
+    p.add_argument("--gather-ms", default=str(DEFAULT_GATHER_MS))
     add_flags(p)
     return p
 
@@ -116,6 +121,12 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
         raise UsageError(f"--stats-interval: not a number: {ns.stats_interval!r}") from None
     if not 0.05 <= interval <= 3600:
         raise UsageError(f"--stats-interval: {interval} is outside 0.05..3600 seconds")
+    try:
+        gather = float(ns.gather_ms)
+    except ValueError:
+        raise UsageError(f"--gather-ms: not a number: {ns.gather_ms!r}") from None
+    if not 0 <= gather <= MAX_GATHER_MS:
+        raise UsageError(f"--gather-ms: {gather:g} is outside 0..{MAX_GATHER_MS:g} ms")
     ifaces = [i for item in ns.interface for i in item.split(",") if i]
     if "any" in ifaces:
         raise UsageError("-i: 'any' is not supported; list devices or omit -i for all")
@@ -137,4 +148,4 @@ def parse_args(argv: Sequence[str]) -> Optional[InterceptOptions]:
         max_routes=_int(ns.max_routes, "--max-routes", 1, 100_000_000),
         max_delayed=_int(ns.max_delayed, "--max-delayed", 0, 10_000_000), netem=shaping,
         capture_ring_mb=_int(ns.capture_ring_mb, "--capture-ring-mb", 0, MAX_CAPTURE_RING_MB),
-        netem_file=ns.netem_file)
+        gather_ms=gather, netem_file=ns.netem_file)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import List, NoReturn, Optional, Sequence, Tuple
 
 from engine.http.select import SAFE_METHODS, RuleError, Selection
+from engine.loop import DEFAULT_GATHER_MS, MAX_GATHER_MS
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.options.addresses import (
     OptionsError,
@@ -68,6 +69,8 @@ class TcpcopyOptions:
     capture_acks: bool = False
     #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
     capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
+    #: an idle wake-up pauses this long before handling its events (engine.loop), ms
+    gather_ms: float = DEFAULT_GATHER_MS
     pcap: Optional[str] = None
     accelerate: float = 1.0
     idle_skip_ms: int = 0
@@ -170,6 +173,10 @@ def _parser() -> _Parser:
     a("--capture-ring-mb", type=int, default=DEFAULT_CAPTURE_RING_MB, metavar="MB",
       help="memory-mapped TPACKET_V3 capture ring per capture socket, in MiB; one wake-up "
            "reads a whole block of frames (%(default)s; 0 = recv() one frame at a time)")
+    a("--gather-ms", type=float, default=DEFAULT_GATHER_MS, metavar="MS",
+      help="when a wake-up found the daemon idle, wait this long before handling it, so the "
+           "frames and records of the next MS are handled in one wake-up (%(default)s; "
+           f"0-{MAX_GATHER_MS:g}; 0 = off)")
     a("--pcap", metavar="FILE",
       help='offline replay: read client packets from this pcap file instead of capturing')
     a("-a", "--accelerate", type=float, default=1.0,
@@ -266,6 +273,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.reconnect_interval, 0.05, 3600, "--reconnect-interval")
     _check_range(ns.hold_timeout, 0, 86400, "--hold-timeout")
     _check_range(ns.capture_ring_mb, 0, MAX_CAPTURE_RING_MB, "--capture-ring-mb")
+    _check_range(ns.gather_ms, 0, MAX_GATHER_MS, "--gather-ms")
     if ns.pcap is not None:
         if ns.interface or ns.filter:
             raise OptionsError("--pcap: -i and -F are for live capture; drop them "
@@ -314,7 +322,8 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         reconnect_interval=ns.reconnect_interval, hold_timeout=ns.hold_timeout, pcap=ns.pcap,
         accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
-        capture_acks=ns.capture_acks, capture_ring_mb=ns.capture_ring_mb, select_rules=rules,
+        capture_acks=ns.capture_acks, capture_ring_mb=ns.capture_ring_mb, gather_ms=ns.gather_ms,
+        select_rules=rules,
         safe=ns.safe,
         safe_methods=safe_methods, on_unparsable=ns.on_unparsable, non_http=ns.non_http,
         netem=shaping, netem_file=ns.netem_file, workers=ns.workers,

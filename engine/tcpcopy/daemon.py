@@ -48,7 +48,7 @@ class Tcpcopy:
 
     def __init__(self, opts: TcpcopyOptions, log: Logger) -> None:
         self.opts, self.log = opts, log
-        self.loop = Loop()
+        self.loop = Loop(gather=opts.gather_ms / 1000.0)
         self.loop.set_alarm(self._on_engine_timer)
         self.engine = Engine(session_config(opts), seed=os.getpid())
         if opts.workers > 1:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt, field_validator
+from pydantic import BeforeValidator, Field, StrictBool, StrictFloat, StrictInt, field_validator
 from pydantic import model_validator as _model_validator
 
 from engine.http.select import SAFE_METHODS, RuleError, Selection, parse_rule
@@ -121,6 +121,10 @@ class Engine(_Frozen):
     #: allocated up front; about half the CPU per request of recv() at moderate rates); unset =
     #: the engine's default (recv(), no ring), 0 = recv() said explicitly.
     capture_ring_mb: Optional[StrictInt] = Field(default=None, ge=0, le=4096)
+    #: Both daemons' --gather-ms: an idle wake-up waits this long (ms) before handling its
+    #: events, so the next ones come in the same wake-up (less CPU at moderate rates, up to
+    #: that much latency per hop); unset = the engine's default (0, off).
+    gather_ms: Optional[Union[StrictInt, StrictFloat]] = Field(default=None, ge=0, le=50)
     #: Where each daemon also writes its counters in the Prometheus text format (for
     #: node_exporter's textfile collector): an absolute path ending in .prom, where `{daemon}`
     #: (tcpcopy/intercept) and `{host}` are replaced. None: no metrics file.

@@ -104,7 +104,7 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
             argv += ["--hold-timeout", str(e.hold_timeout)]
     if e.no_wait:
         argv.append("-W")
-    argv += _ring(inv)
+    argv += _ring(inv) + _gather(inv)
     if e.capture_acks:
         argv.append("--capture-acks")
     if e.select is not None:
@@ -172,7 +172,13 @@ def intercept_argv(inv: Inventory, paths: EnginePaths) -> list[str]:
     argv = ["-F", response_filter(inv), "-p", str(inv.intercept.port), "-b", str(bind)]
     if paths.interface:
         argv += ["-i", paths.interface]
-    return argv + _ring(inv) + _workers(paths, tcpcopy=False) + _common(paths)
+    return argv + _ring(inv) + _gather(inv) + _workers(paths, tcpcopy=False) + _common(paths)
+
+
+def _gather(inv: Inventory) -> list[str]:
+    """`--gather-ms N` when engine.gather_ms is set; unset: no flag, the engine's default."""
+    n = inv.engine.gather_ms
+    return [] if n is None else ["--gather-ms", f"{n:g}"]
 
 
 def _ring(inv: Inventory) -> list[str]:

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.integration
 # ---------------------------------------------------------------------------- tests
 
 
-def test_three_server_keepalive_and_new_connections(rig: Rig) -> None:
+@pytest.mark.parametrize("extra", [(), ("--gather-ms", "2")], ids=["plain", "gather"])
+def test_three_server_keepalive_and_new_connections(rig: Rig, extra: tuple[str, ...]) -> None:
     rig.route_pool_via_assistant()
-    rig.start_intercept()
-    rig.start_tcpcopy()
+    rig.start_intercept(extra=extra)
+    rig.start_tcpcopy(extra=extra)
     tcpdump = rig.spawn("client", ["tcpdump", "-n", "-i", "eth0", "-w",
                                    str(rig.dir / "client.pcap"),
                                    f"src host {rig.target} or src host {rig.assistant}"],

@@ -157,6 +157,10 @@ def test_tcpcopy_and_intercept_flags_from_staging() -> None:
         flag = ["--capture-ring-mb", str(ring)]
         assert shlex.join(flag) in shlex.join(tcpcopy_argv(rung, rung.hosts.online[0], paths))
         assert shlex.join(flag) in shlex.join(intercept_argv(rung, EnginePaths()))
+    assert "--gather-ms" not in argv                  # unset: the engine's default (off)
+    gathered = inv.model_copy(update={"engine": inv.engine.model_copy(update={"gather_ms": 2})})
+    assert "--gather-ms 2" in shlex.join(tcpcopy_argv(gathered, gathered.hosts.online[0], paths))
+    assert "--gather-ms 2" in shlex.join(intercept_argv(gathered, EnginePaths()))
 
 
 def test_engine_flags_options_and_two_server() -> None:
