@@ -52,6 +52,20 @@ def diagnose(lab: CopyLab, capsys: pytest.CaptureFixture[str],
     return d
 
 
+def diagnose_healthy(lab: CopyLab, capsys: pytest.CaptureFixture[str],
+                     attempts: int = 3) -> dict[str, Any]:
+    """A healthy lab's diagnosis. Its 3 s sample of live copies can come up short when the box
+    is loaded (CI runs one lab after another on 2 cores), so a broken verdict is asked again,
+    up to `attempts` times; every verdict is shown if none is healthy."""
+    seen = []
+    for _ in range(attempts):
+        d = diagnose(lab, capsys)
+        if first_broken(d) is None:
+            return d
+        seen.append(first_broken(d))
+    raise AssertionError(f"a healthy lab diagnosed broken {attempts} times: {seen}")
+
+
 def first_broken(d: dict[str, Any]) -> Optional[dict[str, Any]]:
     return next((s for s in d["steps"] if s["status"] == "broken"), None)
 
@@ -61,8 +75,7 @@ def test_diagnose_names_the_broken_link(copy_lab_factory: Callable[..., CopyLab]
     lab = copy_lab_factory()
     pool = str(lab.info.fake_pool)
 
-    healthy = diagnose(lab, capsys)
-    assert first_broken(healthy) is None, healthy
+    diagnose_healthy(lab, capsys)
 
     # 1. the target's route for the client pool via the assistant removed
     route = lab.ns("target", "ip", "-o", "route", "show", pool).stdout.split()
@@ -139,8 +152,7 @@ def test_diagnose_two_server(copy_lab_factory: Callable[..., CopyLab],
     """Two-server (intercept on the target, replies dropped on online): healthy, then intercept
     stopped is named with its fix."""
     lab = copy_lab_factory(topology="two-server")
-    healthy = diagnose(lab, capsys)
-    assert first_broken(healthy) is None, healthy
+    healthy = diagnose_healthy(lab, capsys)
     assert sum(s["status"] == "ok" for s in healthy["steps"]) >= 3, healthy
     pidfile = Path(lab.inv.remote_dir(lab.inv.intercept_host)) / "intercept.pid"
     assert lab.inv.intercept_host.name == lab.inv.targets[0].name
