@@ -26,13 +26,30 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def ring_kb(pid: int) -> int:
+    """Resident kB of the process's capture rings (``socket:[...]`` mappings: packet rings,
+    which tcpcopy's ``-m`` leaves out, docs/engine.md)."""
+    total, ring = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            for line in fh:
+                head = line.split(None, 6)
+                if head and "-" in head[0] and len(head) >= 5:      # a mapping's first line
+                    ring = len(head) == 6 and head[5].startswith("socket:")
+                elif ring and line.startswith("Rss:"):
+                    total += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
+
+
 class Sampler:
     """tcpcopy's VmRSS (kB: peak, and a series of (s, kB) every ``step``) and the longest gap
     between two updates of its stats file, sampled in a thread until ``stop()``."""
 
     def __init__(self, pid: int, stats: Optional[Any] = None, step: float = 0.1) -> None:
         self.pid, self.stats_path, self.step = pid, stats, step
-        self.peak = self.samples = 0
+        self.peak = self.samples = self.ring = 0
         self.series: List[Tuple[float, int]] = []
         self.max_gap = 0.0
         self._last_update: Optional[float] = None
@@ -63,8 +80,10 @@ class Sampler:
             self._stop.wait(self.step)
 
     def stop(self) -> int:
+        """Stop sampling; the peak (kB). ``ring`` is then the capture rings' share of RSS."""
         self._stop.set()
         self._thread.join(5)
+        self.ring = ring_kb(self.pid)
         return self.peak
 
 

@@ -124,7 +124,8 @@ def row_p1(rig: Rig, scale: P1Scale = P1Scale()) -> Dict[str, Any]:
     res = rig.traffic("--requests", "20", "--mode", "new", "--get-paths", "/?p1")
     capturing = within(lambda: counters(rig)["captured"] >= before + 60, 10)
     return {"alive": alive(rig, proc), "syns_sent": scale.syns, "sent_in_s": round(sent_in, 1),
-            "rss_base_kb": base_rss, "rss_peak_kb": peak, "samples": mon.samples,
+            "rss_base_kb": base_rss, "rss_peak_kb": peak, "ring_kb": mon.ring,
+            "samples": mon.samples,
             "max_stats_gap_s": round(mon.max_gap, 2), "sessions_active": st["sessions_active"],
             "counters": c, "traffic_errors": res.get("errors"),
             "capturing_after_s": None if capturing is None else round(capturing, 2)}
@@ -205,7 +206,7 @@ def row_p3(rig: Rig, scale: P3Scale = P3Scale()) -> Dict[str, Any]:
     peak = mon.stop()
     st = rig.stats("tcpcopy")
     return {"alive": alive(rig, proc), "alive_in_stall": alive_in_stall,
-            "rss_base_kb": base_rss, "rss_at_stall_kb": rss_at_stall,
+            "rss_base_kb": base_rss, "rss_at_stall_kb": rss_at_stall, "ring_kb": mon.ring,
             "rss_peak_in_stall_kb": rss_in_stall, "rss_peak_kb": peak, "rss_end_kb": rss_end,
             "active_in_stall": stalled.get("sessions_active"),
             "traffic_errors": res.get("errors"), "sent_in_s": round(sent_in, 2),
