@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -118,8 +118,10 @@ def judge_p3(r: Dict[str, Any], scale: P3Scale) -> Verdict:
     return {
         "tcpcopy alive": (r["alive"] and r["alive_in_stall"], "true",
                           bool(r["alive"] and r["alive_in_stall"])),
-        "RSS in the stall vs its start": (f"{base} -> {peak} kB ({grown:+.1%})",
-                                          f"<= +{RSS_FLAT:.0%}", grown <= RSS_FLAT),
+        "RSS in the stall vs its start": (
+            f"{base} -> {peak} kB ({grown:+.1%}; held "
+            f"{r['held_peak_in_stall_bytes'] / 1e6:.1f} MB)", f"<= +{RSS_FLAT:.0%}",
+            grown <= RSS_FLAT),
         "first copy after the return (s)": (first, f"<= {RESUME_MAX}",
                                             first is not None and first <= RESUME_MAX),
     }
@@ -137,9 +139,11 @@ def lab_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(8 - len(prefix)))
 
 
-def run_row(row: str, quick: bool, prefix: str) -> Dict[str, Any]:
+def run_row(row: str, quick: bool, prefix: str, p3_timeout: float = 0) -> Dict[str, Any]:
     runner, judge, small, full = RUNNERS[row]
     scale = small if quick else full
+    if row == "P3" and p3_timeout:
+        scale = replace(scale, session_timeout=p3_timeout)
     out: Dict[str, Any] = {"row": row, "scale": asdict(scale), "quick": quick,
                            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     name = lab_name(prefix)
@@ -198,6 +202,9 @@ def main(argv: List[str]) -> int:
     p.add_argument("--quick", action="store_true", help="the CI scale instead of the full one")
     p.add_argument("--out", default="", help="write every figure as JSON to this file")
     p.add_argument("--lab-prefix", default="rf", help="lab name prefix (default rf)")
+    p.add_argument("--p3-session-timeout", type=float, default=0, metavar="S",
+                   help="P3: tcpcopy -t S (a busy session whose target is silent S s is shed; "
+                        "default: tcpcopy's own, 600)")
     a = p.parse_args(argv)
     try:
         rows = parse_rows(a.rows)
@@ -208,12 +215,15 @@ def main(argv: List[str]) -> int:
         print("reliability_full: --lab-prefix: 1-4 letters/digits starting with a letter",
               file=sys.stderr)
         return 2
+    if a.p3_session_timeout < 0:
+        print("reliability_full: --p3-session-timeout: must be >= 0", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("reliability_full: needs root (it builds network namespaces)", file=sys.stderr)
         return 2
     results = []
     for row in rows:
-        res = run_row(row, a.quick, a.lab_prefix.lower())
+        res = run_row(row, a.quick, a.lab_prefix.lower(), a.p3_session_timeout)
         print_row(res)
         results.append(res)
         if a.out:

@@ -44,13 +44,15 @@ def ring_kb(pid: int) -> int:
 
 
 class Sampler:
-    """tcpcopy's VmRSS (kB: peak, and a series of (s, kB) every ``step``) and the longest gap
-    between two updates of its stats file, sampled in a thread until ``stop()``."""
+    """tcpcopy's VmRSS (kB: peak, and a series of (s, kB) every ``step``), the bytes its sessions
+    hold (``buffered_bytes`` of its stats file) and the longest gap between two updates of the
+    stats file, sampled in a thread until ``stop()``."""
 
     def __init__(self, pid: int, stats: Optional[Any] = None, step: float = 0.1) -> None:
         self.pid, self.stats_path, self.step = pid, stats, step
         self.peak = self.samples = self.ring = 0
         self.series: List[Tuple[float, int]] = []
+        self.held: List[Tuple[float, int]] = []       # (s, tcpcopy's buffered_bytes)
         self.max_gap = 0.0
         self._last_update: Optional[float] = None
         self.t0 = time.monotonic()
@@ -61,9 +63,11 @@ class Sampler:
     def now(self) -> int:
         return rss_kb(self.pid)
 
-    def peak_since(self, t: float) -> int:
-        """The highest sample taken at or after ``t`` (monotonic)."""
-        return max((kb for at, kb in self.series if at >= t - self.t0), default=0)
+    def peak_since(self, t: float, held: bool = False) -> int:
+        """The highest RSS sample (kB; ``held``: buffered bytes) taken at or after ``t``
+        (monotonic)."""
+        return max((v for at, v in (self.held if held else self.series) if at >= t - self.t0),
+                   default=0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -72,6 +76,9 @@ class Sampler:
             self.samples += 1
             self.series.append((round(time.monotonic() - self.t0, 2), kb))
             doc = read_json(self.stats_path) if self.stats_path else None
+            held = doc.get("buffered_bytes") if doc else None
+            if isinstance(held, int):
+                self.held.append((round(time.monotonic() - self.t0, 2), held))
             upd = doc.get("updated_at") if doc else None
             if isinstance(upd, (int, float)):
                 if self._last_update is not None and upd > self._last_update:

@@ -159,6 +159,7 @@ class P3Scale:
     rate: float = 200
     connections: int = 4
     post_sizes: str = "0,65536"
+    session_timeout: float = 0     # tcpcopy -t (0: its default)
 
     @property
     def requests(self) -> int:
@@ -175,7 +176,7 @@ def row_p3(rig: Rig, scale: P3Scale = P3Scale()) -> Dict[str, Any]:
     new requests are copied after SIGCONT, the fidelity of the whole copy."""
     rig.route_pool_via_assistant()
     rig.start_intercept()
-    rig.start_tcpcopy()
+    rig.start_tcpcopy(["-t", str(scale.session_timeout)] if scale.session_timeout else [])
     proc = rig.procs[-1]
     mon = Sampler(pid_of(rig), rig.dir / "tcpcopy.json")
     base_rss = mon.now()
@@ -193,6 +194,7 @@ def row_p3(rig: Rig, scale: P3Scale = P3Scale()) -> Dict[str, Any]:
         resume_target(pids)
     resumed_at = time.monotonic()
     rss_in_stall = mon.peak_since(stall_at)
+    held_in_stall = mon.peak_since(stall_at, held=True)
     res = rig.traffic("--requests", "30", "--mode", "new", "--get-paths", "/?after-stall")
     sent_in = time.monotonic() - resumed_at
     first = within(lambda: copied_uri(rig, "/?after-stall") >= 1, 10)
@@ -207,7 +209,8 @@ def row_p3(rig: Rig, scale: P3Scale = P3Scale()) -> Dict[str, Any]:
     st = rig.stats("tcpcopy")
     return {"alive": alive(rig, proc), "alive_in_stall": alive_in_stall,
             "rss_base_kb": base_rss, "rss_at_stall_kb": rss_at_stall, "ring_kb": mon.ring,
-            "rss_peak_in_stall_kb": rss_in_stall, "rss_peak_kb": peak, "rss_end_kb": rss_end,
+            "rss_peak_in_stall_kb": rss_in_stall, "held_peak_in_stall_bytes": held_in_stall,
+            "rss_peak_kb": peak, "rss_end_kb": rss_end,
             "active_in_stall": stalled.get("sessions_active"),
             "traffic_errors": res.get("errors"), "sent_in_s": round(sent_in, 2),
             "first_copy_in_s": None if first_in is None else round(first_in, 2),
