@@ -1,7 +1,7 @@
 """RELIABILITY.md rows F2, P1 and P3 at the issue's full scale, by command (not a test; root).
 
     sudo .venv/bin/python bench/reliability_full.py [--rows F2,P1,P3] [--quick] [--out FILE]
-        [--lab-prefix rf]
+        [--lab-prefix rf] [--tcpcopy-args "ARGS"]
 
 Each row runs in its own lab (name ``<--lab-prefix>`` + 6 random characters, destroyed
 afterwards, also on failure) with tcpcopy and intercept started directly (the lab tests' copy
@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import shutil
 import string
 import sys
@@ -43,7 +44,7 @@ import time
 import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -139,11 +140,10 @@ def lab_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(8 - len(prefix)))
 
 
-def run_row(row: str, quick: bool, prefix: str, p3_timeout: float = 0) -> Dict[str, Any]:
+def run_row(row: str, quick: bool, prefix: str, tcpcopy_args: Sequence[str] = ()
+            ) -> Dict[str, Any]:
     runner, judge, small, full = RUNNERS[row]
-    scale = small if quick else full
-    if row == "P3" and p3_timeout:
-        scale = replace(scale, session_timeout=p3_timeout)
+    scale = replace(small if quick else full, tcpcopy_args=tuple(tcpcopy_args))
     out: Dict[str, Any] = {"row": row, "scale": asdict(scale), "quick": quick,
                            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     name = lab_name(prefix)
@@ -202,9 +202,9 @@ def main(argv: List[str]) -> int:
     p.add_argument("--quick", action="store_true", help="the CI scale instead of the full one")
     p.add_argument("--out", default="", help="write every figure as JSON to this file")
     p.add_argument("--lab-prefix", default="rf", help="lab name prefix (default rf)")
-    p.add_argument("--p3-session-timeout", type=float, default=0, metavar="S",
-                   help="P3: tcpcopy -t S (a busy session whose target is silent S s is shed; "
-                        "default: tcpcopy's own, 600)")
+    p.add_argument("--tcpcopy-args", default="", metavar="ARGS",
+                   help="more tcpcopy flags for every row, one string (e.g. '-t 5' for P3: a "
+                        "busy session whose target is silent 5 s is shed)")
     a = p.parse_args(argv)
     try:
         rows = parse_rows(a.rows)
@@ -215,15 +215,17 @@ def main(argv: List[str]) -> int:
         print("reliability_full: --lab-prefix: 1-4 letters/digits starting with a letter",
               file=sys.stderr)
         return 2
-    if a.p3_session_timeout < 0:
-        print("reliability_full: --p3-session-timeout: must be >= 0", file=sys.stderr)
+    try:
+        extra = shlex.split(a.tcpcopy_args)
+    except ValueError as exc:
+        print(f"reliability_full: --tcpcopy-args: {exc}", file=sys.stderr)
         return 2
     if os.geteuid() != 0:
         print("reliability_full: needs root (it builds network namespaces)", file=sys.stderr)
         return 2
     results = []
     for row in rows:
-        res = run_row(row, a.quick, a.lab_prefix.lower(), a.p3_session_timeout)
+        res = run_row(row, a.quick, a.lab_prefix.lower(), extra)
         print_row(res)
         results.append(res)
         if a.out:

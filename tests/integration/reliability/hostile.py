@@ -147,6 +147,7 @@ class F2Scale:
     rate: float = 125
     post_sizes: str = "0,2048"
     inject_timeout: float = 60
+    tcpcopy_args: Tuple[str, ...] = ()     # more tcpcopy flags
 
     @property
     def frames(self) -> int:
@@ -165,7 +166,7 @@ def row_f2(rig: Rig, scale: F2Scale = F2Scale()) -> Dict[str, Any]:
     (``delta``: this run's), what was sent and what passed the kernel filter, the fidelity."""
     rig.route_pool_via_assistant()
     rig.start_intercept()
-    rig.start_tcpcopy()
+    rig.start_tcpcopy(list(scale.tcpcopy_args))
     proc = rig.procs[-1]
     mon = Sampler(pid_of(rig), rig.dir / "tcpcopy.json")
     n = rig.lab.index

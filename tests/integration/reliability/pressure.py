@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from tests.integration.copyrig import Rig, fidelity, log_requests, settle, wait_for
 from tests.integration.reliability.measure import (
@@ -55,6 +55,7 @@ class P1Scale:
     memory_mb: int = 256
     idle_timeout: int = 120
     hold: bool = False     # the copies go to HOLDER (never answers, holds every connection)
+    tcpcopy_args: Tuple[str, ...] = ()     # more tcpcopy flags
 
 
 #: The issue's full scale: 100,000 concurrent never-finishing sessions offered; the table may
@@ -98,7 +99,7 @@ def row_p1(rig: Rig, scale: P1Scale = P1Scale()) -> Dict[str, Any]:
     port = HOLD_PORT if scale.hold else 80
     rig.start_intercept(port=port)
     rig.start_tcpcopy(["--max-sessions", str(scale.max_sessions), "-m", str(scale.memory_mb),
-                       "-t", str(scale.idle_timeout)], target_port=port)
+                       "-t", str(scale.idle_timeout), *scale.tcpcopy_args], target_port=port)
     proc = rig.procs[-1]
     mon = Sampler(pid_of(rig), rig.dir / "tcpcopy.json")
     base_rss = mon.now()
@@ -159,7 +160,7 @@ class P3Scale:
     rate: float = 200
     connections: int = 4
     post_sizes: str = "0,65536"
-    session_timeout: float = 0     # tcpcopy -t (0: its default)
+    tcpcopy_args: Tuple[str, ...] = ()     # more tcpcopy flags (e.g. -t 5)
 
     @property
     def requests(self) -> int:
@@ -176,7 +177,7 @@ def row_p3(rig: Rig, scale: P3Scale = P3Scale()) -> Dict[str, Any]:
     new requests are copied after SIGCONT, the fidelity of the whole copy."""
     rig.route_pool_via_assistant()
     rig.start_intercept()
-    rig.start_tcpcopy(["-t", str(scale.session_timeout)] if scale.session_timeout else [])
+    rig.start_tcpcopy(list(scale.tcpcopy_args))
     proc = rig.procs[-1]
     mon = Sampler(pid_of(rig), rig.dir / "tcpcopy.json")
     base_rss = mon.now()
