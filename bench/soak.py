@@ -44,6 +44,7 @@ from bench.sidebyside.procs import descendants  # noqa: E402
 from labctl.errors import LabctlError  # noqa: E402
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from labctl.lab.inventory import render_lab_inventory  # noqa: E402
+from tests.integration.reliability.measure import rss_kb  # noqa: E402
 
 DAEMONS = ("tcpcopy", "intercept")
 RATIO_MIN = 0.999
@@ -56,17 +57,6 @@ class SoakError(RuntimeError):
 
 
 # -- what is sampled ----------------------------------------------------------------------------
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def fd_count(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))

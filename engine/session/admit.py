@@ -2,11 +2,12 @@
 
 A client connection is admitted when it is sampled in (``-r``), an intercept is connected (or
 the table holds sessions through an outage, ``engine.session.hold``), the table has room
-(``--max-sessions``) and the memory estimate allows it (``-m``); it then gets ``-n`` replicas
-towards each target of its port, each with its own fake tuple from the ``AddressMapper``
-(intercept routes the responses by it). ``create`` builds them, ``client_syn`` handles a client
-SYN (a retransmission, or a new connection replacing an old one) and ``revive`` replaces the
-copies a target closed while the others of the connection go on.
+(``--max-sessions``) and both the memory estimate and the last RSS check allow it (``-m``); it
+then gets ``-n`` replicas towards each target of its port, each with its own fake tuple from
+the ``AddressMapper`` (intercept routes the responses by it). ``create`` builds them,
+``client_syn`` handles a client SYN (a retransmission, or a new connection replacing an old
+one) and ``revive`` replaces the copies a target closed while the others of the connection go
+on.
 Functions over the table (``Admitting``, implemented by ``engine.session.table.Engine``).
 """
 
@@ -30,6 +31,7 @@ class Admitting(Host, Protocol):
     by_fake: Dict[int, Session]
     live: int
     intercepts_up: bool
+    rss_over: bool
 
     def drop(self, reason: str) -> None: ...
 
@@ -50,9 +52,9 @@ def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route,
     if t.live + copies > cfg.max_sessions:
         t.drop("table_full")
         return None
-    if (t.buffered_total + (t.live + copies) * SESSION_OVERHEAD
-            > cfg.memory_limit):
-        t.drop("memory_shed")        # -m by estimate: empty sessions cost memory too
+    if t.rss_over or (t.buffered_total + (t.live + copies) * SESSION_OVERHEAD
+                      > cfg.memory_limit):
+        t.drop("memory_shed")        # -m measured, or by estimate: empty sessions cost memory
         return None
     out: List[Session] = []
     mapper = t.mapper

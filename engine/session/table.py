@@ -98,6 +98,8 @@ class Engine:
         self.intercepts_up = True
         self.down_since = INF             # when the channel went down while holding
         self.mem_settle_at = 0.0
+        self.rss_over = False             # the last RSS check found the process over -m
+        self.mem_anchor = -1              # the estimate when RSS was first shed for (-1: none)
         # the target's response time per copied request, as the copier sees it: request sent
         # (by the emulator; --netem-delay holds it after that) to the first response byte
         self.latency = Histogram()
@@ -379,8 +381,17 @@ class Engine:
         oldest (so a table of empty sessions, e.g. a SYN flood, is shed too), until their
         estimated size covers the excess: at least one, at most half the table. Each is counted
         as ``memory_shed`` + ``sessions_shed``. Then RSS is ignored for ``MEMORY_SETTLE`` s.
+        While over, new sessions are refused (``memory_shed``, in ``admit.create``).
+        RSS rarely comes down after a shed (the allocator keeps the freed memory for the next
+        sessions): until RSS is under the cap again, what the table's estimate shrank since the
+        first shed is credited against it, so a table that fits is not shed again and again.
         Returns how many sessions were shed and their actions (RSTs)."""
-        excess = rss - self.cfg.memory_limit
+        estimate = self.buffered_total + self.live * SESSION_OVERHEAD
+        if rss <= self.cfg.memory_limit:
+            self.mem_anchor = -1
+        credit = max(0, self.mem_anchor - estimate) if self.mem_anchor >= 0 else 0
+        excess = rss - credit - self.cfg.memory_limit
+        self.rss_over = excess > 0
         if excess <= 0 or not self.live or now < self.mem_settle_at:
             return Shed(0, [])
         live = [s for s in self.by_fake.values() if s.state != CLOSED]
@@ -394,6 +405,7 @@ class Engine:
             finish(s, now, "sessions_shed")
             count += 1
         self.mem_settle_at = now + MEMORY_SETTLE
+        self.mem_anchor = max(self.mem_anchor, estimate)
         return Shed(count, self._take())
 
     def shutdown(self, now: float) -> Actions:

@@ -281,6 +281,7 @@ class Tcpcopy:
         doc = stats_document("tcpcopy", __version__, os.getpid(), self.started_at, time.time(),
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
+                             buffered_bytes=self.engine.buffered_total,
                              target_response_ms=self.engine.latency.summary(),
                              **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
                                 if self.netem is not None else {}),

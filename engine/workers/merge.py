@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from engine.stats import stats_document
 
-SUMMED = ("sessions_active", "clients", "authenticated_clients", "routes", "delayed")
+SUMMED = ("sessions_active", "buffered_bytes", "clients", "authenticated_clients", "routes",
+          "delayed")
 
 
 def worker_path(path: str, index: int) -> str:

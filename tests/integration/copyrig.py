@@ -114,8 +114,9 @@ class Rig:
 
     def start_tcpcopy(self, extra: Sequence[str] = (), fake: Optional[str] = None,
                       server: Optional[str] = None, name: str = "tcpcopy",
-                      wait: bool = True, port: int = 80) -> None:
-        args = ["-x", f"{port}-{self.target}:{port}", "-s", server or self.assistant,
+                      wait: bool = True, port: int = 80,
+                      target_port: Optional[int] = None) -> None:
+        args = ["-x", f"{port}-{self.target}:{target_port or port}", "-s", server or self.assistant,
                 "-c", fake or f"{self.fake_prefix}x", *extra]
         self.engine("online", "tcpcopy", args, name)
         if wait:

@@ -144,8 +144,46 @@ def test_rss_shedding_takes_buffering_sessions_before_old_empty_ones() -> None:
     assert eng.check_memory(LIMIT + SESSION_OVERHEAD + 500, 7.0).sessions == 1
     assert live_ports(eng) == [2000, 2001, 2002, 2003]
     assert eng.buffered_total == 0
-    assert eng.check_memory(LIMIT + 1, 7.0 + MEMORY_SETTLE).sessions == 1    # then the oldest
+    # then the oldest (RSS still over by more than the 4,072 bytes the first shed freed)
+    assert eng.check_memory(LIMIT + SESSION_OVERHEAD + 1000 + 1, 7.0 + MEMORY_SETTLE).sessions == 1
     assert live_ports(eng) == [2001, 2002, 2003]
+
+
+def test_rss_that_stays_up_after_a_shed_does_not_shed_the_table_again_and_again() -> None:
+    # CPython keeps freed memory for reuse: RSS does not come down after a shed. The excess
+    # was covered by the shed; shedding again every MEMORY_SETTLE s would empty the table
+    # (before the fix: 3 more sessions shed at every check below)
+    eng = engine(memory_limit=LIMIT)
+    syn_table(eng, 10)
+    rss = LIMIT + 2 * SESSION_OVERHEAD + 1
+    assert eng.check_memory(rss, 10.0).sessions == 3
+    for i in range(1, 4):
+        assert eng.check_memory(rss, 10.0 + i * MEMORY_SETTLE).sessions == 0
+    assert eng.sessions_active == 7 and not eng.rss_over
+    # the freed room is used again by new sessions; once the table is back where RSS was over,
+    # it is over again: new sessions refused, and shed
+    for i in range(3):
+        eng.on_client_packet(cpkt(CISN, 0, SYN, sport=3000 + i), 30.0)
+    assert eng.sessions_active == 10
+    assert eng.check_memory(rss, 31.0).sessions == 3 and eng.rss_over
+    # RSS really back under the cap: the credit is forgotten, nothing over
+    assert eng.check_memory(LIMIT - 1, 40.0).sessions == 0 and not eng.rss_over
+    assert eng.mem_anchor == -1
+
+
+def test_rss_over_the_cap_refuses_new_sessions_until_a_check_finds_it_under() -> None:
+    # the estimate (3 kB per session) is below what a session really costs: admission alone
+    # would go on until the estimate reaches -m, far past it in RSS (a 100,000-SYN flood with
+    # -m 256 reached 334 MB). While the last RSS check was over, new sessions are refused.
+    eng = engine(memory_limit=LIMIT, max_sessions=100)
+    syn_table(eng, 4)
+    assert eng.check_memory(LIMIT + 1, 4.0).sessions == 1 and eng.rss_over
+    eng.on_client_packet(cpkt(CISN, 0, SYN, sport=3000), 4.1)
+    assert eng.sessions_active == 3 and eng.counters["memory_shed"] == 2    # 1 shed, 1 refused
+    # RSS the same: the shed covered it (the allocator keeps the memory for the next sessions)
+    assert eng.check_memory(LIMIT + 1, 4.5).sessions == 0 and not eng.rss_over
+    eng.on_client_packet(cpkt(CISN, 0, SYN, sport=3001), 4.6)
+    assert eng.sessions_active == 4 and eng.counters["memory_shed"] == 2
 
 
 def test_empty_table_is_not_shed() -> None:
