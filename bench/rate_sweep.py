@@ -6,19 +6,19 @@
 
 One lab, built and destroyed as ``bench/engine_bench.py`` does (its code: lab, copier pair,
 scenario runs, all imported). First a probe with the copier off: the lab traffic generator
-unpaced (30k keep-alive or 15k new req/s asked, 2 s worth), 1 and 2 processes, per mode, so
-the figures below can be read against what the load side can give at all. Then, per worker count N (our tcpcopy ``--workers N
---intercept-workers N``, intercept ``--workers N``) and per mode (``keepalive``: 10 connections
-per generator; ``new``: a new connection per request), paced steps at start, 2x start, 4x ...
-up to ``--max-rate``, each a fresh pair and ``--seconds`` of load, until the first step that
-does not pass; then up to ``--bisect`` steps between the last pass and that failure (when the
-failure was the copier's). A step **passes** when fidelity (copies at the target / requests at
-online, by the step's URI tag) is >= 99.9 %, the trail (last copy minus client end) <= 2 s,
-and the generators sent >= 97 % of the asked rate. When they did not, the load side was the
-limit: the generators' CPU (their reaped-children usage) >= 80 % of a core each names the
-generator, else the online nginx's >= 80 % names online nginx, else the shared box. Above
-``--per-generator`` req/s (default 5000 keep-alive, 2500 new) the rate is split over several
-generator processes (``--max-generators``, default 4).
+unpaced (30k keep-alive or 15k new req/s asked, 2 s worth), 1 and 2 processes, per mode, so the
+figures below can be read against what the load side can give at all. Then, per worker count N
+(our tcpcopy ``--workers N --intercept-workers N``, intercept ``--workers N``) and mode
+(``keepalive``: ``--connections`` per generator, default 50; ``new``: a new connection per
+request), paced steps at start, 2x start, 4x ... up to ``--max-rate``, each a fresh pair and
+``--seconds`` of load, until the first step that does not pass; then up to ``--bisect`` steps
+between the last pass and that failure (when the failure was the copier's). A step **passes**
+when fidelity (copies at the target / requests at online, by the step's URI tag) is >= 99.9 %,
+the trail (last copy minus client end) <= 2 s, and the generators sent >= 97 % of the asked
+rate. When they did not, the load side was the limit: the generators' CPU (their reaped-children
+usage) >= 80 % of a core each names the generator, else the online nginx's >= 80 % names online
+nginx, else the shared box. Above ``--per-generator`` req/s (default 5000 keep-alive, 2500 new)
+the rate is split over several generator processes (``--max-generators``, default 4).
 
 Per step: the rate asked and sent, fidelity, trail, kernel drops, CPU s per 10k copied for
 tcpcopy and intercept (parent + workers) and each process's CPU seconds, the generators' and the
@@ -84,14 +84,15 @@ def generators_for(a: argparse.Namespace, mode: str, rate: int) -> int:
 def step(a: argparse.Namespace, rig: Rig, copier: Any, mode: str, rate: int, gens: int,
          tag: str, seconds: float = 0.0) -> Dict[str, Any]:
     """One paced run at ``rate`` (copier None: the probe); the row with its verdict."""
-    sc = Scenario(f"{mode}-{rate}", "paced", seconds or a.seconds, 10 * gens, mode, rate,
-                  generators=gens)
+    sc = Scenario(f"{mode}-{rate}", "paced", seconds or a.seconds, a.connections * gens, mode,
+                  rate, generators=gens)
     n0 = nginx_cpu(rig)
     row = run_one(rig, sc, copier, tag, 1.0 if a.quick else 3.0, 20.0 if a.quick else 30.0)
     n1 = nginx_cpu(rig)
     secs = row.get("client_s") or 0.0
     client = row.get("client", {})
     row.update(mode=mode, rate_asked=rate, generators=gens, rate_sent=client.get("rate"),
+               client_errors=client.get("errors"),
                generator_core_share=round(client.get("generator_cpu_s", 0.0) / secs / gens, 2)
                if secs else None,
                online_nginx_core_share=round(sum(procs.tree_delta(n0, n1).values()) / secs, 2)
@@ -126,7 +127,7 @@ def sweep(a: argparse.Namespace, rig: Rig, copier: Any, workers: int, mode: str,
         print(json.dumps({k: row.get(k) for k in SHOW}), flush=True)
         return row
 
-    rates = a.rates or []
+    rates = list(a.rates or [])
     if not rates:
         r = a.start
         while r <= a.max_rate:
@@ -161,7 +162,8 @@ def sweep(a: argparse.Namespace, rig: Rig, copier: Any, workers: int, mode: str,
 
 
 #: the columns printed per step (and the step lines while it runs)
-SHOW = ("workers", "mode", "rate_asked", "generators", "rate_sent", "fidelity", "trail_s",
+SHOW = ("workers", "mode", "rate_asked", "generators", "rate_sent", "client_errors",
+        "fidelity", "trail_s",
         "kernel_drops", "cpu_s_per_10k", "cpu_s_procs", "generator_core_share",
         "online_nginx_core_share", "verdict", "limit")
 
@@ -188,6 +190,7 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
                     probe.append({k: row.get(k) for k in (
                         "mode", "generators", "rate_sent", "generator_core_share",
                         "online_nginx_core_share")})
+                    probe[-1]["errors"] = row["client"].get("error_kinds")
                     print(json.dumps(probe[-1]), flush=True)
         for mode in a.modes:
             for n in a.workers:
@@ -219,10 +222,11 @@ def table(result: Dict[str, Any]) -> str:
                      "(generator core share, online nginx core share)")
         lines += [f"  {p['mode']}, {p['generators']} -> {fmt(p['rate_sent'])} "
                   f"({fmt(p['generator_core_share'])}, {fmt(p['online_nginx_core_share'])})"
+                  + (f" errors {p['errors']}" if p.get("errors") else "")
                   for p in result["probe"]]
     heads = ("w", "mode", "asked", "gens", "sent", "fidelity", "trail", "drops tc/ic",
              "s/10k tc/ic", "cpu s per process tc/ic", "gen", "nginx", "verdict")
-    widths = (3, 10, 7, 5, 8, 9, 6, 12, 12, 26, 5, 6, 22)
+    widths = (3, 10, 7, 5, 8, 9, 6, 12, 12, 30, 5, 6, 22)
     lines.append("".join(f"{h:<{w}}" for h, w in zip(heads, widths)))
     for r in result["steps"]:
         cells = (r["workers"], r["mode"], r["rate_asked"], r["generators"], r["rate_sent"],
@@ -250,11 +254,17 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="keepalive and/or new (default both)")
     p.add_argument("--start", type=int, default=1000, help="first rate, req/s (default 1000)")
     p.add_argument("--max-rate", type=int, default=32000, help="last doubling (default 32000)")
+    p.add_argument("--rates", metavar="R,...",
+                   help="these rates instead of the doubling from --start (still stops at the "
+                        "first failure)")
     p.add_argument("--bisect", type=int, default=3, help="bisection steps (default 3)")
     p.add_argument("--seconds", type=float, default=5.0, help="load per step (default 5)")
     p.add_argument("--per-generator", type=int, default=0, metavar="R",
                    help="req/s per generator process (default 5000 keep-alive, 2500 new)")
     p.add_argument("--max-generators", type=int, default=4, help="(default 4)")
+    p.add_argument("--connections", type=int, default=50, metavar="C",
+                   help="connections (threads) per generator process (default 50); in "
+                        "keep-alive each carries rate/(C x generators) req/s")
     p.add_argument("--quick", action="store_true",
                    help="keep-alive, 500 and 1000 req/s for 1 s per worker count, no probe")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
@@ -276,12 +286,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         p.error(f"--modes: choose from {','.join(MODES)}")
     if a.ours_workers is not None:
         p.error("--ours-workers: the sweep sets the workers itself; use --workers N,...")
-    for name in ("start", "max_rate", "seconds", "max_generators"):
+    for name in ("start", "max_rate", "seconds", "max_generators", "connections"):
         if getattr(a, name) <= 0:
             p.error(f"--{name.replace('_', '-')}: must be positive")
     if a.bisect < 0 or a.per_generator < 0:
         p.error("--bisect and --per-generator: must not be negative")
-    a.rates = None
+    if a.rates:
+        try:
+            a.rates = [int(x) for x in a.rates.split(",") if x.strip()]
+        except ValueError:
+            p.error(f"--rates: {a.rates!r} is not a list of numbers, e.g. 4000,8000")
+        if not a.rates or min(a.rates) <= 0:
+            p.error("--rates: each rate must be positive")
     if a.quick:
         a.modes, a.rates, a.seconds, a.bisect = ["keepalive"], [500, 1000], 1.0, 0
     a.per_workers = {}
