@@ -21,8 +21,9 @@ nginx, else the shared box. Above ``--per-generator`` req/s (default 5000 keep-a
 the rate is split over several generator processes (``--max-generators``, default 4).
 
 Per step: the rate asked and sent, fidelity, trail, kernel drops, CPU s per 10k copied for
-tcpcopy and intercept (parent + workers) and each process's CPU seconds, the generators' and the
-online nginx's CPU use, the verdict. JSON (``--out``) and a printed table. Pinning as in
+tcpcopy and intercept (parent + workers) and each process's CPU seconds, their memory (sum of
+Pss at the end, so pages the workers share count once), the generators' and the online nginx's
+CPU use, the verdict. JSON (``--out``) and a printed table. Pinning as in
 engine_bench (online nginx on the first CPU, everything else on the second) unless
 ``--no-pin``; the layout is stated in the output. ``--quick``: keep-alive only, two 1 s steps
 (500 and 1,000 req/s) per worker count, no probe, no bisection (a smoke; no thresholds).
@@ -164,7 +165,7 @@ def sweep(a: argparse.Namespace, rig: Rig, copier: Any, workers: int, mode: str,
 #: the columns printed per step (and the step lines while it runs)
 SHOW = ("workers", "mode", "rate_asked", "generators", "rate_sent", "client_errors",
         "fidelity", "trail_s",
-        "kernel_drops", "cpu_s_per_10k", "cpu_s_procs", "generator_core_share",
+        "kernel_drops", "cpu_s_per_10k", "cpu_s_procs", "pss_mb", "generator_core_share",
         "online_nginx_core_share", "verdict", "limit")
 
 
@@ -225,13 +226,14 @@ def table(result: Dict[str, Any]) -> str:
                   + (f" errors {p['errors']}" if p.get("errors") else "")
                   for p in result["probe"]]
     heads = ("w", "mode", "asked", "gens", "sent", "fidelity", "trail", "drops tc/ic",
-             "s/10k tc/ic", "cpu s per process tc/ic", "gen", "nginx", "verdict")
-    widths = (3, 10, 7, 5, 8, 9, 6, 12, 12, 30, 5, 6, 22)
+             "s/10k tc/ic", "cpu s per process tc/ic", "PSS MB", "gen", "nginx", "verdict")
+    widths = (3, 10, 7, 5, 8, 9, 6, 12, 12, 30, 12, 5, 6, 22)
     lines.append("".join(f"{h:<{w}}" for h, w in zip(heads, widths)))
     for r in result["steps"]:
         cells = (r["workers"], r["mode"], r["rate_asked"], r["generators"], r["rate_sent"],
                  r.get("fidelity"), r.get("trail_s"), r.get("kernel_drops"),
-                 r.get("cpu_s_per_10k"), r.get("cpu_s_procs"), r.get("generator_core_share"),
+                 r.get("cpu_s_per_10k"), r.get("cpu_s_procs"), r.get("pss_mb"),
+                 r.get("generator_core_share"),
                  r.get("online_nginx_core_share"),
                  r["verdict"] + (f" ({r['limit']})" if r["limit"] else ""))
         lines.append("".join(f"{fmt(c):<{w}}" for c, w in zip(cells, widths)))

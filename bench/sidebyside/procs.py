@@ -46,6 +46,23 @@ def hwm_tree_mb(pid: int) -> float:
     return sum(hwm_mb(p) for p in descendants(pid))
 
 
+def pss_tree_mb(pid: int) -> float:
+    """Sum of the proportional set sizes (Pss, /proc/PID/smaps_rollup) of a process and its
+    descendants now, MB: pages the workers share with each other (e.g. what the parent set up
+    before forking) are counted once in all, unlike a sum of their RSS."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total / 1024
+
+
 def hwm_mb(pid: int) -> float:
     """Peak resident set (VmHWM) in MB; 0.0 if the process is gone."""
     try:

@@ -228,6 +228,7 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
             wait_copies(target_log, online, quiet, limit)
         cpu1 = {k: procs.cpu_tree(p) for k, p in pids.items()}
         rss = {k: round(procs.hwm_tree_mb(p), 1) for k, p in pids.items()}
+        pss = {k: round(procs.pss_tree_mb(p), 1) for k, p in pids.items()}
         drops = copier.drops_before_stop() if copier else {}
     finally:
         if copier:
@@ -248,7 +249,7 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         cpu_s_procs={k: [round(v, 2) for _, v in sorted(d.items())] for k, d in per_proc.items()},
         cpu_s_per_10k={k: per_10k(v, copied) for k, v in cpu.items()},
         cpu_s_per_10k_online={k: per_10k(v, online) for k, v in cpu.items()},
-        rss_mb=rss, tcpcopy_counters=copier.final_counters(tag),
+        rss_mb=rss, pss_mb=pss, tcpcopy_counters=copier.final_counters(tag),
     )
     return row
 
