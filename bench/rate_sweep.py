@@ -12,7 +12,7 @@ figures below can be read against what the load side can give at all. Then, per 
 (``keepalive``: ``--connections`` per generator, default 50; ``new``: a new connection per
 request), paced steps at start, 2x start, 4x ... up to ``--max-rate``, each a fresh pair and
 ``--seconds`` of load, until the first step that does not pass; then up to ``--bisect`` steps
-between the last pass and that failure (when the failure was the copier's). A step **passes**
+between the last pass and that failure (whatever the limit was). A step **passes**
 when fidelity (copies at the target / requests at online, by the step's URI tag) is >= 99.9 %,
 the trail (last copy minus client end) <= 2 s, and the generators sent >= 97 % of the asked
 rate. When they did not, the load side was the limit: the generators' CPU (their reaped-children
@@ -142,7 +142,7 @@ def sweep(a: argparse.Namespace, rig: Rig, copier: Any, workers: int, mode: str,
             bad = row
             break
         good = row
-    if bad is not None and bad["limit"] == "copier" and not a.quick:
+    if bad is not None and not a.quick:
         lo, hi = (good["rate_asked"] if good else 0), bad["rate_asked"]
         for _ in range(a.bisect):
             mid = int(round((lo + hi) / 2 / 250.0) * 250)
