@@ -2,7 +2,8 @@
 
     sudo .venv/bin/python bench/engine_bench.py [--against DIR] [--rounds R] [--quick]
         [--out FILE] [--no-pin] [--client-cpu rest|online] [--scenarios NAME,...]
-        [--keep-logs DIR] [--lab-prefix h7b]
+        [--keep-logs DIR] [--lab-prefix h7b] [--ours-python PATH] [--ours-args FLAGS]
+        [--ours-tcpcopy-args FLAGS] [--ours-intercept-args FLAGS] [--ours-workers N]
 
 Builds its own lab (name ``<--lab-prefix>NNNN``; 3-server layout: intercept on the assistant,
 tcpcopy on online, the fake-client pool routed via the assistant) and runs four scenarios:
@@ -23,11 +24,18 @@ this bench starts (target nginx, copiers, clients) on the second; ``--client-cpu
 the clients on the online nginx's CPU instead, so that the copiers do not compete with them.
 Prints one table with the ratios ours/theirs and writes JSON (``--out``). ``--quick``: every
 scenario for 1 s, one round, no thresholds (CI smoke; works without ``--against``).
+
+Our pair: ``--ours-args`` go to both daemons, then ``--ours-tcpcopy-args`` /
+``--ours-intercept-args`` to one each; ``--ours-workers N`` adds tcpcopy ``--workers N
+--intercept-workers N`` and intercept ``--workers N`` (not together with those flags given by
+hand; tcpcopy's ``--intercept-workers`` must equal intercept's ``--workers``: else exit 2).
+With workers, CPU is the parent's plus every worker's and RSS the sum of their peaks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,20 +48,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.sidebyside import procs, report  # noqa: E402
-from bench.sidebyside.copiers import Copier, Ours, Theirs, check_bindir  # noqa: E402
+from bench.sidebyside.copiers import Copier, Ours, Theirs, check_bindir, flag_int  # noqa: E402
 from bench.sidebyside.procs import cpu_split, hwm_mb  # noqa: E402
 from bench.sidebyside.scenarios import Scenario, describe_all, run_one, scenarios  # noqa: E402
 from labctl.errors import LabctlError  # noqa: E402
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
-__all__ = ["count_tag", "cpu_split", "hwm_mb", "main", "wait_quiet"]
+__all__ = ["add_ours_flags", "bench_lab", "box", "check_ours_flags", "count_tag", "cpu_split",
+           "hwm_mb", "main", "ours", "wait_quiet"]
+
+#: the worker-count flags ``--ours-workers`` sets (tcpcopy's and intercept's)
+WORKER_FLAGS = ("--workers", "--intercept-workers")
 
 
 def count_tag(counter: Any, tag: str) -> int:
@@ -105,6 +117,36 @@ def chosen(a: argparse.Namespace) -> List[Scenario]:
     return [sc for sc in scenarios(a.quick) if not a.scenarios or sc.name in a.scenarios]
 
 
+@contextlib.contextmanager
+def bench_lab(a: argparse.Namespace) -> Iterator[Tuple[Rig, Optional[Dict[str, Any]]]]:
+    """Build the bench's lab (3-server layout, the fake-client pool routed via the
+    assistant), pin unless ``--no-pin``, yield (rig, pinning); always destroy the lab (and
+    copy the run files to ``--keep-logs``). Shared with ``bench/rate_sweep.py``."""
+    pinning = pin_cpus(not a.no_pin)
+    name = a.lab_prefix + secrets.token_hex(2)
+    workdir = Path(tempfile.mkdtemp(prefix="enginebench-"))
+    lab = build_lab(LabSpec(name=name))
+    rig = Rig(lab, workdir)
+    try:
+        assert_routes_via_lab(lab)
+        if pinning:
+            pin_online_nginx(lab, pinning)
+        rig.route_pool_via_assistant()
+        yield rig, pinning
+    finally:
+        rig.close()
+        destroy_lab(name)
+        if a.keep_logs:
+            shutil.copytree(workdir, a.keep_logs, dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ours(a: argparse.Namespace, rig: Rig) -> Ours:
+    """Our copier pair as the flags ask (interpreter, common and per-daemon flags)."""
+    return Ours(rig, a.ours_python or sys.executable, shlex.split(a.ours_args or ""),
+                {"tcpcopy": a.tcpcopy_flags, "intercept": a.intercept_flags})
+
+
 def run(a: argparse.Namespace) -> Dict[str, Any]:
     result: Dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -113,19 +155,9 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
         "scenarios": {k: v for k, v in describe_all(a.quick).items()
                       if not a.scenarios or k in a.scenarios},
     }
-    pinning = pin_cpus(not a.no_pin)
-    name = a.lab_prefix + secrets.token_hex(2)
-    workdir = Path(tempfile.mkdtemp(prefix="enginebench-"))
-    lab = build_lab(LabSpec(name=name))
     runs: List[Dict[str, Any]] = []
-    rig = Rig(lab, workdir)
-    try:
-        assert_routes_via_lab(lab)
-        if pinning:
-            pin_online_nginx(lab, pinning)
-        rig.route_pool_via_assistant()
-        copiers: List[Copier] = [Ours(rig, a.ours_python or sys.executable,
-                                      shlex.split(a.ours_args or ""))]
+    with bench_lab(a) as (rig, pinning):
+        copiers: List[Copier] = [ours(a, rig)]
         if a.against:
             copiers.append(Theirs(rig, Path(a.against)))
         result["versions"] = {c.side: c.versions() for c in copiers}
@@ -148,18 +180,59 @@ def run(a: argparse.Namespace) -> Dict[str, Any]:
                     row["round"] = rnd
                     runs.append(row)
                     print(json.dumps(row), flush=True)
-    finally:
-        rig.close()
-        destroy_lab(name)
-        if a.keep_logs:
-            shutil.copytree(workdir, a.keep_logs, dirs_exist_ok=True)
-        shutil.rmtree(workdir, ignore_errors=True)
     names = [sc.name for sc in chosen(a)]
     result.update(pinning=pinning, runs=runs, summary=report.summarize(runs, names),
                   latency=report.latency(runs, names),
                   finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   loadavg_after=list(os.getloadavg()))
     return result
+
+
+def add_ours_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that shape our pair (shared with ``bench/rate_sweep.py``)."""
+    p.add_argument("--ours-python", metavar="PATH",
+                   help="the interpreter that runs our engine (default: this one; e.g. "
+                        ".venv-pypy/bin/python for PyPy)")
+    p.add_argument("--ours-args", metavar="FLAGS",
+                   help="extra flags for both of our daemons, e.g. '--capture-ring-mb 256'")
+    p.add_argument("--ours-tcpcopy-args", metavar="FLAGS",
+                   help="extra flags for our tcpcopy only (after --ours-args)")
+    p.add_argument("--ours-intercept-args", metavar="FLAGS",
+                   help="extra flags for our intercept only (after --ours-args)")
+    p.add_argument("--ours-workers", type=int, metavar="N",
+                   help="N worker processes in both daemons: tcpcopy --workers N "
+                        "--intercept-workers N, intercept --workers N")
+
+
+def check_ours_flags(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Split the per-daemon flags into ``a.tcpcopy_flags`` / ``a.intercept_flags``; a bad
+    combination is ``p.error`` (exit 2)."""
+    split: Dict[str, List[str]] = {}
+    for opt, text in (("--ours-args", a.ours_args), ("--ours-tcpcopy-args", a.ours_tcpcopy_args),
+                      ("--ours-intercept-args", a.ours_intercept_args)):
+        try:
+            split[opt] = shlex.split(text or "")
+        except ValueError as exc:
+            p.error(f"{opt}: {exc}")
+    tc, ic = split["--ours-tcpcopy-args"], split["--ours-intercept-args"]
+    if a.ours_workers is not None:
+        if not 1 <= a.ours_workers <= 64:
+            p.error("--ours-workers: must be 1-64")
+        for opt, flags in split.items():
+            clash = [f for f in flags if f.split("=", 1)[0] in WORKER_FLAGS]
+            if clash:
+                p.error(f"--ours-workers: {opt} also sets {clash[0].split('=', 1)[0]}; "
+                        "give the worker counts one way")
+        n = str(a.ours_workers)
+        tc = [*tc, "--workers", n, "--intercept-workers", n]
+        ic = [*ic, "--workers", n]
+    common = split["--ours-args"]
+    tc_ic = flag_int([*common, *tc], "--intercept-workers")
+    ic_n = flag_int([*common, *ic], "--workers")
+    if tc_ic != ic_n:
+        p.error(f"--ours-tcpcopy-args: tcpcopy --intercept-workers {tc_ic} but intercept "
+                f"--workers {ic_n}; they must be equal (each tcpcopy worker's channel port)")
+    a.tcpcopy_flags, a.intercept_flags = tc, ic
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -179,12 +252,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--keep-logs", metavar="DIR",
                    help="copy the daemons' logs, stats and client output of every run to DIR")
     p.add_argument("--lab-prefix", default="h7b", help="lab name prefix (default h7b)")
-    p.add_argument("--ours-python", metavar="PATH",
-                   help="the interpreter that runs our engine (default: this one; e.g. "
-                        ".venv-pypy/bin/python for PyPy)")
-    p.add_argument("--ours-args", metavar="FLAGS",
-                   help="extra flags for both of our daemons, e.g. '--capture-ring-mb 256'")
+    add_ours_flags(p)
     a = p.parse_args(argv)
+    check_ours_flags(p, a)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", a.lab_prefix):
         p.error("--lab-prefix: 1-4 characters, a lowercase letter then letters/digits "
                 "(4 random hex digits are appended to name the lab)")

@@ -25,6 +25,9 @@ class Copier:
     """One side of the comparison; ``start`` → pids, ``stop`` → what is read at the end."""
 
     side = ""
+    #: (tcpcopy workers, intercept workers): tcpcopy is ready when each of its workers holds a
+    #: channel connection, intercept when each of its workers listens (port P + j)
+    workers = (1, 1)
 
     def __init__(self, rig: Rig) -> None:
         self.rig = rig
@@ -37,11 +40,13 @@ class Copier:
     def start(self, run: str) -> Dict[str, int]:
         ic = self.rig.spawn("assistant", self.argv("intercept", run), f"{run}-intercept")
         self.procs.append(ic)
-        wait_for(lambda: ic.poll() is not None or procs.listens(ic.pid), 20,
+        n_tc, n_ic = self.workers
+        wait_for(lambda: ic.poll() is not None or procs.listens(ic.pid, count=n_ic), 20,
                  f"{self.side} intercept listening")
         tc = self.rig.spawn("online", self.argv("tcpcopy", run), f"{run}-tcpcopy")
         self.procs.append(tc)
-        wait_for(lambda: tc.poll() is not None or procs.connected_to(tc.pid), 20,
+        wait_for(lambda: tc.poll() is not None or procs.connected_to(tc.pid, count=n_tc,
+                                                                      ports=n_ic), 20,
                  f"{self.side} tcpcopy connected to intercept")
         for name, p in (("intercept", ic), ("tcpcopy", tc)):
             if p.poll() is not None:
@@ -72,17 +77,40 @@ class Copier:
         return {}
 
 
+def flag_int(args: Sequence[str], name: str, default: int = 1) -> int:
+    """The value of ``name N`` (or ``name=N``) in a daemon's flags, the last one given;
+    ``default`` when absent or not a number (the daemon itself then refuses it)."""
+    value = default
+    for i, arg in enumerate(args):
+        text = args[i + 1] if arg == name and i + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith(name + "=") else None)
+        if text is not None:
+            try:
+                value = int(text)
+            except ValueError:
+                return default
+    return value
+
+
 class Ours(Copier):
     """``python -m engine tcpcopy|intercept`` of this tree, stats every second (the default);
     ``python`` runs it (e.g. a pypy3), ``extra`` flags go to both daemons (e.g. a capture
-    ring)."""
+    ring), then ``per_tool[tool]`` to that one (e.g. ``--workers 2``)."""
 
     side = "ours"
 
     def __init__(self, rig: Rig, python: str = sys.executable,
-                 extra: Sequence[str] = ()) -> None:
+                 extra: Sequence[str] = (),
+                 per_tool: Optional[Dict[str, Sequence[str]]] = None) -> None:
         super().__init__(rig)
         self.python, self.extra = python, list(extra)
+        self.per_tool = {tool: list((per_tool or {}).get(tool, ())) for tool in NAMES}
+        self.workers = (flag_int(self.flags("tcpcopy"), "--workers"),
+                        flag_int(self.flags("intercept"), "--workers"))
+
+    def flags(self, tool: str) -> List[str]:
+        """The extra flags one daemon gets: the common ones, then its own."""
+        return [*self.extra, *self.per_tool[tool]]
 
     def argv(self, tool: str, run: str) -> List[str]:
         rig = self.rig
@@ -90,7 +118,8 @@ class Ours(Copier):
             args = ["-i", "eth0", "-F", "tcp and src port 80"]
         else:
             args = ["-x", f"80-{rig.target}:80", "-s", rig.assistant, "-c", f"{rig.fake_prefix}x"]
-        return [self.python, "-m", "engine", tool, *args, *self.extra, "--key-file", str(rig.key),
+        return [self.python, "-m", "engine", tool, *args, *self.flags(tool),
+                "--key-file", str(rig.key),
                 "--stats-file", str(rig.dir / f"{run}-{tool}.json"),
                 "-l", str(rig.dir / f"{run}-{tool}.log")]
 
@@ -107,7 +136,9 @@ class Ours(Copier):
 
     def versions(self) -> Dict[str, str]:
         return {"python": sys.version.split()[0] if self.python == sys.executable else "",
-                "executable": self.python, "flags": " ".join(self.extra)}
+                "executable": self.python, "flags": " ".join(self.extra),
+                **{f"{tool}_flags": " ".join(self.per_tool[tool]) for tool in NAMES
+                   if self.per_tool[tool]}}
 
 
 class Theirs(Copier):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 CLK = os.sysconf("SC_CLK_TCK")
 CHANNEL_PORT = 36524        # intercept's channel port: the same default in ours and in the C tool
@@ -20,6 +20,47 @@ def cpu_split(pid: int) -> Tuple[float, float]:
 def cpu_total(pid: int) -> float:
     user, system = cpu_split(pid)
     return user + system
+
+
+def cpu_tree(pid: int) -> Dict[int, float]:
+    """{pid: user+system CPU seconds} of a process and all its descendants (``--workers N``:
+    the parent and its forked workers; a worker's CPU reaches its parent's counters only once
+    it is reaped, so each is read on its own). Processes gone meanwhile are left out."""
+    out: Dict[int, float] = {}
+    for p in descendants(pid):
+        try:
+            out[p] = cpu_total(p)
+        except OSError:
+            continue
+    return out
+
+
+def tree_delta(before: Dict[int, float], after: Dict[int, float]) -> Dict[int, float]:
+    """CPU seconds per process between two ``cpu_tree`` reads (a process new since
+    ``before`` counts from 0)."""
+    return {p: round(s - before.get(p, 0.0), 3) for p, s in after.items()}
+
+
+def hwm_tree_mb(pid: int) -> float:
+    """Sum of the peak resident sets (VmHWM) of a process and its descendants, MB."""
+    return sum(hwm_mb(p) for p in descendants(pid))
+
+
+def pss_tree_mb(pid: int) -> float:
+    """Sum of the proportional set sizes (Pss, /proc/PID/smaps_rollup) of a process and its
+    descendants now, MB: pages the workers share with each other (e.g. what the parent set up
+    before forking) are counted once in all, unlike a sum of their RSS."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total / 1024
 
 
 def hwm_mb(pid: int) -> float:
@@ -81,12 +122,17 @@ def tcp_states(pid: int) -> List[Tuple[int, int, str]]:
     return out
 
 
-def listens(pid: int, port: int = CHANNEL_PORT) -> bool:
-    return any(lp == port and st == "0A" for lp, _, st in tcp_states(pid))
+def listens(pid: int, port: int = CHANNEL_PORT, count: int = 1) -> bool:
+    """Something in the process's namespace listens on every port of ``port``..+count-1."""
+    want = set(range(port, port + count))
+    return want <= {lp for lp, _, st in tcp_states(pid) if st == "0A"}
 
 
-def connected_to(pid: int, port: int = CHANNEL_PORT) -> bool:
-    return any(rp == port and st == "01" for _, rp, st in tcp_states(pid))
+def connected_to(pid: int, port: int = CHANNEL_PORT, count: int = 1, ports: int = 1) -> bool:
+    """At least ``count`` established connections to ports ``port``..+ports-1 in the
+    process's namespace (``--workers N``: one channel connection per tcpcopy worker)."""
+    hits = [rp for _, rp, st in tcp_states(pid) if st == "01" and port <= rp < port + ports]
+    return len(hits) >= count
 
 
 def descendants(pid: int) -> List[int]:

@@ -11,15 +11,22 @@ pair is stopped. Requests and copies are the lines with the tag in the online an
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import resource
+import subprocess
+import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from bench.sidebyside import procs
 from bench.sidebyside.copiers import Copier
 from tests.integration.copyrig import Rig
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -31,11 +38,13 @@ class Scenario:
     mode: str = "keepalive"     # paced: keepalive | new
     rate: int = 0               # paced: requests per second
     close: bool = False         # wrk: send "Connection: close"
+    generators: int = 1         # paced: generator processes, each sending rate/generators
 
     def describe(self) -> str:
         if self.client == "paced":
-            return (f"paced {self.rate} req/s {self.mode}, {self.connections} connections, "
-                    f"{self.seconds:g} s")
+            gens = f" ({self.generators} generators)" if self.generators > 1 else ""
+            return (f"paced {self.rate} req/s {self.mode}, {self.connections} connections"
+                    f"{gens}, {self.seconds:g} s")
         hdr = ", Connection: close" if self.close else ", keep-alive"
         return f"wrk -t1 -c{self.connections} -d{self.seconds:g}s{hdr}"
 
@@ -108,14 +117,56 @@ def client_load(rig: Rig, sc: Scenario, tag: str,
         return _client_load(rig, sc, tag)
 
 
+def paced(rig: Rig, sc: Scenario, tag: str) -> Dict[str, Any]:
+    """The lab traffic generator, ``sc.generators`` processes at once, each sending its share
+    of the rate, the requests and the connections; their summaries merged (counts and rates
+    summed, latency percentiles the largest of the processes'), plus the generators' CPU
+    seconds (from this process's reaped-children usage)."""
+    k = max(1, sc.generators)
+    total = int(sc.rate * sc.seconds)
+    conns = max(1, sc.connections // k)
+    argv = [*rig.lab.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
+            f"http://{rig.online}", "--json", "--mode", sc.mode, "--connections", str(conns),
+            "--get-paths", f"/?{tag}"]
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    gens = []
+    for i in range(k):
+        share = total // k + (1 if i < total % k else 0)
+        gens.append(subprocess.Popen([*argv, "--requests", str(share), "--rate",
+                                      str(sc.rate / k), "--seed", str(1 + 1000 * i)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=rig.env, cwd=str(REPO)))
+    docs, problems = [], []
+    for g in gens:
+        try:
+            out, err = g.communicate(timeout=sc.seconds * 6 + 60)
+        except subprocess.TimeoutExpired:
+            g.kill()
+            out, err = g.communicate()
+        try:
+            docs.append(json.loads(out))
+        except ValueError:
+            problems.append(f"status {g.returncode}: {err.decode(errors='replace')[-200:]}")
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if problems:
+        raise RuntimeError("traffic generator failed: " + "; ".join(problems))
+    kinds: Counter[str] = Counter()
+    for d in docs:
+        kinds.update(d.get("error_kinds") or {})
+    lats = [d.get("latency_ms") or {} for d in docs]
+    return {"ok": sum(d.get("ok", 0) for d in docs),
+            "errors": sum(d.get("errors", 0) for d in docs),
+            "rate": round(sum(d.get("rate", 0.0) for d in docs), 1),
+            "error_kinds": dict(kinds), "generators": k,
+            "generator_cpu_s": round(usage1.ru_utime + usage1.ru_stime
+                                     - usage0.ru_utime - usage0.ru_stime, 2),
+            "latency_ms": {q: max((x[q] for x in lats if x.get(q) is not None), default=None)
+                           for q in ("p50", "p99", "p99.9", "max")} if lats else None}
+
+
 def _client_load(rig: Rig, sc: Scenario, tag: str) -> Dict[str, Any]:
     if sc.client == "paced":
-        total = int(sc.rate * sc.seconds)
-        res = rig.traffic("--requests", str(total), "--mode", sc.mode, "--connections",
-                          str(sc.connections), "--rate", str(sc.rate), "--get-paths", f"/?{tag}",
-                          timeout=sc.seconds * 6 + 60)
-        return {"ok": res.get("ok"), "errors": res.get("errors"), "rate": res.get("rate"),
-                "error_kinds": res.get("error_kinds"), "latency_ms": res.get("latency_ms")}
+        return paced(rig, sc, tag)
     argv = ["wrk", "-t1", f"-c{sc.connections}", f"-d{sc.seconds:g}s"]
     if sc.close:
         argv += ["-H", "Connection: close"]
@@ -163,7 +214,7 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         pids = copier.start(tag) if copier else {}
         online_log = LogTail(rig.lab.host("online").access_log)
         target_log = LogTail(rig.lab.host("target").access_log)
-        cpu0 = {k: procs.cpu_split(p) for k, p in pids.items()}
+        cpu0 = {k: procs.cpu_tree(p) for k, p in pids.items()}
         t0 = time.monotonic()
         row["client"] = client_load(rig, sc, tag, client_cpus)
         t_end = time.monotonic()
@@ -175,8 +226,9 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         online = settled_count(online_log, tag)
         if copier and online > want:        # nginx logged a few more after the client ended
             wait_copies(target_log, online, quiet, limit)
-        cpu1 = {k: procs.cpu_split(p) for k, p in pids.items()}
-        rss = {k: round(procs.hwm_mb(p), 1) for k, p in pids.items()}
+        cpu1 = {k: procs.cpu_tree(p) for k, p in pids.items()}
+        rss = {k: round(procs.hwm_tree_mb(p), 1) for k, p in pids.items()}
+        pss = {k: round(procs.pss_tree_mb(p), 1) for k, p in pids.items()}
         drops = copier.drops_before_stop() if copier else {}
     finally:
         if copier:
@@ -187,17 +239,17 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         return row
     copied = target_log.tagged(tag, rig.fake_prefix)
     drops.update(copier.drops_after_stop(tag))
-    cpu: Dict[str, Tuple[float, float]] = {
-        k: (cpu1[k][0] - cpu0[k][0], cpu1[k][1] - cpu0[k][1]) for k in pids}
+    per_proc = {k: procs.tree_delta(cpu0[k], cpu1[k]) for k in pids}
+    cpu = {k: sum(d.values()) for k, d in per_proc.items()}
     row.update(
         copied=copied, fidelity=round(copied / online, 5) if online else None,
         trail_s=round(max(0.0, target_log.last_growth - t_end), 2),
         kernel_drops=drops,
-        cpu_s={k: round(u + s, 2) for k, (u, s) in cpu.items()},
-        cpu_user_s={k: round(u, 2) for k, (u, _) in cpu.items()},
-        cpu_s_per_10k={k: per_10k(u + s, copied) for k, (u, s) in cpu.items()},
-        cpu_s_per_10k_online={k: per_10k(u + s, online) for k, (u, s) in cpu.items()},
-        rss_mb=rss, tcpcopy_counters=copier.final_counters(tag),
+        cpu_s={k: round(v, 2) for k, v in cpu.items()},
+        cpu_s_procs={k: [round(v, 2) for _, v in sorted(d.items())] for k, d in per_proc.items()},
+        cpu_s_per_10k={k: per_10k(v, copied) for k, v in cpu.items()},
+        cpu_s_per_10k_online={k: per_10k(v, online) for k, v in cpu.items()},
+        rss_mb=rss, pss_mb=pss, tcpcopy_counters=copier.final_counters(tag),
     )
     return row
 

@@ -61,3 +61,45 @@ def test_bench_quick_writes_every_scenario(tmp_path: Path) -> None:
     assert "paced-ka" in res.stdout and "online latency ms" in res.stdout
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"lc-{prefix}" not in left, left
+
+
+def test_rate_sweep_quick_one_and_two_workers(tmp_path: Path) -> None:
+    """``bench/rate_sweep.py --quick``: two 1 s keep-alive steps with 1 and with 2 workers
+    (our pair started through engine_bench's per-daemon flags); each step copied, its CPU
+    read from every process of the pair (parent + workers), and the lab is gone after."""
+    out = tmp_path / "sweep.json"
+    prefix = unique_lab_name("rq")[:4]
+    argv = [sys.executable, str(REPO / "bench" / "rate_sweep.py"), "--quick", "--no-pin",
+            "--out", str(out), "--lab-prefix", prefix]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    steps = doc["steps"]
+    assert [(s["workers"], s["rate_asked"]) for s in steps] == [(1, 500), (1, 1000),
+                                                                 (2, 500), (2, 1000)], steps
+    for s in steps:
+        assert s["online"] > 0 and 0 < s["fidelity"] <= 1.5, s
+        assert s["verdict"] in ("pass", "fail") and s["generators"] == 1, s
+        assert s["kernel_drops"]["tcpcopy"] is not None, s
+        # --workers 1: one process; --workers 2: the parent and two workers
+        want = 1 if s["workers"] == 1 else 3
+        assert len(s["cpu_s_procs"]["tcpcopy"]) == want, s
+        assert len(s["cpu_s_procs"]["intercept"]) == want, s
+    assert [(x["workers"], x["mode"]) for x in doc["summary"]] == [(1, "keepalive"),
+                                                                   (2, "keepalive")]
+    assert "not pinned" in doc["layout"]["2"]
+    assert "highest rate copied" in res.stdout
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"lc-{prefix}" not in left, left
+
+
+def test_engine_bench_bad_worker_flags_exit_2() -> None:
+    """A bad combination of our per-daemon flags is one error line and exit 2 (no lab)."""
+    for extra, needle in (
+            (["--ours-workers", "2", "--ours-tcpcopy-args", "--workers 3"], "--ours-workers"),
+            (["--ours-tcpcopy-args", "--workers 2 --intercept-workers 2"], "must be equal")):
+        res = subprocess.run([sys.executable, str(REPO / "bench" / "engine_bench.py"),
+                              "--quick", *extra], capture_output=True, text=True, timeout=60,
+                             cwd=str(REPO))
+        assert res.returncode == 2, (extra, res.stderr)
+        assert needle in res.stderr.splitlines()[-1] and "Traceback" not in res.stderr, res.stderr
