@@ -28,7 +28,7 @@ from engine.loop import DEFAULT_GATHER_MS, MAX_GATHER_MS
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
-from engine.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
+from engine.rawsock.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
 
 
 class UsageError(ValueError):

@@ -28,7 +28,7 @@ from engine.options.addresses import (
     parse_transfer,
     split_items,
 )
-from engine.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
+from engine.rawsock.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
 
 DEFAULT_INTERCEPT_PORT = 36524
 MAX_WORKERS = 64

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from engine.actions import Action, Drop, RegisterRoute, SendPacket
 from engine.header import PacketError, fields, record_fields
@@ -25,7 +25,6 @@ from engine.session import (
     CLOSED,
     INF,
     M32,
-    SYN_SENT,
     Session,
     after,
     due,
@@ -35,7 +34,7 @@ from engine.session import (
     on_timer,
     send_ack,
 )
-from engine.session.admit import SESSION_OVERHEAD, client_syn, create, revive
+from engine.session.admit import client_syn, create, revive
 from engine.session.config import (
     COUNTERS,
     SELECT_COUNTERS,
@@ -46,20 +45,11 @@ from engine.session.config import (
 from engine.session.hold import pause, resume
 from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
+from engine.session.shed import Shed, over_buffer, over_rss, send_refused
 
-SEND_FAILS_MAX = 12              # refused sends in a row (no ACK progress) before shedding
-MEMORY_SETTLE = 5.0              # s after an RSS shed before RSS is acted on again (freed
-#                                  memory shows in RSS late, if at all: do not shed twice for it)
 _new = tuple.__new__
 Actions = Sequence[Action]           # what an event returns: a list, or NO_ACTIONS
 NO_ACTIONS: Tuple[()] = ()
-
-
-class Shed(NamedTuple):
-    """What ``check_memory`` did: how many sessions it shed, and the actions that caused."""
-
-    sessions: int
-    actions: Actions
 CAPTURE_DROPS = {"protocol": "filtered", "fragment": "frag"}   # other PacketErrors: malformed
 #: Superseded timer entries tolerated beyond two per session before `compact_timers` runs.
 HEAP_SLACK = 1024
@@ -146,13 +136,9 @@ class Engine:
             self.out.append(Drop(reason))
 
     def check_buffer(self, sess: Session, now: float) -> None:
-        """Shed a session whose buffer or the process-wide estimate is over its cap."""
-        if sess.buffered > self.cfg.session_buffer_bytes:
-            self.drop("buffer_overflow")
-            finish(sess, now, "sessions_shed")
-        elif self.buffered_total + self.live * SESSION_OVERHEAD > self.cfg.memory_limit:
-            self.drop("memory_shed")
-            finish(sess, now, "sessions_shed")
+        """Shed a session whose buffer or the process-wide estimate is over its cap
+        (``engine.session.shed``)."""
+        over_buffer(self, sess, now)
 
     def drop_buffers(self, sess: Session) -> None:
         self.buffered_total -= sess.buffered
@@ -334,25 +320,9 @@ class Engine:
         return self._take()
 
     def on_send_error(self, fkey: int, now: float) -> Actions:
-        """The daemon could not send a packet of this session (the local stack refused it,
-        e.g. a firewall's EPERM): like a segment lost on the wire, the retransmission timer
-        sends it again (``send_retried``); a session refused ``SEND_FAILS_MAX`` times with no
-        progress in between is shed (no RST: sending is what fails)."""
-        self.counters["send_errors"] += 1
-        s = self.by_fake.get(fkey)
-        if s is not None and s.state != CLOSED:
-            s.send_fails += 1
-            if s.send_fails > SEND_FAILS_MAX:
-                s.target_reset = True
-                finish(s, now, "sessions_shed")
-            else:
-                self.counters["send_retried"] += 1
-                if s.state == SYN_SENT:
-                    # our SYN never left: try again soon (not after the 1 s SYN timeout), and
-                    # the target's handshake clock starts again (it never saw the SYN)
-                    s.rto_at = now + self.cfg.rto_min
-                    s.hs_at = now + self.cfg.handshake_timeout
-                    self.arm(s, s.rto_at)
+        """The daemon could not send a packet of this session: retried, or shed after
+        ``SEND_FAILS_MAX`` refusals (``engine.session.shed.send_refused``)."""
+        send_refused(self, fkey, now)
         return self._take()
 
     def channel_down(self, now: float) -> int:
@@ -377,35 +347,11 @@ class Engine:
 
     def check_memory(self, rss: int, now: float) -> Shed:
         """``-m`` by measurement: ``rss`` is the process's resident size in bytes (the daemon
-        reads it). Over the cap, shed live sessions, those buffering the most first, then the
-        oldest (so a table of empty sessions, e.g. a SYN flood, is shed too), until their
-        estimated size covers the excess: at least one, at most half the table. Each is counted
-        as ``memory_shed`` + ``sessions_shed``. Then RSS is ignored for ``MEMORY_SETTLE`` s.
-        While over, new sessions are refused (``memory_shed``, in ``admit.create``).
-        RSS rarely comes down after a shed (the allocator keeps the freed memory for the next
-        sessions): until RSS is under the cap again, what the table's estimate shrank since the
-        first shed is credited against it, so a table that fits is not shed again and again.
-        Returns how many sessions were shed and their actions (RSTs)."""
-        estimate = self.buffered_total + self.live * SESSION_OVERHEAD
-        if rss <= self.cfg.memory_limit:
-            self.mem_anchor = -1
-        credit = max(0, self.mem_anchor - estimate) if self.mem_anchor >= 0 else 0
-        excess = rss - credit - self.cfg.memory_limit
-        self.rss_over = excess > 0
-        if excess <= 0 or not self.live or now < self.mem_settle_at:
+        reads it); over the cap, sessions are shed (``engine.session.shed.over_rss``). Returns
+        how many sessions were shed and their actions (RSTs)."""
+        count = over_rss(self, rss, now)
+        if count is None:
             return Shed(0, [])
-        live = [s for s in self.by_fake.values() if s.state != CLOSED]
-        live.sort(key=lambda s: (-s.buffered, s.created))
-        freed = count = 0
-        for s in live[:max(1, len(live) // 2)]:
-            if freed >= excess:
-                break
-            freed += s.buffered + SESSION_OVERHEAD
-            self.drop("memory_shed")
-            finish(s, now, "sessions_shed")
-            count += 1
-        self.mem_settle_at = now + MEMORY_SETTLE
-        self.mem_anchor = max(self.mem_anchor, estimate)
         return Shed(count, self._take())
 
     def shutdown(self, now: float) -> Actions:

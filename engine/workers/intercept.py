@@ -2,24 +2,31 @@
 
 Worker j listens on ``-p`` + j, captures only the responses to fake ports ``% M == j`` (the
 daemon narrows its filter with ``bpf.residue_filter``), writes ``<stats>.w<j>`` and no pid
-file. All M daemons are set up before ``-d`` detaches (errors still reach the terminal), then
-forked; the parent keeps the pid file and writes the merged stats file."""
+file. All M daemons are set up (``engine.intercept.cli``) before ``-d`` detaches (errors still
+reach the terminal), then forked; the parent keeps the pid file and writes the merged stats
+file."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
-import sys
-from typing import List, Optional
+from typing import Optional, Protocol, Sequence
 
 from engine import __version__
 from engine.daemon import daemonize, write_pidfile
-from engine.intercept_loop import InterceptDaemon, SetupError
 from engine.options.intercept import InterceptOptions
 from engine.stats import Logger
 from engine.workers.merge import worker_path
 from engine.workers.process import StatsSpec, supervise
+
+
+class WorkerDaemon(Protocol):
+    """What this module needs of a set-up intercept daemon (``engine.intercept.daemon``)."""
+
+    def run(self) -> int: ...
+
+    def discard(self) -> None: ...
 
 
 def worker_options(opts: InterceptOptions, index: int) -> InterceptOptions:
@@ -30,18 +37,9 @@ def worker_options(opts: InterceptOptions, index: int) -> InterceptOptions:
         metrics_file=None)            # the parent writes the merged metrics
 
 
-def run_workers(opts: InterceptOptions) -> int:
-    """``--workers M``: set up every worker's sockets (errors on stderr, exit 1), detach with
-    ``-d``, then fork them and look after them."""
-    daemons: List[InterceptDaemon] = []
-    try:
-        for j in range(opts.workers):
-            daemons.append(InterceptDaemon(worker_options(opts, j)))
-    except SetupError as exc:
-        for d in daemons:
-            d.discard()
-        print(f"intercept: {exc}", file=sys.stderr)
-        return 1
+def run_workers(opts: InterceptOptions, daemons: Sequence[WorkerDaemon]) -> int:
+    """``--workers M``: the M daemons set up (``daemons[j]`` from ``worker_options(opts, j)``),
+    detach with ``-d``, then fork them and look after them."""
     if opts.daemon:
         daemonize(workdir=None)
     log = Logger(opts.log_file)

@@ -1,8 +1,9 @@
 """Inventories: YAML text -> a validated, frozen `Inventory` (the hosts, their roles, how to reach
 them, the engine's options).
 
-`models` is the schema (pydantic models, one per YAML section; the `engine:` section in
-`engine_options`, the `-c` pool arithmetic in `pool`, the frozen base model in `base`), and
+`models` is the schema (pydantic models, one per YAML section, all importable from it: the
+`hosts:` section in `hosts`, the small sections in `sections`, `engine:` in `engine_options`,
+the `-c` pool arithmetic in `pool`, the frozen base model in `base`), and
 `Inventory.targets` / `Inventory.target_role(host)` the one way to read the target host(s)
 (`hosts.target`, or `hosts.targets` with roles baseline|candidate|plain); `load` reads YAML
 with line numbers (`load_inventory(path)`, `parse_inventory(text, source)`), so every

@@ -1,9 +1,12 @@
-"""The inventory schema: frozen pydantic models, one per YAML section.
+"""The inventory schema: `Inventory` (the whole file), its derived views and the checks that
+span sections (host roles, targets, topology, pool size).
 
 Loading (YAML with line numbers, error messages naming file:line) lives in `labctl.inventory.load`;
-this module only says what a valid inventory is. Every model forbids unknown keys. The `engine:`
-section is in `engine_options`, `compare:` in `compare_options`, `ssh:` in `ssh_options`, the
-fake client pool's arithmetic in `pool`, the shared base model in `base`; all importable here.
+this module only says what a valid inventory is. Every model forbids unknown keys. The `hosts:`
+section is in `hosts`, `services:` `clients:` `intercept:` `logs:` `verify:` `conntrack:` in
+`sections`, `engine:` in `engine_options`, `compare:` in `compare_options`, `ssh:` in
+`ssh_options`, the fake client pool's arithmetic in `pool`, the shared base model in `base`; all
+importable here.
 """
 
 from __future__ import annotations
@@ -11,14 +14,25 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal, Optional
 
-from pydantic import Field, StrictBool, StrictInt, field_validator
+from pydantic import Field
 from pydantic import model_validator as _model_validator
 
 from labctl.inventory.base import FieldProblem, _Frozen
 from labctl.inventory.compare_options import Compare
 from labctl.inventory.engine_options import SELECT_RULES, Engine, Select, Strings
+from labctl.inventory.hosts import HOST_NAME, Hosts, HostSpec, Role, TargetRole, TargetSpec
 from labctl.inventory.pool import MAX_POOL_PER_HOST, pool_network, pool_size, split_pool
-from labctl.inventory.ssh_options import HostJump, JumpSpec, SSHOptions
+from labctl.inventory.sections import (
+    LOG_FORMATS,
+    Clients,
+    Conntrack,
+    Intercept,
+    Logs,
+    LogSpec,
+    Service,
+    Verify,
+)
+from labctl.inventory.ssh_options import JumpSpec, SSHOptions
 from labctl.model import CHAIN_PREFIX
 
 __all__ = ["HOST_NAME", "LAB_NAME", "LOG_FORMATS", "MAX_POOL_PER_HOST", "SELECT_RULES",
@@ -31,146 +45,6 @@ IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
 
 LAB_NAME = r"^[a-z][a-z0-9-]{0,15}$"
-HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-#: Named access-log formats the verify step knows; anything else must be a `log_format` string.
-LOG_FORMATS = ("combined", "labctl")
-
-
-def _absolute(value: Optional[str]) -> Optional[str]:
-    """Log paths are absolute: a relative one depends on the remote working directory, and one
-    starting with `-` would be read as an option by the commands that get it."""
-    if value is not None and not value.startswith("/"):
-        raise ValueError(f"{value!r} is not an absolute path (start it with /)")
-    return value
-
-
-class HostSpec(_Frozen):
-    """One SSH-reachable host."""
-
-    name: str = Field(pattern=HOST_NAME)
-    address: IPv4
-    port: StrictInt = Field(default=22, ge=1, le=65535)
-    user: str = Field(default="root", min_length=1)
-    key: Optional[str] = None
-    known_hosts: str = "~/.ssh/known_hosts"
-    sudo: StrictBool = False
-    #: This host's nginx access log when it is not `logs.online.path` / `logs.target.path`
-    #: (hosts laid out differently, or hosts sharing one filesystem like the local lab).
-    access_log: Optional[str] = Field(default=None, min_length=1)
-    #: This host's bastion, or `none` to connect directly; unset: `ssh.jump`, else the ssh
-    #: config's ProxyJump (labctl.transport.sshroute).
-    jump: Optional[HostJump] = None
-
-    _log_absolute = field_validator("access_log")(_absolute)
-
-
-#: What a target is for: `baseline` (the version in production) and `candidate` (the version
-#: under test) are what `labctl compare` pairs; `plain` is any other copy.
-TargetRole = Literal["baseline", "candidate", "plain"]
-
-
-class TargetSpec(HostSpec):
-    """One of `hosts.targets`: a host spec plus what it is for."""
-
-    role: TargetRole = "plain"
-
-
-class Hosts(_Frozen):
-    """`target` (one) or `targets` (a list, each with a role): exactly one of them.
-
-    Read the targets through `Inventory.targets` / `Inventory.target_role`, never here."""
-
-    online: list[HostSpec] = Field(min_length=1)
-    target: Optional[HostSpec] = None
-    targets: Optional[list[TargetSpec]] = Field(default=None, min_length=1)
-    assistant: Optional[HostSpec] = None
-
-    @_model_validator(mode="after")
-    def _one_target_key(self) -> Hosts:
-        if self.target is None and self.targets is None:
-            raise FieldProblem(("hosts",), "hosts needs target: (one host) or targets: (a list "
-                                           "of hosts, each with role: baseline|candidate|plain)")
-        if self.target is not None and self.targets is not None:
-            raise FieldProblem(("hosts", "targets"),
-                               "give hosts.target or hosts.targets, not both (a single target "
-                               "is a list of one)")
-        return self
-
-
-class Service(_Frozen):
-    """`-x` mapping: traffic to `online_address:port` is copied to `target_address:target_port`."""
-
-    port: StrictInt = Field(ge=1, le=65535)
-    target_port: StrictInt = Field(ge=1, le=65535)
-    online_address: Optional[IPv4] = None
-    #: Defaults to the target host's address. Only with a single `hosts.target`: with
-    #: `hosts.targets` every service is copied to each target's own address (an error).
-    target_address: Optional[IPv4] = None
-
-
-class Clients(_Frozen):
-    #: tcpcopy `-c`: fake client addresses (`a.b.c.x` ranges or addresses). Empty in
-    #: two-server means "the online host's own address" (the seed's `-c 1.2.3.4`).
-    pool: list[str] = Field(default_factory=list)
-    #: Routed via the assistant on the target (three-server only).
-    networks: list[Net] = Field(default_factory=list)
-    #: Where real clients come from; the pool must not overlap them.
-    real_networks: list[Net] = Field(default_factory=list)
-
-    @field_validator("pool")
-    @classmethod
-    def _pool_parses(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            pool_network(entry)
-        return value
-
-    def pool_networks(self) -> list[Net]:
-        return [pool_network(e) for e in self.pool]
-
-
-class Intercept(_Frozen):
-    port: StrictInt = Field(default=36524, ge=1, le=65535)
-    #: Path on the operator's machine; null -> labctl generates one key per lab.
-    key_file: Optional[str] = None
-    #: intercept `-b`; null -> the intercept host's inventory address.
-    bind: Optional[IPv4] = None
-
-
-class LogSpec(_Frozen):
-    path: str = Field(min_length=1)
-    #: `combined`, `labctl`, or an nginx `log_format` string (contains `$`).
-    format: str = "combined"
-
-    _path_absolute = field_validator("path")(_absolute)
-
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value not in LOG_FORMATS and "$" not in value:
-            raise ValueError(
-                f"unknown log format {value!r}; use one of {', '.join(LOG_FORMATS)} "
-                "or an nginx log_format string containing $variables"
-            )
-        return value
-
-
-class Logs(_Frozen):
-    online: LogSpec = LogSpec(path="/var/log/nginx/access.log")
-    target: LogSpec = LogSpec(path="/var/log/nginx/access.log")
-
-
-class Verify(_Frozen):
-    ratio_tolerance: float = Field(default=0.005, ge=0, le=1)
-    max_leaks: StrictInt = Field(default=0, ge=0)
-
-
-class Conntrack(_Frozen):
-    max_usage: float = Field(default=0.8, gt=0, le=1)
-    expected_sessions: StrictInt = Field(default=10000, ge=0)
-    notrack: StrictBool = False
-
-
-Role = Literal["online", "target", "assistant"]
 
 
 class Inventory(_Frozen):

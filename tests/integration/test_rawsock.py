@@ -216,7 +216,8 @@ def test_burst_arrives_whole_through_the_ring_after_a_fanout_join(ns_pair: NsPai
 CAPTURE_REFUSED = r"""
 import json, select, sys
 from engine import bpf, packets as P, rawsock
-rawsock.RING_FRAME = 24             # not a multiple of 16: the kernel refuses the ring (EINVAL)
+from engine.rawsock import capture
+capture.RING_FRAME = 24             # not a multiple of 16: the kernel refuses the ring (EINVAL)
 cap = rawsock.CaptureSocket("eth0", bpf.tcp_port_filter([80], direction="dst"))
 print(json.dumps({"ring": cap.ring_bytes, "banner": rawsock.capture_banner([cap])}), flush=True)
 ep = select.epoll()

@@ -10,7 +10,6 @@ with a random name and removes them in a finalizer, failure or not.
 from __future__ import annotations
 
 import json
-import math
 import os
 import pwd
 import re
@@ -27,13 +26,12 @@ import pytest
 from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport.ssh import SSHTransport
 from tests.integration.test_up_down_helpers import (
-    copies,
+    copy_round,
+    daemon_status,
     labctl,
-    pool_prefix,
-    send_mixed,
     snapshot,
     tagged,
-    wait_copies,
+    up_then_down,
     write_inventory,
 )
 
@@ -104,43 +102,29 @@ def test_up_copies_and_down_restores_as_a_sudo_user(lab: Any, tmp_path: Path,
                                                     lab_user: Callable[[str], str]) -> None:
     name = lab_user("NOPASSWD: ALL")
     inv = write_inventory(lab, tmp_path, edit=lambda t: _as_user(t, name))
-    before = snapshot(lab)
 
-    up = labctl(tmp_path, "up", str(inv))
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert "dead-man confirmed" in up.stdout
-    st = labctl(tmp_path, "status", "--json")
-    assert st.returncode == 0, st.stderr
-    hosts = json.loads(st.stdout)["hosts"]
-    daemons = {d["name"]: d for h in hosts for d in h["daemons"]}
-    assert daemons["tcpcopy"]["alive"] and daemons["intercept"]["alive"]
-    # uploads went through the user's private temp files into root's state dirs
-    keys = list(Path(lab.dir, "state").rglob("channel.key"))
-    assert keys, _state_files(lab)
-    for key in keys:
-        info = key.stat()
-        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o600), key
-    assert _temp_files_of(name) == []
-    for role in ("online", "target", "assistant"):  # every session was the user's, none root's
-        log = (Path(lab.host(role).dir) / "sshd.log").read_text()
-        assert f"Accepted publickey for {name} " in log and "for root " not in log, role
+    with up_then_down(lab, tmp_path, inv, "--json") as up:
+        assert "dead-man confirmed" in up.stdout
+        daemons = daemon_status(tmp_path)
+        assert daemons["tcpcopy"]["alive"] and daemons["intercept"]["alive"]
+        # uploads went through the user's private temp files into root's state dirs
+        keys = list(Path(lab.dir, "state").rglob("channel.key"))
+        assert keys, _state_files(lab)
+        for key in keys:
+            info = key.stat()
+            assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o600), key
+        assert _temp_files_of(name) == []
+        for role in ("online", "target", "assistant"):  # every session the user's, none root's
+            log = (Path(lab.host(role).dir) / "sshd.log").read_text()
+            assert f"Accepted publickey for {name} " in log and "for root " not in log, role
 
-    prefix = pool_prefix(lab)
-    start = copies(lab, prefix)
-    sent = send_mixed(lab, 1000)
-    want = start + math.ceil(sent * 0.999)
-    got = wait_copies(lab, prefix, want, timeout=60)
-    assert got >= want, f"{got - start} of {sent} requests copied"
-    # verify reads both access logs and the daemons' stats through sudo as well
-    res = labctl(tmp_path, "verify", str(inv), "--since-up", "--json")
-    doc = json.loads(res.stdout or "{}")
-    assert doc.get("online_requests") == sent, (res.returncode, res.stderr[-2000:])
-    assert doc["copy_ratio"] >= 0.999, doc["verdict"]
+        sent = copy_round(lab, 1000, 0.999)
+        # verify reads both access logs and the daemons' stats through sudo as well
+        res = labctl(tmp_path, "verify", str(inv), "--since-up", "--json")
+        doc = json.loads(res.stdout or "{}")
+        assert doc.get("online_requests") == sent, (res.returncode, res.stderr[-2000:])
+        assert doc["copy_ratio"] >= 0.999, doc["verdict"]
 
-    down = labctl(tmp_path, "down", "--json")
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert snapshot(lab) == before
-    assert tagged(lab) == []
     assert [k for k in keys if k.exists()] == []  # down removes the channel key
     assert _temp_files_of(name) == []
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +128,48 @@ def wait_copies(info: Any, prefix: str, want: int, timeout: float = 60) -> int:
     while copies(info, prefix) < want and time.monotonic() < deadline:
         time.sleep(0.25)
     return copies(info, prefix)
+
+
+def copy_round(info: Any, requests: int, min_ratio: float = 1.0, connections: int = 4,
+               timeout: float = 60) -> int:
+    """Send `requests` mixed requests from the client and wait until at least `min_ratio` of
+    those sent were copied to the target (asserted, counting only this round's copies); how
+    many were sent."""
+    prefix = pool_prefix(info)
+    start = copies(info, prefix)
+    sent = send_mixed(info, requests, connections)
+    want = start + math.ceil(sent * min_ratio)
+    got = wait_copies(info, prefix, want, timeout)
+    assert got >= want, f"{got - start} of {sent} requests copied"
+    return sent
+
+
+def daemon_status(tmp: Path) -> dict[str, dict[str, Any]]:
+    """`labctl status --json` (asserted to exit 0 without a traceback): {daemon name: record}."""
+    st = labctl(tmp, "status", "--json")
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "Traceback" not in st.stdout + st.stderr
+    return {d["name"]: d for h in json.loads(st.stdout)["hosts"] for d in h["daemons"]}
+
+
+@contextmanager
+def up_then_down(info: Any, tmp: Path, inv: Path, *down_args: str
+                 ) -> Iterator[subprocess.CompletedProcess[str]]:
+    """`labctl up INV` (asserted to exit 0), the body, then `labctl down *down_args` even when
+    the body failed; after a body that passed, `down` is asserted to exit 0 without a
+    traceback and to leave the lab's routes and iptables as they were before `up`, with no
+    labctl chain, rule or engine process left (`snapshot`, `tagged`)."""
+    before = snapshot(info)
+    up = labctl(tmp, "up", str(inv))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield up
+    finally:
+        down = labctl(tmp, "down", *down_args)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "Traceback" not in down.stdout + down.stderr
+    assert snapshot(info) == before
+    assert tagged(info) == []
 
 
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,25 +19,18 @@ from typing import Any
 import pytest
 
 from tests.integration.test_up_down_helpers import (
+    copy_round,
+    daemon_status,
     env_for,
     labctl,
     labctl_argv,
-    pool_prefix,
-    send_mixed,
     snapshot,
     tagged,
-    wait_copies,
+    up_then_down,
     write_inventory,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def daemons(tmp: Path) -> dict[str, dict[str, Any]]:
-    st = labctl(tmp, "status", "--json")
-    assert st.returncode == 0, st.stdout + st.stderr
-    assert "Traceback" not in st.stdout + st.stderr
-    return {d["name"]: d for h in json.loads(st.stdout)["hosts"] for d in h["daemons"]}
 
 
 def gone(pid: int) -> bool:
@@ -54,30 +46,23 @@ def gone(pid: int) -> bool:
 def test_kill_9_of_a_daemon_then_status_and_down(lab: Any, tmp_path: Path, victim: str) -> None:
     inv = write_inventory(lab, tmp_path)
     before = snapshot(lab)
-    up = labctl(tmp_path, "up", str(inv))
-    assert up.returncode == 0, up.stdout + up.stderr
-    sent = send_mixed(lab, 40)
-    assert wait_copies(lab, pool_prefix(lab), sent, timeout=30) >= sent
-    running = daemons(tmp_path)
-    assert running["tcpcopy"]["alive"] and running["intercept"]["alive"]
-    pid = int(running[victim]["pid"])
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while not gone(pid):
-        assert time.monotonic() < deadline, f"{victim} ({pid}) still there after SIGKILL"
-        time.sleep(0.1)
-    after = daemons(tmp_path)
-    assert after[victim]["alive"] is False and after[victim]["state"] == "dead", after[victim]
-    text = labctl(tmp_path, "status")
-    assert text.returncode == 0 and "Traceback" not in text.stdout + text.stderr, text.stderr
-    print(f"R1 kill -9 {victim}: status says alive={after[victim]['alive']} "
-          f"state={after[victim]['state']!r}; the other: "
-          f"alive={after['intercept' if victim == 'tcpcopy' else 'tcpcopy']['alive']}")
-    down = labctl(tmp_path, "down", str(inv))
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert "Traceback" not in down.stdout + down.stderr
-    assert snapshot(lab) == before
-    assert tagged(lab) == []
+    with up_then_down(lab, tmp_path, inv, str(inv)):
+        copy_round(lab, 40, timeout=30)
+        running = daemon_status(tmp_path)
+        assert running["tcpcopy"]["alive"] and running["intercept"]["alive"]
+        pid = int(running[victim]["pid"])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not gone(pid):
+            assert time.monotonic() < deadline, f"{victim} ({pid}) still there after SIGKILL"
+            time.sleep(0.1)
+        after = daemon_status(tmp_path)
+        assert after[victim]["alive"] is False and after[victim]["state"] == "dead", after[victim]
+        text = labctl(tmp_path, "status")
+        assert text.returncode == 0 and "Traceback" not in text.stdout + text.stderr, text.stderr
+        print(f"R1 kill -9 {victim}: status says alive={after[victim]['alive']} "
+              f"state={after[victim]['state']!r}; the other: "
+              f"alive={after['intercept' if victim == 'tcpcopy' else 'tcpcopy']['alive']}")
     again = labctl(tmp_path, "down", str(inv))
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
     assert snapshot(lab) == before
@@ -112,10 +97,9 @@ def test_two_ups_at_once_one_proceeds_the_other_is_refused_by_the_lock(
     assert f"pid {refused_pid} " not in err
     said = next(ln for ln in err.splitlines() if "holds the lock" in ln)
     print(f"R4 two ups at once: {holder} proceeded; {refused_pid} refused: {said.strip()[:200]}")
-    running = daemons(tmp_path)  # the winner's lab is intact: nothing of it was undone
+    running = daemon_status(tmp_path)  # the winner's lab is intact: nothing of it was undone
     assert running["tcpcopy"]["alive"] and running["intercept"]["alive"]
-    sent = send_mixed(lab, 20)
-    assert wait_copies(lab, pool_prefix(lab), sent, timeout=30) >= sent
+    copy_round(lab, 20, timeout=30)
     down = labctl(tmp_path, "down", str(inv))
     assert down.returncode == 0, down.stdout + down.stderr
     assert snapshot(lab) == before and tagged(lab) == []

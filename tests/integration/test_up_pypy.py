@@ -4,7 +4,6 @@ traffic end to end, `status` says pypy3, and `down` restores everything."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -13,13 +12,11 @@ from typing import Any
 import pytest
 
 from tests.integration.test_up_down_helpers import (
+    copy_round,
+    daemon_status,
     labctl,
     ns_run,
-    pool_prefix,
-    send_mixed,
-    snapshot,
-    tagged,
-    wait_copies,
+    up_then_down,
     write_inventory,
 )
 
@@ -56,30 +53,16 @@ def test_up_with_pypy3_copies_traffic_and_status_says_pypy3(lab: Any, tmp_path: 
         pytest.fail("pypy3 is not installed on this machine: run `bash scripts/install.sh`",
                     pytrace=False)
     inv = write_inventory(lab, tmp_path, edit=_pypy3_runtime)
-    before = snapshot(lab)
     plan = labctl(tmp_path, "plan", str(inv))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     shown = " ".join(plan.stdout.split())
     assert "start tcpcopy under pypy3" in shown and "start intercept under pypy3" in shown, shown
-    up = labctl(tmp_path, "up", str(inv))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        st = labctl(tmp_path, "status", "--json")
-        assert st.returncode == 0, st.stderr
-        daemons = {d["name"]: d for h in json.loads(st.stdout)["hosts"] for d in h["daemons"]}
+    with up_then_down(lab, tmp_path, inv):
+        daemons = daemon_status(tmp_path)
         assert {n: (d["runtime"], d["alive"]) for n, d in daemons.items()} == {
             "tcpcopy": ("pypy3", True), "intercept": ("pypy3", True)}
         # ... and the processes really are PyPy (not a python3 that was told "pypy3")
         running = {**_engine_processes(lab, "online"), **_engine_processes(lab, "assistant")}
         assert set(running) == {"tcpcopy", "intercept"}, running
         assert all("pypy" in exe for exe in running.values()), running
-
-        sent = send_mixed(lab, REQUESTS)
-        assert sent == REQUESTS
-        copied = wait_copies(lab, pool_prefix(lab), sent)
-        assert copied >= MIN_RATIO * sent, f"{copied} of {sent} requests copied under pypy3"
-    finally:
-        down = labctl(tmp_path, "down")
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert snapshot(lab) == before
-    assert tagged(lab) == []
+        assert copy_round(lab, REQUESTS, MIN_RATIO) == REQUESTS

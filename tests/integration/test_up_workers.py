@@ -15,13 +15,11 @@ from labctl.inventory.load import parse_inventory
 from labctl.up.launch import key_path
 from tests.integration.copyrig import wait_for
 from tests.integration.test_up_down_helpers import (
+    copy_round,
+    daemon_status,
     labctl,
     ns_run,
-    pool_prefix,
-    send_mixed,
-    snapshot,
-    tagged,
-    wait_copies,
+    up_then_down,
     write_inventory,
 )
 
@@ -42,26 +40,17 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
                             f"metrics_file: '{prom}'")
 
     inv = write_inventory(lab, tmp_path, edit=edit)
-    before = snapshot(lab)
     plan = labctl(tmp_path, "plan", str(inv))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     shown = " ".join(plan.stdout.split())
     assert "--workers 2 --intercept-workers 2" in shown and "2 workers" in shown, shown
-    up = labctl(tmp_path, "up", str(inv))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with up_then_down(lab, tmp_path, inv):
         shipped = parse_inventory(inv.read_text(), source=str(inv))
         assert Path(key_path(shipped, shipped.intercept_host.name)).exists()
         listening = ns_run(lab, "assistant", "ss", "-Hltn")
         assert ":36524 " in listening and ":36525 " in listening, listening
-        sent = send_mixed(lab, REQUESTS, connections=8)
-        assert sent == REQUESTS
-        copied = wait_copies(lab, pool_prefix(lab), sent)
-        assert copied >= MIN_RATIO * sent, f"{copied} of {sent} requests copied by 2 workers"
-        st = labctl(tmp_path, "status", "--json")
-        assert st.returncode == 0, st.stderr
-        tcpcopy = next(d for h in json.loads(st.stdout)["hosts"] for d in h["daemons"]
-                       if d["name"] == "tcpcopy")
+        assert copy_round(lab, REQUESTS, MIN_RATIO, connections=8) == REQUESTS
+        tcpcopy = daemon_status(tmp_path)["tcpcopy"]
         assert tcpcopy["workers"] == 2 and len(tcpcopy["extra"]["per_worker"]) == 2, tcpcopy
         parsed = parse_inventory(inv.read_text(), source=str(inv))
         stats_path = daemons.files(parsed.remote_dir(parsed.hosts.online[0]), "tcpcopy")["stats"]
@@ -86,11 +75,6 @@ def test_up_with_two_workers_copies_everything(lab: Any, tmp_path: Path) -> None
         assert shown.returncode == 0, shown.stderr
         assert f'tcpcopy_requests_sent{{host="online",lab="{lab.name}"}}' in shown.stdout
         assert "# TYPE intercept_resp_routed counter" in shown.stdout
-    finally:
-        down = labctl(tmp_path, "down")
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert snapshot(lab) == before
-    assert tagged(lab) == []
     # the channel key does not outlive the lab (the lab's hosts share this filesystem)
     parsed = parse_inventory(inv.read_text(), source=str(inv))
     keys = [Path(key_path(parsed, h.name)) for h in (parsed.hosts.online[0],

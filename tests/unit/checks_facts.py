@@ -1,9 +1,12 @@
-"""Constructed facts for check/plan tests: a healthy lab, then `dataclasses.replace` per case."""
+"""Constructed facts for check/plan tests: a healthy lab, then `dataclasses.replace` per case
+(`with_host`, `proc_of`); inventories edited from the shipped ones (`edited`, `two_server`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 from labctl.facts import HostFacts, OperatorFacts
 from labctl.facts.iptables import Ruleset
@@ -12,7 +15,7 @@ from labctl.facts.proc import Conntrack, ProcValues
 from labctl.facts.routes import Interface, Route, RouteGet
 from labctl.facts.sockets import Listener
 from labctl.facts.system import PypyVersion, PythonVersion, SSHConnection
-from labctl.inventory.load import load_inventory
+from labctl.inventory.load import load_inventory, parse_inventory
 from labctl.inventory.models import Inventory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +65,31 @@ def healthy(inv: Inventory) -> dict[str, HostFacts]:
 
 def operator() -> OperatorFacts:
     return OperatorFacts((A("127.0.0.1"), OPERATOR))
+
+
+def with_host(facts: dict[str, HostFacts], host: str, **changes: Any) -> dict[str, HostFacts]:
+    out = dict(facts)
+    out[host] = dataclasses.replace(facts[host], **changes)
+    return out
+
+
+def proc_of(facts: dict[str, HostFacts], host: str, **changes: Any) -> ProcValues:
+    proc = facts[host].proc
+    assert proc is not None
+    return dataclasses.replace(proc, **changes)
+
+
+def edited(text_from: str, old: str, new: str) -> Inventory:
+    text = (ROOT / "inventories" / text_from).read_text()
+    assert old in text
+    return parse_inventory(text.replace(old, new))
+
+
+def two_server(port: int = 80) -> Inventory:
+    text = (ROOT / "inventories/staging.yaml").read_text()
+    text = text.replace("topology: three-server", "topology: two-server")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("  assistant:"))
+    text = text.replace("networks: [192.168.50.0/24]", "networks: []")
+    text = text.replace("pool: [192.168.50.x]", "pool: []")
+    text = text.replace("{port: 80, target_port: 80}", f"{{port: 80, target_port: {port}}}")
+    return parse_inventory(text)

@@ -9,26 +9,11 @@ import pytest
 from labctl.errors import RemoteError
 from labctl.hosts import daemons
 from labctl.transport.fake import FakeTransport
+from tests.unit.fake_clock import fake_poller
 
 HDIR = "/s/demo/assistant"
 PYZ = HDIR + "/labctl-engine.pyz"
 SPEC = daemons.DaemonSpec("intercept", ("-i", "eth0", "-p", "36524"))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
-
-
-def _poller() -> daemons.Poller:
-    clock = FakeClock()
-    return daemons.Poller(clock=clock, sleep=clock.sleep, interval=1.0)
 
 
 def test_launch_argv_detached_and_systemd() -> None:
@@ -69,7 +54,7 @@ def test_wait_listening_polls_ss() -> None:
     ss = ["ss", "-Hltn", "sport", "=", ":36524"]
     fake.on(ss, stdout="LISTEN 0 128 10.77.1.30:36524 0.0.0.0:*\n")
     fake.on(ss, stdout="", times=2)
-    daemons.wait_listening(fake, rec, 36524, timeout=10, poller=_poller())
+    daemons.wait_listening(fake, rec, 36524, timeout=10, poller=fake_poller())
     assert fake.commands.count(tuple(ss)) == 3
 
 
@@ -79,7 +64,7 @@ def test_wait_listening_fails_fast_with_log_tail_when_daemon_died() -> None:
     fake.on_prefix(["ss"], stdout="").on_prefix(["cat"], exit_code=1)
     fake.on_prefix(["tail"], stdout="2024/01/01 00:00:00 +000 [error] bind: address in use")
     with pytest.raises(RemoteError, match="address in use"):
-        daemons.wait_listening(fake, rec, 36524, timeout=10, poller=_poller())
+        daemons.wait_listening(fake, rec, 36524, timeout=10, poller=fake_poller())
 
 
 def test_wait_connected_reads_stats_until_connected() -> None:
@@ -91,7 +76,7 @@ def test_wait_connected_reads_stats_until_connected() -> None:
     fake.on(["cat", HDIR + "/tcpcopy.stats"], stdout=json.dumps(good))
     fake.on(["cat", HDIR + "/tcpcopy.stats"], stdout=json.dumps(
         {"intercepts": [{"addr": "x", "connections": 0}]}), times=2)
-    assert daemons.wait_connected(fake, rec, timeout=10, poller=_poller()) == good
+    assert daemons.wait_connected(fake, rec, timeout=10, poller=fake_poller()) == good
 
 
 def test_wait_connected_times_out() -> None:
@@ -101,7 +86,7 @@ def test_wait_connected_times_out() -> None:
     fake.on(["cat", "/proc/5/cmdline"], stdout=f"tcpcopy {HDIR}/tcpcopy.stats")
     fake.on(["cat", HDIR + "/tcpcopy.stats"], exit_code=1)
     with pytest.raises(RemoteError, match="timed out after 3s"):
-        daemons.wait_connected(fake, rec, timeout=3, poller=_poller())
+        daemons.wait_connected(fake, rec, timeout=3, poller=fake_poller())
 
 
 def test_is_connected() -> None:
@@ -117,7 +102,7 @@ def test_stop_term_then_kill_after_grace_and_keeps_final_stats() -> None:
     _alive(fake)  # never exits on TERM
     fake.on(["kill", "-TERM", "77"]).on(["kill", "-KILL", "77"])
     fake.on(["cat", HDIR + "/intercept.stats"], stdout='{"state": "exited", "counters": {}}')
-    daemons.stop(fake, rec, grace=3, poller=_poller(), now=lambda: 9.0)
+    daemons.stop(fake, rec, grace=3, poller=fake_poller(), now=lambda: 9.0)
     assert fake.commands.index(("kill", "-TERM", "77")) < fake.commands.index(
         ("kill", "-KILL", "77"))
     assert rec.final_stats == {"state": "exited", "counters": {}} and rec.stopped_at == 9.0
@@ -129,7 +114,7 @@ def test_stop_graceful_no_kill() -> None:
     _alive(fake, times=1)
     fake.on(["kill", "-TERM", "77"])
     fake.on(["cat", HDIR + "/intercept.stats"], exit_code=1)
-    daemons.stop(fake, rec, grace=3, poller=_poller())
+    daemons.stop(fake, rec, grace=3, poller=fake_poller())
     assert ("kill", "-KILL", "77") not in fake.commands
 
 

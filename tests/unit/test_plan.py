@@ -19,8 +19,7 @@ from labctl.up import run as ops
 from labctl.up.engine_args import EnginePaths, intercept_argv, response_filter, tcpcopy_argv
 from labctl.up.plan import MAX_CHAIN, NONEMPTY, PlanOptions, channel_changes, make_plan
 from labctl.up.trust import journal_problems
-from tests.unit.checks_facts import ROOT, A, N, healthy, inventory
-from tests.unit.test_checks import proc_of, two_server, with_host
+from tests.unit.checks_facts import ROOT, A, N, healthy, inventory, proc_of, two_server, with_host
 from tests.unit.test_facts_gather import scripted
 from tests.unit.up_hosts import simulated_host
 

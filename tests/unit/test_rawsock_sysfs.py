@@ -1,5 +1,5 @@
-"""engine.rawsock.list_interfaces reads /sys/class/net (PyPy 3.9's socket has no if_nameindex):
-up, non-loopback interfaces in ifindex order, whatever the directory order."""
+"""engine.rawsock.list_interfaces (``interfaces``) reads /sys/class/net (PyPy 3.9's socket has
+no if_nameindex): up, non-loopback interfaces in ifindex order, whatever the directory order."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""engine.ring: the TPACKET_V3 block/frame walker over a synthetic ring (an anonymous mmap, as the
-socket's ring is an mmap; no kernel socket), and the ``--capture-ring-mb`` flag of both daemons."""
+"""engine.rawsock.ring: the TPACKET_V3 block/frame walker over a synthetic ring (an anonymous
+mmap, as the socket's ring is an mmap; no kernel socket), and the ``--capture-ring-mb`` flag of
+both daemons."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from engine import intercept, tcpcopy
 from engine.intercept import UsageError, parse_args
 from engine.options import OptionsError, parse_tcpcopy_args
-from engine.ring import (
+from engine.rawsock.ring import (
     BLOCK_DESC_SIZE,
     FRAME_HDR_SIZE,
     REQ3,

@@ -7,7 +7,8 @@ from __future__ import annotations
 from engine.packets import ACK, FIN, PSH, RST, SYN, build_tcp_options
 from engine.session import CLOSED, OOO_MAX, finish
 from engine.session.admit import SESSION_OVERHEAD
-from engine.session.table import HEAP_SLACK, MEMORY_SETTLE, Engine
+from engine.session.shed import MEMORY_SETTLE
+from engine.session.table import HEAP_SLACK, Engine
 from tests.unit.test_session import (
     CISN,
     FAKE,

@@ -31,6 +31,7 @@ from labctl.transport.fake import FakeTransport
 from labctl.up.down import HostStatus, StatusReport
 from labctl.up.launch import daemon_change, record_of
 from labctl.up.trust import journal_problems
+from tests.unit.fake_clock import fake_poller
 
 HDIR = "/s/demo/online1"
 PYZ = HDIR + "/labctl-engine.pyz"
@@ -39,22 +40,6 @@ SUP_PID = HDIR + "/tcpcopy.supervisor.pid"
 SUP_STATE = HDIR + "/tcpcopy.supervisor.json"
 ROOT = Path(__file__).resolve().parents[2]
 _INVENTORY = (ROOT / "inventories/staging.yaml").read_text()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
-
-
-def _poller() -> daemons.Poller:
-    clock = FakeClock()
-    return daemons.Poller(clock=clock, sleep=clock.sleep, interval=1.0)
 
 
 def test_engine_supervised_argv_wraps_the_daemon_in_supervise() -> None:
@@ -151,7 +136,7 @@ def test_stop_ends_the_supervisor_before_the_daemon() -> None:
     _daemon_alive(fake, times=0)
     fake.on(["kill", "-TERM", "40"])
     fake.on(["cat", HDIR + "/tcpcopy.stats"], stdout='{"state": "exited", "counters": {}}')
-    daemons.stop(fake, rec, grace=3, poller=_poller(), now=lambda: 9.0)
+    daemons.stop(fake, rec, grace=3, poller=fake_poller(), now=lambda: 9.0)
     kills = [c for c in fake.commands if c[0] == "kill"]
     assert kills == [("kill", "-TERM", "40")]
     assert rec.final_stats == {"state": "exited", "counters": {}} and rec.stopped_at == 9.0
@@ -164,7 +149,7 @@ def test_stop_falls_back_to_the_daemon_when_the_supervisor_is_gone() -> None:
     _daemon_alive(fake, times=2)
     fake.on(["kill", "-TERM", "41"])
     fake.on(["cat", HDIR + "/tcpcopy.stats"], exit_code=1)
-    daemons.stop(fake, rec, grace=3, poller=_poller())
+    daemons.stop(fake, rec, grace=3, poller=fake_poller())
     assert [c for c in fake.commands if c[0] == "kill"] == [("kill", "-TERM", "41")]
 
 
@@ -201,7 +186,7 @@ def test_wait_connected_fails_fast_when_the_supervisor_had_to_restart() -> None:
     fake.on(["cat", SUP_STATE], stdout='{"restarts": 0}', times=2)
     fake.on_prefix(["tail"], stdout="[error] -x: bad value")
     with pytest.raises(RemoteError, match=r"exited during start-up(?s:.)*bad value"):
-        daemons.wait_connected(fake, rec, timeout=30, poller=_poller())
+        daemons.wait_connected(fake, rec, timeout=30, poller=fake_poller())
 
 
 def test_render_shows_restarts_and_prometheus_counts_them() -> None:

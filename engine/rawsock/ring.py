@@ -1,7 +1,7 @@
 """TPACKET_V3 receive ring: layout constants and a pure walker over the ring's memory.
 
 The kernel fills a ring of ``block_nr`` blocks of ``block_size`` bytes (one ``mmap`` of the
-AF_PACKET socket, set up by ``engine.rawsock``). Each block starts with ``struct
+AF_PACKET socket, set up by ``engine.rawsock.capture``). Each block starts with ``struct
 tpacket_block_desc`` (version, offset_to_priv, then ``tpacket_hdr_v1``: block_status, num_pkts,
 offset_to_first_pkt, blk_len, seq_num, two timestamps); the kernel hands a block to user space by
 setting ``TP_STATUS_USER`` in block_status once it is full or its retire timer fired, and the
