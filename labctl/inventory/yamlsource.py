@@ -44,7 +44,7 @@ class Located:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node)
+                key = self._construct(key_node)
                 if not isinstance(key, str):
                     raise InventoryError(
                         f"{self.source}:{line_of(key_node)}: {dotted(path) or 'top level'}: "
@@ -60,7 +60,18 @@ class Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
-        return self._constructor.construct_object(node)
+        return self._construct(node)
+
+    def _construct(self, node: yaml.Node) -> Any:
+        """A scalar's value; a tag the safe loader does not know (`!!python/object:...`) is
+        refused naming its line, like any other bad YAML."""
+        try:
+            return self._constructor.construct_object(node)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InventoryError(f"{self.source}:{line_of(node)}: not valid here: {problem}",
+                                 hint="remove the YAML tag (a value is plain text, a number, "
+                                      "true/false, a list or a mapping)") from None
 
 
 def line_of(node: yaml.Node) -> int:

@@ -464,6 +464,9 @@ def replay(target: str, data: bytes) -> None:
     elif target == "inventory":
         test_inventory_loader_raises_only_inventory_error.hypothesis.inner_test(  # type: ignore[attr-defined]
             data.decode())
+    elif target == "runbook":
+        test_runbook_loader_raises_only_runbook_error.hypothesis.inner_test(  # type: ignore[attr-defined]
+            data.decode())
     else:
         raise AssertionError(f"no replay for {target}")
 

@@ -181,8 +181,10 @@ class LogFormat:
 
 
 def _literal(text: str) -> str:
-    # Runs of spaces in a format are single spaces in practice; be lenient about their count.
-    return r"\s+".join(re.escape(chunk) for chunk in text.split(" ")) if text else ""
+    # Runs of spaces in a format are single spaces in practice; be lenient about their count:
+    # one run is one \s+ (a \s+ per space made runs of them backtrack exponentially on a line
+    # that does not match: 28 spaces took 14 s; found by bench/fuzz_atheris.py).
+    return r"\s+".join(re.escape(chunk) for chunk in re.split(" +", text)) if text else ""
 
 
 def _opt(value: Optional[str]) -> Optional[str]:
