@@ -9,9 +9,11 @@ Each target is one hypothesis test of ``test_fuzz.py`` run through its
 ``.hypothesis.fuzz_one_input``: libFuzzer's bytes choose the test's example, so the rules are the
 test's own (only the documented exception escapes; an input handled in under ``--limit-ms``,
 wall time, a slow pure parser timed up to three times). Coverage of ``engine`` and ``labctl``
-guides the mutations. An input that breaks a rule stops the run with the test's assertion and
-hypothesis's "Falsifying example", and libFuzzer writes it to ``crash-*``: keep the decoded
-example as a regression file under ``tests/fixtures/fuzz/<target>/`` (see ``replay`` in
+guides the mutations. An input that breaks a rule stops the run with the test's assertion or
+the escaped exception, and libFuzzer writes it to ``crash-*`` (in the current directory, or
+``-artifact_prefix=DIR/``). ``--replay FILE`` runs that file through the target again and
+prints the calls it made (the parser's arguments): keep them as a regression file under
+``tests/fixtures/fuzz/<target>/`` (see ``replay`` in
 ``test_fuzz.py``) or as a unit test. Instrumented code runs several times slower than plain
 Python: a run on a busy box may need ``--limit-ms`` raised, which the printed slowest times
 then say. atheris comes with the dev extras where it has a wheel (x86-64, CPython 3.11);
@@ -52,6 +54,8 @@ def parse(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--limit-ms", type=float, default=100.0,
                    help="the per-input time limit (default 100, the F1 rule)")
     p.add_argument("--corpus", help="libFuzzer corpus directory (created; kept between runs)")
+    p.add_argument("--replay", metavar="FILE",
+                   help="run one input file (e.g. a crash-* file) and print the calls it made")
     p.epilog = "after --: flags for libFuzzer (-runs=N, -max_total_time=S, -seed=N, ...)"
     ours, libfuzzer = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) \
         if "--" in argv else (argv, [])
@@ -89,6 +93,28 @@ def reporting(one_input: Callable[[bytes], Any], every: int = 20000) -> Callable
     return run
 
 
+def replay(name: str, path: Path, limit_s: float) -> int:
+    """Run one input through the target (not instrumented), printing each parser call with
+    its arguments; 1 when the input still breaks a rule, 0 when it passes now."""
+    sys.path.insert(0, str(REPO))
+    from tests.unit import test_fuzz  # the plain module: nothing to instrument here
+    test_fuzz.LIMIT_S = limit_s
+    timed = test_fuzz.timed
+
+    def spy(target: str, fn: Callable[..., Any], *args: Any, tries: int = 1) -> Any:
+        print(f"{target}: {getattr(fn, '__qualname__', fn)}{args!r}"[:4000])
+        return timed(target, fn, *args, tries=tries)
+
+    test_fuzz.timed = spy
+    try:
+        getattr(test_fuzz, TARGETS[name]).hypothesis.fuzz_one_input(path.read_bytes())
+    except Exception as exc:
+        print(f"breaks a rule: {type(exc).__name__}: {exc}"[:2000])
+        return 1
+    print("passes")
+    return 0
+
+
 def main(argv: List[str]) -> int:
     a = parse(argv)
     if a.list:
@@ -98,6 +124,8 @@ def main(argv: List[str]) -> int:
         print(f"fuzz_atheris: unknown target {a.target!r}; one of: {', '.join(TARGETS)}",
               file=sys.stderr)
         return 2
+    if a.replay:
+        return replay(a.target, Path(a.replay), a.limit_ms / 1000.0)
     try:
         import atheris  # optional dependency
     except ImportError:

@@ -32,3 +32,12 @@ def test_a_short_coverage_guided_run_finds_nothing(target: str, tmp_path: Path) 
               f"-artifact_prefix={tmp_path}/")          # a finding's file: not in the repo
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Done 2000 runs" in out.stderr and "cov: " in out.stderr
+
+
+def test_replay_prints_the_calls_an_input_made(tmp_path: Path) -> None:
+    """--replay (no atheris needed): the parser calls of one input, and whether it passes."""
+    data = tmp_path / "input"
+    data.write_bytes(bytes(range(256)) * 2)
+    out = run("logformat", "--replay", str(data))
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "passes", out
+    assert out.stdout.startswith("logline: LogFormat(")
