@@ -153,3 +153,11 @@ def test_a_format_with_nginx_regex_captures_compiles_and_parses() -> None:
     rec = fmt.parse_line('10.0.0.1 abc "GET /x HTTP/1.1" 200')
     assert (rec.remote_addr, rec.uri, rec.status) == ("10.0.0.1", "/x", 200)
     assert fmt.variables == ["remote_addr", "1", "request", "status"]
+
+
+def test_two_variables_with_nothing_between_them_are_refused_naming_both() -> None:
+    """Their values run together in the log (which is which cannot be told), and a regex for a
+    chain of them backtracked for seconds on a line that did not match (found by atheris)."""
+    with pytest.raises(lp.LogFormatError, match=r"\$remote_addr and \$remote_user have nothing"):
+        lp.LogFormat('$remote_addr$remote_user [$time_local] "$request" $status')
+    lp.LogFormat('$remote_addr $remote_user [$time_local] "$request" $status')   # a space: fine

@@ -145,6 +145,13 @@ class LogFormat:
         for i, m in enumerate(matches):
             parts.append(_literal(fmt[pos:m.start()]))
             var = m.group(1) or m.group(2)
+            if i and m.start() == pos:
+                # nothing between two variables: their values run together in the log and
+                # cannot be told apart (and a regex for them backtracks exponentially)
+                prev = matches[i - 1].group(1) or matches[i - 1].group(2)
+                raise LogFormatError(f"log_format {fmt!r}: ${prev} and ${var} have nothing "
+                                     "between them, so their values cannot be told apart; "
+                                     "put a space or another character between them")
             after = fmt[m.end():matches[i + 1].start()] if i + 1 < len(matches) else fmt[m.end():]
             parts.append(self._group(var, after, last=i + 1 == len(matches)))
             pos = m.end()
