@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -277,23 +277,30 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return a
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    a = parse_args(argv)
+def run_main(prog: str, a: argparse.Namespace, run: Callable[[argparse.Namespace], Any],
+             render: Callable[[Any], str]) -> int:
+    """A lab bench's main: root or exit 2; ``run(a)``; a failure is one line on stderr and exit
+    1 (the lab is removed by ``run`` either way); the result as JSON in ``a.out``, printed."""
     if os.geteuid() != 0:
-        print("engine_bench: needs root (builds a network-namespace lab)", file=sys.stderr)
+        print(f"{prog}: needs root (builds a network-namespace lab)", file=sys.stderr)
         return 2
     try:
         result = run(a)
     except LabctlError as exc:
-        print(f"engine_bench: {exc.message}", file=sys.stderr)
+        print(f"{prog}: {exc.message}", file=sys.stderr)
         return 1
     except (RuntimeError, AssertionError) as exc:      # a copier did not start (lab is gone)
-        print(f"engine_bench: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(report.table(result["summary"], result["latency"]))
+    print(render(result))
     print(f"JSON: {a.out}")
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main("engine_bench", parse_args(argv), run,
+                    lambda result: report.table(result["summary"], result["latency"]))
 
 
 if __name__ == "__main__":

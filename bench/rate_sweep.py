@@ -45,10 +45,16 @@ from typing import Any, Dict, List, Optional, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.engine_bench import add_ours_flags, bench_lab, box, check_ours_flags, ours  # noqa: E402
+from bench.engine_bench import (  # noqa: E402
+    add_ours_flags,
+    bench_lab,
+    box,
+    check_ours_flags,
+    ours,
+    run_main,
+)
 from bench.sidebyside import procs  # noqa: E402
 from bench.sidebyside.scenarios import Scenario, run_one  # noqa: E402
-from labctl.errors import LabctlError  # noqa: E402
 from tests.integration.copyrig import Rig  # noqa: E402
 
 MODES = ("keepalive", "new")
@@ -312,22 +318,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    a = parse_args(argv)
-    if os.geteuid() != 0:
-        print("rate_sweep: needs root (builds a network-namespace lab)", file=sys.stderr)
-        return 2
-    try:
-        result = run(a)
-    except LabctlError as exc:
-        print(f"rate_sweep: {exc.message}", file=sys.stderr)
-        return 1
-    except (RuntimeError, AssertionError) as exc:      # a copier did not start (lab is gone)
-        print(f"rate_sweep: {exc}", file=sys.stderr)
-        return 1
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"JSON: {a.out}")
-    return 0
+    return run_main("rate_sweep", parse_args(argv), run, table)
 
 
 if __name__ == "__main__":
