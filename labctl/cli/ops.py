@@ -73,6 +73,8 @@ def up(
     saved = saved_plan.load(plan_file) if plan_file else None
     if saved is not None and saved.fix and not fix:
         fix = True                  # the plan was made with --fix: its sysctl changes are in it
+    if saved is not None and saved.supervise:
+        supervise = True            # made with --supervise: its daemons are supervised ones
     with hosts_progress(_names(res), board=not json_out) as (say, watch):
         opts = ops.UpOptions(dry_run=dry_run, force=force, fix=fix, strict=strict,
                              inventory_path=res.path,
@@ -113,7 +115,8 @@ def plan(
         raise ops.refused_error(report, False, fix, hooks_of(ctx), strict, planning=True)
     if out_file is None:
         return
-    digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix)
+    digest = saved_plan.save(out_file, report.plan, res.path, res.text, fix,
+                             supervise=supervise)
     err().print(f"plan saved to {out_file} (digest {digest[:12]}); apply it with "
                 f"`labctl up {res.path} --plan {out_file}`", highlight=False)
 

@@ -1,7 +1,8 @@
 """Saved plans: `labctl plan --out FILE` writes one, `labctl up --plan FILE` applies it only if it
 is still what `up` would do (pure: no I/O besides reading and writing the file).
 
-A saved plan (format `labctl-plan/2`) holds the inventory's hash, whether `--fix` was given and
+A saved plan (format `labctl-plan/2`) holds the inventory's hash, whether `--fix` (and
+`--supervise`: `up --plan` then applies both, as the plan was made with them) was given and
 every change as a structured record: host, step, kind, description, the exact apply/undo/probe
 argvs, whether it is guarded, and for a daemon its engine flags, files and readiness. At
 `up --plan`, labctl gathers the facts again and builds the plan anew; when the inventory or any
@@ -44,6 +45,7 @@ class SavedPlan:
     created_at: float
     changes: tuple[Record, ...]  # one record per change, in execution order
     digest: str
+    supervise: bool = False      # made with `plan --supervise` (absent in older files: false)
 
 
 def sha256(text: str) -> str:
@@ -63,26 +65,30 @@ def _canonical(record: Record) -> str:
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
-def digest(inventory_sha: str, fix: bool, records: tuple[Record, ...]) -> str:
-    h = hashlib.sha256(f"{FORMAT}\n{inventory_sha}\nfix={int(fix)}\n".encode())
+def digest(inventory_sha: str, fix: bool, records: tuple[Record, ...],
+           supervise: bool = False) -> str:
+    # supervise only when set: the digests of the files written before it stay valid
+    h = hashlib.sha256(f"{FORMAT}\n{inventory_sha}\nfix={int(fix)}\n".encode()
+                       + (b"supervise=1\n" if supervise else b""))
     for record in records:
         h.update(_canonical(record).encode("utf-8") + b"\n")
     return h.hexdigest()
 
 
 def dump(plan: Plan, inventory_path: str, inventory_text: str, fix: bool,
-         now: float | None = None) -> dict[str, Any]:
+         now: float | None = None, supervise: bool = False) -> dict[str, Any]:
     inv_sha = sha256(inventory_text)
     records = plan_records(plan)
     return {"format": FORMAT, "lab": plan.lab, "inventory": inventory_path,
-            "inventory_sha256": inv_sha, "fix": fix,
+            "inventory_sha256": inv_sha, "fix": fix, "supervise": supervise,
             "created_at": time.time() if now is None else now,
-            "changes": list(records), "digest": digest(inv_sha, fix, records)}
+            "changes": list(records), "digest": digest(inv_sha, fix, records, supervise)}
 
 
-def save(path: str, plan: Plan, inventory_path: str, inventory_text: str, fix: bool) -> str:
+def save(path: str, plan: Plan, inventory_path: str, inventory_text: str, fix: bool,
+         supervise: bool = False) -> str:
     """Write the plan file (atomically); returns its digest."""
-    data = dump(plan, inventory_path, inventory_text, fix)
+    data = dump(plan, inventory_path, inventory_text, fix, supervise=supervise)
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp")
     try:
@@ -124,16 +130,19 @@ def load(path: str) -> SavedPlan:
     for name, typ in fields.items():
         if not isinstance(data.get(name), typ):
             raise UsageError(f"{path}: field {name!r} is missing or of the wrong type")
+    supervise = data.get("supervise", False)
+    if not isinstance(supervise, bool):
+        raise UsageError(f"{path}: field 'supervise' must be true or false")
     changes = tuple(data["changes"])
     for i, rec in enumerate(changes):
         if not isinstance(rec, dict) or set(rec) != set(CHANGE_FIELDS):
             raise UsageError(f"{path}: field 'changes[{i}]' must be an object with the keys "
                              f"{', '.join(CHANGE_FIELDS)}")
-    if digest(data["inventory_sha256"], data["fix"], changes) != data["digest"]:
+    if digest(data["inventory_sha256"], data["fix"], changes, supervise) != data["digest"]:
         raise UsageError(f"{path}: the plan was edited after it was written (digest mismatch)",
                          hint="write a new one with `labctl plan INVENTORY --out FILE`")
     return SavedPlan(path, data["lab"], data["inventory_sha256"], data["fix"],
-                     float(data["created_at"]), changes, data["digest"])
+                     float(data["created_at"]), changes, data["digest"], supervise)
 
 
 # -- staleness --------------------------------------------------------------------------------

@@ -151,3 +151,28 @@ def test_changed_daemon_flags_make_the_plan_stale(fakes: dict[str, FakeTransport
     diffs = saved_plan.differences(saved_plan.load(path), plan.lab, INV.read_text(), plan)
     assert diffs == ["changed [online1] daemon:tcpcopy: daemon.args: removed `4`, added `2`"], \
         diffs
+
+
+def test_supervise_is_saved_digested_and_optional(fakes: dict[str, FakeTransport],  # noqa: F811
+                                                  tmp_path: Path) -> None:
+    """`plan --supervise --out F` records it (so `up --plan F` supervises without the flag);
+    flipping it in the file breaks the digest; a file written before the field loads as
+    unsupervised with its digest intact."""
+    plan = _plan(fakes)
+    path = tmp_path / "p.json"
+    saved_plan.save(str(path), plan, str(INV), INV.read_text(), fix=False, supervise=True)
+    assert saved_plan.load(str(path)).supervise is True
+    data = json.loads(path.read_text())
+    data["supervise"] = False
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="edited after it was written"):
+        saved_plan.load(str(path))
+    saved_plan.save(str(path), plan, str(INV), INV.read_text(), fix=False)
+    data = json.loads(path.read_text())
+    del data["supervise"]                                   # as an older labctl wrote it
+    path.write_text(json.dumps(data))
+    assert saved_plan.load(str(path)).supervise is False
+    data["supervise"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="'supervise' must be true or false"):
+        saved_plan.load(str(path))
