@@ -12,12 +12,12 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from labctl.errors import RemoteError
 from labctl.hosts import supervision as sv
 from labctl.hosts.journal import DaemonRecord
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 
 PYTHON = "python3"
@@ -164,19 +164,30 @@ def start(
     now: Callable[[], float] = time.time,
 ) -> DaemonRecord:
     """Run the launch argv; the record gets the pid (from the detach output or the pidfile)."""
-    # a fresh start: no stats of an earlier run, no conditions a crashed drill left behind
-    # (and for a supervised one no pid or state of an earlier run); both in one round trip
-    # where the host runs batches
+    argvs = start_argvs(record)
+    both = run_batch(transport, argvs, sudo=sudo)   # one round trip where the host can
+    if both is None:
+        both = [transport.run(argvs[0], sudo=sudo).check(), transport.run(argvs[1], sudo=sudo)]
+    return started(record, both, now)
+
+
+def start_argvs(record: DaemonRecord) -> list[list[str]]:
+    """A fresh start: no stats of an earlier run, no conditions a crashed drill left behind
+    (and for a supervised one no pid or state of an earlier run); then the launch argv."""
     stale = [record.pid_file, record.supervisor_state_file] if record.supervisor else []
     clean = ["rm", "-f", record.stats_file, netem_file(record), *[f for f in stale if f]]
-    both = run_batch(transport, [clean, list(record.argv)], sudo=sudo)
-    if both is None:
-        transport.run(clean, sudo=sudo).check()
-        res = transport.run(record.argv, sudo=sudo).check()
-    else:
-        both[0].check()
-        res = both[1].check()
-    word = res.stdout.strip().split()[-1] if res.stdout.strip() else ""
+    return [clean, list(record.argv)]
+
+
+def started(record: DaemonRecord, results: Sequence[Result],
+            now: Callable[[], float] = time.time) -> DaemonRecord:
+    """The record of a daemon `start_argvs` started (CommandFailed unless both ran well)."""
+    for res in results:
+        res.check()
+    if len(results) < 2:
+        raise RemoteError(f"{record.name} was not started", host=results[0].host
+                          if results else None)
+    word = results[1].stdout.strip().split()[-1] if results[1].stdout.strip() else ""
     pid = int(word) if word.isdigit() else None
     if record.supervisor == sv.ENGINE:
         record.supervisor_pid = pid  # the daemon's own pid is in its pidfile
@@ -189,7 +200,10 @@ def start(
 def read_stats(
     transport: Transport, stats_file: str, sudo: bool = True
 ) -> Optional[dict[str, Any]]:
-    res = transport.run(["cat", stats_file], sudo=sudo)
+    return _stats_of(transport.run(["cat", stats_file], sudo=sudo))
+
+
+def _stats_of(res: Result) -> Optional[dict[str, Any]]:
     if not res.ok:
         return None
     try:
@@ -199,17 +213,52 @@ def read_stats(
     return data if isinstance(data, dict) else None
 
 
+def _is_ours(record: DaemonRecord, cmdline: Result) -> bool:
+    return cmdline.ok and record.name in cmdline.stdout and record.stats_file in cmdline.stdout
+
+
 def current_pid(transport: Transport, record: DaemonRecord, sudo: bool = True) -> Optional[int]:
     """The daemon's pid if it is alive and really ours (/proc/PID/cmdline names the daemon)."""
+    return observe(transport, record, sudo, stats=False).pid
+
+
+@dataclass
+class Observed:
+    """One look at a daemon: its pid (None: not running, or not ours), its stats file, and the
+    results of any extra read-only argvs asked for in the same round trip."""
+
+    pid: Optional[int]
+    stats: Optional[dict[str, Any]]
+    extra: list[Result] = field(default_factory=list)
+
+
+def observe(transport: Transport, record: DaemonRecord, sudo: bool = True, stats: bool = True,
+            extra: Sequence[Sequence[str]] = ()) -> Observed:
+    """The daemon's pid file, the cmdline of the pid it was started with, its stats file and
+    `extra` in one round trip (a second one only when the pid file names another pid: that
+    one's cmdline). Where batches do not run: one command at a time, as before."""
+    first = [["cat", record.stats_file]] if stats else []
+    argvs = [*first, ["cat", record.pid_file], *[list(a) for a in extra]]
+    if record.pid:
+        argvs.append(["cat", f"/proc/{record.pid}/cmdline"])
+    got = run_batch(transport, argvs, sudo=sudo)
+    if got is None:
+        got = [transport.run(a, sudo=sudo) for a in argvs]
+    stats_res = got[0] if stats else None
+    pid_res = got[len(first)]
+    more = got[len(first) + 1:len(first) + 1 + len(extra)]
+    started = got[-1] if record.pid else None
     candidates = [record.pid] if record.pid else []
-    res = transport.run(["cat", record.pid_file], sudo=sudo)
-    if res.ok and res.stdout.strip().isdigit():
-        candidates.insert(0, int(res.stdout.strip()))
-    for pid in candidates:
-        cmd = transport.run(["cat", f"/proc/{pid}/cmdline"], sudo=sudo)
-        if cmd.ok and record.name in cmd.stdout and record.stats_file in cmd.stdout:
-            return pid
-    return None
+    if pid_res.ok and pid_res.stdout.strip().isdigit():
+        candidates.insert(0, int(pid_res.stdout.strip()))
+    pid = None
+    for cand in candidates:
+        cmd = started if cand == record.pid and started is not None else \
+            transport.run(["cat", f"/proc/{cand}/cmdline"], sudo=sudo)
+        if _is_ours(record, cmd):
+            pid = cand
+            break
+    return Observed(pid, _stats_of(stats_res) if stats_res is not None else None, more)
 
 
 def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> str:
@@ -220,14 +269,19 @@ def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> s
     return res.stdout.strip() if res.ok or res.stdout else "(no log)"
 
 
-def gone(transport: Transport, record: DaemonRecord, sudo: bool = True) -> bool:
+def gone(transport: Transport, record: DaemonRecord, sudo: bool = True,
+         seen: Optional[Observed] = None) -> bool:
     """The daemon died during start-up: not running; a supervised one, also when its
     supervisor is gone or already had to restart it (a daemon that cannot start would be
-    restarted for ever: `up` fails at once instead, with the log tail)."""
+    restarted for ever: `up` fails at once instead, with the log tail). `seen`: a look at it
+    already taken in this poll (its pid)."""
+    def dead() -> bool:
+        return (seen.pid if seen is not None else current_pid(transport, record, sudo)) is None
+
     if record.supervisor != sv.ENGINE:
-        return current_pid(transport, record, sudo) is None
+        return dead()
     if sv.supervisor_pid(transport, record, sudo) is None:
-        return current_pid(transport, record, sudo) is None
+        return dead()
     return bool(sv.restarts_of(sv.read_state(transport, record, sudo)))
 
 
@@ -243,11 +297,13 @@ def wait_listening(
     poller: Optional[Poller] = None, sudo: bool = True,
 ) -> None:
     """Until something listens on TCP `port` (intercept's channel); fails fast if it died."""
-    def check() -> bool:
-        res = transport.run(["ss", "-Hltn", "sport", "=", f":{port}"], sudo=sudo)
+    def check() -> bool:   # one round trip: the listener, the pid file and its cmdline
+        seen = observe(transport, record, sudo, stats=False,
+                       extra=[["ss", "-Hltn", "sport", "=", f":{port}"]])
+        res = seen.extra[0]
         if res.ok and res.stdout.strip():
             return True
-        if gone(transport, record, sudo):
+        if gone(transport, record, sudo, seen):
             raise _died(transport, record, sudo)
         return False
 
@@ -270,12 +326,12 @@ def wait_connected(
     """Until tcpcopy's stats file reports a connection to every intercept."""
     seen: dict[str, Any] = {}
 
-    def check() -> bool:
-        stats = read_stats(transport, record.stats_file, sudo)
-        if is_connected(stats):
-            seen.update(stats or {})
+    def check() -> bool:   # one round trip: the stats, the pid file and its cmdline
+        look = observe(transport, record, sudo)
+        if is_connected(look.stats):
+            seen.update(look.stats or {})
             return True
-        if gone(transport, record, sudo):
+        if gone(transport, record, sudo, look):
             raise _died(transport, record, sudo)
         return False
 
@@ -319,8 +375,8 @@ def status(
     transport: Transport, record: DaemonRecord, sudo: bool = True,
     now: Callable[[], float] = time.time,
 ) -> DaemonStatus:
-    pid = current_pid(transport, record, sudo)
-    stats = read_stats(transport, record.stats_file, sudo) or record.final_stats or {}
+    look = observe(transport, record, sudo)
+    pid, stats = look.pid, look.stats or record.final_stats or {}
     st = replace(summarize(record.name, pid, stats, now()), runtime=record.runtime,
                  workers=record.workers)
     seen = sv.inspect(transport, record, sudo)

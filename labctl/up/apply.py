@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
@@ -25,13 +25,13 @@ from labctl.hosts.journal import (
     Snapshot,
     journal_path,
     save_local,
-    take_snapshot,
+    snapshot_and,
     write_remote,
 )
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
-from labctl.transport.batch import run_batch
-from labctl.transport.textfile import write_text
+from labctl.transport.batch import run_batch, run_chain
+from labctl.transport.textfile import temp_path, write_argv, write_text
 from labctl.up.hooks import NO_HOOKS, Hooks
 from labctl.up.statedir import mkdir_argv
 
@@ -67,6 +67,10 @@ class HostRun:
     clock: Callable[[], float] = time.time
     outcomes: list[StepOutcome] = field(default_factory=list)
     hooks: Hooks = NO_HOOKS
+    #: a change's probe, run with its snapshot before it was journaled: step -> in place
+    probed: dict[str, bool] = field(default_factory=dict)
+    #: changes journaled as planned here but not yet on the host: written with their commands
+    deferred: set[str] = field(default_factory=set)
 
     @property
     def journal_file(self) -> str:
@@ -80,6 +84,28 @@ class HostRun:
         self.journal.updated_at = self.clock()
         write_remote(self.transport, self.journal_file, self.journal, sudo=self.sudo)
         save_local(self.journal)
+
+    def save_then(self, argvs: Sequence[Sequence[str]],
+                  timeout: Optional[float] = None) -> list[Result]:
+        """Write the journal on the host and, only once it is written, run `argvs` in order up
+        to the first that fails: one round trip where the host runs chains (the local copy is
+        written first). Their results; raises CommandFailed when the journal write failed."""
+        self.journal.updated_at = self.clock()
+        save_local(self.journal)
+        tmp, path = temp_path(self.journal_file), self.journal_file
+        got = run_chain(self.transport, [write_argv(tmp, path), *argvs],
+                        stdin=self.journal.to_json(), sudo=self.sudo, timeout=timeout)
+        if got is None:                  # no chains on this host: one command at a time
+            write_remote(self.transport, path, self.journal, sudo=self.sudo)
+            got = [Result(self.name, ("true",), 0)]
+            for argv in argvs:
+                got.append(self.run(list(argv), timeout=timeout))
+                if not got[-1].ok:
+                    break
+        if not got[0].ok:
+            self.run(["rm", "-f", tmp])
+            got[0].check()
+        return got[1:]
 
     def record(self, entry: Entry, status: str) -> StepOutcome:
         out = StepOutcome(self.name, entry.step, entry.description, status, entry.reason)
@@ -115,11 +141,20 @@ def apply_change(run: HostRun, change: Change,
 
 
 def prepare_change(run: HostRun, change: Change) -> Entry:
-    """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs."""
-    snap = take_snapshot(run.transport, run.sudo) if change.kind.value in SNAPSHOT_KINDS \
-        else Snapshot()
+    """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs.
+    A route/rule change's probe is run with its snapshot (one round trip); `execute_change`
+    uses that answer (nothing changes on the host in between: the lock is held)."""
+    snap = Snapshot()
+    if change.kind.value in SNAPSHOT_KINDS:   # the probe (read-only) in the same round trip
+        snap, probed = snapshot_and(run.transport, [change.probe] if change.probe else [],
+                                    run.sudo)
+        if probed:
+            run.probed[change.step] = probed[0].ok
     entry = run.journal.plan_entry(change, snap, run.clock())
-    run.save()
+    if change.guarded or not change.apply:
+        run.save()
+    else:   # on the host with its commands, in one round trip (`execute_change`)
+        run.deferred.add(change.step)
     return entry
 
 
@@ -145,13 +180,21 @@ def _guarded(run: HostRun, change: Change, argv: list[str] | tuple[str, ...],
 
 def execute_change(run: HostRun, change: Change, entry: Entry,
                    guard_timeout: Optional[float] = None) -> StepOutcome:
-    """Probe and apply a change already journaled by `prepare_change`."""
-    if change.probe and run.run(change.probe).ok:
+    """Probe and apply a change journaled by `prepare_change`: a guarded change is on the
+    host's journal already, any other is written there in the same round trip as its commands
+    (which run only once it is written, and stop at the first that fails)."""
+    probed = run.probed.pop(change.step, None)
+    deferred = change.step in run.deferred
+    run.deferred.discard(change.step)
+    if change.probe and (probed if probed is not None else run.run(change.probe).ok):
         run.journal.mark(entry, "noop", run.clock(), change.noop_reason or "already in place")
         run.save()
         return run.record(entry, "noop")
-    for argv in change.apply:
-        res = _guarded(run, change, argv, guard_timeout)
+    ran = run.save_then(change.apply) if deferred else None
+    for i, argv in enumerate(change.apply):
+        if ran is not None and i >= len(ran):
+            break                        # (a chain stops only after a failure, seen below)
+        res = ran[i] if ran is not None else _guarded(run, change, argv, guard_timeout)
         if not res.ok:
             run.journal.mark(entry, "failed", run.clock(), _fail_reason(res))
             run.save()
@@ -173,12 +216,11 @@ def undo_entry(run: HostRun, entry: Entry) -> StepOutcome:
     so when its probe finds it absent its undo commands still run, their failures expected."""
     if entry.probe and not run.run(entry.probe).ok:
         if entry.status == "planned":
-            for argv in entry.undo:
-                run.run(argv)
+            _run_all(run, entry.undo)
         run.journal.mark(entry, "undone", run.clock(), "not in place, nothing to undo")
         run.save()
         return run.record(entry, "undone")
-    failures = [_fail_reason(res) for res in (run.run(a) for a in entry.undo) if not res.ok]
+    failures = [_fail_reason(res) for res in _run_all(run, entry.undo) if not res.ok]
     if failures and entry.status != "planned":
         entry.reason = "undo failed: " + "; ".join(failures)
         run.save()
@@ -187,6 +229,13 @@ def undo_entry(run: HostRun, entry: Entry) -> StepOutcome:
     run.journal.mark(entry, "undone", run.clock(), reason)
     run.save()
     return run.record(entry, "undone")
+
+
+def _run_all(run: HostRun, argvs: Sequence[Sequence[str]]) -> list[Result]:
+    """Every argv, each whatever the others did (undo commands): one round trip if it can."""
+    if not argvs:
+        return []
+    return run_batch(run.transport, argvs, sudo=run.sudo) or [run.run(list(a)) for a in argvs]
 
 
 def stop_daemon_entry(run: HostRun, entry: Entry) -> StepOutcome:

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 from labctl.errors import RemoteError
 from labctl.hosts.journal import DeadmanRecord, journal_path
 from labctl.transport.base import Transport
+from labctl.transport.batch import run_batch
 
 PYTHON = "python3"
 DEFAULT_AFTER = 120.0
@@ -64,8 +65,14 @@ def arm(
 ) -> DeadmanRecord:
     """Arm the timer; returns the record to keep in the journal."""
     p = paths(hdir)
-    transport.run(["rm", "-f", p["confirm_file"]], sudo=sudo).check()
-    transport.run(arm_argv(pyz, hdir, lab, after, systemd), sudo=sudo).check()
+    clear, start = ["rm", "-f", p["confirm_file"]], arm_argv(pyz, hdir, lab, after, systemd)
+    both = run_batch(transport, [clear, start], sudo=sudo)   # one round trip where it can
+    if both is None:
+        transport.run(clear, sudo=sudo).check()
+        transport.run(start, sudo=sudo).check()
+    else:   # (should the `rm` fail, the timer it armed finds a confirm file and does nothing)
+        both[0].check()
+        both[1].check()
     return DeadmanRecord(
         mechanism="systemd" if systemd else "detached", after=after, armed_at=now(),
         confirm_file=p["confirm_file"], pid_file="" if systemd else p["pid_file"],

@@ -29,6 +29,7 @@ from labctl.hosts.journal import (
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
 from labctl.transport.base import Transport
+from labctl.transport.batch import run_batch
 from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import deadman
 from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
@@ -213,12 +214,12 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
     run.save()
     for entry in todo:
         undo(run, entry)
-    if j.daemons:       # the channel key was shipped with them: it must not outlive the lab
-        run.transport.run(["rm", "-f", key_path(inv, run.name)], sudo=True)
-    for d in j.daemons:     # nor a metrics file that dashboards would still read
-        metrics = inv.engine.metrics_path(d.name, run.name)
-        if metrics:
-            run.transport.run(["rm", "-f", metrics], sudo=True)
+    # the channel key was shipped with the daemons: it must not outlive the lab, nor a metrics
+    # file that dashboards would still read (one command)
+    gone = [key_path(inv, run.name)] if j.daemons else []
+    gone += [m for m in (inv.engine.metrics_path(d.name, run.name) for d in j.daemons) if m]
+    if gone:
+        run.transport.run(["rm", "-f", *gone], sudo=True)
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
     run.save()
@@ -232,9 +233,9 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
 
 def _leftovers(t: Transport, inv: Inventory) -> list[str]:
     """Anything still carrying labctl's tags (this lab's chains, any proto 252 route)."""
-    res = t.run(list(TAGGED_ROUTES), sudo=True)
+    argvs = [list(TAGGED_ROUTES), ["iptables-save"]]
+    res, ipt = run_batch(t, argvs, sudo=True) or [t.run(a, sudo=True) for a in argvs]
     found = [f"route: {r}" for r in tagged_routes(res.stdout)] if res.ok else []
-    ipt = t.run(["iptables-save"], sudo=True)
     if ipt.ok:
         found += labctl_rules(parse_iptables_save(ipt.stdout), inv.lab)
     return found

@@ -37,6 +37,7 @@ from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
 from labctl.transport.base import CommandFailed, ConnectionLost, Transport
 from labctl.transport.pool import HostPool, ssh_factory
+from labctl.transport.textfile import write_text
 from labctl.up import deadman
 from labctl.up.apply import (
     ALIVE,
@@ -127,11 +128,17 @@ class UpRun:
         self.say("shipping the engine")
         artifact = build_engine()
         key = self.local_key()
+        try:        # a text key is written in one command (mode 600 from its first byte)
+            text: str | None = key.read_text(encoding="utf-8")
+        except UnicodeDecodeError:      # an inventory's binary key file: uploaded over SFTP
+            text = None
         needs_key = {h.name for h in self.inv.hosts.online} | {self.inv.intercept_host.name}
 
         def ship_one(spec: HostSpec, t: Transport) -> ShipOutcome:
             out = ship(t, artifact, self.runs_dir(spec.name), sudo=True)
-            if spec.name in needs_key:
+            if spec.name in needs_key and text is not None:
+                write_text(t, self.key_path(spec.name), text, sudo=True).check()
+            elif spec.name in needs_key:
                 t.put(str(key), self.key_path(spec.name), mode=0o600)
             return out
 
@@ -240,9 +247,9 @@ class UpRun:
         rec = record_of(change)
         entry = run.journal.plan_entry(change, Snapshot(), time.time())
         run.journal.daemons.append(rec)
-        run.save()
         self.order.append((change.host, len(run.journal.entries) - 1))
-        dm.start(run.transport, rec)
+        # journaled on the host, then (only then) started: one round trip
+        dm.started(rec, run.save_then(dm.start_argvs(rec)))
         run.journal.mark(entry, "applied", time.time())
         run.save()
         self.report.steps.append(run.record(entry, "applied"))

@@ -9,7 +9,7 @@ from typing import Optional
 from labctl.hosts import daemons as dmn
 from labctl.hosts import journal as jr
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
 from labctl.verify import ledger as L
 
 CONNTRACK = ("/proc/sys/net/netfilter/nf_conntrack_count",
@@ -30,8 +30,8 @@ def fetch_daemons(t: Transport, inv: Inventory, spec: HostSpec, now: float
 
 def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
                  ) -> L.DaemonStats:
-    stats = dmn.read_stats(t, rec.stats_file)
-    pid = dmn.current_pid(t, rec)
+    look = dmn.observe(t, rec)   # the stats, the pid file and its cmdline: one round trip
+    stats, pid = look.stats, look.pid
     if stats is None:
         return L.DaemonStats(spec.name, rec.name, "missing", {},
                              detail=f"no stats file {rec.stats_file}")
@@ -50,7 +50,11 @@ def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
 
 
 def fetch_conntrack(t: Transport, spec: HostSpec) -> tuple[Optional[int], Optional[int]]:
-    res = t.run(["cat", *CONNTRACK])
+    return parse_conntrack(t.run(["cat", *CONNTRACK]))
+
+
+def parse_conntrack(res: Result) -> tuple[Optional[int], Optional[int]]:
+    """(count, max) from `cat` of CONNTRACK (None, None when unreadable; pure)."""
     words = res.stdout.split()
     if len(words) != 2 or not all(w.isdigit() for w in words):
         return None, None
