@@ -8,7 +8,6 @@ Readiness: intercept listens (`ss -Hltn`), tcpcopy reports `intercepts[].connect
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -17,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 from labctl.errors import RemoteError
 from labctl.hosts import supervision as sv
 from labctl.hosts.journal import DaemonRecord
+from labctl.hosts.observe import Observed, current_pid, observe, read_stats
 from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 
@@ -197,70 +197,6 @@ def started(record: DaemonRecord, results: Sequence[Result],
     return record
 
 
-def read_stats(
-    transport: Transport, stats_file: str, sudo: bool = True
-) -> Optional[dict[str, Any]]:
-    return _stats_of(transport.run(["cat", stats_file], sudo=sudo))
-
-
-def _stats_of(res: Result) -> Optional[dict[str, Any]]:
-    if not res.ok:
-        return None
-    try:
-        data = json.loads(res.stdout)
-    except ValueError:
-        return None  # a torn read cannot happen (atomic rename), but never crash on it
-    return data if isinstance(data, dict) else None
-
-
-def _is_ours(record: DaemonRecord, cmdline: Result) -> bool:
-    return cmdline.ok and record.name in cmdline.stdout and record.stats_file in cmdline.stdout
-
-
-def current_pid(transport: Transport, record: DaemonRecord, sudo: bool = True) -> Optional[int]:
-    """The daemon's pid if it is alive and really ours (/proc/PID/cmdline names the daemon)."""
-    return observe(transport, record, sudo, stats=False).pid
-
-
-@dataclass
-class Observed:
-    """One look at a daemon: its pid (None: not running, or not ours), its stats file, and the
-    results of any extra read-only argvs asked for in the same round trip."""
-
-    pid: Optional[int]
-    stats: Optional[dict[str, Any]]
-    extra: list[Result] = field(default_factory=list)
-
-
-def observe(transport: Transport, record: DaemonRecord, sudo: bool = True, stats: bool = True,
-            extra: Sequence[Sequence[str]] = ()) -> Observed:
-    """The daemon's pid file, the cmdline of the pid it was started with, its stats file and
-    `extra` in one round trip (a second one only when the pid file names another pid: that
-    one's cmdline). Where batches do not run: one command at a time, as before."""
-    first = [["cat", record.stats_file]] if stats else []
-    argvs = [*first, ["cat", record.pid_file], *[list(a) for a in extra]]
-    if record.pid:
-        argvs.append(["cat", f"/proc/{record.pid}/cmdline"])
-    got = run_batch(transport, argvs, sudo=sudo)
-    if got is None:
-        got = [transport.run(a, sudo=sudo) for a in argvs]
-    stats_res = got[0] if stats else None
-    pid_res = got[len(first)]
-    more = got[len(first) + 1:len(first) + 1 + len(extra)]
-    started = got[-1] if record.pid else None
-    candidates = [record.pid] if record.pid else []
-    if pid_res.ok and pid_res.stdout.strip().isdigit():
-        candidates.insert(0, int(pid_res.stdout.strip()))
-    pid = None
-    for cand in candidates:
-        cmd = started if cand == record.pid and started is not None else \
-            transport.run(["cat", f"/proc/{cand}/cmdline"], sudo=sudo)
-        if _is_ours(record, cmd):
-            pid = cand
-            break
-    return Observed(pid, _stats_of(stats_res) if stats_res is not None else None, more)
-
-
 def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> str:
     logs = [record.log_file, record.log_file + ".out"]
     if record.supervisor == sv.ENGINE:
@@ -360,13 +296,18 @@ def stop(
         transport.run(["systemctl", "stop", record.unit], sudo=sudo)
     elif pid is not None:
         transport.run(["kill", "-TERM", str(pid)], sudo=sudo)
+    last = Observed(pid, None)
     if pid is not None:
+        def exited() -> bool:   # (its stats file read in the same round trip)
+            nonlocal last
+            last = observe(transport, record, sudo)
+            return last.pid is None
         try:
-            poller.until(f"{record.name} to exit", transport.host, grace,
-                         lambda: current_pid(transport, record, sudo) is None)
+            poller.until(f"{record.name} to exit", transport.host, grace, exited)
         except RemoteError:
             transport.run(["kill", "-KILL", str(pid)], sudo=sudo)
-    record.final_stats = read_stats(transport, record.stats_file, sudo) or record.final_stats
+    final = last.stats if last.final else read_stats(transport, record.stats_file, sudo)
+    record.final_stats = final or record.final_stats
     record.stopped_at = now()
     return record
 

@@ -213,9 +213,10 @@ def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool =
     write_text(transport, path, journal.to_json(), sudo=sudo).check()
 
 
-def read_remote(transport: Transport, path: str, sudo: bool = True) -> Optional[Journal]:
-    """The host's journal, or None when there is none."""
-    res = transport.run(["cat", path], sudo=sudo)
+def read_remote(transport: Transport, path: str, sudo: bool = True,
+                read: Optional[Result] = None) -> Optional[Journal]:
+    """The host's journal, or None when there is none (`read`: its `cat` already run)."""
+    res = read if read is not None else transport.run(["cat", path], sudo=sudo)
     if not res.ok:
         if "No such file" in res.stderr or (res.exit_code == 1 and not res.stdout):
             return None

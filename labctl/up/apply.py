@@ -79,9 +79,15 @@ class HostRun:
     def run(self, argv: list[str] | tuple[str, ...], timeout: Optional[float] = None) -> Result:
         return self.transport.run(list(argv), sudo=self.sudo, timeout=timeout)
 
-    def save(self) -> None:
-        """Write the journal on the host (atomic) and its local copy."""
+    def save(self, lazy: bool = False) -> None:
+        """Write the journal on the host (atomic) and its local copy. `lazy`: the local copy
+        now, the host's with the next write (`save_then` or `save`): only for marking an
+        unguarded change applied — until then the host's journal says it is planned, which
+        every rollback treats as "may be in place" (probed, then undone)."""
         self.journal.updated_at = self.clock()
+        if lazy:
+            save_local(self.journal)
+            return
         write_remote(self.transport, self.journal_file, self.journal, sudo=self.sudo)
         save_local(self.journal)
 
@@ -179,10 +185,11 @@ def _guarded(run: HostRun, change: Change, argv: list[str] | tuple[str, ...],
 
 
 def execute_change(run: HostRun, change: Change, entry: Entry,
-                   guard_timeout: Optional[float] = None) -> StepOutcome:
+                   guard_timeout: Optional[float] = None, lazy: bool = False) -> StepOutcome:
     """Probe and apply a change journaled by `prepare_change`: a guarded change is on the
     host's journal already, any other is written there in the same round trip as its commands
-    (which run only once it is written, and stop at the first that fails)."""
+    (which run only once it is written, and stop at the first that fails). `lazy`: an
+    unguarded change's "applied" reaches the host with the next journal write."""
     probed = run.probed.pop(change.step, None)
     deferred = change.step in run.deferred
     run.deferred.discard(change.step)
@@ -204,7 +211,7 @@ def execute_change(run: HostRun, change: Change, entry: Entry,
     if change.guarded and guard_timeout is not None:  # before the slower journal upload
         _guarded(run, change, ALIVE, guard_timeout)
     run.journal.mark(entry, "applied", run.clock())
-    run.save()
+    run.save(lazy=lazy and not change.guarded)
     return run.record(entry, "applied")
 
 
@@ -289,33 +296,48 @@ OWNER_WAIT = 3.0
 
 def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str]:
     """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
+    return lock_and_read(transport, hdir, None, sudo)[0]
+
+
+def lock_and_read(transport: Transport, hdir: str, path: Optional[str], sudo: bool = True
+                  ) -> tuple[list[str], Optional[Result]]:
+    """`acquire_lock`, and `cat path` once the lock is ours: the state directory, the lock,
+    its owner file and the read in one round trip where the host runs chains (the read is
+    None when it was not made: the caller reads it)."""
     notes: list[str] = []
     lock = lock_dir(hdir)
-    first = run_batch(transport, [mkdir_argv(hdir), ["mkdir", lock]], sudo=sudo)
-    if first is None:                       # no batches on this host: one command at a time
+    owner = json.dumps(_owner())
+    argvs = [mkdir_argv(hdir), ["mkdir", lock],
+             write_argv(temp_path(f"{lock}/owner.json"), f"{lock}/owner.json")]
+    first = run_chain(transport, [*argvs, *([["cat", path]] if path else [])], stdin=owner,
+                      stdin_at=2, sudo=sudo)
+    if first is None:                       # no chains on this host: one command at a time
         transport.run(mkdir_argv(hdir), sudo=sudo).check()
     else:
         first[0].check()
+        if len(first) > 2:                  # the lock is ours (the owner written, or not)
+            first[2].check()
+            return notes, first[3] if len(first) > 3 else None
     for attempt in range(2):
         res = first[1] if first is not None and attempt == 0 else \
             transport.run(["mkdir", lock], sudo=sudo)
         if res.ok:
             _write_owner(transport, lock, sudo)
-            return notes
-        owner = _read_owner(transport, lock, sudo)
+            return notes, None
+        owner_seen = _read_owner(transport, lock, sudo)
         waited = 0.0
-        while owner is None and waited < OWNER_WAIT:  # its taker writes the owner right after
-            time.sleep(0.25)                          # its mkdir: a lock without one is being
-            waited += 0.25                            # taken, not stale, for a moment
-            owner = _read_owner(transport, lock, sudo)
-        if owner is not None and not stale_owner(owner):
+        while owner_seen is None and waited < OWNER_WAIT:  # its taker writes the owner right
+            time.sleep(0.25)                               # after its mkdir: a lock without
+            waited += 0.25                                 # one is being taken, not stale,
+            owner_seen = _read_owner(transport, lock, sudo)  # for a moment
+        if owner_seen is not None and not stale_owner(owner_seen):
             raise LabctlError(
-                f"another labctl (pid {owner.get('pid')} on {owner.get('operator')}) holds "
-                f"the lock {lock}",
+                f"another labctl (pid {owner_seen.get('pid')} on "
+                f"{owner_seen.get('operator')}) holds the lock {lock}",
                 hint="wait for it to finish; if no labctl is running, remove that directory",
                 host=transport.host,
             )
-        notes.append(f"broke stale lock {lock} (owner {owner})")
+        notes.append(f"broke stale lock {lock} (owner {owner_seen})")
         transport.run(["rm", "-rf", lock], sudo=sudo).check()
     raise RemoteError(f"cannot take the lock {lock}", host=transport.host)
 

@@ -19,8 +19,8 @@ from typing import Callable, Optional
 
 from labctl.errors import RemoteError
 from labctl.hosts.journal import DeadmanRecord, journal_path
-from labctl.transport.base import Transport
-from labctl.transport.batch import run_batch
+from labctl.transport.base import Result, Transport
+from labctl.transport.batch import run_batch, run_chain
 
 PYTHON = "python3"
 DEFAULT_AFTER = 120.0
@@ -80,11 +80,13 @@ def arm(
     )
 
 
-def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = True) -> Optional[int]:
-    """The pid of a still-running detached timer (checked against /proc/PID/cmdline)."""
+def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = True,
+              read: Optional[Result] = None) -> Optional[int]:
+    """The pid of a still-running detached timer (checked against /proc/PID/cmdline);
+    `read`: the `cat` of its pid file, already run."""
     if not record.pid_file:
         return None
-    res = transport.run(["cat", record.pid_file], sudo=sudo)
+    res = read if read is not None else transport.run(["cat", record.pid_file], sudo=sudo)
     if not res.ok or not res.stdout.strip().isdigit():
         return None
     pid = int(res.stdout.strip())
@@ -107,12 +109,20 @@ def cancel(
 ) -> None:
     """Create the confirm file and stop the timer; waits until a detached timer has exited
     (one already rolling back finishes first, so the journal is final when this returns)."""
-    transport.run(["touch", record.confirm_file], sudo=sudo).check()
+    touch = ["touch", record.confirm_file]
     if record.mechanism == "systemd":
+        transport.run(touch, sudo=sudo).check()
         for suffix in ("timer", "service"):
             transport.run(["systemctl", "stop", f"{record.unit}.{suffix}"], sudo=sudo)
         return
-    pid = timer_pid(transport, record, sudo)
+    # the confirm file, then (only once it is there) the timer's pid file: one round trip
+    got = run_chain(transport, [touch, ["cat", record.pid_file]], sudo=sudo) \
+        if record.pid_file else None
+    if got is None:
+        transport.run(touch, sudo=sudo).check()
+    else:
+        got[0].check()
+    pid = timer_pid(transport, record, sudo, got[1] if got is not None else None)
     if pid is None:
         return
     transport.run(["kill", "-TERM", str(pid)], sudo=sudo)

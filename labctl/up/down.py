@@ -28,11 +28,11 @@ from labctl.hosts.journal import (
 )
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import deadman
-from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
+from labctl.up.apply import HostRun, StepOutcome, lock_and_read, release_lock, undo
 from labctl.up.launch import key_path
 from labctl.up.plan import chain_name
 from labctl.up.trust import check_journal
@@ -133,13 +133,14 @@ def sweep_iptables_argvs(ruleset: Ruleset, lab: str) -> list[list[str]]:
 
 
 # -- status -----------------------------------------------------------------------------------
-def read_journal(t: Transport, inv: Inventory, name: str) -> Optional[Journal]:
+def read_journal(t: Transport, inv: Inventory, name: str,
+                 read: Optional[Result] = None) -> Optional[Journal]:
     """The host's journal (else the local copy), refused unless it fits what labctl could
-    have written for this lab and host (`labctl.up.trust`)."""
+    have written for this lab and host (`labctl.up.trust`). `read`: its `cat`, already run."""
     hdir = host_dir(inv.state_dir, inv.lab, name)
     chain = chain_name(inv)
-    remote = check_journal(read_remote(t, journal_path(hdir), sudo=True), inv.lab, name, hdir,
-                           chain, f"{journal_path(hdir)} on {name}")
+    remote = check_journal(read_remote(t, journal_path(hdir), sudo=True, read=read), inv.lab,
+                           name, hdir, chain, f"{journal_path(hdir)} on {name}")
     if remote is not None:
         return remote
     return check_journal(load_local(inv.lab, name), inv.lab, name, hdir, chain,
@@ -186,9 +187,9 @@ def status(inv: Inventory, factory: Optional[Factory] = None, parallel: Optional
 # -- down -------------------------------------------------------------------------------------
 def down_host(t: Transport, inv: Inventory, spec: HostSpec) -> HostDown:
     hdir = host_dir(inv.state_dir, inv.lab, spec.name)
-    notes = acquire_lock(t, hdir)
+    notes, read = lock_and_read(t, hdir, journal_path(hdir))   # one round trip where it can
     try:
-        journal = read_journal(t, inv, spec.name)
+        journal = read_journal(t, inv, spec.name, read)
         if journal is None:
             return _sweep_tags(t, inv, spec.name, notes)
         return _down_journal(HostRun(spec.name, t, hdir, journal), inv)

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
@@ -35,7 +35,7 @@ from labctl.hosts.journal import (
 )
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
-from labctl.transport.base import CommandFailed, ConnectionLost, Transport
+from labctl.transport.base import CommandFailed, ConnectionLost, Result, Transport
 from labctl.transport.pool import HostPool, ssh_factory
 from labctl.transport.textfile import write_text
 from labctl.up import deadman
@@ -76,8 +76,9 @@ class UpRun:
 
     def run(self) -> None:
         try:
-            self.lock()
-            refuse_if_live(self.pool, self.inv)
+            journals: dict[str, Result] = {}
+            self.lock(journals)
+            refuse_if_live(self.pool, self.inv, journals)
         except (LabctlError, OSError) as exc:
             # nothing changed, and the local record may be the lock holder's: leave it alone
             self.report.errors.update(host_errors(exc))
@@ -114,8 +115,8 @@ class UpRun:
     def runs_dir(self, name: str) -> str:
         return runs_dir(self.inv, name)
 
-    def lock(self) -> None:
-        self.report.notes += take_locks(self.pool, self.inv, self.locked)
+    def lock(self, journals: Optional[dict[str, Result]] = None) -> None:
+        self.report.notes += take_locks(self.pool, self.inv, self.locked, journals)
         self.checkpoint("lock")
 
     def save_record(self, state: str) -> None:
@@ -226,7 +227,8 @@ class UpRun:
             entry = prepare_change(run, change)
             if change.guarded and run.journal.deadman is None:
                 self.arm(run, change.step)
-            self.report.steps.append(execute_change(run, change, entry, self.guard_timeout))
+            self.report.steps.append(execute_change(run, change, entry, self.guard_timeout,
+                                                    lazy=True))
         except PathCut as exc:
             self.cut[change.host] = exc
             self.report.steps.append(StepOutcome(
@@ -251,7 +253,7 @@ class UpRun:
         # journaled on the host, then (only then) started: one round trip
         dm.started(rec, run.save_then(dm.start_argvs(rec)))
         run.journal.mark(entry, "applied", time.time())
-        run.save()
+        run.save(lazy=True)    # on the host with the confirm stage's write
         self.report.steps.append(run.record(entry, "applied"))
         ready, timeout = change.daemon.ready, self.opts.ready_timeout
         if ready.kind == "listening":
