@@ -37,7 +37,6 @@ from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
 from labctl.transport.base import CommandFailed, ConnectionLost, Result, Transport
 from labctl.transport.pool import HostPool, ssh_factory
-from labctl.transport.textfile import write_text
 from labctl.up import deadman
 from labctl.up.apply import (
     ALIVE,
@@ -52,7 +51,7 @@ from labctl.up.exclusive import refuse_if_live, release_locks, runs_dir, take_lo
 from labctl.up.fanout import first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
-from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship
+from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship_host
 from labctl.verify.fetch import MARKS_NAME, mark_logs, save_marks
 
 
@@ -129,19 +128,11 @@ class UpRun:
         self.say("shipping the engine")
         artifact = build_engine()
         key = self.local_key()
-        try:        # a text key is written in one command (mode 600 from its first byte)
-            text: str | None = key.read_text(encoding="utf-8")
-        except UnicodeDecodeError:      # an inventory's binary key file: uploaded over SFTP
-            text = None
         needs_key = {h.name for h in self.inv.hosts.online} | {self.inv.intercept_host.name}
 
         def ship_one(spec: HostSpec, t: Transport) -> ShipOutcome:
-            out = ship(t, artifact, self.runs_dir(spec.name), sudo=True)
-            if spec.name in needs_key and text is not None:
-                write_text(t, self.key_path(spec.name), text, sudo=True).check()
-            elif spec.name in needs_key:
-                t.put(str(key), self.key_path(spec.name), mode=0o600)
-            return out
+            return ship_host(t, artifact, self.runs_dir(spec.name),
+                             (key, self.key_path(spec.name)) if spec.name in needs_key else None)
 
         outcomes = self.pool.each(ship_one, phase="ship")
         self.report.shipped += [out.unwrap() for out in outcomes.values()]
@@ -169,7 +160,9 @@ class UpRun:
                           new_journal(self.inv.lab, spec.name, self.run_id),
                           systemd=bool(getattr(fact, "systemd", False)), hooks=self.opts.hooks)
             self.runs[spec.name] = run  # before saving: a failed save is still rolled back
-            run.save()
+            # the local copy now; on the host with its first change (every change writes the
+            # journal on the host before it runs) or with the confirm stage
+            run.save(lazy=True)
             return run
 
         outcomes = self.pool.each(journal_one, phase="journal")
