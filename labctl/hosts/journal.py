@@ -201,10 +201,15 @@ def snapshot_and(transport: Transport, extra: Sequence[Sequence[str]], sudo: boo
     results = run_batch(transport, argvs, sudo=sudo)  # one round trip
     if results is None:
         results = [transport.run(list(argv), sudo=sudo) for argv in argvs]
+    return snapshot_of(results), results[len(SNAPSHOT_ARGVS):]
+
+
+def snapshot_of(results: Sequence[Result]) -> Snapshot:
+    """The snapshot from the results of SNAPSHOT_ARGVS (in that order; failures as text)."""
     out = {}
-    for key, argv, res in zip(SNAPSHOT_ARGVS, argvs, results):
+    for key, argv, res in zip(SNAPSHOT_ARGVS, SNAPSHOT_ARGVS.values(), results):
         out[key] = res.stdout if res.ok else f"# {argv[0]} failed ({res.exit_code}): {res.stderr}"
-    return Snapshot(**out), results[len(SNAPSHOT_ARGVS):]
+    return Snapshot(**out)
 
 
 def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool = True) -> None:

@@ -20,12 +20,14 @@ from typing import Callable, Optional, Sequence
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
 from labctl.hosts.journal import (
+    SNAPSHOT_ARGVS,
     Entry,
     Journal,
     Snapshot,
     journal_path,
     save_local,
     snapshot_and,
+    snapshot_of,
     write_remote,
 )
 from labctl.model import Change, ChangeKind
@@ -71,6 +73,8 @@ class HostRun:
     probed: dict[str, bool] = field(default_factory=dict)
     #: changes journaled as planned here but not yet on the host: written with their commands
     deferred: set[str] = field(default_factory=set)
+    #: the next change's snapshot, taken right after the change before it (same round trip)
+    prefetched: dict[str, Snapshot] = field(default_factory=dict)
 
     @property
     def journal_file(self) -> str:
@@ -150,8 +154,9 @@ def prepare_change(run: HostRun, change: Change) -> Entry:
     """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs.
     A route/rule change's probe is run with its snapshot (one round trip); `execute_change`
     uses that answer (nothing changes on the host in between: the lock is held)."""
-    snap = Snapshot()
-    if change.kind.value in SNAPSHOT_KINDS:   # the probe (read-only) in the same round trip
+    snap = run.prefetched.pop(change.step, Snapshot())
+    if change.kind.value in SNAPSHOT_KINDS and change.step not in run.probed:
+        # the probe (read-only) in the same round trip
         snap, probed = snapshot_and(run.transport, [change.probe] if change.probe else [],
                                     run.sudo)
         if probed:
@@ -184,12 +189,29 @@ def _guarded(run: HostRun, change: Change, argv: list[str] | tuple[str, ...],
     return res
 
 
+def _look_ahead(then: Optional[Change]) -> list[list[str]]:
+    """What `prepare_change` will read for `then` (its snapshot and probe), to run right after
+    the change before it, in that change's round trip; nothing when `then` needs none."""
+    if then is None or then.kind.value not in SNAPSHOT_KINDS or not then.probe:
+        return []
+    return [*[list(a) for a in SNAPSHOT_ARGVS.values()], list(then.probe)]
+
+
+def _keep_look(run: HostRun, then: Optional[Change], got: Sequence[Result]) -> None:
+    if then is not None and len(got) == len(SNAPSHOT_ARGVS) + 1:  # (all of it ran)
+        run.prefetched[then.step] = snapshot_of(got)
+        run.probed[then.step] = got[-1].ok
+
+
 def execute_change(run: HostRun, change: Change, entry: Entry,
-                   guard_timeout: Optional[float] = None, lazy: bool = False) -> StepOutcome:
+                   guard_timeout: Optional[float] = None, lazy: bool = False,
+                   then: Optional[Change] = None) -> StepOutcome:
     """Probe and apply a change journaled by `prepare_change`: a guarded change is on the
     host's journal already, any other is written there in the same round trip as its commands
     (which run only once it is written, and stop at the first that fails). `lazy`: an
-    unguarded change's "applied" reaches the host with the next journal write."""
+    unguarded change's "applied" reaches the host with the next journal write. `then`: the
+    host's next change, whose snapshot and probe then come with this change's round trip
+    (taken after its commands: the state the next one starts from)."""
     probed = run.probed.pop(change.step, None)
     deferred = change.step in run.deferred
     run.deferred.discard(change.step)
@@ -197,7 +219,12 @@ def execute_change(run: HostRun, change: Change, entry: Entry,
         run.journal.mark(entry, "noop", run.clock(), change.noop_reason or "already in place")
         run.save()
         return run.record(entry, "noop")
-    ran = run.save_then(change.apply) if deferred else None
+    ran = None
+    if deferred:
+        look = _look_ahead(then)
+        ran = run.save_then([*change.apply, *look])
+        _keep_look(run, then, ran[len(change.apply):])
+        ran = ran[:len(change.apply)]
     for i, argv in enumerate(change.apply):
         if ran is not None and i >= len(ran):
             break                        # (a chain stops only after a failure, seen below)

@@ -48,7 +48,7 @@ from labctl.up.apply import (
     undo,
 )
 from labctl.up.exclusive import refuse_if_live, release_locks, runs_dir, take_locks
-from labctl.up.fanout import first_failure, host_errors, hosts_error, run_stage
+from labctl.up.fanout import by_host, first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
 from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship_host
@@ -69,6 +69,7 @@ class UpRun:
         self.guard_timeout = opts.guard_timeout
         self.checkpoint = opts.hooks.after
         self.cut: dict[str, PathCut] = {}  # hosts a guarded change cut off: never talk to them
+        self.then: dict[tuple[str, str], Change] = {}  # (host, step) -> its next change there
 
     def say(self, msg: str) -> None:
         self.opts.progress(msg)
@@ -202,6 +203,9 @@ class UpRun:
     def stage(self, phase: str, changes: list[Change], do: Callable[[Change], None]) -> None:
         """`do` each change (labctl.up.fanout.run_stage). Every host's failure is reported
         (and checked for a cut path); the first one is raised."""
+        for host_changes in by_host(changes).values():  # each change's successor on its host
+            self.then.update({(c.host, c.step): n for c, n in zip(host_changes,
+                                                                  host_changes[1:])})
         outcomes = run_stage(self.pool, phase, changes, do)
         first = first_failure(outcomes)
         if first is None:
@@ -220,8 +224,9 @@ class UpRun:
             entry = prepare_change(run, change)
             if change.guarded and run.journal.deadman is None:
                 self.arm(run, change.step)
-            self.report.steps.append(execute_change(run, change, entry, self.guard_timeout,
-                                                    lazy=True))
+            self.report.steps.append(execute_change(
+                run, change, entry, self.guard_timeout, lazy=True,
+                then=self.then.get((change.host, change.step))))
         except PathCut as exc:
             self.cut[change.host] = exc
             self.report.steps.append(StepOutcome(
