@@ -37,6 +37,7 @@ from labctl.verify.hoststate import (
     CONNTRACK,
     STALE_AFTER,
     daemon_stats,
+    daemons_and,
     fetch_conntrack,
     fetch_daemons,
     parse_conntrack,
@@ -89,8 +90,6 @@ class Fetched:
 
 
 # ---------------------------------------------------------------- remote reads
-
-
 def _stat_argv(path: str) -> list[str]:
     return ["stat", "-c", "%n %s %i", path, path + ".1"]
 
@@ -198,18 +197,17 @@ def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
 
     def one(spec: HostSpec, t: Transport) -> tuple[Optional[LogMark], Optional[int],
                                                    list[L.DaemonStats]]:
-        mark, count = None, None
-        if spec.name in roles:   # the log's end and the conntrack count: one round trip
-            path = inv.log_for(spec).path
-            argvs = [_stat_argv(path), ["cat", *CONNTRACK]]
-            got = run_batch(t, argvs) or [t.run(a) for a in argvs]
+        mark, count, path = None, None, inv.log_for(spec).path if spec.name in roles else ""
+        argvs = [_stat_argv(path), ["cat", *CONNTRACK]] if path else []
+        try:         # the daemons' counters (a failure costs only the engine baseline), with
+            engines, got = daemons_and(t, inv, spec, taken, argvs)  # the log's end and the
+        except (LabctlError, OSError):                               # conntrack count
+            engines, got = [], None
+        if path:
+            got = got or run_batch(t, argvs) or [t.run(a) for a in argvs]
             current, _ = _parse_stat(got[0], path)
             mark, count = LogMark(spec.name, path, current.size, current.inode), \
                 parse_conntrack(got[1])[0]
-        try:         # the daemons' counters: a failure costs only the engine baseline
-            engines = fetch_daemons(t, inv, spec, taken)
-        except (LabctlError, OSError):
-            engines = []
         return mark, count, engines
 
     found: list[L.DaemonStats] = []

@@ -4,6 +4,7 @@ Acting, thin; `labctl.verify.fetch` re-exports these."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 from labctl.hosts import daemons as dmn
@@ -21,16 +22,30 @@ STALE_AFTER = 10.0
 def fetch_daemons(t: Transport, inv: Inventory, spec: HostSpec, now: float
                   ) -> list[L.DaemonStats]:
     """The engine daemons `up` started on this host (from its journal), with their counters."""
+    return daemons_and(t, inv, spec, now)[0]
+
+
+def daemons_and(t: Transport, inv: Inventory, spec: HostSpec, now: float,
+                extra: Sequence[Sequence[str]] = ()
+                ) -> tuple[list[L.DaemonStats], Optional[list[Result]]]:
+    """`fetch_daemons`, and `extra` (read-only argvs) in the first daemon's round trip: their
+    results, None when the host has no daemon to look at (the caller runs them)."""
     journal = jr.load_local(inv.lab, spec.name) or jr.read_remote(
         t, jr.journal_path(inv.remote_dir(spec)))
-    if journal is None:
-        return []
-    return [daemon_stats(t, spec, rec, now) for rec in journal.daemons if not rec.stopped_at]
+    live = [rec for rec in (journal.daemons if journal is not None else [])
+            if not rec.stopped_at]
+    out, more = [], None
+    for i, rec in enumerate(live):
+        look = dmn.observe(t, rec, extra=extra if i == 0 else ())
+        more = look.extra if i == 0 else more
+        out.append(daemon_stats(t, spec, rec, now, look))
+    return out, more
 
 
-def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float
-                 ) -> L.DaemonStats:
-    look = dmn.observe(t, rec)   # the stats, the pid file and its cmdline: one round trip
+def daemon_stats(t: Transport, spec: HostSpec, rec: jr.DaemonRecord, now: float,
+                 look: Optional[dmn.Observed] = None) -> L.DaemonStats:
+    if look is None:   # the stats, the pid file and its cmdline: one round trip
+        look = dmn.observe(t, rec)
     stats, pid = look.stats, look.pid
     if stats is None:
         return L.DaemonStats(spec.name, rec.name, "missing", {},
