@@ -184,3 +184,61 @@ def test_kill_hook_only_fires_on_its_step() -> None:
     assert killed == ["SIGKILL"]
     NO_HOOKS.after("ship")  # production hooks: nothing happens, nothing is allowed
     assert killed == ["SIGKILL"] and not NO_HOOKS.allow_ssh_cut
+
+
+class _Trips(FakeTransport):
+    """A fake host that counts round trips (top-level `run` calls, a batch or chain is one)."""
+
+    trips = 0
+    depth = 0
+
+    def run(self, argv, *, sudo=True, timeout=None, stdin=None):  # type: ignore[no-untyped-def]
+        self.trips += self.depth == 0
+        self.depth += 1
+        try:
+            return super().run(argv, sudo=sudo, timeout=timeout, stdin=stdin)
+        finally:
+            self.depth -= 1
+
+
+def _rule(n: int) -> Change:
+    add = ("iptables", "-w", "-A", "LABCTL-demo", "-s", f"10.77.1.{n}/32", "-j", "ACCEPT")
+    return Change("assistant", f"rule-{n}", ChangeKind.IPTABLES, f"rule {n}", (add,),
+                  (("iptables", "-w", "-D", *add[3:]),), probe=("iptables", "-w", "-C",
+                                                               *add[3:]))
+
+
+def test_unguarded_changes_take_one_round_trip_each_journal_first() -> None:
+    """Each rule: its journal entry (planned, with the snapshot taken right after the rule
+    before it) written on the host, then the rule, then the next rule's snapshot and probe:
+    one round trip; the rule never runs if the journal write failed."""
+    fake = _Trips("assistant")
+    fake.on(["ip", "route", "show", "table", "all"], stdout="default via 10.77.1.254\n")
+    fake.on(["iptables-save"], stdout="*filter\nCOMMIT\n")
+    fake.on_prefix(["iptables", "-w", "-C"], exit_code=1).on_prefix(["iptables", "-w", "-A"])
+    run = ap.HostRun("assistant", fake, HDIR, new_journal("demo", "assistant", "r1", now=0.0),
+                     clock=lambda: 1.0)
+    rules = [_rule(n) for n in (10, 11, 12)]
+    for i, rule in enumerate(rules):
+        entry = ap.prepare_change(run, rule)
+        then = rules[i + 1] if i + 1 < len(rules) else None
+        assert ap.execute_change(run, rule, entry, lazy=True, then=then).status == "applied"
+    assert fake.trips == 1 + len(rules)   # the first snapshot + probe, then one per rule
+    for rule in rules:
+        add = fake.calls.index(next(c for c in fake.calls if c.argv == rule.apply[0]))
+        wrote = [i for i in _writes(fake) if i < add][-1]
+        planned = Journal.from_json(fake.calls[wrote].stdin or "")
+        assert [e.status for e in planned.entries][-1] == "planned"
+        assert planned.entries[-1].step == rule.step
+        assert planned.entries[-1].snapshot.routes.startswith("default via")
+    assert [e.status for e in run.journal.entries] == ["applied"] * 3
+    run.save()                          # the last "applied" reaches the host with the next write
+    assert [e.status for e in _journal_written(fake).entries] == ["applied"] * 3
+    # a journal write that fails: the rule is not run
+    fake.on_prefix(["sh", "-c", "umask 077 && cat > \"$1\" && mv -f \"$1\" \"$2\""],
+                   exit_code=1, stderr="No space left on device").on_prefix(["rm", "-f"])
+    rule = _rule(13)
+    entry = ap.prepare_change(run, rule)
+    with pytest.raises(CommandFailed, match="No space left"):
+        ap.execute_change(run, rule, entry, lazy=True)
+    assert rule.apply[0] not in fake.commands
