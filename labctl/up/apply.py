@@ -242,27 +242,40 @@ def execute_change(run: HostRun, change: Change, entry: Entry,
     return run.record(entry, "applied")
 
 
-def undo_entry(run: HostRun, entry: Entry) -> StepOutcome:
-    """Undo one entry that may be in place; never raises on a failed undo command.
+def undo_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcome:
+    """Undo one entry that may be in place; never raises on a failed undo command. `then`: the
+    entry undone next, whose probe runs with this one's journal write (`save_probing`).
 
     The probe tests the change as a whole (a chain: its jump). A `planned` entry may have been
     cut off between its commands (labctl killed mid-change: the chain created, not yet hooked),
     so when its probe finds it absent its undo commands still run, their failures expected."""
-    if entry.probe and not run.run(entry.probe).ok:
+    probed = run.probed.pop(entry.step, None)
+    if entry.probe and not (probed if probed is not None else run.run(entry.probe).ok):
         if entry.status == "planned":
             _run_all(run, entry.undo)
         run.journal.mark(entry, "undone", run.clock(), "not in place, nothing to undo")
-        run.save()
+        save_probing(run, then)
         return run.record(entry, "undone")
     failures = [_fail_reason(res) for res in _run_all(run, entry.undo) if not res.ok]
     if failures and entry.status != "planned":
         entry.reason = "undo failed: " + "; ".join(failures)
-        run.save()
+        save_probing(run, then)
         return run.record(entry, "undo-failed")
     reason = "undone" if not failures else "never applied (undo found nothing)"
     run.journal.mark(entry, "undone", run.clock(), reason)
-    run.save()
+    save_probing(run, then)
     return run.record(entry, "undone")
+
+
+def save_probing(run: HostRun, then: Optional[Entry]) -> None:
+    """`run.save()`, and once the journal is written, `then`'s probe in the same round trip
+    (kept for `undo_entry`: nothing runs on the host in between)."""
+    if then is None or not then.probe or then.kind == ChangeKind.DAEMON.value:
+        run.save()
+        return
+    got = run.save_then([then.probe])
+    if got:
+        run.probed[then.step] = got[0].ok
 
 
 def _run_all(run: HostRun, argvs: Sequence[Sequence[str]]) -> list[Result]:
@@ -272,22 +285,23 @@ def _run_all(run: HostRun, argvs: Sequence[Sequence[str]]) -> list[Result]:
     return run_batch(run.transport, argvs, sudo=run.sudo) or [run.run(list(a)) for a in argvs]
 
 
-def stop_daemon_entry(run: HostRun, entry: Entry) -> StepOutcome:
+def stop_daemon_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcome:
     """Stop the daemon an entry started (gracefully), keep its final stats, mark it undone."""
     name = entry.step.split(":", 1)[-1]
     for rec in run.journal.daemons:
         if rec.name == name and rec.stopped_at is None:
             dm.stop(run.transport, rec)
     run.journal.mark(entry, "undone", time.time(), "stopped (final stats kept)")
-    run.save()
+    save_probing(run, then)
     return run.record(entry, "undone")
 
 
-def undo(run: HostRun, entry: Entry) -> StepOutcome:
-    """Undo one entry, whatever its kind: what `down` and a failed `up` run, newest first."""
+def undo(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcome:
+    """Undo one entry, whatever its kind: what `down` and a failed `up` run, newest first
+    (`then`: the next one, probed with this one's journal write)."""
     if entry.kind == ChangeKind.DAEMON.value:
-        return stop_daemon_entry(run, entry)
-    return undo_entry(run, entry)
+        return stop_daemon_entry(run, entry, then)
+    return undo_entry(run, entry, then)
 
 
 # -- lock -------------------------------------------------------------------------------------

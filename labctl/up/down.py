@@ -27,12 +27,19 @@ from labctl.hosts.journal import (
     save_record,
 )
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
+from labctl.model import CHAIN_PREFIX, ROUTE_PROTO, ChangeKind
 from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import deadman
-from labctl.up.apply import HostRun, StepOutcome, lock_and_read, release_lock, undo
+from labctl.up.apply import (
+    HostRun,
+    StepOutcome,
+    lock_and_read,
+    release_lock,
+    save_probing,
+    undo,
+)
 from labctl.up.launch import key_path
 from labctl.up.plan import chain_name
 from labctl.up.trust import check_journal
@@ -212,30 +219,33 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
         return HostDown(run.name, summary, leftovers=_leftovers(run.transport, inv))
     for rec in running:  # a daemon journaled but not yet marked applied still gets stopped
         dm.stop(run.transport, rec)
-    run.save()
-    for entry in todo:
-        undo(run, entry)
+    if not todo or todo[0].kind != ChangeKind.DAEMON.value:  # (else its undo saves it at once)
+        save_probing(run, todo[0] if todo else None)  # each entry's probe with the journal
+    for entry, then in zip(todo, [*todo[1:], None]):  # write before it (one round trip)
+        undo(run, entry, then)
     # the channel key was shipped with the daemons: it must not outlive the lab, nor a metrics
-    # file that dashboards would still read (one command)
+    # file that dashboards would still read; then the journal, and what is left carrying
+    # labctl's tags: one round trip
     gone = [key_path(inv, run.name)] if j.daemons else []
     gone += [m for m in (inv.engine.metrics_path(d.name, run.name) for d in j.daemons) if m]
     if gone:
         run.transport.run(["rm", "-f", *gone], sudo=True)
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
-    run.save()
+    left = run.save_then([list(TAGGED_ROUTES), ["iptables-save"]])
     done = HostDown(run.name, f"undid {len(run.outcomes)} step(s)", steps=run.outcomes,
                     final_stats={d.name: d.final_stats for d in j.daemons if d.final_stats},
-                    leftovers=_leftovers(run.transport, inv))
+                    leftovers=_leftovers(run.transport, inv, left if len(left) == 2 else None))
     if failed:
         done.error = "; ".join(f"{o.step}: {o.reason}" for o in failed)
     return done
 
 
-def _leftovers(t: Transport, inv: Inventory) -> list[str]:
-    """Anything still carrying labctl's tags (this lab's chains, any proto 252 route)."""
+def _leftovers(t: Transport, inv: Inventory, read: Optional[list[Result]] = None) -> list[str]:
+    """Anything still carrying labctl's tags (this lab's chains, any proto 252 route); `read`:
+    TAGGED_ROUTES and `iptables-save`, already run."""
     argvs = [list(TAGGED_ROUTES), ["iptables-save"]]
-    res, ipt = run_batch(t, argvs, sudo=True) or [t.run(a, sudo=True) for a in argvs]
+    res, ipt = read or run_batch(t, argvs, sudo=True) or [t.run(a, sudo=True) for a in argvs]
     found = [f"route: {r}" for r in tagged_routes(res.stdout)] if res.ok else []
     if ipt.ok:
         found += labctl_rules(parse_iptables_save(ipt.stdout), inv.lab)
