@@ -242,3 +242,27 @@ def test_unguarded_changes_take_one_round_trip_each_journal_first() -> None:
     with pytest.raises(CommandFailed, match="No space left"):
         ap.execute_change(run, rule, entry, lazy=True)
     assert rule.apply[0] not in fake.commands
+
+
+def test_each_undo_probes_the_next_entry_with_its_journal_write() -> None:
+    fake = _Trips("assistant")
+    fake.on(["ip", "route", "show", "table", "all"], stdout="default via 10.77.1.254\n")
+    fake.on(["iptables-save"], stdout="*filter\nCOMMIT\n")
+    fake.on_prefix(["iptables", "-w", "-C"], exit_code=1).on_prefix(["iptables", "-w", "-A"])
+    run = ap.HostRun("assistant", fake, HDIR, new_journal("demo", "assistant", "r1", now=0.0),
+                     clock=lambda: 1.0)
+    rules = [_rule(n) for n in (10, 11, 12)]
+    for rule in rules:
+        ap.apply_change(run, rule)
+    fake.on_prefix(["iptables", "-w", "-C"]).on_prefix(["iptables", "-w", "-D"])
+    todo = list(reversed(run.journal.entries))
+    fake.trips = 0
+    ap.save_probing(run, todo[0])
+    for entry, then in zip(todo, [*todo[1:], None]):
+        assert ap.undo(run, entry, then).status == "undone"
+    # one round trip for the first probe (with a journal write), then per entry: its undo
+    # commands, and its journal write with the next entry's probe
+    assert fake.trips == 1 + 2 * len(rules)
+    assert run.journal.in_place() == [] and not run.probed
+    deletes = [c for c in fake.commands if c[:3] == ("iptables", "-w", "-D")]
+    assert len(deletes) == 3
