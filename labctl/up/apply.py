@@ -4,20 +4,16 @@ A `HostRun` bundles one host's transport, state directory and journal. Every mut
 journal entry written (remote, atomically, and the local copy) -> probe (exit 0: no-op with a
 reason) -> apply argvs -> entry marked applied/failed. "changed" is derived from the entries'
 statuses, never set by hand. `undo_entry` is what `down` and a failed `up` run, newest first.
-Also here: the per-host lock (one `up`/`down` per lab at a time).
+The per-host lock is labctl.up.lock.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Callable, Optional, Sequence
 
-from labctl.errors import LabctlError, RemoteError
+from labctl.errors import RemoteError
 from labctl.hosts import daemons as dm
 from labctl.hosts.journal import (
     SNAPSHOT_ARGVS,
@@ -33,9 +29,8 @@ from labctl.hosts.journal import (
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
 from labctl.transport.batch import run_batch, run_chain
-from labctl.transport.textfile import temp_path, write_argv, write_text
+from labctl.transport.textfile import temp_path, write_argv
 from labctl.up.hooks import NO_HOOKS, Hooks
-from labctl.up.statedir import mkdir_argv
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
 SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)
@@ -75,6 +70,8 @@ class HostRun:
     deferred: set[str] = field(default_factory=set)
     #: the next change's snapshot, taken right after the change before it (same round trip)
     prefetched: dict[str, Snapshot] = field(default_factory=dict)
+    #: a single-command undo run right after its probe found it in place (`save_probing`)
+    undone: dict[str, Result] = field(default_factory=dict)
 
     @property
     def journal_file(self) -> str:
@@ -249,14 +246,15 @@ def undo_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> Step
     The probe tests the change as a whole (a chain: its jump). A `planned` entry may have been
     cut off between its commands (labctl killed mid-change: the chain created, not yet hooked),
     so when its probe finds it absent its undo commands still run, their failures expected."""
-    probed = run.probed.pop(entry.step, None)
+    probed, ran = run.probed.pop(entry.step, None), run.undone.pop(entry.step, None)
     if entry.probe and not (probed if probed is not None else run.run(entry.probe).ok):
         if entry.status == "planned":
             _run_all(run, entry.undo)
         run.journal.mark(entry, "undone", run.clock(), "not in place, nothing to undo")
         save_probing(run, then)
         return run.record(entry, "undone")
-    failures = [_fail_reason(res) for res in _run_all(run, entry.undo) if not res.ok]
+    done = [ran] if ran is not None else _run_all(run, entry.undo)
+    failures = [_fail_reason(res) for res in done if not res.ok]
     if failures and entry.status != "planned":
         entry.reason = "undo failed: " + "; ".join(failures)
         save_probing(run, then)
@@ -269,13 +267,18 @@ def undo_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> Step
 
 def save_probing(run: HostRun, then: Optional[Entry]) -> None:
     """`run.save()`, and once the journal is written, `then`'s probe in the same round trip
-    (kept for `undo_entry`: nothing runs on the host in between)."""
+    (kept for `undo_entry`: nothing runs on the host in between), and when it finds `then` in
+    place and `then` is undone by one command, that command too (a chain stops after a failed
+    probe: an absent entry's undo never runs there)."""
     if then is None or not then.probe or then.kind == ChangeKind.DAEMON.value:
         run.save()
         return
-    got = run.save_then([then.probe])
+    one = list(then.undo) if len(then.undo) == 1 else []
+    got = run.save_then([then.probe, *one])
     if got:
         run.probed[then.step] = got[0].ok
+    if got and got[0].ok and len(got) == 1 + len(one) and one:
+        run.undone[then.step] = got[1]
 
 
 def _run_all(run: HostRun, argvs: Sequence[Sequence[str]]) -> list[Result]:
@@ -302,99 +305,3 @@ def undo(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcom
     if entry.kind == ChangeKind.DAEMON.value:
         return stop_daemon_entry(run, entry, then)
     return undo_entry(run, entry, then)
-
-
-# -- lock -------------------------------------------------------------------------------------
-def lock_dir(hdir: str) -> str:
-    return str(PurePosixPath(hdir) / "lock")
-
-
-def _owner() -> dict[str, object]:
-    return {"pid": os.getpid(), "operator": socket.gethostname(), "since": time.time()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stale_owner(owner: dict[str, object]) -> bool:
-    """A lock left by a labctl that died on this operator machine (e.g. kill -9)."""
-    pid = owner.get("pid")
-    same_machine = owner.get("operator") == socket.gethostname()
-    return same_machine and isinstance(pid, int) and not _pid_alive(pid)
-
-
-#: Seconds a lock without its owner file is given before it counts as stale (a concurrent
-#: `up` between its mkdir and its owner write; broken at once, it lost its own lock).
-OWNER_WAIT = 3.0
-
-
-def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str]:
-    """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
-    return lock_and_read(transport, hdir, None, sudo)[0]
-
-
-def lock_and_read(transport: Transport, hdir: str, path: Optional[str], sudo: bool = True
-                  ) -> tuple[list[str], Optional[Result]]:
-    """`acquire_lock`, and `cat path` once the lock is ours: the state directory, the lock,
-    its owner file and the read in one round trip where the host runs chains (the read is
-    None when it was not made: the caller reads it)."""
-    notes: list[str] = []
-    lock = lock_dir(hdir)
-    owner = json.dumps(_owner())
-    argvs = [mkdir_argv(hdir), ["mkdir", lock],
-             write_argv(temp_path(f"{lock}/owner.json"), f"{lock}/owner.json")]
-    first = run_chain(transport, [*argvs, *([["cat", path]] if path else [])], stdin=owner,
-                      stdin_at=2, sudo=sudo)
-    if first is None:                       # no chains on this host: one command at a time
-        transport.run(mkdir_argv(hdir), sudo=sudo).check()
-    else:
-        first[0].check()
-        if len(first) > 2:                  # the lock is ours (the owner written, or not)
-            first[2].check()
-            return notes, first[3] if len(first) > 3 else None
-    for attempt in range(2):
-        res = first[1] if first is not None and attempt == 0 else \
-            transport.run(["mkdir", lock], sudo=sudo)
-        if res.ok:
-            _write_owner(transport, lock, sudo)
-            return notes, None
-        owner_seen = _read_owner(transport, lock, sudo)
-        waited = 0.0
-        while owner_seen is None and waited < OWNER_WAIT:  # its taker writes the owner right
-            time.sleep(0.25)                               # after its mkdir: a lock without
-            waited += 0.25                                 # one is being taken, not stale,
-            owner_seen = _read_owner(transport, lock, sudo)  # for a moment
-        if owner_seen is not None and not stale_owner(owner_seen):
-            raise LabctlError(
-                f"another labctl (pid {owner_seen.get('pid')} on "
-                f"{owner_seen.get('operator')}) holds the lock {lock}",
-                hint="wait for it to finish; if no labctl is running, remove that directory",
-                host=transport.host,
-            )
-        notes.append(f"broke stale lock {lock} (owner {owner_seen})")
-        transport.run(["rm", "-rf", lock], sudo=sudo).check()
-    raise RemoteError(f"cannot take the lock {lock}", host=transport.host)
-
-
-def _write_owner(transport: Transport, lock: str, sudo: bool) -> None:
-    write_text(transport, f"{lock}/owner.json", json.dumps(_owner()), sudo=sudo).check()
-
-
-def _read_owner(transport: Transport, lock: str, sudo: bool) -> Optional[dict[str, object]]:
-    res = transport.run(["cat", f"{lock}/owner.json"], sudo=sudo)
-    try:
-        data = json.loads(res.stdout) if res.ok else None
-    except ValueError:
-        data = None
-    return data if isinstance(data, dict) else None
-
-
-def release_lock(transport: Transport, hdir: str, sudo: bool = True) -> None:
-    transport.run(["rm", "-rf", lock_dir(hdir)], sudo=sudo)

@@ -32,15 +32,9 @@ from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import deadman
-from labctl.up.apply import (
-    HostRun,
-    StepOutcome,
-    lock_and_read,
-    release_lock,
-    save_probing,
-    undo,
-)
+from labctl.up.apply import HostRun, StepOutcome, save_probing, undo
 from labctl.up.launch import key_path
+from labctl.up.lock import lock_and_read, release_lock
 from labctl.up.plan import chain_name
 from labctl.up.trust import check_journal
 

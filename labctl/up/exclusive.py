@@ -15,7 +15,7 @@ from labctl.hosts.journal import host_dir, journal_path, read_remote
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.transport.base import Result, Transport
 from labctl.transport.pool import HostPool
-from labctl.up.apply import lock_and_read, release_lock
+from labctl.up.lock import lock_and_read, release_lock
 
 
 def runs_dir(inv: Inventory, name: str) -> str:
