@@ -8,16 +8,16 @@ Readiness: intercept listens (`ss -Hltn`), tcpcopy reports `intercepts[].connect
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from labctl.errors import RemoteError
 from labctl.hosts import supervision as sv
 from labctl.hosts.journal import DaemonRecord
-from labctl.transport.base import Transport
+from labctl.hosts.observe import Observed, current_pid, observe, read_stats
+from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 
 PYTHON = "python3"
@@ -164,19 +164,30 @@ def start(
     now: Callable[[], float] = time.time,
 ) -> DaemonRecord:
     """Run the launch argv; the record gets the pid (from the detach output or the pidfile)."""
-    # a fresh start: no stats of an earlier run, no conditions a crashed drill left behind
-    # (and for a supervised one no pid or state of an earlier run); both in one round trip
-    # where the host runs batches
+    argvs = start_argvs(record)
+    both = run_batch(transport, argvs, sudo=sudo)   # one round trip where the host can
+    if both is None:
+        both = [transport.run(argvs[0], sudo=sudo).check(), transport.run(argvs[1], sudo=sudo)]
+    return started(record, both, now)
+
+
+def start_argvs(record: DaemonRecord) -> list[list[str]]:
+    """A fresh start: no stats of an earlier run, no conditions a crashed drill left behind
+    (and for a supervised one no pid or state of an earlier run); then the launch argv."""
     stale = [record.pid_file, record.supervisor_state_file] if record.supervisor else []
     clean = ["rm", "-f", record.stats_file, netem_file(record), *[f for f in stale if f]]
-    both = run_batch(transport, [clean, list(record.argv)], sudo=sudo)
-    if both is None:
-        transport.run(clean, sudo=sudo).check()
-        res = transport.run(record.argv, sudo=sudo).check()
-    else:
-        both[0].check()
-        res = both[1].check()
-    word = res.stdout.strip().split()[-1] if res.stdout.strip() else ""
+    return [clean, list(record.argv)]
+
+
+def started(record: DaemonRecord, results: Sequence[Result],
+            now: Callable[[], float] = time.time) -> DaemonRecord:
+    """The record of a daemon `start_argvs` started (CommandFailed unless both ran well)."""
+    for res in results:
+        res.check()
+    if len(results) < 2:
+        raise RemoteError(f"{record.name} was not started", host=results[0].host
+                          if results else None)
+    word = results[1].stdout.strip().split()[-1] if results[1].stdout.strip() else ""
     pid = int(word) if word.isdigit() else None
     if record.supervisor == sv.ENGINE:
         record.supervisor_pid = pid  # the daemon's own pid is in its pidfile
@@ -184,32 +195,6 @@ def start(
         record.pid = pid
     record.started_at = now()
     return record
-
-
-def read_stats(
-    transport: Transport, stats_file: str, sudo: bool = True
-) -> Optional[dict[str, Any]]:
-    res = transport.run(["cat", stats_file], sudo=sudo)
-    if not res.ok:
-        return None
-    try:
-        data = json.loads(res.stdout)
-    except ValueError:
-        return None  # a torn read cannot happen (atomic rename), but never crash on it
-    return data if isinstance(data, dict) else None
-
-
-def current_pid(transport: Transport, record: DaemonRecord, sudo: bool = True) -> Optional[int]:
-    """The daemon's pid if it is alive and really ours (/proc/PID/cmdline names the daemon)."""
-    candidates = [record.pid] if record.pid else []
-    res = transport.run(["cat", record.pid_file], sudo=sudo)
-    if res.ok and res.stdout.strip().isdigit():
-        candidates.insert(0, int(res.stdout.strip()))
-    for pid in candidates:
-        cmd = transport.run(["cat", f"/proc/{pid}/cmdline"], sudo=sudo)
-        if cmd.ok and record.name in cmd.stdout and record.stats_file in cmd.stdout:
-            return pid
-    return None
 
 
 def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> str:
@@ -220,14 +205,19 @@ def log_tail(transport: Transport, record: DaemonRecord, sudo: bool = True) -> s
     return res.stdout.strip() if res.ok or res.stdout else "(no log)"
 
 
-def gone(transport: Transport, record: DaemonRecord, sudo: bool = True) -> bool:
+def gone(transport: Transport, record: DaemonRecord, sudo: bool = True,
+         seen: Optional[Observed] = None) -> bool:
     """The daemon died during start-up: not running; a supervised one, also when its
     supervisor is gone or already had to restart it (a daemon that cannot start would be
-    restarted for ever: `up` fails at once instead, with the log tail)."""
+    restarted for ever: `up` fails at once instead, with the log tail). `seen`: a look at it
+    already taken in this poll (its pid)."""
+    def dead() -> bool:
+        return (seen.pid if seen is not None else current_pid(transport, record, sudo)) is None
+
     if record.supervisor != sv.ENGINE:
-        return current_pid(transport, record, sudo) is None
+        return dead()
     if sv.supervisor_pid(transport, record, sudo) is None:
-        return current_pid(transport, record, sudo) is None
+        return dead()
     return bool(sv.restarts_of(sv.read_state(transport, record, sudo)))
 
 
@@ -243,11 +233,13 @@ def wait_listening(
     poller: Optional[Poller] = None, sudo: bool = True,
 ) -> None:
     """Until something listens on TCP `port` (intercept's channel); fails fast if it died."""
-    def check() -> bool:
-        res = transport.run(["ss", "-Hltn", "sport", "=", f":{port}"], sudo=sudo)
+    def check() -> bool:   # one round trip: the listener, the pid file and its cmdline
+        seen = observe(transport, record, sudo, stats=False,
+                       extra=[["ss", "-Hltn", "sport", "=", f":{port}"]])
+        res = seen.extra[0]
         if res.ok and res.stdout.strip():
             return True
-        if gone(transport, record, sudo):
+        if gone(transport, record, sudo, seen):
             raise _died(transport, record, sudo)
         return False
 
@@ -270,12 +262,12 @@ def wait_connected(
     """Until tcpcopy's stats file reports a connection to every intercept."""
     seen: dict[str, Any] = {}
 
-    def check() -> bool:
-        stats = read_stats(transport, record.stats_file, sudo)
-        if is_connected(stats):
-            seen.update(stats or {})
+    def check() -> bool:   # one round trip: the stats, the pid file and its cmdline
+        look = observe(transport, record, sudo)
+        if is_connected(look.stats):
+            seen.update(look.stats or {})
             return True
-        if gone(transport, record, sudo):
+        if gone(transport, record, sudo, look):
             raise _died(transport, record, sudo)
         return False
 
@@ -304,13 +296,18 @@ def stop(
         transport.run(["systemctl", "stop", record.unit], sudo=sudo)
     elif pid is not None:
         transport.run(["kill", "-TERM", str(pid)], sudo=sudo)
+    last = Observed(pid, None)
     if pid is not None:
+        def exited() -> bool:   # (its stats file read in the same round trip)
+            nonlocal last
+            last = observe(transport, record, sudo)
+            return last.pid is None
         try:
-            poller.until(f"{record.name} to exit", transport.host, grace,
-                         lambda: current_pid(transport, record, sudo) is None)
+            poller.until(f"{record.name} to exit", transport.host, grace, exited)
         except RemoteError:
             transport.run(["kill", "-KILL", str(pid)], sudo=sudo)
-    record.final_stats = read_stats(transport, record.stats_file, sudo) or record.final_stats
+    final = last.stats if last.final else read_stats(transport, record.stats_file, sudo)
+    record.final_stats = final or record.final_stats
     record.stopped_at = now()
     return record
 
@@ -319,8 +316,8 @@ def status(
     transport: Transport, record: DaemonRecord, sudo: bool = True,
     now: Callable[[], float] = time.time,
 ) -> DaemonStatus:
-    pid = current_pid(transport, record, sudo)
-    stats = read_stats(transport, record.stats_file, sudo) or record.final_stats or {}
+    look = observe(transport, record, sudo)
+    pid, stats = look.pid, look.stats or record.final_stats or {}
     st = replace(summarize(record.name, pid, stats, now()), runtime=record.runtime,
                  workers=record.workers)
     seen = sv.inspect(transport, record, sudo)

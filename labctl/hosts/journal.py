@@ -19,11 +19,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from labctl.errors import RemoteError, UsageError
 from labctl.model import Change
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 from labctl.transport.textfile import write_text
 
@@ -190,12 +190,24 @@ def journal_path(hdir: str) -> str:
 # -- remote I/O -------------------------------------------------------------------------------
 def take_snapshot(transport: Transport, sudo: bool = True) -> Snapshot:
     """`ip route show table all` + `iptables-save` (read-only); failures recorded as text."""
-    argvs = list(SNAPSHOT_ARGVS.values())
+    return snapshot_and(transport, [], sudo)[0]
+
+
+def snapshot_and(transport: Transport, extra: Sequence[Sequence[str]], sudo: bool = True
+                 ) -> tuple[Snapshot, list[Result]]:
+    """The snapshot and the results of `extra` (read-only argvs, e.g. a change's probe), all
+    in one round trip where the host runs batches."""
+    argvs = [*SNAPSHOT_ARGVS.values(), *[list(a) for a in extra]]
     results = run_batch(transport, argvs, sudo=sudo)  # one round trip
     if results is None:
         results = [transport.run(list(argv), sudo=sudo) for argv in argvs]
+    return snapshot_of(results), results[len(SNAPSHOT_ARGVS):]
+
+
+def snapshot_of(results: Sequence[Result]) -> Snapshot:
+    """The snapshot from the results of SNAPSHOT_ARGVS (in that order; failures as text)."""
     out = {}
-    for key, argv, res in zip(SNAPSHOT_ARGVS, argvs, results):
+    for key, argv, res in zip(SNAPSHOT_ARGVS, SNAPSHOT_ARGVS.values(), results):
         out[key] = res.stdout if res.ok else f"# {argv[0]} failed ({res.exit_code}): {res.stderr}"
     return Snapshot(**out)
 
@@ -206,9 +218,10 @@ def write_remote(transport: Transport, path: str, journal: Journal, sudo: bool =
     write_text(transport, path, journal.to_json(), sudo=sudo).check()
 
 
-def read_remote(transport: Transport, path: str, sudo: bool = True) -> Optional[Journal]:
-    """The host's journal, or None when there is none."""
-    res = transport.run(["cat", path], sudo=sudo)
+def read_remote(transport: Transport, path: str, sudo: bool = True,
+                read: Optional[Result] = None) -> Optional[Journal]:
+    """The host's journal, or None when there is none (`read`: its `cat` already run)."""
+    res = read if read is not None else transport.run(["cat", path], sudo=sudo)
     if not res.ok:
         if "No such file" in res.stderr or (res.exit_code == 1 and not res.stdout):
             return None

@@ -10,7 +10,8 @@ Unit tests use it so that no test can ever run a real command by accident:
     fake.commands == [("sysctl", "-n", "net.ipv4.ip_forward")]
 
 A batch (labctl.transport.batch) is answered argv by argv from the same rules, and the calls
-record the argvs inside it, not the wrapper. `FakeTransport(sudo_user=True)` plays a non-root
+record the argvs inside it, not the wrapper; a chain likewise, up to its first failure.
+`FakeTransport(sudo_user=True)` plays a non-root
 `sudo: true` host: `wants_sudo(True)` is true, and an argv run as `sudo -n -- ARGV` (inside a
 batch) is answered and recorded as ARGV with `sudo=True`. A file write
 (labctl.transport.textfile) that no rule answers stores its stdin in `files` under the final
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from labctl.transport.base import CallLog, Result
-from labctl.transport.batch import SUDO_PREFIX, frame, unbatch_argv
+from labctl.transport.batch import SUDO_PREFIX, frame, unbatch_argv, unchain_argv
 from labctl.transport.textfile import unwrite_argv
 
 Answer = Union[Result, Callable[[tuple[str, ...]], Result]]
@@ -121,6 +122,16 @@ class FakeTransport:
         if batch is not None:  # as a host would: each argv in turn (recorded one by one)
             token, argvs = batch
             results = [self.run(a, sudo=sudo, timeout=timeout) for a in argvs]
+            return Result(self.host, key, 0, frame(results, token))
+        chain = unchain_argv(key)
+        if chain is not None:  # each argv in turn until one fails; stdin to the one at `at`
+            token, at, argvs = chain
+            results = []
+            for i, a in enumerate(argvs):
+                results.append(self.run(a, sudo=sudo, timeout=timeout,
+                                        stdin=stdin if i == at else None))
+                if not results[-1].ok:
+                    break
             return Result(self.host, key, 0, frame(results, token))
         if self.sudo_user and key[:3] == SUDO_PREFIX and len(key) > 3:
             return self.run(key[3:], sudo=True, timeout=timeout, stdin=stdin)

@@ -27,6 +27,7 @@ from labctl.transport import files
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
 from labctl.transport.batch import SUDO_PREFIX
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
+from labctl.transport.trace import traced
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 65536
@@ -209,12 +210,14 @@ class SSHTransport:
         command = remote_command(argv, sudo=self.wants_sudo(sudo))
         limit = DEFAULT_TIMEOUT if timeout is None else timeout
         try:
-            channel = self._transport().open_session()
-            channel.exec_command(command)
-            if stdin is not None:
-                channel.sendall(stdin.encode())
-            channel.shutdown_write()
-            code, out, err = _collect(channel, limit, lambda: _answers(channel.get_transport()))
+            with traced(self.host, argv):
+                channel = self._transport().open_session()
+                channel.exec_command(command)
+                if stdin is not None:
+                    channel.sendall(stdin.encode())
+                channel.shutdown_write()
+                code, out, err = _collect(channel, limit,
+                                          lambda: _answers(channel.get_transport()))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectionLost(
@@ -231,6 +234,10 @@ class SSHTransport:
         """Upload to a temporary name next to `remote_path`, set to `mode` before a byte is
         written (a channel key must never be readable by others, not even while it uploads),
         then renamed over `remote_path`; through sudo via a private temp file (`files`)."""
+        with traced(self.host, ["put", local_path, remote_path]):
+            self._put(local_path, remote_path, mode)
+
+    def _put(self, local_path: str, remote_path: str, mode: int) -> None:
         if self.wants_sudo(True):
             files.put_via_sudo(self, local_path, remote_path, mode)
         else:

@@ -29,10 +29,15 @@ def unwrite_argv(argv: Sequence[str]) -> Optional[tuple[str, str]]:
     return None
 
 
+def temp_path(path: str) -> str:
+    """A fresh temp name next to `path` (same directory: the `mv` is a rename)."""
+    return f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+
+
 def write_text(transport: Transport, path: str, text: str, sudo: bool = False) -> Result:
     """Write `text` to `path` atomically (see the module doc); a failure removes the temp file
     and is returned, not raised (call `.check()`)."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp = temp_path(path)
     res = transport.run(write_argv(tmp, path), sudo=sudo, stdin=text)
     if not res.ok:
         transport.run(["rm", "-f", tmp], sudo=sudo)

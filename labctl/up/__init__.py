@@ -13,7 +13,8 @@
     run          plan() and up(): connect -> facts -> checks -> plan -> execute
     execute      UpRun: lock -> ship -> journals -> changes (dead-man before the first guarded
                  one) -> daemons -> confirm over new connections -> log marks -> local state
-    apply        one change: journal first, probe, apply, undo; the per-host lock
+    apply        one change: journal first, probe, apply, undo (chained where it can)
+    lock         the per-host lock (with the state dir and a read, one round trip)
     deadman      the rollback timer armed on the host; ship: the engine zipapp
     down         status() and down(): read and undo what the journal lists
 

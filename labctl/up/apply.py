@@ -4,36 +4,33 @@ A `HostRun` bundles one host's transport, state directory and journal. Every mut
 journal entry written (remote, atomically, and the local copy) -> probe (exit 0: no-op with a
 reason) -> apply argvs -> entry marked applied/failed. "changed" is derived from the entries'
 statuses, never set by hand. `undo_entry` is what `down` and a failed `up` run, newest first.
-Also here: the per-host lock (one `up`/`down` per lab at a time).
+The per-host lock is labctl.up.lock.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
-from labctl.errors import LabctlError, RemoteError
+from labctl.errors import RemoteError
 from labctl.hosts import daemons as dm
 from labctl.hosts.journal import (
+    SNAPSHOT_ARGVS,
     Entry,
     Journal,
     Snapshot,
     journal_path,
     save_local,
-    take_snapshot,
+    snapshot_and,
+    snapshot_of,
     write_remote,
 )
 from labctl.model import Change, ChangeKind
 from labctl.transport.base import CommandFailed, Result, Transport
-from labctl.transport.batch import run_batch
-from labctl.transport.textfile import write_text
+from labctl.transport.batch import run_batch, run_chain
+from labctl.transport.textfile import temp_path, write_argv
 from labctl.up.hooks import NO_HOOKS, Hooks
-from labctl.up.statedir import mkdir_argv
 
 #: Kinds whose changes touch routes or rules (the journal snapshots those before each one).
 SNAPSHOT_KINDS = (ChangeKind.ROUTE.value, ChangeKind.IPTABLES.value)
@@ -67,6 +64,14 @@ class HostRun:
     clock: Callable[[], float] = time.time
     outcomes: list[StepOutcome] = field(default_factory=list)
     hooks: Hooks = NO_HOOKS
+    #: a change's probe, run with its snapshot before it was journaled: step -> in place
+    probed: dict[str, bool] = field(default_factory=dict)
+    #: changes journaled as planned here but not yet on the host: written with their commands
+    deferred: set[str] = field(default_factory=set)
+    #: the next change's snapshot, taken right after the change before it (same round trip)
+    prefetched: dict[str, Snapshot] = field(default_factory=dict)
+    #: a single-command undo run right after its probe found it in place (`save_probing`)
+    undone: dict[str, Result] = field(default_factory=dict)
 
     @property
     def journal_file(self) -> str:
@@ -75,11 +80,39 @@ class HostRun:
     def run(self, argv: list[str] | tuple[str, ...], timeout: Optional[float] = None) -> Result:
         return self.transport.run(list(argv), sudo=self.sudo, timeout=timeout)
 
-    def save(self) -> None:
-        """Write the journal on the host (atomic) and its local copy."""
+    def save(self, lazy: bool = False) -> None:
+        """Write the journal on the host (atomic) and its local copy. `lazy`: the local copy
+        now, the host's with the next write (`save_then` or `save`): only for marking an
+        unguarded change applied — until then the host's journal says it is planned, which
+        every rollback treats as "may be in place" (probed, then undone)."""
         self.journal.updated_at = self.clock()
+        if lazy:
+            save_local(self.journal)
+            return
         write_remote(self.transport, self.journal_file, self.journal, sudo=self.sudo)
         save_local(self.journal)
+
+    def save_then(self, argvs: Sequence[Sequence[str]],
+                  timeout: Optional[float] = None) -> list[Result]:
+        """Write the journal on the host and, only once it is written, run `argvs` in order up
+        to the first that fails: one round trip where the host runs chains (the local copy is
+        written first). Their results; raises CommandFailed when the journal write failed."""
+        self.journal.updated_at = self.clock()
+        save_local(self.journal)
+        tmp, path = temp_path(self.journal_file), self.journal_file
+        got = run_chain(self.transport, [write_argv(tmp, path), *argvs],
+                        stdin=self.journal.to_json(), sudo=self.sudo, timeout=timeout)
+        if got is None:                  # no chains on this host: one command at a time
+            write_remote(self.transport, path, self.journal, sudo=self.sudo)
+            got = [Result(self.name, ("true",), 0)]
+            for argv in argvs:
+                got.append(self.run(list(argv), timeout=timeout))
+                if not got[-1].ok:
+                    break
+        if not got[0].ok:
+            self.run(["rm", "-f", tmp])
+            got[0].check()
+        return got[1:]
 
     def record(self, entry: Entry, status: str) -> StepOutcome:
         out = StepOutcome(self.name, entry.step, entry.description, status, entry.reason)
@@ -115,11 +148,21 @@ def apply_change(run: HostRun, change: Change,
 
 
 def prepare_change(run: HostRun, change: Change) -> Entry:
-    """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs."""
-    snap = take_snapshot(run.transport, run.sudo) if change.kind.value in SNAPSHOT_KINDS \
-        else Snapshot()
+    """Snapshot (routes/rules) and journal the change as planned, on the host, BEFORE it runs.
+    A route/rule change's probe is run with its snapshot (one round trip); `execute_change`
+    uses that answer (nothing changes on the host in between: the lock is held)."""
+    snap = run.prefetched.pop(change.step, Snapshot())
+    if change.kind.value in SNAPSHOT_KINDS and change.step not in run.probed:
+        # the probe (read-only) in the same round trip
+        snap, probed = snapshot_and(run.transport, [change.probe] if change.probe else [],
+                                    run.sudo)
+        if probed:
+            run.probed[change.step] = probed[0].ok
     entry = run.journal.plan_entry(change, snap, run.clock())
-    run.save()
+    if change.guarded or not change.apply:
+        run.save()
+    else:   # on the host with its commands, in one round trip (`execute_change`)
+        run.deferred.add(change.step)
     return entry
 
 
@@ -143,15 +186,46 @@ def _guarded(run: HostRun, change: Change, argv: list[str] | tuple[str, ...],
     return res
 
 
+def _look_ahead(then: Optional[Change]) -> list[list[str]]:
+    """What `prepare_change` will read for `then` (its snapshot and probe), to run right after
+    the change before it, in that change's round trip; nothing when `then` needs none."""
+    if then is None or then.kind.value not in SNAPSHOT_KINDS or not then.probe:
+        return []
+    return [*[list(a) for a in SNAPSHOT_ARGVS.values()], list(then.probe)]
+
+
+def _keep_look(run: HostRun, then: Optional[Change], got: Sequence[Result]) -> None:
+    if then is not None and len(got) == len(SNAPSHOT_ARGVS) + 1:  # (all of it ran)
+        run.prefetched[then.step] = snapshot_of(got)
+        run.probed[then.step] = got[-1].ok
+
+
 def execute_change(run: HostRun, change: Change, entry: Entry,
-                   guard_timeout: Optional[float] = None) -> StepOutcome:
-    """Probe and apply a change already journaled by `prepare_change`."""
-    if change.probe and run.run(change.probe).ok:
+                   guard_timeout: Optional[float] = None, lazy: bool = False,
+                   then: Optional[Change] = None) -> StepOutcome:
+    """Probe and apply a change journaled by `prepare_change`: a guarded change is on the
+    host's journal already, any other is written there in the same round trip as its commands
+    (which run only once it is written, and stop at the first that fails). `lazy`: an
+    unguarded change's "applied" reaches the host with the next journal write. `then`: the
+    host's next change, whose snapshot and probe then come with this change's round trip
+    (taken after its commands: the state the next one starts from)."""
+    probed = run.probed.pop(change.step, None)
+    deferred = change.step in run.deferred
+    run.deferred.discard(change.step)
+    if change.probe and (probed if probed is not None else run.run(change.probe).ok):
         run.journal.mark(entry, "noop", run.clock(), change.noop_reason or "already in place")
         run.save()
         return run.record(entry, "noop")
-    for argv in change.apply:
-        res = _guarded(run, change, argv, guard_timeout)
+    ran = None
+    if deferred:
+        look = _look_ahead(then)
+        ran = run.save_then([*change.apply, *look])
+        _keep_look(run, then, ran[len(change.apply):])
+        ran = ran[:len(change.apply)]
+    for i, argv in enumerate(change.apply):
+        if ran is not None and i >= len(ran):
+            break                        # (a chain stops only after a failure, seen below)
+        res = ran[i] if ran is not None else _guarded(run, change, argv, guard_timeout)
         if not res.ok:
             run.journal.mark(entry, "failed", run.clock(), _fail_reason(res))
             run.save()
@@ -161,128 +235,73 @@ def execute_change(run: HostRun, change: Change, entry: Entry,
     if change.guarded and guard_timeout is not None:  # before the slower journal upload
         _guarded(run, change, ALIVE, guard_timeout)
     run.journal.mark(entry, "applied", run.clock())
-    run.save()
+    run.save(lazy=lazy and not change.guarded)
     return run.record(entry, "applied")
 
 
-def undo_entry(run: HostRun, entry: Entry) -> StepOutcome:
-    """Undo one entry that may be in place; never raises on a failed undo command.
+def undo_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcome:
+    """Undo one entry that may be in place; never raises on a failed undo command. `then`: the
+    entry undone next, whose probe runs with this one's journal write (`save_probing`).
 
     The probe tests the change as a whole (a chain: its jump). A `planned` entry may have been
     cut off between its commands (labctl killed mid-change: the chain created, not yet hooked),
     so when its probe finds it absent its undo commands still run, their failures expected."""
-    if entry.probe and not run.run(entry.probe).ok:
+    probed, ran = run.probed.pop(entry.step, None), run.undone.pop(entry.step, None)
+    if entry.probe and not (probed if probed is not None else run.run(entry.probe).ok):
         if entry.status == "planned":
-            for argv in entry.undo:
-                run.run(argv)
+            _run_all(run, entry.undo)
         run.journal.mark(entry, "undone", run.clock(), "not in place, nothing to undo")
-        run.save()
+        save_probing(run, then)
         return run.record(entry, "undone")
-    failures = [_fail_reason(res) for res in (run.run(a) for a in entry.undo) if not res.ok]
+    done = [ran] if ran is not None else _run_all(run, entry.undo)
+    failures = [_fail_reason(res) for res in done if not res.ok]
     if failures and entry.status != "planned":
         entry.reason = "undo failed: " + "; ".join(failures)
-        run.save()
+        save_probing(run, then)
         return run.record(entry, "undo-failed")
     reason = "undone" if not failures else "never applied (undo found nothing)"
     run.journal.mark(entry, "undone", run.clock(), reason)
-    run.save()
+    save_probing(run, then)
     return run.record(entry, "undone")
 
 
-def stop_daemon_entry(run: HostRun, entry: Entry) -> StepOutcome:
+def save_probing(run: HostRun, then: Optional[Entry]) -> None:
+    """`run.save()`, and once the journal is written, `then`'s probe in the same round trip
+    (kept for `undo_entry`: nothing runs on the host in between), and when it finds `then` in
+    place and `then` is undone by one command, that command too (a chain stops after a failed
+    probe: an absent entry's undo never runs there)."""
+    if then is None or not then.probe or then.kind == ChangeKind.DAEMON.value:
+        run.save()
+        return
+    one = list(then.undo) if len(then.undo) == 1 else []
+    got = run.save_then([then.probe, *one])
+    if got:
+        run.probed[then.step] = got[0].ok
+    if got and got[0].ok and len(got) == 1 + len(one) and one:
+        run.undone[then.step] = got[1]
+
+
+def _run_all(run: HostRun, argvs: Sequence[Sequence[str]]) -> list[Result]:
+    """Every argv, each whatever the others did (undo commands): one round trip if it can."""
+    if not argvs:
+        return []
+    return run_batch(run.transport, argvs, sudo=run.sudo) or [run.run(list(a)) for a in argvs]
+
+
+def stop_daemon_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcome:
     """Stop the daemon an entry started (gracefully), keep its final stats, mark it undone."""
     name = entry.step.split(":", 1)[-1]
     for rec in run.journal.daemons:
         if rec.name == name and rec.stopped_at is None:
             dm.stop(run.transport, rec)
     run.journal.mark(entry, "undone", time.time(), "stopped (final stats kept)")
-    run.save()
+    save_probing(run, then)
     return run.record(entry, "undone")
 
 
-def undo(run: HostRun, entry: Entry) -> StepOutcome:
-    """Undo one entry, whatever its kind: what `down` and a failed `up` run, newest first."""
+def undo(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> StepOutcome:
+    """Undo one entry, whatever its kind: what `down` and a failed `up` run, newest first
+    (`then`: the next one, probed with this one's journal write)."""
     if entry.kind == ChangeKind.DAEMON.value:
-        return stop_daemon_entry(run, entry)
-    return undo_entry(run, entry)
-
-
-# -- lock -------------------------------------------------------------------------------------
-def lock_dir(hdir: str) -> str:
-    return str(PurePosixPath(hdir) / "lock")
-
-
-def _owner() -> dict[str, object]:
-    return {"pid": os.getpid(), "operator": socket.gethostname(), "since": time.time()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stale_owner(owner: dict[str, object]) -> bool:
-    """A lock left by a labctl that died on this operator machine (e.g. kill -9)."""
-    pid = owner.get("pid")
-    same_machine = owner.get("operator") == socket.gethostname()
-    return same_machine and isinstance(pid, int) and not _pid_alive(pid)
-
-
-#: Seconds a lock without its owner file is given before it counts as stale (a concurrent
-#: `up` between its mkdir and its owner write; broken at once, it lost its own lock).
-OWNER_WAIT = 3.0
-
-
-def acquire_lock(transport: Transport, hdir: str, sudo: bool = True) -> list[str]:
-    """mkdir-lock `<hdir>/lock` (atomic); breaks a stale lock. Returns notes about what it did."""
-    notes: list[str] = []
-    lock = lock_dir(hdir)
-    first = run_batch(transport, [mkdir_argv(hdir), ["mkdir", lock]], sudo=sudo)
-    if first is None:                       # no batches on this host: one command at a time
-        transport.run(mkdir_argv(hdir), sudo=sudo).check()
-    else:
-        first[0].check()
-    for attempt in range(2):
-        res = first[1] if first is not None and attempt == 0 else \
-            transport.run(["mkdir", lock], sudo=sudo)
-        if res.ok:
-            _write_owner(transport, lock, sudo)
-            return notes
-        owner = _read_owner(transport, lock, sudo)
-        waited = 0.0
-        while owner is None and waited < OWNER_WAIT:  # its taker writes the owner right after
-            time.sleep(0.25)                          # its mkdir: a lock without one is being
-            waited += 0.25                            # taken, not stale, for a moment
-            owner = _read_owner(transport, lock, sudo)
-        if owner is not None and not stale_owner(owner):
-            raise LabctlError(
-                f"another labctl (pid {owner.get('pid')} on {owner.get('operator')}) holds "
-                f"the lock {lock}",
-                hint="wait for it to finish; if no labctl is running, remove that directory",
-                host=transport.host,
-            )
-        notes.append(f"broke stale lock {lock} (owner {owner})")
-        transport.run(["rm", "-rf", lock], sudo=sudo).check()
-    raise RemoteError(f"cannot take the lock {lock}", host=transport.host)
-
-
-def _write_owner(transport: Transport, lock: str, sudo: bool) -> None:
-    write_text(transport, f"{lock}/owner.json", json.dumps(_owner()), sudo=sudo).check()
-
-
-def _read_owner(transport: Transport, lock: str, sudo: bool) -> Optional[dict[str, object]]:
-    res = transport.run(["cat", f"{lock}/owner.json"], sudo=sudo)
-    try:
-        data = json.loads(res.stdout) if res.ok else None
-    except ValueError:
-        data = None
-    return data if isinstance(data, dict) else None
-
-
-def release_lock(transport: Transport, hdir: str, sudo: bool = True) -> None:
-    transport.run(["rm", "-rf", lock_dir(hdir)], sudo=sudo)
+        return stop_daemon_entry(run, entry, then)
+    return undo_entry(run, entry, then)

@@ -19,7 +19,8 @@ from typing import Callable, Optional
 
 from labctl.errors import RemoteError
 from labctl.hosts.journal import DeadmanRecord, journal_path
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
+from labctl.transport.batch import run_batch, run_chain
 
 PYTHON = "python3"
 DEFAULT_AFTER = 120.0
@@ -64,8 +65,14 @@ def arm(
 ) -> DeadmanRecord:
     """Arm the timer; returns the record to keep in the journal."""
     p = paths(hdir)
-    transport.run(["rm", "-f", p["confirm_file"]], sudo=sudo).check()
-    transport.run(arm_argv(pyz, hdir, lab, after, systemd), sudo=sudo).check()
+    clear, start = ["rm", "-f", p["confirm_file"]], arm_argv(pyz, hdir, lab, after, systemd)
+    both = run_batch(transport, [clear, start], sudo=sudo)   # one round trip where it can
+    if both is None:
+        transport.run(clear, sudo=sudo).check()
+        transport.run(start, sudo=sudo).check()
+    else:   # (should the `rm` fail, the timer it armed finds a confirm file and does nothing)
+        both[0].check()
+        both[1].check()
     return DeadmanRecord(
         mechanism="systemd" if systemd else "detached", after=after, armed_at=now(),
         confirm_file=p["confirm_file"], pid_file="" if systemd else p["pid_file"],
@@ -73,11 +80,13 @@ def arm(
     )
 
 
-def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = True) -> Optional[int]:
-    """The pid of a still-running detached timer (checked against /proc/PID/cmdline)."""
+def timer_pid(transport: Transport, record: DeadmanRecord, sudo: bool = True,
+              read: Optional[Result] = None) -> Optional[int]:
+    """The pid of a still-running detached timer (checked against /proc/PID/cmdline);
+    `read`: the `cat` of its pid file, already run."""
     if not record.pid_file:
         return None
-    res = transport.run(["cat", record.pid_file], sudo=sudo)
+    res = read if read is not None else transport.run(["cat", record.pid_file], sudo=sudo)
     if not res.ok or not res.stdout.strip().isdigit():
         return None
     pid = int(res.stdout.strip())
@@ -100,12 +109,20 @@ def cancel(
 ) -> None:
     """Create the confirm file and stop the timer; waits until a detached timer has exited
     (one already rolling back finishes first, so the journal is final when this returns)."""
-    transport.run(["touch", record.confirm_file], sudo=sudo).check()
+    touch = ["touch", record.confirm_file]
     if record.mechanism == "systemd":
+        transport.run(touch, sudo=sudo).check()
         for suffix in ("timer", "service"):
             transport.run(["systemctl", "stop", f"{record.unit}.{suffix}"], sudo=sudo)
         return
-    pid = timer_pid(transport, record, sudo)
+    # the confirm file, then (only once it is there) the timer's pid file: one round trip
+    got = run_chain(transport, [touch, ["cat", record.pid_file]], sudo=sudo) \
+        if record.pid_file else None
+    if got is None:
+        transport.run(touch, sudo=sudo).check()
+    else:
+        got[0].check()
+    pid = timer_pid(transport, record, sudo, got[1] if got is not None else None)
     if pid is None:
         return
     transport.run(["kill", "-TERM", str(pid)], sudo=sudo)

@@ -27,12 +27,14 @@ from labctl.hosts.journal import (
     save_record,
 )
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.model import CHAIN_PREFIX, ROUTE_PROTO
-from labctl.transport.base import Transport
+from labctl.model import CHAIN_PREFIX, ROUTE_PROTO, ChangeKind
+from labctl.transport.base import Result, Transport
+from labctl.transport.batch import run_batch
 from labctl.transport.pool import Factory, HostPool, Watch
 from labctl.up import deadman
-from labctl.up.apply import HostRun, StepOutcome, acquire_lock, release_lock, undo
+from labctl.up.apply import HostRun, StepOutcome, save_probing, undo
 from labctl.up.launch import key_path
+from labctl.up.lock import lock_and_read, release_lock
 from labctl.up.plan import chain_name
 from labctl.up.trust import check_journal
 
@@ -132,13 +134,14 @@ def sweep_iptables_argvs(ruleset: Ruleset, lab: str) -> list[list[str]]:
 
 
 # -- status -----------------------------------------------------------------------------------
-def read_journal(t: Transport, inv: Inventory, name: str) -> Optional[Journal]:
+def read_journal(t: Transport, inv: Inventory, name: str,
+                 read: Optional[Result] = None) -> Optional[Journal]:
     """The host's journal (else the local copy), refused unless it fits what labctl could
-    have written for this lab and host (`labctl.up.trust`)."""
+    have written for this lab and host (`labctl.up.trust`). `read`: its `cat`, already run."""
     hdir = host_dir(inv.state_dir, inv.lab, name)
     chain = chain_name(inv)
-    remote = check_journal(read_remote(t, journal_path(hdir), sudo=True), inv.lab, name, hdir,
-                           chain, f"{journal_path(hdir)} on {name}")
+    remote = check_journal(read_remote(t, journal_path(hdir), sudo=True, read=read), inv.lab,
+                           name, hdir, chain, f"{journal_path(hdir)} on {name}")
     if remote is not None:
         return remote
     return check_journal(load_local(inv.lab, name), inv.lab, name, hdir, chain,
@@ -185,9 +188,9 @@ def status(inv: Inventory, factory: Optional[Factory] = None, parallel: Optional
 # -- down -------------------------------------------------------------------------------------
 def down_host(t: Transport, inv: Inventory, spec: HostSpec) -> HostDown:
     hdir = host_dir(inv.state_dir, inv.lab, spec.name)
-    notes = acquire_lock(t, hdir)
+    notes, read = lock_and_read(t, hdir, journal_path(hdir))   # one round trip where it can
     try:
-        journal = read_journal(t, inv, spec.name)
+        journal = read_journal(t, inv, spec.name, read)
         if journal is None:
             return _sweep_tags(t, inv, spec.name, notes)
         return _down_journal(HostRun(spec.name, t, hdir, journal), inv)
@@ -210,31 +213,34 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
         return HostDown(run.name, summary, leftovers=_leftovers(run.transport, inv))
     for rec in running:  # a daemon journaled but not yet marked applied still gets stopped
         dm.stop(run.transport, rec)
-    run.save()
-    for entry in todo:
-        undo(run, entry)
-    if j.daemons:       # the channel key was shipped with them: it must not outlive the lab
-        run.transport.run(["rm", "-f", key_path(inv, run.name)], sudo=True)
-    for d in j.daemons:     # nor a metrics file that dashboards would still read
-        metrics = inv.engine.metrics_path(d.name, run.name)
-        if metrics:
-            run.transport.run(["rm", "-f", metrics], sudo=True)
+    if not todo or todo[0].kind != ChangeKind.DAEMON.value:  # (else its undo saves it at once)
+        save_probing(run, todo[0] if todo else None)  # each entry's probe with the journal
+    for entry, then in zip(todo, [*todo[1:], None]):  # write before it (one round trip)
+        undo(run, entry, then)
+    # the channel key was shipped with the daemons: it must not outlive the lab, nor a metrics
+    # file that dashboards would still read; then the journal, and what is left carrying
+    # labctl's tags: one round trip
+    gone = [key_path(inv, run.name)] if j.daemons else []
+    gone += [m for m in (inv.engine.metrics_path(d.name, run.name) for d in j.daemons) if m]
+    if gone:
+        run.transport.run(["rm", "-f", *gone], sudo=True)
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
-    run.save()
+    left = run.save_then([list(TAGGED_ROUTES), ["iptables-save"]])
     done = HostDown(run.name, f"undid {len(run.outcomes)} step(s)", steps=run.outcomes,
                     final_stats={d.name: d.final_stats for d in j.daemons if d.final_stats},
-                    leftovers=_leftovers(run.transport, inv))
+                    leftovers=_leftovers(run.transport, inv, left if len(left) == 2 else None))
     if failed:
         done.error = "; ".join(f"{o.step}: {o.reason}" for o in failed)
     return done
 
 
-def _leftovers(t: Transport, inv: Inventory) -> list[str]:
-    """Anything still carrying labctl's tags (this lab's chains, any proto 252 route)."""
-    res = t.run(list(TAGGED_ROUTES), sudo=True)
+def _leftovers(t: Transport, inv: Inventory, read: Optional[list[Result]] = None) -> list[str]:
+    """Anything still carrying labctl's tags (this lab's chains, any proto 252 route); `read`:
+    TAGGED_ROUTES and `iptables-save`, already run."""
+    argvs = [list(TAGGED_ROUTES), ["iptables-save"]]
+    res, ipt = read or run_batch(t, argvs, sudo=True) or [t.run(a, sudo=True) for a in argvs]
     found = [f"route: {r}" for r in tagged_routes(res.stdout)] if res.ok else []
-    ipt = t.run(["iptables-save"], sudo=True)
     if ipt.ok:
         found += labctl_rules(parse_iptables_save(ipt.stdout), inv.lab)
     return found

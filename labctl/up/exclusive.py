@@ -13,22 +13,27 @@ from typing import Optional
 from labctl.errors import LabctlError
 from labctl.hosts.journal import host_dir, journal_path, read_remote
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
 from labctl.transport.pool import HostPool
-from labctl.up.apply import acquire_lock, release_lock
+from labctl.up.lock import lock_and_read, release_lock
 
 
 def runs_dir(inv: Inventory, name: str) -> str:
     return host_dir(inv.state_dir, inv.lab, name)
 
 
-def take_locks(pool: HostPool, inv: Inventory, locked: list[str]) -> list[str]:
+def take_locks(pool: HostPool, inv: Inventory, locked: list[str],
+               journals: Optional[dict[str, Result]] = None) -> list[str]:
     """Lock every host (the first alone); each host locked is appended to `locked` as it is
     (so a failure releases exactly those). Returns the notes (stale locks broken); the first
-    error is raised once every host of its group was tried."""
+    error is raised once every host of its group was tried. `journals`: filled with each
+    host's journal as read under its lock, in the lock's round trip (for `refuse_if_live`)."""
     def lock_one(spec: HostSpec, t: Transport) -> list[str]:
-        notes = acquire_lock(t, runs_dir(inv, spec.name))
+        hdir = runs_dir(inv, spec.name)
+        notes, read = lock_and_read(t, hdir, journal_path(hdir))
         locked.append(spec.name)
+        if read is not None and journals is not None:
+            journals[spec.name] = read
         return notes
 
     notes: list[str] = []
@@ -45,12 +50,15 @@ def release_locks(pool: HostPool, inv: Inventory, names: list[str]) -> None:
              lambda n: release_lock(pool.transport(n), runs_dir(inv, n)), "unlock", str)
 
 
-def refuse_if_live(pool: HostPool, inv: Inventory) -> None:
+def refuse_if_live(pool: HostPool, inv: Inventory,
+                   journals: Optional[dict[str, Result]] = None) -> None:
     """Under the lock: a host whose journal is neither down nor rolled back still carries an
     `up` (one that just finished beside this one, or a crashed one). A new journal would
-    orphan what that one lists, so this `up` stops here, having changed nothing."""
+    orphan what that one lists, so this `up` stops here, having changed nothing. `journals`:
+    the journals `take_locks` read (a host missing there is read now)."""
     def state_of(spec: HostSpec, t: Transport) -> Optional[tuple[str, str]]:
-        j = read_remote(t, journal_path(runs_dir(inv, spec.name)), sudo=True)
+        j = read_remote(t, journal_path(runs_dir(inv, spec.name)), sudo=True,
+                        read=(journals or {}).get(spec.name))
         return None if j is None else (j.state, j.run_id)
 
     live = []

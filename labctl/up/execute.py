@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from labctl.errors import LabctlError, RemoteError
 from labctl.hosts import daemons as dm
@@ -35,7 +35,7 @@ from labctl.hosts.journal import (
 )
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Change
-from labctl.transport.base import CommandFailed, ConnectionLost, Transport
+from labctl.transport.base import CommandFailed, ConnectionLost, Result, Transport
 from labctl.transport.pool import HostPool, ssh_factory
 from labctl.up import deadman
 from labctl.up.apply import (
@@ -48,10 +48,10 @@ from labctl.up.apply import (
     undo,
 )
 from labctl.up.exclusive import refuse_if_live, release_locks, runs_dir, take_locks
-from labctl.up.fanout import first_failure, host_errors, hosts_error, run_stage
+from labctl.up.fanout import by_host, first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
-from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship
+from labctl.up.ship import ShipOutcome, build_engine, remote_pyz, ship_host
 from labctl.verify.fetch import MARKS_NAME, mark_logs, save_marks
 
 
@@ -69,14 +69,16 @@ class UpRun:
         self.guard_timeout = opts.guard_timeout
         self.checkpoint = opts.hooks.after
         self.cut: dict[str, PathCut] = {}  # hosts a guarded change cut off: never talk to them
+        self.then: dict[tuple[str, str], Change] = {}  # (host, step) -> its next change there
 
     def say(self, msg: str) -> None:
         self.opts.progress(msg)
 
     def run(self) -> None:
         try:
-            self.lock()
-            refuse_if_live(self.pool, self.inv)
+            journals: dict[str, Result] = {}
+            self.lock(journals)
+            refuse_if_live(self.pool, self.inv, journals)
         except (LabctlError, OSError) as exc:
             # nothing changed, and the local record may be the lock holder's: leave it alone
             self.report.errors.update(host_errors(exc))
@@ -113,8 +115,8 @@ class UpRun:
     def runs_dir(self, name: str) -> str:
         return runs_dir(self.inv, name)
 
-    def lock(self) -> None:
-        self.report.notes += take_locks(self.pool, self.inv, self.locked)
+    def lock(self, journals: Optional[dict[str, Result]] = None) -> None:
+        self.report.notes += take_locks(self.pool, self.inv, self.locked, journals)
         self.checkpoint("lock")
 
     def save_record(self, state: str) -> None:
@@ -130,10 +132,8 @@ class UpRun:
         needs_key = {h.name for h in self.inv.hosts.online} | {self.inv.intercept_host.name}
 
         def ship_one(spec: HostSpec, t: Transport) -> ShipOutcome:
-            out = ship(t, artifact, self.runs_dir(spec.name), sudo=True)
-            if spec.name in needs_key:
-                t.put(str(key), self.key_path(spec.name), mode=0o600)
-            return out
+            return ship_host(t, artifact, self.runs_dir(spec.name),
+                             (key, self.key_path(spec.name)) if spec.name in needs_key else None)
 
         outcomes = self.pool.each(ship_one, phase="ship")
         self.report.shipped += [out.unwrap() for out in outcomes.values()]
@@ -161,7 +161,9 @@ class UpRun:
                           new_journal(self.inv.lab, spec.name, self.run_id),
                           systemd=bool(getattr(fact, "systemd", False)), hooks=self.opts.hooks)
             self.runs[spec.name] = run  # before saving: a failed save is still rolled back
-            run.save()
+            # the local copy now; on the host with its first change (every change writes the
+            # journal on the host before it runs) or with the confirm stage
+            run.save(lazy=True)
             return run
 
         outcomes = self.pool.each(journal_one, phase="journal")
@@ -201,6 +203,9 @@ class UpRun:
     def stage(self, phase: str, changes: list[Change], do: Callable[[Change], None]) -> None:
         """`do` each change (labctl.up.fanout.run_stage). Every host's failure is reported
         (and checked for a cut path); the first one is raised."""
+        for host_changes in by_host(changes).values():  # each change's successor on its host
+            self.then.update({(c.host, c.step): n for c, n in zip(host_changes,
+                                                                  host_changes[1:])})
         outcomes = run_stage(self.pool, phase, changes, do)
         first = first_failure(outcomes)
         if first is None:
@@ -219,7 +224,9 @@ class UpRun:
             entry = prepare_change(run, change)
             if change.guarded and run.journal.deadman is None:
                 self.arm(run, change.step)
-            self.report.steps.append(execute_change(run, change, entry, self.guard_timeout))
+            self.report.steps.append(execute_change(
+                run, change, entry, self.guard_timeout, lazy=True,
+                then=self.then.get((change.host, change.step))))
         except PathCut as exc:
             self.cut[change.host] = exc
             self.report.steps.append(StepOutcome(
@@ -240,11 +247,11 @@ class UpRun:
         rec = record_of(change)
         entry = run.journal.plan_entry(change, Snapshot(), time.time())
         run.journal.daemons.append(rec)
-        run.save()
         self.order.append((change.host, len(run.journal.entries) - 1))
-        dm.start(run.transport, rec)
+        # journaled on the host, then (only then) started: one round trip
+        dm.started(rec, run.save_then(dm.start_argvs(rec)))
         run.journal.mark(entry, "applied", time.time())
-        run.save()
+        run.save(lazy=True)    # on the host with the confirm stage's write
         self.report.steps.append(run.record(entry, "applied"))
         ready, timeout = change.daemon.ready, self.opts.ready_timeout
         if ready.kind == "listening":

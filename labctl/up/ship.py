@@ -21,7 +21,9 @@ from typing import Optional
 
 import engine
 from labctl.errors import RemoteError
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
+from labctl.transport.batch import run_chain
+from labctl.transport.textfile import temp_path, write_argv, write_text
 
 PYZ_NAME = "labctl-engine.pyz"
 INTERPRETER = "/usr/bin/env python3"
@@ -133,11 +135,15 @@ def remote_sha256(transport: Transport, path: str, sudo: bool = True) -> Optiona
 
 
 def ship(
-    transport: Transport, artifact: EngineArtifact, host_dir: str, sudo: bool = True
+    transport: Transport, artifact: EngineArtifact, host_dir: str, sudo: bool = True,
+    hashed: Optional[Result] = None,
 ) -> ShipOutcome:
-    """Make `<host_dir>/labctl-engine.pyz` hold exactly `artifact`; upload only when needed."""
+    """Make `<host_dir>/labctl-engine.pyz` hold exactly `artifact`; upload only when needed.
+    `hashed`: the `sha256sum` of the remote zipapp, already run."""
     target = remote_pyz(host_dir)
-    if remote_sha256(transport, target, sudo) == artifact.sha256:
+    have = parse_sha256sum(hashed.stdout) if hashed is not None and hashed.ok else \
+        remote_sha256(transport, target, sudo) if hashed is None else None
+    if have == artifact.sha256:
         return ShipOutcome(transport.host, target, artifact.sha256, uploaded=False)
     transport.run(["mkdir", "-p", host_dir], sudo=sudo).check()
     tmp = f"{target}.upload-{os.getpid()}"
@@ -152,3 +158,27 @@ def ship(
         )
     transport.run(["mv", "-f", tmp, target], sudo=sudo).check()
     return ShipOutcome(transport.host, target, artifact.sha256, uploaded=True)
+
+
+def ship_host(transport: Transport, artifact: EngineArtifact, host_dir: str,
+              key: Optional[tuple[Path, str]] = None) -> ShipOutcome:
+    """`ship`, and with `key` (local file, remote path) the channel key first: a text key in
+    one command with the engine's hash (mode 600 from its first byte, one round trip); a
+    binary one (an inventory's key file) over SFTP."""
+    hashed = None
+    if key is not None:
+        try:
+            text: Optional[str] = key[0].read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None:
+            transport.put(str(key[0]), key[1], mode=0o600)
+        else:
+            got = run_chain(transport, [write_argv(temp_path(key[1]), key[1]),
+                                        ["sha256sum", remote_pyz(host_dir)]], stdin=text)
+            if got is None:
+                write_text(transport, key[1], text, sudo=True).check()
+            else:
+                got[0].check()
+                hashed = got[1] if len(got) > 1 else None
+    return ship(transport, artifact, host_dir, sudo=True, hashed=hashed)

@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from labctl.errors import RemoteError, UsageError
+from labctl.errors import LabctlError, RemoteError, UsageError
 from labctl.hosts import journal as jr
 from labctl.inventory.models import HostSpec, Inventory
-from labctl.transport.base import Transport
+from labctl.transport.base import Result, Transport
+from labctl.transport.batch import run_batch
 from labctl.transport.pool import HostPool
 from labctl.verify import baseline as vb
 from labctl.verify import ledger as L
@@ -36,8 +37,10 @@ from labctl.verify.hoststate import (
     CONNTRACK,
     STALE_AFTER,
     daemon_stats,
+    daemons_and,
     fetch_conntrack,
     fetch_daemons,
+    parse_conntrack,
 )
 
 __all__ = ["CONNTRACK", "STALE_AFTER", "Fetched", "LogMark", "Marks", "Scope", "Watch",
@@ -87,10 +90,11 @@ class Fetched:
 
 
 # ---------------------------------------------------------------- remote reads
+def _stat_argv(path: str) -> list[str]:
+    return ["stat", "-c", "%n %s %i", path, path + ".1"]
 
 
-def _stat(t: Transport, spec: HostSpec, path: str) -> tuple[lp.FileState, Optional[lp.FileState]]:
-    res = t.run(["stat", "-c", "%n %s %i", path, path + ".1"])
+def _parse_stat(res: Result, path: str) -> tuple[lp.FileState, Optional[lp.FileState]]:
     found: dict[str, lp.FileState] = {}
     for line in res.stdout.splitlines():
         name, size, inode = line.rsplit(" ", 2)
@@ -98,7 +102,7 @@ def _stat(t: Transport, spec: HostSpec, path: str) -> tuple[lp.FileState, Option
     if path not in found:
         raise RemoteError(f"cannot read access log {path}: {res.stderr.strip() or 'missing'}",
                           hint="check logs.*.path in the inventory and that nginx writes it",
-                          host=t.host)
+                          host=res.host)
     return found[path], found.get(path + ".1")
 
 
@@ -131,7 +135,7 @@ def _read_from(t: Transport, spec: HostSpec, path: str, start: int,
 def fetch_log(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
               since: Optional[LogMark], not_before: Optional[float]) -> Fetched:
     """The records written after `since` (a mark), or else those at/after `not_before`."""
-    current, rotated = _stat(t, spec, path)
+    current, rotated = _parse_stat(t.run(_stat_argv(path)), path)
     if since is not None:
         return _fetch_after_mark(t, spec, path, fmt, since, current, rotated)
     if not_before is None:
@@ -189,21 +193,32 @@ def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
     """Record where every access log ends and the conntrack counts. Call at the end of `up`."""
     marks = Marks(inv.lab, now())
     roles = dict((spec.name, role) for role, spec in _log_hosts(inv))
+    taken = marks.taken_at
 
-    def one(spec: HostSpec, t: Transport) -> tuple[LogMark, Optional[int]]:
-        path = inv.log_for(spec).path
-        current, _ = _stat(t, spec, path)
-        return LogMark(spec.name, path, current.size, current.inode), fetch_conntrack(t, spec)[0]
+    def one(spec: HostSpec, t: Transport) -> tuple[Optional[LogMark], Optional[int],
+                                                   list[L.DaemonStats]]:
+        mark, count, path = None, None, inv.log_for(spec).path if spec.name in roles else ""
+        argvs = [_stat_argv(path), ["cat", *CONNTRACK]] if path else []
+        try:         # the daemons' counters (a failure costs only the engine baseline), with
+            engines, got = daemons_and(t, inv, spec, taken, argvs)  # the log's end and the
+        except (LabctlError, OSError):                               # conntrack count
+            engines, got = [], None
+        if path:
+            got = got or run_batch(t, argvs) or [t.run(a) for a in argvs]
+            current, _ = _parse_stat(got[0], path)
+            mark, count = LogMark(spec.name, path, current.size, current.inode), \
+                parse_conntrack(got[1])[0]
+        return mark, count, engines
 
-    for name, outcome in pool.each(one, hosts=list(roles), phase="marks").items():
-        mark, count = outcome.unwrap()
-        marks.logs.append(mark)
+    found: list[L.DaemonStats] = []
+    for name, outcome in pool.each(one, phase="marks").items():
+        mark, count, engines = outcome.unwrap()
+        if mark is not None:
+            marks.logs.append(mark)
         if count is not None:
             marks.conntrack[name] = count
-    taken = marks.taken_at
-    engines = pool.each(lambda spec, t: fetch_daemons(t, inv, spec, taken))
-    marks.engine = vb.snapshot([d for o in engines.values() if o.ok and o.value
-                                for d in o.value])
+        found += engines
+    marks.engine = vb.snapshot(found)
     return marks
 
 

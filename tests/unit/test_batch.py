@@ -14,7 +14,16 @@ from labctl.hosts.journal import take_snapshot
 from labctl.inventory.load import load_inventory
 from labctl.transport import FakeTransport, LocalTransport
 from labctl.transport.base import Result
-from labctl.transport.batch import batch_argv, frame, new_token, run_batch, split, unbatch_argv
+from labctl.transport.batch import (
+    batch_argv,
+    frame,
+    new_token,
+    run_batch,
+    run_chain,
+    split,
+    unbatch_argv,
+    unchain_argv,
+)
 from tests.unit.test_facts_gather import scripted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +143,39 @@ def test_a_sudo_host_runs_sudo_per_argv_inside_a_shell_it_runs_as_itself() -> No
     root.outer = []
     root.on(["id", "-u"], stdout="0\n")
     assert run_batch(root, [("id", "-u")]) is not None and root.outer == [True]
+
+
+def test_a_chain_stops_at_the_first_failure_and_feeds_stdin_to_one_argv(tmp_path: Path) -> None:
+    out = tmp_path / "journal.json"
+    argvs = [("sh", "-c", 'cat > "$1"', "sh", str(out)), ("cat",), ("printf", "%s", 'a "b" $c'),
+             ("sh", "-c", "echo no >&2; exit 4"), ("touch", str(tmp_path / "never"))]
+    got = run_chain(LocalTransport("local"), argvs, stdin="the text\n")
+    assert got is not None and [r.argv for r in got] == argvs[:4]
+    assert out.read_text() == "the text\n"
+    assert got[1].stdout == "" and got[2].stdout == 'a "b" $c'   # only argv 0 read stdin
+    assert (got[3].exit_code, got[3].stderr) == (4, "no\n")
+    assert not (tmp_path / "never").exists()
+    whole = run_chain(LocalTransport("local"), [("true",), ("echo", "x")], stdin=None)
+    assert whole is not None and [r.stdout for r in whole] == ["", "x\n"]
+
+
+def test_a_chain_cut_by_its_timeout_reports_the_argv_it_was_running() -> None:
+    token = new_token()
+    argvs = [("true",), ("sleep", "9"), ("true",)]
+    ran = frame([Result("h", argvs[0], 0)], token) + f"{token} out\n"
+    got = split(Result("h", ("sh",), 124, ran, "labctl: timed out after 1s"), argvs, token,
+                prefix=True)
+    assert got is not None and [(r.argv, r.exit_code) for r in got] == [
+        (argvs[0], 0), (argvs[1], 124)]
+    assert split(Result("h", ("sh",), 0, ran), argvs, token, prefix=True) is None
+    assert split(Result("h", ("sh",), 125, ""), argvs, token, prefix=True) is None
+
+
+def test_the_fake_answers_a_chain_like_a_host() -> None:
+    fake = FakeTransport("h")
+    fake.on(["a"]).on(["b"], exit_code=1)
+    got = run_chain(fake, [["sh", "-c", 'umask 077 && cat > "$1" && mv -f "$1" "$2"', "sh",
+                            "/j.tmp", "/j"], ["a"], ["b"], ["c"]], stdin="J")
+    assert got is not None and [r.exit_code for r in got] == [0, 0, 1]
+    assert fake.files["/j"] == b"J" and unchain_argv(("sh", "-c", "true")) is None
+    assert fake.commands[1:] == [("a",), ("b",)]

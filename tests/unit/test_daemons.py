@@ -129,3 +129,21 @@ def test_summarize() -> None:
     # no pid, and its stats file last said running: it died without exiting (kill -9)
     killed = daemons.summarize("intercept", None, stats, 130.0)
     assert not killed.alive and killed.state == "dead" and killed.counters["captured"] == 5
+
+
+def test_observe_is_one_round_trip_and_never_takes_a_reused_pid() -> None:
+    rec = _rec()
+    rec.pid = 77
+    fake = FakeTransport("assistant")
+    _alive(fake)
+    fake.on(["cat", HDIR + "/intercept.stats"], stdout='{"state": "running"}')
+    fake.on(["ss", "-Hltn"], stdout="LISTEN\n")
+    look = daemons.observe(fake, rec, extra=[["ss", "-Hltn"]])
+    assert (look.pid, look.stats, look.extra[0].stdout) == (77, {"state": "running"}, "LISTEN\n")
+    assert fake.commands == [("cat", HDIR + "/intercept.pid"), ("ss", "-Hltn"),
+                             ("cat", "/proc/77/cmdline"), ("cat", HDIR + "/intercept.stats")]
+    assert not look.final
+    # pid 77 now belongs to another program: not ours, and the stats (read after) are final
+    fake.on(["cat", "/proc/77/cmdline"], stdout="sleep\x00100\x00")
+    again = daemons.observe(fake, rec)
+    assert again.pid is None and again.final and again.stats == {"state": "running"}

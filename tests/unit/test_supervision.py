@@ -182,6 +182,7 @@ def test_wait_connected_fails_fast_when_the_supervisor_had_to_restart() -> None:
     fake = FakeTransport("online1")
     _supervisor_alive(fake)
     fake.on(["cat", HDIR + "/tcpcopy.stats"], exit_code=1)
+    fake.on(["cat", HDIR + "/tcpcopy.pid"], exit_code=1)   # read with the stats (one batch)
     fake.on(["cat", SUP_STATE], stdout='{"restarts": 1, "last_exit": "exit 2"}')
     fake.on(["cat", SUP_STATE], stdout='{"restarts": 0}', times=2)
     fake.on_prefix(["tail"], stdout="[error] -x: bad value")
