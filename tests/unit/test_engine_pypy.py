@@ -33,6 +33,7 @@ ENGINE_TESTS = (
     "test_packets", "test_protocol", "test_rawsock_sysfs", "test_router", "test_router_evict",
     "test_router_options", "test_router_stats", "test_sampling", "test_session",
     "test_session_hold", "test_session_memory", "test_session_pacing", "test_session_rst",
+    "test_session_table",
     "test_session_select", "test_session_targets", "test_sesspkt", "test_tcpcopy_dispatch",
     "test_tcpcopy_reconnect", "test_workers", "test_metrics", "test_ring", "test_supervise",
 )
@@ -91,7 +92,7 @@ def test_labctl_tests_are_not_engine_only() -> None:
     """The rule itself: a module importing labctl, directly or through a helper, is out."""
     assert not engine_only("test_select_inventory")  # engine.options and labctl
     assert not engine_only("test_engine_pypy")       # imports no engine at all
-    assert engine_only("test_session_rst")           # engine, through tests.unit.test_session
+    assert engine_only("test_session_rst")   # engine, through tests.unit.session_transcript
 
 
 def _pypy() -> Path:

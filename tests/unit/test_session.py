@@ -1,149 +1,42 @@
-"""Transcript tests of the session emulator: events in, expected actions out (no sockets).
-
-The engine's event methods return typed actions (``engine.actions``); ``Transcript`` is the
-engine under test keeping them, in order, until the test reads them (``sends``/``actions``)."""
+"""Transcript tests of the session emulator: events in, expected actions out (no sockets):
+the handshake, pacing, flow control and retransmission, close and timeouts. The transcript
+and the packet builders are in ``tests/unit/session_transcript.py``."""
 
 from __future__ import annotations
 
-import struct
-from typing import List, Optional, Tuple
+from typing import List
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from engine.actions import Action, Drop, RegisterRoute, SendPacket
+from engine.actions import Drop, RegisterRoute, SendPacket
 from engine.packets import (
     ACK,
     FIN,
     PSH,
     RST,
     SYN,
-    IPv4Header,
     Packet,
-    TCPHeader,
     build_tcp_options,
     fill_checksums,
     get_timestamps,
-    ip_aton,
     parse_ipv4_tcp,
     parse_tcp_options,
 )
-from engine.session.config import Route, SessionConfig
-from engine.session.table import Actions, Engine, Shed
-
-CLIENT = ip_aton("10.78.1.10")
-CLIENT2 = ip_aton("10.78.1.11")
-ONLINE = ip_aton("10.77.1.10")
-TARGET = ip_aton("10.77.1.20")
-FAKE = [ip_aton("10.79.1.1"), ip_aton("10.79.1.2")]
-CISN = 1000
-TISN = 5_000_000
-OISN = 9_000_000          # the online server's ISN as the client saw it
-
-
-class Transcript(Engine):
-    """An Engine that also keeps every action its events returned, until ``taken()``."""
-
-    def __init__(self, cfg: SessionConfig, seed: int = 0) -> None:
-        super().__init__(cfg, seed)
-        self.seen: List[Action] = []
-
-    def _keep(self, acts: Actions) -> Actions:
-        self.seen += acts
-        return acts
-
-    def taken(self) -> List[Action]:
-        out, self.seen = self.seen, []
-        return out
-
-    def on_client_packet(self, data: bytes, now: float) -> Actions:
-        return self._keep(super().on_client_packet(data, now))
-
-    def on_response_record(self, rec: bytes, now: float) -> Actions:
-        return self._keep(super().on_response_record(rec, now))
-
-    def flush(self, now: float) -> Actions:
-        return self._keep(super().flush(now))
-
-    def on_timer(self, now: float) -> Actions:
-        return self._keep(super().on_timer(now))
-
-    def on_send_error(self, fkey: int, now: float) -> Actions:
-        return self._keep(super().on_send_error(fkey, now))
-
-    def check_memory(self, rss: int, now: float) -> Shed:
-        shed = super().check_memory(rss, now)
-        self._keep(shed.actions)
-        return shed
-
-    def shutdown(self, now: float) -> Actions:
-        return self._keep(super().shutdown(now))
-
-
-def engine(**kw: object) -> Transcript:
-    routes = [Route(ONLINE, 80, TARGET, 8080)]
-    kw.setdefault("fake_ips", list(FAKE))
-    return Transcript(SessionConfig(routes, **kw))  # type: ignore[arg-type]
-
-
-def cpkt(seq: int, ack: int, flags: int, payload: bytes = b"", *, src: int = CLIENT,
-         sport: int = 40000, win: int = 502, opts: bytes = b"") -> bytes:
-    p = Packet(IPv4Header(src, ONLINE, ident=7),
-               TCPHeader(sport, 80, seq, ack, flags=flags, window=win, options=opts), payload)
-    fill_checksums(p)
-    return p.to_bytes()
-
-
-def rec(seq: int, ack: int, flags: int, plen: int = 0, *, dst: int = FAKE[0],
-        dport: int = 40000, win: int = 1000, opts: bytes = b"", src: int = TARGET) -> bytes:
-    tcp = TCPHeader(8080, dport, seq, ack, flags=flags, window=win, options=opts,
-                    doff=5 + len(opts) // 4).pack()
-    ip = IPv4Header(src, dst, total_length=20 + len(tcp) + plen).pack()
-    return (ip + tcp + b"\x00" * 24)[:64]
-
-
-def packets(acts: Actions) -> List[Packet]:
-    """The packets of the SendPacket actions, parsed."""
-    return [parse_ipv4_tcp(a.packet) for a in acts if isinstance(a, SendPacket)]
-
-
-def sends(eng: Transcript) -> List[Packet]:
-    return packets(eng.taken())
-
-
-def actions(eng: Transcript) -> Tuple[List[RegisterRoute], List[Packet]]:
-    acts = eng.taken()
-    return [a for a in acts if isinstance(a, RegisterRoute)], packets(acts)
-
-
-def syn_opts() -> bytes:
-    return build_tcp_options(1460, 7, True, (111, 0))
-
-
-def established(eng: Engine, *, ts: bool = True, win: int = 1000, wscale: Optional[int] = None,
-                now: float = 0.0) -> None:
-    """Client SYN, target SYN-ACK, client third ACK; actions consumed."""
-    eng.on_client_packet(cpkt(CISN, 0, SYN, opts=syn_opts() if ts else b""), now)
-    eng.on_client_packet(cpkt(CISN + 1, OISN + 1, ACK), now + 0.001)
-    opts = build_tcp_options(1460, wscale, True, (777, 111) if ts else None)
-    eng.on_response_record(rec(TISN, CISN + 1, SYN | ACK, win=win, opts=opts), now + 0.002)
-    eng.taken()
-
-
-def run_until_sent(eng: Engine, limit: float) -> List[Packet]:
-    """Fire timers in order until something is sent (or ``limit`` passes)."""
-    while True:
-        deadline = eng.next_deadline()
-        assert deadline is not None and deadline <= limit
-        eng.on_timer(deadline)
-        out = sends(eng)
-        if out:
-            return out
-
-
-def req(seq: int, cack: int, body: bytes = b"GET / HTTP/1.1\r\n\r\n") -> bytes:
-    return cpkt(seq, cack, ACK | PSH, body)
-
+from tests.unit.session_transcript import (
+    CISN,
+    FAKE,
+    OISN,
+    TARGET,
+    TISN,
+    actions,
+    cpkt,
+    engine,
+    established,
+    packets,
+    rec,
+    req,
+    run_until_sent,
+    sends,
+    syn_opts,
+)
 
 # ---------------------------------------------------------------- handshake
 
@@ -472,162 +365,3 @@ def test_stale_ack_during_handshake_resets_target_and_resends_syn() -> None:
     eng.on_response_record(rec(TISN, 777, ACK), 0.01)
     rst, syn = sends(eng)
     assert rst.tcp.flags & RST and rst.tcp.seq == 777 and syn.tcp.flags == SYN
-
-
-# ---------------------------------------------------------------- mapping, sampling, caps
-
-
-def test_sampling_is_deterministic_per_session() -> None:
-    eng = engine(sample_pct=30)
-    kept = 0
-    for port in range(20000, 20200):
-        eng.on_client_packet(cpkt(CISN, 0, SYN, sport=port), 0.0)
-        eng.on_client_packet(cpkt(CISN, 0, SYN, sport=port), 0.0)
-    kept = eng.counters["sessions_created"]
-    assert 30 <= kept <= 90
-    assert eng.counters["sampled_out"] == 2 * (200 - kept)
-
-
-def test_replicas_get_collision_free_tuples() -> None:
-    eng = engine(replicas=3, fake_ips=[FAKE[0]])
-    eng.on_client_packet(cpkt(CISN, 0, SYN), 0.0)
-    regs, pk = actions(eng)
-    tuples = {(r.fake_ip, r.fake_port) for r in regs}
-    assert len(tuples) == 3 and len(pk) == 3
-    assert {(p.ip.src, p.tcp.sport) for p in pk} == tuples
-    # a second client with the same port and the same single fake IP must not collide
-    eng.on_client_packet(cpkt(CISN, 0, SYN, src=CLIENT2), 0.0)
-    regs2, _ = actions(eng)
-    assert len(regs2) == 3 and not tuples & {(r.fake_ip, r.fake_port) for r in regs2}
-    assert eng.counters["tuple_remapped"] >= 1
-
-
-def test_fake_ip_is_sticky_per_client_and_round_robin() -> None:
-    eng = engine()
-    eng.on_client_packet(cpkt(CISN, 0, SYN, sport=1111), 0.0)
-    eng.on_client_packet(cpkt(CISN, 0, SYN, src=CLIENT2, sport=1111), 0.0)
-    eng.on_client_packet(cpkt(CISN, 0, SYN, sport=2222), 0.0)
-    regs, _ = actions(eng)
-    assert regs == [RegisterRoute(FAKE[0], 1111, TARGET, 8080),
-                    RegisterRoute(FAKE[1], 1111, TARGET, 8080),
-                    RegisterRoute(FAKE[0], 2222, TARGET, 8080)]
-
-
-def test_session_table_cap_sheds_and_counts() -> None:
-    eng = engine(max_sessions=2)
-    for port in (1, 2, 3):
-        eng.on_client_packet(cpkt(CISN, 0, SYN, sport=port), 0.0)
-    assert eng.sessions_active == 2 and eng.counters["table_full"] == 1
-
-
-def test_session_buffer_cap_sheds_session() -> None:
-    eng = engine(session_buffer_bytes=3000)
-    established(eng, win=0)
-    for i in range(3):
-        eng.on_client_packet(req(CISN + 1 + 1400 * i, OISN + 1, b"q" * 1400), 1.0)
-    assert eng.counters["buffer_overflow"] == 1 and eng.counters["sessions_shed"] == 1
-    assert eng.sessions_active == 0 and eng.buffered_total == 0
-
-
-def test_a_refused_send_is_retried_and_only_repeated_refusals_shed() -> None:
-    """EPERM from a local firewall: the segment is retransmitted like one lost on the wire;
-    only a session refused over and over with no progress is shed."""
-    eng = engine()
-    established(eng)
-    (fkey,) = eng.by_fake
-    eng.on_client_packet(req(CISN + 1, OISN + 1), 1.0)
-    (first,) = [p for p in sends(eng) if p.payload]
-    eng.on_send_error(fkey, 1.0)                       # that segment never left
-    assert eng.counters["send_retried"] == 1 and eng.sessions_active == 1
-    (again,) = [p for p in run_until_sent(eng, 3.0) if p.payload]
-    assert again.tcp.seq == first.tcp.seq and eng.counters["retransmit"] == 1
-    for _ in range(12):
-        eng.on_send_error(fkey, 2.0)
-    assert eng.counters["send_errors"] == 13 and eng.counters["sessions_shed"] == 1
-    assert eng.sessions_active == 0
-
-
-def test_client_retransmission_is_skipped() -> None:
-    eng = engine(no_wait=True)
-    established(eng)
-    eng.on_client_packet(req(CISN + 1, OISN + 1, b"abc"), 1.0)
-    eng.on_client_packet(req(CISN + 1, OISN + 1, b"abc"), 1.1)
-    assert len(sends(eng)) == 1 and eng.counters["clt_con_retrans"] == 1
-
-
-def test_out_of_order_client_segments_are_reordered() -> None:
-    eng = engine(no_wait=True)
-    established(eng)
-    eng.on_client_packet(req(CISN + 4, OISN + 1, b"def"), 1.0)
-    assert sends(eng) == []
-    eng.on_client_packet(req(CISN + 1, OISN + 1, b"abc"), 1.0)
-    assert [p.payload for p in sends(eng)] == [b"abc", b"def"]
-
-
-def test_unknown_and_unrouted_traffic_is_counted() -> None:
-    eng = engine()
-    eng.on_response_record(rec(1, 2, ACK), 0.0)
-    other = Packet(IPv4Header(CLIENT, ONLINE), TCPHeader(1, 81, 1, 0, flags=SYN))
-    fill_checksums(other)
-    eng.on_client_packet(other.to_bytes(), 0.0)
-    assert eng.counters["resp_unknown"] == 1 and eng.counters["filtered"] == 1
-
-
-def test_live_routes_for_reregistration() -> None:
-    eng = engine()
-    established(eng)
-    assert list(eng.live_routes()) == [(FAKE[0], 40000, TARGET, 8080)]
-
-
-# ---------------------------------------------------------------- hostile input
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=120), st.binary(max_size=80))
-def test_malformed_input_never_raises(pkt: bytes, record: bytes) -> None:
-    eng = engine()
-    established(eng)
-    eng.on_client_packet(pkt, 1.0)
-    eng.on_response_record(record, 1.0)
-    eng.on_timer(5.0)
-    eng.flush(5.0)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2**32 - 1), st.integers(0, 255),
-                          st.integers(0, 3000)), max_size=30))
-def test_random_event_sequences_never_raise(events: List[Tuple[int, int, int, int]]) -> None:
-    eng = engine(session_buffer_bytes=20000)
-    t = 0.0
-    for kind, num, flags, size in events:
-        t += 0.05
-        if kind == 0:
-            eng.on_client_packet(cpkt(num, num ^ 5, flags, b"x" * size), t)
-        elif kind == 1:
-            eng.on_response_record(rec(num, num ^ 7, flags, size, win=size), t)
-        elif kind == 2:
-            eng.on_timer(t + size / 100)
-        else:
-            eng.flush(t)
-    assert eng.buffered_total >= 0
-    assert struct.calcsize("!I") == 4
-
-
-def test_a_refused_syn_is_sent_again_soon_and_its_handshake_clock_restarts() -> None:
-    """The local stack refused our SYN (EPERM): it never reached the target, so it goes again
-    after rto_min, not after the 1 s SYN timeout, and the handshake timeout starts again (two
-    refusals in a row used to end the session as no SYN-ACK, losing a keep-alive connection)."""
-    eng = engine()
-    eng.on_client_packet(cpkt(CISN, 0, SYN, opts=syn_opts()), 0.0)
-    (syn,) = sends(eng)
-    (fkey,) = eng.by_fake
-    eng.on_send_error(fkey, 0.0)
-    deadline = eng.next_deadline()
-    assert deadline is not None and deadline <= eng.cfg.rto_min + 1e-9
-    eng.on_timer(deadline)
-    (again,) = sends(eng)
-    assert again.tcp.flags == SYN and again.tcp.seq == syn.tcp.seq
-    eng.on_send_error(fkey, 2.9)                # refused again, just before the 3 s timeout
-    while (d := eng.next_deadline()) is not None and d < 2.9 + eng.cfg.handshake_timeout:
-        eng.on_timer(d)
-    assert eng.counters["sessions_no_synack"] == 0 and eng.sessions_active == 1

@@ -11,7 +11,7 @@ from engine.packets import ACK, FIN, PSH, RST, SYN, Packet
 from engine.session import INF
 from engine.stats import stat_lines
 from engine.tcpcopy.setup import session_config
-from tests.unit.test_session import (
+from tests.unit.session_transcript import (
     CISN,
     OISN,
     TISN,

@@ -9,7 +9,7 @@ from engine.session import CLOSED, OOO_MAX, finish
 from engine.session.admit import SESSION_OVERHEAD
 from engine.session.shed import MEMORY_SETTLE
 from engine.session.table import HEAP_SLACK, Engine
-from tests.unit.test_session import (
+from tests.unit.session_transcript import (
     CISN,
     FAKE,
     OISN,

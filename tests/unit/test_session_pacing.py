@@ -7,7 +7,7 @@ from typing import List
 
 from engine.packets import ACK, FIN, PSH, Packet, build_tcp_options
 from engine.session.table import Engine
-from tests.unit.test_session import (
+from tests.unit.session_transcript import (
     CISN,
     OISN,
     TISN,

@@ -8,7 +8,7 @@ import pytest
 
 from engine.packets import ACK, RST
 from engine.session import RST_WINDOW
-from tests.unit.test_session import CISN, OISN, cpkt, engine, established, req, sends
+from tests.unit.session_transcript import CISN, OISN, cpkt, engine, established, req, sends
 
 EXPECT = CISN + 1                       # the next client byte after the handshake
 

@@ -15,7 +15,7 @@ from engine.http.select import Selection
 from engine.options import OptionsError, parse_tcpcopy_args, selection
 from engine.packets import ACK, FIN, PSH, RST, SYN, Packet
 from engine.session.config import Route, SessionConfig
-from tests.unit.test_session import (
+from tests.unit.session_transcript import (
     CISN,
     FAKE,
     OISN,

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from engine.packets import ACK, FIN, PSH, SYN, ip_aton
 from engine.session.config import Route, SessionConfig
-from tests.unit.test_session import CISN, FAKE, ONLINE, TARGET, TISN, Transcript, cpkt, rec, sends
+from tests.unit.session_transcript import (
+    CISN,
+    FAKE,
+    ONLINE,
+    TARGET,
+    TISN,
+    Transcript,
+    cpkt,
+    rec,
+    sends,
+)
 
 TARGET2 = ip_aton("10.77.1.21")
 
