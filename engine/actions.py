@@ -6,8 +6,11 @@ return a list of these, in the order they must happen; the daemon dispatches on 
 - ``SendPacket(session, route, packet)``: put an IPv4 packet (checksums filled) on the wire
   towards the target of ``-x`` route number ``route``; ``session`` is the sending session's
   key (fake ip << 16 | fake port), to report a send error back (``Engine.on_send_error``).
-- ``RegisterRoute(fake_ip, fake_port, target_ip, target_port)``: tell every intercept to route
-  the target's responses to this fake client back to us (a ``CLIENT_ADD`` message).
+- ``RegisterRoute(fake_ip, fake_port, target_ip, target_port, forget=False)``: tell every
+  intercept to route the target's responses to this fake client back to us (a ``CLIENT_ADD``
+  message), or, with ``forget``, that the session is gone for good and its route can go (a
+  ``CLIENT_DEL``: intercept's route table stays the size of the live sessions; the C intercept
+  ignores it).
 - ``Drop(reason)``: an input was dropped (only with ``SessionConfig.record_drops``; the
   counters always count it). ``reason`` is a counter name.
 
@@ -50,6 +53,7 @@ class RegisterRoute(NamedTuple):
     fake_port: int
     target_ip: int
     target_port: int
+    forget: bool = False
 
 
 class Drop(NamedTuple):

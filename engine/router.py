@@ -1,7 +1,9 @@
 """intercept's routing core, sans-I/O: which tcpcopy connection gets which response record.
 
 - Routes are keyed by the FULL tuple ``(client_ip, client_port, target_ip, target_port)``
-  (collision-free, unlike the C tool's 32-bit key); the table is bounded: when full, the oldest
+  (collision-free, unlike the C tool's 32-bit key). Our tcpcopy forgets a session's route
+  (``CLIENT_DEL``) when the session is gone, so the table holds the live sessions; the C
+  tcpcopy never does, so the table is bounded: when full, the oldest
   route of the connection holding the most routes is evicted (counted as ``route_evictions``),
   so one peer flooding registrations evicts its own routes, not another tcpcopy's live ones.
   A response's key is (its dst ip, dst port, src ip, src port).
@@ -99,11 +101,15 @@ class Router:
         del self._routes[gone]
         self.counters["route_evictions"] += 1
 
-    def del_route(self, key: Key) -> None:
-        conn = self._routes.pop(key, None)
-        if conn is not None:
-            self._forget(conn, key)
-            self.counters["routes_deleted"] += 1
+    def del_route(self, key: Key, conn: Optional[int] = None) -> None:
+        """Forget a route (a CLIENT_DEL). With ``conn``, only if that connection holds it: a
+        route registered again since, by another connection, stays."""
+        owner = self._routes.get(key)
+        if owner is None or (conn is not None and owner != conn):
+            return
+        del self._routes[key]
+        self._forget(owner, key)
+        self.counters["routes_deleted"] += 1
 
     def drop_connection(self, conn: int) -> int:
         """Forget a closed tcpcopy connection: its routes and unsent records. Returns #routes."""

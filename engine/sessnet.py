@@ -1,11 +1,11 @@
 """tcpcopy's side of the intercept channels (I/O: sockets driven by ``engine.loop``).
 
 ``Intercepts`` owns ``-C`` TCP connections to every intercept of ``-s``: non-blocking connect,
-``engine.protocol.ClientChannel`` for auth/hello/framing, round-robin registration (every
-intercept learns every route, study §2.2), response records handed to a callback, loss
-detection (``on_lost``) and (with ``-L``, ``engine.tcpcopy.channel``) reconnection with a short
-backoff followed by re-registration of the routes of live sessions (a fix of the C tool, study
-§2.6).
+``engine.protocol.ClientChannel`` for auth/hello/framing, registration spread over the connections
+by fake tuple (every intercept learns every route, study §2.2; a route's ``CLIENT_DEL`` follows its
+``CLIENT_ADD`` on the same connection), response records handed to a callback, loss detection
+(``on_lost``) and (with ``-L``, ``engine.tcpcopy.channel``) reconnection with a short backoff
+followed by re-registration of the routes of live sessions (a fix of the C tool, study §2.6).
 """
 
 from __future__ import annotations
@@ -14,8 +14,17 @@ import errno
 import socket
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from engine.actions import RegisterRoute
 from engine.loop import Loop
-from engine.protocol import Authenticated, ClientChannel, Closed, Malformed, RecordSink
+from engine.protocol import (
+    CLIENT_ADD,
+    CLIENT_DEL,
+    Authenticated,
+    ClientChannel,
+    Closed,
+    Malformed,
+    RecordSink,
+)
 from engine.stats import Logger
 
 CONNECT_TIMEOUT = 3.0
@@ -127,6 +136,12 @@ class Conn:
             self.sock.close()
 
 
+def conn_for(fake_ip: int, fake_port: int, n: int) -> int:
+    """Which of ``n`` ready connections carries a fake tuple's registrations (and so its
+    responses): the same one for the same tuple while the ready set is the same."""
+    return (fake_ip + fake_port) % n
+
+
 class Server:
     """One intercept address and its connections."""
 
@@ -134,7 +149,6 @@ class Server:
         self.host, self.port = host, port
         self.addr = f"{host}:{port}"
         self.conns: List[Conn] = []
-        self.rr = 0
         self.authenticated = False
         self.ever_ready = False
         self.quiet_until = 0.0      # failed connects are not logged again before this
@@ -207,21 +221,25 @@ class Intercepts:
     def any_pending(self) -> bool:
         return any(c.alive for srv in self.servers for c in srv.conns)
 
-    def register(self, routes: Sequence[Tuple[int, int, int, int]]) -> int:
-        """Send a CLIENT_ADD per route (fake ip, fake port, target ip, target port) to every
-        intercept that has a ready connection, round robin over its connections, then flush
-        each connection once (one send for a batch of new sessions); returns how many
-        intercepts were reached (the same for every route)."""
+    def register(self, routes: Sequence[RegisterRoute]) -> int:
+        """Send a CLIENT_ADD (a ``CLIENT_DEL`` for a route to forget) per route, in order, to
+        every intercept that has a ready connection, then flush each connection used once (one
+        send for a batch of sessions); returns how many intercepts were reached (the same for
+        every route). A route always goes on the same connection (``conn_for``): a session's
+        CLIENT_DEL cannot overtake, on another connection, the CLIENT_ADD of the next session
+        that reuses its fake tuple."""
         sent = 0
         for srv in self.servers:
             conns = srv.ready_conns()
             if not conns:
                 continue
+            n = len(conns)
             used: Set[int] = set()
-            for fake_ip, fake_port, target_ip, target_port in routes:
-                srv.rr = (srv.rr + 1) % len(conns)
-                used.add(srv.rr)
-                conns[srv.rr].channel.register(fake_ip, fake_port, target_ip, target_port)
+            for fake_ip, fake_port, target_ip, target_port, forget in routes:
+                i = conn_for(fake_ip, fake_port, n)
+                used.add(i)
+                conns[i].channel.register(fake_ip, fake_port, target_ip, target_port,
+                                          CLIENT_DEL if forget else CLIENT_ADD)
             for i in sorted(used):
                 conns[i].flush()
             sent += 1
@@ -232,8 +250,8 @@ class Intercepts:
         if not conns:
             return 0
         n = 0
-        for i, (fip, fport, tip, tport) in enumerate(routes):
-            conns[i % len(conns)].channel.register(fip, fport, tip, tport)
+        for fip, fport, tip, tport in routes:
+            conns[conn_for(fip, fport, len(conns))].channel.register(fip, fport, tip, tport)
             n += 1
         for c in conns:
             c.flush()

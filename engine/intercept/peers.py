@@ -180,7 +180,7 @@ class Peers:
                 if ev.kind == CLIENT_ADD:
                     self.router.add_route(key, fd, now)
                 else:
-                    self.router.del_route(key)
+                    self.router.del_route(key, fd)
             elif isinstance(ev, Malformed):
                 self.counters["channel_malformed"] += 1
                 self.log.warn(f"{ev.reason} from {client.addr}")

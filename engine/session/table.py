@@ -157,6 +157,9 @@ class Engine:
         if self.by_fake.get(sess.fkey) is sess:
             del self.by_fake[sess.fkey]
             self.mapper.release(sess.fkey)
+            r = sess.route       # intercept can forget its route (before a reuse registers it)
+            self.out.append(RegisterRoute(sess.fake_ip, sess.fake_port, r.target_ip,
+                                          r.target_port, True))
         lst = self.by_client.get(sess.ckey)
         if lst is not None and sess in lst:
             lst.remove(sess)

@@ -207,14 +207,16 @@ class Tcpcopy:
         senders = self.senders
         routes = self.engine.cfg.routes
         netem = self.netem
-        # Every new session of the batch is registered with intercept first, in one send per
-        # channel connection (a session's registration still precedes its SYN).
-        new = [act for act in actions if isinstance(act, RegisterRoute)]
-        if new and not self.intercepts.register(new):
-            if self.channel.holding:
+        # Every new session of the batch is registered with intercept first (and every session
+        # gone for good forgotten), in one send per channel connection (a session's
+        # registration still precedes its SYN).
+        regs = [act for act in actions if isinstance(act, RegisterRoute)]
+        if regs and not self.intercepts.register(regs):
+            new = sum(1 for act in regs if not act.forget)   # a lost CLIENT_DEL loses nothing
+            if new and self.channel.holding:
                 self.channel.all_lost(now)       # held: registered again once one is back
-            else:
-                self.counters["sessions_no_intercept"] += len(new)
+            elif new:
+                self.counters["sessions_no_intercept"] += new
         for act in actions:
             if isinstance(act, SendPacket):
                 if netem is not None:

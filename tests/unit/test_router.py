@@ -93,3 +93,19 @@ def test_reregistration_moves_route_to_new_connection() -> None:
     assert r.drop_connection(1) == 0 and r.lookup(K1) == 2
     r.del_route(K1)
     assert r.lookup(K1) is None and r.counters["routes_deleted"] == 1
+
+
+def test_a_route_is_forgotten_only_by_the_connection_that_holds_it() -> None:
+    # a CLIENT_DEL of an ended session must not remove the route a newer session on the same
+    # tuple registered through another connection (the two messages may cross)
+    r = Router()
+    r.add_route(K1, 1, 0.0)
+    r.add_route(K1, 2, 0.1)                 # reused, registered through connection 2
+    r.del_route(K1, 1)                      # the old session's CLIENT_DEL, late, on 1
+    assert r.lookup(K1) == 2 and r.counters["routes_deleted"] == 0
+    r.del_route(K1, 2)
+    assert r.lookup(K1) is None and r.route_count == 0 and r.counters["routes_deleted"] == 1
+    r.del_route(K1, 2)                      # again, or never registered: nothing
+    assert r.counters["routes_deleted"] == 1
+    r.add_route(K1, 3, 0.2)                 # the connection's own list forgot it too
+    assert r.drop_connection(2) == 0 and r.lookup(K1) == 3

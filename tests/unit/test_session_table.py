@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from engine.actions import RegisterRoute
 from engine.packets import (
     ACK,
+    RST,
     SYN,
     IPv4Header,
     Packet,
@@ -141,6 +142,30 @@ def test_live_routes_for_reregistration() -> None:
     eng = engine()
     established(eng)
     assert list(eng.live_routes()) == [(FAKE[0], 40000, TARGET, 8080)]
+
+
+def test_a_session_gone_for_good_has_its_route_forgotten_after_its_linger() -> None:
+    # intercept's route table holds the live sessions only (P2: it grew with every new tuple)
+    eng = engine()
+    established(eng)
+    eng.on_client_packet(cpkt(CISN + 1, OISN + 1, RST), 1.0)
+    regs, _ = actions(eng)
+    assert regs == []                   # ended, but lingering: late target packets still route
+    forgotten: List[RegisterRoute] = []
+    t = 1.0
+    while not forgotten:
+        deadline = eng.next_deadline()
+        assert deadline is not None and deadline < 1.0 + eng.cfg.time_wait + 1
+        t = deadline
+        eng.on_timer(t)
+        forgotten, _ = actions(eng)
+    assert t >= 1.0 + eng.cfg.time_wait
+    assert forgotten == [RegisterRoute(FAKE[0], 40000, TARGET, 8080, True)]
+    assert list(eng.live_routes()) == []
+    # the client connects again on the same tuple: its new route is registered (not forgotten)
+    eng.on_client_packet(cpkt(CISN + 5000, 0, SYN, opts=syn_opts()), t + 1)
+    regs, _ = actions(eng)
+    assert regs == [RegisterRoute(FAKE[0], 40000, TARGET, 8080)]
 
 
 # ---------------------------------------------------------------- hostile input
