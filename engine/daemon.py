@@ -57,6 +57,14 @@ def read_netem(path: Optional[str], flags: NetemSpec) -> NetemSpec:
         raise ValueError(f"--netem-file {path}: {exc}") from None
 
 
+def start_netem(path: Optional[str], flags: NetemSpec,
+                counters: Dict[str, int]) -> Optional[Netem[T]]:
+    """The shaper a daemon starts with (``read_netem``): None when no condition is active (the
+    direct path). Raises ValueError naming the file."""
+    shaping = read_netem(path, flags)
+    return Netem(shaping, counters, seed=os.getpid()) if shaping.active else None
+
+
 def reload_netem(current: Optional[Netem[T]], path: Optional[str], flags: NetemSpec,
                  counters: Dict[str, int], log: Logger, what: str) -> Optional[Netem[T]]:
     """SIGHUP: read ``--netem-file`` again (a drill changed the conditions of ``what``, the

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
 from engine.bpf import BpfError, filter_for_expression, residue_filter
-from engine.daemon import read_netem, reload_netem, write_pidfile
+from engine.daemon import reload_netem, start_netem, write_pidfile
 from engine.intercept.peers import Peers, listen
 from engine.loop import Loop, TimerHandle
 from engine.netem import Netem
@@ -65,11 +65,10 @@ class InterceptDaemon:
         self._flush_timer: Optional[TimerHandle] = None
         # --netem-*: response frames held, dropped or reordered on their way to tcpcopy
         try:
-            shaping = read_netem(opts.netem_file, opts.netem)
+            self.netem: Optional[Netem[Tuple[int, bytes]]] = start_netem(
+                opts.netem_file, opts.netem, self.counters)
         except ValueError as exc:
             raise SetupError(str(exc)) from None
-        self.netem: Optional[Netem[Tuple[int, bytes]]] = (
-            Netem(shaping, self.counters, seed=os.getpid()) if shaping.active else None)
         self._netem_timer: Optional[TimerHandle] = None
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 from engine import __version__
 from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import drop_outgoing
-from engine.daemon import read_netem, reload_netem
+from engine.daemon import reload_netem, start_netem
 from engine.loop import INF, Loop
 from engine.netem import Netem
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
@@ -62,11 +62,10 @@ class Tcpcopy:
         self.offline: Optional[OfflineFeeder] = None
         # --netem-*: copies held, dropped or reordered on their way out (None: sent at once)
         try:
-            shaping = read_netem(opts.netem_file, opts.netem)
+            self.netem: Optional[Netem[SendPacket]] = start_netem(opts.netem_file, opts.netem,
+                                                              self.counters)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        self.netem: Optional[Netem[SendPacket]] = (
-            Netem(shaping, self.counters, seed=os.getpid()) if shaping.active else None)
         key = None
         if opts.key_file:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -209,16 +210,23 @@ def _rule(n: int) -> Change:
                                                                *add[3:]))
 
 
-def test_unguarded_changes_take_one_round_trip_each_journal_first() -> None:
-    """Each rule: its journal entry (planned, with the snapshot taken right after the rule
-    before it) written on the host, then the rule, then the next rule's snapshot and probe:
-    one round trip; the rule never runs if the journal write failed."""
+def _rules_host() -> Tuple[_Trips, ap.HostRun]:
+    """The assistant with a fresh journal, counting round trips: snapshots answer, no rule of
+    ``_rule`` is in place yet and adding one works."""
     fake = _Trips("assistant")
     fake.on(["ip", "route", "show", "table", "all"], stdout="default via 10.77.1.254\n")
     fake.on(["iptables-save"], stdout="*filter\nCOMMIT\n")
     fake.on_prefix(["iptables", "-w", "-C"], exit_code=1).on_prefix(["iptables", "-w", "-A"])
     run = ap.HostRun("assistant", fake, HDIR, new_journal("demo", "assistant", "r1", now=0.0),
                      clock=lambda: 1.0)
+    return fake, run
+
+
+def test_unguarded_changes_take_one_round_trip_each_journal_first() -> None:
+    """Each rule: its journal entry (planned, with the snapshot taken right after the rule
+    before it) written on the host, then the rule, then the next rule's snapshot and probe:
+    one round trip; the rule never runs if the journal write failed."""
+    fake, run = _rules_host()
     rules = [_rule(n) for n in (10, 11, 12)]
     for i, rule in enumerate(rules):
         entry = ap.prepare_change(run, rule)
@@ -246,12 +254,7 @@ def test_unguarded_changes_take_one_round_trip_each_journal_first() -> None:
 
 
 def test_each_undo_probes_the_next_entry_with_its_journal_write() -> None:
-    fake = _Trips("assistant")
-    fake.on(["ip", "route", "show", "table", "all"], stdout="default via 10.77.1.254\n")
-    fake.on(["iptables-save"], stdout="*filter\nCOMMIT\n")
-    fake.on_prefix(["iptables", "-w", "-C"], exit_code=1).on_prefix(["iptables", "-w", "-A"])
-    run = ap.HostRun("assistant", fake, HDIR, new_journal("demo", "assistant", "r1", now=0.0),
-                     clock=lambda: 1.0)
+    fake, run = _rules_host()
     rules = [_rule(n) for n in (10, 11, 12)]
     for rule in rules:
         ap.apply_change(run, rule)
