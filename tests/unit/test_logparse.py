@@ -148,7 +148,7 @@ def test_filter_time() -> None:
 
 def test_a_format_with_nginx_regex_captures_compiles_and_parses() -> None:
     """`$1`..`$9` are nginx variables (regex captures) but not regex group names: the format
-    compiled to a re.error traceback in verify (found by tests/unit/test_fuzz.py)."""
+    compiled to a re.error traceback in verify (found by tests/unit/fuzz/test_text.py)."""
     fmt = lp.LogFormat('$remote_addr $1 "$request" $status')
     rec = fmt.parse_line('10.0.0.1 abc "GET /x HTTP/1.1" 200')
     assert (rec.remote_addr, rec.uri, rec.status) == ("10.0.0.1", "/x", 200)
