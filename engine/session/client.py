@@ -53,41 +53,45 @@ def on_syn(s: Session, seq: int, win: int, options: bytes, now: float) -> None:
 
 
 def on_data(s: Session, seq: int, ack: int, flags: int, win: int, payload: bytes,
-            tsval: Optional[int], now: float) -> None:
-    """A captured client segment with payload and/or FIN (or a bare RST/ACK)."""
+            tsval: Optional[int], now: float) -> bool:
+    """A captured client segment with payload and/or FIN (or a bare RST/ACK). True when the
+    segment ended the session for a resync (``append``): the caller starts a new copy of the
+    connection with it."""
     if flags & RST:
         # like the client's peer (RFC 5961), believe a RST only at or just past the next
         # expected byte: a blind RST with a random seq would end a live copy (seen in the lab)
         if s.state != SYN_WAIT and (seq - s.expect) & M32 >= RST_WINDOW:
             s.eng.counters["clt_rst_ignored"] += 1
-            return
+            return False
         s.last_act = now
         s.client_rst = True
         pump(s, now)
-        return
+        return False
     s.last_act = now
     if s.state == SYN_WAIT:
         if not payload and not flags & FIN:
             if s.syn_held and s.hs_ack is None and flags & ACK and seq == ((s.isn + 1) & M32):
                 s.hs_ack = ack
                 s.rtt = max(0.0005, min(0.5, now - s.syn_at))
-            return
+            return False
         if s.syn_held:
             s.syn_held = False
             start(s, s.isn, now)
         else:
             fake_syn(s, seq, now)
     elif s.state == CLOSED:
-        return
+        return False
     if not s.faked:
         s.win = win
     if not payload and not flags & FIN:
         if s.hs_ack is None and flags & ACK and seq == ((s.isn + 1) & M32):
             s.hs_ack = ack
             s.rtt = max(0.0005, min(0.5, now - s.syn_at))
-        return
-    append(s, seq, flags, payload, ack, win, tsval, now)
+        return False
+    if append(s, seq, flags, payload, ack, win, tsval, now):
+        return True
     pump(s, now)
+    return False
 
 
 def fake_syn(s: Session, first_seq: int, now: float) -> None:
@@ -116,18 +120,66 @@ def start(s: Session, isn: int, now: float) -> None:
     eng.arm(s, s.rto_at)
 
 
+#: what an HTTP/1.x request starts with: a resync (``gap_is_final``) only starts a new copy
+#: there (a body segment would reach the target as a bad request)
+REQUEST_STARTS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                  b"CONNECT ", b"TRACE ")
+
+
+def gap_is_final(s: Session, cack: int, payload: bytes) -> bool:
+    """A segment past a gap starts an HTTP request and acknowledges more of the server's bytes
+    than the data before the gap did: the online server answered the request the missing bytes
+    belong to, so it had them, and the client will never send them again (they were lost to
+    the capture, e.g. a kernel drop). A reordering within a request keeps its ACK, so it is
+    not taken for one; other protocols (no request line) wait behind the hole as before."""
+    if not payload.startswith(REQUEST_STARTS):
+        return False
+    if s.buf:
+        base = s.buf[-1][CACK]
+    elif s.unacked:
+        base = s.unacked[-1][CACK]
+    elif s.req_cack >= 0:
+        base = s.req_cack
+    elif s.hs_ack is not None:
+        base = s.hs_ack
+    else:
+        return False
+    return after(cack, base)
+
+
+def retire(s: Session, now: float) -> None:
+    """A copy the client's data will never reach again (a final gap): what it holds before
+    the hole still goes to the target, as if the client had reset after it, then it ends; what
+    it parked past the hole is dropped (the new copy starts at the request after it)."""
+    eng = s.eng
+    eng.counters["clt_gap_resync"] += 1
+    for seg in s.ooo.values():
+        s.buffered -= len(seg[DATA])
+        eng.buffered_total -= len(seg[DATA])
+    s.ooo.clear()
+    s.client_rst = True
+    pump(s, now)
+
+
 def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int,
-           tsval: Optional[int], now: float) -> None:
-    """Put a client segment into the in-order buffer (trim overlaps, park gaps)."""
+           tsval: Optional[int], now: float) -> bool:
+    """Put a client segment into the in-order buffer (trim overlaps, park gaps). A gap that
+    can never fill (``gap_is_final``) retires the session instead (``clt_gap_resync``) and
+    returns True: the segment starts a new request, and a new copy of the connection
+    (``Engine.on_client_packet``) carries it and what follows, instead of every later request
+    of a keep-alive connection waiting behind the hole."""
     eng = s.eng
     plen = len(payload)
     end = (seq + plen + (1 if flags & FIN else 0)) & M32
     expect = s.expect
     if not after(end, expect):
         eng.counters["clt_con_retrans"] += 1
-        return
+        return False
     if after(seq, expect):
         eng.counters["clt_gap"] += 1
+        if plen and s.sel is None and gap_is_final(s, cack, payload):
+            retire(s, now)
+            return True
         ooo = s.ooo
         if len(ooo) < OOO_MAX:
             # parked bytes count against both caps like in-order ones: a flood at random
@@ -138,7 +190,7 @@ def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int
             s.buffered += grow
             eng.buffered_total += grow
             eng.check_buffer(s, now)
-        return
+        return False
     if seq != expect:
         cut = (expect - seq) & M32
         payload = payload[cut:]
@@ -163,9 +215,9 @@ def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int
             n = len(nxt[DATA])          # unparked: counted again by the in-order append
             s.buffered -= n
             eng.buffered_total -= n
-            append(s, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now)
-            return
+            return append(s, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now)
     eng.check_buffer(s, now)
+    return False
 
 
 def pump(s: Session, now: float) -> None:

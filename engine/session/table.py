@@ -239,8 +239,20 @@ class Engine:
             if ts is not None:
                 tsval = ts[0]
         if self.selection is None:
+            resync = False
             for s in sessions:
-                on_data(s, seq, ack, flags, win, payload, tsval, now)
+                if on_data(s, seq, ack, flags, win, payload, tsval, now):
+                    resync = True
+            if resync:
+                # a hole the client will never fill (``client.retire``): new copies start at
+                # this segment, the first of a new request (a faked handshake), on new fake
+                # tuples, while the old ones send what they hold from before the hole
+                for s in sessions:
+                    if s.state != CLOSED and not s.client_rst:
+                        finish(s, now, "sessions_obsolete")
+                fresh = create(self, ckey, saddr, sport, route, now)
+                for s in fresh or ():
+                    on_data(s, seq, ack, flags, win, payload, tsval, now)
         else:
             feed_selected(self, sessions, seq, ack, flags, win, payload, tsval, now)
         out = self.out                  # _take(), inlined: this is per captured packet

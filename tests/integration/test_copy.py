@@ -73,6 +73,30 @@ def test_session_open_before_tcpcopy_is_copied_with_faked_handshake(rig: Rig) ->
     assert n >= 40, (n, st)        # everything after tcpcopy started (~45 requests)
 
 
+def test_a_segment_lost_to_the_capture_costs_its_request_not_the_connection(rig: Rig) -> None:
+    """Capture losses (a kernel drop) made deterministic: the filter leaves out every client
+    packet whose IP id ends in 0b00111 (1 in 32 of each connection's packets: requests, ACKs,
+    SYNs). Each lost request segment leaves a hole the client never fills; the copy starts
+    again at the next request (``clt_gap_resync``) instead of losing the rest of the
+    keep-alive connection (before: 2.6 % copied; after: 96.9 %)."""
+    rig.route_pool_via_assistant()
+    rig.start_intercept()
+    rig.start_tcpcopy(extra=["-F", "tcp and dst port 80 and (ip[4:2] & 0x1f) != 7"])
+    res = rig.traffic("--requests", "1600", "--mode", "keepalive", "--connections", "4",
+                      "--post-sizes", "0,1024", "--seq-query")
+    assert not res.get("errors"), res
+    truth = rig.online_truth()
+    assert sum(truth.values()) == 1600
+    copies = settle(rig, 1600, timeout=20)
+    ratio = fidelity(truth, copies)
+    st = rig.stats("tcpcopy")["counters"]
+    print(f"capture losses: ratio {ratio:.4f}, clt_gap {st['clt_gap']}, "
+          f"clt_gap_resync {st['clt_gap_resync']}, copies {sum(copies.values())}")
+    assert st["clt_gap_resync"] >= 4, st
+    # what is lost is the requests whose first segment was left out (~3 %)
+    assert ratio >= 0.90, (ratio, st)
+
+
 def test_two_server_topology_with_iptables_drop(rig: Rig) -> None:
     online, target = rig.online, rig.target
     rule = ["-s", target, "-p", "tcp", "--sport", "80", "-j", "DROP"]
