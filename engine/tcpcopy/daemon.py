@@ -263,7 +263,24 @@ class Tcpcopy:
         if self.exit_code:
             return
         self._check_memory(now)
+        self._check_stall(now)
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
+
+    def _check_stall(self, now: float) -> None:
+        """The target stopped answering, or answers again (``engine.session.stall``)."""
+        event, acts = self.engine.check_stall(now)
+        if acts:
+            self._dispatch(acts, now)
+            self._after_batch(now)
+        if event is None:
+            return
+        stall = self.opts.target_stall_s
+        if event.ended:
+            self.log.notice(f"target answers again after {event.seconds:.1f} s of silence; "
+                            f"{event.refused} new sessions not started, {event.shed} shed")
+        else:
+            self.log.warn(f"target silent for {stall:g} s; not starting new sessions "
+                          f"({event.shed} sessions holding client bytes for it shed)")
 
     def _check_memory(self, now: float) -> None:
         # the capture rings' pages are resident once touched, but they are not ours to shed
@@ -282,6 +299,7 @@ class Tcpcopy:
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
                              buffered_bytes=self.engine.buffered_total,
+                             target_stalled_since=self._stalled_since(),
                              target_response_ms=self.engine.latency.summary(),
                              **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
                                 if self.netem is not None else {}),
@@ -292,6 +310,13 @@ class Tcpcopy:
         except OSError as exc:
             self.log.error(f"stats file {self.opts.stats_file or self.opts.metrics_file}",
                            exc.errno)
+
+    def _stalled_since(self) -> Optional[float]:
+        """When the current target stall began (epoch seconds), None when not stalled."""
+        since = self.engine.stalled_since
+        if since == INF:
+            return None
+        return round(time.time() - (self.loop.time() - since), 3)
 
     def _stats_tick(self) -> None:
         self._write_stats()
