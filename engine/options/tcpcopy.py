@@ -34,7 +34,7 @@ from engine.rawsock.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
 DEFAULT_INTERCEPT_PORT = 36524
 #: --target-stall-s: seconds of target silence before tcpcopy stops admitting sessions for it
 #: (engine.session.stall; chosen from the P3 measurement, RELIABILITY.md)
-DEFAULT_TARGET_STALL_S = 2.0
+DEFAULT_TARGET_STALL_S = 0.5
 MAX_WORKERS = 64
 
 

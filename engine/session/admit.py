@@ -50,8 +50,7 @@ def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route,
         t.drop("sessions_no_intercept")     # not holding (engine.session.hold): refused
         return None
     copies = cfg.replicas * len(routes)
-    if not admit(t, now):
-        t.drop("target_stalled")     # the target stopped answering (engine.session.stall)
+    if not admit(t, ckey, now):       # the target stopped answering (engine.session.stall)
         return None
     if t.live + copies > cfg.max_sessions:
         t.drop("table_full")
@@ -128,8 +127,7 @@ def revive(t: Admitting, sessions: List[Session], seq: int, payload: bytes,
         current[i] = None
         if (not t.intercepts_up and t.down_since == INF) or t.live >= t.cfg.max_sessions:
             continue
-        if not admit(t, now):
-            t.drop("target_stalled")
+        if not admit(t, old.ckey, now):
             continue
         fkey = t.mapper.allocate(old.ckey >> 64, (old.ckey >> 48) & 0xFFFF, i)
         if fkey is None:

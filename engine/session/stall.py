@@ -12,16 +12,19 @@ is lost anyway). With ``cfg.target_stall`` = S > 0:
   window updates and SYN-ACKs are not answers: a frozen application's kernel still sends them);
 - the target is **stalled** when, with the intercept channel up (an outage is
   ``engine.session.hold``'s: its silence is not the target's), the first ask since the last
-  answer is at least S old, at least ``MIN_ASKS`` asks went out since that answer, the target was
-  **heard** since that first ask (any record of a live session: its kernel acks, so intercept
-  and the channel carry what it says) or nothing at all was heard for ``DEAF_FACTOR`` times S (a
-  dead host, or an intercept that lags: given longer), and this was seen by two checks in a row (``check``, from the daemon's housekeeping every 0.5 s) with no
-  answer in between. The second sighting makes a paused copier (its own loop late, the answers
-  still queued in its socket) not a stalled target: the loop reads them before the next check;
-- while stalled: new sessions are refused (``target_stalled``), except one probe every
-  ``PROBE_INTERVAL`` s whose request provokes the answer once the target is back; a live session
-  holding client bytes for longer than S is shed (``sessions_stall_shed``, reset on the target):
-  the held bytes stay bounded by about S of traffic;
+  answer is at least S old, at least ``MIN_ASKS`` asks went out since that answer, the target
+  was **heard** since that first ask (any record of a live session: its kernel acks, so
+  intercept and the channel carry what it says) or nothing at all was heard for
+  ``deaf_after`` (3 S, at least 5 s: a dead host, or an intercept that lags, is given longer),
+  and two checks in a row (``check``, from the daemon's timer every ``CHECK_INTERVAL``) saw it
+  with no answer in between. The second sighting makes a paused copier (its own loop late, the
+  answers still queued in its socket) not a stalled target: the loop reads them before the
+  next check;
+- while stalled: new client connections are refused (``target_stalled``, once per connection
+  however many of its packets come), except one probe every ``PROBE_INTERVAL`` s whose request
+  provokes the answer once the target is back; a live session holding client bytes for longer
+  than S is shed (``sessions_stall_shed``, reset on the target): the held bytes stay bounded by
+  about S of traffic;
 - the first answer ends the stall (``answered``, on the hot path: one comparison); a channel
   outage ends it too (``reset``).
 
@@ -31,14 +34,18 @@ many sessions were refused and shed meanwhile.
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Protocol
+from typing import Dict, NamedTuple, Optional, Protocol, Set
 
 from engine.session.state import CLOSED, INF, Host, Session
 from engine.session.teardown import finish
 
 MIN_ASKS = 3                # requests unanswered before the silence counts (one slow request
 #                             alone, e.g. a long poll, is not a stalled target)
-DEAF_FACTOR = 3.0           # nothing heard at all: the silence must last this many times S
+DEAF_FACTOR = 3.0           # nothing heard at all: the silence must last this many times S,
+DEAF_MIN = 5.0              # and at least this long (an intercept late on a loaded host)
+REFUSED_MAX = 65536         # client connections remembered as refused in one stall (beyond:
+#                             each packet counted)
+CHECK_INTERVAL = 0.1        # s between two checks (the daemon's stall timer)
 PROBE_INTERVAL = 1.0        # s between two sessions admitted while stalled (their requests
 #                             provoke the first answer when the target is back)
 
@@ -68,6 +75,14 @@ class Stalling(Host, Protocol):
     probe_at: float             # while stalled, the next time a probe session may start
     stall_base: Dict[str, int]  # target_stalled, sessions_stall_shed when the stall began
     stall_ended: Optional[StallEvent]
+    stall_refused: Set[int]     # client connections refused in this stall
+
+    def drop(self, reason: str) -> None: ...
+
+
+def deaf_after(stall: float) -> float:
+    """How long nothing at all may be heard (not even the target's kernel) before a stall."""
+    return max(DEAF_FACTOR * stall, DEAF_MIN)
 
 
 def asked(t: Stalling, now: float) -> None:
@@ -89,13 +104,19 @@ def answered(t: Stalling, now: float) -> None:
         _end(t, now)
 
 
-def admit(t: Stalling, now: float) -> bool:
-    """Whether a new session may start (while stalled: only a probe now and then)."""
+def admit(t: Stalling, ckey: int, now: float) -> bool:
+    """Whether a new session of client connection ``ckey`` may start (while stalled: only a
+    probe now and then; a refused connection is counted once)."""
     if t.stalled_since == INF:
         return True
     if now >= t.probe_at:
         t.probe_at = now + PROBE_INTERVAL
         return True
+    refused = t.stall_refused
+    if ckey not in refused:
+        if len(refused) < REFUSED_MAX:
+            refused.add(ckey)
+        t.drop("target_stalled")
     return False
 
 
@@ -117,13 +138,14 @@ def check(t: Stalling, now: float) -> Optional[StallEvent]:
     if stall <= 0:
         return ended
     if t.stalled_since != INF:
-        shed(t, now)
+        if t.buffered_total:
+            shed(t, now)
         return ended
     if not t.intercepts_up or t.down_since != INF:
         reset(t, now)
         return ended
     if t.asked_at == INF or t.asks < MIN_ASKS or now - t.asked_at < stall or (
-            t.heard_at <= t.asked_at and now - t.asked_at < DEAF_FACTOR * stall):
+            t.heard_at <= t.asked_at and now - t.asked_at < deaf_after(stall)):
         t.stall_seen = INF
         return ended
     if t.stall_seen != t.asked_at:
@@ -158,7 +180,9 @@ def _end(t: Stalling, now: float) -> None:
                                c["sessions_stall_shed"] - base.get("sessions_stall_shed", 0))
     t.stalled_since = INF
     t.probe_at = INF
+    t.stall_refused.clear()
 
 
-__all__ = ["DEAF_FACTOR", "MIN_ASKS", "PROBE_INTERVAL", "StallEvent", "Stalling", "admit", "answered", "asked",
-           "check", "reset", "shed"]
+__all__ = ["CHECK_INTERVAL", "DEAF_FACTOR", "DEAF_MIN", "MIN_ASKS", "PROBE_INTERVAL", "REFUSED_MAX",
+           "StallEvent", "Stalling", "admit", "answered", "asked", "check", "deaf_after",
+           "reset", "shed"]

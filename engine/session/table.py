@@ -101,6 +101,7 @@ class Engine:
         self.probe_at = INF
         self.stall_base: Dict[str, int] = {}
         self.stall_ended: Optional[StallEvent] = None
+        self.stall_refused: Set[int] = set()
         # the target's response time per copied request, as the copier sees it: request sent
         # (by the emulator; --netem-delay holds it after that) to the first response byte
         self.latency = Histogram()

@@ -25,6 +25,7 @@ from engine.rawsock import (
     capture_counters,
     open_captures,
 )
+from engine.session.stall import CHECK_INTERVAL
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.stats import Logger, stat_lines, stats_document, write_stats
 from engine.tcpcopy.channel import Channel
@@ -263,11 +264,13 @@ class Tcpcopy:
         if self.exit_code:
             return
         self._check_memory(now)
-        self._check_stall(now)
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
-    def _check_stall(self, now: float) -> None:
-        """The target stopped answering, or answers again (``engine.session.stall``)."""
+    def _check_stall(self) -> None:
+        """The target stopped answering, or answers again (``engine.session.stall``): every
+        ``CHECK_INTERVAL`` (O(1) but while stalled)."""
+        self.loop.call_later(CHECK_INTERVAL, self._check_stall)
+        now = self.loop.time()
         event, acts = self.engine.check_stall(now)
         if acts:
             self._dispatch(acts, now)
@@ -362,6 +365,8 @@ class Tcpcopy:
             if self.offline is not None:
                 self.offline.begin()
             self.loop.call_later(HOUSEKEEPING, self._housekeeping)
+            if self.opts.target_stall_s > 0:
+                self.loop.call_later(CHECK_INTERVAL, self._check_stall)
             self.loop.call_later(LOG_INTERVAL, self._log_tick)
             self._stats_tick()
             self.channel.running = True

@@ -9,9 +9,10 @@ from typing import List
 import pytest
 
 from engine.options import OptionsError, parse_tcpcopy_args
+from engine.options.tcpcopy import DEFAULT_TARGET_STALL_S
 from engine.packets import ACK, PSH, RST, SYN
 from engine.session import CLOSED, INF, Session
-from engine.session.stall import DEAF_FACTOR, MIN_ASKS, PROBE_INTERVAL
+from engine.session.stall import MIN_ASKS, PROBE_INTERVAL, deaf_after
 from engine.tcpcopy.setup import session_config
 from tests.unit.fake_clock import FakeClock
 from tests.unit.session_transcript import (
@@ -206,13 +207,14 @@ def test_the_first_answer_ends_the_stall_and_sessions_are_admitted_again() -> No
 
 def test_a_dead_host_stalls_later_and_a_probe_provokes_the_answer_when_it_is_back() -> None:
     """A paused host (not even its kernel answers, or an intercept that lags: nothing heard)
-    stalls only after DEAF_FACTOR x S; the sessions holding unacknowledged requests are shed; a
+    stalls only after 3 S (at least 5 s); the sessions holding unacknowledged requests are shed; a
     probe's SYN is retransmitted on its RTO until the target is back, then its request goes and
     the answer ends the stall."""
     eng, clock = engine(target_stall=STALL), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
     sends(eng)
-    deaf = DEAF_FACTOR * STALL
+    deaf = deaf_after(STALL)
+    assert deaf == 6.0 and deaf_after(0.5) == 5.0
     assert stalled(eng, clock, deaf) == [] and eng.stalled_since == INF
     assert stalled(eng, clock, deaf + 0.5) == [deaf + 0.5]
     assert all(s.state == CLOSED for s in live)    # their requests were never acked
@@ -242,7 +244,7 @@ def test_off_with_zero() -> None:
 
 def test_the_flag_default_zero_and_errors() -> None:
     base = ["-x", "80-10.0.0.2:80", "-s", "10.0.0.3"]
-    assert session_config(parse_tcpcopy_args(base)).target_stall == 2.0
+    assert session_config(parse_tcpcopy_args(base)).target_stall == DEFAULT_TARGET_STALL_S == 0.5
     assert session_config(parse_tcpcopy_args([*base, "--target-stall-s", "0"])).target_stall == 0
     with pytest.raises(OptionsError, match="--target-stall-s"):
         parse_tcpcopy_args([*base, "--target-stall-s", "-1"])
