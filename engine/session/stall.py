@@ -13,9 +13,11 @@ is lost anyway). With ``cfg.target_stall`` = S > 0:
 - the target is **stalled** when, with the intercept channel up (an outage is
   ``engine.session.hold``'s: its silence is not the target's), the first ask since the last
   answer is at least S old, at least ``MIN_ASKS`` asks went out since that answer, the target
-  was **heard** since that first ask (any record of a live session: its kernel acks, so
-  intercept and the channel carry what it says) or nothing at all was heard for
-  ``deaf_after`` (3 S, at least 5 s: a dead host, or an intercept that lags, is given longer),
+  was **heard** since that first ask and within the last ``FRESH`` x S (any record of a live
+  session: its kernel acks, so intercept and the channel carry what it says right now; an
+  intercept that is shutting down, before the channel's loss shows, is not heard) or nothing
+  at all was heard for ``deaf_after`` (3 S, at least 5 s: a dead host, or an intercept that
+  lags, is given longer),
   and two checks in a row (``check``, from the daemon's timer every ``CHECK_INTERVAL``) saw it
   with no answer in between. The second sighting makes a paused copier (its own loop late, the
   answers still queued in its socket) not a stalled target: the loop reads them before the
@@ -42,6 +44,7 @@ from engine.session.teardown import finish
 MIN_ASKS = 3                # requests unanswered before the silence counts (one slow request
 #                             alone, e.g. a long poll, is not a stalled target)
 DEAF_FACTOR = 3.0           # nothing heard at all: the silence must last this many times S,
+FRESH = 0.5                 # heard within this share of S: intercept is forwarding right now
 DEAF_MIN = 5.0              # and at least this long (an intercept late on a loaded host)
 REFUSED_MAX = 65536         # client connections remembered as refused in one stall (beyond:
 #                             each packet counted)
@@ -145,7 +148,8 @@ def check(t: Stalling, now: float) -> Optional[StallEvent]:
         reset(t, now)
         return ended
     if t.asked_at == INF or t.asks < MIN_ASKS or now - t.asked_at < stall or (
-            t.heard_at <= t.asked_at and now - t.asked_at < deaf_after(stall)):
+            not (t.asked_at < t.heard_at and now - t.heard_at <= FRESH * stall)
+            and now - t.asked_at < deaf_after(stall)):
         t.stall_seen = INF
         return ended
     if t.stall_seen != t.asked_at:
@@ -183,6 +187,6 @@ def _end(t: Stalling, now: float) -> None:
     t.stall_refused.clear()
 
 
-__all__ = ["CHECK_INTERVAL", "DEAF_FACTOR", "DEAF_MIN", "MIN_ASKS", "PROBE_INTERVAL", "REFUSED_MAX",
-           "StallEvent", "Stalling", "admit", "answered", "asked", "check", "deaf_after",
-           "reset", "shed"]
+__all__ = ["CHECK_INTERVAL", "DEAF_FACTOR", "DEAF_MIN", "FRESH", "MIN_ASKS", "PROBE_INTERVAL",
+           "REFUSED_MAX", "StallEvent", "Stalling", "admit", "answered", "asked", "check",
+           "deaf_after", "reset", "shed"]

@@ -4,7 +4,7 @@ request alone, or an intercept outage; the first answer ends it."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import pytest
 
@@ -72,11 +72,16 @@ def sessions(eng: Transcript, n: int, now: float, first: int = 41000) -> List[Se
     return out
 
 
-def stalled(eng: Transcript, clock: FakeClock, until: float, step: float = 0.5) -> List[float]:
-    """Housekeeping every ``step`` s up to ``until``: the times a stall was seen starting."""
+def stalled(eng: Transcript, clock: FakeClock, until: float, step: float = 0.5,
+            kernel: Optional[Session] = None) -> List[float]:
+    """Checks every ``step`` s up to ``until``: the times a stall was seen starting. With
+    ``kernel``, the target's kernel is heard right before each check (an ACK on that session:
+    a frozen application's kernel acks the requests and handshakes that keep coming)."""
     started = []
     while clock.t + step <= until + 1e-9:
         clock.sleep(step)
+        if kernel is not None:
+            ack_only(eng, kernel, clock())
         event, acts = eng.check_stall(clock())
         eng.seen += acts
         if event is not None and not event.ended:
@@ -90,9 +95,10 @@ def test_a_stall_starts_after_s_of_silence_confirmed_by_a_second_check_not_befor
     assert eng.counters["requests_sent"] == MIN_ASKS
     for s in live:
         ack_only(eng, s, 0.01)      # the kernel acks: still no answer
-    assert stalled(eng, clock, 2.0) == [] and eng.stalled_since == INF   # first sighting at S
-    assert stalled(eng, clock, 2.5) == [2.5] and eng.stalled_since == 2.5
-    assert stalled(eng, clock, 5.0) == []                                 # started once
+    beat = live[0]
+    assert stalled(eng, clock, 2.0, kernel=beat) == [] and eng.stalled_since == INF  # 1st sighting
+    assert stalled(eng, clock, 2.5, kernel=beat) == [2.5] and eng.stalled_since == 2.5
+    assert stalled(eng, clock, 5.0, kernel=beat) == []                   # started once
 
 
 def test_a_slow_request_alone_or_a_busy_answering_target_never_stalls() -> None:
@@ -131,6 +137,16 @@ def test_a_paused_copier_whose_answers_wait_in_its_socket_is_not_a_stall() -> No
     assert stalled(eng, clock, 6.0) == [] and eng.stalled_since == INF
 
 
+def test_heard_but_not_lately_is_not_a_stall_before_the_deaf_delay() -> None:
+    """An intercept shutting down (the channel's loss not noticed yet) forwards nothing more:
+    what was heard before is stale, so only the long silence of a dead host counts."""
+    eng, clock = engine(target_stall=STALL), FakeClock()
+    live = sessions(eng, MIN_ASKS, 0.0)
+    ack_only(eng, live[0], 0.05)            # heard once after the asks, then nothing
+    assert stalled(eng, clock, deaf_after(STALL)) == [] and eng.stalled_since == INF
+    assert stalled(eng, clock, deaf_after(STALL) + 0.5) == [deaf_after(STALL) + 0.5]
+
+
 def test_an_intercept_outage_is_not_a_stall() -> None:
     eng, clock = engine(target_stall=STALL, hold_timeout=30.0), FakeClock()
     sessions(eng, MIN_ASKS, 0.0)
@@ -143,9 +159,8 @@ def test_an_intercept_outage_is_not_a_stall() -> None:
 
 def test_while_stalled_new_sessions_are_refused_and_counted_but_a_probe_now_and_then() -> None:
     eng, clock = engine(target_stall=STALL), FakeClock()
-    for s in sessions(eng, MIN_ASKS, 0.0):
-        ack_only(eng, s, 0.01)
-    assert stalled(eng, clock, 2.5) == [2.5]
+    live = sessions(eng, MIN_ASKS, 0.0)
+    assert stalled(eng, clock, 2.5, kernel=live[0]) == [2.5]
     created = eng.counters["sessions_created"]
     for i in range(5):              # within PROBE_INTERVAL of the stall's start: refused
         eng.on_client_packet(cpkt(CISN, 0, SYN, sport=42000 + i), 2.6 + 0.1 * i)
@@ -168,7 +183,7 @@ def test_while_stalled_the_held_client_bytes_are_shed_and_counted() -> None:
         ack_only(eng, live[i], 0.5)
     assert eng.buffered_total == 4 * len(BODY)
     sends(eng)
-    assert stalled(eng, clock, 2.5) == [2.5]
+    assert stalled(eng, clock, 2.5, kernel=live[0]) == [2.5]
     assert eng.buffered_total == 0 and all(s.state == CLOSED for s in live)
     assert eng.counters["sessions_stall_shed"] == 4
     out = sends(eng)
@@ -179,8 +194,8 @@ def test_while_stalled_the_held_client_bytes_are_shed_and_counted() -> None:
     assert probe.state != CLOSED
     eng.on_client_packet(cpkt(CISN + 1, OISN + 1, ACK | PSH, BODY, sport=43000), 3.6)
     assert probe.buffered == len(BODY)      # its SYN is not answered: the request waits
-    assert stalled(eng, clock, 5.0) == [] and probe.state != CLOSED    # not S old yet
-    assert stalled(eng, clock, 6.0) == [] and probe.state == CLOSED
+    assert stalled(eng, clock, 5.0, kernel=probe) == [] and probe.state != CLOSED  # < S old
+    assert stalled(eng, clock, 6.0, kernel=probe) == [] and probe.state == CLOSED
     assert eng.counters["sessions_stall_shed"] == 5 and eng.buffered_total == 0
 
 
@@ -189,7 +204,7 @@ def test_the_first_answer_ends_the_stall_and_sessions_are_admitted_again() -> No
     live = sessions(eng, MIN_ASKS, 0.0)
     for s in live:
         ack_only(eng, s, 0.01)      # the requests are with the target: nothing held
-    assert stalled(eng, clock, 2.5) == [2.5]
+    assert stalled(eng, clock, 2.5, kernel=live[1]) == [2.5]
     eng.on_client_packet(cpkt(CISN, 0, SYN, sport=42000), 2.6)         # refused
     ack_only(eng, live[0], 3.0)                  # a kernel ACK does not end it
     assert eng.stalled_since == 2.5
