@@ -19,11 +19,10 @@ is lost anyway). With ``cfg.target_stall`` = S > 0:
   session: its kernel acks, so intercept and the channel carry what it says right now; an
   intercept that is shutting down, before the channel's loss shows, is not heard) or nothing
   at all was heard for ``deaf_after`` (3 S, at least 5 s: a dead host, or an intercept that
-  lags, is given longer),
-  and two checks in a row (``check``, from the daemon's timer every ``CHECK_INTERVAL``) saw it
-  with no answer in between. The second sighting makes a paused copier (its own loop late, the
-  answers still queued in its socket) not a stalled target: the loop reads them before the
-  next check;
+  lags, is given longer), and two checks in a row (``check``, from the daemon's timer every
+  ``CHECK_INTERVAL``) saw it with no answer in between. The second sighting makes a paused
+  copier (its own loop late, the answers still queued in its socket) not a stalled target: the
+  loop reads them before the next check;
 - while stalled: new client connections are refused (``target_stalled``, once per connection
   however many of its packets come), except one probe every ``PROBE_INTERVAL`` s whose request
   provokes the answer once the target is back; a live session holding client bytes for longer
@@ -45,8 +44,8 @@ from engine.session.teardown import finish
 
 MIN_ASKS = 3                # requests unanswered before the silence counts (one slow request
 #                             alone, e.g. a long poll, is not a stalled target)
-DEAF_FACTOR = 3.0           # nothing heard at all: the silence must last this many times S,
 FRESH = 0.5                 # heard within this share of S: intercept is forwarding right now
+DEAF_FACTOR = 3.0           # nothing heard at all: the silence must last this many times S,
 DEAF_MIN = 5.0              # and at least this long (an intercept late on a loaded host)
 REFUSED_MAX = 65536         # client connections remembered as refused in one stall (beyond:
 #                             each packet counted)
@@ -100,7 +99,8 @@ def asked(t: Stalling, now: float) -> None:
 
 
 def answered(t: Stalling, now: float) -> None:
-    """The target answered (payload, FIN or RST of a live session): a stall ends."""
+    """The target answered (payload, FIN or RST of a live session, or took more of an old
+    request): the silence is over, and a stall ends."""
     t.answered_at = now
     t.asked_at = INF
     t.asks = 0
@@ -143,7 +143,7 @@ def reset(t: Stalling, now: float) -> None:
 
 
 def check(t: Stalling, now: float) -> Optional[StallEvent]:
-    """From the daemon's housekeeping: start a stall (returned) when the target has been silent
+    """From the daemon's timer: start a stall (returned) when the target has been silent
     (module docstring), shed what waits on it while stalled; a stall that ended since the last
     check is returned (once)."""
     stall = t.cfg.target_stall
@@ -157,9 +157,7 @@ def check(t: Stalling, now: float) -> Optional[StallEvent]:
     if not t.intercepts_up or t.down_since != INF:
         reset(t, now)
         return ended
-    if t.asked_at == INF or t.asks < MIN_ASKS or now - t.asked_at < stall or (
-            not (t.asked_at < t.heard_at and now - t.heard_at <= FRESH * stall)
-            and now - t.asked_at < deaf_after(stall)):
+    if not silent(t, now, stall):
         t.stall_seen = INF
         return ended
     if t.stall_seen != t.asked_at:
@@ -173,6 +171,18 @@ def check(t: Stalling, now: float) -> Optional[StallEvent]:
     shed(t, now)
     return StallEvent(False, now, now - t.asked_at, 0, c["sessions_stall_shed"]
                       - t.stall_base["sessions_stall_shed"])
+
+
+def silent(t: Stalling, now: float, stall: float) -> bool:
+    """Requests unanswered for ``stall`` s while the target is heard right now, or for
+    ``deaf_after`` while nothing at all is heard."""
+    if t.asked_at == INF or t.asks < MIN_ASKS:
+        return False
+    waited = now - t.asked_at
+    if waited < stall:
+        return False
+    heard = t.asked_at < t.heard_at and now - t.heard_at <= FRESH * stall
+    return heard or waited >= deaf_after(stall)
 
 
 def shed(t: Stalling, now: float) -> int:
@@ -199,4 +209,4 @@ def _end(t: Stalling, now: float) -> None:
 
 __all__ = ["CHECK_INTERVAL", "DEAF_FACTOR", "DEAF_MIN", "FRESH", "MIN_ASKS", "PROBE_INTERVAL",
            "REFUSED_MAX", "StallEvent", "Stalling", "admit", "answered", "asked", "check",
-           "deaf_after", "reset", "shed", "taking"]
+           "deaf_after", "reset", "shed", "silent", "taking"]
