@@ -9,9 +9,9 @@ is lost anyway). With ``cfg.target_stall`` = S > 0:
 
 - an **ask** is a request the table sent to the target (its first segment, ``client.pump``);
   an **answer** is a response record with payload, FIN or RST for a live session (pure ACKs,
-  window updates and SYN-ACKs are not answers: a frozen application's kernel still sends them),
-  or an ACK taking more of a request that began at least S ago (``taking``: a long upload the
-  application reads; a frozen one's receive buffer fills and its ACKs stop moving);
+  window updates and SYN-ACKs are not answers: a frozen application's kernel still sends them,
+  and takes up to a receive buffer of each request: several uploads that last longer than S
+  with nothing else answered look like a silent target);
 - the target is **stalled** when, with the intercept channel up (an outage is
   ``engine.session.hold``'s: its silence is not the target's), the first ask since the last
   answer is at least S old, at least ``MIN_ASKS`` asks went out since that answer, the target
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Dict, NamedTuple, Optional, Protocol, Set
 
-from engine.session.state import CLOSED, ESTABLISHED, INF, Host, Session, after
+from engine.session.state import CLOSED, INF, Host, Session
 from engine.session.teardown import finish
 
 MIN_ASKS = 3                # requests unanswered before the silence counts (one slow request
@@ -99,8 +99,8 @@ def asked(t: Stalling, now: float) -> None:
 
 
 def answered(t: Stalling, now: float) -> None:
-    """The target answered (payload, FIN or RST of a live session, or took more of an old
-    request): the silence is over, and a stall ends."""
+    """The target answered (payload, FIN or RST of a live session): the silence is over, and a
+    stall ends."""
     t.answered_at = now
     t.asked_at = INF
     t.asks = 0
@@ -123,14 +123,6 @@ def admit(t: Stalling, ckey: int, now: float) -> bool:
             refused.add(ckey)
         t.drop("target_stalled")
     return False
-
-
-def taking(t: Stalling, s: Session, ack: int, now: float) -> None:
-    """A pure ACK while requests wait for an answer: one that takes more of a request begun at
-    least S ago is the application reading it (a long upload), an answer for the silence."""
-    if (s.state == ESTABLISHED and s.req_started and now - s.req_at >= t.cfg.target_stall
-            and after(ack, s.snd_una)):
-        answered(t, now)
 
 
 def reset(t: Stalling, now: float) -> None:
@@ -209,4 +201,4 @@ def _end(t: Stalling, now: float) -> None:
 
 __all__ = ["CHECK_INTERVAL", "DEAF_FACTOR", "DEAF_MIN", "FRESH", "MIN_ASKS", "PROBE_INTERVAL",
            "REFUSED_MAX", "StallEvent", "Stalling", "admit", "answered", "asked", "check",
-           "deaf_after", "reset", "shed", "silent", "taking"]
+           "deaf_after", "reset", "shed", "silent"]

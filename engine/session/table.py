@@ -46,7 +46,7 @@ from engine.session.hold import pause, resume
 from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
 from engine.session.shed import Shed, over_buffer, over_rss, send_refused
-from engine.session.stall import StallEvent, answered, asked, check, reset, taking
+from engine.session.stall import StallEvent, answered, asked, check, reset
 
 _new = tuple.__new__
 Actions = Sequence[Action]           # what an event returns: a list, or NO_ACTIONS
@@ -287,11 +287,8 @@ class Engine:
         options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
         full = plen >= s.full_len or tot in self.full_sizes
         self.heard_at = now             # intercept and the target's kernel are alive
-        if plen or flags & (FIN | RST):
-            if s.state != CLOSED:
-                answered(self, now)     # the target answers (engine.session.stall)
-        elif self.asked_at != INF:
-            taking(self, s, ack, now)   # a long upload still being taken is progress
+        if (plen or flags & (FIN | RST)) and s.state != CLOSED:
+            answered(self, now)         # the target answers (engine.session.stall)
         on_response(s, seq, ack, flags, win, plen, full, options, now)
         out = self.out                  # _take(), inlined: this is per response record
         if out:

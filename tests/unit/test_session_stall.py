@@ -141,31 +141,6 @@ def test_a_slow_request_alone_or_a_busy_answering_target_never_stalls() -> None:
     assert eng.counters["target_stalled"] == eng.counters["sessions_stall_shed"] == 0
 
 
-def test_long_uploads_the_target_keeps_taking_are_not_a_stall_a_full_window_is() -> None:
-    """Three uploads of 10 s each, no response before their end: the target's ACKs keep taking
-    more of requests begun long ago (its application reads them), so it is not silent. Once
-    those ACKs stop moving (a frozen application, its receive buffer full), it is."""
-    eng, clock = engine(target_stall=STALL), FakeClock()
-    live = sessions(eng, MIN_ASKS, 0.0)
-    chunk = b"u" * 400
-    sent = [len(BODY)] * MIN_ASKS
-    for k in range(1, 101):
-        t = round(0.1 * k, 3)
-        for i, s in enumerate(live):
-            eng.on_client_packet(cpkt(CISN + 1 + sent[i], OISN + 1, ACK, chunk,
-                                      sport=41000 + i), t)
-            sent[i] += len(chunk)
-            ack_only(eng, s, t + 0.01)
-        if k % 5 == 0:
-            clock.t = t + 0.02
-            event, _ = eng.check_stall(clock())
-            assert event is None and eng.stalled_since == INF, t
-    assert eng.counters["requests_sent"] == MIN_ASKS          # one request each, still going
-    clock.t = 10.5                  # the ACKs stop moving; new requests are acked, unanswered
-    fresh = sessions(eng, MIN_ASKS, clock(), first=45000)
-    assert stalled(eng, clock, 13.0, kernel=fresh[0]) == [13.0]
-
-
 def test_a_paused_copier_whose_answers_wait_in_its_socket_is_not_a_stall() -> None:
     eng, clock = engine(target_stall=STALL), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
