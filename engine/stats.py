@@ -186,6 +186,8 @@ def stat_lines(c: Dict[str, int], active: int) -> List[str]:
         f"no intercept:{c['sessions_no_intercept']},tuple refused:{c['tuple_refused']}",
         f"intercept outages: reconnects:{c['channel_reconnects']},held:{c['sessions_held']},"
         f"resumed:{c['sessions_resumed']},hold expired:{c['sessions_hold_expired']}",
+        f"target silent (--target-stall-s): connections not copied:"
+        f"{c.get('target_stalled', 0)},sessions shed:{c.get('sessions_stall_shed', 0)}",
         f"target: refused:{c['target_refused']} (sessions:{c['sessions_refused']}),"
         f"resets:{c['target_resets']},syn-ack repeated:{c['synack_retrans']},"
         f"sends refused and retried:{c['send_retried']}",

@@ -4,6 +4,7 @@
 naming the flag (the daemon prints it and exits 2). Original short flags (study §1) plus long
 forms; new long-only options: ``--key-file``, ``--stats-file``, ``--stats-interval``,
 ``--max-sessions``, ``--session-buffer-bytes``, ``--reconnect-interval``, ``--hold-timeout``,
+``--target-stall-s``,
 ``--capture-ring-mb``. Offline replay (the C tool's offline build, whose ``-i FILE`` clashes
 with our live ``-i`` interfaces): ``--pcap FILE`` with ``-a`` (acceleration), ``-I`` (idle gaps
 over this many ms are skipped), ``-T`` (times to replay the file) and ``--drain-timeout``.
@@ -31,6 +32,9 @@ from engine.options.addresses import (
 from engine.rawsock.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
 
 DEFAULT_INTERCEPT_PORT = 36524
+#: --target-stall-s: seconds of target silence before tcpcopy stops admitting sessions for it
+#: (engine.session.stall; chosen from the P3 measurement, RELIABILITY.md)
+DEFAULT_TARGET_STALL_S = 0.5
 MAX_WORKERS = 64
 
 
@@ -66,6 +70,7 @@ class TcpcopyOptions:
     session_buffer_bytes: int = 16 * 1024 * 1024
     reconnect_interval: float = 0.5
     hold_timeout: float = 30.0
+    target_stall_s: float = DEFAULT_TARGET_STALL_S
     capture_acks: bool = False
     #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
     capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
@@ -222,6 +227,10 @@ def _parser() -> _Parser:
     a("--hold-timeout", type=float, default=30.0, metavar="SECONDS",
       help='with -L, hold sessions this long while no intercept is connected, to resume them '
            'when one is back (%(default)s; 0: refuse new sessions then)')
+    a("--target-stall-s", type=float, default=DEFAULT_TARGET_STALL_S, metavar="S",
+      help="the target answered none of several requests for S s (its application frozen): "
+           "refuse new sessions and shed those holding client bytes for it until it answers "
+           "again, so tcpcopy's memory stays flat (%(default)s; 0 = off)")
     a("--workers", type=int, default=1, metavar="N",
       help='worker processes, flows spread over them by the kernel (1-64, %(default)s)')
     a("--intercept-workers", type=int, default=1, metavar="M",
@@ -272,6 +281,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
     _check_range(ns.session_buffer_bytes, 4096, 1 << 40, "--session-buffer-bytes")
     _check_range(ns.reconnect_interval, 0.05, 3600, "--reconnect-interval")
     _check_range(ns.hold_timeout, 0, 86400, "--hold-timeout")
+    _check_range(ns.target_stall_s, 0, 86400, "--target-stall-s")
     _check_range(ns.capture_ring_mb, 0, MAX_CAPTURE_RING_MB, "--capture-ring-mb")
     _check_range(ns.gather_ms, 0, MAX_GATHER_MS, "--gather-ms")
     if ns.pcap is not None:
@@ -320,6 +330,7 @@ def parse_tcpcopy_args(argv: Sequence[str]) -> TcpcopyOptions:
         stats_interval=ns.stats_interval,
         max_sessions=ns.max_sessions, session_buffer_bytes=ns.session_buffer_bytes,
         reconnect_interval=ns.reconnect_interval, hold_timeout=ns.hold_timeout, pcap=ns.pcap,
+        target_stall_s=ns.target_stall_s,
         accelerate=ns.accelerate,
         idle_skip_ms=ns.idle_skip, repeat=ns.repeat, drain_timeout=ns.drain_timeout,
         capture_acks=ns.capture_acks, capture_ring_mb=ns.capture_ring_mb, gather_ms=ns.gather_ms,

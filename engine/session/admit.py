@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Protocol, Tuple
 
-from engine.session import CLOSED, INF, M32, Host, Session, after, finish, on_syn
+from engine.session import CLOSED, INF, M32, Session, after, finish, on_syn
 from engine.session.config import AddressMapper, Route, sample_keep
 from engine.session.selected import ClientSelect
+from engine.session.stall import Stalling, admit
 
 SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
 #                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
 
 
-class Admitting(Host, Protocol):
+class Admitting(Stalling, Protocol):
     """What admission uses of the session table."""
 
     mapper: AddressMapper
@@ -49,6 +50,8 @@ def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route,
         t.drop("sessions_no_intercept")     # not holding (engine.session.hold): refused
         return None
     copies = cfg.replicas * len(routes)
+    if not admit(t, ckey, now):       # the target stopped answering (engine.session.stall)
+        return None
     if t.live + copies > cfg.max_sessions:
         t.drop("table_full")
         return None
@@ -123,6 +126,8 @@ def revive(t: Admitting, sessions: List[Session], seq: int, payload: bytes,
         t.destroy(old)
         current[i] = None
         if (not t.intercepts_up and t.down_since == INF) or t.live >= t.cfg.max_sessions:
+            continue
+        if not admit(t, old.ckey, now):
             continue
         fkey = t.mapper.allocate(old.ckey >> 64, (old.ckey >> 48) & 0xFFFF, i)
         if fkey is None:

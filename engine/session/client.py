@@ -252,6 +252,7 @@ def pump(s: Session, now: float) -> None:
             s.req_tsv = seg[TSV]
             s.req_at = now
             eng.counters["requests_sent"] += 1
+            eng.asked(now)          # a request the target should answer (session.stall)
             if not no_wait:
                 s.waiting_resp = True
                 s.resp_seen = False

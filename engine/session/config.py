@@ -38,6 +38,9 @@ COUNTERS = (
     # an intercept outage (-L): sessions held while no intercept was connected, those resumed
     # when one was back, those given up after --hold-timeout (engine.session.hold)
     "sessions_held", "sessions_resumed", "sessions_hold_expired",
+    # a target that stopped answering (engine.session.stall): new sessions refused while it is
+    # silent, sessions shed that held client bytes for it
+    "target_stalled", "sessions_stall_shed",
 )
 #: with a selection (``--allow-path`` & co.): requests copied / left out, connections whose
 #: rest could not be framed or that were not HTTP/1.x, connections never opened at the target
@@ -100,6 +103,7 @@ class SessionConfig:
         "selection",
         "session_buffer_bytes",
         "session_timeout",
+        "target_stall",
         "time_wait",
     )
 
@@ -114,7 +118,8 @@ class SessionConfig:
                  rto_max: float = 3.0, eor_min: float = 0.005, eor_max: float = 0.05,
                  resp_wait: float = 2.0, rtt_default: float = 0.005, ack_delay: float = 0.02,
                  eor_lag: float = 0.25, record_drops: bool = False,
-                 selection: Optional[Selection] = None, hold_timeout: float = 0.0) -> None:
+                 selection: Optional[Selection] = None, hold_timeout: float = 0.0,
+                 target_stall: float = 0.0) -> None:
         self.routes = routes
         self.fake_ips = list(fake_ips or [])
         self.replicas = max(1, replicas)
@@ -135,6 +140,9 @@ class SessionConfig:
         # how long sessions are held while no intercept is connected (0: new sessions are
         # refused then, as without -L; engine.session.hold)
         self.hold_timeout = hold_timeout
+        # seconds of target silence (requests unanswered) before new sessions are refused and
+        # what waits on it is shed (0: never; engine.session.stall)
+        self.target_stall = target_stall
         # per-request selection; None when no rule could skip anything (the emulator then
         # never frames: today's path, at today's cost)
         self.selection = (None if selection is None or selection.selects_everything

@@ -46,6 +46,7 @@ from engine.session.hold import pause, resume
 from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
 from engine.session.shed import Shed, over_buffer, over_rss, send_refused
+from engine.session.stall import StallEvent, answered, asked, check, reset
 
 _new = tuple.__new__
 Actions = Sequence[Action]           # what an event returns: a list, or NO_ACTIONS
@@ -90,6 +91,17 @@ class Engine:
         self.mem_settle_at = 0.0
         self.rss_over = False             # the last RSS check found the process over -m
         self.mem_anchor = -1              # the estimate when RSS was first shed for (-1: none)
+        # a target that stopped answering (engine.session.stall)
+        self.asked_at = INF
+        self.asks = 0
+        self.answered_at = -INF
+        self.heard_at = -INF
+        self.stalled_since = INF
+        self.stall_seen = INF
+        self.probe_at = INF
+        self.stall_base: Dict[str, int] = {}
+        self.stall_ended: Optional[StallEvent] = None
+        self.stall_refused: Set[int] = set()
         # the target's response time per copied request, as the copier sees it: request sent
         # (by the emulator; --netem-delay holds it after that) to the first response byte
         self.latency = Histogram()
@@ -107,6 +119,9 @@ class Engine:
 
     def note_latency(self, seconds: float) -> None:
         self.latency.add(seconds)
+
+    def asked(self, now: float) -> None:
+        asked(self, now)
 
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
@@ -286,6 +301,9 @@ class Engine:
             return NO_ACTIONS
         options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
         full = plen >= s.full_len or tot in self.full_sizes
+        self.heard_at = now             # intercept and the target's kernel are alive
+        if (plen or flags & (FIN | RST)) and s.state != CLOSED:
+            answered(self, now)         # the target answers (engine.session.stall)
         on_response(s, seq, ack, flags, win, plen, full, options, now)
         out = self.out                  # _take(), inlined: this is per response record
         if out:
@@ -342,11 +360,19 @@ class Engine:
 
     def channel_down(self, now: float) -> int:
         """No intercept is connected: hold the sessions (``engine.session.hold``)."""
+        reset(self, now)                # its silence is not the target's (session.stall)
         return pause(self, now)
 
     def channel_up(self, now: float) -> Tuple[int, Actions]:
         """An intercept is back: (held sessions resumed, their packets)."""
+        reset(self, now)
         return resume(self, now), self._take()
+
+    def check_stall(self, now: float) -> Tuple[Optional[StallEvent], Actions]:
+        """From housekeeping: whether the target stopped answering (``engine.session.stall``):
+        a stall that started or ended since the last check (or None), and the RSTs of the
+        sessions shed for it."""
+        return check(self, now), self._take()
 
     # ------------------------------------------------------------------ queries
 

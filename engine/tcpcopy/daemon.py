@@ -25,6 +25,7 @@ from engine.rawsock import (
     capture_counters,
     open_captures,
 )
+from engine.session.stall import CHECK_INTERVAL
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.stats import Logger, stat_lines, stats_document, write_stats
 from engine.tcpcopy.channel import Channel
@@ -266,6 +267,25 @@ class Tcpcopy:
         self._check_memory(now)
         self.loop.call_later(HOUSEKEEPING, self._housekeeping)
 
+    def _check_stall(self) -> None:
+        """The target stopped answering, or answers again (``engine.session.stall``): every
+        ``CHECK_INTERVAL`` (O(1) but while stalled)."""
+        self.loop.call_later(CHECK_INTERVAL, self._check_stall)
+        now = self.loop.time()
+        event, acts = self.engine.check_stall(now)
+        if acts:
+            self._dispatch(acts, now)
+            self._after_batch(now)
+        if event is None:
+            return
+        stall = self.opts.target_stall_s
+        if event.ended:
+            self.log.notice(f"target answers again after {event.seconds:.1f} s of silence; "
+                            f"{event.refused} new sessions not started, {event.shed} shed")
+        else:
+            self.log.warn(f"target silent for {stall:g} s; not starting new sessions "
+                          f"({event.shed} sessions holding client bytes for it shed)")
+
     def _check_memory(self, now: float) -> None:
         # the capture rings' pages are resident once touched, but they are not ours to shed
         rings = sum(cap.ring_resident_bytes() for cap in self.captures)
@@ -283,6 +303,7 @@ class Tcpcopy:
                              state, self.counters, intercepts=self.intercepts.summary(),
                              sessions_active=self.engine.sessions_active,
                              buffered_bytes=self.engine.buffered_total,
+                             target_stalled_since=self._stalled_since(),
                              target_response_ms=self.engine.latency.summary(),
                              **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
                                 if self.netem is not None else {}),
@@ -293,6 +314,13 @@ class Tcpcopy:
         except OSError as exc:
             self.log.error(f"stats file {self.opts.stats_file or self.opts.metrics_file}",
                            exc.errno)
+
+    def _stalled_since(self) -> Optional[float]:
+        """When the current target stall began (epoch seconds), None when not stalled."""
+        since = self.engine.stalled_since
+        if since == INF:
+            return None
+        return round(time.time() - (self.loop.time() - since), 3)
 
     def _stats_tick(self) -> None:
         self._write_stats()
@@ -338,6 +366,8 @@ class Tcpcopy:
             if self.offline is not None:
                 self.offline.begin()
             self.loop.call_later(HOUSEKEEPING, self._housekeeping)
+            if self.opts.target_stall_s > 0:
+                self.loop.call_later(CHECK_INTERVAL, self._check_stall)
             self.loop.call_later(LOG_INTERVAL, self._log_tick)
             self._stats_tick()
             self.channel.running = True

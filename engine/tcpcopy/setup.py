@@ -31,7 +31,8 @@ def session_config(o: TcpcopyOptions) -> SessionConfig:
         keepalive_timeout=o.keepalive_timeout, mtu=o.mtu, mss=o.mss, only_full=o.only_full,
         no_wait=o.no_wait, max_sessions=o.max_sessions,
         session_buffer_bytes=o.session_buffer_bytes, memory_limit=o.memory_mb << 20,
-        selection=selection(o), hold_timeout=o.hold_timeout if o.lonely else 0.0)
+        selection=selection(o), hold_timeout=o.hold_timeout if o.lonely else 0.0,
+        target_stall=o.target_stall_s)
 
 
 def current_rss_kb() -> int:

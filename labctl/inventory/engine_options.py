@@ -105,6 +105,10 @@ class Engine(_Frozen):
     #: tcpcopy --hold-timeout (with lonely): seconds sessions are held while no intercept is
     #: connected (restart, outage) before they are given up; 0 refuses new ones at once.
     hold_timeout: StrictInt = Field(default=30, ge=0, le=3600)
+    #: tcpcopy --target-stall-s: seconds the target may leave several requests unanswered
+    #: before tcpcopy refuses new sessions and sheds the bytes held for it, until it answers
+    #: again (its memory stays flat); 0 = off; unset = the engine's default (0.5).
+    target_stall_s: Optional[Union[StrictInt, StrictFloat]] = Field(default=None, ge=0, le=3600)
     no_wait: StrictBool = False
     max_sessions: StrictInt = Field(default=65536, ge=1)
     #: tcpcopy --capture-acks: also capture the clients' pure ACKs (server-first protocols).

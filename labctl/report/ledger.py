@@ -10,6 +10,7 @@ from labctl.verify.ledger import LedgerReport
 ENGINE_KEYS = ("captured", "kernel_drops", "malformed", "sampled_out", "sessions_created",
                "sessions_shed", "sessions_no_synack", "sessions_no_intercept",
                "sessions_held", "sessions_resumed", "sessions_hold_expired",
+               "target_stalled", "sessions_stall_shed",
                "sessions_timeout", "requests_sent",
                "send_errors", "retransmit", "reconnect", "channel_reconnects", "resp_routed",
                "resp_unrouted", "clients_accepted")

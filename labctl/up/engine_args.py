@@ -102,6 +102,8 @@ def tcpcopy_argv(inv: Inventory, online: HostSpec, paths: EnginePaths) -> list[s
         argv.append("-L")
         if e.hold_timeout != 30:    # tcpcopy's own default otherwise
             argv += ["--hold-timeout", str(e.hold_timeout)]
+    if e.target_stall_s is not None:    # unset: tcpcopy's own default
+        argv += ["--target-stall-s", f"{e.target_stall_s:g}"]
     if e.no_wait:
         argv.append("-W")
     argv += _ring(inv) + _gather(inv)

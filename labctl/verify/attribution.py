@@ -57,20 +57,26 @@ def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
     # sessions held through an outage (-L) that outlasted tcpcopy's --hold-timeout
     expired = counter_sum(daemons, tc, "sessions_hold_expired") or 0
     timeouts = counter_sum(daemons, tc, "sessions_timeout") or 0
+    # connections not copied and sessions shed while the target answered nothing
+    # (tcpcopy --target-stall-s): the target's silence, not the copy path
+    stalled = (counter_sum(daemons, tc, "target_stalled") or 0) + (
+        counter_sum(daemons, tc, "sessions_stall_shed") or 0)
     send_errors = counter_sum(daemons, tc, "send_errors") or 0
     unrouted = counter_sum(daemons, "intercept", "resp_unrouted") or 0
     sent = counter_sum(daemons, tc, "requests_sent")
     cap_why = f"tcpcopy kernel_drops+malformed={drops}"
     where = " on " + ", ".join(targets) if targets else ""
     refused_why = (f"the target refused the copies: sessions_refused={refused} (a RST to "
-                   f"the SYN: nothing listens{where}, or a firewall REJECT)")
+                   f"the SYN: nothing listens{where}, or a firewall REJECT)") + (
+        f"; the target stopped answering: connections not copied + sessions shed={stalled} "
+        f"(--target-stall-s)" if stalled else "")
     ses_why = f"sessions shed={shed}, no SYN-ACK={no_synack}, timed out={timeouts}" + (
         f", no intercept connected={no_icpt}" if no_icpt else "") + (
         f", held past --hold-timeout={expired}" if expired else "")
     buckets: list[Bucket] = []
     if sent is None:
         left = _take(buckets, missing, "capture", drops, cap_why)
-        left = _take(buckets, left, "target", refused, refused_why)
+        left = _take(buckets, left, "target", refused + stalled, refused_why)
         left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt + expired,
                      ses_why)
         left = _take(buckets, left, "path", send_errors + unrouted,
@@ -79,7 +85,7 @@ def attribute(missing: int, daemons: Sequence[DaemonStats], matched: int,
     pre = min(missing, max(0, missing - max(0, sent - matched)))
     post = missing - pre
     left = _take(buckets, pre, "capture", drops, cap_why)
-    left = _take(buckets, left, "target", refused, refused_why)
+    left = _take(buckets, left, "target", refused + stalled, refused_why)
     left = _take(buckets, left, "session", shed + no_synack + timeouts + no_icpt + expired,
                  ses_why)
     unexplained = left

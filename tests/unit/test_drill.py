@@ -136,3 +136,13 @@ def test_sessions_held_past_the_hold_timeout_are_attributed_to_session() -> None
     report = ledger(100, 70, (tcpcopy(requests_sent=70, sessions_hold_expired=30),))
     assert report.attribution.unexplained == 0
     assert "held past --hold-timeout=30" in report.attribution.buckets[0].evidence
+
+
+def test_copies_lost_to_a_stalled_target_are_attributed_to_the_target() -> None:
+    """Connections tcpcopy did not copy, and sessions it shed, while the target answered
+    nothing (`target_stalled`, `sessions_stall_shed`): the target's silence, not the copy's."""
+    report = ledger(100, 60, (tcpcopy(requests_sent=60, target_stalled=30,
+                                      sessions_stall_shed=10),))
+    assert report.attribution.unexplained == 0
+    bucket = report.attribution.buckets[0]
+    assert bucket.name == "target" and "the target stopped answering" in bucket.evidence

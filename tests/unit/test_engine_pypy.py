@@ -33,7 +33,7 @@ ENGINE_TESTS = (
     "test_packets", "test_protocol", "test_rawsock_sysfs", "test_router", "test_router_evict",
     "test_router_options", "test_router_stats", "test_sampling", "test_session",
     "test_session_hold", "test_session_memory", "test_session_pacing", "test_session_rst",
-    "test_session_table", "test_session_gap",
+    "test_session_stall", "test_session_table", "test_session_gap",
     "test_session_select", "test_session_targets", "test_sesspkt", "test_tcpcopy_dispatch",
     "test_tcpcopy_reconnect", "test_workers", "test_metrics", "test_ring", "test_supervise",
 )

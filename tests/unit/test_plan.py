@@ -160,6 +160,9 @@ def test_tcpcopy_and_intercept_flags_from_staging() -> None:
     gathered = inv.model_copy(update={"engine": inv.engine.model_copy(update={"gather_ms": 2})})
     assert "--gather-ms 2" in shlex.join(tcpcopy_argv(gathered, gathered.hosts.online[0], paths))
     assert "--gather-ms 2" in shlex.join(intercept_argv(gathered, EnginePaths()))
+    assert "--target-stall-s" not in argv             # unset: tcpcopy's default
+    stall = inv.model_copy(update={"engine": inv.engine.model_copy(update={"target_stall_s": 0})})
+    assert "--target-stall-s 0" in shlex.join(tcpcopy_argv(stall, stall.hosts.online[0], paths))
 
 
 def test_engine_flags_options_and_two_server() -> None:

@@ -157,7 +157,10 @@ class P3Scale:
     stall: float = 4.0
     warmup: float = 2.0
     after: float = 2.0
-    rate: float = 200
+    # the client bytes tcpcopy holds before it notices the silence (--target-stall-s 0.5, ~0.6 s,
+    # more on a loaded box) grow with the rate: ~1.2 MB at 100 req/s (half 64 KiB POSTs) on a
+    # quiet box, 2.2 MB at loadavg 13 (+10 % of its ~24 MB); 3 MB at 200 req/s
+    rate: float = 50
     connections: int = 4
     post_sizes: str = "0,65536"
     tcpcopy_args: Tuple[str, ...] = ()     # more tcpcopy flags (e.g. -t 5)
