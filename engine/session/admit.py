@@ -16,12 +16,9 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Protocol, Tuple
 
 from engine.session import CLOSED, INF, M32, Session, after, finish, on_syn
-from engine.session.config import AddressMapper, Route, sample_keep
+from engine.session.config import SESSION_OVERHEAD, AddressMapper, Route, sample_keep
 from engine.session.selected import ClientSelect
 from engine.session.stall import Stalling, admit
-
-SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
-#                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
 
 
 class Admitting(Stalling, Protocol):

@@ -51,6 +51,10 @@ MAX_PORT_TRIES = 4096
 M32 = 0xFFFFFFFF
 HALF = 1 << 31
 RST_WINDOW = 1 << 16        # a client RST further than this past ``expect`` is not believed
+SESSION_OVERHEAD = 3072          # bytes per session counted against -m besides its buffers
+#                                  (tracemalloc: ~2.7 kB per SYN-only session, 20k sessions)
+STALL_HOLD = 1 << 20             # what tcpcopy holds for a silent target may grow this much
+#                                  before it counts as stalled (engine.session.stall)
 OOO_MAX = 1024              # out-of-order client segments parked per connection
 
 
@@ -103,6 +107,7 @@ class SessionConfig:
         "selection",
         "session_buffer_bytes",
         "session_timeout",
+        "stall_hold",
         "target_stall",
         "time_wait",
     )
@@ -119,7 +124,7 @@ class SessionConfig:
                  resp_wait: float = 2.0, rtt_default: float = 0.005, ack_delay: float = 0.02,
                  eor_lag: float = 0.25, record_drops: bool = False,
                  selection: Optional[Selection] = None, hold_timeout: float = 0.0,
-                 target_stall: float = 0.0) -> None:
+                 target_stall: float = 0.0, stall_hold: int = STALL_HOLD) -> None:
         self.routes = routes
         self.fake_ips = list(fake_ips or [])
         self.replicas = max(1, replicas)
@@ -143,6 +148,9 @@ class SessionConfig:
         # seconds of target silence (requests unanswered) before new sessions are refused and
         # what waits on it is shed (0: never; engine.session.stall)
         self.target_stall = target_stall
+        # ... and only once what is held for it (sessions and their bytes) grew by this much
+        # since the silence began: a slow target answering a few requests late is not one
+        self.stall_hold = stall_hold
         # per-request selection; None when no rule could skip anything (the emulator then
         # never frames: today's path, at today's cost)
         self.selection = (None if selection is None or selection.selects_everything

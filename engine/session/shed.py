@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Dict, NamedTuple, Optional, Protocol, Sequence
 
 from engine.actions import Action
-from engine.session.admit import SESSION_OVERHEAD
+from engine.session.config import SESSION_OVERHEAD
 from engine.session.state import CLOSED, SYN_SENT, Host, Session
 from engine.session.teardown import finish
 

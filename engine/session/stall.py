@@ -19,10 +19,12 @@ is lost anyway). With ``cfg.target_stall`` = S > 0:
   session: its kernel acks, so intercept and the channel carry what it says right now; an
   intercept that is shutting down, before the channel's loss shows, is not heard) or nothing
   at all was heard for ``deaf_after`` (3 S, at least 5 s: a dead host, or an intercept that
-  lags, is given longer), and two checks in a row (``check``, from the daemon's timer every
-  ``CHECK_INTERVAL``) saw it with no answer in between. The second sighting makes a paused
-  copier (its own loop late, the answers still queued in its socket) not a stalled target: the
-  loop reads them before the next check;
+  lags, is given longer), what the table holds (``held``: ``-m``'s estimate) grew by
+  ``cfg.stall_hold`` (1 MiB) since that first ask (a slow target with a few requests open
+  costs nothing and is left alone), and two checks in a row (``check``, from the daemon's
+  timer every ``CHECK_INTERVAL``) saw it with no answer in between. The second sighting
+  makes a paused copier (its own loop late, the answers still queued in its socket) not a
+  stalled target: the loop reads them before the next check;
 - while stalled: new client connections are refused (``target_stalled``, once per connection
   however many of its packets come), except one probe every ``PROBE_INTERVAL`` s whose request
   provokes the answer once the target is back; a live session holding client bytes for longer
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 from typing import Dict, NamedTuple, Optional, Protocol, Set
 
+from engine.session.config import SESSION_OVERHEAD
 from engine.session.state import CLOSED, INF, Host, Session
 from engine.session.teardown import finish
 
@@ -72,6 +75,8 @@ class Stalling(Host, Protocol):
     intercepts_up: bool
     asked_at: float             # the first ask since the last answer (INF: none)
     asks: int                   # asks since the last answer
+    asked_mem: int              # what the table held (estimate) at asked_at
+    live: int
     answered_at: float          # the last answer (-INF: none yet)
     heard_at: float             # the last record of a live session (-INF: none yet)
     stalled_since: float        # INF: not stalled
@@ -94,6 +99,7 @@ def asked(t: Stalling, now: float) -> None:
     if t.asked_at == INF or t.answered_at >= t.asked_at:
         t.asked_at = now
         t.asks = 1
+        t.asked_mem = held(t)
     else:
         t.asks += 1
 
@@ -165,13 +171,20 @@ def check(t: Stalling, now: float) -> Optional[StallEvent]:
                       - t.stall_base["sessions_stall_shed"])
 
 
+def held(t: Stalling) -> int:
+    """What the table holds, by estimate (``-m``'s: client bytes + a fixed size per session)."""
+    return t.buffered_total + t.live * SESSION_OVERHEAD
+
+
 def silent(t: Stalling, now: float, stall: float) -> bool:
     """Requests unanswered for ``stall`` s while the target is heard right now, or for
-    ``deaf_after`` while nothing at all is heard."""
+    ``deaf_after`` while nothing at all is heard, and what the table holds grew by
+    ``cfg.stall_hold`` since (a slow target with a few requests outstanding costs nothing:
+    it is left alone; the stall is there to keep memory flat)."""
     if t.asked_at == INF or t.asks < MIN_ASKS:
         return False
     waited = now - t.asked_at
-    if waited < stall:
+    if waited < stall or held(t) - t.asked_mem < t.cfg.stall_hold:
         return False
     heard = t.asked_at < t.heard_at and now - t.heard_at <= FRESH * stall
     return heard or waited >= deaf_after(stall)
@@ -201,4 +214,4 @@ def _end(t: Stalling, now: float) -> None:
 
 __all__ = ["CHECK_INTERVAL", "DEAF_FACTOR", "DEAF_MIN", "FRESH", "MIN_ASKS", "PROBE_INTERVAL",
            "REFUSED_MAX", "StallEvent", "Stalling", "admit", "answered", "asked", "check",
-           "deaf_after", "reset", "shed", "silent"]
+           "deaf_after", "held", "reset", "shed", "silent"]

@@ -94,6 +94,7 @@ class Engine:
         # a target that stopped answering (engine.session.stall)
         self.asked_at = INF
         self.asks = 0
+        self.asked_mem = 0
         self.answered_at = -INF
         self.heard_at = -INF
         self.stalled_since = INF

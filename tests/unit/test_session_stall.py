@@ -12,6 +12,7 @@ from engine.options import OptionsError, parse_tcpcopy_args
 from engine.options.tcpcopy import DEFAULT_TARGET_STALL_S
 from engine.packets import ACK, PSH, RST, SYN
 from engine.session import CLOSED, INF, Session
+from engine.session.config import SESSION_OVERHEAD
 from engine.session.stall import MIN_ASKS, PROBE_INTERVAL, deaf_after
 from engine.tcpcopy.setup import session_config
 from tests.unit.session_transcript import (
@@ -103,7 +104,7 @@ def stalled(eng: Transcript, clock: FakeClock, until: float, step: float = 0.5,
 
 
 def test_a_stall_starts_after_s_of_silence_confirmed_by_a_second_check_not_before() -> None:
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, MIN_ASKS, clock())
     assert eng.counters["requests_sent"] == MIN_ASKS
     for s in live:
@@ -115,10 +116,10 @@ def test_a_stall_starts_after_s_of_silence_confirmed_by_a_second_check_not_befor
 
 
 def test_a_slow_request_alone_or_a_busy_answering_target_never_stalls() -> None:
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     sessions(eng, MIN_ASKS - 1, 0.0)            # a long poll or two: not a stalled target
     assert stalled(eng, clock, 30.0) == []
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, 20, 0.0)
     # busy: a request every 0.1 s, each answered 1.5 s after it went out (slower than
     # nothing, faster than S), requests always outstanding
@@ -141,8 +142,23 @@ def test_a_slow_request_alone_or_a_busy_answering_target_never_stalls() -> None:
     assert eng.counters["target_stalled"] == eng.counters["sessions_stall_shed"] == 0
 
 
-def test_a_paused_copier_whose_answers_wait_in_its_socket_is_not_a_stall() -> None:
+def test_a_slow_target_with_a_few_requests_outstanding_is_left_alone_until_held_grows() -> None:
+    # the default: the silence only counts once what tcpcopy holds for the target grew by
+    # cfg.stall_hold (a slow API answering a few requests late costs nothing)
     eng, clock = engine(target_stall=STALL), FakeClock()
+    live = sessions(eng, MIN_ASKS + 2, clock())
+    for s in live:
+        ack_only(eng, s, 0.01)
+    assert stalled(eng, clock, 10.0, kernel=live[0]) == [] and eng.stalled_since == INF
+    assert eng.counters["target_stalled"] == 0
+    # the same silence while new sessions pile up past 1 MiB held: a stall
+    sessions(eng, eng.cfg.stall_hold // SESSION_OVERHEAD + 1, clock(), first=42000)
+    assert len(stalled(eng, clock, 11.0, kernel=live[0])) == 1
+    assert eng.stalled_since != INF
+
+
+def test_a_paused_copier_whose_answers_wait_in_its_socket_is_not_a_stall() -> None:
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
     clock.sleep(3.0)                # our loop was paused 3 s: this check runs first ...
     assert eng.check_stall(clock())[0] is None
@@ -153,7 +169,7 @@ def test_a_paused_copier_whose_answers_wait_in_its_socket_is_not_a_stall() -> No
 def test_heard_but_not_lately_is_not_a_stall_before_the_deaf_delay() -> None:
     """An intercept shutting down (the channel's loss not noticed yet) forwards nothing more:
     what was heard before is stale, so only the long silence of a dead host counts."""
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
     ack_only(eng, live[0], 0.05)            # heard once after the asks, then nothing
     assert stalled(eng, clock, deaf_after(STALL)) == [] and eng.stalled_since == INF
@@ -161,7 +177,7 @@ def test_heard_but_not_lately_is_not_a_stall_before_the_deaf_delay() -> None:
 
 
 def test_an_intercept_outage_is_not_a_stall() -> None:
-    eng, clock = engine(target_stall=STALL, hold_timeout=30.0), FakeClock()
+    eng, clock = engine(target_stall=STALL, hold_timeout=30.0, stall_hold=0), FakeClock()
     sessions(eng, MIN_ASKS, 0.0)
     eng.channel_down(0.5)           # the answers cannot reach us: hold.py's case
     assert stalled(eng, clock, 6.0) == []
@@ -171,7 +187,7 @@ def test_an_intercept_outage_is_not_a_stall() -> None:
 
 
 def test_while_stalled_new_sessions_are_refused_and_counted_but_a_probe_now_and_then() -> None:
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
     assert stalled(eng, clock, 2.5, kernel=live[0]) == [2.5]
     created = eng.counters["sessions_created"]
@@ -189,7 +205,7 @@ def test_while_stalled_new_sessions_are_refused_and_counted_but_a_probe_now_and_
 
 
 def test_while_stalled_the_held_client_bytes_are_shed_and_counted() -> None:
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, 4, 0.0)
     for i in range(4):              # the next requests wait for the unanswered ones (pacing)
         request(eng, 41000 + i, 1, 0.5)
@@ -213,7 +229,7 @@ def test_while_stalled_the_held_client_bytes_are_shed_and_counted() -> None:
 
 
 def test_the_first_answer_ends_the_stall_and_sessions_are_admitted_again() -> None:
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
     for s in live:
         ack_only(eng, s, 0.01)      # the requests are with the target: nothing held
@@ -238,7 +254,7 @@ def test_a_dead_host_stalls_later_and_a_probe_provokes_the_answer_when_it_is_bac
     stalls only after 3 S (at least 5 s); the sessions holding unacknowledged requests are shed; a
     probe's SYN is retransmitted on its RTO until the target is back, then its request goes and
     the answer ends the stall."""
-    eng, clock = engine(target_stall=STALL), FakeClock()
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
     live = sessions(eng, MIN_ASKS, 0.0)
     sends(eng)
     deaf = deaf_after(STALL)
