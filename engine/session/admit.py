@@ -81,6 +81,18 @@ def create(t: Admitting, ckey: int, saddr: int, sport: int, routes: Tuple[Route,
     return out
 
 
+def resync_copies(t: Admitting, sessions: List[Session], ckey: int, saddr: int, sport: int,
+                  routes: Tuple[Route, ...], now: float) -> Optional[List[Session]]:
+    """A hole in the client's data that will never fill (``client.retire``): new copies of the
+    connection start at the segment past it, the first of a new request (a faked handshake),
+    on new fake tuples, while the old ones send what they hold from before the hole (a copy
+    that did not retire itself is ended). Returns the new copies (None: not admitted)."""
+    for s in sessions:
+        if s.state != CLOSED and not s.client_rst:
+            finish(s, now, "sessions_obsolete")
+    return create(t, ckey, saddr, sport, routes, now)
+
+
 def client_syn(t: Admitting, ckey: int, saddr: int, sport: int, seq: int, win: int,
                options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
                now: float) -> None:
@@ -147,4 +159,4 @@ def revive(t: Admitting, sessions: List[Session], seq: int, payload: bytes,
     return alive
 
 
-__all__ = ["SESSION_OVERHEAD", "Admitting", "client_syn", "create", "revive"]
+__all__ = ["SESSION_OVERHEAD", "Admitting", "client_syn", "create", "resync_copies", "revive"]

@@ -34,7 +34,7 @@ from engine.session import (
     on_timer,
     send_ack,
 )
-from engine.session.admit import client_syn, create, revive
+from engine.session.admit import client_syn, create, resync_copies, revive
 from engine.session.config import (
     COUNTERS,
     SELECT_COUNTERS,
@@ -259,15 +259,8 @@ class Engine:
             for s in sessions:
                 if on_data(s, seq, ack, flags, win, payload, tsval, now):
                     resync = True
-            if resync:
-                # a hole the client will never fill (``client.retire``): new copies start at
-                # this segment, the first of a new request (a faked handshake), on new fake
-                # tuples, while the old ones send what they hold from before the hole
-                for s in sessions:
-                    if s.state != CLOSED and not s.client_rst:
-                        finish(s, now, "sessions_obsolete")
-                fresh = create(self, ckey, saddr, sport, route, now)
-                for s in fresh or ():
+            if resync:              # a hole the client will never fill (admit.resync)
+                for s in resync_copies(self, sessions, ckey, saddr, sport, route, now) or ():
                     on_data(s, seq, ack, flags, win, payload, tsval, now)
         else:
             feed_selected(self, sessions, seq, ack, flags, win, payload, tsval, now)
