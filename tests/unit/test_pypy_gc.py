@@ -55,10 +55,10 @@ def _env_without_gc_settings() -> Dict[str, str]:
 @needs_pypy
 def test_pypy_process_execs_itself_with_a_small_nursery(tmp_path: Path) -> None:
     script = tmp_path / "probe.py"
-    script.write_text("import sys\nsys.path.insert(0, %r)\n"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
                       "print('started', flush=True)\n"
                       "from engine.pypygc import ensure_gc_settings, gc_banner\n"
-                      "ensure_gc_settings()\nprint(gc_banner())\n" % str(ROOT))
+                      "ensure_gc_settings()\nprint(gc_banner())\n")
     assert PYPY is not None
     res = subprocess.run([PYPY, str(script)], env=_env_without_gc_settings(),
                          capture_output=True, text=True, timeout=120, check=True)
