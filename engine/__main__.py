@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from engine.pypygc import ensure_gc_settings
+
 
 def main() -> int:
     usage = "usage: python -m engine {tcpcopy|intercept} [flags]"
@@ -23,6 +25,7 @@ def main() -> int:
         print(usage, file=sys.stderr)
         return 2
     tool, args = sys.argv[1], sys.argv[2:]
+    ensure_gc_settings()        # under PyPy: a small nursery (may exec this command again)
     if tool == "tcpcopy":
         from engine.tcpcopy import main as tcpcopy  # lazy: load only the tool asked for
 

@@ -24,6 +24,7 @@ from engine.netem import Netem
 from engine.options.intercept import InterceptOptions
 from engine.packets import PacketError
 from engine.protocol import ProtocolError, load_key
+from engine.pypygc import gc_banner
 from engine.rawsock import CaptureSocket, capture_banner, capture_counters, open_captures
 from engine.router import Router, classify_frame
 from engine.stats import Logger, stats_document, write_stats
@@ -84,6 +85,9 @@ class InterceptDaemon:
                         f"{', channel auth on' if self.key else ''}")
         for line in capture_banner(self.captures):
             self.log.notice(line)
+        gc_line = gc_banner()
+        if gc_line:
+            self.log.notice(gc_line)
         loop = self.loop
         for cap in self.captures:
             loop.add_reader(cap.sock, partial(self._on_capture, cap))

@@ -12,6 +12,7 @@ from engine.bpf import BpfError, compile_expression, tcp_port_filter
 from engine.netem import Netem
 from engine.options import TcpcopyOptions, selection
 from engine.packets import ip_ntoa
+from engine.pypygc import gc_banner
 from engine.rawsock import LinkSender, RawIPSender
 from engine.session.config import Route, SessionConfig
 
@@ -90,4 +91,7 @@ def banner_lines(o: TcpcopyOptions, cfg: SessionConfig,
         out.append("copying only: " + "; ".join(rules))
     if o.bpf_filter:
         out.append(f"filter = {o.bpf_filter}")
+    gc_line = gc_banner()
+    if gc_line:
+        out.append(gc_line)
     return out

@@ -31,8 +31,9 @@ def _pypy3_runtime(text: str) -> str:
     return text.replace("datalink: false", "datalink: false, runtime: pypy3")
 
 
-def _engine_processes(info: Any, role: str) -> dict[str, str]:
-    """{tool: the executable's real path} of the engine daemons in `role`'s namespace."""
+def _engine_processes(info: Any, role: str, what: str = "exe") -> dict[str, str]:
+    """{tool: the executable's real path} of the engine daemons in `role`'s namespace
+    (`what="gc"`: their PYPY_GC_NURSERY instead, "" when their environment has none)."""
     out: dict[str, str] = {}
     for pid in ns_run(info, role, "ip", "netns", "pids", info.hosts[role].netns).split():
         try:
@@ -44,8 +45,19 @@ def _engine_processes(info: Any, role: str) -> dict[str, str]:
         if any(w.endswith("labctl-engine.pyz") for w in text):
             for tool in ("tcpcopy", "intercept"):
                 if tool in text:
-                    out[tool] = exe
+                    out[tool] = exe if what == "exe" else _gc_nursery(pid)
     return out
+
+
+def _gc_nursery(pid: str) -> str:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    for item in env:
+        if item.startswith(b"PYPY_GC_NURSERY="):
+            return item.split(b"=", 1)[1].decode(errors="replace")
+    return ""
 
 
 def test_up_with_pypy3_copies_traffic_and_status_says_pypy3(lab: Any, tmp_path: Path) -> None:
@@ -65,4 +77,8 @@ def test_up_with_pypy3_copies_traffic_and_status_says_pypy3(lab: Any, tmp_path: 
         running = {**_engine_processes(lab, "online"), **_engine_processes(lab, "assistant")}
         assert set(running) == {"tcpcopy", "intercept"}, running
         assert all("pypy" in exe for exe in running.values()), running
+        # ... with the small nursery they give themselves (engine.pypygc, RELIABILITY P2)
+        nursery = {**_engine_processes(lab, "online", "gc"),
+                   **_engine_processes(lab, "assistant", "gc")}
+        assert nursery == {"tcpcopy": "4MB", "intercept": "4MB"}, nursery
         assert copy_round(lab, REQUESTS, MIN_RATIO) == REQUESTS

@@ -30,7 +30,8 @@ INSTALL = "run `bash scripts/install.sh` (it installs pypy3 and builds .venv-pyp
 ENGINE_TESTS = (
     "test_bpf", "test_deadman_rollback", "test_header", "test_http_framer", "test_http_select",
     "test_http_stream", "test_loop", "test_netem", "test_offline", "test_options",
-    "test_packets", "test_protocol", "test_rawsock_sysfs", "test_router", "test_router_evict",
+    "test_packets", "test_protocol", "test_pypy_gc", "test_rawsock_sysfs", "test_router",
+    "test_router_evict",
     "test_router_options", "test_router_stats", "test_sampling", "test_session",
     "test_session_hold", "test_session_memory", "test_session_pacing", "test_session_rst",
     "test_session_stall", "test_session_table", "test_session_gap",
