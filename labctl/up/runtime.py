@@ -8,9 +8,10 @@
   host (the `cpus` fact, `nproc`), at most AUTO_WORKERS_MAX. tcpcopy also needs the intercept
   host's count (`--intercept-workers`): intercept with N workers listens on ports P..P+N-1.
 
-PyPy's resident size is about ten times CPython's (lab, 2,000 req/s: tcpcopy 260 MB peak under
-pypy3, 28 MB under python3), and tcpcopy sheds sessions while its RSS exceeds `engine.memory_mb`:
-tcpcopy under pypy3 with memory_mb below PYPY_MIN_MEMORY_MB is the warning `runtime.memory`.
+PyPy's resident size is several times CPython's (lab: tcpcopy ~100-145 MB under pypy3 with the
+4 MB nursery the engine gives itself, 260 MB peak before it; 24-28 MB under python3), and
+tcpcopy sheds sessions while its RSS exceeds `engine.memory_mb`: tcpcopy under pypy3 with
+memory_mb below PYPY_MIN_MEMORY_MB is the warning `runtime.memory`.
 
 `resolve(inv, host, facts)` is used both by the preflight check (`check_runtime`, findings) and
 by the daemon plan (labctl.up.launch, which refuses when a choice cannot be made).
@@ -31,7 +32,7 @@ Facts = Mapping[str, HostFacts]
 MIN_PYTHON = (3, 9)  # the engine's oldest Python, for python3 (checks.py) and pypy3 alike
 PYTHON3, PYPY3 = "python3", "pypy3"
 #: tcpcopy's -m (engine.memory_mb) under which PyPy's own footprint would trigger shedding.
-PYPY_MIN_MEMORY_MB = 384
+PYPY_MIN_MEMORY_MB = 256
 WORKERS_HINT = "set engine.workers to a number, or make `nproc` answer on the host"
 PYPY_HINT = ("install pypy3 on the host yourself (Debian/Ubuntu: apt-get install pypy3; "
              "labctl never installs anything), or set engine.runtime: auto or python3")

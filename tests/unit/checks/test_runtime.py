@@ -68,12 +68,12 @@ def test_unknown_pypy_fact_errors_for_pypy3_and_warns_for_auto() -> None:
 
 
 def test_pypy3_tcpcopy_with_a_small_memory_cap_is_a_warning() -> None:
-    inv = engine_with(runtime="auto", memory_mb=256)
+    inv = engine_with(runtime="auto", memory_mb=192)
     facts = with_host(healthy(inv), "online1",
                       pypy=PypyVersion(True, PythonVersion(True, 3, 9, 16), "7.3.11"))
     found = [f for f in run_checks(inv, facts, operator()) if f.id == "runtime.memory"]
     assert ids(found) == {"runtime.memory"} and [f.host for f in found] == ["online1"]
-    assert found[0].severity is Severity.WARN and "memory_mb 256" in found[0].message
+    assert found[0].severity is Severity.WARN and "memory_mb 192" in found[0].message
     assert "runtime.memory" not in ids(run_checks(inv, healthy(inv), operator()))  # python3
     big = engine_with(runtime="auto", memory_mb=512)
     assert "runtime.memory" not in ids(run_checks(big, facts, operator()))
