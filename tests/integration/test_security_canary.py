@@ -1,8 +1,8 @@
 """S3: payloads are never logged or stored. Requests carrying canary secrets (in the body, in
-the URI query and in a header) are copied by the real `labctl up` deployment; after `status`,
-`verify` and `down`, no file written by labctl or the engine (lab dir incl. its state dir,
-engine logs/stats/pidfiles, journals, labctl's local state and cache) contains the body or
-header canaries, and only nginx's own access/error logs contain the URI one (they log the
+the URI query, in headers and in a cookie) are copied by the real `labctl up` deployment; after
+`status`, `verify` and `down`, no file written by labctl or the engine (lab dir incl. its state dir,
+engine logs/stats/pidfiles, journals, labctl's local state and cache) contains the body,
+header or cookie canaries, and only nginx's own access/error logs contain the URI one (they log the
 request line by design)."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 CLIENT = r"""
 import http.client, json, sys
-host, body_c, query_c, header_c = sys.argv[1:5]
-n = int(sys.argv[5])
+host, body_c, query_c, header_c, cookie_c = sys.argv[1:6]
+n = int(sys.argv[6])
 ok = 0
 conn = http.client.HTTPConnection(host, 80, timeout=10)
 for i in range(n):
@@ -34,6 +34,7 @@ for i in range(n):
     body = ("password=" + body_c + "&i=" + str(i)).encode()
     conn.request("POST", "/echo?token=" + query_c + "&i=" + str(i), body=body,
                  headers={"X-Api-Key": header_c, "Authorization": "Bearer " + header_c,
+                          "Cookie": "session=" + cookie_c + "; theme=dark",
                           "Content-Type": "application/x-www-form-urlencoded"})
     r = conn.getresponse()
     r.read()
@@ -61,14 +62,15 @@ def test_canary_secrets_are_copied_but_never_stored(lab: Any, tmp_path: Path) ->
     body_c = "BODYCANARY" + secrets.token_hex(8)
     query_c = "QUERYCANARY" + secrets.token_hex(8)
     header_c = "HEADERCANARY" + secrets.token_hex(8)
+    cookie_c = "COOKIECANARY" + secrets.token_hex(8)
     inv = write_inventory(lab, tmp_path)
     up = labctl(tmp_path, "up", str(inv))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         online = lab.hosts["online"].address
         res = subprocess.run([*lab.ns_argv("client"), sys.executable, "-c", CLIENT, online,
-                              body_c, query_c, header_c, "40"], capture_output=True, text=True,
-                             timeout=60, check=True)
+                              body_c, query_c, header_c, cookie_c, "40"], capture_output=True,
+                             text=True, timeout=60, check=True)
         assert json.loads(res.stdout)["ok"] == 40
         target_log = Path(lab.hosts["target"].access_log)
         fake = str(lab.fake_pool).rsplit(".", 1)[0] + "."
@@ -89,6 +91,7 @@ def test_canary_secrets_are_copied_but_never_stored(lab: Any, tmp_path: Path) ->
     assert down.returncode == 0, down.stdout + down.stderr
     outputs = up.stdout + up.stderr + down.stdout + down.stderr
     assert body_c not in outputs and header_c not in outputs and query_c not in outputs
+    assert cookie_c not in outputs
 
     nginx_logs = {Path(h.access_log) for h in lab.hosts.values() if h.access_log} | \
         {Path(h.error_log) for h in lab.hosts.values() if h.error_log}
@@ -96,7 +99,8 @@ def test_canary_secrets_are_copied_but_never_stored(lab: Any, tmp_path: Path) ->
     # the service under test logging, like its access log, not labctl or the engine
     bodies = {Path(h.dir) / "bodies.log" for h in lab.hosts.values()}
     written = [p for p in _files(Path(lab.dir)) + _files(tmp_path) if p not in bodies]
-    secret = {"body": body_c.encode(), "header": header_c.encode()}
+    secret = {"body": body_c.encode(), "header": header_c.encode(),
+              "cookie": cookie_c.encode()}
     ours = [p for p in written if p not in nginx_logs and p.parent != tmp_path]
     assert len(ours) >= 5, ours                   # engine logs/stats, journals, state ...
     print(f"S3 scanned {len(written)} files ({len(ours)} labctl/engine): "
