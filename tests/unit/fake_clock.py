@@ -1,9 +1,7 @@
-"""A clock that moves only when slept on, and a `labctl.hosts.daemons.Poller` on it: readiness
-waits, graceful stops and timeouts run in no real time."""
+"""A clock that moves only when slept on: waits, timeouts and timers run in no real time.
+Standard library only (the engine's tests import it under PyPy too)."""
 
 from __future__ import annotations
-
-from labctl.hosts import daemons
 
 
 class FakeClock:
@@ -15,9 +13,3 @@ class FakeClock:
 
     def sleep(self, s: float) -> None:
         self.t += s
-
-
-def fake_poller() -> daemons.Poller:
-    """A Poller polling every second of a fresh FakeClock."""
-    clock = FakeClock()
-    return daemons.Poller(clock=clock, sleep=clock.sleep, interval=1.0)

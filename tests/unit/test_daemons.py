@@ -9,7 +9,7 @@ import pytest
 from labctl.errors import RemoteError
 from labctl.hosts import daemons
 from labctl.transport.fake import FakeTransport
-from tests.unit.fake_clock import fake_poller
+from tests.unit.fake_poller import fake_poller
 
 HDIR = "/s/demo/assistant"
 PYZ = HDIR + "/labctl-engine.pyz"

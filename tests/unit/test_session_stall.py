@@ -15,6 +15,7 @@ from engine.session import CLOSED, INF, Session
 from engine.session.config import SESSION_OVERHEAD
 from engine.session.stall import MIN_ASKS, PROBE_INTERVAL, deaf_after
 from engine.tcpcopy.setup import session_config
+from tests.unit.fake_clock import FakeClock
 from tests.unit.session_transcript import (
     CISN,
     OISN,
@@ -27,20 +28,6 @@ from tests.unit.session_transcript import (
 )
 
 STALL = 2.0
-
-
-class FakeClock:
-    """Time that moves only when slept on (like ``tests.unit.fake_clock.FakeClock``, which
-    imports labctl: this module runs under PyPy with the engine alone)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
 BODY = b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"
 
 

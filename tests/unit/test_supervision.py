@@ -31,7 +31,7 @@ from labctl.transport.fake import FakeTransport
 from labctl.up.down import HostStatus, StatusReport
 from labctl.up.launch import daemon_change, record_of
 from labctl.up.trust import journal_problems
-from tests.unit.fake_clock import fake_poller
+from tests.unit.fake_poller import fake_poller
 
 HDIR = "/s/demo/online1"
 PYZ = HDIR + "/labctl-engine.pyz"
