@@ -10,11 +10,12 @@ watched (253 -> 369 MB in 10 minutes), all of it garbage that a ``gc.collect()``
 sessions after ~20 minutes. With a 4 MB nursery the same traffic levels off at ~105 MB within
 a minute and costs no more CPU (fewer cache misses; ``docs/engine.md``).
 
-The nursery is fixed when the interpreter starts, so the daemon sets ``GC_ENV`` in its
-environment and replaces itself (``exec``: same pid, same argv) by a fresh interpreter that
-reads it. Nothing happens under CPython, nor when the environment already has every variable of
-``GC_ENV`` (an operator's own ``PYPY_GC_NURSERY`` is kept as given), nor when the command
-cannot be run again as it was (``-c``, an interactive session).
+The nursery is fixed when the interpreter starts. labctl starts its daemons with ``GC_ENV``
+already in their environment (``detach --env``, ``systemd-run --setenv``); a daemon started
+without it (by hand) sets it and replaces itself (``exec``: same pid, same argv) by a fresh
+interpreter that reads it. Nothing happens under CPython, nor when the environment already
+has every variable of ``GC_ENV`` (an operator's own ``PYPY_GC_NURSERY`` is kept as given), nor
+when the command cannot be run again as it was (``-c``, an interactive session).
 
 - ``reexec_argv(executable, argv, environ, is_pypy)`` (pure): the argv to exec, or None.
 - ``ensure_gc_settings()``: the daemons' first step (``engine.__main__``).

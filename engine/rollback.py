@@ -222,19 +222,28 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def spawn_main(argv: List[str]) -> int:
-    """`detach [--pid-file P] [--log-file L] -- CMD ARGS...`: start CMD detached from the
-    session (labctl's daemons on hosts without systemd); prints its pid once P exists."""
+    """`detach [--pid-file P] [--log-file L] [--env NAME=VALUE]... -- CMD ARGS...`: start CMD
+    detached from the session (labctl's daemons on hosts without systemd); prints its pid once
+    P exists."""
     p = argparse.ArgumentParser(prog="detach")
     p.add_argument("--pid-file", default=None)
     p.add_argument("--log-file", default=None)
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set in CMD's environment (repeatable)")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         p.error("no command given")
+    env = dict(os.environ)
+    for item in args.env:
+        name, eq, value = item.partition("=")
+        if not name or not eq:
+            p.error(f"--env {item!r}: expected NAME=VALUE")
+        env[name] = value
     _detach(args.pid_file, args.log_file)
     try:
-        os.execvp(command[0], command)
+        os.execvpe(command[0], command, env)
     except OSError as exc:
         sys.stderr.write(f"detach: cannot run {command[0]}: {exc}\n")
         os._exit(127)

@@ -121,12 +121,11 @@ def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) 
         restart = sv.systemd_properties() if spec.supervise else []
         return ["systemd-run", "--unit", unit_name(lab, spec.name), "--collect",
                 "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=10", *restart,
-                *inner]
+                *sv.systemd_env(), *inner]
     if spec.supervise:
         return sv.engine_argv(spec.runtime, pyz, hdir, spec.name, inner)
     f = files(hdir, spec.name)
-    return [spec.runtime, pyz, "detach", "--pid-file", f["pid"], "--log-file", f["log"] + ".out",
-            "--", *inner]
+    return [*sv.detach_argv(spec.runtime, pyz, f["pid"], f["log"] + ".out"), *inner]
 
 
 def record_for(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -> DaemonRecord:

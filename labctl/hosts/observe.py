@@ -32,8 +32,39 @@ def _stats_of(res: Result) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+#: /proc/PID/stat's flags bit of a kernel thread (linux/sched.h)
+PF_KTHREAD = 0x00200000
+
+
 def _is_ours(record: DaemonRecord, cmdline: Result) -> bool:
     return cmdline.ok and record.name in cmdline.stdout and record.stats_file in cmdline.stdout
+
+
+def named_or_mid_exec(transport: Transport, pid: int, cmdline: Result, named: bool,
+                      sudo: bool = True) -> bool:
+    """Pid `pid` is still the process we started: its cmdline (`cmdline`, already read) names it
+    (`named`), or it is empty while the process is inside an exec. The kernel switches a process
+    to its new image before it sets the new argv: detach's exec of a daemon (or supervisor), and
+    a daemon's re-exec under PyPy, each pass through that window, and a poll that lands in it
+    must not take a starting daemon for a dead one. An empty cmdline is also what a zombie and a
+    kernel thread show: /proc/PID/stat (one more round trip, only then) tells them apart."""
+    if named:
+        return True
+    if not cmdline.ok or cmdline.stdout:
+        return False
+    return _running_user_process(transport.run(["cat", f"/proc/{pid}/stat"], sudo=sudo))
+
+
+def _running_user_process(stat: Result) -> bool:
+    """/proc/PID/stat names a live process, not a zombie and not a kernel thread."""
+    if not stat.ok:
+        return False
+    fields = stat.stdout.rpartition(")")[2].split()   # after the comm, which may hold spaces
+    try:
+        state, flags = fields[0], int(fields[6])
+    except (IndexError, ValueError):
+        return False
+    return state not in ("Z", "X", "x") and not flags & PF_KTHREAD
 
 
 def current_pid(transport: Transport, record: DaemonRecord, sudo: bool = True) -> Optional[int]:
@@ -72,7 +103,7 @@ def observe(transport: Transport, record: DaemonRecord, sudo: bool = True, stats
             cmd = got[1 + len(extra)]
         else:
             cmd, settled = transport.run(["cat", f"/proc/{cand}/cmdline"], sudo=sudo), False
-        if _is_ours(record, cmd):
+        if named_or_mid_exec(transport, cand, cmd, _is_ours(record, cmd), sudo):
             pid = cand
             break
     found = _stats_of(got[-1]) if stats else None

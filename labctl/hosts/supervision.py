@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Optional
 
+from engine.pypygc import GC_ENV
 from labctl.hosts.journal import DaemonRecord
+from labctl.hosts.observe import named_or_mid_exec
 from labctl.transport.base import Transport
 
 ENGINE = "engine"
@@ -54,11 +56,25 @@ def systemd_properties() -> list[str]:
             "--property=StartLimitIntervalSec=0"]
 
 
+def detach_argv(runtime: str, pyz: str, pid_file: str, out_file: str) -> list[str]:
+    """The engine's `detach` (a daemon or a supervisor, on hosts without systemd), up to its
+    `--`. The command it runs gets `GC_ENV` in its environment: a daemon under PyPy then starts
+    with its small nursery at once instead of exec'ing itself again (engine.pypygc; CPython
+    ignores the variables)."""
+    env = [a for k, v in sorted(GC_ENV.items()) for a in ("--env", f"{k}={v}")]
+    return [runtime, pyz, "detach", "--pid-file", pid_file, "--log-file", out_file, *env, "--"]
+
+
+def systemd_env() -> list[str]:
+    """`detach_argv`'s environment for `systemd-run`."""
+    return [f"--setenv={k}={v}" for k, v in sorted(GC_ENV.items())]
+
+
 def engine_argv(runtime: str, pyz: str, hdir: str, name: str, inner: list[str]) -> list[str]:
     """`supervise ... -- <inner>` started detached (the printed pid is the supervisor's)."""
     f = files(hdir, name)
-    return [runtime, pyz, "detach", "--pid-file", f["pid"], "--log-file", f["log"] + ".out",
-            "--", runtime, pyz, "supervise", "--pid-file", f["pid"], "--state-file", f["state"],
+    return [*detach_argv(runtime, pyz, f["pid"], f["log"] + ".out"),
+            runtime, pyz, "supervise", "--pid-file", f["pid"], "--state-file", f["state"],
             "--log-file", f["log"], "--max-log-bytes", str(MAX_LOG_BYTES), "--", *inner]
 
 
@@ -81,7 +97,8 @@ def supervisor_pid(transport: Transport, record: DaemonRecord, sudo: bool = True
         candidates.insert(0, int(res.stdout.strip()))
     for pid in candidates:
         cmd = transport.run(["cat", f"/proc/{pid}/cmdline"], sudo=sudo)
-        if cmd.ok and "supervise" in cmd.stdout and record.supervisor_state_file in cmd.stdout:
+        named = cmd.ok and "supervise" in cmd.stdout and record.supervisor_state_file in cmd.stdout
+        if named_or_mid_exec(transport, pid, cmd, named, sudo):
             return pid
     return None
 

@@ -19,6 +19,8 @@ SPEC = daemons.DaemonSpec("intercept", ("-i", "eth0", "-p", "36524"))
 def test_launch_argv_detached_and_systemd() -> None:
     det = daemons.launch_argv(PYZ, HDIR, "demo", SPEC, systemd=False)
     assert det[:3] == ["python3", PYZ, "detach"]
+    # the daemon starts with PyPy's small nursery: no second start of the interpreter
+    assert det[det.index("--env") + 1] == "PYPY_GC_NURSERY=4MB"
     inner = det[det.index("--") + 1:]
     assert inner[:3] == ["python3", PYZ, "intercept"]
     assert inner[inner.index("--pid-file") + 1] == HDIR + "/intercept.pid"
@@ -26,6 +28,7 @@ def test_launch_argv_detached_and_systemd() -> None:
     sysd = daemons.launch_argv(PYZ, HDIR, "demo", SPEC, systemd=True)
     assert sysd[:3] == ["systemd-run", "--unit", "labctl-demo-intercept"]
     assert sysd[sysd.index("python3"):] == inner
+    assert "--setenv=PYPY_GC_NURSERY=4MB" in sysd[:sysd.index("python3")]
 
 
 def _rec() -> daemons.DaemonRecord:
@@ -147,3 +150,39 @@ def test_observe_is_one_round_trip_and_never_takes_a_reused_pid() -> None:
     fake.on(["cat", "/proc/77/cmdline"], stdout="sleep\x00100\x00")
     again = daemons.observe(fake, rec)
     assert again.pid is None and again.final and again.stats == {"state": "running"}
+
+
+STAT = "77 (pypy3) {state} 1 76 76 0 -1 {flags} 310 0 0 0 1 0 0 0 20 0 1 0 650 0 0\n"
+
+
+def test_a_daemon_caught_inside_an_exec_is_starting_not_dead() -> None:
+    # detach execs the daemon and PyPy's daemon execs itself once more: between the switch to
+    # the new image and its argv, /proc/PID/cmdline reads empty (seen on a busy 16-host up)
+    rec = _rec()
+    fake = FakeTransport("assistant")
+    _alive(fake)
+    fake.on(["cat", "/proc/77/cmdline"], stdout="", times=1)
+    fake.on(["cat", "/proc/77/stat"], stdout=STAT.format(state="R", flags=4194304))
+    ss = ["ss", "-Hltn", "sport", "=", ":36524"]
+    fake.on(ss, stdout="LISTEN 0 128 10.77.1.30:36524 0.0.0.0:*\n")
+    fake.on(ss, stdout="", times=2)
+    daemons.wait_listening(fake, rec, 36524, timeout=10, poller=fake_poller())
+    assert fake.commands.count(("cat", "/proc/77/stat")) == 1   # only when cmdline was empty
+
+
+@pytest.mark.parametrize("state, flags", [("Z", 4227084), ("S", 0x00200040)],
+                         ids=["zombie", "kernel-thread"])
+def test_an_empty_cmdline_of_a_zombie_or_kernel_thread_is_not_the_daemon(
+        state: str, flags: int) -> None:
+    rec = _rec()
+    rec.pid = 77
+    fake = FakeTransport("assistant")
+    fake.on(["cat", HDIR + "/intercept.pid"], stdout="77\n")
+    fake.on(["cat", "/proc/77/cmdline"], stdout="")
+    fake.on(["cat", "/proc/77/stat"], stdout=STAT.format(state=state, flags=flags))
+    ss = ["ss", "-Hltn", "sport", "=", ":36524"]
+    fake.on(ss, stdout="")
+    fake.on(["tail", "-n", "15", HDIR + "/intercept.log", HDIR + "/intercept.log.out"],
+            stdout="boom\n")
+    with pytest.raises(RemoteError, match="exited during start-up"):
+        daemons.wait_listening(fake, rec, 36524, timeout=10, poller=fake_poller())

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -65,6 +66,39 @@ def test_pypy_process_execs_itself_with_a_small_nursery(tmp_path: Path) -> None:
     lines = res.stdout.splitlines()
     # the first interpreter printed 'started' and was replaced; the second printed both
     assert lines == ["started", "started", "PyPy GC: nursery 4.0MB (PYPY_GC_NURSERY=4MB)"]
+
+
+@needs_pypy
+def test_detach_starts_the_daemon_with_the_settings_so_it_need_not_exec_again(
+        tmp_path: Path) -> None:
+    """labctl's launch argv passes GC_ENV through `detach --env`: the daemon's interpreter
+    starts with the small nursery, prints its banner once (no second start), same pid."""
+    script = tmp_path / "probe.py"
+    script.write_text(f"import os, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "print('started', os.getpid(), flush=True)\n"
+                      "from engine.pypygc import ensure_gc_settings, gc_banner\n"
+                      "ensure_gc_settings()\nprint(gc_banner(), flush=True)\n")
+    pid_file, log = tmp_path / "pid", tmp_path / "out"
+    env = [a for k, v in GC_ENV.items() for a in ("--env", f"{k}={v}")]
+    assert PYPY is not None
+    res = subprocess.run([PYPY, "-m", "engine", "detach", "--pid-file", str(pid_file),
+                          "--log-file", str(log), *env, "--", PYPY, str(script)],
+                         env=_env_without_gc_settings(), capture_output=True, text=True,
+                         timeout=120, check=True)
+    pid = int(res.stdout.split()[-1])
+    deadline = time.monotonic() + 60
+    while "PyPy GC" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the detached probe did not finish"
+        time.sleep(0.05)
+    assert log.read_text().splitlines() == [
+        f"started {pid}", "PyPy GC: nursery 4.0MB (PYPY_GC_NURSERY=4MB)"]
+
+
+def test_detach_refuses_an_env_without_a_value(tmp_path: Path) -> None:
+    res = subprocess.run(["python3", "-m", "engine", "detach", "--env", "PYPY_GC_NURSERY",
+                          "--", "true"], env=_env_without_gc_settings(), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "--env 'PYPY_GC_NURSERY': expected NAME=VALUE" in res.stderr
 
 
 def _soak(extra: List[str]) -> List[Dict[str, object]]:
