@@ -243,19 +243,22 @@ def undo_entry(run: HostRun, entry: Entry, then: Optional[Entry] = None) -> Step
     """Undo one entry that may be in place; never raises on a failed undo command. `then`: the
     entry undone next, whose probe runs with this one's journal write (`save_probing`).
 
-    The probe tests the change as a whole (a chain: its jump). A `planned` entry may have been
-    cut off between its commands (labctl killed mid-change: the chain created, not yet hooked),
-    so when its probe finds it absent its undo commands still run, their failures expected."""
+    The probe tests the change as a whole (a chain: its jump; a rule per online host: all of
+    them). A `planned` entry may have been cut off between its commands (labctl killed
+    mid-change: the chain created, not yet hooked), a `failed` one stopped at a command after
+    others had run, so when its probe finds it absent its undo commands still run, their
+    failures expected."""
     probed, ran = run.probed.pop(entry.step, None), run.undone.pop(entry.step, None)
+    partial = entry.status in ("planned", "failed")
     if entry.probe and not (probed if probed is not None else run.run(entry.probe).ok):
-        if entry.status == "planned":
+        if partial:
             _run_all(run, entry.undo)
         run.journal.mark(entry, "undone", run.clock(), "not in place, nothing to undo")
         save_probing(run, then)
         return run.record(entry, "undone")
     done = [ran] if ran is not None else _run_all(run, entry.undo)
     failures = [_fail_reason(res) for res in done if not res.ok]
-    if failures and entry.status != "planned":
+    if failures and not partial:
         entry.reason = "undo failed: " + "; ".join(failures)
         save_probing(run, then)
         return run.record(entry, "undo-failed")

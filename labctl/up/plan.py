@@ -223,17 +223,37 @@ def channel_changes(inventory: Inventory, workers: int = 1) -> list[Change]:
     dport = ("-p", "tcp", "--dport", str(port) if last == port else f"{port}:{last}")
     shown = str(port) if last == port else f"{port}-{last}"
     out = [chain_change(inventory, host, "filter", ("INPUT",), "channel-chain", insert=True)]
-    for online in inventory.hosts.online:
-        out.append(rule_change(
-            inventory, host, "filter", f"channel-from-{online.name}",
-            ("-s", f"{online.address}/32", *dport), "RETURN",
-            f"let {online.name} ({online.address}) reach intercept's channel port {shown}"))
+    out.append(_sources_change(inventory, host, dport, shown))
     names = ", ".join(h.name for h in inventory.hosts.online)
     out.append(rule_change(
         inventory, host, "filter", "channel-drop", dport, "DROP",
         f"drop every other source on intercept's channel port {shown} (only {names} may "
         "connect)"))
     return out
+
+
+def _sources_change(inventory: Inventory, host: str, dport: tuple[str, ...],
+                    shown: str) -> Change:
+    """One RETURN rule per online host, as one step (one command, however many hosts: a fleet's
+    `up` and `down` do not pay a round trip per online host on the critical path). iptables
+    expands `-s A,B,...` into a rule per address; `-C` with the list finds them all or fails;
+    the undo deletes each rule on its own, so one removed by hand does not keep the others."""
+    chain = chain_name(inventory)
+    step = "channel-from-online"
+    online = inventory.hosts.online
+    tail = (*dport, *comment(inventory, step), "-j", "RETURN")
+    sources = list(dict.fromkeys(f"{h.address}/32" for h in online))
+    every = ("-s", ",".join(sources), *tail)
+    who = (f"{online[0].name} ({online[0].address})" if len(online) == 1 else
+           f"the {len(online)} online hosts ({', '.join(h.name for h in online)})")
+    return Change(
+        host=host, step=step, kind=ChangeKind.IPTABLES,
+        description=f"let {who} reach intercept's channel port {shown}",
+        apply=((*IPT, "-t", "filter", "-A", chain, *every),),
+        undo=tuple((*IPT, "-t", "filter", "-D", chain, "-s", src, *tail) for src in sources),
+        probe=(*IPT, "-t", "filter", "-C", chain, *every),
+        noop_reason=f"the rules are already in filter/{chain}",
+    )
 
 
 def _unique(changes: list[Change]) -> list[Change]:

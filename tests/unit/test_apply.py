@@ -126,6 +126,14 @@ def test_undo_of_a_planned_entry_cut_off_between_its_commands_clears_what_ran() 
     out = ap.undo_entry(run, e)
     assert out.status == "undone"
     assert ("iptables", "-X", "C") in fake.commands      # the half-made chain is gone
+    # the same chain whose jump failed (`up` then rolls back a failed entry): also cleared
+    failed = run.journal.plan_entry(
+        Change("target", "chain2", ChangeKind.IPTABLES, "chain", chain.apply, chain.undo,
+               probe=chain.probe), ap.Snapshot(), 0.0)
+    run.journal.mark(failed, "failed", 1.0, "iptables: No chain/target/match by that name")
+    fake.calls.clear()
+    assert ap.undo_entry(run, failed).status == "undone"
+    assert ("iptables", "-X", "C") in fake.commands
     # an applied entry whose probe finds it absent is not touched
     fake2 = _fake().on(["sh-probe"], exit_code=1).on(list(ADD))
     run2 = _run(fake2)

@@ -200,14 +200,14 @@ def test_channel_port_is_restricted_to_the_online_hosts_on_intercepts_host() -> 
     inv = inventory("staging")
     changes = channel_changes(inv)
     assert {c.host for c in changes} == {"assistant"}
-    assert [c.step for c in changes] == ["channel-chain", "channel-from-online1", "channel-drop"]
+    assert [c.step for c in changes] == ["channel-chain", "channel-from-online", "channel-drop"]
     chain, accept, drop = changes
     tag = ("-m", "comment", "--comment", "labctl:staging:")
     # the chain is jumped to first in INPUT; its rules RETURN the online host, DROP the rest
     assert chain.apply[1][:6] == ("iptables", "-w", "-t", "filter", "-I", "INPUT")
     assert accept.apply == (("iptables", "-w", "-t", "filter", "-A", "LABCTL-staging",
                              "-s", "192.168.44.128/32", "-p", "tcp", "--dport", "36524",
-                             *tag[:3], "labctl:staging:channel-from-online1", "-j", "RETURN"),)
+                             *tag[:3], "labctl:staging:channel-from-online", "-j", "RETURN"),)
     assert drop.apply == (("iptables", "-w", "-t", "filter", "-A", "LABCTL-staging",
                            "-p", "tcp", "--dport", "36524",
                            *tag[:3], "labctl:staging:channel-drop", "-j", "DROP"),)
@@ -221,8 +221,13 @@ def test_channel_port_is_restricted_to_the_online_hosts_on_intercepts_host() -> 
 def test_channel_rule_covers_every_online_host_and_intercepts_workers() -> None:
     two = with_host_online(inventory("staging"))
     changes = channel_changes(two, workers=3)
-    froms = [c for c in changes if c.step.startswith("channel-from-")]
-    assert [c.apply[0][7] for c in froms] == ["192.168.44.128/32", "192.168.44.129/32"]
+    (froms,) = [c for c in changes if c.step.startswith("channel-from-")]
+    # one command adds a rule per online host (iptables expands the list); -C finds them all;
+    # each is deleted on its own (one removed by hand does not keep the others in place)
+    assert froms.apply[0][7] == "192.168.44.128/32,192.168.44.129/32"
+    assert froms.probe is not None and froms.probe[7] == froms.apply[0][7]
+    assert [u[7] for u in froms.undo] == ["192.168.44.128/32", "192.168.44.129/32"]
+    assert "the 2 online hosts (online1, online2)" in froms.description
     assert all("36524:36526" in c.apply[0] for c in changes[1:])
     # two-server: intercept runs on the target, so the rule is there
     assert {c.host for c in channel_changes(two_server())} == {"target"}
@@ -236,7 +241,7 @@ def test_channel_rule_comes_before_intercept_in_up_and_is_trusted_by_down(
                                          operator_facts=OperatorFacts()))
     assert report.plan is not None
     steps = [c.step for c in report.plan.changes if c.host == "assistant"]
-    assert steps == ["channel-chain", "channel-from-online1", "channel-drop", "daemon:intercept"]
+    assert steps == ["channel-chain", "channel-from-online", "channel-drop", "daemon:intercept"]
     j = new_journal(inv.lab, "assistant", "run1", now=1.0)
     for c in report.plan.changes:
         if c.host == "assistant" and c.daemon is None:
