@@ -217,16 +217,15 @@ def _down_journal(run: HostRun, inv: Inventory) -> HostDown:
         save_probing(run, todo[0] if todo else None)  # each entry's probe with the journal
     for entry, then in zip(todo, [*todo[1:], None]):  # write before it (one round trip)
         undo(run, entry, then)
-    # the channel key was shipped with the daemons: it must not outlive the lab, nor a metrics
-    # file that dashboards would still read; then the journal, and what is left carrying
-    # labctl's tags: one round trip
+    # the journal; the channel key shipped with the daemons (it must not outlive the lab) and
+    # a metrics file that dashboards would still read; what is left carrying labctl's tags:
+    # one round trip
     gone = [key_path(inv, run.name)] if j.daemons else []
     gone += [m for m in (inv.engine.metrics_path(d.name, run.name) for d in j.daemons) if m]
-    if gone:
-        run.transport.run(["rm", "-f", *gone], sudo=True)
+    remove = [["rm", "-f", *gone]] if gone else []
     failed = [o for o in run.outcomes if o.status == "undo-failed"]
     j.state = "down" if not failed else "failed"
-    left = run.save_then([list(TAGGED_ROUTES), ["iptables-save"]])
+    left = run.save_then([*remove, list(TAGGED_ROUTES), ["iptables-save"]])[len(remove):]
     done = HostDown(run.name, f"undid {len(run.outcomes)} step(s)", steps=run.outcomes,
                     final_stats={d.name: d.final_stats for d in j.daemons if d.final_stats},
                     leftovers=_leftovers(run.transport, inv, left if len(left) == 2 else None))

@@ -50,6 +50,19 @@ def release_locks(pool: HostPool, inv: Inventory, names: list[str]) -> None:
              lambda n: release_lock(pool.transport(n), runs_dir(inv, n)), "unlock", str)
 
 
+def release_one(inv: Inventory, locked: list[str], spec: HostSpec, t: Transport) -> None:
+    """Release one host's lock from a task of another phase (`up` does it right after the
+    host's log marks, saving a phase of its own). The host leaves `locked` only once released:
+    one whose release failed is retried by the final `release_locks`."""
+    if spec.name not in locked:
+        return
+    try:
+        release_lock(t, runs_dir(inv, spec.name))
+    except (LabctlError, OSError):
+        return
+    locked.remove(spec.name)   # (one call: the other hosts' tasks cannot interleave in it)
+
+
 def refuse_if_live(pool: HostPool, inv: Inventory,
                    journals: Optional[dict[str, Result]] = None) -> None:
     """Under the lock: a host whose journal is neither down nor rolled back still carries an

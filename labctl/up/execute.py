@@ -15,6 +15,7 @@ others' outcomes; the rollback then undoes each host's changes newest first, hos
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -47,7 +48,7 @@ from labctl.up.apply import (
     prepare_change,
     undo,
 )
-from labctl.up.exclusive import refuse_if_live, release_locks, runs_dir, take_locks
+from labctl.up.exclusive import refuse_if_live, release_locks, release_one, runs_dir, take_locks
 from labctl.up.fanout import by_host, first_failure, host_errors, hosts_error, run_stage
 from labctl.up.launch import key_path, record_of
 from labctl.up.options import KEY_NAME, UpOptions, UpReport
@@ -342,9 +343,11 @@ class UpRun:
 
     def mark_logs(self) -> None:
         """Where every access log ends and the conntrack counts now, so `verify --since-up`
-        reads exactly the bytes written after `up` (a failure only costs that precision)."""
+        reads exactly the bytes written after `up` (a failure only costs that precision).
+        Each host's lock is released right after its marks (nothing more is done there)."""
         try:
-            save_marks(mark_logs(self.inv, self.pool))
+            save_marks(mark_logs(self.inv, self.pool,
+                                 then=functools.partial(release_one, self.inv, self.locked)))
         except (LabctlError, OSError) as exc:
             self.report.notes.append(
                 f"could not record where the access logs end ({getattr(exc, 'message', exc)}); "

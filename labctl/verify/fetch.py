@@ -189,14 +189,25 @@ def _fetch_by_time(t: Transport, spec: HostSpec, path: str, fmt: lp.LogFormat,
 # ---------------------------------------------------------------- marks (taken at `up`)
 
 
-def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time) -> Marks:
-    """Record where every access log ends and the conntrack counts. Call at the end of `up`."""
+def mark_logs(inv: Inventory, pool: HostPool, now: Clock = time.time,
+              then: Optional[Callable[[HostSpec, Transport], None]] = None) -> Marks:
+    """Record where every access log ends and the conntrack counts. Call at the end of `up`.
+    `then`: run on each host right after its marks were taken (whatever they gave), in the
+    same task: `up` releases its lock there instead of in a phase of its own."""
     marks = Marks(inv.lab, now())
     roles = dict((spec.name, role) for role, spec in _log_hosts(inv))
     taken = marks.taken_at
 
     def one(spec: HostSpec, t: Transport) -> tuple[Optional[LogMark], Optional[int],
                                                    list[L.DaemonStats]]:
+        try:
+            return marks_of(spec, t)
+        finally:
+            if then is not None:
+                then(spec, t)
+
+    def marks_of(spec: HostSpec, t: Transport) -> tuple[Optional[LogMark], Optional[int],
+                                                        list[L.DaemonStats]]:
         mark, count, path = None, None, inv.log_for(spec).path if spec.name in roles else ""
         argvs = [_stat_argv(path), ["cat", *CONNTRACK]] if path else []
         try:         # the daemons' counters (a failure costs only the engine baseline), with

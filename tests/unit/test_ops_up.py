@@ -156,6 +156,25 @@ def test_up_records_log_marks_and_conntrack_for_verify(env: Path) -> None:
     assert scope.marks is not None and scope.marks.find("target", inv.logs.target.path)
 
 
+def test_each_lock_is_released_once_right_after_its_hosts_marks(env: Path) -> None:
+    hosts = Hosts()
+    inv = _inv()
+    path = inv.logs.target.path
+    hosts.factory(inv.targets[0]).on(["stat", "-c", "%n %s %i", path, path + ".1"],
+                                     stdout=f"{path} 99 77\n")
+    assert ops.up(inv, _opts(hosts)).ok
+    for name, fake in hosts.fakes.items():
+        argvs = [c.argv for c in fake.calls]
+        releases = [i for i, a in enumerate(argvs)
+                    if a[:2] == ("rm", "-rf") and a[-1].endswith("/lock")]
+        assert len(releases) == 1, (name, argvs)
+        assert releases[0] == len(argvs) - 1      # the last command on the host
+    # on the target: the log's end and the conntrack count, then at once the release
+    target = [c.argv for c in hosts.fakes["target"].calls]
+    assert target[-3] == ("stat", "-c", "%n %s %i", path, path + ".1"), target[-3:]
+    assert target[-2][:2] == ("cat", "/proc/sys/net/netfilter/nf_conntrack_count")
+
+
 def test_failed_up_forgets_old_marks(env: Path) -> None:
     hosts = Hosts()
     inv = _inv()
