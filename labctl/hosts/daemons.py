@@ -123,9 +123,9 @@ def launch_argv(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) 
                 "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=10", *restart,
                 *sv.systemd_env(), *inner]
     if spec.supervise:
-        return sv.engine_argv(spec.runtime, pyz, hdir, spec.name, inner)
+        return sv.engine_argv(pyz, hdir, spec.name, inner)
     f = files(hdir, spec.name)
-    return [*sv.detach_argv(spec.runtime, pyz, f["pid"], f["log"] + ".out"), *inner]
+    return [*sv.detach_argv(pyz, f["pid"], f["log"] + ".out"), *inner]
 
 
 def record_for(pyz: str, hdir: str, lab: str, spec: DaemonSpec, systemd: bool) -> DaemonRecord:

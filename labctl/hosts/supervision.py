@@ -24,6 +24,8 @@ from labctl.hosts.observe import named_or_mid_exec
 from labctl.transport.base import Transport
 
 ENGINE = "engine"
+#: The interpreter of the engine's helpers (detach, supervise): the one every host has.
+HELPER_PYTHON = "python3"
 SYSTEMD = "systemd"
 #: Seconds systemd waits before restarting a unit that exited (the engine's back-off starts
 #: at 0.5 s and doubles to 30 s; systemd's is fixed).
@@ -56,13 +58,15 @@ def systemd_properties() -> list[str]:
             "--property=StartLimitIntervalSec=0"]
 
 
-def detach_argv(runtime: str, pyz: str, pid_file: str, out_file: str) -> list[str]:
+def detach_argv(pyz: str, pid_file: str, out_file: str) -> list[str]:
     """The engine's `detach` (a daemon or a supervisor, on hosts without systemd), up to its
-    `--`. The command it runs gets `GC_ENV` in its environment: a daemon under PyPy then starts
-    with its small nursery at once instead of exec'ing itself again (engine.pypygc; CPython
-    ignores the variables)."""
+    `--`. It runs under `python3` whatever the daemon's runtime (every host has it; it starts
+    in a fraction of PyPy's time, and `detach` only forks and execs). The command it runs gets
+    `GC_ENV` in its environment: a daemon under PyPy then starts with its small nursery at once
+    instead of exec'ing itself again (engine.pypygc; CPython ignores the variables)."""
     env = [a for k, v in sorted(GC_ENV.items()) for a in ("--env", f"{k}={v}")]
-    return [runtime, pyz, "detach", "--pid-file", pid_file, "--log-file", out_file, *env, "--"]
+    return [HELPER_PYTHON, pyz, "detach", "--pid-file", pid_file, "--log-file", out_file, *env,
+            "--"]
 
 
 def systemd_env() -> list[str]:
@@ -70,11 +74,12 @@ def systemd_env() -> list[str]:
     return [f"--setenv={k}={v}" for k, v in sorted(GC_ENV.items())]
 
 
-def engine_argv(runtime: str, pyz: str, hdir: str, name: str, inner: list[str]) -> list[str]:
-    """`supervise ... -- <inner>` started detached (the printed pid is the supervisor's)."""
+def engine_argv(pyz: str, hdir: str, name: str, inner: list[str]) -> list[str]:
+    """`supervise ... -- <inner>` started detached (the printed pid is the supervisor's); the
+    supervisor, a small loop that waits on its child, runs under `python3` too."""
     f = files(hdir, name)
-    return [*detach_argv(runtime, pyz, f["pid"], f["log"] + ".out"),
-            runtime, pyz, "supervise", "--pid-file", f["pid"], "--state-file", f["state"],
+    return [*detach_argv(pyz, f["pid"], f["log"] + ".out"),
+            HELPER_PYTHON, pyz, "supervise", "--pid-file", f["pid"], "--state-file", f["state"],
             "--log-file", f["log"], "--max-log-bytes", str(MAX_LOG_BYTES), "--", *inner]
 
 
