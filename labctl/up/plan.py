@@ -22,6 +22,7 @@ from labctl.facts import HostFacts
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import ROUTE_PROTO, Argv, Change, ChangeKind, Plan
 from labctl.up.engine_args import select_summary
+from labctl.up.findings import host_list
 
 IPT = ("iptables", "-w")
 #: `python3 -c NONEMPTY argv...`: runs argv (read-only listing), exit 0 iff it printed something.
@@ -224,7 +225,7 @@ def channel_changes(inventory: Inventory, workers: int = 1) -> list[Change]:
     shown = str(port) if last == port else f"{port}-{last}"
     out = [chain_change(inventory, host, "filter", ("INPUT",), "channel-chain", insert=True)]
     out.append(_sources_change(inventory, host, dport, shown))
-    names = ", ".join(h.name for h in inventory.hosts.online)
+    names = host_list([h.name for h in inventory.hosts.online])
     out.append(rule_change(
         inventory, host, "filter", "channel-drop", dport, "DROP",
         f"drop every other source on intercept's channel port {shown} (only {names} may "
@@ -245,7 +246,7 @@ def _sources_change(inventory: Inventory, host: str, dport: tuple[str, ...],
     sources = list(dict.fromkeys(f"{h.address}/32" for h in online))
     every = ("-s", ",".join(sources), *tail)
     who = (f"{online[0].name} ({online[0].address})" if len(online) == 1 else
-           f"the {len(online)} online hosts ({', '.join(h.name for h in online)})")
+           f"the {len(online)} online hosts ({host_list([h.name for h in online])})")
     return Change(
         host=host, step=step, kind=ChangeKind.IPTABLES,
         description=f"let {who} reach intercept's channel port {shown}",

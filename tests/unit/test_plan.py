@@ -224,10 +224,14 @@ def test_channel_rule_covers_every_online_host_and_intercepts_workers() -> None:
     (froms,) = [c for c in changes if c.step.startswith("channel-from-")]
     # one command adds a rule per online host (iptables expands the list); -C finds them all;
     # each is deleted on its own (one removed by hand does not keep the others in place)
-    assert froms.apply[0][7] == "192.168.44.128/32,192.168.44.129/32"
+    assert froms.apply[0][7] == "192.168.44.128/32,192.168.44.149/32"
     assert froms.probe is not None and froms.probe[7] == froms.apply[0][7]
-    assert [u[7] for u in froms.undo] == ["192.168.44.128/32", "192.168.44.129/32"]
+    assert [u[7] for u in froms.undo] == ["192.168.44.128/32", "192.168.44.149/32"]
     assert "the 2 online hosts (online1, online2)" in froms.description
+    # at fleet size, numbered names in brackets (readable in 80 columns)
+    many = channel_changes(with_host_online(inventory("staging"), *range(2, 17)))
+    assert "the 16 online hosts (online[1-16])" in many[1].description
+    assert "(only online[1-16] may connect)" in many[2].description
     assert all("36524:36526" in c.apply[0] for c in changes[1:])
     # two-server: intercept runs on the target, so the rule is there
     assert {c.host for c in channel_changes(two_server())} == {"target"}
@@ -250,9 +254,12 @@ def test_channel_rule_comes_before_intercept_in_up_and_is_trusted_by_down(
     assert journal_problems(j, inv.lab, "assistant", hdir, inv.chain) == []
 
 
-def with_host_online(inv: Inventory) -> Inventory:
-    """staging with a second online host, online2 (192.168.44.129)."""
+def with_host_online(inv: Inventory, *numbers: int) -> Inventory:
+    """staging with more online hosts: onlineN at 192.168.44.(147+N) for N in `numbers`
+    (default: a second one, online2 at 192.168.44.149)."""
     text = (ROOT / "inventories/staging.yaml").read_text()
     line = next(t for t in text.splitlines() if "name: online1" in t)
-    extra = line.replace("online1", "online2").replace("192.168.44.128", "192.168.44.129")
-    return parse_inventory(text.replace(line, line + "\n" + extra))
+    extra = [line.replace("online1", f"online{n}").replace("192.168.44.128",
+                                                           f"192.168.44.{147 + n}")
+             for n in numbers or (2,)]
+    return parse_inventory(text.replace(line, "\n".join([line, *extra])))
