@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Protocol, Tuple
 
 from engine.session import CLOSED, INF, M32, Session, after, finish, on_syn
+from engine.session.client import drain, holds_client_bytes
 from engine.session.config import SESSION_OVERHEAD, AddressMapper, Route, sample_keep
 from engine.session.selected import ClientSelect
 from engine.session.stall import Stalling, admit
@@ -96,8 +97,12 @@ def resync_copies(t: Admitting, sessions: List[Session], ckey: int, saddr: int, 
 def client_syn(t: Admitting, ckey: int, saddr: int, sport: int, seq: int, win: int,
                options: bytes, route: Tuple[Route, ...], sessions: Optional[List[Session]],
                now: float) -> None:
-    """A client SYN: a retransmission of the current one is counted; otherwise the old
-    copies of that tuple end and new ones start their handshakes."""
+    """A client SYN: a retransmission of the current one is counted; otherwise new copies
+    start their handshakes, and the old copies of that tuple end. An old copy that still holds
+    client bytes for the target is left to send them first, on its own fake tuple
+    (``sessions_drained``): the client reused its port while the copy of its last connection
+    was still waiting on the target (a client that opens connections fast wraps its ports in
+    seconds; a held session waits for as long as an intercept outage lasts)."""
     t.counters["clt_syn"] += 1
     if sessions is not None:
         old = sessions[0]
@@ -105,9 +110,16 @@ def client_syn(t: Admitting, ckey: int, saddr: int, sport: int, seq: int, win: i
             t.counters["clt_con_retrans"] += 1      # the client retransmitted its SYN
             return
         for s in list(sessions):
+            if s.state != CLOSED and holds_client_bytes(s):
+                t.counters["sessions_drained"] += 1
+                sessions.remove(s)                  # client packets go to the new copies
+                drain(s, now)                       # (destroyed after its linger as usual)
+                continue
             if s.state != CLOSED:
                 finish(s, now, "sessions_obsolete")
             t.destroy(s)
+        if not sessions and t.by_client.get(ckey) is sessions:
+            del t.by_client[ckey]                   # (when no new copy is admitted)
     created = create(t, ckey, saddr, sport, route, now)
     if created is not None:
         selection = t.cfg.selection

@@ -151,8 +151,20 @@ def retire(s: Session, now: float) -> None:
     """A copy the client's data will never reach again (a final gap): what it holds before
     the hole still goes to the target, as if the client had reset after it, then it ends; what
     it parked past the hole is dropped (the new copy starts at the request after it)."""
+    s.eng.counters["clt_gap_resync"] += 1
+    drain(s, now)
+
+
+def holds_client_bytes(s: Session) -> bool:
+    """The copy still has client bytes the target has not acknowledged."""
+    return bool(s.unacked) or any(seg[DATA] for seg in s.buf)
+
+
+def drain(s: Session, now: float) -> None:
+    """No more client data will reach this copy (its client connection is over, or the copy
+    was retired): it sends what it holds in order, as if the client had reset after it, then
+    ends; what it parked past a hole is dropped."""
     eng = s.eng
-    eng.counters["clt_gap_resync"] += 1
     for seg in s.ooo.values():
         s.buffered -= len(seg[DATA])
         eng.buffered_total -= len(seg[DATA])

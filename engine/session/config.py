@@ -20,6 +20,9 @@ COUNTERS = (
     "clt_syn", "clt_packs", "clt_cont", "clt_con_retrans", "clt_no_session", "clt_dropped",
     "clt_gap", "clt_gap_resync", "clt_rst_ignored", "sessions_created", "sessions_released",
     "sessions_obsolete",
+    # a client port reused while the copy of its last connection still held client bytes:
+    # that copy sends them on its own fake tuple before it ends (engine.session.admit)
+    "sessions_drained",
     "sessions_time_wait", "sessions_shed", "sessions_no_synack", "sessions_timeout",
     "sessions_no_intercept", "conns", "resp", "resp_cont", "resp_fin", "resp_rst",
     "resp_unknown", "resp_stale", "sent", "sent_content", "sent_syn", "sent_fin", "sent_rst",

@@ -16,6 +16,7 @@ from tests.unit.session_transcript import (
     OISN,
     TISN,
     Transcript,
+    actions,
     cpkt,
     engine,
     established,
@@ -157,3 +158,25 @@ def test_the_daemon_holds_only_with_lonely() -> None:
     assert session_config(parse_tcpcopy_args([*base, "-L", "--hold-timeout", "0"])
                           ).hold_timeout == 0.0
     assert session_config(parse_tcpcopy_args(base)).hold_timeout == 0.0
+
+
+def test_a_client_port_reused_during_an_outage_does_not_cost_the_held_copy() -> None:
+    """A client that opens connections fast wraps its ports in seconds (the lab's client:
+    ~715 connections): during an outage the held copy of a port's last connection still holds
+    its request when the port's next connection starts. The held copy keeps its fake tuple and
+    sends the request once an intercept is back; the new connection gets a copy of its own."""
+    eng = engine(hold_timeout=30.0)
+    eng.channel_down(0.0)
+    client_connection(eng, 1.0)                  # held: its SYN-ACK is lost
+    sends(eng)
+    eng.on_client_packet(cpkt(CISN + 5000, 0, SYN), 2.0)     # the same client port, again
+    regs, _ = actions(eng)
+    (new,) = [r for r in regs if not r.forget]
+    assert new.fake_port != 40000                 # a fake tuple of its own
+    assert eng.counters["sessions_drained"] == 1 and eng.counters["sessions_obsolete"] == 0
+    assert eng.sessions_active == 2
+    resumed, _ = eng.channel_up(3.0)
+    assert resumed == 2
+    eng.on_response_record(rec(TISN, CISN + 1, SYN | ACK), 3.01)   # to the held copy
+    eng.flush(3.01)
+    assert any(p.payload == REQ and p.tcp.sport == 40000 for p in sends(eng))
