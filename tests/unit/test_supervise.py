@@ -18,12 +18,15 @@ from engine.supervise import Backoff, BoundedLog, describe_exit, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A stand-in daemon: writes its pid file, says hello on stdout and stderr, runs until SIGTERM.
+# the SIGTERM handler is in place before the pid file is published (as in the daemons): a
+# SIGTERM sent once the test sees the pid file must end the child with exit 0 (CI, loaded,
+# once delivered it between the two and read "signal 15")
 CHILD = ("import os, signal, sys, time\n"
+         "signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))\n"
          "with open(sys.argv[1] + '.tmp', 'w') as fh: fh.write(str(os.getpid()))\n"
          "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
          "print('hello from', os.getpid(), flush=True)\n"
          "sys.stderr.write('to stderr\\n'); sys.stderr.flush()\n"
-         "signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))\n"
          "while True: time.sleep(0.05)\n")
 
 
