@@ -7,8 +7,10 @@
 - forwards SIGTERM/SIGINT (stop) and SIGHUP (``--netem-file`` reload) to every worker, and
   SIGKILLs the workers still alive ``KILL_GRACE`` s after a stop;
 - every ``stats.interval`` s reads the workers' stats files (``<stats>.w<k>``) and writes the
-  merged one (``engine.workers.merge``), once every worker has written its first; rotates the
-  shared log (``Logger.rotate_shared``);
+  merged one (``engine.workers.merge``), once every worker has written its first; a file
+  whose pid is not this parent's worker k (left by a run that was killed: a supervisor's
+  restart finds them) counts as not written yet; rotates the shared log
+  (``Logger.rotate_shared``);
 - reaps the workers: one that exits while nobody asked it to (or exits non-zero / on another
   signal) is logged by index, pid and status, and the others are stopped.
 
@@ -34,7 +36,7 @@ import sys
 import time
 import traceback
 from functools import partial
-from typing import Any, Callable, Dict, List, NamedTuple, NoReturn, Optional
+from typing import Any, Callable, Dict, NamedTuple, NoReturn, Optional
 
 from engine.loop import Loop
 from engine.stats import Logger, write_stats
@@ -134,6 +136,11 @@ def _read(path: str) -> Optional[Dict[str, Any]]:
     return doc if isinstance(doc, dict) else None
 
 
+def _ours(doc: Optional[Dict[str, Any]], pid: Optional[int]) -> Optional[Dict[str, Any]]:
+    """``doc`` if worker ``pid`` wrote it, else None (a stale file of an earlier run)."""
+    return doc if doc is not None and doc.get("pid") == pid else None
+
+
 def describe_status(status: int) -> str:
     """``exited with code N`` / ``killed by signal NAME`` from a ``waitpid`` status."""
     if os.WIFSIGNALED(status):
@@ -150,6 +157,7 @@ class _Parent:
     def __init__(self, pids: Dict[int, int], count: int, log: Logger, stats: StatsSpec,
                  line: Optional[StartLine]) -> None:
         self.pids, self.count, self.log, self.stats = pids, count, log, stats
+        self.worker_pid = {k: pid for pid, k in pids.items()}   # kept after the reap
         self.line = line
         self.loop = Loop()
         self.started_at = time.time()
@@ -252,8 +260,8 @@ class _Parent:
         spec = self.stats
         if not spec.path:
             return
-        docs: List[Optional[Dict[str, Any]]] = [_read(worker_path(spec.path, k))
-                                                for k in range(self.count)]
+        docs = [_ours(_read(worker_path(spec.path, k)), self.worker_pid.get(k))
+                for k in range(self.count)]
         if state == "running" and any(d is None for d in docs):
             return              # not every worker has started yet
         doc = merge_stats(spec.tool, spec.version, os.getpid(), self.started_at, time.time(),

@@ -319,6 +319,38 @@ def test_parent_forwards_sigterm_and_merges(tmp_path: Path) -> None:
             pass
 
 
+def test_stale_worker_files_of_a_killed_run_are_not_merged(tmp_path: Path) -> None:
+    """A restarted daemon (a supervisor's restart after a kill -9) finds the workers' files of
+    the run that died; until its own worker k writes, file k is not merged."""
+    stats = str(tmp_path / "s.json")
+    for k in range(2):
+        Path(worker_path(stats, k)).write_text(json.dumps(
+            {"pid": 999_999_999, "state": "running", "counters": {"n": 100}}))
+    run_stats = _stats_worker(stats, -1)
+
+    def late(k: int) -> int:        # worker 1 writes its first file after a few merges
+        if k == 1:
+            time.sleep(0.5)
+        return run_stats(k)
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = supervise(2, late, Logger(str(tmp_path / "p.log")),
+                             StatsSpec("tcpcopy", "1", stats, 0.05))
+        finally:
+            os._exit(code)
+    try:
+        _wait(Path(stats))
+        merged = json.loads(Path(stats).read_text())
+        assert merged["counters"] == {"n": 3}, merged
+        assert 999_999_999 not in [w["pid"] for w in merged["per_worker"]]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+
+
 def test_drop_outgoing_rejects_what_this_host_sends_and_the_kernel_accepts_it() -> None:
     prog = bpf.drop_outgoing(bpf.tcp_port_filter([80], [], "src"))
     frame = response(40000)
