@@ -3,18 +3,20 @@
 tcpcopy killed (SIGKILL) twice and intercept once, then `down`.
 
     sudo .venv/bin/python bench/supervise_soak.py [--duration 600] [--rate 500]
-        [--lab-prefix sv] [--out FILE]
+        [--workers N] [--lab-prefix sv] [--out FILE]
 
 Builds its own lab (`<prefix>NNNN`, destroyed at the end even on failure), kills the daemons at
 a quarter, half and three quarters of the run (tcpcopy, tcpcopy, intercept; by their pidfiles
-and checked command lines, never by name) and measures:
+and checked command lines, never by name; with `--workers N` > 1, `engine.workers: N` and the
+victim is one worker of the daemon, a child process found by its parent pid: the daemon must
+stop its other workers and be restarted whole) and measures:
 - each restart: seconds from the kill to a new daemon process (goal < 3 s), and to the copy
   path being whole again (tcpcopy connected to the restarted intercept): the outage window;
 - the copy ratio of the requests outside the outage windows (goal >= 99.9 %; the online and
   target access logs matched by `?seq=N`, 1-s log times, so each window is widened by 1 s);
 - the restarts `labctl status --json` counts; tcpcopy's RSS every few seconds, flat within
   +-10 % of its median after warm-up (the last incarnation, after its first 20 %);
-- `down`: exit 0, nothing tagged left, no process of any pidfile alive.
+- `down`: exit 0, nothing tagged left, no process of any pidfile (or worker) alive.
 Prints the figures and one JSON document (also to --out); exit 1 when a goal is missed.
 The CI variant (tests/integration/test_up_supervise.py) calls `soak()` for 30 s at 200 req/s.
 """
@@ -117,12 +119,35 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
         time.sleep(0.05)
 
 
-def kill_and_wait(victim: Daemon, tcpcopy: Daemon, intercept: Daemon) -> Dict[str, Any]:
-    """SIGKILL `victim` (by pidfile + cmdline); times until a new process runs and until the
-    copy path is whole again."""
+def children(pid: int) -> List[int]:
+    """The processes whose parent is `pid` (a daemon's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[1] == str(pid) and fields[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill_and_wait(victim: Daemon, tcpcopy: Daemon, intercept: Daemon,
+                  workers: int = 1) -> Dict[str, Any]:
+    """SIGKILL `victim` (by pidfile + cmdline), or with `workers` > 1 its last worker; times
+    until a new daemon process runs and until the copy path is whole again."""
     old = wait_for(f"{victim.name} running", victim.pid, 30)
+    killed, siblings = old, []
+    if workers > 1:
+        def all_workers() -> Optional[List[int]]:
+            found = children(old)
+            return found if len(found) == workers else None
+
+        pids = wait_for(f"{victim.name}'s {workers} workers", all_workers, 30)
+        killed, siblings = pids[-1], pids[:-1]
     t0 = time.time()
-    os.kill(old, signal.SIGKILL)
+    os.kill(killed, signal.SIGKILL)
     new = wait_for(f"{victim.name} restarted", lambda: (p := victim.pid()) and p != old and p,
                    30)
     restarted = time.time() - t0
@@ -136,6 +161,7 @@ def kill_and_wait(victim: Daemon, tcpcopy: Daemon, intercept: Daemon) -> Dict[st
 
     wait_for("the copy path whole again", whole, 60)
     return {"daemon": victim.name, "old_pid": old, "new_pid": new, "killed_at": t0,
+            "killed_pid": killed, "worker_pids": siblings + ([killed] if workers > 1 else []),
             "restart_s": round(restarted, 3), "restored_s": round(time.time() - t0, 3)}
 
 
@@ -189,19 +215,23 @@ def settle(info: LabInfo, timeout: float = 30.0) -> None:
 
 
 def soak(info: LabInfo, tmp: Path, duration: float, rate: float,
-         say: Callable[[str], None] = print) -> Dict[str, Any]:
+         say: Callable[[str], None] = print, workers: int = 1) -> Dict[str, Any]:
     """The whole run on a built lab; returns the figures (the lab is left as it was)."""
-    inv = write_inventory(info, tmp)
+    def edit(text: str) -> str:
+        assert "datalink: false" in text
+        return text.replace("datalink: false", f"datalink: false, workers: {workers}")
+
+    inv = write_inventory(info, tmp, edit=edit if workers > 1 else None)
     before = snapshot(info)
     t_up = time.monotonic()
     up = labctl(tmp, "up", "--supervise", str(inv), timeout=300)
     if up.returncode != 0:
         raise AssertionError(f"up --supervise exited {up.returncode}: {up.stdout[-2000:]}"
                              f"{up.stderr[-2000:]}")
-    result: Dict[str, Any] = {"duration_s": duration, "rate": rate,
+    result: Dict[str, Any] = {"duration_s": duration, "rate": rate, "workers": workers,
                               "up_s": round(time.monotonic() - t_up, 2)}
     try:
-        run_traffic(info, tmp, duration, rate, result, say)
+        run_traffic(info, tmp, duration, rate, result, say, workers)
     finally:
         t_down = time.monotonic()
         down = labctl(tmp, "down", "--json", timeout=180)
@@ -226,7 +256,7 @@ def _checked(pid: Optional[int], *words: str) -> bool:
 
 
 def run_traffic(info: LabInfo, tmp: Path, duration: float, rate: float,
-                result: Dict[str, Any], say: Callable[[str], None]) -> None:
+                result: Dict[str, Any], say: Callable[[str], None], workers: int = 1) -> None:
     """Traffic, the kills, RSS, the copy figures and the restarts `status` counts."""
     state = Path(info.dir) / "state"
     hdirs = {p.parent.name: p.parent for p in state.glob("*/*/journal.json")}
@@ -254,10 +284,12 @@ def run_traffic(info: LabInfo, tmp: Path, duration: float, rate: float,
             elapsed = time.monotonic() - start
             if plan and elapsed >= plan[0][0]:
                 _, victim = plan.pop(0)
-                kills.append(kill_and_wait(victim, tcpcopy, intercept))
-                result["daemons"].append((kills[-1]["new_pid"], victim.name,
-                                          str(victim.stats_file)))
-                say(f"killed {victim.name}: restarted in {kills[-1]['restart_s']:.2f} s, "
+                kills.append(kill_and_wait(victim, tcpcopy, intercept, workers))
+                result["daemons"] += [(pid, victim.name, str(victim.stats_file))
+                                      for pid in (kills[-1]["new_pid"], kills[-1]["old_pid"],
+                                                  *kills[-1]["worker_pids"])]
+                what = "a worker of " if workers > 1 else ""
+                say(f"killed {what}{victim.name}: restarted in {kills[-1]['restart_s']:.2f} s, "
                     f"copy path whole in {kills[-1]['restored_s']:.2f} s")
                 continue
             value = tcpcopy.rss_kb()
@@ -318,10 +350,11 @@ def goals(r: Dict[str, Any]) -> Dict[str, bool]:
 
 def report(r: Dict[str, Any]) -> str:
     c, m = r["copy"], r["rss_kb"]
-    lines = [f"supervision soak: {r['duration_s']:g} s at {r['rate']:g} req/s "
-             f"(up {r['up_s']} s, down {r['down_s']} s)"]
-    lines += [f"  kill {k['daemon']:<9} restarted in {k['restart_s']:.2f} s, copy path whole "
-              f"in {k['restored_s']:.2f} s" for k in r["kills"]]
+    victim = "a worker of " if r.get("workers", 1) > 1 else ""
+    lines = [f"supervision soak: {r['duration_s']:g} s at {r['rate']:g} req/s, "
+             f"{r.get('workers', 1)} worker(s) (up {r['up_s']} s, down {r['down_s']} s)"]
+    lines += [f"  kill {victim}{k['daemon']:<9} restarted in {k['restart_s']:.2f} s, copy path "
+              f"whole in {k['restored_s']:.2f} s" for k in r["kills"]]
     lines.append(f"  requests {c['sent']}, copied {c['copied']}; outside the outage windows "
                  f"{c['outside_copied']}/{c['outside_windows']} = {c['outside_ratio']}; "
                  f"inside {c['during_copied']}/{c['during_windows']}")
@@ -338,19 +371,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=600.0, help="seconds of traffic")
     p.add_argument("--rate", type=float, default=500.0, help="requests per second")
+    p.add_argument("--workers", type=int, default=1,
+                   help="engine.workers; > 1: each kill is of one worker of the daemon")
     p.add_argument("--lab-prefix", default="sv", help="lab name prefix (1-4 characters)")
     p.add_argument("--out", default=None, help="also write the JSON here")
     a = p.parse_args(argv)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", a.lab_prefix):
         p.error("--lab-prefix: 1-4 characters, a lowercase letter then letters/digits")
-    if a.duration < 20 or a.rate <= 0:
-        p.error("--duration: at least 20 s; --rate: more than 0")
+    if a.duration < 20 or a.rate <= 0 or not 1 <= a.workers <= 16:
+        p.error("--duration: at least 20 s; --rate: more than 0; --workers: 1 to 16")
     name = a.lab_prefix + secrets.token_hex(2)
     info = build_lab(LabSpec(name=name))
     try:
         assert_routes_via_lab(info)
         with tempfile.TemporaryDirectory(prefix="supervise-soak-") as tmp:
-            result = soak(info, Path(tmp), a.duration, a.rate)
+            result = soak(info, Path(tmp), a.duration, a.rate, workers=a.workers)
     finally:
         destroy_lab(name)
     print(report(result))

@@ -14,8 +14,10 @@
 - reaps the workers: one that exits while nobody asked it to (or exits non-zero / on another
   signal) is logged by index, pid and status, and the others are stopped.
 
-It returns when every worker has exited: 0, or 1 if any worker failed. A worker whose parent
-dies gets SIGTERM (``PR_SET_PDEATHSIG``), so a killed parent leaves no worker behind.
+It returns when every worker has exited: 0, or 1 if any worker failed (the merged stats
+file then says ``state: failed``, so ``labctl status`` tells a failed run from a stopped
+one). A worker whose parent dies gets SIGTERM (``PR_SET_PDEATHSIG``), so a killed parent
+leaves no worker behind.
 
 ``supervise(..., with_line=True)``: a worker calls ``start_line()`` to get its ``StartLine``
 (None when there is none), ``arrive()``s when it is ready (tcpcopy: its sockets joined their
@@ -176,7 +178,7 @@ class _Parent:
         self._tick()
         if self.pids:
             loop.run()
-        self.merge("exited")
+        self.merge("failed" if self.failed else "exited")
         if self.line is not None:
             os.close(self.line.ready_r)
             os.close(self.line.go_w)

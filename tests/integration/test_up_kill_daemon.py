@@ -3,6 +3,9 @@
 - `kill -9` of tcpcopy (and, in another run, of intercept) after `up`: `status` reports it dead
   (exit 0, no traceback), `down` exits 0 and restores routes and iptables exactly, a second
   `down` is a no-op. Unsupervised default: nothing restarts the daemon.
+- with `engine.workers: 2`, `kill -9` of one tcpcopy worker mid-copy: the daemon stops its other
+  worker and exits (no orphan worker keeps capturing), `status` says `failed`, `down` restores
+  everything.
 - two `labctl up` started together on one lab: exactly one proceeds; the other is refused by
   the lock naming its holder, having changed nothing; `down` restores everything.
 """
@@ -12,21 +15,26 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.supervise_soak import children
 from tests.integration.test_up_down_helpers import (
+    ROOT,
     copy_round,
     daemon_status,
     env_for,
     labctl,
     labctl_argv,
+    pool_prefix,
     snapshot,
     tagged,
     up_then_down,
+    wait_copies,
     write_inventory,
 )
 
@@ -66,6 +74,52 @@ def test_kill_9_of_a_daemon_then_status_and_down(lab: Any, tmp_path: Path, victi
     again = labctl(tmp_path, "down", str(inv))
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
     assert snapshot(lab) == before
+
+
+def test_kill_9_of_one_worker_mid_copy_ends_the_daemon_and_down_restores(
+        lab: Any, tmp_path: Path) -> None:
+    def edit(text: str) -> str:
+        return text.replace("datalink: false", "datalink: false, workers: 2")
+
+    inv = write_inventory(lab, tmp_path, edit=edit)
+    before = snapshot(lab)
+    with up_then_down(lab, tmp_path, inv, str(inv)):
+        running = daemon_status(tmp_path)["tcpcopy"]
+        assert running["alive"] and running["workers"] == 2, running
+        parent = int(running["pid"])
+        deadline = time.monotonic() + 20
+        while len(workers := children(parent)) != 2:
+            assert time.monotonic() < deadline, f"tcpcopy ({parent}) has workers {workers}"
+            time.sleep(0.1)
+        traffic = subprocess.Popen(       # mid-copy: requests flow while the worker dies
+            [*lab.ns_argv("client"), sys.executable, "-m", "labctl.lab.traffic", "--url",
+             f"http://{lab.hosts['online'].address}", "--requests", "400", "--rate", "100",
+             "--mode", "new", "--connections", "4"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            assert wait_copies(lab, pool_prefix(lab), 50, timeout=30) >= 50
+            os.kill(workers[-1], signal.SIGKILL)
+            deadline = time.monotonic() + 30       # the other worker: SIGTERM, then 10 s grace
+            while not all(gone(p) for p in (parent, *workers)):
+                assert time.monotonic() < deadline, (
+                    f"tcpcopy {parent} or a worker {workers} outlived the killed worker")
+                time.sleep(0.1)
+        finally:
+            traffic.kill()
+            traffic.wait(timeout=30)
+        after = daemon_status(tmp_path)
+        assert after["tcpcopy"]["alive"] is False and after["tcpcopy"]["state"] == "failed", (
+            after["tcpcopy"])
+        assert after["intercept"]["alive"]
+        text = labctl(tmp_path, "status")
+        assert text.returncode == 0 and "Traceback" not in text.stdout + text.stderr, text.stderr
+        print(f"R1 kill -9 of tcpcopy worker {workers[-1]} mid-copy: parent {parent} and "
+              f"worker {workers[0]} gone; status state={after['tcpcopy']['state']!r}")
+    again = labctl(tmp_path, "down", str(inv))
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
+    assert snapshot(lab) == before and tagged(lab) == []
+    assert all(gone(p) for p in (parent, *workers))
 
 
 def test_two_ups_at_once_one_proceeds_the_other_is_refused_by_the_lock(

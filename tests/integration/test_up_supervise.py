@@ -1,9 +1,10 @@
 """`labctl up --supervise` in the lab (hot backup): tcpcopy killed with SIGKILL twice and
-intercept once while paced new connections flow (200 req/s): each restarted within 3 s by the
-engine's supervisor (the lab hosts have no systemd), the requests outside the outage windows
-copied (>= 99.9 %), the restarts counted by `status --json` and `--prometheus`, and `down`
-stops the supervisors first and leaves no process, route or rule behind; the dead-man's undo
-stops a supervisor before its daemon (no restart).
+intercept once while paced new connections flow (200 req/s), and again with `engine.workers: 2`
+killing one worker each time: each restarted within 3 s by the engine's supervisor (the lab
+hosts have no systemd), the requests outside the outage windows copied (>= 99.9 %), the
+restarts counted by `status --json` and `--prometheus`, and `down` stops the supervisors first
+and leaves no process, route or rule behind; the dead-man's undo stops a supervisor before its
+daemon (no restart).
 
 The short CI form of bench/supervise_soak.py (which it runs for 30 s instead of 10 minutes)."""
 
@@ -23,9 +24,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(600)
-def test_supervised_daemons_survive_sigkill_and_down_ends_them(lab: Any,
-                                                                tmp_path: Path) -> None:
-    result = soak(lab, tmp_path, duration=30.0, rate=200.0, say=lambda msg: None)
+@pytest.mark.parametrize("workers", [1, 2], ids=["daemon", "one-of-two-workers"])
+def test_supervised_daemons_survive_sigkill_and_down_ends_them(lab: Any, tmp_path: Path,
+                                                                workers: int) -> None:
+    """workers=2: each kill is of one worker, mid-copy; the daemon stops its other worker and
+    the supervisor restarts it whole (no orphan worker: `left_processes` checks them too)."""
+    result = soak(lab, tmp_path, duration=30.0, rate=200.0, say=lambda msg: None,
+                  workers=workers)
     text = report(result) + "\n" + json.dumps(result, indent=1, sort_keys=True)
     assert all(result["supervisors"].values()), text        # both under the engine's supervisor
     assert [k["daemon"] for k in result["kills"]] == ["tcpcopy", "tcpcopy", "intercept"], text

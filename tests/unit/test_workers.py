@@ -288,7 +288,7 @@ def test_parent_stops_everyone_when_a_worker_fails(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert "worker 1 (pid" in text and "exited with code 3 unexpectedly" in text
     merged = json.loads(Path(stats).read_text())
-    assert merged["state"] == "exited" and merged["workers"] == 3
+    assert merged["state"] == "failed" and merged["workers"] == 3
 
 
 def test_parent_forwards_sigterm_and_merges(tmp_path: Path) -> None:
