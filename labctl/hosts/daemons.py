@@ -20,7 +20,6 @@ from labctl.hosts.observe import Observed, current_pid, observe, read_stats
 from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 
-PYTHON = "python3"
 #: Counters `status` shows per daemon (the rest stay in the stats file / --json). A counter
 #: the daemon does not report is left out (the selection ones exist only with engine.select).
 KEY_COUNTERS = {
@@ -64,7 +63,7 @@ class DaemonSpec:
 
     name: str  # "intercept" | "tcpcopy"
     args: tuple[str, ...]
-    runtime: str = PYTHON  # the interpreter on the host: "python3" | "pypy3"
+    runtime: str = sv.HOST_PYTHON  # the interpreter on the host: "python3" | "pypy3"
     workers: int = 1  # engine workers (their flags are in `args`; kept here for status)
     supervise: bool = False  # engine.supervise: restarted when it exits (labctl.hosts.supervision)
 
@@ -78,7 +77,7 @@ class DaemonStatus:
     state: str
     counters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    runtime: str = PYTHON  # the interpreter it was started with (from the journal)
+    runtime: str = sv.HOST_PYTHON  # the interpreter it was started with (from the journal)
     workers: int = 1
     #: every counter of its stats file (`counters` holds the key ones shown in tables), and
     #: when that file was written (for `status --prometheus`)

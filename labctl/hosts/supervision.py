@@ -24,8 +24,9 @@ from labctl.hosts.observe import named_or_mid_exec
 from labctl.transport.base import Transport
 
 ENGINE = "engine"
-#: The interpreter of the engine's helpers (detach, supervise): the one every host has.
-HELPER_PYTHON = "python3"
+#: The interpreter every host has: the engine's helpers (detach, supervise) and the dead-man's
+#: rollback run under it whatever the daemons' runtime, and it is the daemons' default runtime.
+HOST_PYTHON = "python3"
 SYSTEMD = "systemd"
 #: Seconds systemd waits before restarting a unit that exited (the engine's back-off starts
 #: at 0.5 s and doubles to 30 s; systemd's is fixed).
@@ -65,7 +66,7 @@ def detach_argv(pyz: str, pid_file: str, out_file: str) -> list[str]:
     `GC_ENV` in its environment: a daemon under PyPy then starts with its small nursery at once
     instead of exec'ing itself again (engine.pypygc; CPython ignores the variables)."""
     env = [a for k, v in sorted(GC_ENV.items()) for a in ("--env", f"{k}={v}")]
-    return [HELPER_PYTHON, pyz, "detach", "--pid-file", pid_file, "--log-file", out_file, *env,
+    return [HOST_PYTHON, pyz, "detach", "--pid-file", pid_file, "--log-file", out_file, *env,
             "--"]
 
 
@@ -79,7 +80,7 @@ def engine_argv(pyz: str, hdir: str, name: str, inner: list[str]) -> list[str]:
     supervisor, a small loop that waits on its child, runs under `python3` too."""
     f = files(hdir, name)
     return [*detach_argv(pyz, f["pid"], f["log"] + ".out"),
-            HELPER_PYTHON, pyz, "supervise", "--pid-file", f["pid"], "--state-file", f["state"],
+            HOST_PYTHON, pyz, "supervise", "--pid-file", f["pid"], "--state-file", f["state"],
             "--log-file", f["log"], "--max-log-bytes", str(MAX_LOG_BYTES), "--", *inner]
 
 

@@ -19,10 +19,10 @@ from typing import Callable, Optional
 
 from labctl.errors import RemoteError
 from labctl.hosts.journal import DeadmanRecord, journal_path
+from labctl.hosts.supervision import HOST_PYTHON
 from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch, run_chain
 
-PYTHON = "python3"
 DEFAULT_AFTER = 120.0
 #: Seconds beyond the guard timeout that a timer must last: it is armed after the change is
 #: journaled, and its probe, apply and liveness check must all be done before it can fire.
@@ -51,7 +51,7 @@ def paths(hdir: str) -> dict[str, str]:
 def arm_argv(pyz: str, hdir: str, lab: str, after: float, systemd: bool) -> list[str]:
     """The argv that arms the timer (pure; tests assert on it)."""
     p = paths(hdir)
-    rollback = [PYTHON, pyz, "rollback", "--journal", p["journal"],
+    rollback = [HOST_PYTHON, pyz, "rollback", "--journal", p["journal"],
                 "--confirm-file", p["confirm_file"], "--log-file", p["log_file"]]
     if systemd:
         return ["systemd-run", "--unit", unit_name(lab), f"--on-active={max(1, round(after))}s",

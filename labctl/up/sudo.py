@@ -15,12 +15,12 @@ from typing import Optional
 
 from labctl.errors import LabctlError
 from labctl.facts import HostFacts
+from labctl.hosts.supervision import HOST_PYTHON
 from labctl.inventory.models import HostSpec, Inventory
 from labctl.model import Finding, Plan, Severity
 from labctl.transport.base import Result, Transport
 from labctl.transport.batch import run_batch
 from labctl.transport.pool import HostPool
-from labctl.up.deadman import PYTHON
 
 CHECK_ID = "privilege.sudo_command"
 
@@ -34,7 +34,7 @@ HOUSEKEEPING = ("cat", "install", "ip", "iptables", "iptables-save", "kill", "mk
                 "rm", "sh", "sha256sum", "ss", "stat", "tail", "touch", "true")
 #: The dead-man timer: a transient systemd timer, or the engine's detached rollback.
 DEADMAN_SYSTEMD = ("systemd-run", "systemctl")
-DEADMAN_DETACHED = (PYTHON,)
+DEADMAN_DETACHED = (HOST_PYTHON,)
 
 
 def needs_sudo(spec: HostSpec, hf: Optional[HostFacts]) -> bool:
