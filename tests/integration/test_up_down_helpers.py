@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,21 @@ def copy_round(info: Any, requests: int, min_ratio: float = 1.0, connections: in
     got = wait_copies(info, prefix, want, timeout)
     assert got >= want, f"{got - start} of {sent} requests copied"
     return sent
+
+
+def verify_until(tmp: Path, settled: Callable[[dict[str, Any]], bool], *args: str,
+                 timeout: float = 20.0) -> dict[str, Any]:
+    """`labctl verify --json *args` until `settled(document)` (copies trail the originals a
+    little), or `timeout` s; the last document. Wait for what the test asserts: the verdict
+    alone passes within `ratio_tolerance` (0.5 %), e.g. while the last copy is on its way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = labctl(tmp, "verify", "--json", *args)
+        assert res.returncode in (0, 3), res.stdout + res.stderr
+        doc = dict(json.loads(res.stdout))
+        if settled(doc) or time.monotonic() >= deadline:
+            return doc
+        time.sleep(0.5)
 
 
 def daemon_status(tmp: Path) -> dict[str, dict[str, Any]]:

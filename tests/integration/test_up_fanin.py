@@ -8,14 +8,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from tests.integration.copyrig import REPO
-from tests.integration.test_up_down_helpers import labctl, snapshot, tagged, write_inventory
+from tests.integration.test_up_down_helpers import (
+    labctl,
+    snapshot,
+    tagged,
+    verify_until,
+    write_inventory,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -71,7 +76,8 @@ def test_two_online_hosts_fan_in(lab_factory: Callable[..., Any], tmp_path: Path
         res = _client(info, "-m", "labctl.lab.traffic", "--url", f"http://{host}", "--requests",
                       "300", "--mode", "mixed", "--connections", "3", "--json")
         assert not res.get("errors"), res
-    doc = _verify_settled(tmp_path, want=800)
+    doc = verify_until(tmp_path, lambda d: d["online_requests"] == 800
+                       and d["verdict"]["passed"] and d["copy_ratio"] >= 0.999)
     assert doc["online_requests"] == 800 and doc["verdict"]["passed"], doc["verdict"]
     assert doc["copy_ratio"] == pytest.approx(1.0, abs=0.001), json.dumps(doc)[:4000]
     target_log = Path(info.hosts["target"].access_log).read_text()
@@ -81,21 +87,3 @@ def test_two_online_hosts_fan_in(lab_factory: Callable[..., Any], tmp_path: Path
     down = labctl(tmp_path, "down", str(inv))
     assert down.returncode == 0, down.stdout + down.stderr
     assert tagged(info) == [] and snapshot(info) == before
-
-
-def _verify_settled(tmp: Path, want: int, timeout: float = 20.0) -> dict[str, Any]:
-    """`labctl verify --json` until every copy is in (copies trail the originals a little).
-    Its verdict passes within `ratio_tolerance` (0.5 %), so a verify taken while the last copy
-    was still on its way passed at 799/800: wait for the ratio the test asserts."""
-    doc: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        res = labctl(tmp, "verify", "--json")
-        assert res.returncode in (0, 3), res.stdout + res.stderr
-        doc = json.loads(res.stdout)
-        if (doc["online_requests"] == want and doc["verdict"]["passed"]
-                and doc["copy_ratio"] >= 0.999):
-            return doc
-        if time.monotonic() >= deadline:
-            return doc
-        time.sleep(0.5)

@@ -20,7 +20,13 @@ import pytest
 from labctl.lab import LabInfo, LabSpec, assert_routes_via_lab, build_lab, destroy_lab
 from tests.integration.conftest import unique_lab_name
 from tests.integration.copyrig import REPO
-from tests.integration.test_up_down_helpers import labctl, snapshot, tagged, write_inventory
+from tests.integration.test_up_down_helpers import (
+    labctl,
+    snapshot,
+    tagged,
+    verify_until,
+    write_inventory,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -60,20 +66,6 @@ def _traffic_to_every_online_host(info: LabInfo) -> None:
         assert not res.get("errors"), (role, res)
 
 
-def _verify_settled(tmp: Path, want: int, deadline_s: float = 60.0) -> dict[str, Any]:
-    """`labctl verify --json` until every request is counted and the verdict passes (copies
-    trail the originals a little), or the deadline passes (then the last document)."""
-    deadline = time.monotonic() + deadline_s
-    doc: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        res = labctl(tmp, "verify", "--json")
-        assert res.returncode in (0, 3), res.stdout + res.stderr
-        doc = json.loads(res.stdout)
-        if doc["online_requests"] == want and doc["verdict"]["passed"]:
-            return doc
-    return doc
-
-
 def _pools(up_doc: dict[str, Any]) -> dict[str, set[str]]:
     out = {}
     for change in up_doc["plan"]["changes"]:
@@ -110,7 +102,8 @@ def test_sixteen_online_hosts_up_copy_verify_down(fleet: LabInfo, tmp_path: Path
 
     _traffic_to_every_online_host(info)
     want = ONLINE * REQUESTS
-    ledger = _verify_settled(tmp_path, want)
+    ledger = verify_until(tmp_path, lambda d: d["online_requests"] == want
+                          and d["verdict"]["passed"] and d["copy_ratio"] >= 0.999, timeout=60)
     assert ledger["online_requests"] == want, ledger["verdict"]
     assert ledger["verdict"]["passed"], ledger["verdict"]
     assert ledger["copy_ratio"] >= 0.999, ledger["copy_ratio"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +19,7 @@ from tests.integration.test_up_down_helpers import (
     ns_run,
     snapshot,
     tagged,
+    verify_until,
     write_inventory,
 )
 
@@ -47,16 +47,6 @@ def _verify(tmp: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(res.stdout))
 
 
-def _verify_settled(tmp: Path, *args: str, timeout: float = 20) -> dict[str, Any]:
-    """`labctl verify --json` until it passes (copies trail the originals a little)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = _verify(tmp, *args)
-        if doc["verdict"]["passed"] or time.monotonic() > deadline:
-            return doc
-        time.sleep(1)
-
-
 def test_two_targets_each_get_every_request(lab_factory: Callable[..., Any],
                                             tmp_path: Path) -> None:
     info = lab_factory(targets=2)
@@ -81,7 +71,8 @@ def test_two_targets_each_get_every_request(lab_factory: Callable[..., Any],
                        f"{want} copies on {role}")
         assert got >= want, (role, got)
 
-    doc = _verify_settled(tmp_path)
+    doc = verify_until(tmp_path, lambda d: d["verdict"]["passed"] and all(
+        t["copy_ratio"] >= 0.999 for t in d["targets"]))
     assert doc["schema"] == "labctl.verify-targets/1"
     assert doc["verdict"]["passed"], doc["verdict"]
     by_name = {t["name"]: t for t in doc["targets"]}
