@@ -39,5 +39,9 @@ class SSHOptions(_Frozen):
     #: IdentityFile and ProxyJump; false: only the inventory counts.
     config: StrictBool = True
     config_file: str = Field(default="~/.ssh/config", min_length=1)
+    #: Run labctl's commands on each host through one long-lived `python3` started once per
+    #: connection (the login shell starts once per host, not once per command); false: one
+    #: SSH exec request per command (labctl.transport.runner).
+    persistent_runner: StrictBool = True
     #: A bastion for every host (a host's own `jump:` wins; `jump: none` goes direct).
     jump: Optional[JumpSpec] = None

@@ -8,6 +8,11 @@ IdentityFile and ProxyJump; a bastion (`ssh.jump`, a host's `jump:`, or ProxyJum
 first and the host through a `direct-tcpip` channel of it. Who wins over whom, and which keys
 are offered (the inventory's `key`, else IdentityFiles and the agent), is decided as plain data
 in labctl.transport.sshroute. argv is quoted with `shlex.join` here and nowhere else.
+
+Commands go to the host's persistent runner (labctl.transport.runner: one `python3` started
+once per connection, so the login shell's start is paid once, not per command) unless
+`ssh.persistent_runner: false`, the runner could not start (no python3: then one exec request
+per command, for the rest of the run), or another thread of this run is using it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import select
 import shlex
 import socket
+import threading
 import time
 from typing import Callable, Optional, Sequence
 
@@ -26,6 +32,7 @@ from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport import files
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
 from labctl.transport.batch import SUDO_PREFIX
+from labctl.transport.runner import Runner, RunnerGone
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
 from labctl.transport.trace import traced
 
@@ -38,12 +45,16 @@ PROBE_AFTER = 10.0
 PROBE_TIMEOUT = 5.0
 
 
-def remote_command(argv: Sequence[str], *, sudo: bool = False) -> str:
-    """The one place argv becomes a command line: quoted, optionally via `sudo -n --`."""
+def command_words(argv: Sequence[str], *, sudo: bool = False) -> list[str]:
+    """argv as the host runs it: optionally via `sudo -n --`."""
     if not argv:
         raise ValueError("empty argv")
-    words = [*SUDO_PREFIX, *argv] if sudo else list(argv)
-    return shlex.join(words)
+    return [*SUDO_PREFIX, *argv] if sudo else list(argv)
+
+
+def remote_command(argv: Sequence[str], *, sudo: bool = False) -> str:
+    """The one place argv becomes a command line: quoted, optionally via `sudo -n --`."""
+    return shlex.join(command_words(argv, sudo=sudo))
 
 
 class SSHTransport:
@@ -59,6 +70,10 @@ class SSHTransport:
         self._client: Optional[paramiko.SSHClient] = None
         self._jump_client: Optional[paramiko.SSHClient] = None
         self._user = ""  # the login user, once connected
+        self._runner: Optional[Runner] = None
+        #: False once the runner could not start on this host: exec requests from then on.
+        self._runner_ok = self.options.persistent_runner
+        self._runner_lock = threading.Lock()
 
     # -- connection ----------------------------------------------------------------------
     def route(self) -> Route:
@@ -207,17 +222,26 @@ class SSHTransport:
         timeout: Optional[float] = None,
         stdin: Optional[str] = None,
     ) -> Result:
-        command = remote_command(argv, sudo=self.wants_sudo(sudo))
+        words = command_words(argv, sudo=self.wants_sudo(sudo))
+        command = shlex.join(words)
         limit = DEFAULT_TIMEOUT if timeout is None else timeout
         try:
             with traced(self.host, argv):
-                channel = self._transport().open_session()
-                channel.exec_command(command)
-                if stdin is not None:
-                    channel.sendall(stdin.encode())
-                channel.shutdown_write()
-                code, out, err = _collect(channel, limit,
-                                          lambda: _answers(channel.get_transport()))
+                if self._runner_ok and self._runner_lock.acquire(blocking=False):
+                    try:
+                        got = self._run_by_runner(words, stdin, limit)
+                    finally:
+                        self._runner_lock.release()
+                else:
+                    got = None
+                if got is None:
+                    channel = self._transport().open_session()
+                    channel.exec_command(command)
+                    if stdin is not None:
+                        channel.sendall(stdin.encode())
+                    channel.shutdown_write()
+                    got = _collect(channel, limit, lambda: _answers(channel.get_transport()))
+                code, out, err = got
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectionLost(
@@ -229,6 +253,40 @@ class SSHTransport:
             err += f"\nlabctl: timed out after {limit:g}s"
             code = TIMEOUT_EXIT
         return Result(self.host, tuple(argv), code, out, err)
+
+    def _run_by_runner(self, words: list[str], stdin: Optional[str], limit: float
+                       ) -> Optional[tuple[Optional[int], str, str]]:
+        """The command's outcome through the runner (started on first use), or None when it
+        did not reach a runner: the caller then uses an exec request. A command the runner
+        took is never run again: if its answer does not come, it is reported as timed out.
+        A runner that failed is closed (a new one starts next time); a lost connection
+        raises EOFError."""
+        transport = self._transport()
+        alive = lambda: _answers(transport)  # noqa: E731
+        if self._runner is None:
+            try:
+                self._runner = Runner.start(transport, PROBE_AFTER, alive)
+            except RunnerGone:
+                self._runner_ok = False
+                return None
+        runner = self._runner
+        try:
+            runner.send(words, stdin, limit)
+        except (RunnerGone, OSError, paramiko.SSHException):
+            self._drop_runner(alive)
+            return None
+        try:
+            return runner.receive(limit, alive)
+        except (RunnerGone, OSError, paramiko.SSHException) as exc:
+            self._drop_runner(alive)
+            return None, "", f"labctl: the command runner stopped answering: {exc}"
+
+    def _drop_runner(self, alive: Callable[[], bool]) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
+        if not alive():
+            raise EOFError("the connection closed")
 
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
         """Upload to a temporary name next to `remote_path`, set to `mode` before a byte is
@@ -274,6 +332,9 @@ class SSHTransport:
             ) from None
 
     def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
         client, self._client = self._client, None
         jump, self._jump_client = self._jump_client, None
         for c in (client, jump):

@@ -1,8 +1,10 @@
-"""The SSH transport over a real sshd in the lab: large outputs arrive whole."""
+"""The SSH transport over a real sshd in the lab: large outputs arrive whole, a cut link is
+reported in seconds, uploads keep their mode, the persistent runner answers like exec."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -10,6 +12,8 @@ from labctl.inventory.load import parse_inventory
 from labctl.lab import LabInfo
 from labctl.lab.inventory import render_lab_inventory
 from labctl.transport import HostPool
+from labctl.transport.base import TIMEOUT_EXIT
+from labctl.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +76,44 @@ def test_an_upload_is_never_readable_beyond_its_mode(lab: LabInfo, tmp_path: Pat
         left = t.run(["sh", "-c", f"ls {remote}.part-* 2>/dev/null | wc -l"]).check().stdout
         t.run(["rm", "-f", remote]).check()
     assert mode == ["600", "200000"] and left.strip() == "0"
+
+
+COMMANDS: list[tuple[list[str], Optional[str]]] = [
+    (["sh", "-c", "echo out; echo err >&2; exit 3"], None),
+    (["cat"], "line one\nline two\n"),
+    (["sh", "-c", "kill -9 $$"], None),
+    (["sh", "-c", "env | grep -v -e '^_=' -e '^SSH_' | sort; id -u"], None),
+    (["sh", "-c", "iptables-save -t filter | grep -v '^#'"], None),
+]
+
+
+def test_the_persistent_runner_answers_like_exec_requests(lab: LabInfo, tmp_path: Path) -> None:
+    """Through the real sshd: every command of a connection goes to one runner (the login
+    shell started once), with the exit codes, output, environment and stdin an exec request
+    gives; a runner killed on the host is replaced, the command that found it gone answered
+    by an exec request; `ssh.persistent_runner: false` uses exec requests only."""
+    text = render_lab_inventory(lab)
+    inv = parse_inventory(text, str(tmp_path / "inventory.yaml"))
+    off = parse_inventory(text.replace("config: false}", "config: false, "
+                                       "persistent_runner: false}"),
+                          str(tmp_path / "inventory-off.yaml"))
+    assert not off.ssh.persistent_runner and inv.ssh.persistent_runner
+    with HostPool.open(inv) as pool, HostPool.open(off) as plain:
+        t, e = pool.transport("target"), plain.transport("target")
+        assert isinstance(t, SSHTransport) and isinstance(e, SSHTransport)
+        by_runner = [t.run(argv, stdin=stdin) for argv, stdin in COMMANDS]
+        by_exec = [e.run(argv, stdin=stdin) for argv, stdin in COMMANDS]
+        # killed by a signal: the runner says 128 + N as a shell would, paramiko's exec -1
+        assert by_runner[2].exit_code == 137 and by_exec[2].exit_code == -1
+        assert by_runner[:2] + by_runner[3:] == by_exec[:2] + by_exec[3:]
+        assert [r.exit_code for r in by_runner][:2] == [3, 0]
+        assert t._runner is not None and e._runner is None
+        pid = t._runner.pid
+        for _ in range(20):
+            t.run(["true"]).check()
+        assert t._runner is not None and t._runner.pid == pid       # one runner throughout
+        gone = t.run(["kill", "-9", str(pid)])     # the runner kills itself mid-answer
+        assert gone.exit_code == TIMEOUT_EXIT and "runner stopped answering" in gone.stderr
+        assert t.run(["echo", "again"]).check().stdout == "again\n"   # by exec, then a new one
+        assert t.run(["echo", "again"]).check().stdout == "again\n"
+        assert t._runner is not None and t._runner.pid != pid
