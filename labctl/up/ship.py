@@ -4,7 +4,8 @@
 the same sources always give the same bytes (sorted entries, fixed timestamps, no bytecode), so
 the sha256 identifies the engine version. `ship()` puts it at
 `<state_dir>/<lab>/<host>/labctl-engine.pyz` and skips the upload when the remote hash matches.
-Nothing is pip-installed on hosts: `python3 labctl-engine.pyz tcpcopy ...` is all they need.
+Nothing is pip-installed on hosts: `python3 labctl-engine.pyz tcpcopy ...` is all they need; the
+engine keeps its compiled modules next to it, in `.labctl-engine-cache/` (engine.bytecache).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ PYZ_NAME = "labctl-engine.pyz"
 INTERPRETER = "/usr/bin/env python3"
 #: Zip timestamps are fixed so the archive bytes depend only on the sources.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
-MAIN_PY = b"import sys\nfrom engine.__main__ import main\nsys.exit(main())\n"
+#: The zipapp's entry: the engine's bytecode cache first (engine.bytecache: Python writes no
+#: bytecode for a zip, so every start compiled the engine), then the tool asked for.
+MAIN_PY = (b"import os, sys\nfrom engine.bytecache import install\n"
+           b"install(os.path.dirname(os.path.abspath(__file__)))\n"
+           b"from engine.__main__ import main\nsys.exit(main())\n")
 
 
 @dataclass(frozen=True)

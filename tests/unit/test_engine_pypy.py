@@ -28,7 +28,8 @@ CANDIDATES = (ROOT / ".venv-pypy", Path(sys.prefix).parent / ".venv-pypy")
 INSTALL = "run `bash scripts/install.sh` (it installs pypy3 and builds .venv-pypy)"
 
 ENGINE_TESTS = (
-    "test_bpf", "test_deadman_rollback", "test_header", "test_http_framer", "test_http_select",
+    "test_bpf", "test_bytecache", "test_deadman_rollback", "test_header", "test_http_framer",
+    "test_http_select",
     "test_http_stream", "test_loop", "test_netem", "test_offline", "test_options",
     "test_packets", "test_protocol", "test_pypy_gc", "test_rawsock_sysfs", "test_router",
     "test_router_evict",
