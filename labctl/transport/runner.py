@@ -6,7 +6,8 @@ Every SSH exec request goes through the login shell (`$SHELL -c`), and Debian's 
 `~/.bashrc` for it; a `.bashrc` that initialises pyenv, conda or nvm costs 100-200 ms of CPU
 per command. On the lab box (root's `.bashrc` runs `pyenv init`) that was 42 of the 60
 CPU-seconds of an 18-host `up` (BENCHMARKS.md). The runner is started with one exec request
-(`python3 -u -c AGENT`: the shell's start is paid there), then reads framed requests on its
+(`python3 -I -S -u -c AGENT`: the shell's start is paid there; `-I -S`: no site-packages,
+no PYTHON* variables, for the runner itself only), then reads framed requests on its
 stdin and answers on its stdout (after a marker line, so whatever a chatty `.bashrc` printed
 before it is skipped):
 
@@ -109,7 +110,7 @@ SNAPSHOT = ("LABCTL_RUNNER_NAMES=\"$(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\
 def command(python: str = "python3") -> str:
     """The exec request that starts the runner (the agent has no single quote: asserted)."""
     assert "'" not in AGENT
-    return f"{SNAPSHOT}exec {python} -u -c '{AGENT}'"
+    return f"{SNAPSHOT}exec {python} -I -S -u -c '{AGENT}'"
 
 
 class RunnerGone(Exception):

@@ -30,7 +30,7 @@ class PipeChannel:
 
     def __init__(self, shell_prefix: str = "") -> None:
         self.proc = subprocess.Popen(
-            ["sh", "-c", f"{shell_prefix}exec {sys.executable} -u -c \"$AGENT\""],
+            ["sh", "-c", f"{shell_prefix}exec {sys.executable} -I -S -u -c \"$AGENT\""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "AGENT": AGENT})
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
@@ -110,7 +110,7 @@ def test_a_frame_that_is_no_frame_is_an_error(junk: bytes) -> None:
 
 
 def test_the_agent_can_be_quoted_for_the_login_shell() -> None:
-    assert "'" not in AGENT and command().startswith(SNAPSHOT + "exec python3 -u -c '")
+    assert "'" not in AGENT and command().startswith(SNAPSHOT + "exec python3 -I -S -u -c '")
     compile(AGENT, "agent", "exec")
 
 
