@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Any, Dict, List, Set
 
 import pytest
 
@@ -277,6 +277,19 @@ def _stats_worker(stats: str, fail: int):  # type: ignore[no-untyped-def]
     return run
 
 
+def _fork_parent(tmp_path: Path, stats: str, run: Any, tool: str = "tcpcopy") -> int:
+    """A workers parent of 2 running `run`, in a child of pytest (its pid)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = supervise(2, run, Logger(str(tmp_path / "p.log")),
+                             StatsSpec(tool, "1", stats, 0.05))
+        finally:
+            os._exit(code)
+    return pid
+
+
 def test_parent_stops_everyone_when_a_worker_fails(tmp_path: Path) -> None:
     stats = str(tmp_path / "s.json")
     log_path = tmp_path / "p.log"
@@ -293,15 +306,7 @@ def test_parent_stops_everyone_when_a_worker_fails(tmp_path: Path) -> None:
 
 def test_parent_forwards_sigterm_and_merges(tmp_path: Path) -> None:
     stats = str(tmp_path / "s.json")
-    pid = os.fork()
-    if pid == 0:        # the parent under test runs in a child of pytest
-        code = 1
-        try:
-            log = Logger(str(tmp_path / "p.log"))
-            code = supervise(2, _stats_worker(stats, -1), log,
-                             StatsSpec("intercept", "1", stats, 0.05))
-        finally:
-            os._exit(code)
+    pid = _fork_parent(tmp_path, stats, _stats_worker(stats, -1), "intercept")
     try:
         _wait(Path(stats))
         merged = json.loads(Path(stats).read_text())
@@ -333,14 +338,7 @@ def test_stale_worker_files_of_a_killed_run_are_not_merged(tmp_path: Path) -> No
             time.sleep(0.5)
         return run_stats(k)
 
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = supervise(2, late, Logger(str(tmp_path / "p.log")),
-                             StatsSpec("tcpcopy", "1", stats, 0.05))
-        finally:
-            os._exit(code)
+    pid = _fork_parent(tmp_path, stats, late)
     try:
         _wait(Path(stats))
         merged = json.loads(Path(stats).read_text())
@@ -363,14 +361,7 @@ def test_drop_outgoing_rejects_what_this_host_sends_and_the_kernel_accepts_it() 
 
 def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     stats = str(tmp_path / "s.json")
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = supervise(2, _stats_worker(stats, -1), Logger(str(tmp_path / "p.log")),
-                             StatsSpec("tcpcopy", "1", stats, 0.05))
-        finally:
-            os._exit(code)
+    pid = _fork_parent(tmp_path, stats, _stats_worker(stats, -1))
     try:
         _wait(Path(stats))
         workers = [w["pid"] for w in json.loads(Path(stats).read_text())["per_worker"]]
