@@ -23,7 +23,13 @@ whose runner does not say hello (no python3) falls back to one exec request per 
 The environment of the commands is that of the login shell that started the runner, as for an
 exec request: the shell hands over its variable names and PATH before python3 starts, so
 what a wrapper (a pyenv shim) or python3 itself (PEP 538's LC_CTYPE) adds is left out.
-Nothing is written on the host; the runner ends with its channel.
+The hello also names the interpreter the runner is (`sys.executable`: the `python3` the login
+shell's PATH finds, past any wrapper), and the commands labctl sends through the runner that
+start with `python3` (alone, or inside a batch or chain) start with that path instead
+(labctl.transport.ssh, `batch.started_by`): the same interpreter, without a wrapper's start
+each time (a pyenv shim costs ~65 ms of CPU per `python3`; an 18-host `up` starts ~70 of them:
+`detach`, the dead-man timer, facts, TCP probes). Nothing is written on the host; the runner
+ends with its channel.
 """
 
 from __future__ import annotations
@@ -86,7 +92,7 @@ def run(req):
     return {"code": code, "out": out.decode("utf-8", "replace"),
             "err": err.decode("utf-8", "replace")}
 o.write(b"\n@MARKER@\n")
-send({"runner": @VERSION@, "pid": os.getpid()})
+send({"runner": @VERSION@, "pid": os.getpid(), "python": sys.executable})
 while True:
     line = i.readline()
     if not line:
@@ -107,7 +113,11 @@ SNAPSHOT = ("LABCTL_RUNNER_NAMES=\"$(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\
             "LABCTL_RUNNER_PATH=\"$PATH\"; export LABCTL_RUNNER_NAMES LABCTL_RUNNER_PATH; ")
 
 
-def command(python: str = "python3") -> str:
+#: The program the runner is started as (found on the login shell's PATH).
+PYTHON = "python3"
+
+
+def command(python: str = PYTHON) -> str:
     """The exec request that starts the runner (the agent has no single quote: asserted)."""
     assert "'" not in AGENT
     return f"{SNAPSHOT}exec {python} -I -S -u -c '{AGENT}'"
@@ -151,6 +161,8 @@ class Runner:
         self.probe_after = probe_after
         self.buffer = bytearray()
         self.pid: Optional[int] = None
+        #: The interpreter the runner is (its `sys.executable`, from the hello); None: unknown.
+        self.python: Optional[str] = None
         self.skip_to_marker = False
 
     @classmethod
@@ -173,6 +185,8 @@ class Runner:
             runner.close()
             raise RunnerGone(f"no runner hello: {hello!r}")
         runner.pid = hello.get("pid")
+        python = hello.get("python")
+        runner.python = python if isinstance(python, str) and python.startswith("/") else None
         return runner
 
     def send(self, argv: Sequence[str], stdin: Optional[str], limit: float) -> None:

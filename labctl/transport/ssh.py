@@ -31,7 +31,8 @@ from labctl.errors import RemoteError
 from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport import files
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
-from labctl.transport.batch import SUDO_PREFIX
+from labctl.transport.batch import SUDO_PREFIX, started_by
+from labctl.transport.runner import PYTHON as RUNNER_PYTHON
 from labctl.transport.runner import Runner, RunnerGone
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
 from labctl.transport.trace import traced
@@ -260,32 +261,39 @@ class SSHTransport:
         did not reach a runner: the caller then uses an exec request. A command the runner
         took is never run again: if its answer does not come, it is reported as timed out.
         A runner that failed is closed (a new one starts next time); a lost connection
-        raises EOFError."""
+        raises EOFError. `python3` starting the command (or a command of a batch) is the
+        runner's own interpreter (runner.py: no wrapper's start each time)."""
         transport = self._transport()
-        alive = lambda: _answers(transport)  # noqa: E731
         if self._runner is None:
             try:
-                self._runner = Runner.start(transport, PROBE_AFTER, alive)
+                self._runner = Runner.start(transport, PROBE_AFTER, self._alive)
             except RunnerGone:
                 self._runner_ok = False
                 return None
         runner = self._runner
+        if runner.python is not None:
+            words = started_by(words, RUNNER_PYTHON, runner.python)
         try:
             runner.send(words, stdin, limit)
         except (RunnerGone, OSError, paramiko.SSHException):
-            self._drop_runner(alive)
+            self._drop_runner()
             return None
         try:
-            return runner.receive(limit, alive)
+            return runner.receive(limit, self._alive)
         except (RunnerGone, OSError, paramiko.SSHException) as exc:
-            self._drop_runner(alive)
+            self._drop_runner()
             return None, "", f"labctl: the command runner stopped answering: {exc}"
 
-    def _drop_runner(self, alive: Callable[[], bool]) -> None:
+    def _alive(self) -> bool:
+        """Does the connection still answer (a keepalive round trip)?"""
+        client = self._client
+        return _answers(client.get_transport() if client is not None else None)
+
+    def _drop_runner(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.close()
-        if not alive():
+        if not self._alive():
             raise EOFError("the connection closed")
 
     def put(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:

@@ -52,6 +52,19 @@ def test_ssh_reaches_servers_with_strict_host_keys(lab: LabInfo, lab_ssh: Callab
         assert f"{lab.hosts[role].address}/24" in rest
 
 
+def test_a_login_on_a_lab_host_runs_the_hosts_shell_start_up_not_the_operators(
+        lab: LabInfo, lab_ssh: Callable) -> None:
+    """root's `.bashrc` / `.profile` on a lab host are the host's own (bound over the
+    operator's in sshd's mount namespace); the operator's stay as they are."""
+    show = 'for f in .bashrc .profile; do if [ -f ~/$f ]; then cat ~/$f; else echo none; fi; done'
+    own = (lab.hosts["target"].dir / "host.bashrc").read_text()
+    assert "lab host target" in own
+    res = lab_ssh(lab, "target").run(show, hide=True)
+    assert res.stdout in (own * 2, own + "none\n", "none\n" + own, "none\nnone\n")
+    here = subprocess.run(["sh", "-c", show], capture_output=True, text=True, check=True)
+    assert "lab host" not in here.stdout
+
+
 def test_ssh_rejects_unknown_host_key(lab: LabInfo, tmp_path: Path) -> None:
     import paramiko
     from fabric import Connection

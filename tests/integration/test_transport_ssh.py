@@ -13,6 +13,7 @@ from labctl.lab import LabInfo
 from labctl.lab.inventory import render_lab_inventory
 from labctl.transport import HostPool
 from labctl.transport.base import TIMEOUT_EXIT
+from labctl.transport.batch import run_batch
 from labctl.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,12 @@ def test_the_persistent_runner_answers_like_exec_requests(lab: LabInfo, tmp_path
         assert [r.exit_code for r in by_runner][:2] == [3, 0]
         assert t._runner is not None and e._runner is None
         pid = t._runner.pid
+        # python3 is the runner's own interpreter (no wrapper started again), in a batch too
+        exe = ["python3", "-c", "import sys; print(sys.executable)"]
+        assert t._runner.python and t.run(exe).check().stdout == t._runner.python + "\n"
+        batch = run_batch(t, [exe, ["echo", "python3"]])
+        assert batch is not None and [r.stdout for r in batch] == [t._runner.python + "\n",
+                                                                   "python3\n"]
         for _ in range(20):
             t.run(["true"]).check()
         assert t._runner is not None and t._runner.pid == pid       # one runner throughout

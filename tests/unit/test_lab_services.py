@@ -68,6 +68,11 @@ def test_sshd_runs_with_absolute_path_and_hostname() -> None:
     assert "unshare" in argv and "--uts" in argv
     assert "/usr/sbin/sshd" in argv
     assert argv[argv.index("sh") + 1] == "target"
+    # root's shell start-up files: the host's own, bound in a mount namespace of sshd's
+    assert argv[argv.index("sh") + 2:argv.index("sh") + 4] == [
+        services.ROOT_HOME, "/run/labctl-lab/u1/target/host.bashrc"]
+    assert "--mount" in argv and "mount --bind" in argv[argv.index("-c") + 1]
+    assert "lab host target" in services.render_host_rc(INFO, INFO.hosts["target"])
 
 
 def test_known_hosts_lines() -> None:

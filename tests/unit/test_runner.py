@@ -117,7 +117,7 @@ def test_the_agent_can_be_quoted_for_the_login_shell() -> None:
 # ---------------------------------------------------------------------------- the agent
 
 def test_commands_run_like_an_exec_request(runner: Runner) -> None:
-    assert isinstance(runner.pid, int)
+    assert isinstance(runner.pid, int) and runner.python == sys.executable
     assert call(runner, ["sh", "-c", "echo out; echo err >&2; exit 3"]) == (3, "out\n", "err\n")
     assert call(runner, ["cat"], stdin="line one\nline two\n") == (0, "line one\nline two\n", "")
     assert call(runner, ["cat"]) == (0, "", "")                       # stdin at EOF, no hang
