@@ -18,8 +18,9 @@ Topology of lab N (namespaces lc-<name>-<role>, plus lc-<name>-router):
 Services: sshd on online/target/assistant (own ed25519 host key, key-only root login, hostname =
 role via a UTS namespace; <dir>/known_hosts lists the three host keys, <dir>/id_ed25519 is the
 operator key; a login on a lab host runs the host's own shell start-up, <host dir>/host.bashrc
-bound over root's `.bashrc` and `.profile` in sshd's mount namespace, not the operator's); nginx on online and target, port 80, with <host dir>/{nginx.conf,nginx.pid,
-access.log,bodies.log,error.log}. Virtual hosts: the default server (named after the role) and
+bound over root's `.bashrc` and `.profile` in sshd's mount namespace, not the operator's);
+nginx on online and target, port 80, with <host dir>/{nginx.conf,nginx.pid,access.log,
+bodies.log,error.log}. Virtual hosts: the default server (named after the role) and
 `a.example`, `b.example`, each with the same endpoints: `/` small page, `/echo` (POST: the whole
 body is read, the answer is its length + newline), `/api/...` (GET/HEAD/OPTIONS: "api";
 other methods: like /echo), `/static/...` ("static"), `/slow` (32 KiB at 16 KiB/s: about 1 s),

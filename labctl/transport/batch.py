@@ -8,7 +8,6 @@ run alone (exit 127 when the tool is missing, as with a single command).
 
     argv = batch_argv(argvs, token)         # pure
     results = split(result, argvs, token)   # pure; None if the output is not a whole batch
-    started_by(argv, "python3", path)       # pure: python3 run as `path` (the runner's)
     frame(results, token)                   # pure: what a host prints (FakeTransport uses it)
 
 On a host where commands go through sudo (`transport.wants_sudo`), each argv inside the batch
@@ -108,22 +107,6 @@ def unbatch_argv(argv: Sequence[str]) -> Optional[tuple[str, list[tuple[str, ...
         argvs.append(tuple(rest[1:1 + n]))
         rest = rest[1 + n:]
     return token, argvs
-
-
-def started_by(argv: Sequence[str], program: str, path: str) -> list[str]:
-    """`argv` with every command that starts with `program` started by `path` instead: argv
-    itself, or each argv of a batch or chain; the rest word for word (pure)."""
-    def swap(words: Sequence[str]) -> list[str]:
-        return [path, *words[1:]] if list(words[:1]) == [program] else list(words)
-    chain = unchain_argv(argv)
-    if chain is not None:
-        token, at, argvs = chain
-        return chain_argv([swap(a) for a in argvs], token, at)
-    batch = unbatch_argv(argv)
-    if batch is not None:
-        token, argvs = batch
-        return batch_argv([swap(a) for a in argvs], token)
-    return swap(argv)
 
 
 def frame(results: Sequence[Result], token: str) -> str:

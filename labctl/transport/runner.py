@@ -23,13 +23,16 @@ whose runner does not say hello (no python3) falls back to one exec request per 
 The environment of the commands is that of the login shell that started the runner, as for an
 exec request: the shell hands over its variable names and PATH before python3 starts, so
 what a wrapper (a pyenv shim) or python3 itself (PEP 538's LC_CTYPE) adds is left out.
-The hello also names the interpreter the runner is (`sys.executable`: the `python3` the login
-shell's PATH finds, past any wrapper), and the commands labctl sends through the runner that
-start with `python3` (alone, or inside a batch or chain) start with that path instead
-(labctl.transport.ssh, `batch.started_by`): the same interpreter, without a wrapper's start
-each time (a pyenv shim costs ~65 ms of CPU per `python3`; an 18-host `up` starts ~70 of them:
-`detach`, the dead-man timer, facts, TCP probes). Nothing is written on the host; the runner
-ends with its channel.
+A batch or chain of labctl.transport.batch goes as its argvs (`{"batch": [...], "token": ...,
+"chain": bool, "stdin_at": k}`): the runner runs them one by one and answers the very frames
+the batch's sh script prints, without that sh and its `mktemp`, `rm` and `cat`s (`cat FILE...`
+is read in-process, with cat's errors): a status poll of a daemon is one read of three files,
+not six processes. The hello also names the interpreter the runner is (`sys.executable`: the
+`python3` the login shell's PATH finds, past any wrapper), and every argv sent that starts
+with `python3` (alone or in a batch) starts with that path instead (`request`): the same
+interpreter, without a wrapper's start each time (a pyenv shim costs ~65 ms of CPU per
+`python3`; an 18-host `up` starts ~70 of them: `detach`, the dead-man timer, facts, TCP
+probes). Nothing is written on the host; the runner ends with its channel.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import paramiko
 
+from labctl.transport.batch import unbatch_argv, unchain_argv
+
 VERSION = 1
 #: How long the runner may take to say hello (its login shell and python3 starting).
 START_TIMEOUT = 20.0
@@ -49,7 +54,7 @@ GRACE = 5.0
 
 # Python 3.5+ and PyPy, stdlib only: it runs on the host's python3, whatever its version.
 AGENT = r"""
-import json, os, signal, subprocess, sys
+import json, os, signal, subprocess, sys, time
 i, o = sys.stdin.buffer, sys.stdout.buffer
 # the environment of the login shell: what a wrapper of python3 (a pyenv shim) or python3
 # itself (LC_CTYPE, PEP 538) added since is not for the commands
@@ -64,17 +69,28 @@ def send(doc):
     body = json.dumps(doc).encode()
     o.write(str(len(body)).encode() + b"\n" + body)
     o.flush()
-def run(req):
-    argv = req["argv"]
+def cat(paths):
+    # `cat FILE...` without a process: its output, and its errors as cat words them
+    out, err, code = [], [], 0
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                out.append(f.read())
+        except OSError as exc:
+            err.append(("cat: %s: %s\n" % (path, exc.strerror)).encode())
+            code = 1
+    return code, b"".join(out), b"".join(err)
+def one(argv, data, timeout):
+    if argv[0] == "cat" and len(argv) > 1 and not [a for a in argv[1:] if a[:1] in ("-", "")]:
+        return cat(argv[1:])
     try:
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, start_new_session=True, env=ENV)
     except OSError as exc:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
-        return {"code": code, "out": "", "err": "%s: %s\n" % (argv[0], exc.strerror)}
-    data = (req.get("stdin") or "").encode()
+        return code, b"", ("%s: %s\n" % (argv[0], exc.strerror)).encode()
     try:
-        out, err = p.communicate(data, timeout=req.get("timeout"))
+        out, err = p.communicate(data, timeout=timeout)
         code = p.returncode
     except subprocess.TimeoutExpired:
         try:
@@ -89,8 +105,34 @@ def run(req):
         code = None
     if code is not None and code < 0:
         code = 128 - code
-    return {"code": code, "out": out.decode("utf-8", "replace"),
-            "err": err.decode("utf-8", "replace")}
+    return code, out, err
+def text(data):
+    return data.decode("utf-8", "replace")
+def batch(req):
+    # a batch of labctl (or a chain: it stops after the first failure), in the frames the sh
+    # script of labctl.transport.batch prints, without that sh, its mktemp and rm
+    tok, at, chain = req["token"], req.get("stdin_at", -1), req.get("chain")
+    data, limit = (req.get("stdin") or "").encode(), req.get("timeout")
+    end = None if limit is None else time.monotonic() + limit
+    parts = []
+    for k, argv in enumerate(req["batch"]):
+        parts.append(("%s out\n" % tok).encode())
+        left = None if end is None else max(0.0, end - time.monotonic())
+        code, out, err = one(argv, data if k == at else b"", left)
+        parts.append(out)
+        if code is None:
+            return {"code": None, "out": text(b"".join(parts)), "err": ""}
+        parts.append(("\n%s err %d\n" % (tok, code)).encode())
+        parts.append(err)
+        parts.append(("\n%s end\n" % tok).encode())
+        if chain and code != 0:
+            break
+    return {"code": 0, "out": text(b"".join(parts)), "err": ""}
+def run(req):
+    if "batch" in req:
+        return batch(req)
+    code, out, err = one(req["argv"], (req.get("stdin") or "").encode(), req.get("timeout"))
+    return {"code": code, "out": text(out), "err": text(err)}
 o.write(b"\n@MARKER@\n")
 send({"runner": @VERSION@, "pid": os.getpid(), "python": sys.executable})
 while True:
@@ -121,6 +163,27 @@ def command(python: str = PYTHON) -> str:
     """The exec request that starts the runner (the agent has no single quote: asserted)."""
     assert "'" not in AGENT
     return f"{SNAPSHOT}exec {python} -I -S -u -c '{AGENT}'"
+
+
+def request(argv: Sequence[str], stdin: Optional[str], limit: float,
+            python: Optional[str] = None) -> dict[str, Any]:
+    """The request for `argv` (pure): a batch or chain of labctl.transport.batch as its argvs
+    (the runner runs them one by one and prints the script's frames: no `sh`, `mktemp`, `rm`,
+    `cat` of plain files in-process), any other argv as it is; with `python` (the runner's
+    interpreter), every argv that starts with `python3` starts with that path instead."""
+    def own(words: Sequence[str]) -> list[str]:
+        return [python, *words[1:]] if python and list(words[:1]) == [PYTHON] else list(words)
+    chain = unchain_argv(argv)
+    if chain is not None:
+        token, at, argvs = chain
+        return {"batch": [own(a) for a in argvs], "token": token, "chain": True,
+                "stdin_at": at, "stdin": stdin, "timeout": limit}
+    batch = unbatch_argv(argv)
+    if batch is not None:
+        token, argvs = batch
+        return {"batch": [own(a) for a in argvs], "token": token, "stdin": stdin,
+                "timeout": limit}
+    return {"argv": own(argv), "stdin": stdin, "timeout": limit}
 
 
 class RunnerGone(Exception):
@@ -190,8 +253,9 @@ class Runner:
         return runner
 
     def send(self, argv: Sequence[str], stdin: Optional[str], limit: float) -> None:
-        """Ask the runner to run argv (its stdin `stdin` then EOF, killed after `limit` s)."""
-        self.channel.sendall(encode({"argv": list(argv), "stdin": stdin, "timeout": limit}))
+        """Ask the runner to run argv (its stdin `stdin` then EOF, killed after `limit` s;
+        a batch or chain as its argvs, `python3` as the runner's own: `request`)."""
+        self.channel.sendall(encode(request(argv, stdin, limit, self.python)))
 
     def receive(self, limit: float, alive: Callable[[], bool]
                 ) -> tuple[Optional[int], str, str]:

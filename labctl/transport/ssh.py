@@ -31,8 +31,7 @@ from labctl.errors import RemoteError
 from labctl.inventory.models import HostSpec, SSHOptions
 from labctl.transport import files
 from labctl.transport.base import TIMEOUT_EXIT, ConnectionLost, Result
-from labctl.transport.batch import SUDO_PREFIX, started_by
-from labctl.transport.runner import PYTHON as RUNNER_PYTHON
+from labctl.transport.batch import SUDO_PREFIX
 from labctl.transport.runner import Runner, RunnerGone
 from labctl.transport.sshroute import Endpoint, Route, load_ssh_config, resolve_route
 from labctl.transport.trace import traced
@@ -261,8 +260,8 @@ class SSHTransport:
         did not reach a runner: the caller then uses an exec request. A command the runner
         took is never run again: if its answer does not come, it is reported as timed out.
         A runner that failed is closed (a new one starts next time); a lost connection
-        raises EOFError. `python3` starting the command (or a command of a batch) is the
-        runner's own interpreter (runner.py: no wrapper's start each time)."""
+        raises EOFError. A batch runs as its argvs, `python3` as the runner's own interpreter
+        (`runner.request`)."""
         transport = self._transport()
         if self._runner is None:
             try:
@@ -271,8 +270,6 @@ class SSHTransport:
                 self._runner_ok = False
                 return None
         runner = self._runner
-        if runner.python is not None:
-            words = started_by(words, RUNNER_PYTHON, runner.python)
         try:
             runner.send(words, stdin, limit)
         except (RunnerGone, OSError, paramiko.SSHException):

@@ -16,13 +16,11 @@ from labctl.transport import FakeTransport, LocalTransport
 from labctl.transport.base import Result
 from labctl.transport.batch import (
     batch_argv,
-    chain_argv,
     frame,
     new_token,
     run_batch,
     run_chain,
     split,
-    started_by,
     unbatch_argv,
     unchain_argv,
 )
@@ -182,15 +180,3 @@ def test_the_fake_answers_a_chain_like_a_host() -> None:
     assert fake.files["/j"] == b"J" and unchain_argv(("sh", "-c", "true")) is None
     assert fake.commands[1:] == [("a",), ("b",)]
 
-
-def test_started_by_swaps_the_program_of_each_command_and_nothing_else() -> None:
-    py = "/opt/py/bin/python3.11"
-    argvs = [("python3", "--version"), ("echo", "python3"), ("sudo", "-n", "--", "python3"),
-             ("python3",), ("python3x", "-c", "pass")]
-    assert started_by(["python3", "-c", "python3"], "python3", py) == [py, "-c", "python3"]
-    assert started_by(["ls", "python3"], "python3", py) == ["ls", "python3"]
-    batch = unbatch_argv(started_by(batch_argv(argvs, "T"), "python3", py))
-    assert batch == ("T", [(py, "--version"), ("echo", "python3"),
-                           ("sudo", "-n", "--", "python3"), (py,), ("python3x", "-c", "pass")])
-    chain = unchain_argv(started_by(chain_argv(argvs[:2], "T", 1), "python3", py))
-    assert chain == ("T", 1, [(py, "--version"), ("echo", "python3")])

@@ -9,10 +9,14 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
+from labctl.transport import LocalTransport
+from labctl.transport.base import TIMEOUT_EXIT, Result
+from labctl.transport.batch import batch_argv, chain_argv, run_batch, run_chain, split
 from labctl.transport.runner import (
     AGENT,
     MARKER,
@@ -22,6 +26,7 @@ from labctl.transport.runner import (
     command,
     decode,
     encode,
+    request,
 )
 
 
@@ -164,6 +169,76 @@ def test_commands_get_the_login_shells_environment_not_pythons() -> None:
         assert "\nLABCTL_RUNNER_" not in "\n" + call(r, ["env"])[1]
     finally:
         r.close()
+
+
+def test_a_request_carries_a_batch_as_its_argvs_and_python3_as_the_runners() -> None:
+    py = "/opt/py/bin/python3.11"
+    argvs = [("python3", "--version"), ("echo", "python3"), ("sudo", "-n", "--", "python3"),
+             ("python3x", "-c", "pass")]
+    assert request(["python3", "-c", "python3"], None, 5, py) == {
+        "argv": [py, "-c", "python3"], "stdin": None, "timeout": 5}
+    assert request(["python3"], "in", 5)["argv"] == ["python3"]          # interpreter unknown
+    assert request(batch_argv(argvs, "T"), None, 5, py) == {
+        "batch": [[py, "--version"], ["echo", "python3"], ["sudo", "-n", "--", "python3"],
+                  ["python3x", "-c", "pass"]], "token": "T", "stdin": None, "timeout": 5}
+    chain = request(chain_argv(argvs[:2], "T", 1), "text", 5, py)
+    assert chain["chain"] is True and chain["stdin_at"] == 1 and chain["stdin"] == "text"
+    assert chain["batch"] == [[py, "--version"], ["echo", "python3"]]
+
+
+class ByRunner:
+    """A Transport that runs every argv through a local runner (batches as the runner's)."""
+
+    def __init__(self, r: Runner) -> None:
+        self.host, self.r = "local", r
+
+    def wants_sudo(self, sudo: bool) -> bool:
+        return False
+
+    def run(self, argv: list[str], *, sudo: bool = True, timeout: Optional[float] = None,
+            stdin: Optional[str] = None) -> Result:
+        code, out, err = call(self.r, argv, stdin, 10.0 if timeout is None else timeout)
+        return Result("local", tuple(argv), TIMEOUT_EXIT if code is None else code, out, err)
+
+
+def test_a_batch_through_the_runner_gives_what_its_sh_script_gives(
+        runner: Runner, tmp_path: Path) -> None:
+    """The same Results, byte for byte, as the batch's sh script run by a shell: output,
+    stderr, exit codes (127 missing tool, 128+N signal), `cat` of files read in-process with
+    cat's own errors, arguments never expanded; a chain stops at the first failure and feeds
+    its stdin to one argv."""
+    (tmp_path / "a").write_bytes(b"first\n")
+    argvs = [("echo", "hi there"), ("sh", "-c", "printf x; echo oops >&2; exit 3"),
+             ("labctl-no-such-tool",), ("printf", "%s", 'a b $(x) "q" `y` ;'),
+             ("cat", str(tmp_path / "a"), str(tmp_path / "missing"), str(tmp_path / "a")),
+             ("cat", str(tmp_path)), ("sh", "-c", "kill -9 $$"), ("cat",), ("printf", "two\n\n")]
+    by_sh = run_batch(LocalTransport("local"), argvs)
+    by_runner = run_batch(ByRunner(runner), argvs)        # type: ignore[arg-type]
+    assert by_sh is not None and by_runner is not None
+    # a missing tool (2) and a signal (6): the same codes; the shell's words are its own
+    assert "labctl-no-such-tool" in by_runner[2].stderr and by_sh[6].stderr == "Killed\n"
+    same = [0, 1, 3, 4, 5, 7, 8]
+    assert [by_runner[i] for i in same] == [by_sh[i] for i in same]
+    assert [r.exit_code for r in by_sh] == [0, 3, 127, 0, 1, 1, 137, 0, 0]
+    assert [r.exit_code for r in by_runner] == [0, 3, 127, 0, 1, 1, 137, 0, 0]
+    assert by_runner[4].stderr == f"cat: {tmp_path / 'missing'}: No such file or directory\n"
+    chain = [("cat",), ("sh", "-c", "cat >&2; exit 4"), ("touch", str(tmp_path / "never"))]
+    want = run_chain(LocalTransport("local"), chain, stdin="the text\n", stdin_at=1)
+    got = run_chain(ByRunner(runner), chain, stdin="the text\n", stdin_at=1)  # type: ignore
+    assert want is not None and got == want and len(got) == 2
+    assert got[1].stderr == "the text\n" and not (tmp_path / "never").exists()
+
+
+def test_a_batch_cut_by_its_timeout_answers_what_ran_and_the_runner_goes_on(
+        runner: Runner) -> None:
+    argvs = [["echo", "done"], ["sh", "-c", "echo started; sleep 30"], ["echo", "never"]]
+    code, out, _ = call(runner, chain_argv(argvs, "T", -1), timeout=1.0)
+    assert code is None
+    got = split(Result("h", (), TIMEOUT_EXIT, out, "labctl: timed out"), argvs, "T",
+                prefix=True)
+    assert got is not None and [r.exit_code for r in got] == [0, TIMEOUT_EXIT]
+    assert got[0].stdout == "done\n" and "never" not in out
+    assert call(runner, ["echo", "next"]) == (0, "next\n", "")
 
 
 def test_no_python_no_runner() -> None:
