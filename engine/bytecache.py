@@ -9,8 +9,10 @@ first on `sys.meta_path` for `engine` and its submodules that loads the code obj
 the zip and writes that file (atomically: a temporary file, then a rename), so the next start
 of any tool on that host and interpreter only unmarshals.
 
-`<key>` is the interpreter's cache tag (`cpython-311`, `pypy39`) and the first 16 hex digits
-of the pyz's sha256: a new engine never runs old code, and older engines' directories are
+`<key>` is the interpreter's cache tag (`cpython-311`, `pypy39`) and the engine's build id, a
+hash of its files that labctl.up.ship writes into the zipapp's `__main__.py` (hashing the pyz
+at each start would import hashlib, which under PyPy loads OpenSSL: ~0.08 s of CPU per start):
+a new engine never runs old code, and older engines' directories are
 removed when a new one is made (another interpreter's of the same engine stays: `detach` runs
 under python3, the daemon maybe under pypy3). A cache file that does not start with this
 interpreter's magic number, or does not unmarshal, is compiled again. Any error of the cache
@@ -22,7 +24,6 @@ Tracebacks name `<pyz>/engine/<module>.py`, as zipimport's do.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -37,12 +38,12 @@ CACHE_DIR = ".labctl-engine-cache"
 PACKAGE = "engine"
 
 
-def cache_key(pyz: str) -> str:
-    """This interpreter's cache tag and the pyz's content hash (16 hex digits)."""
-    with open(pyz, "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+def cache_key(build: str) -> str:
+    """This interpreter's cache tag and the engine's build id (ValueError: not a hex id)."""
+    if not 8 <= len(build) <= 64 or build.strip("0123456789abcdef"):
+        raise ValueError(f"not an engine build id: {build!r}")
     tag = sys.implementation.cache_tag or sys.implementation.name
-    return f"{tag}-{digest}"
+    return f"{tag}-{build}"
 
 
 class ZipBytecodeFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -154,13 +155,14 @@ def _remove_tree(path: str) -> None:
         pass
 
 
-def install(pyz: str) -> Optional[ZipBytecodeFinder]:
-    """Put the caching finder first on sys.meta_path for the engine in `pyz` (a zip file);
-    None (nothing changed) when `pyz` is no zip or the cache directory cannot be made."""
+def install(pyz: str, build: str) -> Optional[ZipBytecodeFinder]:
+    """Put the caching finder first on sys.meta_path for the engine in `pyz` (a zip file)
+    of build `build`; None (nothing changed) when `pyz` is no zip, `build` no build id or the
+    cache directory cannot be made."""
     try:
-        key = cache_key(pyz)
+        key = cache_key(build)
         finder = ZipBytecodeFinder(pyz, "")
-    except (OSError, zipimport.ZipImportError):
+    except (OSError, ValueError, zipimport.ZipImportError):
         return None
     cache = _prepare(os.path.join(os.path.dirname(os.path.abspath(pyz)), CACHE_DIR), key)
     if cache is None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import platform
 import sys
 from pathlib import PurePath
 from typing import List, Mapping, Optional, Sequence
@@ -59,7 +58,7 @@ def reexec_argv(executable: str, argv: Sequence[str], environ: Mapping[str, str]
 def ensure_gc_settings() -> None:
     """Under PyPy without ``GC_ENV`` in the environment: set it and exec the same command
     again (does not return then). Any failure to exec leaves the process running as it is."""
-    is_pypy = platform.python_implementation() == "PyPy"
+    is_pypy = sys.implementation.name == "pypy"
     argv = reexec_argv(sys.executable, sys.argv, os.environ, is_pypy)
     if argv is None:
         return
@@ -73,7 +72,7 @@ def ensure_gc_settings() -> None:
 
 def gc_banner() -> Optional[str]:
     """``PyPy GC: nursery 4.0 MB (PYPY_GC_NURSERY=4MB)``, or None under CPython."""
-    if platform.python_implementation() != "PyPy":
+    if sys.implementation.name != "pypy":
         return None
     stats = gc.get_stats()     # PyPy's gc only
     nursery = str(getattr(stats, "nursery_size", "?"))

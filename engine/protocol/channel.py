@@ -7,8 +7,8 @@ deadline and closing. The wire format is ``engine.protocol.wire``.
 
 from __future__ import annotations
 
-import hmac
 import os
+from _operator import _compare_digest as same_digest  # hmac.compare_digest, without hmac
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from engine import INTERNAL_VERSION
@@ -152,7 +152,7 @@ class ServerChannel(_Channel):
             return False
         nonce_c, mac = bytes(buf[4:20]), bytes(buf[20:RESPONSE_SIZE])
         assert self._key is not None
-        if not hmac.compare_digest(mac, client_mac(self._key, self._nonce, nonce_c)):
+        if not same_digest(mac, client_mac(self._key, self._nonce, nonce_c)):
             events.append(self._close("bad authentication code", auth_failed=True))
             return False
         del buf[:RESPONSE_SIZE]
@@ -289,7 +289,7 @@ class ClientChannel(_Channel):
                 events.append(self._close("intercept sent no proof", auth_failed=True))
             return False
         want = PROOF_MAGIC + server_mac(key, self._server_nonce, self._nonce)
-        if not hmac.compare_digest(bytes(buf[:PROOF_SIZE]), want):
+        if not same_digest(bytes(buf[:PROOF_SIZE]), want):
             events.append(self._close("intercept proof is wrong", auth_failed=True))
             return False
         del buf[:PROOF_SIZE]

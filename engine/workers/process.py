@@ -36,7 +36,6 @@ import select
 import signal
 import sys
 import time
-import traceback
 from functools import partial
 from typing import Any, Callable, Dict, NamedTuple, NoReturn, Optional
 
@@ -118,9 +117,9 @@ def _child(index: int, parent: int, run_worker: Callable[[int], int],
         code = run_worker(index)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:     # a worker must never return into the parent's code
-        with contextlib.suppress(Exception):
-            traceback.print_exc()
+    except BaseException as exc:     # a worker must never return into the parent's code
+        with contextlib.suppress(Exception):    # the traceback, without importing traceback
+            sys.excepthook(type(exc), exc, exc.__traceback__)
         code = 1
     finally:
         with contextlib.suppress(Exception):

@@ -31,10 +31,19 @@ INTERPRETER = "/usr/bin/env python3"
 #: Zip timestamps are fixed so the archive bytes depend only on the sources.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 #: The zipapp's entry: the engine's bytecode cache first (engine.bytecache: Python writes no
-#: bytecode for a zip, so every start compiled the engine), then the tool asked for.
-MAIN_PY = (b"import os, sys\nfrom engine.bytecache import install\n"
-           b"install(os.path.dirname(os.path.abspath(__file__)))\n"
-           b"from engine.__main__ import main\nsys.exit(main())\n")
+#: bytecode for a zip, so every start compiled the engine), keyed by the build id (`build_id`),
+#: then the tool asked for.
+MAIN_PY = ("import os, sys\nfrom engine.bytecache import install\n"
+           "install(os.path.dirname(os.path.abspath(__file__)), {build!r})\n"
+           "from engine.__main__ import main\nsys.exit(main())\n")
+
+
+def build_id(files: list[tuple[str, bytes]]) -> str:
+    """The engine's build id: 16 hex digits of a sha256 over its files' names and bytes."""
+    h = hashlib.sha256()
+    for name, data in files:
+        h.update(b"%d:%s\0%d:" % (len(name), name.encode(), len(data)) + data)
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,8 @@ def zip_bytes(files: list[tuple[str, bytes]]) -> bytes:
     """A deterministic zip (no shebang yet) holding `files` plus a root `__main__.py`."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in [("__main__.py", MAIN_PY), *files]:
+        main = MAIN_PY.format(build=build_id(files)).encode()
+        for name, data in [("__main__.py", main), *files]:
             info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -3,6 +3,7 @@ then loads it from `.labctl-engine-cache/` (also run under PyPy: ENGINE_TESTS)."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -10,15 +11,16 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import engine
 
 ENGINE_DIR = Path(engine.__file__).resolve().parent
 
 #: A zipapp entry that installs the cache, imports a daemon and reports the finder's counts.
-MAIN = b"""import json, os, sys
+MAIN = """import json, os, sys
 from engine.bytecache import install
-finder = install(os.path.dirname(os.path.abspath(__file__)))
+finder = install(os.path.dirname(os.path.abspath(__file__)), BUILD)
 import engine.tcpcopy.cli
 import engine.intercept
 print(json.dumps({"installed": finder is not None,
@@ -27,16 +29,21 @@ print(json.dumps({"installed": finder is not None,
 """
 
 
-def make_pyz(where: Path, main: bytes = MAIN, extra: str = "") -> Path:
+def make_pyz(where: Path, extra: str = "", build: Optional[str] = None) -> Path:
+    """A zipapp of this engine (plus `engine/_extra.py`) with a build id (by default a hash of
+    its files, as labctl.up.ship makes it)."""
     where.mkdir(parents=True, exist_ok=True)
     pyz = where / "labctl-engine.pyz"
+    files = [("engine/" + p.relative_to(ENGINE_DIR).as_posix(), p.read_bytes())
+             for p in sorted(ENGINE_DIR.rglob("*.py")) if "__pycache__" not in p.parts]
+    if extra:
+        files.append(("engine/_extra.py", extra.encode()))
     with zipfile.ZipFile(pyz, "w") as zf:
-        zf.writestr("__main__.py", main)
-        for path in sorted(ENGINE_DIR.rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                zf.write(path, "engine/" + path.relative_to(ENGINE_DIR).as_posix())
-        if extra:
-            zf.writestr("engine/_extra.py", extra)
+        if build is None:
+            build = hashlib.sha256(b"".join(n.encode() + d for n, d in files)).hexdigest()[:16]
+        zf.writestr("__main__.py", MAIN.replace("BUILD", repr(build)))
+        for name, data in files:
+            zf.writestr(name, data)
     return pyz
 
 
@@ -95,3 +102,8 @@ def test_an_unwritable_cache_costs_only_the_compile(tmp_path: Path) -> None:
     (host / ".labctl-engine-cache").write_text("not a directory")
     got = run(pyz)
     assert got["installed"] is False and got["file"].endswith("cli.py")   # zipimport's way
+
+
+def test_a_pyz_without_a_build_id_runs_without_the_cache(tmp_path: Path) -> None:
+    got = run(make_pyz(tmp_path / "host", build="../x"))
+    assert got["installed"] is False and not (tmp_path / "host" / ".labctl-engine-cache").exists()

@@ -37,7 +37,12 @@ def test_content_change_changes_hash(tmp_path: Path) -> None:
     src = _src(tmp_path)
     a = ship.build_engine(src, tmp_path / "c")
     (src / "extra.py").write_text("X = 1\n")
-    assert ship.build_engine(src, tmp_path / "c").sha256 != a.sha256
+    b = ship.build_engine(src, tmp_path / "c")
+    assert b.sha256 != a.sha256
+    # the build id the bytecode cache is keyed by (engine.bytecache) changed with it
+    mains = [zipfile.ZipFile(x.path).read("__main__.py").decode() for x in (a, b)]
+    ids = [ship.build_id(ship.engine_files(src))]
+    assert repr(ids[0]) in mains[1] and repr(ids[0]) not in mains[0]
 
 
 def test_zipapp_runs_engine_main(tmp_path: Path) -> None:
