@@ -9,7 +9,9 @@ For each size it builds its own lab (name ``<--lab-prefix><size><random>``), the
 each, as a user runs it; `--json` so no progress is drawn) and times them from process start to
 exit. ``--against DIR`` also times the labctl of another checkout (e.g. main, before this
 change) on the same lab, interleaved with ours round by round (the order swapped every round),
-so both see the same load. Every `up` must exit 0 and start one tcpcopy per online host; every
+so both see the same load; each checkout has its own state dir on the hosts (its engine and
+bytecode cache stay warm between its rounds). Round 1 of each uploads and compiles its
+engine. Every `up` must exit 0 and start one tcpcopy per online host; every
 `down` must exit 0. The lab is destroyed at the end, even on failure. Prints a table (median
 and each round) and the same figures as JSON (stdout with ``--json``, a file with ``--out``).
 Goals (issue 12): `up` <= 5 s / 10 s and `down` <= 3 s / 6 s for 3 / 18 hosts.
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import secrets
 import statistics
 import string
@@ -87,13 +90,19 @@ def one_size(online: int, rounds: int, parallel: int, prefix: str,
     out["lab_build_s"] = round(time.monotonic() - t0, 2)
     try:
         inv = tmp / "inventory.yaml"
-        inv.write_text(render_lab_inventory(info))
+        text = render_lab_inventory(info)
+        inv.write_text(text)
+        # the other checkout's own state dir on the hosts: each keeps its engine zipapp and
+        # bytecode cache there, as a user's next `up` finds them (one dir for both would
+        # upload and compile the other's engine at every `up`)
+        other = tmp / "inventory-against.yaml"
+        other.write_text(re.sub(r"(?m)^(state_dir: .*)$", r"\1-against", text))
         for r in range(rounds):
-            runs = [("", ROOT, parallel)]
+            runs = [("", ROOT, parallel, inv)]
             if against is not None:
-                runs.insert(r % 2, ("against_", against, None))   # swapped every round
-            for key, root, par in runs:
-                secs_up, secs_down = up_down(root, inv, env, online, par)
+                runs.insert(r % 2, ("against_", against, None, other))   # swapped every round
+            for key, root, par, inv_of in runs:
+                secs_up, secs_down = up_down(root, inv_of, env, online, par)
                 out[f"{key}up"].append(secs_up)
                 out[f"{key}down"].append(secs_down)
     finally:
