@@ -17,7 +17,7 @@ import time
 from pathlib import PurePosixPath
 from typing import Callable, Optional
 
-from labctl.errors import RemoteError
+from labctl.errors import LabctlError, RemoteError
 from labctl.hosts.journal import DeadmanRecord, journal_path
 from labctl.hosts.supervision import HOST_PYTHON
 from labctl.transport.base import Result, Transport
@@ -127,6 +127,7 @@ def cancel(
         return
     transport.run(["kill", "-TERM", str(pid)], sudo=sudo)
     deadline = clock() + wait
+    pause = 0.02     # a timer that was only waiting exits at once: look again soon, then less
     while timer_pid(transport, record, sudo) is not None:
         if clock() > deadline:
             raise RemoteError(
@@ -134,7 +135,26 @@ def cancel(
                 hint=f"inspect {record.pid_file} and the deadman.log next to it",
                 host=transport.host,
             )
-        sleep(0.2)
+        sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+def confirm_fresh(open_fresh: Callable[[], Transport], record: DeadmanRecord, host: str
+                  ) -> DeadmanRecord:
+    """`confirm` over a NEW connection, `open_fresh()` (connected here, closed after): proves
+    a fresh SSH login still works after the host's guarded changes. A failure names the host
+    (it is no cut of the run's own connection: the run rolls back over that one as usual)."""
+    fresh = open_fresh()
+    try:
+        connect = getattr(fresh, "connect", None)
+        if connect is not None:
+            connect()
+        return confirm(fresh, record)
+    except LabctlError as exc:
+        raise RemoteError(f"cannot confirm over a new SSH connection: {exc.message}",
+                          hint=exc.hint, host=host) from exc
+    finally:
+        fresh.close()
 
 
 def confirm(

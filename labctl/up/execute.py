@@ -1,6 +1,7 @@
 """The apply half of `up` (after preflight): lock -> ship -> journals -> changes (each host's
 dead-man timer armed right before its first guarded change) -> daemons -> confirm over NEW
-connections -> log marks -> local state. Any failure undoes what was applied, newest first;
+connections (a host with no daemon left to start, the target, while the others start theirs)
+-> log marks -> local state. Any failure undoes what was applied, newest first;
 a host that a guarded change cut off is left to its own dead-man timer (see `PathCut`).
 `labctl.up.run.up` runs it; the options and report types live in labctl.up.options.
 Daemons are changes of the plan like any other (built by labctl.up.launch): a DAEMON change is
@@ -21,6 +22,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -91,7 +93,8 @@ class UpRun:
             self.ship()
             self.journals()
             self.apply()
-            self.confirm()
+            self.confirm([n for n, r in self.runs.items() if r.journal.state != "up"])
+            self.checkpoint("confirm")
             self.mark_logs()
             self.save_record("up")
             self.checkpoint("state")
@@ -192,7 +195,20 @@ class UpRun:
         first = [c for c in changes if c.daemon is None or c.daemon.ready.kind == "listening"]
         self.stage("apply", first, self.apply_or_start)
         self.checkpoint("changes")
-        self.stage("start", [c for c in changes if c not in first], self.start_daemon)
+        rest = [c for c in changes if c not in first]
+        # the hosts with nothing left to start (the target with its guarded route) are
+        # confirmed while the daemons start elsewhere; the others after them (`run`)
+        done = [n for n in self.runs if n not in {c.host for c in rest}]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="labctl-confirm") as ex:
+            early = ex.submit(self.confirm, done)
+            try:
+                self.stage("start", rest, self.start_daemon)
+            except BaseException:
+                failed = early.exception()   # waits: no confirm runs on during a rollback
+                if isinstance(failed, (LabctlError, OSError)):
+                    self.report.errors.update(host_errors(failed))
+                raise
+            early.result()
         self.checkpoint("daemons")
 
     def apply_or_start(self, change: Change) -> None:
@@ -261,35 +277,26 @@ class UpRun:
             dm.wait_connected(run.transport, rec, timeout=timeout)
         self.checkpoint(f"daemon:{change.daemon.name}")
 
-    def confirm(self) -> None:
-        """Over a NEW connection per host: proves a fresh SSH login still works, then disarms."""
-        self.say("confirming over new SSH connections")
+    def confirm(self, names: list[str]) -> None:
+        """Over a NEW connection per host of `names`: proves a fresh SSH login still works
+        after that host's changes, then disarms its dead-man timer."""
+        if not names:
+            return
+        guarded = [n for n in names if self.runs[n].journal.deadman is not None]
+        if guarded:
+            self.say(f"confirming over new SSH connections ({', '.join(guarded)})")
         factory = self.opts.fresh_factory or self.opts.factory or ssh_factory(self.inv)
 
         def confirm_one(run: HostRun) -> None:
-            name, rec = run.name, run.journal.deadman
-            if rec is None:  # no guarded change on this host: nothing to confirm
-                run.journal.state = "up"
-                run.save()
-                return
-            fresh = factory(self.inv.host(name))
-            try:
-                connect = getattr(fresh, "connect", None)
-                if connect is not None:
-                    connect()
-                deadman.confirm(fresh, rec)
-            except LabctlError as exc:
-                # Not a cut of the run's own connection: roll back over it as usual.
-                raise RemoteError(f"cannot confirm over a new SSH connection: {exc.message}",
-                                  hint=exc.hint, host=name) from exc
-            finally:
-                fresh.close()
+            if run.journal.deadman is not None:   # else no guarded change: nothing to confirm
+                deadman.confirm_fresh(functools.partial(factory, self.inv.host(run.name)),
+                                      run.journal.deadman, run.name)
             run.journal.state = "up"
             run.save()
 
-        for out in self.pool.run(self.runs, confirm_one, "confirm", _run_name).values():
+        runs = {n: self.runs[n] for n in names}
+        for out in self.pool.run(runs, confirm_one, "confirm", _run_name).values():
             out.unwrap()
-        self.checkpoint("confirm")
 
     def note_cut(self, exc: BaseException) -> None:
         """A lost link, or a timeout, on a host with a guarded change in place: that change
