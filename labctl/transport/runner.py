@@ -81,7 +81,7 @@ def cat(paths):
             code = 1
     return code, b"".join(out), b"".join(err)
 def one(argv, data, timeout):
-    if argv[0] == "cat" and len(argv) > 1 and not [a for a in argv[1:] if a[:1] in ("-", "")]:
+    if argv[0] == "cat" and len(argv) > 1 and all(a[:1] not in ("-", "") for a in argv[1:]):
         return cat(argv[1:])
     try:
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -173,17 +173,17 @@ def request(argv: Sequence[str], stdin: Optional[str], limit: float,
     interpreter), every argv that starts with `python3` starts with that path instead."""
     def own(words: Sequence[str]) -> list[str]:
         return [python, *words[1:]] if python and list(words[:1]) == [PYTHON] else list(words)
+    doc: dict[str, Any] = {"stdin": stdin, "timeout": limit}
     chain = unchain_argv(argv)
     if chain is not None:
         token, at, argvs = chain
-        return {"batch": [own(a) for a in argvs], "token": token, "chain": True,
-                "stdin_at": at, "stdin": stdin, "timeout": limit}
-    batch = unbatch_argv(argv)
-    if batch is not None:
+        doc.update(chain=True, stdin_at=at)
+    else:
+        batch = unbatch_argv(argv)
+        if batch is None:
+            return {"argv": own(argv), **doc}
         token, argvs = batch
-        return {"batch": [own(a) for a in argvs], "token": token, "stdin": stdin,
-                "timeout": limit}
-    return {"argv": own(argv), "stdin": stdin, "timeout": limit}
+    return {"batch": [own(a) for a in argvs], "token": token, **doc}
 
 
 class RunnerGone(Exception):
