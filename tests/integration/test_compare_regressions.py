@@ -99,16 +99,20 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         runs = []
         for i in range(10):                      # identical versions: nothing flagged
             before = _copies(info, "target2")
+            started = time.time()
             _traffic(info, 400)
             wait_for(lambda b=before: _copies(info, "target2") >= b + 399, 30,
                      f"run {i}: copies on target2")
-            res = labctl(tmp_path, "compare", "--window", "3s", "--json")
+            # the window covers this run's traffic however long labctl takes to start (a
+            # fixed "3s" missed all of it once on a loaded CI box: "nothing to judge")
+            window = f"{time.time() - started + 1.5:.1f}s"
+            res = labctl(tmp_path, "compare", "--window", window, "--json")
             runs.append(json.loads(res.stdout))
             assert res.returncode in (0, 3), res.stderr
         flagged = [[f["endpoint"] for f in r["flags"]] for r in runs]
         assert all(not f for f in flagged), flagged
-        assert sum(1 for r in runs if r["verdict"]["passed"]) == 10, [
-            r["verdict"] for r in runs]
+        failed = [(i, r["verdict"]) for i, r in enumerate(runs) if not r["verdict"]["passed"]]
+        assert not failed, failed
         _break_candidate(info)
         before = _copies(info, "target2")
         broken_at = time.time()
