@@ -30,12 +30,14 @@ Access log format `labctl` (one line per request):
 
     $remote_addr [$time_iso8601] "$request_method $request_uri $server_protocol" $status
     $body_bytes_sent $request_length "$content_length" $request_time $connection
-    $connection_requests "$http_user_agent" "$host"
+    $connection_requests "$http_user_agent" "$host" $remote_port
 
 e.g. `10.78.1.10 [2026-11-27T07:34:22+00:00] "POST /echo HTTP/1.1" 200 5 1602 "1452" 0.000 2 1
-"curl/7.88.1" "a.example"`. "$content_length" is the request body length ("-" when there is
+"curl/7.88.1" "a.example" 40312`. "$content_length" is the request body length ("-" when there is
 none); "$host" (added for engine.select's host rules; lines of an older lab without it still
-parse as `labctl`) is the Host header without port, or the server name. Compared with nginx's
+parse as `labctl`) is the Host header without port, or the server name; "$remote_port" (the
+client's port: with the address, the unit `-r` samples whole; lines without it still parse)
+lets verify count sampling units when clients reuse ports. Compared with nginx's
 built-in `combined` format
 (`$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"
 "$http_user_agent"`), it drops user and referer and adds the method/URI split, the request length

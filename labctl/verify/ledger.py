@@ -33,6 +33,7 @@ from labctl.verify import ports
 from labctl.verify import selection as sel
 from labctl.verify.attribution import attribute, counter_sum
 from labctl.verify.logparse import LogRecord, endpoint, normalise_uri
+from labctl.verify.sampling import sampling_basis, sampling_sd
 from labctl.verify.types import (
     Attribution,
     Bucket,
@@ -185,21 +186,6 @@ def in_networks(addr: Optional[str],
     return any(ip in n for n in nets)
 
 
-def sampling_sd(online: Sequence[LogRecord], sample_percent: float, multiplier: int) -> float:
-    """Standard deviation of the copy ratio caused by session sampling alone.
-
-    Whole sessions are sampled (probability p), so with sessions of s_i requests
-    sd = n * sqrt(p (1 - p) * sum s_i^2) / sum s_i. Sessions are told apart by the logged
-    `$connection`; without it every request counts as its own session (a lower bound)."""
-    p = min(max(sample_percent / 100.0, 0.0), 1.0)
-    if p in (0.0, 1.0) or not online:
-        return 0.0
-    sizes = Counter((r.remote_addr, r.connection) if r.connection is not None else id(r)
-                    for r in online)
-    total = sum(sizes.values())
-    return multiplier * math.sqrt(p * (1 - p) * sum(s * s for s in sizes.values())) / total
-
-
 def _window_filter(records: Sequence[LogRecord], window: Optional[tuple[float, float]]
                    ) -> list[LogRecord]:
     if window is None:
@@ -284,7 +270,7 @@ def build(inp: LedgerInput, th: Thresholds = Thresholds()) -> LedgerReport:
     verdict = judge(copy_ratio, ratio, tolerance, excess, expected, len(foreign),
                     inp.daemons, th)
     figures = None
-    notes = _notes(inp, sd)
+    notes = _notes(inp, sd, online)
     if inp.selection is not None and parts is not None:
         figures = sel.figures(inp.selection, parts, in_window_all, unmatched,
                               counter_sum(inp.daemons, "tcpcopy", "requests_selected"),
@@ -359,11 +345,17 @@ def judge(copy_ratio: Optional[float], expected: float, tolerance: float, excess
     return Verdict(not reasons, reasons, tolerance)
 
 
-def _notes(inp: LedgerInput, sd: float) -> list[str]:
+def _notes(inp: LedgerInput, sd: float, online: Sequence[LogRecord]) -> list[str]:
     notes = list(inp.notes)
     if sd:
         notes.append(f"sampling {inp.sample_percent:g} %: the copy ratio varies by "
                      f"±{sd:.4f} (1 sd) from sampling alone")
+        basis = sampling_basis(online)
+        if basis != "port":
+            notes.append(f"the online log has no $remote_port: sampling units (client address "
+                         f"and port) were counted by {basis}; clients that reuse ports (NAT, "
+                         "load balancers) make the ratio vary more than that (add $remote_port "
+                         "to the log_format)")
     # sessions_created counts every replica (-n); sampled_out counts packets, not sessions
     syns = counter_sum(inp.daemons, "tcpcopy", "clt_syn")
     created = counter_sum(inp.daemons, "tcpcopy", "sessions_created")

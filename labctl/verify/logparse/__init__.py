@@ -8,6 +8,7 @@ from labctl.verify.logparse.format import (
     COMMON,
     LABCTL,
     LABCTL_V1,
+    LABCTL_V2,
     NAMED_FORMATS,
     OLDER_FORMATS,
     LogFormat,
@@ -26,8 +27,8 @@ from labctl.verify.logparse.rotation import FileState, ReadSpec, plan_reads
 from labctl.verify.logparse.uri import endpoint, normalise_uri
 
 __all__ = [
-    "COMBINED", "COMMON", "LABCTL", "LABCTL_V1", "NAMED_FORMATS", "OLDER_FORMATS", "FileState",
-    "LogFormat", "LogFormatError", "LogRecord", "Malformed", "ParseResult", "ReadSpec",
+    "COMBINED", "COMMON", "LABCTL", "LABCTL_V1", "LABCTL_V2", "NAMED_FORMATS", "OLDER_FORMATS",
+    "FileState", "LogFormat", "LogFormatError", "LogRecord", "Malformed", "ParseResult", "ReadSpec",
     "complete_prefix", "endpoint", "filter_time", "normalise_uri", "parse_lines", "parse_text",
     "parse_time_iso", "parse_time_local", "plan_reads",
 ]

@@ -27,11 +27,15 @@ LABCTL_V1 = (
     '$body_bytes_sent $request_length "$content_length" $request_time $connection '
     '$connection_requests "$http_user_agent"'
 )
-LABCTL = LABCTL_V1 + ' "$host"'
+#: ... and before `$remote_port` was added.
+LABCTL_V2 = LABCTL_V1 + ' "$host"'
+#: The lab's format: `$remote_port` tells apart the sampling units of `-r` (client address and
+#: port) when clients reuse their ports.
+LABCTL = LABCTL_V2 + ' $remote_port'
 #: Format names usable in an inventory instead of a full `log_format` string.
 NAMED_FORMATS = {"combined": COMBINED, "common": COMMON, "main": COMBINED, "labctl": LABCTL}
 #: Older versions of a named format, tried when a line does not match the current one.
-OLDER_FORMATS = {"labctl": (LABCTL_V1,)}
+OLDER_FORMATS = {"labctl": (LABCTL_V2, LABCTL_V1)}
 
 _INT = r"-|\d+"
 _FLOAT = r"-|\d+(?:\.\d+)?"
@@ -51,6 +55,7 @@ _KNOWN: dict[str, str] = {
     "connection": _INT,
     "connection_requests": _INT,
     "server_port": _INT,
+    "remote_port": _INT,
 }
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _MONTHS = {m: i for i, m in enumerate(
@@ -67,7 +72,8 @@ class LogRecord:
 
     `time` is POSIX seconds (UTC). `content_length` is the request body length as the client
     declared it; `request_time` is seconds. `connection`/`connection_requests` identify the
-    client connection when the format logs them (used to count sessions). `server_port` (nginx
+    client connection when the format logs them (used to count sessions); `remote_port`
+    (`$remote_port`) with `remote_addr` is the unit tcpcopy's `-r` samples by. `server_port` (nginx
     `$server_port`) tells the `-x` mappings apart when several ports are copied. `host` is
     `$http_host` or else `$host`; `headers` holds every `$http_<name>` field logged, as
     (lower-case header name, value) with `_` read as `-` (what verify's selection can test).
@@ -86,6 +92,7 @@ class LogRecord:
     connection_requests: Optional[int] = None
     server_port: Optional[int] = None
     host: Optional[str] = None
+    remote_port: Optional[int] = None
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -280,6 +287,7 @@ def _record(g: dict[str, Optional[str]]) -> LogRecord:
         server_port=_int(g.get("server_port")),
         host=_opt(g.get("http_host")) or _opt(g.get("host")),
         headers=_headers(g),
+        remote_port=_int(g.get("remote_port")),
     )
 
 
