@@ -23,6 +23,7 @@ from tests.integration.test_up_down_helpers import labctl, write_inventory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 PATHS = "/api/err,/api/slow,/api/body,/api/items/1,/static/a"
+MARGIN = 5.0
 
 REGRESSIONS = {
     "http": '    split_clients "${request_id}" $labctl_fail { 20% 1; * 0; }\n',
@@ -97,15 +98,23 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         runs = []
+        ended = 0.0
         for i in range(10):                      # identical versions: nothing flagged
+            # Each run compares its own traffic only: its window reaches MARGIN s before the
+            # traffic began (the window ends when compare reads the clock, after labctl's own
+            # start-up, which took ~2.5 s on a loaded box: a fixed "3s" cut off most of a
+            # run), and the runs are MARGIN s apart, so no window reaches the run before.
+            wait_for(lambda e=ended: time.time() >= e + MARGIN, MARGIN + 1, "a quiet gap")
             before = _copies(info, "target2")
+            base_before = _copies(info, "target")
             started = time.time()
             _traffic(info, 400)
+            ended = time.time()
             wait_for(lambda b=before: _copies(info, "target2") >= b + 399, 30,
                      f"run {i}: copies on target2")
-            # the window covers this run's traffic however long labctl takes to start (a
-            # fixed "3s" missed all of it once on a loaded CI box: "nothing to judge")
-            window = f"{time.time() - started + 1.5:.1f}s"
+            wait_for(lambda b=base_before: _copies(info, "target") >= b + 399, 30,
+                     f"run {i}: copies on target")
+            window = f"{time.time() - started + MARGIN:.1f}s"
             res = labctl(tmp_path, "compare", "--window", window, "--json")
             runs.append(json.loads(res.stdout))
             assert res.returncode in (0, 3), res.stderr
