@@ -25,7 +25,7 @@ def test_nginx_conf_has_own_paths_endpoints_and_log_format() -> None:
     for loc in ("location = / ", "location = /echo", "location = /slow", "location = /big"):
         assert loc in conf
     # the format verify parses as `labctl` is the one nginx writes
-    assert f"log_format labctl '{LABCTL}';" in conf and LABCTL.endswith(' "$host"')
+    assert f"log_format labctl '{LABCTL}';" in conf and LABCTL.endswith(' "$host" $remote_port')
     assert "keepalive_requests 1000000;" in conf
     assert "client_max_body_size 8m;" in conf
     assert "{{" not in conf
