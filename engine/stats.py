@@ -6,7 +6,9 @@
   of ``--workers N`` logs with ``tag="[wK]"`` and ``follow=True``: it never rotates the shared
   file itself but reopens ``path`` (within a second) once the parent (``rotate_shared()``) did.
 - ``stats_document(...)`` builds the contract dict; ``write_stats(path, doc)`` writes it atomically
-  (tmp file in the same directory + fsync + rename), so readers never see a partial file.
+  (tmp file in the same directory + rename), so readers never see a partial file. It is not
+  fsynced: it is rewritten every second, readers need it whole, not durable, and an fsync a
+  second would be a journal commit a second on the production host's disk.
 """
 
 from __future__ import annotations
@@ -149,12 +151,15 @@ def write_stats(path: Optional[str], doc: Mapping[str, Any],
         return
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    data = (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
+    try:                    # os-level: open, write, close (a text open() adds six calls)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):

@@ -89,6 +89,14 @@ class Stalling(Host, Protocol):
     def drop(self, reason: str) -> None: ...
 
 
+def watching(t: Stalling) -> bool:
+    """Whether ``check`` has anything to watch: a request unanswered, a stall, or a stall's end
+    not yet reported. When not, the daemon parks its timer until the next ask (an idle copier
+    wakes up for nothing ten times a second otherwise)."""
+    return t.cfg.target_stall > 0 and (t.asked_at != INF or t.stalled_since != INF
+                                       or t.stall_ended is not None)
+
+
 def deaf_after(stall: float) -> float:
     """How long nothing at all may be heard (not even the target's kernel) before a stall."""
     return max(DEAF_FACTOR * stall, DEAF_MIN)

@@ -13,7 +13,7 @@ from engine import __version__
 from engine.actions import Action, RegisterRoute, SendPacket
 from engine.bpf import drop_outgoing
 from engine.daemon import reload_netem, start_netem
-from engine.loop import INF, Loop
+from engine.loop import INF, Loop, TimerHandle
 from engine.netem import Netem
 from engine.offline import OfflineError, OfflineFeeder, OfflineSource
 from engine.options import TcpcopyOptions
@@ -25,7 +25,7 @@ from engine.rawsock import (
     capture_counters,
     open_captures,
 )
-from engine.session.stall import CHECK_INTERVAL
+from engine.session.stall import CHECK_INTERVAL, watching
 from engine.session.table import NO_ACTIONS, Actions, Engine
 from engine.stats import Logger, stat_lines, stats_document, write_stats
 from engine.tcpcopy.channel import Channel
@@ -59,6 +59,7 @@ class Tcpcopy:
         self.captures: List[CaptureSocket] = []
         self.senders: Dict[int, Sender] = {}
         self.pending: List[Action] = []     # actions of the current batch (see _after_batch)
+        self.stall_timer: Optional[TimerHandle] = None   # None: parked (nothing to watch)
         self.exit_code = 0
         self.offline: Optional[OfflineFeeder] = None
         # --netem-*: copies held, dropped or reordered on their way out (None: sent at once)
@@ -189,6 +190,8 @@ class Tcpcopy:
             self._dispatch(acts, now)
         when = engine.next_deadline()
         self.loop.alarm_at = INF if when is None else when
+        if self.stall_timer is None and engine.asked_at != INF and self.opts.target_stall_s > 0:
+            self.stall_timer = self.loop.call_later(CHECK_INTERVAL, self._check_stall)
         if self.netem is not None:
             held = self.netem.next_deadline()
             if held is not None and held < self.loop.alarm_at:
@@ -269,10 +272,12 @@ class Tcpcopy:
 
     def _check_stall(self) -> None:
         """The target stopped answering, or answers again (``engine.session.stall``): every
-        ``CHECK_INTERVAL`` (O(1) but while stalled)."""
-        self.loop.call_later(CHECK_INTERVAL, self._check_stall)
+        ``CHECK_INTERVAL`` (O(1) but while stalled) while there is something to watch; parked
+        otherwise, until ``_after_batch`` sees the next request go out."""
         now = self.loop.time()
         event, acts = self.engine.check_stall(now)
+        self.stall_timer = (self.loop.call_later(CHECK_INTERVAL, self._check_stall)
+                            if watching(self.engine) else None)
         if acts:
             self._dispatch(acts, now)
             self._after_batch(now)
@@ -367,7 +372,7 @@ class Tcpcopy:
                 self.offline.begin()
             self.loop.call_later(HOUSEKEEPING, self._housekeeping)
             if self.opts.target_stall_s > 0:
-                self.loop.call_later(CHECK_INTERVAL, self._check_stall)
+                self.stall_timer = self.loop.call_later(CHECK_INTERVAL, self._check_stall)
             self.loop.call_later(LOG_INTERVAL, self._log_tick)
             self._stats_tick()
             self.channel.running = True

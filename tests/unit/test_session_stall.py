@@ -13,7 +13,7 @@ from engine.options.tcpcopy import DEFAULT_TARGET_STALL_S
 from engine.packets import ACK, PSH, RST, SYN
 from engine.session import CLOSED, INF, Session
 from engine.session.config import SESSION_OVERHEAD
-from engine.session.stall import MIN_ASKS, PROBE_INTERVAL, deaf_after
+from engine.session.stall import MIN_ASKS, PROBE_INTERVAL, deaf_after, watching
 from engine.tcpcopy.setup import session_config
 from tests.unit.fake_clock import FakeClock
 from tests.unit.session_transcript import (
@@ -265,6 +265,29 @@ def test_a_dead_host_stalls_later_and_a_probe_provokes_the_answer_when_it_is_bac
     assert eng.stalled_since == INF
     open_session(eng, 44001, t + 1.3)
     assert eng.counters["target_stalled"] == 0 and eng.counters["sessions_stall_shed"] == MIN_ASKS
+
+
+def test_the_check_watches_only_while_a_request_is_unanswered_or_a_stall_is_open() -> None:
+    """``watching`` false: the daemon parks its 0.1 s timer (an idle copier would otherwise wake
+    up ten times a second for nothing) until the next request goes out."""
+    eng, clock = engine(target_stall=STALL, stall_hold=0), FakeClock()
+    assert not watching(eng)                     # nothing asked yet
+    live = sessions(eng, MIN_ASKS, 0.0)
+    assert watching(eng)                         # requests with the target, unanswered
+    answer(eng, live[0], 0.1)
+    assert not watching(eng)                     # answered: nothing outstanding
+    live2 = sessions(eng, MIN_ASKS, 0.3, first=43000)
+    for s in live2:
+        ack_only(eng, s, 0.31)
+    assert stalled(eng, clock, 3.0, kernel=live2[0]) == [3.0]
+    assert watching(eng)                         # stalled: shed and probe on every check
+    answer(eng, live2[0], 3.1)                   # the end is not reported yet
+    assert eng.stalled_since == INF and watching(eng)
+    event, _ = eng.check_stall(3.2)
+    assert event is not None and event.ended and not watching(eng)
+    off = engine(target_stall=0.0)
+    sessions(off, MIN_ASKS, 0.0)
+    assert not watching(off)                     # off: never
 
 
 def test_off_with_zero() -> None:

@@ -12,6 +12,7 @@ from engine.loop import Loop
 from engine.options import parse_tcpcopy_args
 from engine.packets import ACK, PSH, SYN, ip_aton, parse_ipv4_tcp
 from engine.session.packets import build_packet
+from engine.session.stall import CHECK_INTERVAL, answered
 from engine.stats import Logger
 from engine.tcpcopy import Tcpcopy
 
@@ -126,3 +127,37 @@ def test_a_batch_of_new_sessions_is_registered_in_one_send_per_connection_before
     assert len(ports) == 3 and len(set(ports)) == 3          # every session, once
     assert tc.counters["sessions_no_intercept"] == 0 and tc.counters["sessions_held"] == 0
     assert [e for e in events if e[0] == "send"] == [("send", SYN)] * 3  # type: ignore[index]
+
+
+def test_the_stall_check_is_parked_while_nothing_is_asked_and_armed_by_the_next_ask() -> None:
+    """An idle copier does not wake up every CHECK_INTERVAL for nothing; the first request
+    that goes out to the target arms the check again (one timer, never two)."""
+    clock = [100.0]
+    tc = daemon(ScriptedSender([]))
+    tc.loop = Loop(clock=lambda: clock[0])
+    tc.stall_timer = tc.loop.call_later(CHECK_INTERVAL, tc._check_stall)    # as run() does
+
+    def armed() -> int:
+        return sum(1 for _, _, h in tc.loop._timers
+                   if h.callback == tc._check_stall and not h.cancelled)
+
+    clock[0] += CHECK_INTERVAL
+    assert tc.loop.run_due() == 1
+    assert tc.stall_timer is None and armed() == 0          # idle: parked
+    tc.engine.asked(clock[0])                                # a request went to the target
+    tc._after_batch(clock[0])
+    tc._after_batch(clock[0])
+    assert tc.stall_timer is not None and armed() == 1
+    clock[0] += CHECK_INTERVAL
+    tc.loop.run_due()
+    assert armed() == 1                                      # unanswered: watched
+    answered(tc.engine, clock[0])
+    clock[0] += CHECK_INTERVAL
+    tc.loop.run_due()
+    assert tc.stall_timer is None and armed() == 0
+    off = Tcpcopy(parse_tcpcopy_args(["-x", "80-10.77.1.20:80", "-s", "10.77.1.30", "-L",
+                                      "--target-stall-s", "0"]), Logger(None, min_level="crit"))
+    off.loop = Loop(clock=lambda: 100.0)
+    off.engine.asked(100.0)
+    off._after_batch(100.0)
+    assert off.stall_timer is None                           # --target-stall-s 0: never
