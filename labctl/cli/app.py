@@ -1,7 +1,9 @@
-"""The typer application every command module registers on, its root callback, and the one
-process-wide CLI switch (`DEBUG`, set by `--debug`)."""
+"""The typer application every command module registers on, its root callback, the one
+process-wide CLI switch (`DEBUG`, set by `--debug`), and the options several commands share."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import typer
 
@@ -17,6 +19,16 @@ app = Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+#: `--parallel`'s default and bounds (every multi-host command)
+PARALLEL_DEFAULT, PARALLEL_MAX = 32, 1024
+
+
+def parallel_option(help: str) -> Any:
+    """`--parallel N` (shown as `N`, not as an `<int range>`)."""
+    return typer.Option(PARALLEL_DEFAULT, "--parallel", min=1, max=PARALLEL_MAX, metavar="N",
+                        help=help)
 
 
 @app.callback()

@@ -14,7 +14,8 @@ from labctl.plain import dumps
 @app.command()
 def demo(
     keep: bool = typer.Option(False, "--keep", help="Keep the lab afterwards (labctl lab down)."),
-    requests: int = typer.Option(200, "--requests", min=1, help="Client requests to send."),
+    requests: int = typer.Option(200, "--requests", min=1, metavar="N",
+                                 help="Client requests to send."),
     name: str = typer.Option("demo", "--name", help="Lab name (1-8 characters: a lowercase "
                              "letter, then lowercase letters or digits)."),
     two_server: bool = typer.Option(False, "--two-server", help="Use the two-server topology."),

@@ -33,11 +33,11 @@ def up(
         None, "--index", help="Force lab index N (10.77-79.N.0/24); default: first free one."),
     as_json: bool = typer.Option(False, "--json", help="Print the lab (lab.json contents plus "
                                  "the inventory paths and build time) as JSON."),
-    online: int = typer.Option(1, "--online", min=1, max=MAX_ONLINE,
+    online: int = typer.Option(1, "--online", min=1, max=MAX_ONLINE, metavar="N",
                                help="Online servers: 1 to 16 (`online2` at .11, `onlineK` at "
                                     ".100+K: several online servers copied to one target, each "
                                     "with its own share of the fake-client pool)."),
-    targets: int = typer.Option(1, "--targets", min=1, max=2,
+    targets: int = typer.Option(1, "--targets", min=1, max=2, metavar="N",
                                 help="Targets: 1, or 2 (`target2` at .21: every session copied "
                                      "to both; the inventory names them baseline and "
                                      "candidate)."),

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from labctl.cli.app import app
+from labctl.cli.app import app, parallel_option
 from labctl.cli.console import err, hosts_progress, out
 from labctl.cli.render import ops as render
 from labctl.cli.render.findings import finding_groups_json
@@ -25,7 +25,7 @@ from labctl.up.options import DEFAULT_GUARD_TIMEOUT
 SUPERVISE_HELP = ("Keep the daemons running (engine.supervise: restarted with back-off when "
                   "they exit; `down` stops the supervision first).")
 PARALLEL_HELP = ("Work on at most N hosts at once (every phase: connect, facts, ship, apply, "
-                 "start, confirm); default 32.")
+                 "start, confirm).")
 STRICT_HELP = ("Treat preflight warnings as errors (e.g. nothing listens on a copied target "
                "port, an OUTPUT rule would refuse the copies).")
 
@@ -59,14 +59,15 @@ def up(
              "refuse a stale one."),
     deadman: float = typer.Option(
         DEFAULT_AFTER, "--deadman", envvar="LABCTL_DEADMAN_SECONDS", min=1.0, max=86400.0,
+        metavar="SECONDS",
         help="Seconds after which the dead-man timer on a host undoes the changes unless a new "
              "SSH connection confirmed them (never shorter than the guard timeout + 10 s)."),
     guard_timeout: float = typer.Option(
         DEFAULT_GUARD_TIMEOUT, "--guard-timeout", envvar="LABCTL_GUARD_TIMEOUT", min=1.0,
-        max=3600.0,
+        max=3600.0, metavar="SECONDS",
         help="Seconds a guarded change (route, DROP rule) may stay unanswered before labctl "
              "concludes that it cut SSH and leaves that host to its dead-man timer."),
-    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
+    parallel: int = parallel_option(PARALLEL_HELP),
 ) -> None:
     """Preflight, plan, apply (journal + dead-man), launch the daemons, confirm."""
     res = ops.resolve(inventory)
@@ -101,7 +102,7 @@ def plan(
         None, "--out", metavar="FILE",
         help="Save the plan; `labctl up INVENTORY --plan FILE` applies it only while it is "
              "still current."),
-    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
+    parallel: int = parallel_option(PARALLEL_HELP),
 ) -> None:
     """What `up` would change, touching nothing. Exit 1 when `up` would be refused (errors, or
     warnings with --strict), 0 when it would go ahead."""
@@ -143,9 +144,9 @@ def status(
                                     "format (labels lab, host), the original counter names."),
     watch: bool = typer.Option(False, "--watch", help="Show it again every --interval seconds "
                                                       "until Ctrl-C (a live view)."),
-    interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0,
+    interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0, metavar="SECONDS",
                                    help="Seconds between two views with --watch."),
-    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
+    parallel: int = parallel_option(PARALLEL_HELP),
 ) -> None:
     """Daemons (with their restarts when supervised), counters, tagged routes/rules and journal
     state, per host."""
@@ -174,7 +175,7 @@ def status(
 def down(
     inventory: Optional[str] = typer.Argument(None, help="Inventory (default: the known lab)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help=PARALLEL_HELP),
+    parallel: int = parallel_option(PARALLEL_HELP),
 ) -> None:
     """Stop the daemons (keeping final counters) and undo exactly what `up` changed."""
     res = ops.resolve(inventory)

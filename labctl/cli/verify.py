@@ -15,7 +15,7 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 
-from labctl.cli.app import app
+from labctl.cli.app import app, parallel_option
 from labctl.cli.render import verify as rv
 from labctl.drill.steps import watch_records
 from labctl.errors import BrokenLinkFound, UsageError, VerifyFailed
@@ -66,7 +66,9 @@ def verify_cmd(
     window: Optional[str] = typer.Option(None, "--window", help="Compare the last N (60s, 5m)."),
     since_up: bool = typer.Option(False, "--since-up", help="Compare everything since `up`."),
     watch: bool = typer.Option(False, "--watch", help="Refresh a live table until Ctrl-C."),
-    interval: float = typer.Option(2.0, "--interval", help="Seconds between --watch refreshes."),
+    interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0,
+                                   metavar="SECONDS",
+                                   help="Seconds between --watch refreshes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     target: Optional[str] = typer.Option(None, "--target",
                                          help="Compare only this target (hosts.targets)."),
@@ -74,8 +76,7 @@ def verify_cmd(
         None, "--report", metavar="DIR", help="Also write report.html (plots inline), "
         "report.md and report.json into DIR (after the last refresh with --watch; with "
         "several targets, of the --target one)."),
-    parallel: int = typer.Option(32, "--parallel", min=1, max=1024,
-                                 help="Read at most N hosts at once; default 32."),
+    parallel: int = parallel_option("Read at most N hosts at once."),
 ) -> None:
     """The loss ledger: online vs target access logs and engine counters, with a verdict
     (with several targets: one ledger and verdict per target; PASS only if all pass)."""
@@ -188,7 +189,7 @@ def _watch(session: _View, report: Report, console: Console, interval: float) ->
 @app.command("diagnose")
 def diagnose_cmd(
     inventory: Optional[Path] = typer.Argument(None, help=_INV_HELP),
-    seconds: float = typer.Option(5.0, "--seconds", min=1.0, max=120.0,
+    seconds: float = typer.Option(5.0, "--seconds", min=1.0, max=120.0, metavar="SECONDS",
                                   help="How long to capture on every host."),
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
     target: Optional[str] = typer.Option(

@@ -50,6 +50,7 @@ def test_help_has_no_bool_placeholders_nor_braced_arguments(
     usage = next(line for line in text.splitlines() if "Usage:" in line)
     assert f"labctl {' '.join(path)}".rstrip() in usage, usage
     assert "<bool>" not in text, text
+    assert "range>" not in text, text           # `--parallel N`, not `<int range>`
     assert not re.search(r"\{[A-Za-z_][\w-]*\}", text), text   # `{inventory}`, `{runbook}`
     assert "--help " in text and "Show this message" in text, text
     assert all(len(line) <= 80 for line in text.splitlines()), text
@@ -62,8 +63,9 @@ def test_positional_arguments_are_upper_case_in_usage_and_panel(
     assert "Usage: labctl up [OPTIONS] INVENTORY" in up, up
     assert re.search(r"\* +INVENTORY +Inventory YAML file", up), up
     assert re.search(r"--dry-run +Show the plan", up), up      # a flag: no value column
-    assert re.search(r"--deadman +<float range>", up), up      # a value option keeps its type
-    assert re.search(r"--plan +FILE", up), up                  # ... or says what it names
+    assert re.search(r"--deadman +SECONDS \[1.0<=x", up), up  # what the value is, its range
+    assert re.search(r"--plan +FILE", up), up
+    assert re.search(r"--parallel +N \[1<=x<=1024\]", up), up
     status = render_help(["status"], capsys)
     assert "Usage: labctl status [OPTIONS] [INVENTORY]" in status, status
     drill = render_help(["drill"], capsys)
