@@ -123,6 +123,7 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         failed = [(i, r["verdict"]) for i, r in enumerate(runs) if not r["verdict"]["passed"]]
         assert not failed, failed
         _break_candidate(info)
+        wait_for(lambda e=ended: time.time() >= e + MARGIN, MARGIN + 1, "a quiet gap")
         before = _copies(info, "target2")
         broken_at = time.time()
         _traffic(info, 1500)
@@ -134,7 +135,7 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         # started again for the next request (sessions_revived) while the baseline's goes on
         assert got_copies >= 1485, got_copies
 
-        window = f"{time.time() - broken_at + 0.5:.1f}s"    # only what followed the break
+        window = f"{time.time() - broken_at + MARGIN:.1f}s"  # only what followed the break
         res = labctl(tmp_path, "compare", "--window", window, "--json", "--report",
                      str(tmp_path / "report"))
         assert res.returncode == 3, res.stdout + res.stderr
@@ -146,7 +147,10 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         slow = next(f for f in doc["flags"] if f["kind"] == "latency")
         assert 150 <= slow["shift"] <= 260, slow
         err = next(f for f in doc["flags"] if f["kind"] == "errors")
-        assert 0.12 <= err["shift"] <= 0.28, err     # 20 % answered 500
+        # 20 % answered 500, drawn per request: with ~250 requests matched the share is within
+        # 4 sd (0.10) of it (a window that cut off the traffic's first seconds left 148 and
+        # 0.29 once, outside the old 0.12-0.28)
+        assert 0.10 <= err["shift"] <= 0.30, err
         assert (tmp_path / "report" / "report.html").exists()
     finally:
         down = labctl(tmp_path, "down", str(inv))
