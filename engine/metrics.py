@@ -79,13 +79,20 @@ def _number(value: float) -> str:
     return str(int(value)) if value == int(value) and abs(value) < 1 << 53 else repr(value)
 
 
-def write_metrics(path: str, text: str) -> None:
-    """Atomically replace ``path`` with ``text``. Raises OSError."""
+def replace_file(path: str, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data`` (temp file in the same directory + rename, so a
+    reader never sees a partial file; no fsync: these files are rewritten every few seconds and
+    need to be whole, not durable). os-level calls: open, write, close, rename. Raises OSError."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -93,4 +100,10 @@ def write_metrics(path: str, text: str) -> None:
         raise
 
 
-__all__ = ["format_labels", "metric_name", "prometheus_text", "samples", "write_metrics"]
+def write_metrics(path: str, text: str) -> None:
+    """Atomically replace ``path`` with ``text``. Raises OSError."""
+    replace_file(path, text.encode("utf-8"))
+
+
+__all__ = ["format_labels", "metric_name", "prometheus_text", "replace_file", "samples",
+           "write_metrics"]

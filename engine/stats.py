@@ -20,7 +20,7 @@ import sys
 import time
 from typing import IO, Any, Dict, List, Mapping, Optional
 
-from engine.metrics import prometheus_text, write_metrics
+from engine.metrics import prometheus_text, replace_file, write_metrics
 
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 
@@ -149,22 +149,7 @@ def write_stats(path: Optional[str], doc: Mapping[str, Any],
         write_metrics(metrics_file, prometheus_text([(doc, {})]))
     if not path:
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    data = (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
-    try:                    # os-level: open, write, close (a text open() adds six calls)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def stat_lines(c: Dict[str, int], active: int) -> List[str]:
