@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import statistics
 import string
 import subprocess
@@ -98,7 +99,7 @@ def one_size(online: int, rounds: int, parallel: int, prefix: str,
         other = tmp / "inventory-against.yaml"
         other.write_text(re.sub(r"(?m)^(state_dir: .*)$", r"\1-against", text))
         for r in range(rounds):
-            runs = [("", ROOT, parallel, inv)]
+            runs: list[tuple[str, Path, int | None, Path]] = [("", ROOT, parallel, inv)]
             if against is not None:
                 runs.insert(r % 2, ("against_", against, None, other))   # swapped every round
             for key, root, par, inv_of in runs:
@@ -107,6 +108,7 @@ def one_size(online: int, rounds: int, parallel: int, prefix: str,
                 out[f"{key}down"].append(secs_down)
     finally:
         destroy_lab(name)
+        shutil.rmtree(tmp, ignore_errors=True)   # state and cache of both checkouts
     for what in ("up", "down", "against_up", "against_down"):
         if what in out:
             out[f"{what}_median_s"] = round(statistics.median(out[what]), 2)

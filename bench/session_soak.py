@@ -162,35 +162,35 @@ def main() -> int:
     if not a.pypy_default_gc:
         ensure_gc_settings()          # what engine.__main__ does for tcpcopy and intercept
     print(json.dumps({"gc": gc_banner() or platform.python_implementation()}), flush=True)
-    tmp = tempfile.mkdtemp(prefix="session-soak-")
-    rig = Rig(["--stats-file", f"{tmp}/tcpcopy.stats", "--stats-interval", "0.2",
-               *shlex.split(a.flags)])
-    tc = rig.tc
-    tc.intercepts.servers[0].conns.append(rig.conn)   # registrations go through the channel
-    tc.loop.call_later(HOUSEKEEPING, tc._housekeeping)
-    tc._stats_tick()
-    soak = Soak(rig, a.connections, a.max_burst, a.rate, a.seed)
-    t0v, t0 = rig.clock.now, time.monotonic()
-    series: List[Dict[str, Any]] = []
-    next_print = 0.0
-    while True:
-        vt = rig.clock.now - t0v
-        if vt >= next_print:
-            row = {"t": round(vt, 1), "wall": round(time.monotonic() - t0, 1),
-                   "rss_mb": round(current_rss_kb() / 1024, 1), "requests": soak.n,
-                   "sessions_opened": soak.sessions_opened,
-                   "sessions_active": tc.engine.sessions_active, **gc_figures()}
-            series.append(row)
-            print(json.dumps(row), flush=True)
-            next_print += a.every
-        if vt >= a.seconds:
-            break
-        soak.one_request()
-    c = tc.counters
-    print(json.dumps({"counters": {k: v for k, v in c.items() if v},
-                      "runtime": platform.python_implementation()}))
-    if a.json:
-        Path(a.json).write_text(json.dumps({"series": series, "args": vars(a)}, indent=1))
+    with tempfile.TemporaryDirectory(prefix="session-soak-") as tmp:   # the stats file
+        rig = Rig(["--stats-file", f"{tmp}/tcpcopy.stats", "--stats-interval", "0.2",
+                   *shlex.split(a.flags)])
+        tc = rig.tc
+        tc.intercepts.servers[0].conns.append(rig.conn)   # registrations go through the channel
+        tc.loop.call_later(HOUSEKEEPING, tc._housekeeping)
+        tc._stats_tick()
+        soak = Soak(rig, a.connections, a.max_burst, a.rate, a.seed)
+        t0v, t0 = rig.clock.now, time.monotonic()
+        series: List[Dict[str, Any]] = []
+        next_print = 0.0
+        while True:
+            vt = rig.clock.now - t0v
+            if vt >= next_print:
+                row = {"t": round(vt, 1), "wall": round(time.monotonic() - t0, 1),
+                       "rss_mb": round(current_rss_kb() / 1024, 1), "requests": soak.n,
+                       "sessions_opened": soak.sessions_opened,
+                       "sessions_active": tc.engine.sessions_active, **gc_figures()}
+                series.append(row)
+                print(json.dumps(row), flush=True)
+                next_print += a.every
+            if vt >= a.seconds:
+                break
+            soak.one_request()
+        c = tc.counters
+        print(json.dumps({"counters": {k: v for k, v in c.items() if v},
+                          "runtime": platform.python_implementation()}))
+        if a.json:
+            Path(a.json).write_text(json.dumps({"series": series, "args": vars(a)}, indent=1))
     return 0
 
 
