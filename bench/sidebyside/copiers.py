@@ -48,6 +48,7 @@ class Copier:
         wait_for(lambda: tc.poll() is not None or procs.connected_to(tc.pid, count=n_tc,
                                                                       ports=n_ic), 20,
                  f"{self.side} tcpcopy connected to intercept")
+        self.wait_capturing(run, tc)
         for name, p in (("intercept", ic), ("tcpcopy", tc)):
             if p.poll() is not None:
                 self.stop()
@@ -57,6 +58,10 @@ class Copier:
                                    + (" / ".join(tail.splitlines()) or "no output"))
         self.pids = {"tcpcopy": tc.pid, "intercept": ic.pid}
         return self.pids
+
+    def wait_capturing(self, run: str, tc: subprocess.Popen[bytes]) -> None:
+        """After tcpcopy's channel is up: until its capture is open, where the tool says so
+        (the C tool opens it right after connecting, and says nothing)."""
 
     def drops_before_stop(self) -> Dict[str, Optional[int]]:
         return {}
@@ -122,6 +127,14 @@ class Ours(Copier):
                 "--key-file", str(rig.key),
                 "--stats-file", str(rig.dir / f"{run}-{tool}.json"),
                 "-l", str(rig.dir / f"{run}-{tool}.log")]
+
+    def wait_capturing(self, run: str, tc: subprocess.Popen[bytes]) -> None:
+        # ours also connects first, then opens its capture (filter, sockets, and under PyPy
+        # some warm-up): a load started before that line loses its first requests
+        log = self.rig.dir / f"{run}-tcpcopy.log"
+        wait_for(lambda: tc.poll() is not None or (
+            log.exists() and "send the first packets here" in log.read_text(errors="replace")),
+            20, "ours tcpcopy capturing")
 
     def drops_after_stop(self, run: str) -> Dict[str, Optional[int]]:
         out: Dict[str, Optional[int]] = {}

@@ -22,15 +22,31 @@ def cpu_total(pid: int) -> float:
     return user + system
 
 
-def cpu_tree(pid: int) -> Dict[int, float]:
+def cpu_tree(pid: int, part: Optional[int] = None) -> Dict[int, float]:
     """{pid: user+system CPU seconds} of a process and all its descendants (``--workers N``:
     the parent and its forked workers; a worker's CPU reaches its parent's counters only once
-    it is reaped, so each is read on its own). Processes gone meanwhile are left out."""
+    it is reaped, so each is read on its own). Processes gone meanwhile are left out.
+    ``part`` 0 or 1: only the user or only the system seconds."""
     out: Dict[int, float] = {}
     for p in descendants(pid):
         try:
-            out[p] = cpu_total(p)
+            split = cpu_split(p)
         except OSError:
+            continue
+        out[p] = split[0] + split[1] if part is None else split[part]
+    return out
+
+
+def run_delay_tree(pid: int) -> Dict[int, float]:
+    """{pid: seconds spent runnable but waiting for a CPU} of a process and its descendants
+    (/proc/PID/schedstat, second field: the scheduler's run delay of the main thread; the
+    daemons are single-threaded processes)."""
+    out: Dict[int, float] = {}
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/schedstat") as fh:
+                out[p] = int(fh.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
             continue
     return out
 

@@ -15,6 +15,11 @@ METRICS = (
     ("drops_intercept", lambda r: r.get("kernel_drops", {}).get("intercept"), "drops ic"),
     ("cpu_tcpcopy_per_10k", lambda r: r.get("cpu_s_per_10k", {}).get("tcpcopy"), "tc s/10k"),
     ("cpu_intercept_per_10k", lambda r: r.get("cpu_s_per_10k", {}).get("intercept"), "ic s/10k"),
+    ("sys_tcpcopy_per_10k", lambda r: r.get("sys_s_per_10k", {}).get("tcpcopy"), "tc sys/10k"),
+    ("sys_intercept_per_10k", lambda r: r.get("sys_s_per_10k", {}).get("intercept"),
+     "ic sys/10k"),
+    ("wait_tcpcopy_s", lambda r: r.get("run_delay_s", {}).get("tcpcopy"), "tc wait s"),
+    ("wait_intercept_s", lambda r: r.get("run_delay_s", {}).get("intercept"), "ic wait s"),
     ("rss_tcpcopy_mb", lambda r: r.get("rss_mb", {}).get("tcpcopy"), "tc RSS MB"),
     ("rss_intercept_mb", lambda r: r.get("rss_mb", {}).get("intercept"), "ic RSS MB"),
 )

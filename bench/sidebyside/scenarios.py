@@ -215,6 +215,8 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         online_log = LogTail(rig.lab.host("online").access_log)
         target_log = LogTail(rig.lab.host("target").access_log)
         cpu0 = {k: procs.cpu_tree(p) for k, p in pids.items()}
+        sys0 = {k: procs.cpu_tree(p, 1) for k, p in pids.items()}
+        wait0 = {k: procs.run_delay_tree(p) for k, p in pids.items()}
         t0 = time.monotonic()
         row["client"] = client_load(rig, sc, tag, client_cpus)
         t_end = time.monotonic()
@@ -227,6 +229,8 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         if copier and online > want:        # nginx logged a few more after the client ended
             wait_copies(target_log, online, quiet, limit)
         cpu1 = {k: procs.cpu_tree(p) for k, p in pids.items()}
+        sys1 = {k: procs.cpu_tree(p, 1) for k, p in pids.items()}
+        wait1 = {k: procs.run_delay_tree(p) for k, p in pids.items()}
         rss = {k: round(procs.hwm_tree_mb(p), 1) for k, p in pids.items()}
         pss = {k: round(procs.pss_tree_mb(p), 1) for k, p in pids.items()}
         drops = copier.drops_before_stop() if copier else {}
@@ -241,6 +245,8 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
     drops.update(copier.drops_after_stop(tag))
     per_proc = {k: procs.tree_delta(cpu0[k], cpu1[k]) for k in pids}
     cpu = {k: sum(d.values()) for k, d in per_proc.items()}
+    system = {k: sum(procs.tree_delta(sys0[k], sys1[k]).values()) for k in pids}
+    waited = {k: sum(procs.tree_delta(wait0[k], wait1[k]).values()) for k in pids}
     row.update(
         copied=copied, fidelity=round(copied / online, 5) if online else None,
         trail_s=round(max(0.0, target_log.last_growth - t_end), 2),
@@ -248,6 +254,9 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         cpu_s={k: round(v, 2) for k, v in cpu.items()},
         cpu_s_procs={k: [round(v, 2) for _, v in sorted(d.items())] for k, d in per_proc.items()},
         cpu_s_per_10k={k: per_10k(v, copied) for k, v in cpu.items()},
+        sys_s_per_10k={k: per_10k(v, copied) for k, v in system.items()},
+        # runnable but waiting for the CPU, from the load's start until the copies stopped
+        run_delay_s={k: round(v, 2) for k, v in waited.items()},
         cpu_s_per_10k_online={k: per_10k(v, online) for k, v in cpu.items()},
         rss_mb=rss, pss_mb=pss, tcpcopy_counters=copier.final_counters(tag),
     )
