@@ -61,3 +61,20 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path,
         assert exc.value.code == 2
         assert word in capsys.readouterr().err
     assert parse_args(["--quick", "--rounds", "3"]).rounds == 1
+
+
+def test_system_cpu_and_run_delay_are_summarized_per_daemon() -> None:
+    ours = {**run("ours", "paced-ka", 1.0, 2.0, 30.0, 0.2),
+            "sys_s_per_10k": {"tcpcopy": 0.5, "intercept": 0.25},
+            "run_delay_s": {"tcpcopy": 3.0, "intercept": 1.5}}
+    theirs = {**run("theirs", "paced-ka", 1.0, 1.0, 5.0, 0.2),
+              "sys_s_per_10k": {"tcpcopy": 1.0, "intercept": 0.5},
+              "run_delay_s": {"tcpcopy": 2.0, "intercept": 1.0}}
+    s = report.summarize([ours, theirs], ["paced-ka"])
+    assert s["paced-ka"]["ours"]["sys_tcpcopy_per_10k"] == 0.5
+    assert s["paced-ka"]["ratio"]["sys_intercept_per_10k"] == 0.5
+    assert s["paced-ka"]["ratio"]["wait_tcpcopy_s"] == 1.5
+    # a run of an older bench (no such fields) gives "-" rather than failing
+    old = report.summarize([run("ours", "paced-ka", 1.0, 2.0, 30.0, 0.2)], ["paced-ka"])
+    assert old["paced-ka"]["ours"]["wait_intercept_s"] is None
+    assert "tc wait s" in report.table(s, {})
