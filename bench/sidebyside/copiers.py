@@ -60,8 +60,8 @@ class Copier:
         return self.pids
 
     def wait_capturing(self, run: str, tc: subprocess.Popen[bytes]) -> None:
-        """After tcpcopy's channel is up: until its capture is open, where the tool says so
-        (the C tool opens it right after connecting, and says nothing)."""
+        """After tcpcopy's channel is up: until its capture is open, where the tool logs it
+        (the C tool's is taken as open once its channel is up)."""
 
     def drops_before_stop(self) -> Dict[str, Optional[int]]:
         return {}
