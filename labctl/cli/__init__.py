@@ -39,6 +39,7 @@ def main(argv: Optional[list[str]] = None, hooks: Hooks = NO_HOOKS) -> int:
     """Console entry point: run the app, turn every error into a message and an exit code.
     `hooks` (tests only, see labctl.up.hooks) reach `up` and `plan` as the click context's obj."""
     _app.DEBUG = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _app.INVOKED_AT = _app.command_started_at() if argv is None else None
     try:
         _app.app(args=argv, prog_name="labctl", standalone_mode=False, obj=hooks)
     except LabctlError as exc:

@@ -13,9 +13,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from labctl.cli.app import app
+from labctl.cli.app import app, invoked_at
 from labctl.cli.render import compare as rc
-from labctl.cli.verify import parse_duration, resolve_inventory
+from labctl.cli.verify import WINDOW_HELP, parse_duration, resolve_inventory
 from labctl.compare import document as doc
 from labctl.compare import fetch as core
 from labctl.errors import CompareFailed, UsageError
@@ -34,7 +34,7 @@ def _pool(inv: Inventory) -> HostPool:
 @app.command("compare")
 def compare_cmd(
     inventory: Optional[Path] = typer.Argument(None, help=_INV_HELP),
-    window: Optional[str] = typer.Option(None, "--window", help="Compare the last N (60s, 5m)."),
+    window: Optional[str] = typer.Option(None, "--window", help=WINDOW_HELP),
     since_up: bool = typer.Option(False, "--since-up", help="Compare everything since `up`."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     report_dir: Optional[Path] = typer.Option(None, "--report",
@@ -47,7 +47,7 @@ def compare_cmd(
     inv = resolve_inventory(inventory, "compare")
     core.compared_targets(inv)  # a usage error before any host is contacted
     seconds = parse_duration(window) if window is not None else None
-    scope = resolve_scope(inv, since_up, seconds)
+    scope = resolve_scope(inv, since_up, seconds, anchor=invoked_at())
     with _pool(inv) as pool:
         report = core.run_compare(inv, pool, scope)
     if as_json:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 
-from labctl.cli.app import app, parallel_option
+from labctl.cli.app import app, invoked_at, parallel_option
 from labctl.cli.render import verify as rv
 from labctl.drill.steps import watch_records
 from labctl.errors import BrokenLinkFound, UsageError, VerifyFailed
@@ -33,6 +33,10 @@ from labctl.verify.targets import TargetsReport
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _INV_HELP = "Inventory (default: the lab that is up)."
+
+
+#: --window (verify, compare): N counted back from when the command started
+WINDOW_HELP = "Compare the last N (60s, 5m) before the command started."
 
 
 def parse_duration(text: str) -> float:
@@ -63,7 +67,7 @@ def _pool(inv: Inventory, parallel: Optional[int] = None) -> HostPool:
 @app.command("verify")
 def verify_cmd(
     inventory: Optional[Path] = typer.Argument(None, help=_INV_HELP),
-    window: Optional[str] = typer.Option(None, "--window", help="Compare the last N (60s, 5m)."),
+    window: Optional[str] = typer.Option(None, "--window", help=WINDOW_HELP),
     since_up: bool = typer.Option(False, "--since-up", help="Compare everything since `up`."),
     watch: bool = typer.Option(False, "--watch", help="Refresh a live table until Ctrl-C."),
     interval: float = typer.Option(2.0, "--interval", min=0.2, max=3600.0,
@@ -93,7 +97,7 @@ def verify_cmd(
                          "(--target NAME)", hint="targets: " + ", ".join(
                              t.name for t in inv.targets))
     seconds = parse_duration(window) if window is not None else None
-    scope = core.resolve_scope(inv, since_up, seconds)
+    scope = core.resolve_scope(inv, since_up, seconds, anchor=invoked_at())
     console = Console()
     with _pool(inv, parallel) as pool:
         session = core.Watch(inv, pool, scope, only=target)

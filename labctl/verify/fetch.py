@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -265,10 +265,13 @@ class Scope:
     marks: Optional[Marks] = None
     since: Optional[float] = None
     window: Optional[float] = None
+    #: when the command started (epoch s): a window counts its N seconds back from there, not
+    #: from when the logs are read after labctl's own start-up (None: from the read)
+    anchor: Optional[float] = None
 
     def start(self, now: float) -> Optional[float]:
         if self.window is not None:
-            return now - self.window
+            return (now if self.anchor is None else min(now, self.anchor)) - self.window
         return self.since
 
 
@@ -302,6 +305,8 @@ class Watch:
         """One ledger per compared target (inventory order)."""
         now = self.clock()
         start = self.scope.start(now)
+        if self.scope.anchor is not None:      # the first read only: --watch slides from there
+            self.scope = replace(self.scope, anchor=None)
         outcomes = self.pool.each(lambda spec, t: self._fetch_host(spec, t, start),
                                   hosts=[h.name for h in self._log_specs()])
         for outcome in outcomes.values():
@@ -383,10 +388,11 @@ class Watch:
 
 
 def resolve_scope(inv: Inventory, since_up: bool, window: Optional[float],
-                  root: Optional[Path] = None) -> Scope:
-    """--window wins; else the marks from `up` if recorded; else the time `up` finished."""
+                  root: Optional[Path] = None, anchor: Optional[float] = None) -> Scope:
+    """--window wins (its N seconds end at ``anchor``, when the command started, if known);
+    else the marks from `up` if recorded; else the time `up` finished."""
     if window is not None:
-        return Scope(window=window)
+        return Scope(window=window, anchor=anchor)
     marks = load_marks(inv.lab, root)
     if marks is not None:
         return Scope(marks=marks)

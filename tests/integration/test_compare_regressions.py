@@ -101,9 +101,10 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
         ended = 0.0
         for i in range(10):                      # identical versions: nothing flagged
             # Each run compares its own traffic only: its window reaches MARGIN s before the
-            # traffic began (the window ends when compare reads the clock, after labctl's own
-            # start-up, which took ~2.5 s on a loaded box: a fixed "3s" cut off most of a
-            # run), and the runs are MARGIN s apart, so no window reaches the run before.
+            # traffic began (counted back from when compare started; until 2026-12-07 it was
+            # from when compare read its clock, after ~1-2.5 s of start-up, and a fixed "3s"
+            # cut off most of a run), and the runs are MARGIN s apart, so no window reaches
+            # the run before.
             wait_for(lambda e=ended: time.time() >= e + MARGIN, MARGIN + 1, "a quiet gap")
             before = _copies(info, "target2")
             base_before = _copies(info, "target")
