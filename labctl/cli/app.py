@@ -1,5 +1,6 @@
-"""The typer application every command module registers on, its root callback, the one
-process-wide CLI switch (`DEBUG`, set by `--debug`), and the options several commands share."""
+"""The typer application every command module registers on, its root callback, the
+process-wide CLI state (`DEBUG`, set by `--debug`; `INVOKED_AT`, when the command started), and
+the options several commands share."""
 
 from __future__ import annotations
 
