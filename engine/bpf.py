@@ -146,6 +146,18 @@ def drop_outgoing(program: Sequence[Insn]) -> List[Insn]:
             (RET | K, 0, 0, 0), *program]
 
 
+def with_snap(program: Sequence[Insn], snap: int) -> List[Insn]:
+    """``program``, keeping at most ``snap`` bytes of each frame it accepts (every accepting
+    ``ret #k`` returns ``min(k, snap)``): the kernel then queues only the headers. A program
+    that returns a computed length (``ret a``) is refused."""
+    if snap <= 0:
+        raise BpfError(f"snap length {snap} must be > 0")
+    if any(code & 0x07 == RET and code & 0x18 == RET_A for code, _jt, _jf, _k in program):
+        raise BpfError("this filter returns a computed length; it cannot be cut to headers")
+    return [(code, jt, jf, min(k, snap)) if code & 0x07 == RET else (code, jt, jf, k)
+            for code, jt, jf, k in program]
+
+
 def residue_filter(program: Sequence[Insn], modulus: int, residue: int) -> List[Insn]:
     """``program``, but a frame it accepts is kept only when its IPv4 TCP/UDP destination port
     ``% modulus == residue`` (Ethernet, optionally one 802.1Q tag; a frame too short for the

@@ -9,7 +9,8 @@ is wrong; the rules, in the order they are checked:
 reason   rule
 ======== =====================================================================================
 truncated fewer than 20 bytes of IP header; IHL or the TCP header (20 bytes, DOFF) past the
-         buffer; a packet's total_length past the buffer (a record is cut: not checked)
+         buffer; a packet's total_length past the buffer (a record, and a capture cut after
+         the headers, ``fields(cut=True)``: not checked)
 version  IP version is not 4
 ihl      IHL < 5
 protocol IP protocol is not TCP
@@ -104,9 +105,11 @@ def record_view(rec: Buffer) -> HeaderView:
     return _new(HeaderView, record_fields(rec))
 
 
-def fields(buf: Buffer, offset: int = 0) -> Fields:
+def fields(buf: Buffer, offset: int = 0, cut: bool = False) -> Fields:
     """``view`` as a plain tuple in ``HeaderView`` order (the per-packet paths unpack it into
-    locals: no named-tuple copy). Same rules, same errors."""
+    locals: no named-tuple copy). Same rules, same errors. ``cut``: the capture kept only the
+    first bytes of the frame (intercept's header-only capture), so a total_length past the
+    buffer is not an error; the headers themselves must still be whole."""
     n = len(buf) - offset
     if n >= 40:
         # the usual packet (no IP options) in one unpack; anything odd takes the full path,
@@ -114,9 +117,9 @@ def fields(buf: Buffer, offset: int = 0) -> Fields:
         f = _both(buf, offset)
         doff = (f[14] >> 4) << 2
         if (f[0] == 0x45 and f[6] == 6 and not f[4] & 0x1FFF and 20 <= doff <= n - 20
-                and 20 + doff <= f[2] <= n):
+                and 20 + doff <= f[2] and (cut or f[2] <= n)):
             return f
-    return _fields(buf, offset, False)
+    return _fields(buf, offset, False, cut)
 
 
 def record_fields(rec: Buffer) -> Fields:
@@ -130,7 +133,7 @@ def record_fields(rec: Buffer) -> Fields:
     return _fields(rec, 0, True)
 
 
-def _fields(buf: Buffer, off: int, record: bool) -> Fields:
+def _fields(buf: Buffer, off: int, record: bool, cut: bool = False) -> Fields:
     n = len(buf) - off
     if n < 20:
         raise PacketError("truncated", f"IPv4 header needs 20 bytes, have {n}")
@@ -155,7 +158,7 @@ def _fields(buf: Buffer, off: int, record: bool) -> Fields:
     if not record:
         if toff + doff > len(buf):
             raise PacketError("truncated", f"DOFF {doff >> 2} needs {doff} bytes")
-        if tot > n:
+        if tot > n and not cut:
             raise PacketError("truncated", f"total_length {tot} > {n}")
     if tot < ihl + doff:
         raise PacketError("length", f"total_length {tot} < IP+TCP header length")

@@ -32,13 +32,20 @@ COUNTERS = ("captured", "kernel_drops", "malformed", "resp_routed", "resp_delaye
             "channel_malformed", "hello_incompatible")
 
 
+#: what intercept keeps of each captured frame (the kernel filter's snap length): Ethernet
+#: (14), two 802.1Q tags (8), the IP header with options (60) and the TCP header with options
+#: (60), rounded up; a record needs no payload (the C intercept keeps 14 + 120 bytes)
+HEADER_SNAP = 160
+
+
 def classify_frame(frame: bytes) -> Tuple[Key, int, bytes]:
-    """(route key, TCP flags, 64-byte record) of a captured Ethernet frame. Raises PacketError
-    (the rules of ``engine.header.view``, or a frame that is not IPv4)."""
+    """(route key, TCP flags, 64-byte record) of a captured Ethernet frame, whole or cut after
+    its headers (intercept captures only those). Raises PacketError (the rules of
+    ``engine.header.view``, or a frame that is not IPv4)."""
     etype, off = strip_ethernet(frame)
     if etype != ETH_P_IP:
         raise PacketError("ethertype", f"ethertype 0x{etype:04x} is not IPv4")
-    f = fields(frame, off)          # HeaderView order: src 8, dst 9, sport 10, dport 11, flags 15
+    f = fields(frame, off, True)    # HeaderView order: src 8, dst 9, sport 10, dport 11, flags 15
     return (f[9], f[11], f[8], f[10]), f[15], make_record(frame, off)
 
 

@@ -16,7 +16,7 @@ from functools import partial
 from typing import List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
-from engine.bpf import BpfError, filter_for_expression, residue_filter
+from engine.bpf import BpfError, filter_for_expression, residue_filter, with_snap
 from engine.daemon import reload_netem, start_netem, write_pidfile
 from engine.intercept.peers import Peers, listen
 from engine.loop import Loop, TimerHandle
@@ -26,7 +26,7 @@ from engine.packets import PacketError
 from engine.protocol import ProtocolError, load_key
 from engine.pypygc import gc_banner
 from engine.rawsock import CaptureSocket, capture_banner, capture_counters, open_captures
-from engine.router import Router, classify_frame
+from engine.router import HEADER_SNAP, Router, classify_frame
 from engine.stats import Logger, stats_document, write_stats
 
 LOG_INTERVAL = 30.0
@@ -45,12 +45,13 @@ class InterceptDaemon:
         self.log = Logger(opts.log_file, tag=tag, follow=bool(tag))
         try:
             self.key = load_key(opts.key_file) if opts.key_file else None
-            # worker j of M sees only the responses to fake ports p with p % M == j
-            program = residue_filter(filter_for_expression(opts.filter), opts.workers,
-                                     opts.worker)
+            # worker j of M sees only the responses to fake ports p with p % M == j; of each
+            # frame the kernel keeps the headers only (a record has no payload)
+            program = with_snap(residue_filter(filter_for_expression(opts.filter),
+                                               opts.workers, opts.worker), HEADER_SNAP)
             self.captures: List[CaptureSocket] = open_captures(
                 opts.interfaces or None, program, ignore_outgoing=False,
-                ring_bytes=opts.capture_ring_mb << 20)
+                ring_bytes=opts.capture_ring_mb << 20, snap=HEADER_SNAP)
             self.listener = listen(opts.bind, opts.port)
         except (ProtocolError, BpfError) as exc:
             raise SetupError(str(exc)) from None

@@ -8,7 +8,8 @@ Flags (original, study §1.2, plus long forms and the new options):
   --key-file PATH  --stats-file PATH  --stats-interval SECONDS (1.0)
   --metrics-file PATH        the counters in the Prometheus text format too (atomically)
   --max-routes N (1000000)  --max-delayed N (65536)
-  --capture-ring-mb MB (0)   TPACKET_V3 capture ring per capture socket (0 = recv())
+  --capture-ring-mb MB (16)  TPACKET_V2 ring of header-only slots per capture socket
+                             (0 = recv(); either way only each frame's headers are kept)
   --gather-ms MS (0)         an idle wake-up waits MS before handling its events (0 = off)
   --netem-delay MS  --netem-jitter MS  --netem-loss PCT  --netem-reorder PCT  --netem-rate KBIT
                              network conditions on the response frames sent to tcpcopy
@@ -28,7 +29,8 @@ from engine.loop import DEFAULT_GATHER_MS, MAX_GATHER_MS
 from engine.netem import NetemSpec, add_flags, check_spec, spec_of
 from engine.packets import PacketError, ip_aton
 from engine.protocol import DEFAULT_PORT
-from engine.rawsock.ring import DEFAULT_CAPTURE_RING_MB, MAX_CAPTURE_RING_MB
+from engine.rawsock.ring import MAX_CAPTURE_RING_MB
+from engine.rawsock.slots import INTERCEPT_RING_MB
 
 
 class UsageError(ValueError):
@@ -50,8 +52,9 @@ class InterceptOptions:
     stats_interval: float = 1.0
     max_routes: int = 1_000_000
     max_delayed: int = 65536
-    #: TPACKET_V3 capture ring per capture socket, MiB (0 = recv() one frame per system call)
-    capture_ring_mb: int = DEFAULT_CAPTURE_RING_MB
+    #: TPACKET_V2 ring of header-only slots per capture socket, MiB (0 = recv(), one frame's
+    #: headers per system call)
+    capture_ring_mb: int = INTERCEPT_RING_MB
     #: an idle wake-up pauses this long before handling its events (engine.loop), ms
     gather_ms: float = DEFAULT_GATHER_MS
     #: network conditions applied to the response frames forwarded to tcpcopy
@@ -85,7 +88,7 @@ def _parser() -> _Parser:
     p.add_argument("--max-routes", default="1000000")
     p.add_argument("--max-delayed", default="65536")
     p.add_argument("--workers", default="1")
-    p.add_argument("--capture-ring-mb", default=str(DEFAULT_CAPTURE_RING_MB))
+    p.add_argument("--capture-ring-mb", default=str(INTERCEPT_RING_MB))
     p.add_argument("--gather-ms", default=str(DEFAULT_GATHER_MS))
     add_flags(p)
     return p

@@ -4,8 +4,9 @@
   ``AF_PACKET/SOCK_RAW/ETH_P_ALL`` socket with the classic BPF ``program`` attached BEFORE bind
   (so no unfiltered frame is ever queued), ``PACKET_IGNORE_OUTGOING`` (never re-capture our own
   output, netns findings P10), non-blocking, and a TPACKET_V3 memory-mapped ring of
-  ``ring_bytes`` (``engine.rawsock.ring`` walks it; set up before bind; 0 or a refused ring:
-  ``recv()`` with ``SO_RCVBUFFORCE``). ``recv_frames(limit)`` returns up to ``limit`` whole
+  ``ring_bytes`` (``engine.rawsock.ring`` walks it; with ``snap``, header-only TPACKET_V2
+  slots, ``engine.rawsock.slots``; set up before bind; 0 or a refused ring: ``recv()`` with
+  ``SO_RCVBUFFORCE``). ``recv_frames(limit)`` returns up to ``limit`` whole
   Ethernet frames; ``stats()`` returns cumulative (packets, drops) from ``PACKET_STATISTICS``
   (the kernel resets them on every read, so they are accumulated here; ``freezes`` too).
   ``capture_banner``/``capture_counters``: the daemons' start-up lines and counters.
@@ -24,7 +25,7 @@ import errno
 import mmap
 import socket
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from engine.bpf import Insn
 from engine.rawsock.interfaces import interface_index, list_interfaces
@@ -35,6 +36,7 @@ from engine.rawsock.ring import (
     RingReader,
     ring_request,
 )
+from engine.rawsock.slots import TPACKET_V2, SlotReader, slot_size, slots_request
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -89,13 +91,19 @@ class CaptureSocket:
     constructor, so ``sock`` can still join a fanout group);
     if the kernel refuses the ring, ``ring_error`` says why and the socket falls back to
     ``recv()`` (the caller logs it). 0: ``recv()`` one frame per system call.
+
+    ``snap`` > 0: ``program`` keeps only a frame's first ``snap`` bytes (``engine.bpf.with_snap``,
+    the caller's), and the ring is a TPACKET_V2 ring of slots that size
+    (``engine.rawsock.slots``): frames come cut after their headers, at once, with no block
+    timer. intercept captures so; tcpcopy needs whole frames.
     """
 
     def __init__(self, ifname: Optional[str], program: Sequence[Insn],
                  ignore_outgoing: bool = True, rcvbuf: int = 64 << 20,
-                 ring_bytes: int = DEFAULT_RING_BYTES) -> None:
+                 ring_bytes: int = DEFAULT_RING_BYTES, snap: int = 0) -> None:
         self.ifname = ifname
-        self.ring: Optional[RingReader] = None
+        self.snap = snap
+        self.ring: Optional[Union[RingReader, SlotReader]] = None
         self.ring_error: Optional[str] = None
         self._mmap: Optional[mmap.mmap] = None
         try:
@@ -144,17 +152,30 @@ class CaptureSocket:
         return sock
 
     def _setup_ring(self, sock: socket.socket, ring_bytes: int, ifindex: int) -> None:
+        if self.snap:
+            size = slot_size(self.snap)
+            req, frame_nr, _blocks = slots_request(ring_bytes, size)
+            mem = self._map_ring(sock, TPACKET_V2, req, size * frame_nr, ring_bytes)
+            self.ring = SlotReader(mem, size, frame_nr, ifindex)
+            return
         req, block, block_nr = ring_request(ring_bytes, RING_BLOCK, RING_FRAME, RING_RETIRE_MS)
+        mem = self._map_ring(sock, TPACKET_V3, req, block * block_nr, ring_bytes)
+        self.ring = RingReader(mem, block, block_nr, ifindex)
+
+    def _map_ring(self, sock: socket.socket, version: int, req: bytes, length: int,
+                  ring_bytes: int) -> mmap.mmap:
+        """Ask for a TPACKET ring (``version``, packed request) and map its ``length`` bytes."""
         try:
-            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, version)
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-            self._mmap = mmap.mmap(sock.fileno(), block * block_nr, mmap.MAP_SHARED,
+            self._mmap = mmap.mmap(sock.fileno(), length, mmap.MAP_SHARED,
                                    mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as exc:
-            raise _RingRefused(f"no TPACKET_V3 capture ring of {ring_bytes >> 20} MiB on "
+            name = "TPACKET_V2" if version == TPACKET_V2 else "TPACKET_V3"
+            raise _RingRefused(f"no {name} capture ring of {ring_bytes >> 20} MiB on "
                                f"{self.ifname or 'all'}: {exc.strerror or exc}; "
                                "capturing with recv()") from None
-        self.ring = RingReader(self._mmap, block, block_nr, ifindex)
+        return self._mmap
 
     def _unmap(self) -> None:
         self.ring = None
@@ -203,7 +224,7 @@ class CaptureSocket:
 
         With the ring the kernel answers ``tpacket_stats_v3``; its ``tp_freeze_q_cnt`` (times
         the ring was full) is accumulated in ``freezes``."""
-        size = 12 if self.ring is not None else 8
+        size = 12 if isinstance(self.ring, RingReader) else 8
         try:
             raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, size)
         except OSError:
@@ -224,16 +245,17 @@ class CaptureSocket:
 
 def open_captures(ifnames: Optional[Sequence[str]], program: Sequence[Insn],
                   ignore_outgoing: bool = True, rcvbuf: int = 64 << 20,
-                  ring_bytes: int = DEFAULT_RING_BYTES) -> List[CaptureSocket]:
+                  ring_bytes: int = DEFAULT_RING_BYTES, snap: int = 0) -> List[CaptureSocket]:
     """One CaptureSocket per interface (None -> every up, non-loopback interface); each gets
-    its own ring of ``ring_bytes`` (0 = recv())."""
+    its own ring of ``ring_bytes`` (0 = recv()); ``snap``: see ``CaptureSocket``."""
     names = list(ifnames) if ifnames else list_interfaces()
     if not names:
         raise OSError(errno.ENODEV, "no capture interface (none up except loopback)")
     socks: List[CaptureSocket] = []
     try:
         for name in names:
-            socks.append(CaptureSocket(name, program, ignore_outgoing, rcvbuf, ring_bytes))
+            socks.append(CaptureSocket(name, program, ignore_outgoing, rcvbuf, ring_bytes,
+                                       snap))
     except OSError as exc:
         for s in socks:
             s.close()
@@ -255,7 +277,15 @@ def capture_banner(caps: Sequence[CaptureSocket]) -> List[str]:
     """Start-up log lines: the ring of each capture socket, or why it has none (one line per
     distinct reason)."""
     lines: List[str] = []
-    rings = [c for c in caps if c.ring is not None]
+    slots = [c for c in caps if isinstance(c.ring, SlotReader)]
+    if slots:
+        sr = slots[0].ring
+        assert isinstance(sr, SlotReader)
+        lines.append(f"capture ring: TPACKET_V2, {slots[0].ring_bytes >> 20} MiB per socket "
+                     f"({sr.frame_nr} slots of {sr.frame_size} bytes, headers only: "
+                     f"{slots[0].snap} bytes of each frame) on "
+                     f"{','.join(c.ifname or 'all' for c in slots)}")
+    rings = [c for c in caps if c.ring is not None and not isinstance(c.ring, SlotReader)]
     if rings:
         r = rings[0].ring
         assert r is not None

@@ -37,7 +37,8 @@ ENGINE_TESTS = (
     "test_session_hold", "test_session_memory", "test_session_pacing", "test_session_rst",
     "test_session_stall", "test_session_table", "test_session_gap",
     "test_session_select", "test_session_targets", "test_sesspkt", "test_tcpcopy_dispatch",
-    "test_tcpcopy_reconnect", "test_workers", "test_metrics", "test_ring", "test_supervise",
+    "test_tcpcopy_reconnect", "test_workers", "test_metrics", "test_ring", "test_slots",
+    "test_supervise",
 )
 #: Fewer passed tests than this means the run did not really happen (326 when written).
 MIN_PASSED = 300

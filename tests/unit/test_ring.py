@@ -169,6 +169,8 @@ def test_capture_ring_flag_defaults_and_values() -> None:
     assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "256"]).capture_ring_mb == 256
     assert parse_tcpcopy_args([*BASE, "--capture-ring-mb", "32"]).capture_ring_mb == 32
     opts = parse_args(["-F", "tcp and src port 80"])
+    assert opts is not None and opts.capture_ring_mb == 16        # intercept: header slots
+    opts = parse_args(["-F", "tcp and src port 80", "--capture-ring-mb", "0"])
     assert opts is not None and opts.capture_ring_mb == 0
     opts = parse_args(["-F", "tcp and src port 80", "--capture-ring-mb", "256"])
     assert opts is not None and opts.capture_ring_mb == 256
