@@ -80,7 +80,7 @@ def layout(pinning: Optional[Dict[str, Any]], workers: int) -> str:
 
 def nginx_cpu(rig: Rig) -> Dict[int, float]:
     pid = int((rig.lab.host("online").dir / "nginx.pid").read_text().split()[0])
-    return procs.cpu_tree(pid)
+    return procs.part_of(procs.cpu_tree(pid))
 
 
 def generators_for(a: argparse.Namespace, mode: str, rate: int) -> int:

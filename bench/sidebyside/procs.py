@@ -17,24 +17,22 @@ def cpu_split(pid: int) -> Tuple[float, float]:
     return int(fields[11]) / CLK, int(fields[12]) / CLK
 
 
-def cpu_total(pid: int) -> float:
-    user, system = cpu_split(pid)
-    return user + system
-
-
-def cpu_tree(pid: int, part: Optional[int] = None) -> Dict[int, float]:
-    """{pid: user+system CPU seconds} of a process and all its descendants (``--workers N``:
+def cpu_tree(pid: int) -> Dict[int, Tuple[float, float]]:
+    """{pid: (user, system) CPU seconds} of a process and all its descendants (``--workers N``:
     the parent and its forked workers; a worker's CPU reaches its parent's counters only once
-    it is reaped, so each is read on its own). Processes gone meanwhile are left out.
-    ``part`` 0 or 1: only the user or only the system seconds."""
-    out: Dict[int, float] = {}
+    it is reaped, so each is read on its own). Processes gone meanwhile are left out."""
+    out: Dict[int, Tuple[float, float]] = {}
     for p in descendants(pid):
         try:
-            split = cpu_split(p)
+            out[p] = cpu_split(p)
         except OSError:
             continue
-        out[p] = split[0] + split[1] if part is None else split[part]
     return out
+
+
+def part_of(tree: Dict[int, Tuple[float, float]], part: Optional[int] = None) -> Dict[int, float]:
+    """A ``cpu_tree`` read as {pid: seconds}: user+system, or only ``part`` (0 user, 1 system)."""
+    return {p: (u + s if part is None else (u, s)[part]) for p, (u, s) in tree.items()}
 
 
 def run_delay_tree(pid: int) -> Dict[int, float]:

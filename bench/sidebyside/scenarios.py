@@ -215,7 +215,6 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         online_log = LogTail(rig.lab.host("online").access_log)
         target_log = LogTail(rig.lab.host("target").access_log)
         cpu0 = {k: procs.cpu_tree(p) for k, p in pids.items()}
-        sys0 = {k: procs.cpu_tree(p, 1) for k, p in pids.items()}
         wait0 = {k: procs.run_delay_tree(p) for k, p in pids.items()}
         t0 = time.monotonic()
         row["client"] = client_load(rig, sc, tag, client_cpus)
@@ -229,7 +228,6 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         if copier and online > want:        # nginx logged a few more after the client ended
             wait_copies(target_log, online, quiet, limit)
         cpu1 = {k: procs.cpu_tree(p) for k, p in pids.items()}
-        sys1 = {k: procs.cpu_tree(p, 1) for k, p in pids.items()}
         wait1 = {k: procs.run_delay_tree(p) for k, p in pids.items()}
         rss = {k: round(procs.hwm_tree_mb(p), 1) for k, p in pids.items()}
         pss = {k: round(procs.pss_tree_mb(p), 1) for k, p in pids.items()}
@@ -243,9 +241,11 @@ def run_one(rig: Rig, sc: Scenario, copier: Optional[Copier], tag: str, quiet: f
         return row
     copied = target_log.tagged(tag, rig.fake_prefix)
     drops.update(copier.drops_after_stop(tag))
-    per_proc = {k: procs.tree_delta(cpu0[k], cpu1[k]) for k in pids}
+    per_proc = {k: procs.tree_delta(procs.part_of(cpu0[k]), procs.part_of(cpu1[k]))
+                for k in pids}
     cpu = {k: sum(d.values()) for k, d in per_proc.items()}
-    system = {k: sum(procs.tree_delta(sys0[k], sys1[k]).values()) for k in pids}
+    system = {k: sum(procs.tree_delta(procs.part_of(cpu0[k], 1),
+                                      procs.part_of(cpu1[k], 1)).values()) for k in pids}
     waited = {k: sum(procs.tree_delta(wait0[k], wait1[k]).values()) for k in pids}
     row.update(
         copied=copied, fidelity=round(copied / online, 5) if online else None,

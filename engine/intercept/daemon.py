@@ -16,7 +16,7 @@ from functools import partial
 from typing import List, Optional, Tuple
 
 from engine import INTERNAL_VERSION, __version__
-from engine.bpf import BpfError, filter_for_expression, residue_filter, with_snap
+from engine.bpf import BpfError, filter_for_expression, residue_filter
 from engine.daemon import reload_netem, start_netem, write_pidfile
 from engine.intercept.peers import Peers, listen
 from engine.loop import Loop, TimerHandle
@@ -47,8 +47,8 @@ class InterceptDaemon:
             self.key = load_key(opts.key_file) if opts.key_file else None
             # worker j of M sees only the responses to fake ports p with p % M == j; of each
             # frame the kernel keeps the headers only (a record has no payload)
-            program = with_snap(residue_filter(filter_for_expression(opts.filter),
-                                               opts.workers, opts.worker), HEADER_SNAP)
+            program = residue_filter(filter_for_expression(opts.filter), opts.workers,
+                                     opts.worker)
             self.captures: List[CaptureSocket] = open_captures(
                 opts.interfaces or None, program, ignore_outgoing=False,
                 ring_bytes=opts.capture_ring_mb << 20, snap=HEADER_SNAP)

@@ -27,7 +27,7 @@ import socket
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from engine.bpf import Insn
+from engine.bpf import Insn, with_snap
 from engine.rawsock.interfaces import interface_index, list_interfaces
 from engine.rawsock.ring import (
     PACKET_RX_RING,
@@ -92,8 +92,8 @@ class CaptureSocket:
     if the kernel refuses the ring, ``ring_error`` says why and the socket falls back to
     ``recv()`` (the caller logs it). 0: ``recv()`` one frame per system call.
 
-    ``snap`` > 0: ``program`` keeps only a frame's first ``snap`` bytes (``engine.bpf.with_snap``,
-    the caller's), and the ring is a TPACKET_V2 ring of slots that size
+    ``snap`` > 0: ``program`` is made to keep only a frame's first ``snap`` bytes
+    (``engine.bpf.with_snap``), and the ring is a TPACKET_V2 ring of slots that size
     (``engine.rawsock.slots``): frames come cut after their headers, at once, with no block
     timer. intercept captures so; tcpcopy needs whole frames.
     """
@@ -103,6 +103,8 @@ class CaptureSocket:
                  ring_bytes: int = DEFAULT_RING_BYTES, snap: int = 0) -> None:
         self.ifname = ifname
         self.snap = snap
+        if snap:
+            program = with_snap(program, snap)
         self.ring: Optional[Union[RingReader, SlotReader]] = None
         self.ring_error: Optional[str] = None
         self._mmap: Optional[mmap.mmap] = None
