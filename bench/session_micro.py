@@ -172,7 +172,18 @@ class Rig:
         self.used = clock() - t0
 
 
-def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -> int:
+def answer(port: int, seq: int, ack: int, segments: int, last: int = ACK | PSH) -> List[bytes]:
+    """The target's answer to one request: RESP_LEN bytes in ``segments`` segments (nginx
+    sends a static file's header, then its body: 2), the last with the flags ``last``."""
+    ack &= 0xFFFFFFFF
+    cut = [RESP_LEN * i // segments for i in range(segments + 1)]
+    return [record(port, (seq + cut[i]) & 0xFFFFFFFF, ack,
+                   last if i == segments - 1 else ACK, cut[i + 1] - cut[i])
+            for i in range(segments)]
+
+
+def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool,
+              segments: int = 1) -> int:
     """C connections, handshakes first, then rounds of one request per connection."""
     ports = [40000 + i for i in range(conns)]
     cseq = {p: 1000 * p for p in ports}
@@ -198,8 +209,7 @@ def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
             for p in ports:
                 cseq[p] += len(GET)
                 sseq[p] += RESP_LEN
-            recs = [record(p, tseq[p], cseq[p] & 0xFFFFFFFF, ACK | PSH, RESP_LEN)
-                    for p in ports]
+            recs = [r for p in ports for r in answer(p, tseq[p], cseq[p], segments)]
             for p in ports:
                 tseq[p] += RESP_LEN
             rig.responses(recs)
@@ -211,7 +221,7 @@ def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
                     rig.responses([synacks[p]])
                 cseq[p] += len(GET)
                 sseq[p] += RESP_LEN
-                rig.responses([record(p, tseq[p], cseq[p] & 0xFFFFFFFF, ACK | PSH, RESP_LEN)])
+                rig.responses(answer(p, tseq[p], cseq[p], segments))
                 tseq[p] += RESP_LEN
                 rig.tick(dt / conns)
         ts += 1
@@ -219,7 +229,8 @@ def keepalive(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
     return done
 
 
-def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -> int:
+def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool,
+              segments: int = 1) -> int:
     done, ts, base = 0, 1, 20000
     dt = conns / rate
     while done < requests:
@@ -242,7 +253,8 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
         rig.capture(frames)
         if held:
             rig.responses(synacks)
-        rig.responses([record(p, tseq[p], cseq[p], ACK | PSH | FIN, RESP_LEN) for p in ports])
+        rig.responses([r for p in ports
+                       for r in answer(p, tseq[p], cseq[p], segments, ACK | PSH | FIN)])
         for p in ports:
             tseq[p] += RESP_LEN + 1
         rig.capture([frame(p, cseq[p], 777 + RESP_LEN + 1, ACK | FIN, b"", ts) for p in ports])
@@ -255,10 +267,10 @@ def new_conns(rig: Rig, conns: int, requests: int, rate: float, batched: bool) -
 
 
 def run(mode: str, conns: int, requests: int, rate: float, batched: bool,
-        flags: Sequence[str] = ()) -> Tuple[float, Rig]:
+        flags: Sequence[str] = (), segments: int = 1) -> Tuple[float, Rig]:
     rig = Rig(flags)
     fn = keepalive if mode == "keepalive" else new_conns
-    n = fn(rig, conns, requests, rate, batched)
+    n = fn(rig, conns, requests, rate, batched, segments)
     rig.play()
     return rig.used / n * 1e6, rig
 
@@ -273,6 +285,8 @@ def main() -> int:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--batched", action="store_true",
                    help="keep-alive: connections in lockstep (one capture batch per round)")
+    p.add_argument("--resp-segments", type=int, default=1, metavar="N",
+                   help="segments per response (the lab's nginx sends 2: header, then body)")
     p.add_argument("--flags", default="", metavar="'FLAGS'",
                    help="extra tcpcopy flags, e.g. '--allow-path /api' (a selection's cost)")
     p.add_argument("--json", metavar="FILE", help="also write the figures here as JSON")
@@ -281,12 +295,15 @@ def main() -> int:
     if a.profile:
         prof = cProfile.Profile()
         prof.enable()
-        _, rig = run(a.mode, a.connections, a.requests, a.rate, a.batched, flags)
+        _, rig = run(a.mode, a.connections, a.requests, a.rate, a.batched, flags,
+                     a.resp_segments)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    best = min(run(a.mode, a.connections, a.requests, a.rate, a.batched, flags)[0]
+    best = min(run(a.mode, a.connections, a.requests, a.rate, a.batched, flags,
+                   a.resp_segments)[0]
                for _ in range(a.repeat))
-    _, rig = run(a.mode, a.connections, min(a.requests, 2000), a.rate, a.batched, flags)
+    _, rig = run(a.mode, a.connections, min(a.requests, 2000), a.rate, a.batched, flags,
+                 a.resp_segments)
     rig.tc.engine.selection_report()
     c = rig.tc.counters
     selected = f" requests_selected={c['requests_selected']}" if "requests_selected" in c else ""
@@ -299,6 +316,7 @@ def main() -> int:
         Path(a.json).write_text(json.dumps({
             "mode": a.mode, "flags": a.flags, "us_per_request": round(best, 2),
             "requests": a.requests, "connections": a.connections,
+            "resp_segments": a.resp_segments,
             "counters": {k: v for k, v in c.items() if v}}, indent=1) + "\n")
     return 0
 

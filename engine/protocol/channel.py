@@ -44,7 +44,7 @@ from engine.protocol.wire import (
     server_mac,
 )
 
-RecordSink = Callable[[bytes, float], None]     # (64-byte record, now)
+RecordSink = Callable[[List[bytes], float], None]   # (the 64-byte records of one read, now)
 
 
 # ---------------------------------------------------------------- shared channel state
@@ -217,31 +217,36 @@ class ClientChannel(_Channel):
         in stream order."""
         events: List[ClientEvent] = []
 
-        def respond(rec: bytes, _now: float) -> None:
+        def respond(rec: bytes) -> None:
             try:
                 events.append(Response(decode_record(rec), rec))
             except ProtocolError as exc:
                 events.append(Malformed(str(exc)))
         if self._take_input(data, now, events):
-            self._frames(now, respond, events)
+            self._frames(respond, events)
         return events
 
     def feed_raw(self, data: Union[bytes, memoryview], now: float,
                  sink: RecordSink) -> List[ClientEvent]:
-        """Like ``feed`` but hands each record to ``sink(raw_record, now)`` undecoded and
-        UNCHECKED: the receiver parses it once with ``engine.header.record_view`` (the rules
-        ``decode_record`` applies; tcpcopy's engine counts a bad one as ``channel_malformed``).
-        Framing errors are events as with ``feed``; the returned list holds those only (usually
-        empty). This is tcpcopy's hot path.
+        """Like ``feed`` but hands the records of this read to ``sink(raw_records, now)``, in
+        one call, undecoded and UNCHECKED: the receiver parses each once with
+        ``engine.header.record_view`` (the rules ``decode_record`` applies; tcpcopy's engine
+        counts a bad one as ``channel_malformed``) and may look at neighbours together
+        (``Engine.on_response_records`` joins a response's consecutive segments). The sink
+        runs before the caller sees the events, as each record did before. Framing errors are
+        events as with ``feed``; the returned list holds those only (usually empty). This is
+        tcpcopy's hot path.
         """
         events: List[ClientEvent] = []
         if self._take_input(data, now, events):
-            self._frames(now, sink, events)
+            recs: List[bytes] = []
+            self._frames(recs.append, events)
+            if recs:
+                sink(recs, now)
         return events
 
-    def _frames(self, now: float, sink: RecordSink,
-                events: List[ClientEvent]) -> None:
-        """Cut the buffered stream into frames and records; each record goes to ``sink``."""
+    def _frames(self, take: Callable[[bytes], None], events: List[ClientEvent]) -> None:
+        """Cut the buffered stream into frames and records; each record goes to ``take``."""
         buf = self._buf
         pos, n = 0, len(buf)
         want = self._want
@@ -262,12 +267,11 @@ class ClientChannel(_Channel):
             if n - pos < RECORD_SIZE:
                 break
             end = pos + RECORD_SIZE
-            rec = bytes(buf[pos:end])
+            take(bytes(buf[pos:end]))
             pos = end
             want -= RECORD_SIZE
             if want == 0:
                 want = None
-            sink(rec, now)
         self._want = want
         del buf[:pos]
 

@@ -1,7 +1,8 @@
 """The session table: the sans-I/O core of tcpcopy (events in, actions out, time as input).
 
 Events: ``on_client_packet(ip_bytes, now)`` (a captured client->online packet),
-``on_response_record(record, now)`` (a 64-byte response record from intercept),
+``on_response_records(records, now)`` (the 64-byte response records of one read from
+intercept; ``on_response_record`` takes one),
 ``on_timer(now)`` when ``next_deadline()`` has passed, ``flush(now)`` after a batch of events
 (sends the ACKs still owed to the target), ``on_send_error(fkey, now)``; ``channel_down/up``.
 Every event method RETURNS the actions it caused, in order: typed values of
@@ -18,7 +19,7 @@ import random
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from engine.actions import Action, Drop, RegisterRoute, SendPacket
-from engine.header import PacketError, fields, record_fields
+from engine.header import PacketError, fields
 from engine.latency import Histogram
 from engine.packets import ACK, FIN, RST, SYN
 from engine.session import (
@@ -30,7 +31,6 @@ from engine.session import (
     due,
     finish,
     on_data,
-    on_response,
     on_timer,
     send_ack,
 )
@@ -45,8 +45,9 @@ from engine.session.config import (
 from engine.session.hold import pause, resume
 from engine.session.intake import feed_selected
 from engine.session.packets import find_ts
+from engine.session.responses import on_records
 from engine.session.shed import Shed, over_buffer, over_rss, send_refused
-from engine.session.stall import StallEvent, answered, asked, check, reset
+from engine.session.stall import StallEvent, asked, check, reset
 
 _new = tuple.__new__
 Actions = Sequence[Action]           # what an event returns: a list, or NO_ACTIONS
@@ -278,28 +279,14 @@ class Engine:
     def on_response_record(self, rec: bytes, now: float) -> Actions:
         """One response record (IP header, TCP header, options) from intercept, as it came off
         the channel: checked here (``engine.header.record_view``; ``channel_malformed``)."""
-        c = self.counters
-        try:
-            hv = record_fields(rec)
-        except PacketError:
-            self.drop("channel_malformed")
-            return self._take()
-        c["resp"] += 1
-        (vihl, _tos, tot, _id, _frag, _ttl, _proto, _ipsum, saddr, daddr, sport, dport, seq, ack,
-         doffb, flags, win, _tsum, _urg) = hv
-        doff = (doffb >> 4) << 2
-        plen = tot - ((vihl & 15) << 2) - doff
-        s = self.by_fake.get((daddr << 16) | dport)
-        if s is None or s.route.target_port != sport or s.route.target_ip != saddr:
-            c["resp_unknown"] += 1
-            return NO_ACTIONS
-        options = rec[40:20 + min(doff, 44)] if doff > 20 else b""
-        full = plen >= s.full_len or tot in self.full_sizes
-        self.heard_at = now             # intercept and the target's kernel are alive
-        if (plen or flags & (FIN | RST)) and s.state != CLOSED:
-            answered(self, now)         # the target answers (engine.session.stall)
-        on_response(s, seq, ack, flags, win, plen, full, options, now)
-        out = self.out                  # _take(), inlined: this is per response record
+        on_records(self, (rec,), now)
+        return self._take()
+
+    def on_response_records(self, recs: Sequence[bytes], now: float) -> Actions:
+        """The response records of one channel read, in order (``engine.session.responses``:
+        each checked; a response's consecutive segments handed to their session as one)."""
+        on_records(self, recs, now)
+        out = self.out                  # _take(), inlined: this is per channel read
         if out:
             self.out = []
             return out

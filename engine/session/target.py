@@ -25,8 +25,10 @@ from engine.session.teardown import finish
 
 
 def on_response(s: Session, seq: int, ack: int, flags: int, win: int, plen: int, full: bool,
-                options: bytes, now: float) -> None:
-    """One response header from intercept (the target's segment to our fake client)."""
+                options: bytes, now: float, ended: bool = False) -> None:
+    """One response header from intercept (the target's segment to our fake client), or
+    several consecutive ones joined (``engine.session.responses``): ``ended`` when one before
+    the last was short (the response may have ended there)."""
     eng = s.eng
     c = eng.counters
     state = s.state
@@ -83,7 +85,7 @@ def on_response(s: Session, seq: int, ack: int, flags: int, win: int, plen: int,
         if not s.resp_seen and s.req_started:
             eng.note_latency(now - s.req_at)    # the target's first answer byte
         s.resp_seen = True
-        if s.snd_una == s.snd_nxt and (not full or flags & PSH):
+        if s.snd_una == s.snd_nxt and (ended or not full or flags & PSH):
             response_ended(s, now, fast=True)
         else:
             s.eor_at = now + max(eng.cfg.eor_min, min(eng.cfg.eor_max, 2 * s.rtt))

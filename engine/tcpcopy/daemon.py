@@ -74,7 +74,7 @@ class Tcpcopy:
                 key = load_key(opts.key_file)
             except (ProtocolError, OSError) as exc:
                 raise StartupError(f"--key-file: {exc}") from None
-        self.channel = Channel(opts, self.loop, self.engine, log, key, self._on_record,
+        self.channel = Channel(opts, self.loop, self.engine, log, key, self._on_records,
                                self._after_batch, self._collect, self._lost_exit)
         self.intercepts = self.channel.intercepts
 
@@ -172,8 +172,8 @@ class Tcpcopy:
         """Keep a batch's actions for ``_after_batch``."""
         self.pending += acts
 
-    def _on_record(self, rec: bytes, now: float) -> None:
-        acts = self.engine.on_response_record(rec, now)
+    def _on_records(self, recs: List[bytes], now: float) -> None:
+        acts = self.engine.on_response_records(recs, now)
         if acts:
             self.pending += acts
 

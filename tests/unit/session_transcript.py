@@ -4,7 +4,7 @@ share (no sockets)."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from engine.actions import Action, RegisterRoute, SendPacket
 from engine.packets import (
@@ -52,6 +52,9 @@ class Transcript(Engine):
 
     def on_response_record(self, rec: bytes, now: float) -> Actions:
         return self._keep(super().on_response_record(rec, now))
+
+    def on_response_records(self, recs: Sequence[bytes], now: float) -> Actions:
+        return self._keep(super().on_response_records(recs, now))
 
     def flush(self, now: float) -> Actions:
         return self._keep(super().flush(now))

@@ -35,7 +35,7 @@ ENGINE_TESTS = (
     "test_router_evict",
     "test_router_options", "test_router_stats", "test_sampling", "test_session",
     "test_session_hold", "test_session_memory", "test_session_pacing", "test_session_rst",
-    "test_session_stall", "test_session_table", "test_session_gap",
+    "test_session_stall", "test_session_table", "test_session_gap", "test_session_join",
     "test_session_select", "test_session_targets", "test_sesspkt", "test_tcpcopy_dispatch",
     "test_tcpcopy_reconnect", "test_workers", "test_metrics", "test_ring", "test_slots",
     "test_supervise",

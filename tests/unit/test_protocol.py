@@ -325,7 +325,7 @@ def test_fuzz_mutated_streams_never_raise() -> None:
 
 def raw_feed(chan: C.ClientChannel, data: bytes) -> Tuple[List[bytes], list]:
     recs: List[bytes] = []
-    events = chan.feed_raw(data, 0.0, lambda rec, _now: recs.append(rec))
+    events = chan.feed_raw(data, 0.0, lambda got, _now: recs.extend(got))
     return recs, events
 
 

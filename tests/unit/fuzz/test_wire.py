@@ -190,7 +190,7 @@ def test_client_channel_decoder_never_raises(mode: str, body: bytes, junk: bytes
         stream = junk + stream           # a server that starts wrong
     for chunk in chunked(stream, sizes):
         timed("channel", ch.feed, chunk, 0.5)
-        timed("channel", raw.feed_raw, chunk, 0.5, lambda rec, now: None)
+        timed("channel", raw.feed_raw, chunk, 0.5, lambda recs, now: None)
         ch.take_output()
         raw.take_output()
 
