@@ -21,9 +21,12 @@ from tests.integration.copyrig import REPO, log_requests, wait_for
 from tests.integration.test_compare_lab import _copies
 from tests.integration.test_up_down_helpers import labctl, write_inventory
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 PATHS = "/api/err,/api/slow,/api/body,/api/items/1,/static/a"
 MARGIN = 5.0
+#: quiet time between runs: a window reaches MARGIN s back from when its run began, so more
+#: than that, plus the logs' whole seconds, keeps the run before out of it
+GAP = MARGIN + 2.0
 
 REGRESSIONS = {
     "http": '    split_clients "${request_id}" $labctl_fail { 20% 1; * 0; }\n',
@@ -87,7 +90,19 @@ def _break_candidate(info: Any) -> None:
     subprocess.run([*ns, "nginx", "-t", "-c", str(conf)], check=True, timeout=30,
                    capture_output=True)
     pid = int((host.dir / "nginx.pid").read_text().split()[0])
+    old = _workers(pid)
     subprocess.run(["kill", "-HUP", str(pid)], check=True, timeout=30)
+    # the reload is done once the workers that had the old configuration are gone (traffic
+    # sent before that may reach one of them and be answered the old way)
+    wait_for(lambda: bool(_workers(pid)) and not _workers(pid) & old, 30,
+             "target2's nginx running the new configuration")
+
+
+def _workers(master: int) -> set[str]:
+    """The pids of an nginx master's children (its own pidfile's master, not by name)."""
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True,
+                         timeout=30)
+    return set(out.stdout.split())
 
 
 def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[..., Any],
@@ -104,8 +119,8 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
             # traffic began (counted back from when compare started; until 2026-12-07 it was
             # from when compare read its clock, after ~1-2.5 s of start-up, and a fixed "3s"
             # cut off most of a run), and the runs are MARGIN s apart, so no window reaches
-            # the run before.
-            wait_for(lambda e=ended: time.time() >= e + MARGIN, MARGIN + 1, "a quiet gap")
+            # the run before (GAP).
+            wait_for(lambda e=ended: time.time() >= e + GAP, GAP + 1, "a quiet gap")
             before = _copies(info, "target2")
             base_before = _copies(info, "target")
             started = time.time()
@@ -117,14 +132,15 @@ def test_compare_flags_exactly_the_candidates_regressions(lab_factory: Callable[
                      f"run {i}: copies on target")
             window = f"{time.time() - started + MARGIN:.1f}s"
             res = labctl(tmp_path, "compare", "--window", window, "--json")
+            assert res.returncode in (0, 3), f"run {i}: " + res.stdout + res.stderr
             runs.append(json.loads(res.stdout))
-            assert res.returncode in (0, 3), res.stderr
         flagged = [[f["endpoint"] for f in r["flags"]] for r in runs]
-        assert all(not f for f in flagged), flagged
+        assert all(not f for f in flagged), [(i, r["flags"]) for i, r in enumerate(runs)
+                                             if r["flags"]]
         failed = [(i, r["verdict"]) for i, r in enumerate(runs) if not r["verdict"]["passed"]]
         assert not failed, failed
         _break_candidate(info)
-        wait_for(lambda e=ended: time.time() >= e + MARGIN, MARGIN + 1, "a quiet gap")
+        wait_for(lambda e=ended: time.time() >= e + GAP, GAP + 1, "a quiet gap")
         before = _copies(info, "target2")
         broken_at = time.time()
         _traffic(info, 1500)
