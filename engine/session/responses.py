@@ -15,7 +15,11 @@ has the first one's sequence number, all their bytes, the last one's window, tim
 size, all their flags, and ``ended`` when an earlier one was short: the session would have
 seen the response end there. What the session then does (its receive point, the ACK it owes,
 the request it sends next) is what it did with each in turn; only the work in between is
-saved (a pump that could not send yet, a pacing hold computed and armed again). Every record
+saved (a pump that could not send yet, a pacing hold computed and armed again). One
+difference: a request that may go partway through (its client sent it before the whole
+response had come, or its byte count is unusable) goes after the joined segment and
+acknowledges all of it, where one record at a time sent it after the record that let it go
+and then a pure ACK for the rest; the packets leave after the read either way. Every record
 still counts in ``resp`` and ``resp_cont``.
 """
 

@@ -1,6 +1,9 @@
 """A response's consecutive records, handed to their session joined
 (``engine.session.responses``), do what each record in turn did: the same packets at the same
-times, the same counters, the same receive point. And what must not be joined is not."""
+times, the same counters, the same receive point. One difference, by design: a request that may
+go partway through the response (the client sent it early, or its count is unusable) goes after
+the joined segment and acknowledges all of it, so the pure ACK that followed it is not needed.
+And what must not be joined is not."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.actions import SendPacket
-from engine.packets import ACK, FIN, PSH, RST
+from engine.packets import ACK, FIN, PSH, RST, parse_ipv4_tcp
 from tests.unit.session_transcript import (
     CISN,
     FAKE,
@@ -109,6 +112,27 @@ def test_joined_records_send_what_one_by_one_sent(segs: List[Seg], fin: bool,
     one_sent, many_sent, one, many = both(segs, total + answer_delta, other)
     assert many_sent == one_sent
     assert state(many) == state(one)
+
+
+@settings(max_examples=150, deadline=None)
+@given(segs=segments, answer=st.integers(min_value=-200, max_value=3 * FULL),
+       other=st.integers(min_value=-1, max_value=5))
+def test_a_request_due_partway_acknowledges_the_whole_joined_segment(
+        segs: List[Seg], answer: int, other: int) -> None:
+    one_sent, many_sent, _, _ = both(segs, answer, other)
+
+    def content(sent: List[Tuple[float, bytes]]) -> List[Tuple[float, int, int, bytes]]:
+        """Every packet but pure ACKs: when, its seq and flags, its payload (not its ACK)."""
+        out = []
+        for when, raw in sent:
+            p = parse_ipv4_tcp(raw)
+            if p.payload or p.tcp.flags & ~(ACK | PSH):
+                out.append((when, p.tcp.seq, p.tcp.flags, p.payload))
+        return out
+    assert content(many_sent) == content(one_sent)
+    assert len(many_sent) <= len(one_sent)          # at most a pure ACK fewer
+    acks = [parse_ipv4_tcp(raw).tcp.ack for _, raw in many_sent]
+    assert acks == sorted(acks)
 
 
 def test_nginx_header_then_body_sends_the_next_request_once_both_came() -> None:
