@@ -97,6 +97,10 @@ def flag_int(args: Sequence[str], name: str, default: int = 1) -> int:
     return value
 
 
+#: what our tcpcopy (each worker of it) logs once its capture is open
+CAPTURING = "send the first packets here"
+
+
 class Ours(Copier):
     """``python -m engine tcpcopy|intercept`` of this tree, stats every second (the default);
     ``python`` runs it (e.g. a pypy3), ``extra`` flags go to both daemons (e.g. a capture
@@ -130,11 +134,12 @@ class Ours(Copier):
 
     def wait_capturing(self, run: str, tc: subprocess.Popen[bytes]) -> None:
         # ours also connects first, then opens its capture (filter, sockets, and under PyPy
-        # some warm-up): a load started before that line loses its first requests
+        # some warm-up): a load started before that line loses its first requests; with
+        # --workers N every worker logs it once its own capture is open
         log = self.rig.dir / f"{run}-tcpcopy.log"
         wait_for(lambda: tc.poll() is not None or (
-            log.exists() and "send the first packets here" in log.read_text(errors="replace")),
-            20, "ours tcpcopy capturing")
+            log.exists() and log.read_text(errors="replace").count(CAPTURING) >= self.workers[0]),
+            20, f"ours tcpcopy capturing ({self.workers[0]} of them)")
 
     def drops_after_stop(self, run: str) -> Dict[str, Optional[int]]:
         out: Dict[str, Optional[int]] = {}
