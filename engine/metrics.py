@@ -3,8 +3,10 @@
 ``prometheus_text(doc, labels)`` turns a stats document (``engine.stats.stats_document``) into
 metric families named ``<tool>_<counter>`` with the original counter names (``tcpcopy_captured``,
 ``intercept_resp_routed`` ...), so a long-running copy shows up on the dashboards people already
-have; plus ``<tool>_up`` (1 while the daemon runs), ``<tool>_sessions_active`` (a gauge, tcpcopy)
-and ``<tool>_stats_updated_seconds`` (when the document was written, Unix time). With
+have; plus ``<tool>_up`` (1 while the daemon runs), ``<tool>_sessions_active`` (a gauge, tcpcopy),
+``tcpcopy_copy_delay_last_seconds`` and ``..._max_seconds`` (gauges: how long the last copied
+request, and the longest-waiting one, waited between capture and sending; a copy falling behind
+shows here) and ``<tool>_stats_updated_seconds`` (when the document was written, Unix time). With
 ``--workers N`` the parent writes the merged document (the sum over the workers).
 
 ``write_metrics(path, text)`` replaces ``path`` atomically (a temporary file in the same
@@ -21,6 +23,7 @@ from typing import Any, Iterable, List, Mapping, Tuple
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
 GAUGES = ("sessions_active",)
+DELAY_GAUGES = ("last", "max")      # of tcpcopy's copy_delay_ms, as seconds
 
 
 def metric_name(tool: str, name: str) -> str:
@@ -51,6 +54,13 @@ def samples(doc: Mapping[str, Any]) -> List[Tuple[str, str, float]]:
         value = doc.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append((metric_name(tool, key), "gauge", float(value)))
+    delay = doc.get("copy_delay_ms")
+    if isinstance(delay, Mapping):
+        for key in DELAY_GAUGES:
+            value = delay.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append((metric_name(tool, f"copy_delay_{key}_seconds"), "gauge",
+                            float(value) / 1000.0))
     counters = doc.get("counters") or {}
     for name in sorted(counters):
         value = counters[name]

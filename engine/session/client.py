@@ -17,6 +17,7 @@ from engine.session.pacing import hold
 from engine.session.packets import payload_sum, syn_options
 from engine.session.state import (
     CACK,
+    CAP,
     CLOSED,
     DATA,
     ESTABLISHED,
@@ -174,13 +175,16 @@ def drain(s: Session, now: float) -> None:
 
 
 def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int,
-           tsval: Optional[int], now: float) -> bool:
+           tsval: Optional[int], now: float, cap: Optional[float] = None) -> bool:
     """Put a client segment into the in-order buffer (trim overlaps, park gaps). A gap that
     can never fill (``gap_is_final``) retires the session instead (``clt_gap_resync``) and
     returns True: the segment starts a new request, and a new copy of the connection
     (``Engine.on_client_packet``) carries it and what follows, instead of every later request
-    of a keep-alive connection waiting behind the hole."""
+    of a keep-alive connection waiting behind the hole. ``cap``: when the segment was captured
+    (a parked one, unparked now), else ``now``."""
     eng = s.eng
+    if cap is None:
+        cap = now
     plen = len(payload)
     end = (seq + plen + (1 if flags & FIN else 0)) & M32
     expect = s.expect
@@ -198,7 +202,7 @@ def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int
             # seqs on a live tuple must not hold memory outside -m/--session-buffer-bytes
             old = ooo.get(seq)
             grow = plen - (len(old[DATA]) if old is not None else 0)
-            ooo[seq] = [seq, flags, payload, cack, win, tsval, -1]
+            ooo[seq] = [seq, flags, payload, cack, win, tsval, -1, cap]
             s.buffered += grow
             eng.buffered_total += grow
             eng.check_buffer(s, now)
@@ -212,12 +216,13 @@ def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int
     if plen > seg_max:
         for off in range(0, plen - seg_max, seg_max):
             part = payload[off:off + seg_max]
-            s.buf.append([(seq + off) & M32, 0, part, cack, win, tsval, payload_sum(part)])
+            s.buf.append([(seq + off) & M32, 0, part, cack, win, tsval, payload_sum(part),
+                          cap])
         off = ((plen - 1) // seg_max) * seg_max
         seq, payload = (seq + off) & M32, payload[off:]
         plen = len(payload)
     s.buf.append([seq, flags & (FIN | PSH), payload, cack, win, tsval,
-                  payload_sum(payload)])
+                  payload_sum(payload), cap])
     s.expect = end
     s.buffered += plen
     eng.buffered_total += plen
@@ -227,7 +232,7 @@ def append(s: Session, seq: int, flags: int, payload: bytes, cack: int, win: int
             n = len(nxt[DATA])          # unparked: counted again by the in-order append
             s.buffered -= n
             eng.buffered_total -= n
-            return append(s, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now)
+            return append(s, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4], nxt[5], now, nxt[CAP])
     eng.check_buffer(s, now)
     return False
 
@@ -264,6 +269,7 @@ def pump(s: Session, now: float) -> None:
             s.req_tsv = seg[TSV]
             s.req_at = now
             eng.counters["requests_sent"] += 1
+            eng.note_delay(now - seg[CAP])   # how long the request waited here (copy_delay)
             eng.asked(now)          # a request the target should answer (session.stall)
             if not no_wait:
                 s.waiting_resp = True

@@ -107,6 +107,9 @@ class Engine:
         # the target's response time per copied request, as the copier sees it: request sent
         # (by the emulator; --netem-delay holds it after that) to the first response byte
         self.latency = Histogram()
+        # how long each copied request waited in tcpcopy, from its capture to its sending:
+        # pacing behind the target's answers, and any backlog (a copy that falls behind)
+        self.copy_delay = Histogram()
 
     # ------------------------------------------------------------------ services for sessions
 
@@ -121,6 +124,9 @@ class Engine:
 
     def note_latency(self, seconds: float) -> None:
         self.latency.add(seconds)
+
+    def note_delay(self, seconds: float) -> None:
+        self.copy_delay.add(seconds)
 
     def asked(self, now: float) -> None:
         asked(self, now)

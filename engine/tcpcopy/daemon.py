@@ -310,6 +310,7 @@ class Tcpcopy:
                              buffered_bytes=self.engine.buffered_total,
                              target_stalled_since=self._stalled_since(),
                              target_response_ms=self.engine.latency.summary(),
+                             copy_delay_ms=self.engine.copy_delay.summary(last=True),
                              **({"netem": {**self.netem.spec._asdict(), "held": len(self.netem)}}
                                 if self.netem is not None else {}),
                              **({"select": report} if report is not None else {}),

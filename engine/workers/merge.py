@@ -46,8 +46,10 @@ def _intercepts(docs: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     return list(by_addr.values())
 
 
-def _latency(docs: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    parts = [d["target_response_ms"] for d in docs if isinstance(d.get("target_response_ms"), dict)]
+def _histogram(docs: Sequence[Mapping[str, Any]], key: str) -> Optional[Dict[str, Any]]:
+    """One of the workers' histograms (``engine.latency.Histogram.summary``) merged: counts
+    and buckets summed; percentiles, max and last the workers' highest (an upper bound)."""
+    parts = [d[key] for d in docs if isinstance(d.get(key), dict)]
     if not parts:
         return None
     count = sum(int(p.get("count", 0)) for p in parts)
@@ -58,8 +60,9 @@ def _latency(docs: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
             buckets[bound] = buckets.get(bound, 0) + int(n)
     out: Dict[str, Any] = {"count": count, "mean": round(total / count, 3) if count else 0.0,
                            "buckets": buckets}
-    for key in ("p50", "p90", "p99", "max"):
-        out[key] = max((p.get(key) or 0) for p in parts)
+    for name in ("p50", "p90", "p99", "max", "last"):
+        if any(name in p for p in parts):
+            out[name] = max((p.get(name) or 0) for p in parts)
     return out
 
 
@@ -86,9 +89,10 @@ def merge_stats(tool: str, version: str, pid: int, started_at: float, updated_at
             extra[key] = sum(int(d.get(key) or 0) for d in docs)
     if any("intercepts" in d for d in docs):
         extra["intercepts"] = _intercepts(docs)
-    latency = _latency(docs)
-    if latency is not None:
-        extra["target_response_ms"] = latency
+    for key in ("target_response_ms", "copy_delay_ms"):
+        histogram = _histogram(docs, key)
+        if histogram is not None:
+            extra[key] = histogram
     for key in ("listen", "netem"):                 # the same in every worker
         first = next((d[key] for d in docs if key in d), None)
         if first is not None:

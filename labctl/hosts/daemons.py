@@ -333,6 +333,10 @@ def _last_state(stats: dict[str, Any]) -> str:
     return "dead" if last == "running" else last
 
 
+#: what `status` shows of tcpcopy's `copy_delay_ms` (milliseconds; count is requests)
+DELAY_SHOWN = ("count", "last", "p50", "p99", "max")
+
+
 def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -> DaemonStatus:
     """Status from a pid (None: not running) and a stats dict (pure)."""
     counters = stats.get("counters") or {}
@@ -342,6 +346,9 @@ def summarize(name: str, pid: Optional[int], stats: dict[str, Any], at: float) -
     shown = ("intercepts", "sessions_active", "listen", "clients", "select", "listens",
              "per_worker")
     extra: dict[str, Any] = {k: stats[k] for k in shown if k in stats}
+    delay = stats.get("copy_delay_ms")
+    if isinstance(delay, dict):     # tcpcopy: how long copied requests waited (no buckets)
+        extra["copy_delay_ms"] = {k: delay[k] for k in DELAY_SHOWN if k in delay}
     return DaemonStatus(
         name=name, alive=pid is not None, pid=pid, uptime=uptime,
         state="running" if pid is not None else _last_state(stats),

@@ -147,6 +147,9 @@ def test_allow_host_copies_a_example_only_on_keep_alive_and_new_connections(
     assert tc["counters"]["requests_skipped"] >= 1000 - 1, tc["counters"]
     assert tc["counters"]["sessions_unselected"] >= 390, tc["counters"]  # b's new connections
     assert tc["extra"]["select"]["rules"] == ["--allow-host a.example"]
+    delay = tc["extra"]["copy_delay_ms"]      # how long copied requests waited in tcpcopy
+    assert delay["count"] == tc["counters"]["requests_sent"] >= 1000, (delay, tc["counters"])
+    assert 0 <= delay["p50"] <= delay["p99"] <= delay["max"] < 5000, delay
 
 
 def test_one_keep_alive_connection_carries_exactly_the_api_requests_with_their_bodies(

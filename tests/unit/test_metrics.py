@@ -33,6 +33,16 @@ def test_original_counter_names_as_families() -> None:
     assert 'tcpcopy_captured{host="b"} 2' in two
 
 
+def test_copy_delay_gauges_in_seconds() -> None:
+    d = {**doc(captured=3), "copy_delay_ms": {"count": 3, "last": 250.0, "max": 19500.0,
+                                              "p99": 19500.0, "buckets": {"250": 2}}}
+    lines = prometheus_text([(d, {})]).splitlines()
+    assert "# TYPE tcpcopy_copy_delay_last_seconds gauge" in lines
+    assert "tcpcopy_copy_delay_last_seconds 0.25" in lines
+    assert "tcpcopy_copy_delay_max_seconds 19.5" in lines
+    assert not any("copy_delay" in ln for ln in prometheus_text([(doc(), {})]).splitlines())
+
+
 def test_exited_daemon_and_label_escaping() -> None:
     text = prometheus_text([(doc("intercept", "exited", resp_routed=3),
                              {"lab": 'we"ird\\lab\nx'})])

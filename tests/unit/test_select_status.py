@@ -58,3 +58,16 @@ def test_selection_lines_tolerate_odd_stats() -> None:
         "selection: --safe"]
     assert render.selection_lines({"by_rule": {"default": {"selected": 0}}})[1] == \
         "  default: nothing yet"
+
+
+def test_status_shows_how_long_copied_requests_waited_in_tcpcopy() -> None:
+    delay = {"count": 40, "mean": 3.0, "p50": 0.2, "p90": 1.0, "p99": 1.2, "max": 19500.0,
+             "last": 0.41, "buckets": {"0.2": 39, "19500": 1}}
+    st = daemons.summarize("tcpcopy", 7, {**STATS, "copy_delay_ms": delay}, 130.0)
+    assert st.extra["copy_delay_ms"] == {"count": 40, "last": 0.41, "p50": 0.2, "p99": 1.2,
+                                         "max": 19500.0}       # no buckets in the status
+    out = text(render.status_renderable(StatusReport("demo", [HostStatus(
+        "online", "up", daemons=[st])])))
+    assert "copy delay: last 0.41 ms, p99 1.2 ms, max 19.5 s" in out
+    assert render.delay_lines({"count": 0, "last": 0.0}) == []       # nothing copied yet
+    assert render.delay_lines(None) == [] and render.delay_lines({"count": 3}) == []

@@ -156,3 +156,32 @@ def test_each_unanswered_request_still_lets_the_next_go_after_resp_wait() -> Non
         sent += [p.payload for p in sends(eng) if p.payload]
     assert sent == reqs and now < 3 * eng.cfg.resp_wait + 1.0, (sent, now)
     assert eng.counters["pacing_timer"] == 3 and eng.counters["sessions_timeout"] == 0
+
+
+def test_copy_delay_is_how_long_each_request_waited_between_capture_and_sending() -> None:
+    eng = engine()
+    established(eng)
+    r1, r2 = b"GET /1 HTTP/1.1\r\n\r\n", b"GET /2 HTTP/1.1\r\n\r\n"
+    eng.on_client_packet(req(CISN + 1, OISN + 1, r1), 1.0)           # sent at once
+    eng.on_client_packet(req(CISN + 1 + len(r1), OISN + 1 + 300, r2), 1.1)   # held
+    assert [p.payload for p in sends(eng)] == [r1]
+    eng.on_response_record(rec(TISN + 1, CISN + 1 + len(r1), ACK | PSH, 300), 1.6)
+    assert [p.payload for p in sends(eng)] == [r2]
+    delay = eng.copy_delay.summary(last=True)
+    assert delay["count"] == 2 and delay["last"] == 500.0 and delay["max"] == 500.0
+    assert eng.copy_delay.percentile(50) < 0.1 <= eng.copy_delay.percentile(99) <= 500.0
+    assert eng.copy_delay.percentile(99) == 500.0       # its bucket's bound is above: capped
+    assert "last" not in eng.latency.summary()
+
+
+def test_copy_delay_counts_a_parked_segment_from_its_own_capture() -> None:
+    eng = engine()
+    established(eng)
+    r1, r2 = b"hello 1\n", b"hello 2\n"      # not HTTP: a gap waits to be filled
+    eng.on_client_packet(req(CISN + 1 + len(r1), OISN + 1 + 300, r2), 1.0)  # past a hole
+    assert sends(eng) == [] and eng.counters["clt_gap"] == 1
+    eng.on_client_packet(req(CISN + 1, OISN + 1, r1), 1.25)           # fills it
+    assert [p.payload for p in sends(eng)] == [r1]
+    eng.on_response_record(rec(TISN + 1, CISN + 1 + len(r1), ACK | PSH, 300), 1.6)
+    assert [p.payload for p in sends(eng)] == [r2]
+    assert round(eng.copy_delay.last_ms, 6) == 600.0     # from its capture at 1.0, not 1.25

@@ -214,7 +214,9 @@ def doc(pid: int, sent: int, active: int, addr: str, conns: int) -> Dict[str, ob
             "counters": {"sent": sent, "captured": 2 * sent}, "sessions_active": active,
             "intercepts": [{"addr": addr, "connections": conns, "authenticated": True}],
             "target_response_ms": {"count": sent, "mean": 2.0, "p50": 1, "p90": 3, "p99": 4,
-                                   "max": 5.0, "buckets": {"1": sent}}}
+                                   "max": 5.0, "buckets": {"1": sent}},
+            "copy_delay_ms": {"count": sent, "mean": 0.5, "p50": 0.1, "p90": 1, "p99": pid,
+                              "max": pid, "last": 0.2 * pid, "buckets": {"0.1": sent}}}
 
 
 def test_merge_sums_counters_and_gauges_and_keeps_per_worker() -> None:
@@ -228,6 +230,10 @@ def test_merge_sums_counters_and_gauges_and_keeps_per_worker() -> None:
         {"addr": "10.0.0.1:36525", "connections": 2, "authenticated": True}]
     assert m["target_response_ms"]["count"] == 13 and m["target_response_ms"]["buckets"] == {
         "1": 13}
+    delay = m["copy_delay_ms"]            # counts summed, the worst worker's quantiles
+    assert (delay["count"], delay["buckets"], delay["p99"], delay["max"]) == (13, {"0.1": 13},
+                                                                              13, 13)
+    assert delay["last"] == 2.6 and "last" not in m["target_response_ms"]
     assert [w["pid"] for w in m["per_worker"]] == [11, 12, 13]
     assert m["per_worker"][1]["counters"]["sent"] == 7
     assert set(m) >= {"tool", "version", "started_at", "updated_at", "state", "counters"}

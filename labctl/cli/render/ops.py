@@ -105,8 +105,24 @@ def steps_table(title: str, steps: list[Any]) -> Table:
 
 def _counters(d: DaemonStatus) -> str:
     text = " ".join(f"{k}={v}" for k, v in d.counters.items())
-    rules = selection_lines(d.extra.get("select"))
-    return "\n".join([text, *rules]) if rules else text
+    lines = [text, *delay_lines(d.extra.get("copy_delay_ms")),
+             *selection_lines(d.extra.get("select"))]
+    return "\n".join(line for line in lines if line)
+
+
+def delay_lines(delay: Any) -> list[str]:
+    """tcpcopy's copy delay (how long a copied request waited between its capture and its
+    sending: pacing, and any backlog), one line: `copy delay: last 0.4 ms, p99 1.2 ms, max 9
+    ms`; [] before the first copied request or from a tcpcopy that does not report it."""
+    if not isinstance(delay, dict) or not delay.get("count"):
+        return []
+    parts = [f"{k} {_ms(delay[k])}" for k in ("last", "p99", "max")
+             if isinstance(delay.get(k), (int, float))]
+    return ["copy delay: " + ", ".join(parts)] if parts else []
+
+
+def _ms(value: float) -> str:
+    return f"{value / 1000:.1f} s" if value >= 10_000 else f"{value:.3g} ms"
 
 
 def selection_lines(select: Any) -> list[str]:
@@ -141,8 +157,9 @@ def status_prometheus(report: StatusReport) -> str:
                 counters["restarts"] = d.restarts
             doc: dict[str, Any] = {"tool": d.name, "state": "running" if d.alive else d.state,
                                    "counters": counters, "updated_at": d.updated_at}
-            if "sessions_active" in d.extra:
-                doc["sessions_active"] = d.extra["sessions_active"]
+            for key in ("sessions_active", "copy_delay_ms"):
+                if key in d.extra:
+                    doc[key] = d.extra[key]
             docs.append((doc, {"lab": report.lab, "host": h.host}))
     return prometheus_text(docs)
 
